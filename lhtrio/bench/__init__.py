@@ -1,0 +1,1 @@
+"""Benchmarks (``nox -s bench -- NAME``): figures for docs/benchmarks.md, never asserted."""

@@ -1,0 +1,30 @@
+"""``python -m lhtrio.bench NAME [NAME ...]``: run the named benchmarks and print their tables."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUITES = {
+    "wire": "lhtrio.bench.wire",
+    "rpc": "lhtrio.bench.rpc",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lhtrio.bench")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of {', '.join(SUITES)}")
+    parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in SUITES]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+    for name in args.names or list(SUITES):
+        module = importlib.import_module(SUITES[name])
+        module.main(quick=args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

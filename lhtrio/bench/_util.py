@@ -1,0 +1,85 @@
+"""Helpers shared by the benchmarks: child processes, timing loops, tables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+__all__ = ["Server", "Meter", "spawn_server", "table"]
+
+
+@attrs.frozen
+class Server:
+    """A benchmark server in a child process."""
+
+    address: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        return _cpu_seconds(self.pid)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+    """Operations per second and CPU microseconds per operation, here and in a server."""
+
+    def __init__(self, server: Server | None = None) -> None:
+        self.server = server
+        self.start = time.perf_counter()
+        self.cpu = time.process_time()
+        self.server_cpu = server.cpu_seconds() if server else 0.0
+
+    def stop(self, ops: int) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.start
+        result = {
+            "rate": ops / elapsed,
+            "client_us": (time.process_time() - self.cpu) / ops * 1e6,
+        }
+        if self.server is not None:
+            result["server_us"] = (self.server.cpu_seconds() - self.server_cpu) / ops * 1e6
+        return result
+
+
+@contextmanager
+def spawn_server(args: Sequence[str]) -> Iterator[Server]:
+    """Run ``python -m ARGS`` as a child that prints its address on the first line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"benchmark server {' '.join(args)} did not start")
+        yield Server(address=line, pid=proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (what docs/benchmarks.md records)."""
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|")
+    lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(cell: object) -> str:
+    if isinstance(cell, float):
+        return f"{cell:,.2f}" if cell < 10 else f"{cell:,.0f}"
+    return str(cell)

@@ -1,0 +1,341 @@
+"""The RPC client: many calls in flight on one connection, frames coalesced into few sends.
+
+Shape of a connection (all tasks owned by the nursery inside :func:`connect_rpc`)::
+
+    call() ──append frame──► outbox ──► writer task ──sendmsg(all queued frames)──► socket
+    call() ◄──reschedule──── pending[seq] ◄── reader task ◄──recv_into(decoder)──── socket
+
+* **Coalescing.** :meth:`RpcClient.call` only appends its frame to the outbox and wakes the writer.
+  The writer runs after every task that became runnable in the same moment has queued its frame,
+  so 32 concurrent calls leave in one ``sendmsg``. Measured on this machine: 185k 4 KiB requests/s
+  with 32 frames per send against 34k with one send each.
+* **Pairing.** Replies are matched by sequence number. A waiting call parks with
+  ``trio.lowlevel.wait_task_rescheduled`` (no Event, no channel per call); the reader reschedules
+  it with the reply.
+* **Cancellation.** A call can be cancelled while it waits (put deadlines at the call site:
+  ``with trio.fail_after(8): await client.call(...)``). The request may already have reached the
+  server, so a cancelled write has an unknown outcome; a late reply is dropped.
+* **Connection loss** (EOF, reset, malformed reply, a Goodbye from the server) fails every pending
+  call and every later call with one :class:`~lhtrio.errors.ConnectionLostError` that says why.
+  The reader and writer swallow only these expected transport failures; anything else is a bug
+  and propagates out of the ``async with``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import attrs
+import outcome
+import trio
+
+from lhtrio.errors import ConnectionLostError, LhtrioError, LocalProtocolError, error_from_code
+from lhtrio.net._nursery import open_connection_nursery
+from lhtrio.net.address import Address, parse_address
+from lhtrio.net.transport import Transport, make_transport
+from lhtrio.wire import (
+    NEED_DATA,
+    Call,
+    Decoder,
+    Error,
+    Goodbye,
+    Hello,
+    HelloOk,
+    Message,
+    Ping,
+    Reply,
+    Request,
+    Result,
+    check_hello_ok,
+    encode,
+)
+
+__all__ = ["RpcClient", "ClientStatistics", "connect_rpc", "open_rpc_client"]
+
+logger = logging.getLogger(__name__)
+
+_EXPECTED_FAILURES: Final = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    OSError,
+    LocalProtocolError,
+)
+
+
+@attrs.frozen(kw_only=True)
+class ClientStatistics:
+    calls_pending: int
+    frames_sent: int
+    sends: int
+    replies_received: int
+    receives: int
+
+
+class _Batch:
+    """The waiter of one :meth:`RpcClient.call_many`: collects replies, wakes its task once."""
+
+    __slots__ = ("done", "first", "missing", "replies", "task")
+
+    def __init__(self, task: trio.lowlevel.Task, first: int, count: int) -> None:
+        self.task = task
+        self.first = first
+        self.missing = count
+        self.replies: list[Any] = [None] * count
+        self.done = False
+
+    def deliver(self, seq: int, reply: Message) -> None:
+        self.replies[seq - self.first] = reply
+        self.missing -= 1
+        if not self.missing and not self.done:
+            self.done = True
+            trio.lowlevel.reschedule(self.task, outcome.Value(None))
+
+
+class RpcClient:
+    """One connection to an lhtrio RPC server. Get one from :func:`open_rpc_client`."""
+
+    def __init__(self, transport: Transport, *, peer: str) -> None:
+        self.peer = peer
+        self.server: HelloOk | None = None
+        self._transport = transport
+        self._decoder = Decoder()
+        self._pending: dict[int, trio.lowlevel.Task | _Batch] = {}
+        self._outbox: list[Any] = []
+        self._frames_queued = 0
+        self._writer_lot = trio.lowlevel.ParkingLot()
+        self._next_seq = 1
+        self._broken: ConnectionLostError | None = None
+        self._closed = trio.Event()
+        self._frames_sent = self._sends = self._replies = self._receives = 0
+
+    # --- public API ------------------------------------------------------------------------------
+
+    async def call(self, request: Request) -> Reply:
+        """Send ``request`` and wait for its reply; an error reply is raised as its exception.
+
+        Raises :class:`~lhtrio.errors.ConnectionLostError` if the connection is or becomes
+        unusable, and the error class of the code of an error reply (``remote=True``).
+        """
+        if self._broken is not None:
+            raise self._broken
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        self._outbox += encode(seq, request)
+        self._frames_queued += 1
+        self._writer_lot.unpark()
+        pending = self._pending
+        pending[seq] = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            pending.pop(seq, None)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        reply: Reply = await trio.lowlevel.wait_task_rescheduled(abort)
+        if reply.__class__ is Error:
+            raise error_from_code(reply.code, reply.message)
+        return reply
+
+    async def call_many(self, requests: Sequence[Request]) -> list[Reply | LhtrioError]:
+        """Send ``requests`` together and wait for all their replies, in request order.
+
+        The batch path for fan-out (an engine writing one NBD batch to a replica): one park and
+        one wake-up for the whole batch. An error reply becomes its exception *in the list*;
+        only a lost connection raises.
+        """
+        if self._broken is not None:
+            raise self._broken
+        if not requests:
+            return []
+        first = self._next_seq
+        self._next_seq = first + len(requests)
+        batch = _Batch(trio.lowlevel.current_task(), first, len(requests))
+        pending, outbox = self._pending, self._outbox
+        for seq, request in enumerate(requests, first):
+            outbox += encode(seq, request)
+            pending[seq] = batch
+        self._frames_queued += len(requests)
+        self._writer_lot.unpark()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            batch.done = True
+            for seq in range(first, first + len(requests)):
+                pending.pop(seq, None)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        return [
+            error_from_code(r.code, r.message) if r.__class__ is Error else r for r in batch.replies
+        ]
+
+    async def call_control(self, name: str, **args: Any) -> Any:
+        """A control :class:`~lhtrio.wire.Call`; returns the :class:`~lhtrio.wire.Result` value."""
+        reply = await self.call(Call(name=name, args=args))
+        if not isinstance(reply, Result):
+            raise ConnectionLostError(f"{self.peer} answered call {name!r} with {reply!r}")
+        return reply.value
+
+    async def ping(self) -> None:
+        await self.call(Ping())
+
+    @property
+    def broken(self) -> ConnectionLostError | None:
+        """Why the connection is unusable, or None while it works."""
+        return self._broken
+
+    async def wait_broken(self) -> ConnectionLostError:
+        """Wait until the connection breaks (for monitors)."""
+        await self._closed.wait()
+        assert self._broken is not None
+        return self._broken
+
+    def statistics(self) -> ClientStatistics:
+        return ClientStatistics(
+            calls_pending=len(self._pending),
+            frames_sent=self._frames_sent,
+            sends=self._sends,
+            replies_received=self._replies,
+            receives=self._receives,
+        )
+
+    async def _handshake(self, hello: Hello) -> None:
+        """Say hello before the connection's tasks start (so its errors are plain exceptions)."""
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        try:
+            await self._transport.send(encode(seq, hello))
+            while (item := self._decoder.next_message()) is NEED_DATA:
+                if not await self._transport.receive_into(self._decoder):
+                    raise ConnectionLostError(f"{self.peer} closed the connection during hello")
+        except _EXPECTED_FAILURES as exc:
+            raise ConnectionLostError(f"hello to {self.peer} failed: {exc}") from exc
+        reply_seq, reply = item
+        if isinstance(reply, Error):
+            raise error_from_code(reply.code, reply.message)
+        if reply_seq != seq or not isinstance(reply, HelloOk):
+            raise ConnectionLostError(f"{self.peer} answered hello with {reply!r}")
+        check_hello_ok(reply, hello)
+        self.server = reply
+
+    # --- connection tasks -------------------------------------------------------------------------
+
+    def _fail(self, why: str) -> None:
+        if self._broken is not None:
+            return
+        self._broken = ConnectionLostError(f"connection to {self.peer} lost: {why}")
+        waiters = list(self._pending.values())
+        self._pending.clear()
+        for waiter in waiters:  # an Outcome can be unwrapped once: one per waiter
+            if isinstance(waiter, _Batch):
+                if not waiter.done:
+                    waiter.done = True
+                    trio.lowlevel.reschedule(waiter.task, outcome.Error(self._broken))
+            else:
+                trio.lowlevel.reschedule(waiter, outcome.Error(self._broken))
+        self._writer_lot.unpark_all()
+        self._closed.set()
+
+    async def _reader(self) -> None:
+        decoder, transport, pending = self._decoder, self._transport, self._pending
+        try:
+            while True:
+                if not await transport.receive_into(decoder):
+                    decoder.eof()
+                    self._fail("server closed the connection")
+                    return
+                self._receives += 1
+                for seq, reply in decoder.drain():
+                    self._replies += 1
+                    waiter = pending.pop(seq, None)
+                    if waiter.__class__ is _Batch:
+                        waiter.deliver(seq, reply)
+                    elif waiter is not None:
+                        trio.lowlevel.reschedule(waiter, outcome.Value(reply))  # type: ignore[arg-type]
+                    elif reply.__class__ is Goodbye:
+                        self._fail(f"server said goodbye ({reply.reason})")
+                        return
+                    elif seq == 0 and reply.__class__ is Error:
+                        self._fail(f"server reported {reply.message}")
+                        return
+                    # else: the reply of a cancelled call; drop it.
+        except _EXPECTED_FAILURES as exc:
+            self._fail(str(exc) or type(exc).__name__)
+
+    async def _writer(self) -> None:
+        transport = self._transport
+        try:
+            while self._broken is None:
+                if not self._outbox:
+                    await self._writer_lot.park()
+                    continue
+                buffers, self._outbox = self._outbox, []
+                self._frames_sent += self._frames_queued
+                self._frames_queued = 0
+                self._sends += 1
+                await transport.send(buffers)
+        except _EXPECTED_FAILURES as exc:
+            self._fail(str(exc) or type(exc).__name__)
+
+
+@asynccontextmanager
+async def connect_rpc(
+    stream: trio.abc.Stream,
+    *,
+    volume: str = "",
+    instance: str = "",
+    client: str = "",
+    features: Sequence[str] = (),
+    peer: str = "peer",
+) -> AsyncIterator[RpcClient]:
+    """Run an RPC client over an already connected ``stream`` (handshake included).
+
+    Resource handling: the stream is closed when the block exits. Cancellation: leaving the
+    block cancels the connection's tasks; calls still pending fail with ConnectionLostError.
+    """
+    rpc = RpcClient(make_transport(stream), peer=peer)
+    try:
+        await rpc._handshake(
+            Hello(volume=volume, instance=instance, client=client, features=tuple(features))
+        )
+        async with open_connection_nursery() as nursery:
+            nursery.start_soon(rpc._reader)
+            nursery.start_soon(rpc._writer)
+            try:
+                yield rpc
+            finally:
+                rpc._fail("client closed the connection")
+                nursery.cancel_scope.cancel()
+    finally:
+        rpc._fail("client closed the connection")
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await rpc._transport.aclose()
+
+
+@asynccontextmanager
+async def open_rpc_client(
+    address: str | Address,
+    *,
+    volume: str = "",
+    instance: str = "",
+    client: str = "",
+    features: Sequence[str] = (),
+) -> AsyncIterator[RpcClient]:
+    """Connect to the lhtrio RPC server at ``address`` and say hello.
+
+    ``volume``/``instance`` name the server we expect; a server that is someone else refuses (and
+    we refuse a server that answers as someone else) with IdentityMismatchError.
+    """
+    addr = parse_address(address) if isinstance(address, str) else address
+    try:
+        if addr.is_unix:
+            stream: trio.abc.Stream = await trio.open_unix_socket(addr.path)
+        else:
+            stream = await trio.open_tcp_stream(addr.host, addr.port)
+    except OSError as exc:
+        raise ConnectionLostError(f"cannot connect to {addr}: {exc.strerror or exc}") from exc
+    async with connect_rpc(
+        stream, volume=volume, instance=instance, client=client, features=features, peer=str(addr)
+    ) as rpc:
+        yield rpc

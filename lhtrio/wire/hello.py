@@ -1,0 +1,65 @@
+"""The hello exchange of protocol v1, as pure functions.
+
+The client opens every connection with :class:`~lhtrio.wire.messages.Hello`, naming the volume
+(and optionally the instance) it expects to reach. The server answers with
+:class:`~lhtrio.wire.messages.HelloOk` carrying the chosen version and its own identity, or with an
+error reply (``VERSION_MISMATCH`` or ``IDENTITY_MISMATCH``) and closes. The client checks the
+answer too, so a reused port can never let an engine write into another volume's replica.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from lhtrio.errors import IdentityMismatchError, VersionMismatchError
+from lhtrio.wire.messages import SUPPORTED_VERSIONS, Hello, HelloOk
+
+__all__ = ["Identity", "answer_hello", "check_hello_ok"]
+
+
+@attrs.frozen(kw_only=True)
+class Identity:
+    """Who a server is: the volume it serves ("" for node-level services) and its instance name."""
+
+    volume: str = ""
+    instance: str = ""
+    features: tuple[str, ...] = ()
+
+
+def answer_hello(hello: Hello, me: Identity) -> HelloOk:
+    """The server's answer to ``hello``; raises a :class:`~lhtrio.errors.HandshakeError`."""
+    common = set(hello.versions) & set(SUPPORTED_VERSIONS)
+    if not common:
+        raise VersionMismatchError(
+            f"client {hello.client or '(unnamed)'} speaks protocol versions "
+            f"{list(hello.versions)}, this server speaks {list(SUPPORTED_VERSIONS)}"
+        )
+    _check_identity(hello.volume, hello.instance, me.volume, me.instance)
+    return HelloOk(
+        version=max(common),
+        volume=me.volume,
+        instance=me.instance,
+        features=tuple(f for f in hello.features if f in me.features),
+    )
+
+
+def check_hello_ok(ok: HelloOk, hello: Hello) -> None:
+    """The client's check of the server's answer to its ``hello``."""
+    if ok.version not in hello.versions:
+        raise VersionMismatchError(
+            f"server chose protocol version {ok.version}, we offered {list(hello.versions)}"
+        )
+    _check_identity(hello.volume, hello.instance, ok.volume, ok.instance)
+
+
+def _check_identity(want_volume: str, want_instance: str, volume: str, instance: str) -> None:
+    if volume and want_volume != volume:
+        raise IdentityMismatchError(
+            f"this endpoint serves volume {volume!r} (instance {instance!r}), "
+            f"not volume {want_volume!r}: check the address"
+        )
+    if want_instance and want_instance != instance:
+        raise IdentityMismatchError(
+            f"this endpoint is instance {instance!r} of volume {volume!r}, "
+            f"not instance {want_instance!r}: check the address"
+        )

@@ -1,0 +1,126 @@
+"""Developer and CI entry points for lhtrio.
+
+``python3 noxfile.py [nox arguments]`` works on a machine that has nothing but Python: it creates
+``.nox/_bootstrap`` with nox and uv, then runs nox on this file. ``nox`` itself works the same way
+once installed. Sessions use the uv backend.
+
+* default (no ``-s``): lint, typecheck, imports, tests — what CI runs.
+* ``-s demo``: the main job (see README).
+* ``-s bench -- NAME``: benchmarks (``wire``, ``rpc``, ...); figures go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# Commands the test suite drives for real, and the Debian packages that provide them.
+APT_FOR_TESTS: dict[str, str] = {}
+
+
+def _bootstrap() -> None:
+    """Run nox from a private venv, creating it first if needed (``python3 noxfile.py``)."""
+    venv = HERE / ".nox" / "_bootstrap"
+    python = venv / "bin" / "python"
+    if not (venv / "bin" / "nox").exists():
+        probe = [sys.executable, "-c", "import ensurepip, venv"]
+        if subprocess.run(probe, check=False).returncode:
+            _apt_install(["python3-venv"], why="to create virtual environments")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "nox>=2025.2.9",
+                "uv>=0.5",
+            ],
+            check=True,
+        )
+    os.execv(str(python), [str(python), "-m", "nox", "-f", __file__, *sys.argv[1:]])
+
+
+def _apt_install(packages: list[str], *, why: str) -> None:
+    if os.geteuid() != 0:
+        sys.exit(
+            f"lhtrio needs the Debian packages {' '.join(packages)} {why}; "
+            f"install them as root: apt-get install -y {' '.join(packages)}"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+        check=True,
+        env=env,
+    )
+
+
+if __name__ == "__main__":
+    _bootstrap()
+
+import nox  # noqa: E402
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "typecheck", "imports", "tests"]
+nox.options.reuse_venv = "yes"
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def _install(session: nox.Session, *groups: str) -> None:
+    deps = [dep for group in groups for dep in nox.project.dependency_groups(PYPROJECT, group)]
+    session.install("-e", ".", *deps)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite (installs the real clients the tests drive, as root)."""
+    missing = sorted({pkg for cmd, pkg in APT_FOR_TESTS.items() if shutil.which(cmd) is None})
+    if missing:
+        _apt_install(missing, why="for the tests, which drive these real clients")
+    _install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff format --check and ruff check."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on lhtrio/."""
+    _install(session, "typecheck")
+    session.run("mypy", "lhtrio")
+
+
+@nox.session
+def imports(session: nox.Session) -> None:
+    """import-linter: the layering in docs/architecture.md."""
+    _install(session, "imports")
+    session.run("lint-imports")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ``nox -s bench -- rpc`` (see docs/benchmarks.md)."""
+    _install(session)
+    session.run("python", "-m", "lhtrio.bench", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: ``lhtrio demo`` (see README)."""
+    _install(session)
+    session.run("lhtrio", "demo", *session.posargs)
