@@ -9,6 +9,7 @@ import sys
 SUITES = {
     "wire": "lhtrio.bench.wire",
     "rpc": "lhtrio.bench.rpc",
+    "replica": "lhtrio.bench.replica",
 }
 
 

@@ -144,18 +144,25 @@ def main(*, quick: bool = False) -> None:
     rows: list[list[object]] = []
     for name, _, _ in CASES:
         one, many = results[name, 1], results[name, 32]
-        rows.append([
-            name,
-            one["rate"],
-            many["rate"],
-            many["rate"] / results[YARDSTICK, 32]["rate"],
-            f"{many['client_us']:.1f} / {many['server_us']:.1f}",
-        ])
+        rows.append(
+            [
+                name,
+                one["rate"],
+                many["rate"],
+                many["rate"] / results[YARDSTICK, 32]["rate"],
+                f"{many['client_us']:.1f} / {many['server_us']:.1f}",
+            ]
+        )
     print(
         table(
             "RPC: 4 KiB write round trips/s, two processes over loopback",
-            ["implementation", "1 in flight", "32 in flight", "32 in flight / yardstick",
-             "CPU µs/request at 32 (client / server)"],
+            [
+                "implementation",
+                "1 in flight",
+                "32 in flight",
+                "32 in flight / yardstick",
+                "CPU µs/request at 32 (client / server)",
+            ],
             rows,
         )
     )

@@ -170,7 +170,7 @@ class RpcClient:
             error_from_code(r.code, r.message) if r.__class__ is Error else r for r in batch.replies
         ]
 
-    async def call_control(self, name: str, **args: Any) -> Any:
+    async def call_control(self, name: str, /, **args: Any) -> Any:
         """A control :class:`~lhtrio.wire.Call`; returns the :class:`~lhtrio.wire.Result` value."""
         reply = await self.call(Call(name=name, args=args))
         if not isinstance(reply, Result):

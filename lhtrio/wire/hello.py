@@ -1,7 +1,9 @@
 """The hello exchange of protocol v1, as pure functions.
 
 The client opens every connection with :class:`~lhtrio.wire.messages.Hello`, naming the volume
-(and optionally the instance) it expects to reach. The server answers with
+(and optionally the instance) it expects to reach. Only an operator's tool that does not know the
+volume yet sends an empty volume (it reads the server's identity from the answer); engines and
+replicas always name it. The server answers with
 :class:`~lhtrio.wire.messages.HelloOk` carrying the chosen version and its own identity, or with an
 error reply (``VERSION_MISMATCH`` or ``IDENTITY_MISMATCH``) and closes. The client checks the
 answer too, so a reused port can never let an engine write into another volume's replica.
@@ -53,7 +55,7 @@ def check_hello_ok(ok: HelloOk, hello: Hello) -> None:
 
 
 def _check_identity(want_volume: str, want_instance: str, volume: str, instance: str) -> None:
-    if volume and want_volume != volume:
+    if volume and want_volume and want_volume != volume:
         raise IdentityMismatchError(
             f"this endpoint serves volume {volume!r} (instance {instance!r}), "
             f"not volume {want_volume!r}: check the address"

@@ -1,0 +1,5 @@
+"""``python -m lhtrio`` is the ``lhtrio`` command."""
+
+from lhtrio.cli import main
+
+main()

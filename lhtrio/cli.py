@@ -1,0 +1,181 @@
+"""The ``lhtrio`` command: the composition root, where parts are wired together.
+
+Subcommands run one part in the foreground (``replica``, later ``engine`` and ``node``) or talk to
+a running part (``ctl``). Everything here is thin: parse arguments, build the parts, run them
+under ``trio.run`` with SIGINT/SIGTERM turned into a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+import trio
+
+from lhtrio import __version__
+from lhtrio.ctl import ctl
+from lhtrio.errors import LhtrioError
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lhtrio")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """lhtrio: distributed block storage for Kubernetes on trio."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--size", help="Volume size (bytes or 1Gi, 512Mi, ...); needed to create a replica.")
+@click.option("--listen", default="127.0.0.1:0", show_default=True, help="HOST:PORT to serve on.")
+@click.option("--volume", help="Volume name (default: the directory's name).")
+@click.option("--instance", help="Replica instance name (default: the directory's name).")
+def replica(
+    directory: str, size: str | None, listen: str, volume: str | None, instance: str | None
+) -> None:
+    """Serve the replica in DIRECTORY (created if empty) until SIGTERM/SIGINT.
+
+    Prints the address it listens on (tcp://HOST:PORT) on the first line of stdout.
+    """
+    from lhtrio.net import parse_address
+    from lhtrio.replica.server import serve_replica
+    from lhtrio.units import parse_size
+
+    name = os.path.basename(os.path.abspath(directory))
+    address = parse_address(listen)
+
+    async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(
+                functools.partial(
+                    serve_replica,
+                    directory,
+                    size=parse_size(size) if size is not None else None,
+                    volume=volume or name,
+                    instance=instance or name,
+                    host=address.host,
+                    port=address.port,
+                )
+            )
+            click.echo(f"tcp://{host}:{port}")
+            sys.stdout.flush()
+
+    _run(_until_signalled, run)
+
+
+@cli.command()
+@click.argument("volume")
+@click.option("--size", required=True, help="Volume size (bytes or 1Gi, 512Mi, ...).")
+@click.option(
+    "--replica", "replicas", multiple=True, required=True, help="tcp://HOST:PORT, repeatable."
+)
+@click.option("--listen", default="127.0.0.1:0", show_default=True, help="Control HOST:PORT.")
+@click.option(
+    "--nbd", default="127.0.0.1:10809", show_default=True, help="NBD HOST:PORT or unix:/path.sock."
+)
+@click.option("--replica-timeout", default=8.0, show_default=True, help="Stall timeout, seconds.")
+def engine(
+    volume: str,
+    size: str,
+    replicas: tuple[str, ...],
+    listen: str,
+    nbd: str,
+    replica_timeout: float,
+) -> None:
+    """Serve VOLUME over NBD, replicated to every --replica, until SIGTERM/SIGINT.
+
+    Prints the control address (tcp://HOST:PORT) and the NBD URI on the first two lines.
+    """
+    from lhtrio.engine.server import serve_engine
+    from lhtrio.frontend.nbd.server import serve_nbd
+    from lhtrio.net import parse_address
+    from lhtrio.units import parse_size
+
+    control = parse_address(listen)
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(
+                functools.partial(
+                    serve_engine,
+                    volume,
+                    parse_size(size),
+                    replicas,
+                    host=control.host,
+                    port=control.port,
+                    frontend=functools.partial(serve_nbd, parse_address(nbd)),
+                    short_timeout=replica_timeout,
+                )
+            )
+            click.echo(f"tcp://{host}:{port}")
+            sys.stdout.flush()
+
+    _run(_until_signalled, run)
+
+
+cli.add_command(ctl)
+
+
+@cli.command()
+def demo() -> None:
+    """Show the data path working end to end on this machine.
+
+    Until the control plane exists (a local cluster on the embedded store), this starts an RPC
+    server and drives it with the pipelining client over loopback.
+    """
+    from lhtrio.demo import run_demo
+
+    _run(run_demo)
+
+
+async def _until_signalled(main: Any) -> None:
+    """Run ``main`` until it returns or SIGINT/SIGTERM arrives; a signal cancels it cleanly."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                async for signum in signals:
+                    logging.getLogger(__name__).info(
+                        "%s: shutting down", signal.Signals(signum).name
+                    )
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            await main()
+            nursery.cancel_scope.cancel()
+
+
+def _run(main: Any, *args: Any) -> None:
+    """Run ``main`` under trio; LhtrioErrors are printed for the operator with exit code 1."""
+    try:
+        trio.run(functools.partial(main, *args))
+    except BaseException as exc:
+        errors = _leaves(exc)
+        if not errors or not all(isinstance(e, LhtrioError) for e in errors):
+            raise
+        for error in errors:
+            click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def main() -> None:
+    cli()

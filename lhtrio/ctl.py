@@ -1,0 +1,224 @@
+"""``lhtrio ctl``: the operator's client for a running engine's control endpoint.
+
+Every verb is one control call (see :mod:`lhtrio.engine.service`). ``-o json`` prints the result as
+JSON for scripts; the default is a readable table. Errors go to stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+import trio
+
+from lhtrio.errors import LhtrioError
+from lhtrio.net import open_rpc_client
+from lhtrio.units import format_size, parse_size
+
+__all__ = ["ctl"]
+
+
+def _call(engine: str, name: str, **args: Any) -> Any:
+    async def run() -> Any:
+        async with open_rpc_client(engine, client="lhtrio-ctl") as client:
+            return await client.call_control(name, **args)
+
+    try:
+        return trio.run(run)
+    except LhtrioError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def _output(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+    )(func)
+
+
+def _show(output: str, value: Any, render: Callable[[Any], str]) -> None:
+    if output == "json":
+        click.echo(json.dumps(value, indent=2, sort_keys=True))
+    else:
+        text = render(value)
+        if text:
+            click.echo(text)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    cells = [header, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def _render_info(info: dict[str, Any]) -> str:
+    frontend = info["frontend"]
+    lines = [
+        f"volume    {info['volume']}",
+        f"size      {format_size(info['size'])} ({info['size']} bytes)",
+        f"state     {info['state']}",
+        f"frontend  {frontend['state']} {frontend['address']}".rstrip(),
+        "",
+        _render_replicas(info["replicas"]),
+    ]
+    return "\n".join(lines)
+
+
+def _render_replicas(replicas: list[dict[str, Any]]) -> str:
+    return _table(
+        ["ADDRESS", "MODE", "ERROR"], [[r["address"], r["mode"], r["error"]] for r in replicas]
+    )
+
+
+def _render_snapshots(snapshots: list[dict[str, Any]]) -> str:
+    return _table(
+        ["NAME", "PARENT", "CREATED", "SIZE", "USER", "REMOVED", "LABELS"],
+        [
+            [
+                s["name"],
+                s["parent"],
+                s["created"],
+                s["size"],
+                s["user_created"],
+                s["removed"],
+                ",".join(f"{k}={v}" for k, v in sorted(s["labels"].items())),
+            ]
+            for s in snapshots
+        ],
+    )
+
+
+@click.group()
+@click.option("--engine", required=True, help="The engine's control endpoint, HOST:PORT.")
+@click.pass_context
+def ctl(ctx: click.Context, engine: str) -> None:
+    """Inspect and operate a running engine."""
+    ctx.obj = functools.partial(_call, engine)
+
+
+@ctl.command()
+@_output
+@click.pass_obj
+def info(call: Callable[..., Any], output: str) -> None:
+    """Volume, size, state, frontend and replicas."""
+    _show(output, call("info"), _render_info)
+
+
+@ctl.command()
+@click.argument("size")
+@_output
+@click.pass_obj
+def expand(call: Callable[..., Any], size: str, output: str) -> None:
+    """Grow the volume to SIZE (bytes or 10Gi, ...)."""
+    _show(output, call("expand", size=parse_size(size)), _render_info)
+
+
+@ctl.group()
+def snapshot() -> None:
+    """Create, list, remove, purge and revert snapshots."""
+
+
+@snapshot.command("create")
+@click.argument("name", required=False, default="")
+@click.option("--label", "labels", multiple=True, help="k=v, repeatable.")
+@_output
+@click.pass_obj
+def snapshot_create(
+    call: Callable[..., Any], name: str, labels: tuple[str, ...], output: str
+) -> None:
+    """Take a consistent snapshot on every replica (NAME defaults to a UUID)."""
+    parsed = {}
+    for label in labels:
+        key, sep, value = label.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"label {label!r} is not k=v", param_hint="--label")
+        parsed[key] = value
+    created = call("snapshot_create", name=name, labels=parsed)
+    _show(output, {"name": created}, lambda v: v["name"])
+
+
+@snapshot.command("ls")
+@_output
+@click.pass_obj
+def snapshot_ls(call: Callable[..., Any], output: str) -> None:
+    """List snapshots (oldest first)."""
+    _show(output, call("snapshot_ls"), _render_snapshots)
+
+
+@snapshot.command("rm")
+@click.argument("name")
+@_output
+@click.pass_obj
+def snapshot_rm(call: Callable[..., Any], name: str, output: str) -> None:
+    """Mark snapshot NAME removed (purge reclaims its space)."""
+    call("snapshot_rm", name=name)
+    _show(output, {"removed": name}, lambda v: "")
+
+
+@snapshot.command("purge")
+@_output
+@click.pass_obj
+def snapshot_purge(call: Callable[..., Any], output: str) -> None:
+    """Reclaim the space of removed and system snapshots; waits until done."""
+    call("snapshot_purge")
+    _show(output, {"purged": True}, lambda v: "")
+
+
+@snapshot.command("revert")
+@click.argument("name")
+@_output
+@click.pass_obj
+def snapshot_revert(call: Callable[..., Any], name: str, output: str) -> None:
+    """Revert the volume to snapshot NAME (stop the frontend first)."""
+    call("snapshot_revert", name=name)
+    _show(output, {"reverted": name}, lambda v: "")
+
+
+@ctl.group()
+def frontend() -> None:
+    """Stop or start the volume's frontend."""
+
+
+@frontend.command("stop")
+@_output
+@click.pass_obj
+def frontend_stop(call: Callable[..., Any], output: str) -> None:
+    """Stop serving clients (in-flight requests finish, data is flushed)."""
+    _show(output, call("frontend_stop"), _render_info)
+
+
+@frontend.command("start")
+@_output
+@click.pass_obj
+def frontend_start(call: Callable[..., Any], output: str) -> None:
+    """Serve clients again."""
+    _show(output, call("frontend_start"), _render_info)
+
+
+@ctl.group()
+def replica() -> None:
+    """List or remove the volume's replicas."""
+
+
+@replica.command("ls")
+@_output
+@click.pass_obj
+def replica_ls(call: Callable[..., Any], output: str) -> None:
+    """Replicas with their mode (RW, WO, ERR)."""
+    _show(output, call("replica_ls"), _render_replicas)
+
+
+@replica.command("rm")
+@click.argument("address")
+@_output
+@click.pass_obj
+def replica_rm(call: Callable[..., Any], address: str, output: str) -> None:
+    """Remove the replica at ADDRESS from the volume."""
+    _show(output, call("replica_rm", address=address), _render_info)

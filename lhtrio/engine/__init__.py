@@ -1,0 +1,1 @@
+"""The engine: one per volume; fans I/O out to replicas and keeps them identical."""

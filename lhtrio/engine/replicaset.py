@@ -1,0 +1,144 @@
+"""The rules of a volume's replica set, as pure logic (no trio, no I/O).
+
+Modes follow Longhorn (``longhorn-facts.md`` §3.3): ``RW`` replicas take writes and serve reads,
+``WO`` replicas (being rebuilt) take writes only, ``ERR`` replicas take nothing and never come
+back in this engine's life (the operator removes and re-adds them). The volume is *healthy* while
+every replica is RW, *degraded* while at least one RW replica remains, *faulted* with none.
+
+Two decisions live here:
+
+* **Stall timeouts** (Longhorn's rule): a replica that does not answer within ``short`` seconds
+  is failed, except the last RW replica, which gets ``2 * short`` — failing it faults the volume.
+* **Staleness at start.** A replica whose persisted revision counter is below the highest one
+  missed writes that the others acknowledged and flushed: it starts in ERR. The engine keeps this
+  sound for acknowledged writes that were *not* flushed yet: when it fails a replica it flushes
+  the survivors before it answers the client (see :mod:`lhtrio.engine.volume`), so their persisted
+  counters move past anything the failed replica can have.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+__all__ = ["Mode", "Health", "Member", "ReplicaSet", "StartDecision", "decide_start"]
+
+
+class Mode(enum.Enum):
+    RW = "RW"
+    WO = "WO"
+    ERR = "ERR"
+
+
+class Health(enum.Enum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    FAULTED = "faulted"
+
+
+@attrs.define(eq=False)
+class Member:
+    """One replica of the set: its address, mode, and why it failed (if it did)."""
+
+    address: str
+    mode: Mode
+    error: str = ""
+
+
+class ReplicaSet:
+    """Which replicas take which I/O, and what a failure does to the volume."""
+
+    def __init__(self, members: Iterable[Member], *, short_timeout: float = 8.0) -> None:
+        self.members = list(members)
+        self.short_timeout = short_timeout
+        self._next_reader = itertools.count()
+
+    def by_address(self, address: str) -> Member | None:
+        return next((m for m in self.members if m.address == address), None)
+
+    @property
+    def writers(self) -> list[Member]:
+        return [m for m in self.members if m.mode is not Mode.ERR]
+
+    @property
+    def readers(self) -> list[Member]:
+        return [m for m in self.members if m.mode is Mode.RW]
+
+    @property
+    def health(self) -> Health:
+        readers = len(self.readers)
+        if not readers:
+            return Health.FAULTED
+        return Health.HEALTHY if readers == len(self.members) else Health.DEGRADED
+
+    def read_order(self) -> list[Member]:
+        """RW replicas in round-robin order: the first serves the read, the rest are fallbacks."""
+        readers = self.readers
+        if not readers:
+            return []
+        start = next(self._next_reader) % len(readers)
+        return readers[start:] + readers[:start]
+
+    def timeout(self, member: Member) -> float:
+        """How long ``member`` may stall before it is failed."""
+        readers = self.readers
+        if member.mode is Mode.RW and len(readers) == 1:
+            return 2 * self.short_timeout
+        return self.short_timeout
+
+    def fail(self, member: Member, why: str) -> None:
+        if member.mode is not Mode.ERR:
+            member.mode = Mode.ERR
+            member.error = why
+
+    def add(self, member: Member) -> None:
+        self.members.append(member)
+
+    def remove(self, member: Member) -> None:
+        self.members.remove(member)
+
+
+@attrs.frozen(kw_only=True)
+class StartDecision:
+    """What the engine does with each replica it was started with."""
+
+    size: int
+    modes: dict[str, Mode]
+    reasons: dict[str, str]
+
+
+def decide_start(
+    infos: Sequence[tuple[str, dict[str, object] | str]], *, size: int
+) -> StartDecision:
+    """Choose each replica's mode from its ``info`` (or the error text of reaching it).
+
+    A replica is ERR when it cannot be reached, its size differs from ``size``, or its persisted
+    revision counter is below the highest among the reachable replicas of the right size.
+    """
+    modes: dict[str, Mode] = {}
+    reasons: dict[str, str] = {}
+    counters: dict[str, int] = {}
+    for address, info in infos:
+        if isinstance(info, str):
+            modes[address], reasons[address] = Mode.ERR, info
+        elif info["size"] != size:
+            modes[address] = Mode.ERR
+            reasons[address] = f"replica size {info['size']} differs from the volume's {size}"
+        else:
+            counter = info["persisted_revision_counter"]
+            assert isinstance(counter, int)
+            counters[address] = counter
+    newest = max(counters.values(), default=0)
+    for address, counter in counters.items():
+        if counter < newest:
+            modes[address] = Mode.ERR
+            reasons[address] = (
+                f"stale: revision counter {counter} is behind {newest}; it missed writes, "
+                "rebuild it"
+            )
+        else:
+            modes[address] = Mode.RW
+    return StartDecision(size=size, modes=modes, reasons=reasons)

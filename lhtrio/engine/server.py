@@ -1,0 +1,151 @@
+"""``serve_engine``: one volume's engine — replica links, control endpoint and frontend.
+
+The engine does not know which frontend it serves (NBD today): the composition root passes a
+:class:`Frontend`, a callable that serves a :class:`~lhtrio.engine.volume.Volume` until cancelled
+and reports its address through ``task_status``. The control endpoint speaks protocol v1 control
+calls (:mod:`lhtrio.engine.service`); ``lhtrio ctl`` is its client.
+
+Start-up (``longhorn-facts.md`` §3.4): connect every replica, read their state, set replicas that
+cannot be reached, have another size, or are stale (revision counter behind) to ERR, then serve.
+Shutdown: stop the frontend first (its in-flight requests finish), flush the replicas, close.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import NoReturn, Protocol
+
+import attrs
+import trio
+
+from lhtrio.engine.replicaset import Member, Mode, ReplicaSet, decide_start
+from lhtrio.engine.service import EngineService
+from lhtrio.engine.volume import Volume
+from lhtrio.errors import LhtrioError
+from lhtrio.net import serve_rpc
+from lhtrio.wire import Identity
+
+__all__ = ["Frontend", "FrontendControl", "serve_engine"]
+
+logger = logging.getLogger(__name__)
+
+
+class Frontend(Protocol):
+    def __call__(
+        self, volume: Volume, *, task_status: trio.TaskStatus[str] = ...
+    ) -> Awaitable[None]: ...
+
+
+@attrs.define(eq=False)
+class FrontendControl:
+    """Starts and stops the frontend task; ``address`` is where it serves while running."""
+
+    frontend: Frontend | None
+    volume: Volume
+    nursery: trio.Nursery
+    address: str = ""
+    _scope: trio.CancelScope | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._scope is not None
+
+    async def start(self) -> None:
+        if self.frontend is None or self._scope is not None:
+            return
+        self.address = await self.nursery.start(self._run)
+
+    async def _run(self, task_status: trio.TaskStatus[str]) -> None:
+        assert self.frontend is not None
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                await self.frontend(self.volume, task_status=task_status)
+            finally:
+                self._scope = None
+
+    async def stop(self) -> None:
+        """Stop serving; in-flight requests finish first (the volume is quiesced)."""
+        if self._scope is None:
+            return
+        async with self.volume.quiesced():
+            self._scope.cancel()
+        await self.volume.flush()
+
+
+async def serve_engine(
+    volume_name: str,
+    size: int,
+    replicas: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    frontend: Frontend | None = None,
+    short_timeout: float = 8.0,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Run the engine of ``volume_name`` until cancelled; reports the control endpoint."""
+    async with trio.open_nursery() as nursery:
+        members = [Member(address, Mode.RW) for address in replicas]
+        volume = Volume(
+            volume_name, size, ReplicaSet(members, short_timeout=short_timeout), nursery
+        )
+        await _connect_all(volume, nursery)
+        frontend_control = FrontendControl(frontend, volume, nursery)
+        service = EngineService(volume, frontend_control)
+        bound = await nursery.start(
+            functools.partial(
+                serve_rpc,
+                service,
+                host,
+                port,
+                identity=Identity(volume=volume_name, instance=f"engine-{volume_name}"),
+            )
+        )
+        await frontend_control.start()
+        logger.info(
+            "engine of volume %s: control on %s:%d, frontend %s, replicas %s",
+            volume_name,
+            *bound,
+            frontend_control.address or "none",
+            ", ".join(f"{m.address} {m.mode.value}" for m in members),
+        )
+        task_status.started(bound)
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await _shutdown(volume, frontend_control)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _connect_all(volume: Volume, nursery: trio.Nursery) -> None:
+    members = list(volume.replicas.members)
+    for member in members:
+        await nursery.start(volume.connect, member)
+    infos: list[tuple[str, dict[str, object] | str]] = []
+    for member in members:
+        client = volume.client(member)
+        if client is None:
+            infos.append((member.address, member.error or "unreachable"))
+            continue
+        try:
+            infos.append((member.address, await client.call_control("info")))
+        except LhtrioError as exc:
+            infos.append((member.address, str(exc)))
+    decision = decide_start(infos, size=volume.size)
+    for member in members:
+        mode = decision.modes[member.address]
+        if mode is Mode.ERR:
+            volume.fail(member, decision.reasons[member.address])
+    logger.info("volume %s starts %s", volume.name, volume.replicas.health.value)
+
+
+async def _shutdown(volume: Volume, frontend: FrontendControl) -> None:
+    await frontend.stop()
+    try:
+        await volume.flush()
+    except LhtrioError as exc:
+        logger.warning("final flush of volume %s failed: %s", volume.name, exc)

@@ -1,0 +1,240 @@
+"""The engine's control endpoint: protocol v1 ``Call`` handlers (``lhtrio ctl`` is the client).
+
+=================  =============================================  ===============================
+call               arguments                                      result
+=================  =============================================  ===============================
+info                                                              volume, size, state, frontend,
+                                                                  replicas
+snapshot_create    name=<uuid>; labels={}                         name
+snapshot_ls                                                       list of snapshots
+snapshot_rm        name                                           (marks it removed everywhere)
+snapshot_purge                                                    (waits for every replica)
+snapshot_revert    name (frontend must be stopped)
+frontend_stop / frontend_start                                    info
+expand             size                                           info
+replica_ls                                                        list of replicas
+replica_rm         address                                        info
+=================  =============================================  ===============================
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import cattrs
+
+from lhtrio.errors import ConflictError, InvalidArgumentError, NotFoundError, UnknownCallError
+from lhtrio.wire import Call, Reply, Request, Result
+
+if TYPE_CHECKING:
+    from lhtrio.engine.server import FrontendControl
+    from lhtrio.engine.volume import Volume
+
+__all__ = ["EngineService"]
+
+SNAP_PREFIX, SNAP_SUFFIX = "volume-snap-", ".img"
+
+
+@attrs.frozen(kw_only=True)
+class _None:
+    pass
+
+
+@attrs.frozen(kw_only=True)
+class _Create:
+    name: str = ""
+    labels: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class _Name:
+    name: str
+
+
+@attrs.frozen(kw_only=True)
+class _Size:
+    size: int
+
+
+@attrs.frozen(kw_only=True)
+class _Address:
+    address: str
+
+
+def _strict(kind: type[Any]) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return hook
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+for _kind in (int, str, bool):
+    _converter.register_structure_hook(_kind, _strict(_kind))
+
+
+def _args(cls: type[Any], call: Call) -> Any:
+    try:
+        return _converter.structure(call.args, cls)
+    except Exception as exc:
+        detail = (
+            "; ".join(cattrs.transform_error(exc))
+            if isinstance(exc, cattrs.BaseValidationError)
+            else str(exc)
+        )
+        raise InvalidArgumentError(f"bad arguments for {call.name!r}: {detail}") from None
+
+
+class EngineService:
+    """``handler(request)`` for the engine's control endpoint."""
+
+    def __init__(self, volume: Volume, frontend: FrontendControl) -> None:
+        self.volume = volume
+        self.frontend = frontend
+        self._calls: dict[str, Callable[[Call], Awaitable[Any]]] = {
+            "info": self._info,
+            "snapshot_create": self._snapshot_create,
+            "snapshot_ls": self._snapshot_ls,
+            "snapshot_rm": self._snapshot_rm,
+            "snapshot_purge": self._snapshot_purge,
+            "snapshot_revert": self._snapshot_revert,
+            "frontend_stop": self._frontend_stop,
+            "frontend_start": self._frontend_start,
+            "expand": self._expand,
+            "replica_ls": self._replica_ls,
+            "replica_rm": self._replica_rm,
+        }
+
+    def __call__(self, request: Request) -> Awaitable[Reply]:
+        if not isinstance(request, Call):
+            raise UnknownCallError(
+                f"the engine control endpoint takes control calls, not {type(request).__name__}"
+            )
+        handler = self._calls.get(request.name)
+        if handler is None:
+            raise UnknownCallError(f"the engine has no control call {request.name!r}")
+        return self._result(handler, request)
+
+    async def _result(self, handler: Callable[[Call], Awaitable[Any]], call: Call) -> Reply:
+        return Result(await handler(call))
+
+    def info(self) -> dict[str, Any]:
+        volume = self.volume
+        return {
+            "volume": volume.name,
+            "size": volume.size,
+            "state": volume.replicas.health.value,
+            "frontend": {
+                "state": "running" if self.frontend.running else "stopped",
+                "address": self.frontend.address if self.frontend.running else "",
+            },
+            "replicas": self._replicas(),
+        }
+
+    def _replicas(self) -> list[dict[str, str]]:
+        return [
+            {"address": m.address, "mode": m.mode.value, "error": m.error}
+            for m in self.volume.replicas.members
+        ]
+
+    async def _info(self, call: Call) -> Any:
+        _args(_None, call)
+        return self.info()
+
+    async def _snapshot_create(self, call: Call) -> Any:
+        args: _Create = _args(_Create, call)
+        name = args.name or str(uuid.uuid4())
+        await self.volume.snapshot(name, labels=args.labels, user_created=True)
+        return name
+
+    async def _snapshot_ls(self, call: Call) -> Any:
+        _args(_None, call)
+        info = await self.volume.info_of_one()
+        snapshots = []
+        for disk in info["disks"].values():
+            file = disk["name"]
+            if not file.startswith(SNAP_PREFIX):
+                continue
+            snapshots.append(
+                {
+                    "name": _snapshot_name(file),
+                    "parent": _snapshot_name(disk["parent"]),
+                    "children": [_snapshot_name(c) for c in disk["children"]],
+                    "created": disk["created"],
+                    "user_created": disk["user_created"],
+                    "removed": disk["removed"],
+                    "size": disk["allocated"],
+                    "labels": disk["labels"] or {},
+                    "in_chain": file in info["chain"],
+                }
+            )
+        return sorted(snapshots, key=lambda s: (s["created"], s["name"]))
+
+    async def _snapshot_rm(self, call: Call) -> Any:
+        args: _Name = _args(_Name, call)
+        await self._require_snapshot(args.name)
+        await self.volume.control_all("mark_removed", name=args.name)
+        return None
+
+    async def _snapshot_purge(self, call: Call) -> Any:
+        _args(_None, call)
+        if any(m["mode"] == "WO" for m in self._replicas()):
+            raise ConflictError(f"volume {self.volume.name} is rebuilding: purge refused")
+        await self.volume.control_all("purge")
+        statuses = await self.volume.control_all("purge_status", wait=True)
+        errors = [f"{a}: {s['error']}" for a, s in statuses.items() if s["error"]]
+        if errors:
+            raise ConflictError(f"purge failed on {'; '.join(errors)}")
+        return None
+
+    async def _snapshot_revert(self, call: Call) -> Any:
+        args: _Name = _args(_Name, call)
+        if self.frontend.running:
+            raise ConflictError(
+                f"volume {self.volume.name}: stop the frontend before reverting "
+                "(lhtrio ctl frontend stop)"
+            )
+        await self._require_snapshot(args.name)
+        await self.volume.revert(args.name)
+        return None
+
+    async def _require_snapshot(self, name: str) -> None:
+        info = await self.volume.info_of_one()
+        disk = info["disks"].get(f"{SNAP_PREFIX}{name}{SNAP_SUFFIX}")
+        if disk is None:
+            raise NotFoundError(f"volume {self.volume.name} has no snapshot {name!r}")
+
+    async def _frontend_stop(self, call: Call) -> Any:
+        _args(_None, call)
+        await self.frontend.stop()
+        return self.info()
+
+    async def _frontend_start(self, call: Call) -> Any:
+        _args(_None, call)
+        await self.frontend.start()
+        return self.info()
+
+    async def _expand(self, call: Call) -> Any:
+        args: _Size = _args(_Size, call)
+        await self.volume.expand(args.size)
+        return self.info()
+
+    async def _replica_ls(self, call: Call) -> Any:
+        _args(_None, call)
+        return self._replicas()
+
+    async def _replica_rm(self, call: Call) -> Any:
+        args: _Address = _args(_Address, call)
+        self.volume.remove_replica(args.address)
+        return self.info()
+
+
+def _snapshot_name(file: str) -> str:
+    if file.startswith(SNAP_PREFIX) and file.endswith(SNAP_SUFFIX):
+        return file[len(SNAP_PREFIX) : -len(SNAP_SUFFIX)]
+    return file

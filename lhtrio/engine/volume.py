@@ -1,0 +1,357 @@
+"""The engine's volume: fan-out of I/O batches to replicas, failure handling, snapshots.
+
+One :class:`Volume` per engine. Its methods take *batches* (all the requests a frontend parsed from
+one receive) because every replica round trip costs far more than the Python around it: a batch
+of writes becomes one ``call_many`` per replica, packed once per replica and sent in one
+``sendmsg``, and the batch completes when every replica answered (or was failed).
+
+Failure rules (``longhorn-facts.md`` §3.3): a replica that errors, disconnects, or stalls beyond
+its timeout (:meth:`ReplicaSet.timeout`) is set to ERR and dropped; the request still succeeds
+while one RW replica acknowledged it. Before answering a batch that failed a replica, the volume
+flushes the surviving replicas, so their persisted revision counters pass the failed replica's
+and a restart can never take the failed one for current (see :mod:`lhtrio.engine.replicaset`).
+With no RW replica left every request fails with :class:`~lhtrio.errors.StorageError` (EIO).
+
+Snapshots, expansion and revert *quiesce* I/O: new batches wait, in-flight ones finish, then the
+operation runs on every replica with the same arguments, then I/O resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import trio
+
+from lhtrio.engine.replicaset import Member, Mode, ReplicaSet
+from lhtrio.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    ConnectionLostError,
+    InvalidArgumentError,
+    LhtrioError,
+    NotFoundError,
+    OutOfRangeError,
+    StorageError,
+)
+from lhtrio.net import RpcClient, open_rpc_client
+from lhtrio.wire import Buffer, Data, Flush, Read, Reply, Request, Unmap, Write
+
+__all__ = ["Volume", "PING_INTERVAL"]
+
+logger = logging.getLogger(__name__)
+
+PING_INTERVAL: Final = 2.0
+MAX_IO: Final = 32 << 20
+_ZEROS: Final = memoryview(bytes(MAX_IO))
+
+
+class _Fanout:
+    """The outcome of sending one batch to every writer."""
+
+    __slots__ = ("acked", "failed")
+
+    def __init__(self) -> None:
+        self.acked: list[Member] = []
+        self.failed: list[Member] = []
+
+
+class Volume:
+    """A replicated volume. Create it with :func:`lhtrio.engine.server.open_volume`."""
+
+    def __init__(self, name: str, size: int, replicas: ReplicaSet, nursery: trio.Nursery) -> None:
+        self.name = name
+        self.size = size
+        self.replicas = replicas
+        self._nursery = nursery
+        self._clients: dict[str, RpcClient] = {}
+        self._links: dict[str, trio.CancelScope] = {}
+        self._inflight = 0
+        self._drained = trio.Event()
+        self._paused: trio.Event | None = None
+        self._exclusive = trio.Lock()
+
+    # --- replica links ---------------------------------------------------------------------------
+
+    async def connect(
+        self, member: Member, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Hold the connection to ``member`` open; ping it; fail it when the link breaks.
+
+        Reports started once connected, or once the replica was failed for being unreachable.
+        """
+        scope = trio.CancelScope()
+        self._links[member.address] = scope
+        started = False
+        with scope:
+            try:
+                async with open_rpc_client(
+                    member.address, volume=self.name, client=f"engine-{self.name}"
+                ) as client:
+                    self._clients[member.address] = client
+                    task_status.started()
+                    started = True
+                    while True:
+                        with trio.move_on_after(PING_INTERVAL):
+                            error = await client.wait_broken()
+                            self.fail(member, str(error))
+                            return
+                        with trio.move_on_after(self.replicas.timeout(member)) as ping:
+                            await client.ping()
+                        if ping.cancelled_caught:
+                            self.fail(member, "did not answer a ping in time")
+                            return
+            except LhtrioError as exc:
+                self.fail(member, str(exc))
+            finally:
+                self._clients.pop(member.address, None)
+        self._links.pop(member.address, None)
+        if not started:
+            task_status.started()
+
+    def client(self, member: Member) -> RpcClient | None:
+        return self._clients.get(member.address)
+
+    def fail(self, member: Member, why: str) -> None:
+        """Set ``member`` to ERR and drop its connection."""
+        if member.mode is Mode.ERR:
+            return
+        self.replicas.fail(member, why)
+        logger.warning(
+            "replica %s of volume %s failed: %s; marked ERR, volume %s",
+            member.address,
+            self.name,
+            why,
+            self.replicas.health.value,
+        )
+        scope = self._links.get(member.address)
+        if scope is not None:
+            scope.cancel()
+
+    # --- I/O gate --------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _io(self) -> AsyncIterator[None]:
+        while self._paused is not None:
+            await self._paused.wait()
+        self._inflight += 1
+        try:
+            yield
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self._drained.set()
+
+    @asynccontextmanager
+    async def quiesced(self) -> AsyncIterator[None]:
+        """No I/O runs inside: new batches wait, in-flight ones are finished first."""
+        async with self._exclusive:
+            paused = self._paused = trio.Event()
+            try:
+                while self._inflight:
+                    self._drained = trio.Event()
+                    await self._drained.wait()
+                yield
+            finally:
+                self._paused = None
+                paused.set()
+
+    # --- data path -------------------------------------------------------------------------------
+
+    def check_range(self, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise OutOfRangeError(
+                f"{length} bytes at offset {offset} is outside volume {self.name} "
+                f"({self.size} bytes)"
+            )
+
+    async def write_batch(self, writes: Sequence[tuple[int, Buffer, bool]]) -> None:
+        """Write every ``(offset, data, fua)``; raises StorageError if no RW replica took them."""
+        for offset, data, _ in writes:
+            self.check_range(offset, len(data))
+        await self._fan_out([Write(offset, data, fua) for offset, data, fua in writes])
+
+    async def write_zeroes(self, offset: int, length: int, *, fua: bool) -> None:
+        self.check_range(offset, length)
+        requests = []
+        while length:
+            step = min(length, MAX_IO)
+            requests.append(Write(offset, _ZEROS[:step], fua))
+            offset, length = offset + step, length - step
+        await self._fan_out(requests)
+
+    async def trim(self, offset: int, length: int) -> None:
+        self.check_range(offset, length)
+        if any(m.mode is Mode.WO for m in self.replicas.members):
+            return  # a rebuilding replica must not see unmaps (longhorn/longhorn#7103)
+        await self._fan_out([Unmap(offset, length)])
+
+    async def flush(self) -> None:
+        await self._fan_out([Flush()])
+
+    async def _fan_out(self, requests: Sequence[Request]) -> None:
+        async with self._io():
+            outcome = await self._send_all(requests)
+            if outcome.failed and self.replicas.readers:
+                # Persist the survivors' counters past the failed replica's before we answer.
+                await self._send_all([Flush()])
+        if not any(m.mode is Mode.RW for m in outcome.acked):
+            raise StorageError(
+                f"volume {self.name} is faulted: no RW replica took the write "
+                f"({'; '.join(m.error for m in self.replicas.members) or 'no replicas'})"
+            )
+
+    async def _send_all(self, requests: Sequence[Request]) -> _Fanout:
+        outcome = _Fanout()
+        writers = self.replicas.writers
+        if len(writers) == 1:
+            await self._send_one(writers[0], requests, outcome)
+        else:
+            async with trio.open_nursery() as nursery:
+                for member in writers:
+                    nursery.start_soon(self._send_one, member, requests, outcome)
+        return outcome
+
+    async def _send_one(
+        self, member: Member, requests: Sequence[Request], outcome: _Fanout
+    ) -> None:
+        replies = await self._call(member, requests)
+        if replies is None:
+            outcome.failed.append(member)
+        else:
+            outcome.acked.append(member)
+
+    async def _call(self, member: Member, requests: Sequence[Request]) -> list[Reply] | None:
+        """``call_many`` on one replica; None (and the replica failed) on any failure."""
+        client = self._clients.get(member.address)
+        if client is None:
+            self.fail(member, "not connected")
+            return None
+        timeout = self.replicas.timeout(member)
+        with trio.move_on_after(timeout) as scope:
+            try:
+                replies = await client.call_many(requests)
+            except ConnectionLostError as exc:
+                self.fail(member, str(exc))
+                return None
+        if scope.cancelled_caught:
+            self.fail(member, f"stalled: no answer within {timeout:g} s")
+            return None
+        for reply in replies:
+            if isinstance(reply, LhtrioError):
+                self.fail(member, f"{type(reply).__name__}: {reply}")
+                return None
+        return replies  # type: ignore[return-value]
+
+    async def read_batch(self, reads: Sequence[tuple[int, int]]) -> list[Buffer]:
+        """Read every ``(offset, length)`` from one RW replica, failing over to the next."""
+        for offset, length in reads:
+            self.check_range(offset, length)
+        requests = [Read(offset, length) for offset, length in reads]
+        async with self._io():
+            for member in self.replicas.read_order():
+                replies = await self._call(member, requests)
+                if replies is None:
+                    continue
+                data = [reply.data for reply in replies if isinstance(reply, Data)]
+                if len(data) == len(requests):
+                    return data
+                self.fail(member, "answered a read with something else than data")
+        raise StorageError(f"volume {self.name} is faulted: no RW replica could serve the read")
+
+    async def allocation(self, offset: int, length: int) -> list[tuple[int, bool]]:
+        """``(length, allocated)`` extents covering the range, from one RW replica."""
+        self.check_range(offset, length)
+        for member in self.replicas.read_order():
+            client = self._clients.get(member.address)
+            if client is None:
+                continue
+            try:
+                with trio.fail_after(self.replicas.timeout(member)):
+                    extents = await client.call_control("allocation", offset=offset, length=length)
+            except (LhtrioError, trio.TooSlowError):
+                continue
+            return [(int(n), bool(data)) for n, data in extents]
+        return [(length, True)]  # unknown: report data, which is always safe
+
+    # --- control ---------------------------------------------------------------------------------
+
+    async def control_all(
+        self, call: str, /, *, members: Sequence[Member] | None = None, **args: Any
+    ) -> dict[str, Any]:
+        """Run control ``call`` on every writer (or ``members``) in parallel.
+
+        Replicas that fail are set to ERR, except for errors about the request itself
+        (already exists, not found, invalid, conflict), which are raised after all answered.
+        """
+        results: dict[str, Any] = {}
+        caller_errors: list[LhtrioError] = []
+
+        async def one(member: Member) -> None:
+            client = self._clients.get(member.address)
+            if client is None:
+                self.fail(member, "not connected")
+                return
+            try:
+                results[member.address] = await client.call_control(call, **args)
+            except (AlreadyExistsError, NotFoundError, InvalidArgumentError, ConflictError) as exc:
+                caller_errors.append(exc)
+            except LhtrioError as exc:
+                self.fail(member, f"{call} failed: {exc}")
+
+        async with trio.open_nursery() as nursery:
+            for member in self.replicas.writers if members is None else members:
+                nursery.start_soon(one, member)
+        if caller_errors:
+            raise caller_errors[0]
+        if not any(m.mode is Mode.RW for m in self.replicas.members):
+            raise StorageError(f"volume {self.name} is faulted; {call} reached no RW replica")
+        return results
+
+    async def snapshot(self, name: str, *, labels: dict[str, str], user_created: bool) -> None:
+        async with self.quiesced():
+            await self._send_all([Flush()])
+            await self.control_all("snapshot", name=name, labels=labels, user_created=user_created)
+
+    async def expand(self, size: int) -> None:
+        if size < self.size or size % 4096:
+            raise InvalidArgumentError(
+                f"cannot expand volume {self.name} from {self.size} to {size} bytes: the new size "
+                "must be larger and a multiple of 4096"
+            )
+        if size == self.size:
+            return
+        async with self.quiesced():
+            await self._send_all([Flush()])
+            await self.control_all("expand", size=size)
+            self.size = size
+
+    async def revert(self, name: str) -> None:
+        if any(m.mode is Mode.WO for m in self.replicas.members):
+            raise ConflictError(f"volume {self.name} is rebuilding a replica: revert refused")
+        async with self.quiesced():
+            await self.control_all("revert", name=name, members=self.replicas.readers)
+
+    async def info_of_one(self) -> dict[str, Any]:
+        """``info`` of one RW replica (snapshots, chain)."""
+        for member in self.replicas.read_order():
+            client = self._clients.get(member.address)
+            if client is not None:
+                try:
+                    info: dict[str, Any] = await client.call_control("info")
+                except LhtrioError as exc:
+                    self.fail(member, f"info failed: {exc}")
+                    continue
+                return info
+        raise StorageError(f"volume {self.name} is faulted: no RW replica to ask")
+
+    def remove_replica(self, address: str) -> None:
+        member = self.replicas.by_address(address)
+        if member is None:
+            raise NotFoundError(f"volume {self.name} has no replica {address}")
+        if member.mode is Mode.RW and len(self.replicas.readers) == 1:
+            raise ConflictError(f"{address} is the last RW replica of volume {self.name}")
+        self.fail(member, "removed by the operator")
+        self.replicas.remove(member)

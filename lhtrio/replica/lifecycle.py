@@ -1,0 +1,134 @@
+"""Creating and opening a replica directory: the file work behind ``Replica.create``/``open``.
+
+Create writes ``volume-head-000.img`` (sparse, sized to the volume), its ``.meta``,
+``revision.counter`` (0) and, last, ``volume.meta``: a crash leaves a directory without
+``volume.meta``, which open refuses and which can be emptied and created again.
+
+Open locks the directory (``flock`` on its descriptor, released when the replica closes or its
+process dies), validates everything with :func:`lhtrio.replica.layout.scan` — which changes
+nothing, so a failed open leaves the directory byte for byte as it was — opens the live chain,
+records Dirty=true, and only then removes the leftovers of a crashed operation.
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+
+from lhtrio.errors import InvalidArgumentError
+from lhtrio.replica import fs, layout
+from lhtrio.replica import meta as metalib
+from lhtrio.replica.index import BLOCK_SIZE
+from lhtrio.replica.meta import DiskMeta, VolumeMeta
+from lhtrio.replica.names import REVISION_COUNTER, VOLUME_META, head_file, meta_file
+
+__all__ = ["Opened", "create_files", "open_files"]
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+@attrs.frozen(kw_only=True)
+class Opened:
+    """An open, validated replica directory; ``chain`` is oldest first, ``fds[i]`` its layer i."""
+
+    path: str
+    dir_fd: int
+    meta: VolumeMeta
+    disks: dict[str, DiskMeta]
+    chain: list[str]
+    fds: list[int]
+    counter: int
+
+
+def create_files(path: str, size: int) -> None:
+    """Create a fresh replica in ``path`` (made if missing, else it must be empty)."""
+    if type(size) is not int or size <= 0 or size % BLOCK_SIZE:
+        raise InvalidArgumentError(
+            f"replica size must be a positive multiple of {BLOCK_SIZE}, got {size!r}"
+        )
+    try:
+        if not os.path.isdir(path):
+            os.makedirs(path)
+            parent_fd = os.open(os.path.dirname(path), os.O_RDONLY | _O_CLOEXEC)
+            try:
+                os.fsync(parent_fd)
+            finally:
+                os.close(parent_fd)
+    except OSError as exc:
+        raise fs.os_error(exc, f"cannot create replica directory {path}") from None
+    dir_fd = fs.open_dir(path)
+    try:
+        fs.lock_dir(dir_fd, path)
+        fs.check_empty(dir_fd, path)
+        _init_files(dir_fd, path, size)
+    except OSError as exc:
+        raise fs.os_error(exc, f"cannot create a replica in {path}") from None
+    finally:
+        os.close(dir_fd)
+
+
+def _init_files(dir_fd: int, path: str, size: int) -> None:
+    """Write a fresh replica into the empty directory ``dir_fd``; ``volume.meta`` goes last.
+
+    On failure everything written is removed again. Raises OSError.
+    """
+    head = head_file(0)
+    created: list[str] = []
+    try:
+        fd = os.open(head, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o644, dir_fd=dir_fd)
+        created.append(head)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        created.append(meta_file(head))
+        disk = DiskMeta(name=head, parent="", created=metalib.utc_now())
+        metalib.store(dir_fd, meta_file(head), disk)
+        created.append(REVISION_COUNTER)
+        metalib.store_counter(dir_fd, REVISION_COUNTER, 0)
+        vmeta = VolumeMeta(size=size, head=head, dirty=False, rebuilding=False)
+        metalib.store(dir_fd, VOLUME_META, vmeta)
+    except BaseException as exc:
+        for name in reversed(created):
+            try:
+                fs.unlink_if_exists(dir_fd, name)
+            except OSError as cleanup:
+                exc.add_note(f"could not remove {path}/{name}: {cleanup}")
+        raise
+
+
+def open_files(path: str) -> Opened:
+    """Lock, validate and open ``path``; record Dirty=true; then remove crash leftovers."""
+    dir_fd = fs.open_dir(path)
+    fds = [-1]
+    try:
+        fs.lock_dir(dir_fd, path)
+        lay = layout.scan(dir_fd, path)
+        try:
+            for disk in reversed(lay.chain):
+                flags = os.O_RDWR | _O_CLOEXEC | os.O_NOFOLLOW
+                fds.append(os.open(disk, flags, dir_fd=dir_fd))
+            vmeta = attrs.evolve(lay.volume, dirty=True)
+            metalib.store(dir_fd, VOLUME_META, vmeta)
+            for name in lay.leftovers:
+                fs.unlink_if_exists(dir_fd, name)
+            if lay.leftovers:
+                fs.fsync_dir(dir_fd)
+        except OSError as exc:
+            raise fs.os_error(exc, f"cannot open replica {path}") from None
+    except BaseException:
+        for fd in fds[1:]:
+            os.close(fd)
+        os.close(dir_fd)
+        raise
+    return Opened(
+        path=path,
+        dir_fd=dir_fd,
+        meta=vmeta,
+        disks=dict(lay.disks),
+        chain=list(reversed(lay.chain)),
+        fds=fds,
+        counter=lay.counter,
+    )

@@ -1,0 +1,83 @@
+"""``serve_replica``: one replica directory served over protocol v1 until cancelled.
+
+The same function runs as ``lhtrio replica`` in the foreground and (later) as a task of the node.
+Opening, creating and closing touch the disk with fsyncs, so they run in a worker thread. Close is
+shielded with its own deadline: a cancelled server still flushes and records ``Dirty=false``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import NoReturn
+
+import trio
+
+from lhtrio.errors import InvalidArgumentError
+from lhtrio.net import serve_rpc
+from lhtrio.replica.service import ReplicaService
+from lhtrio.replica.store import Replica
+from lhtrio.wire import Identity
+
+__all__ = ["open_or_create", "serve_replica"]
+
+logger = logging.getLogger(__name__)
+
+CLOSE_DEADLINE = 30.0
+
+
+def open_or_create(path: str, *, size: int | None, volume: str, instance: str) -> Replica:
+    """Open the replica in ``path``; create it first when the directory is missing or empty."""
+    if not os.path.isdir(path) or not os.listdir(path):
+        if size is None:
+            raise InvalidArgumentError(f"{path} holds no replica yet: give its size to create one")
+        return Replica.create(path, size=size, volume=volume, instance=instance)
+    replica = Replica.open(path, volume=volume, instance=instance)
+    if size is not None and size != replica.size:
+        replica.close()
+        raise InvalidArgumentError(
+            f"replica {path} is {replica.size} bytes, not {size}: expand it through the engine"
+        )
+    return replica
+
+
+async def serve_replica(
+    path: str,
+    *,
+    size: int | None,
+    volume: str,
+    instance: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Open (or create) the replica in ``path`` and serve it on ``host:port`` until cancelled.
+
+    Reports ``(host, port)`` once listening. Cancellation: stops serving, then closes the replica
+    cleanly (flush, counter, Dirty=false) inside a shielded scope of ``CLOSE_DEADLINE`` seconds.
+    """
+    replica = await trio.to_thread.run_sync(
+        functools.partial(open_or_create, path, size=size, volume=volume, instance=instance)
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            service = ReplicaService(replica, nursery)
+            bound = await nursery.start(
+                functools.partial(
+                    serve_rpc,
+                    service,
+                    host,
+                    port,
+                    identity=Identity(volume=volume, instance=instance),
+                )
+            )
+            logger.info(
+                "replica %s of volume %s serving %s on %s:%d", instance, volume, path, *bound
+            )
+            task_status.started(bound)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_DEADLINE):
+            await trio.to_thread.run_sync(replica.close)
+            logger.info("replica %s closed cleanly", instance)
+    raise AssertionError("serve_rpc returned")  # pragma: no cover

@@ -1,0 +1,373 @@
+"""The replica's wire handler: protocol v1 requests mapped onto a :class:`Replica`.
+
+What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.store`):
+
+* **Data path inline.** Read, Write and Unmap are page-cache syscalls of a few KiB: they run
+  synchronously on the event loop and return their reply at once, so the RPC layer answers a whole
+  receive's batch of requests with one send.
+* **Flush and FUA in a worker thread.** ``fdatasync`` can take milliseconds; it runs under
+  ``trio.to_thread.run_sync`` with a capacity limiter while writes keep flowing (the store allows
+  ``flush()`` to overlap the data path).
+* **Control operations are exclusive.** Snapshot, revert, expand, purge, removal steps and the
+  other state changes run one at a time, in a worker thread (they fsync metadata), while the
+  service holds its *gate*: data requests that arrive meanwhile wait for the gate instead of
+  running inline. This is Longhorn's exclusive replica lock, without a lock on the fast path.
+* Reads of state (``info``, ``purge_status``) run inline.
+
+Control calls (``Call`` messages) and their arguments, validated by one cattrs converter; an
+unknown name is ``UNKNOWN_CALL``, bad arguments are ``INVALID_ARGUMENT``:
+
+=====================  ==========================================================  ============
+call                   arguments                                                   result
+=====================  ==========================================================  ============
+info                                                                               replica info
+allocation             offset; length                                              [[len, data]]
+snapshot               name; user_created=true; created (RFC 3339)=now; labels={}  info
+mark_removed           name                                                        info
+prepare_remove         name                                                        actions
+remove_action          kind (remove/coalesce/replace/prune); source; target=""     info
+remove                 name (mark removed, then run its removal actions)           info
+purge                  (starts a purge in the background)                          status
+purge_status           wait=false (true: return when the purge has ended)           status
+revert                 name; created=now                                           info
+expand                 size                                                        info
+checksum               name; force=false                                           checksum
+set_rebuilding         rebuilding                                                  info
+set_revision_counter   value                                                       info
+=====================  ==========================================================  ============
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import cattrs
+import trio
+
+from lhtrio.errors import ConflictError, InvalidArgumentError, LhtrioError, UnknownCallError
+from lhtrio.replica.chain import Action, ActionKind
+from lhtrio.replica.store import Replica
+from lhtrio.wire import Call, Data, Done, Flush, Read, Reply, Request, Result, Unmap, Write
+
+__all__ = ["ReplicaService", "PurgeStatus", "converter"]
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen(kw_only=True)
+class PurgeStatus:
+    purging: bool = False
+    done: int = 0
+    total: int = 0
+    error: str = ""
+
+
+# --- control-call arguments ----------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class NoArgs:
+    pass
+
+
+@attrs.frozen(kw_only=True)
+class WaitArgs:
+    wait: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class NameArgs:
+    name: str
+
+
+@attrs.frozen(kw_only=True)
+class SnapshotArgs:
+    name: str
+    user_created: bool = True
+    created: str | None = None
+    labels: dict[str, str] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ActionArgs:
+    kind: str
+    source: str
+    target: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class RevertArgs:
+    name: str
+    created: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RangeArgs:
+    offset: int
+    length: int
+
+
+@attrs.frozen(kw_only=True)
+class SizeArgs:
+    size: int
+
+
+@attrs.frozen(kw_only=True)
+class ChecksumArgs:
+    name: str
+    force: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class RebuildingArgs:
+    rebuilding: bool
+
+
+@attrs.frozen(kw_only=True)
+class CounterArgs:
+    value: int
+
+
+def _strict(kind: type[Any]) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return hook
+
+
+#: The converter of control-call arguments and results (msgpack values on the wire).
+converter = cattrs.Converter(forbid_extra_keys=True)
+for _kind in (int, str, bool):
+    converter.register_structure_hook(_kind, _strict(_kind))
+converter.register_unstructure_hook(dt.datetime, lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"))
+converter.register_unstructure_hook(ActionKind, lambda k: k.value)
+
+
+def _args(cls: type[Any], call: Call) -> Any:
+    try:
+        return converter.structure(call.args, cls)
+    except Exception as exc:
+        detail = (
+            "; ".join(cattrs.transform_error(exc))
+            if isinstance(exc, cattrs.BaseValidationError)
+            else str(exc)
+        )
+        raise InvalidArgumentError(f"bad arguments for call {call.name!r}: {detail}") from None
+
+
+# --- the handler ---------------------------------------------------------------------------------
+
+
+class ReplicaService:
+    """``handler(request)`` for :func:`lhtrio.net.serve_rpc`, serving one open replica.
+
+    Background work (a purge) runs in ``nursery``; the caller owns it and closes the replica after
+    the nursery is done.
+    """
+
+    def __init__(
+        self,
+        replica: Replica,
+        nursery: trio.Nursery,
+        *,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> None:
+        self.replica = replica
+        self._nursery = nursery
+        self._limiter = limiter or trio.CapacityLimiter(4)
+        self._gate: trio.Event | None = None
+        self._control = trio.Lock()
+        self._purge = PurgeStatus()
+        self._purge_done = trio.Event()
+        self._purge_done.set()
+        self._calls: dict[str, Callable[[Call], Awaitable[Reply] | Reply]] = {
+            "info": lambda call: self._info(),
+            "purge_status": self._purge_status,
+            "allocation": self._allocation,
+            "snapshot": self._snapshot,
+            "mark_removed": self._mark_removed,
+            "prepare_remove": self._prepare_remove,
+            "remove_action": self._remove_action,
+            "remove": self._remove,
+            "purge": self._start_purge,
+            "revert": self._revert,
+            "expand": self._expand,
+            "checksum": self._checksum,
+            "set_rebuilding": self._set_rebuilding,
+            "set_revision_counter": self._set_revision_counter,
+        }
+
+    def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
+        if self._gate is not None and not isinstance(request, Call):
+            return self._after_gate(request)  # control calls queue on the control lock instead
+        replica = self.replica
+        if isinstance(request, Write):
+            if request.fua:
+                return self._write_fua(request)
+            replica.write(request.offset, request.data)
+            return Done(len(request.data))
+        if isinstance(request, Read):
+            buf = bytearray(request.length)
+            replica.read_into(request.offset, memoryview(buf))
+            return Data(buf)
+        if isinstance(request, Unmap):
+            return Done(replica.unmap(request.offset, request.length))
+        if isinstance(request, Flush):
+            return self._flush()
+        if isinstance(request, Call):
+            handler = self._calls.get(request.name)
+            if handler is None:
+                raise UnknownCallError(
+                    f"replica {replica.instance} has no control call {request.name!r}"
+                )
+            return handler(request)
+        raise UnknownCallError(
+            f"replica {replica.instance} does not handle {type(request).__name__}"
+        )
+
+    async def _after_gate(self, request: Request) -> Reply:
+        while self._gate is not None:
+            await self._gate.wait()
+        result = self(request)
+        return result if isinstance(result, Reply) else await result
+
+    async def _flush(self) -> Reply:
+        await trio.to_thread.run_sync(self.replica.flush, limiter=self._limiter)
+        return Done(0)
+
+    async def _write_fua(self, request: Write) -> Reply:
+        self.replica.write(request.offset, request.data)
+        await trio.to_thread.run_sync(self.replica.flush, limiter=self._limiter)
+        return Done(len(request.data))
+
+    @asynccontextmanager
+    async def _exclusive(self, what: str) -> AsyncIterator[None]:
+        """Hold the gate: no data request runs until the block ends; one control op at a time."""
+        if self._control.locked():
+            logger.debug(
+                "replica %s: %s waits for another control operation", self.replica.instance, what
+            )
+        async with self._control:
+            gate = self._gate = trio.Event()
+            try:
+                yield
+            finally:
+                self._gate = None
+                gate.set()
+
+    async def _run(self, what: str, fn: Callable[[], object]) -> Reply:
+        async with self._exclusive(what):
+            await trio.to_thread.run_sync(fn, limiter=self._limiter)
+        return self._info()
+
+    # --- control calls ---------------------------------------------------------------------------
+
+    def _info(self) -> Reply:
+        return Result(converter.unstructure(self.replica.info()))
+
+    async def _snapshot(self, call: Call) -> Reply:
+        args: SnapshotArgs = _args(SnapshotArgs, call)
+        return await self._run(
+            "snapshot",
+            lambda: self.replica.snapshot(
+                args.name, user_created=args.user_created, created=args.created, labels=args.labels
+            ),
+        )
+
+    async def _mark_removed(self, call: Call) -> Reply:
+        args: NameArgs = _args(NameArgs, call)
+        return await self._run("mark_removed", lambda: self.replica.mark_removed(args.name))
+
+    def _allocation(self, call: Call) -> Reply:
+        args: RangeArgs = _args(RangeArgs, call)
+        extents = self.replica.allocation(args.offset, args.length)
+        return Result([[size, allocated] for size, allocated in extents])
+
+    def _prepare_remove(self, call: Call) -> Reply:
+        args: NameArgs = _args(NameArgs, call)
+        return Result(converter.unstructure(self.replica.prepare_remove(args.name)))
+
+    async def _remove_action(self, call: Call) -> Reply:
+        args: ActionArgs = _args(ActionArgs, call)
+        try:
+            kind = ActionKind(args.kind)
+        except ValueError:
+            raise InvalidArgumentError(f"unknown removal action {args.kind!r}") from None
+        action = Action(kind=kind, source=args.source, target=args.target)
+        return await self._run(f"{kind.value} {args.source}", lambda: self.replica.apply(action))
+
+    async def _remove(self, call: Call) -> Reply:
+        args: NameArgs = _args(NameArgs, call)
+
+        def remove() -> None:
+            self.replica.mark_removed(args.name)
+            for action in self.replica.prepare_remove(args.name):
+                self.replica.apply(action)
+
+        return await self._run(f"remove {args.name}", remove)
+
+    def _start_purge(self, call: Call) -> Reply:
+        _args(NoArgs, call)
+        if self._purge.purging:
+            raise ConflictError(f"replica {self.replica.instance} is already purging")
+        self._purge = PurgeStatus(purging=True)
+        self._purge_done = trio.Event()
+        self._nursery.start_soon(self._purge_task)
+        return Result(converter.unstructure(self._purge))
+
+    async def _purge_status(self, call: Call) -> Reply:
+        args: WaitArgs = _args(WaitArgs, call)
+        if args.wait:
+            await self._purge_done.wait()
+        return Result(converter.unstructure(self._purge))
+
+    async def _purge_task(self) -> None:
+        def progress(done: int, total: int) -> None:  # runs in the worker thread
+            self._purge = PurgeStatus(purging=True, done=done, total=total)
+
+        error = ""
+        try:
+            async with self._exclusive("purge"):
+                await trio.to_thread.run_sync(self.replica.purge, progress, limiter=self._limiter)
+        except LhtrioError as exc:
+            logger.warning("replica %s: purge failed: %s", self.replica.instance, exc)
+            error = str(exc)
+        finally:
+            self._purge = attrs.evolve(self._purge, purging=False, error=error)
+            self._purge_done.set()
+
+    async def _revert(self, call: Call) -> Reply:
+        args: RevertArgs = _args(RevertArgs, call)
+        return await self._run(
+            f"revert to {args.name}", lambda: self.replica.revert(args.name, created=args.created)
+        )
+
+    async def _expand(self, call: Call) -> Reply:
+        args: SizeArgs = _args(SizeArgs, call)
+        return await self._run(f"expand to {args.size}", lambda: self.replica.expand(args.size))
+
+    async def _checksum(self, call: Call) -> Reply:
+        args: ChecksumArgs = _args(ChecksumArgs, call)
+        info = await trio.to_thread.run_sync(
+            lambda: self.replica.checksum(args.name, force=args.force), limiter=self._limiter
+        )
+        return Result(converter.unstructure(info))
+
+    async def _set_rebuilding(self, call: Call) -> Reply:
+        args: RebuildingArgs = _args(RebuildingArgs, call)
+        return await self._run(
+            "set_rebuilding", lambda: self.replica.set_rebuilding(args.rebuilding)
+        )
+
+    async def _set_revision_counter(self, call: Call) -> Reply:
+        args: CounterArgs = _args(CounterArgs, call)
+        return await self._run(
+            "set_revision_counter", lambda: self.replica.set_revision_counter(args.value)
+        )
