@@ -22,7 +22,7 @@ from lhtrio.units import format_size, parse_size
 __all__ = ["ctl"]
 
 
-def _call(engine: str, name: str, **args: Any) -> Any:
+def _call(engine: str, name: str, /, **args: Any) -> Any:
     async def run() -> Any:
         async with open_rpc_client(engine, client="lhtrio-ctl") as client:
             return await client.call_control(name, **args)

@@ -118,6 +118,7 @@ async def serve_engine(
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await _shutdown(volume, frontend_control)
+            volume.close_links()
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -81,8 +81,10 @@ class Volume:
         """Hold the connection to ``member`` open; ping it; fail it when the link breaks.
 
         Reports started once connected, or once the replica was failed for being unreachable.
+        The link is shielded from the engine's own cancellation: on shutdown the engine flushes
+        through it first, then calls :meth:`close_links`.
         """
-        scope = trio.CancelScope()
+        scope = trio.CancelScope(shield=True)
         self._links[member.address] = scope
         started = False
         with scope:
@@ -110,6 +112,11 @@ class Volume:
         self._links.pop(member.address, None)
         if not started:
             task_status.started()
+
+    def close_links(self) -> None:
+        """End every replica link (engine shutdown; the replicas stay as they are)."""
+        for scope in list(self._links.values()):
+            scope.cancel()
 
     def client(self, member: Member) -> RpcClient | None:
         return self._clients.get(member.address)

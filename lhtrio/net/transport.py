@@ -15,15 +15,23 @@ Only one task may send and one task may receive at a time; the RPC layer guarant
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
-from lhtrio.wire import Buffer, Decoder
+from lhtrio.wire import Buffer
 
-__all__ = ["Transport", "SocketTransport", "StreamTransport", "make_transport"]
+__all__ = ["Receiver", "Transport", "SocketTransport", "StreamTransport", "make_transport"]
 
 _IOV_MAX: Final = 1024
+
+
+class Receiver(Protocol):
+    """A sans-I/O decoder a transport can fill (``lhtrio.wire.Decoder``, the NBD decoder)."""
+
+    def receive_buffer(self) -> memoryview: ...
+    def commit(self, nbytes: int) -> None: ...
+    def receive_data(self, data: Buffer) -> None: ...
 
 
 class Transport:
@@ -31,7 +39,7 @@ class Transport:
 
     mid_send: bool = False  # true while a send was interrupted after sending part of its bytes
 
-    async def receive_into(self, decoder: Decoder) -> int:
+    async def receive_into(self, decoder: Receiver) -> int:
         """Receive what is available into ``decoder``; 0 means the peer closed its side."""
         raise NotImplementedError
 
@@ -47,7 +55,7 @@ class SocketTransport(Transport):
         self.stream = stream
         self._sock = stream.socket
 
-    async def receive_into(self, decoder: Decoder) -> int:
+    async def receive_into(self, decoder: Receiver) -> int:
         try:
             n = await self._sock.recv_into(decoder.receive_buffer())
         except OSError as exc:
@@ -83,7 +91,7 @@ class StreamTransport(Transport):
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
 
-    async def receive_into(self, decoder: Decoder) -> int:
+    async def receive_into(self, decoder: Receiver) -> int:
         data = await self.stream.receive_some()
         decoder.receive_data(data)
         return len(data)
