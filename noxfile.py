@@ -20,7 +20,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 # Commands the test suite drives for real, and the Debian packages that provide them.
-APT_FOR_TESTS: dict[str, str] = {}
+APT_FOR_TESTS: dict[str, str] = {
+    "qemu-io": "qemu-utils",
+    "qemu-img": "qemu-utils",
+    "nbdinfo": "libnbd-bin",
+    "nbdcopy": "libnbd-bin",
+    "nbdfuse": "nbdfuse",
+    "fusermount3": "fuse3",
+    "fio": "fio",
+    "mkfs.ext4": "e2fsprogs",
+    "losetup": "mount",
+}
 
 
 def _bootstrap() -> None:

@@ -48,6 +48,13 @@ MAX_IO: Final = 32 << 20
 _ZEROS: Final = memoryview(bytes(MAX_IO))
 
 
+def _chunks(offset: int, length: int) -> list[tuple[int, int]]:
+    """``(offset, length)`` pieces of at most MAX_IO bytes (the wire's cap per request)."""
+    return [
+        (off, min(MAX_IO, offset + length - off)) for off in range(offset, offset + length, MAX_IO)
+    ]
+
+
 class _Fanout:
     """The outcome of sending one batch to every writer."""
 
@@ -182,18 +189,13 @@ class Volume:
 
     async def write_zeroes(self, offset: int, length: int, *, fua: bool) -> None:
         self.check_range(offset, length)
-        requests = []
-        while length:
-            step = min(length, MAX_IO)
-            requests.append(Write(offset, _ZEROS[:step], fua))
-            offset, length = offset + step, length - step
-        await self._fan_out(requests)
+        await self._fan_out([Write(off, _ZEROS[:n], fua) for off, n in _chunks(offset, length)])
 
     async def trim(self, offset: int, length: int) -> None:
         self.check_range(offset, length)
         if any(m.mode is Mode.WO for m in self.replicas.members):
             return  # a rebuilding replica must not see unmaps (longhorn/longhorn#7103)
-        await self._fan_out([Unmap(offset, length)])
+        await self._fan_out([Unmap(off, n) for off, n in _chunks(offset, length)])
 
     async def flush(self) -> None:
         await self._fan_out([Flush()])

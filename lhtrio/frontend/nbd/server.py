@@ -149,6 +149,10 @@ class _Connection:
             nursery.start_soon(self.writer)
             try:
                 await self.read_loop(decoder, nursery)
+            except NbdProtocolError as exc:
+                logger.warning("closing NBD connection from %s: %s", self.peer, exc)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                logger.debug("NBD connection from %s broke: %s", self.peer, exc)
             finally:
                 # Every accepted request is answered before we close (or the deadline passes).
                 for _ in range(MAX_BATCHES):
@@ -280,6 +284,9 @@ async def _serve_connection(device: BlockDevice, stream: trio.SocketStream) -> N
         logger.warning("closing NBD connection from %s: %s", peer, exc)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         logger.debug("NBD connection from %s broke: %s", peer, exc)
+    except Exception:
+        # A bug must not take the volume's other connections down with this one.
+        logger.exception("NBD connection from %s failed unexpectedly; closing it", peer)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await stream.aclose()
