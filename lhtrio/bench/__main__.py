@@ -10,6 +10,7 @@ SUITES = {
     "wire": "lhtrio.bench.wire",
     "rpc": "lhtrio.bench.rpc",
     "replica": "lhtrio.bench.replica",
+    "nbd": "lhtrio.bench.nbd",
 }
 
 

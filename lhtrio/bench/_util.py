@@ -12,7 +12,9 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["Server", "Meter", "spawn_server", "table"]
+__all__ = ["Server", "Meter", "spawn_server", "table", "record"]
+
+BENCHMARKS_MD = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 
 
 @attrs.frozen
@@ -83,3 +85,20 @@ def _fmt(cell: object) -> str:
     if isinstance(cell, float):
         return f"{cell:,.2f}" if cell < 10 else f"{cell:,.0f}"
     return str(cell)
+
+
+def record(name: str, text: str) -> None:
+    """Put ``text`` between the ``<!-- bench:NAME -->`` markers of docs/benchmarks.md.
+
+    Only when the file has those markers (a source checkout); stamps the date and the command.
+    """
+    if not BENCHMARKS_MD.exists():
+        return
+    doc = BENCHMARKS_MD.read_text()
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    if start not in doc or end not in doc:
+        return
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    body = f"{start}\nMeasured {stamp} with `nox -s bench -- {name}`.\n\n{text}{end}"
+    head, rest = doc.split(start, 1)
+    BENCHMARKS_MD.write_text(head + body + rest.split(end, 1)[1])

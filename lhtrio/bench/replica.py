@@ -29,7 +29,7 @@ from pathlib import Path
 
 import trio
 
-from lhtrio.bench._util import Meter, Server, spawn_server, table
+from lhtrio.bench._util import Meter, Server, record, spawn_server, table
 from lhtrio.net import open_rpc_client
 from lhtrio.replica.store import Replica
 from lhtrio.wire import Read, Request, Write
@@ -170,13 +170,14 @@ def main(*, quick: bool = False) -> None:
         ["(a) / (c)", *(s / r for s, r in zip(store, raw, strict=True))],
         ["(b) / (c)", *(s / r for s, r in zip(remote, raw, strict=True))],
     ]
-    print(
-        table(
-            "Replica: 4 KiB random ops/s and 1 MiB sequential MB/s (best of 2 alternating runs)",
-            ["path", "4 KiB rand write", "4 KiB rand read", "1 MiB seq write", "1 MiB seq read"],
-            rows,
-        )
+    text = table(
+        "Replica: 4 KiB random ops/s and 1 MiB sequential MB/s (best of 2 alternating runs)",
+        ["path", "4 KiB rand write", "4 KiB rand read", "1 MiB seq write", "1 MiB seq read"],
+        rows,
     )
+    print(text)
+    if not quick:
+        record("replica", text)
 
 
 if __name__ == "__main__":

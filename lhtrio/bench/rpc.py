@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 import msgpack
 import trio
 
-from lhtrio.bench._util import Meter, Server, spawn_server, table
+from lhtrio.bench._util import Meter, Server, record, spawn_server, table
 from lhtrio.net import open_rpc_client, parse_address, serve_rpc
 from lhtrio.wire import Done, Identity, Reply, Request, Write
 
@@ -153,19 +153,20 @@ def main(*, quick: bool = False) -> None:
                 f"{many['client_us']:.1f} / {many['server_us']:.1f}",
             ]
         )
-    print(
-        table(
-            "RPC: 4 KiB write round trips/s, two processes over loopback",
-            [
-                "implementation",
-                "1 in flight",
-                "32 in flight",
-                "32 in flight / yardstick",
-                "CPU µs/request at 32 (client / server)",
-            ],
-            rows,
-        )
+    text = table(
+        "RPC: 4 KiB write round trips/s, two processes over loopback",
+        [
+            "implementation",
+            "1 in flight",
+            "32 in flight",
+            "32 in flight / yardstick",
+            "CPU µs/request at 32 (client / server)",
+        ],
+        rows,
     )
+    print(text)
+    if not quick:
+        record("rpc", text)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import functools
 import time
 from collections.abc import Callable
 
-from lhtrio.bench._util import table
+from lhtrio.bench._util import record, table
 from lhtrio.wire import Data, Decoder, Done, Message, Read, Write, encode, encode_frame
 from lhtrio.wire.codec import encode_generic
 
@@ -66,19 +66,20 @@ def main(*, quick: bool = False) -> None:
                 dec_generic / dec_tuned,
             ]
         )
-    print(
-        table(
-            "Codec: µs per message, hand-tuned vs generic cattrs path (decode includes copying "
-            "the frames into the decoder)",
-            [
-                "message",
-                "encode tuned",
-                "encode cattrs",
-                "ratio",
-                "decode tuned",
-                "decode cattrs",
-                "ratio",
-            ],
-            rows,
-        )
+    text = table(
+        "Codec: µs per message, hand-tuned vs generic cattrs path (decode includes copying "
+        "the frames into the decoder)",
+        [
+            "message",
+            "encode tuned",
+            "encode cattrs",
+            "ratio",
+            "decode tuned",
+            "decode cattrs",
+            "ratio",
+        ],
+        rows,
     )
+    print(text)
+    if not quick:
+        record("wire", text)

@@ -1,27 +1,43 @@
-"""Byte transports under the RPC layer: a fast path for sockets, a generic path for any stream.
+"""Byte transports under the RPC layer and the NBD server, and the outbox that feeds them.
 
-The RPC client and server never touch a socket directly; they hand a :class:`Transport` their
-decoder to fill and lists of buffers to send. Two implementations:
+Connections never touch a socket directly; they hand a :class:`Transport` their decoder to fill
+and an :class:`Outbox` the buffers to send. Two transports:
 
-* :class:`SocketTransport` (a ``trio.SocketStream``, TCP or Unix): ``recv_into`` the decoder's own
-  buffer and ``sendmsg`` every queued buffer in one system call (scatter-gather, up to ``IOV_MAX``
-  buffers per call), so a batch of frames costs one send and their payloads are never joined.
-* :class:`StreamTransport` (any ``trio.abc.Stream``, e.g. memory streams in tests, TLS later):
-  ``receive_some`` + copy into the decoder, and ``send_all`` of the joined buffers.
+* :class:`SocketTransport` (a ``trio.SocketStream``, TCP or Unix) works on the socket's file
+  descriptor: ``readv`` into the decoder's own buffer, ``writev`` of every queued buffer in one
+  system call (scatter-gather, up to ``IOV_MAX`` buffers). It only waits (``wait_readable`` /
+  ``wait_writable``) when the kernel says EAGAIN. trio's socket methods add a scheduling round
+  after every successful call; at queue depth 1 those rounds were most of an engine's CPU per
+  request (profiled: 9 scheduler iterations per NBD write, 3 after this change).
+* :class:`StreamTransport` (any ``trio.abc.Stream``: memory streams in tests, TLS later):
+  ``receive_some`` + copy into the decoder, ``send_all`` of the joined buffers.
 
-Only one task may send and one task may receive at a time; the RPC layer guarantees that.
+**When to send** is the :class:`Outbox`'s job. Frames are queued; if no other task is ready to
+run (nothing else could add a frame in this moment) and no send is in progress, the queue goes out
+at once from the calling task, without blocking (``send_nowait``). Otherwise a writer task sends
+everything queued together, which coalesces the frames of many concurrent callers into one
+``writev`` (measured: 185k 4 KiB requests/s with 32 frames per send, 34k with one send each).
+Either way one sender at a time, so frames never interleave.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import trio
 
 from lhtrio.wire import Buffer
 
-__all__ = ["Receiver", "Transport", "SocketTransport", "StreamTransport", "make_transport"]
+__all__ = [
+    "Receiver",
+    "Transport",
+    "SocketTransport",
+    "StreamTransport",
+    "Outbox",
+    "make_transport",
+]
 
 _IOV_MAX: Final = 1024
 
@@ -34,14 +50,31 @@ class Receiver(Protocol):
     def receive_data(self, data: Buffer) -> None: ...
 
 
+def _advance(buffers: list[Any], sent: int) -> list[Any]:
+    """``buffers`` without their first ``sent`` bytes."""
+    i = 0
+    while i < len(buffers) and sent >= len(buffers[i]):
+        sent -= len(buffers[i])
+        i += 1
+    rest = buffers[i:]
+    if rest and sent:
+        rest[0] = memoryview(rest[0]).cast("B")[sent:]
+    return rest
+
+
 class Transport:
     """Moves bytes between a decoder / buffer lists and a connection."""
 
-    mid_send: bool = False  # true while a send was interrupted after sending part of its bytes
+    mid_send: bool = False  # true while part of a frame has been sent and the rest has not
+    can_send_nowait: bool = False
 
     async def receive_into(self, decoder: Receiver) -> int:
         """Receive what is available into ``decoder``; 0 means the peer closed its side."""
         raise NotImplementedError
+
+    def send_nowait(self, buffers: list[Any]) -> list[Any]:
+        """Send what the kernel takes right now, without blocking; return what is left."""
+        return buffers
 
     async def send(self, buffers: Sequence[Buffer]) -> None:
         raise NotImplementedError
@@ -51,37 +84,53 @@ class Transport:
 
 
 class SocketTransport(Transport):
+    can_send_nowait = True
+
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self._sock = stream.socket
+        self._fd = stream.socket.fileno()
 
     async def receive_into(self, decoder: Receiver) -> int:
+        fd = self._fd
         try:
-            n = await self._sock.recv_into(decoder.receive_buffer())
+            try:
+                n = os.readv(fd, [decoder.receive_buffer()])
+            except BlockingIOError:
+                n = -1
+            if n < 0:
+                while True:
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        n = os.readv(fd, [decoder.receive_buffer()])
+                        break
+                    except BlockingIOError:
+                        continue
+            else:
+                # Data was waiting: stay fair to the other tasks (what trio's recv does).
+                await trio.lowlevel.cancel_shielded_checkpoint()
         except OSError as exc:
             raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
         decoder.commit(n)
         return n
 
-    async def send(self, buffers: Sequence[Buffer]) -> None:
-        sock = self._sock
-        pending = list(buffers)
+    def send_nowait(self, buffers: list[Any]) -> list[Any]:
+        fd = self._fd
         try:
-            while pending:
-                batch = pending[:_IOV_MAX]
-                sent = await sock.sendmsg(batch)
-                self.mid_send = True
-                # Drop what went out; keep the unsent tail of a partially sent buffer.
-                i = 0
-                while i < len(batch) and sent >= len(batch[i]):
-                    sent -= len(batch[i])
-                    i += 1
-                if i < len(batch) and sent:
-                    pending[i] = memoryview(batch[i]).cast("B")[sent:]
-                del pending[:i]
-            self.mid_send = False
+            while buffers:
+                sent = os.writev(fd, buffers[:_IOV_MAX])
+                buffers = _advance(buffers, sent)
+                self.mid_send = bool(buffers)
+        except BlockingIOError:
+            pass
         except OSError as exc:
             raise trio.BrokenResourceError(f"send failed: {exc}") from exc
+        return buffers
+
+    async def send(self, buffers: Sequence[Buffer]) -> None:
+        pending = self.send_nowait(list(buffers))
+        while pending:
+            await trio.lowlevel.wait_writable(self._fd)
+            pending = self.send_nowait(pending)
 
     async def aclose(self) -> None:
         await self.stream.aclose()
@@ -101,6 +150,62 @@ class StreamTransport(Transport):
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+class Outbox:
+    """The frames waiting to go out on one connection (see the module docstring).
+
+    ``buffers`` is public for appending (``outbox.buffers += encode(...)``); call :meth:`flush`
+    afterwards. The owner runs :meth:`writer` as a task for as long as the connection lives.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.buffers: list[Any] = []
+        self.sending = False
+        self.closing = False
+        self.frames = 0
+        self.sends = 0
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def flush(self, *, now: bool | None = None) -> None:
+        """Send what is queued now if that cannot split a batch, else wake the writer.
+
+        ``now=True`` skips the check for other ready tasks (the caller knows its frames are the
+        whole batch); ``now=False`` always leaves the frames to the writer.
+        """
+        if not self.buffers or self.sending:
+            return
+        if not self.transport.can_send_nowait:
+            now = False
+        elif now is None:
+            now = trio.lowlevel.current_statistics().tasks_runnable == 0
+        if now:
+            self.sends += 1
+            self.buffers = self.transport.send_nowait(self.buffers)
+        if self.buffers:
+            self._lot.unpark()
+
+    def close(self) -> None:
+        """Let the writer finish what is queued, then return."""
+        self.closing = True
+        self._lot.unpark()
+
+    async def writer(self) -> None:
+        """Send whatever is queued, until :meth:`close` (raises BrokenResourceError on failure)."""
+        while True:
+            if not self.buffers:
+                if self.closing:
+                    return
+                await self._lot.park()
+                continue
+            buffers, self.buffers = self.buffers, []
+            self.sending = True
+            self.sends += 1
+            try:
+                await self.transport.send(buffers)
+            finally:
+                self.sending = False
 
 
 def make_transport(stream: trio.abc.Stream) -> Transport:

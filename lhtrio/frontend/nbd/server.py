@@ -4,8 +4,9 @@ Per connection: the handshake runs on plain receive/send; then the transmission 
 into the decoder's own buffer, takes every complete request of that receive as one *batch*, and
 hands the batch to a task that executes it against the device: all its writes in one
 ``write_batch`` call, all its reads in one ``read_batch`` (the engine turns each into one frame
-batch per replica). Replies are queued and a single writer task sends everything queued with one
-``sendmsg``. While batches are in flight the loop keeps receiving (up to ``MAX_BATCHES`` per
+batch per replica). Replies go to the connection's :class:`~lhtrio.net.transport.Outbox`: sent at
+once when nothing else is about to add to them, else coalesced by the writer task into one
+``writev``. While batches are in flight the loop keeps receiving (up to ``MAX_BATCHES`` per
 connection), so the client's queue depth reaches the replicas.
 
 Ordering: NBD does not order requests that are in flight together; within a batch this server
@@ -60,7 +61,7 @@ from lhtrio.frontend.nbd.proto import (
     simple_reply,
 )
 from lhtrio.net import Address
-from lhtrio.net.transport import Transport, make_transport
+from lhtrio.net.transport import Outbox, Transport, make_transport
 
 __all__ = ["BlockDevice", "serve_nbd", "nbd_uri"]
 
@@ -105,10 +106,8 @@ class _Connection:
         self.device = device
         self.transport = transport
         self.peer = peer
-        self.outbox: list[Any] = []
-        self.lot = trio.lowlevel.ParkingLot()
+        self.out = Outbox(transport)
         self.batches = trio.Semaphore(MAX_BATCHES)
-        self.closing = False
         self.structured = False
         self.context: int | None = None
 
@@ -157,8 +156,7 @@ class _Connection:
                 # Every accepted request is answered before we close (or the deadline passes).
                 for _ in range(MAX_BATCHES):
                     await self.batches.acquire()
-                self.closing = True
-                self.lot.unpark()
+                self.out.close()
 
     async def read_loop(self, decoder: TransmissionDecoder, nursery: trio.Nursery) -> None:
         transport = self.transport
@@ -169,7 +167,7 @@ class _Connection:
                 batch: list[Any] = []
                 for item in items:
                     if isinstance(item, InvalidRequest):
-                        self.outbox.append(
+                        self.out.buffers.append(
                             error_reply(
                                 item.handle,
                                 item.error,
@@ -181,21 +179,20 @@ class _Connection:
                         if batch:
                             await self.batches.acquire()
                             nursery.start_soon(self.execute, batch)
-                        self.lot.unpark()
+                        self.out.flush(now=False)
                         return
                     else:
                         batch.append(item)
                 if batch:
                     await self.batches.acquire()
                     nursery.start_soon(self.execute, batch)
-                if self.outbox:
-                    self.lot.unpark()
+                self.out.flush(now=False)
             if not await transport.receive_into(decoder):
                 decoder.eof()
                 return
 
     async def execute(self, batch: list[Any]) -> None:
-        # Replies go to self.outbox *after* each await: the writer swaps the list meanwhile.
+        # Replies go to self.out.buffers *after* each await: the writer swaps the list meanwhile.
         try:
             writes = [r for r in batch if r.__class__ is Write]
             reads = [r for r in batch if r.__class__ is Read]
@@ -203,23 +200,24 @@ class _Connection:
                 try:
                     await self.device.write_batch([(w.offset, w.data, w.fua) for w in writes])
                 except LhtrioError as exc:
-                    self.outbox += [self.error(w.handle, exc) for w in writes]
+                    self.out.buffers += [self.error(w.handle, exc) for w in writes]
                 else:
-                    self.outbox += [simple_reply(w.handle) for w in writes]
+                    self.out.buffers += [simple_reply(w.handle) for w in writes]
             if reads:
                 try:
                     data = await self.device.read_batch([(r.offset, r.length) for r in reads])
                 except LhtrioError as exc:
-                    self.outbox += [self.error(r.handle, exc) for r in reads]
+                    self.out.buffers += [self.error(r.handle, exc) for r in reads]
                 else:
-                    out, structured = self.outbox, self.structured
+                    out, structured = self.out.buffers, self.structured
                     for r, buf in zip(reads, data, strict=True):
                         read_reply(out, r.handle, r.offset, buf, structured=structured)
             for request in batch:
                 if request.__class__ is not Write and request.__class__ is not Read:
                     reply = await self.other(request)
-                    self.outbox.append(reply)
-            self.lot.unpark()
+                    self.out.buffers.append(reply)
+            with contextlib.suppress(trio.BrokenResourceError):  # the writer sees it too
+                self.out.flush()
         finally:
             self.batches.release()
 
@@ -258,14 +256,7 @@ class _Connection:
 
     async def writer(self) -> None:
         try:
-            while True:
-                if not self.outbox:
-                    if self.closing:
-                        return
-                    await self.lot.park()
-                    continue
-                buffers, self.outbox = self.outbox, []
-                await self.transport.send(buffers)
+            await self.out.writer()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             logger.debug("NBD client %s went away: %s", self.peer, exc)
 

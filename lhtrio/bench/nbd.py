@@ -1,0 +1,183 @@
+"""NBD benchmark: fio (nbd ioengine) against lhtrio with 1 and 3 replicas and against qemu-nbd.
+
+The local yardstick is ``qemu-nbd`` serving a raw file from the same disk. Every backend gets fresh
+sparse files in one scratch directory and a Unix socket; fio runs one job, one connection:
+
+    4 KiB random write QD32, 4 KiB random write QD1, 1 MiB sequential write QD8 (fills the 256 MiB
+    region), 4 KiB random read QD32, 4 KiB random read QD1, 1 MiB sequential read QD8
+
+Reads therefore come from the page cache, as in ``shared/reference/nbd-performance.md``.
+Run: ``nox -s bench -- nbd`` (``--quick`` for short runs). Needs fio, qemu-nbd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
+
+from lhtrio.bench._util import record, table
+
+SIZE = 1 << 30
+REGION = "256M"
+WORKLOADS: list[tuple[str, str, str, int]] = [
+    ("4k randwrite QD32", "randwrite", "4k", 32),
+    ("4k randwrite QD1", "randwrite", "4k", 1),
+    ("1M write QD8", "write", "1M", 8),
+    ("4k randread QD32", "randread", "4k", 32),
+    ("4k randread QD1", "randread", "4k", 1),
+    ("1M read QD8", "read", "1M", 8),
+]
+
+
+def _wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.args!r} did not start")
+        time.sleep(0.05)
+
+
+@contextmanager
+def _process(args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def _qemu_nbd(scratch: Path) -> Iterator[str]:
+    image = scratch / "qemu.img"
+    with open(image, "wb") as f:
+        f.truncate(SIZE)
+    socket = scratch / "qemu.sock"
+    with _process(
+        ["qemu-nbd", "-f", "raw", "-t", "-x", "vol", "-k", str(socket), str(image)]
+    ) as proc:
+        _wait_for_socket(socket, proc)
+        yield f"nbd+unix:///vol?socket={socket}"
+
+
+@contextmanager
+def _lhtrio(scratch: Path, replicas: int) -> Iterator[str]:
+    lhtrio = [sys.executable, "-m", "lhtrio"]
+    with ExitStack() as stack:
+        addresses = []
+        for n in range(replicas):
+            proc = stack.enter_context(
+                _process(
+                    [
+                        *lhtrio,
+                        "replica",
+                        str(scratch / f"r{replicas}-{n}"),
+                        "--size",
+                        str(SIZE),
+                        "--volume",
+                        "vol",
+                    ]
+                )
+            )
+            assert proc.stdout is not None
+            addresses.append(proc.stdout.readline().decode().strip())
+        socket = scratch / f"lhtrio{replicas}.sock"
+        args = [*lhtrio, "engine", "vol", "--size", str(SIZE), "--nbd", f"unix:{socket}"]
+        for address in addresses:
+            args += ["--replica", address]
+        proc = stack.enter_context(_process(args))
+        _wait_for_socket(socket, proc)
+        yield f"nbd+unix:///vol?socket={socket}"
+
+
+def _fio(uri: str, rw: str, bs: str, depth: int, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "fio",
+            "--name=bench",
+            "--ioengine=nbd",
+            f"--uri={uri}",
+            f"--rw={rw}",
+            f"--bs={bs}",
+            f"--iodepth={depth}",
+            f"--size={REGION}",
+            "--time_based",
+            f"--runtime={seconds}",
+            "--ramp_time=1",
+            "--output-format=json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    job = json.loads(out[out.index("{") :])["jobs"][0]
+    side = job["write"] if "write" in rw else job["read"]
+    return {
+        "iops": side["iops"],
+        "mib_s": side["bw_bytes"] / (1 << 20),
+        "lat_us": side["lat_ns"]["mean"] / 1000,
+    }
+
+
+def _figure(name: str, result: dict[str, float]) -> str:
+    if name.startswith("1M"):
+        return f"{result['mib_s']:,.0f} MiB/s"
+    if "QD1" in name:
+        return f"{result['iops']:,.0f} / {result['lat_us']:,.0f} µs"
+    return f"{result['iops']:,.0f}"
+
+
+def _ratio(name: str, ours: dict[str, float], peer: dict[str, float]) -> str:
+    if "QD1" in name:
+        return f"{ours['iops'] / peer['iops']:.2f}x ({ours['lat_us'] - peer['lat_us']:+,.0f} µs)"
+    key = "mib_s" if name.startswith("1M") else "iops"
+    return f"{ours[key] / peer[key]:.2f}x"
+
+
+def main(*, quick: bool = False) -> None:
+    seconds = 2 if quick else 5
+    scratch = Path(tempfile.mkdtemp(prefix="lhtrio-bench-", dir=os.environ.get("LHTRIO_BENCH_DIR")))
+    backends: dict[str, Callable[[], AbstractContextManager[str]]] = {
+        "qemu-nbd (yardstick)": lambda: _qemu_nbd(scratch),
+        "lhtrio, 1 replica": lambda: _lhtrio(scratch, 1),
+        "lhtrio, 3 replicas": lambda: _lhtrio(scratch, 3),
+    }
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    try:
+        for backend, start in backends.items():
+            with start() as uri:
+                results[backend] = {
+                    name: _fio(uri, rw, bs, depth, seconds) for name, rw, bs, depth in WORKLOADS
+                }
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    peer = results["qemu-nbd (yardstick)"]
+    names = [name for name, *_ in WORKLOADS]
+    rows: list[list[object]] = [
+        [backend, *(_figure(n, results[backend][n]) for n in names)] for backend in backends
+    ]
+    rows += [
+        [f"{backend} / yardstick", *(_ratio(n, results[backend][n], peer[n]) for n in names)]
+        for backend in backends
+        if backend != "qemu-nbd (yardstick)"
+    ]
+    text = table(
+        "NBD: fio (nbd ioengine), one connection; IOPS, MiB/s, QD1 as IOPS / mean latency",
+        ["backend", *names],
+        rows,
+    )
+    print(text)
+    if not quick:
+        record("nbd", text)
