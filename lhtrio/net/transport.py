@@ -52,6 +52,8 @@ class Receiver(Protocol):
 
 def _advance(buffers: list[Any], sent: int) -> list[Any]:
     """``buffers`` without their first ``sent`` bytes."""
+    if sent == sum(map(len, buffers)):
+        return []
     i = 0
     while i < len(buffers) and sent >= len(buffers[i]):
         sent -= len(buffers[i])

@@ -69,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCHES: Final = 16
 _HOLE_ZERO: Final = 3  # NBD_STATE_HOLE | NBD_STATE_ZERO
+_FUA: Final = 1  # NBD_CMD_FLAG_FUA as a plain int: IntFlag arithmetic is slow on the hot path
 
 
 class BlockDevice(Protocol):
@@ -198,7 +199,9 @@ class _Connection:
             reads = [r for r in batch if r.__class__ is Read]
             if writes:
                 try:
-                    await self.device.write_batch([(w.offset, w.data, w.fua) for w in writes])
+                    await self.device.write_batch(
+                        [(w.offset, w.data, bool(w.flags & _FUA)) for w in writes]
+                    )
                 except LhtrioError as exc:
                     self.out.buffers += [self.error(w.handle, exc) for w in writes]
                 else:
