@@ -132,5 +132,9 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The main job: ``lhtrio demo`` (see README)."""
+    needed = {"qemu-io": "qemu-utils", "nbdinfo": "libnbd-bin"}
+    missing = sorted({pkg for cmd, pkg in needed.items() if shutil.which(cmd) is None})
+    if missing:
+        _apt_install(missing, why="for the demo, which drives these real NBD clients")
     _install(session)
     session.run("lhtrio", "demo", *session.posargs)

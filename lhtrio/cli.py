@@ -20,6 +20,7 @@ import trio
 from lhtrio import __version__
 from lhtrio.ctl import ctl
 from lhtrio.errors import LhtrioError
+from lhtrio.process import tune_gc
 
 __all__ = ["main"]
 
@@ -131,14 +132,15 @@ cli.add_command(ctl)
 
 @cli.command()
 def demo() -> None:
-    """Show the data path working end to end on this machine.
+    """A replicated volume (3 replicas + engine) driven by real NBD clients on this machine.
 
-    Until the control plane exists (a local cluster on the embedded store), this starts an RPC
-    server and drives it with the pipelining client over loopback.
+    Until the control plane exists (a local cluster on the embedded store), this is the main job:
+    it writes and reads through NBD, snapshots, loses a replica, reverts, and (on a terminal)
+    keeps serving until Ctrl-C.
     """
     from lhtrio.demo import run_demo
 
-    _run(run_demo)
+    _run(_until_signalled, run_demo)
 
 
 async def _until_signalled(main: Any) -> None:
@@ -178,4 +180,5 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def main() -> None:
+    tune_gc()
     cli()

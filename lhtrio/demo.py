@@ -1,81 +1,136 @@
-"""``lhtrio demo``: the data path end to end, on loopback, in one command.
+"""``lhtrio demo``: a replicated volume on this machine, driven by real NBD clients.
 
 Until the control plane exists (a local cluster on the embedded store), the most useful thing to
-show is a replica being driven over the wire protocol exactly as an engine will drive it: start a
-replica server on a fresh directory, write and read through the pipelining RPC client, take a
-snapshot, overwrite, revert, and show the files on disk and the throughput of a short burst.
+show is the data path end to end: three replicas and an engine in one trio process, the volume
+served over NBD on a Unix socket, and the standard tools (``nbdinfo``, ``qemu-io``) using it —
+including losing a replica in the middle without losing data. On a terminal it then keeps serving
+until Ctrl-C, so you can point your own NBD clients at it.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
+import sys
 import tempfile
-import time
+from typing import Any
 
 import click
 import trio
 
-from lhtrio.net import RpcClient, open_rpc_client
+from lhtrio.engine.server import serve_engine
+from lhtrio.frontend.nbd.server import serve_nbd
+from lhtrio.net import RpcClient, open_rpc_client, parse_address
 from lhtrio.replica.server import serve_replica
 from lhtrio.units import format_size
-from lhtrio.wire import Data, Flush, Read, Write
 
 SIZE = 256 << 20
+VOLUME = "demo"
 
 
 def _say(text: str) -> None:
     click.echo(text)
 
 
+async def _tool(*cmd: str) -> str:
+    result = await trio.run_process(
+        list(cmd), capture_stdout=True, capture_stderr=True, check=False
+    )
+    out = (result.stdout + result.stderr).decode(errors="replace").strip()
+    if result.returncode:
+        raise click.ClickException(f"{' '.join(cmd)} failed:\n{out}")
+    return out
+
+
 async def run_demo(directory: str | None = None) -> None:
+    missing = [tool for tool in ("qemu-io", "nbdinfo") if shutil.which(tool) is None]
+    if missing:
+        raise click.ClickException(
+            f"the demo drives real NBD clients: install {' '.join(missing)} "
+            "(Debian: apt-get install qemu-utils libnbd-bin)"
+        )
     with tempfile.TemporaryDirectory(prefix="lhtrio-demo-") as scratch:
-        path = os.path.join(directory or scratch, "demo-r-1")
+        base = directory or scratch
+        socket = os.path.join(base, "demo.sock")
+        uri = f"nbd+unix:///{VOLUME}?socket={socket}"
+        # Shutdown order matters (also on Ctrl-C): the engine first, so it can flush through
+        # the replicas, then the replicas (their scopes are shielded until then).
+        async with trio.open_nursery() as replica_nursery:
+            replicas: list[tuple[str, trio.CancelScope]] = [
+                await replica_nursery.start(_replica, os.path.join(base, f"r{n}")) for n in range(3)
+            ]
+            try:
+                async with trio.open_nursery() as nursery:
+                    host, port = await nursery.start(
+                        functools.partial(
+                            serve_engine,
+                            VOLUME,
+                            SIZE,
+                            [address for address, _ in replicas],
+                            frontend=functools.partial(serve_nbd, parse_address(f"unix:{socket}")),
+                        )
+                    )
+                    _say(f"volume '{VOLUME}' ({format_size(SIZE)}), 3 replicas in {base}")
+                    _say(f"  NBD:     {uri}")
+                    _say(f"  control: lhtrio ctl --engine {host}:{port} info")
+                    async with open_rpc_client(f"{host}:{port}", client="demo") as ctl:
+                        await _walkthrough(ctl, uri, replicas)
+                        if sys.stdin.isatty():
+                            _say(f"\nserving {uri} — try: qemu-io -f raw -c 'read -v 0 64' '{uri}'")
+                            _say("press Ctrl-C to stop")
+                            await trio.sleep_forever()
+                    nursery.cancel_scope.cancel()
+            finally:
+                for _, scope in replicas:
+                    scope.cancel()
+    _say("stopped: the engine flushed, every replica closed cleanly")
+
+
+async def _replica(
+    path: str, *, task_status: trio.TaskStatus[tuple[str, trio.CancelScope]]
+) -> None:
+    with trio.CancelScope(shield=True) as scope:
+        name = os.path.basename(path)
         async with trio.open_nursery() as nursery:
             host, port = await nursery.start(
-                functools.partial(
-                    serve_replica, path, size=SIZE, volume="demo", instance="demo-r-1"
-                )
+                functools.partial(serve_replica, path, size=SIZE, volume=VOLUME, instance=name)
             )
-            _say(f"replica demo-r-1 of volume 'demo' ({format_size(SIZE)}) serving {path}")
-            _say(f"  listening on tcp://{host}:{port} (protocol v1)")
-            async with open_rpc_client(f"{host}:{port}", volume="demo", client="demo") as rpc:
-                await _walkthrough(rpc, path)
-            nursery.cancel_scope.cancel()
-        _say("replica closed cleanly (flushed, Dirty=false)")
+            task_status.started((f"tcp://{host}:{port}", scope))
 
 
-async def _read(rpc: RpcClient, offset: int, length: int) -> bytes:
-    reply = await rpc.call(Read(offset, length))
-    assert isinstance(reply, Data)
-    return bytes(reply.data)
+async def _show(ctl: RpcClient) -> None:
+    info: dict[str, Any] = await ctl.call_control("info")
+    modes = ", ".join(f"{r['address']} {r['mode']}" for r in info["replicas"])
+    _say(f"  engine: volume {info['state']}; replicas {modes}")
 
 
-async def _walkthrough(rpc: RpcClient, path: str) -> None:
-    await rpc.call(Write(0, b"A" * 4096))
-    await rpc.call(Write(5000, b"unaligned hello"))
-    await rpc.call(Flush())
-    got = await _read(rpc, 5000, 15)
-    _say(f"wrote 'A'*4096 at 0 and 'unaligned hello' at 5000: reads back {got!r}")
-    await rpc.call_control("snapshot", name="s1", labels={"demo": "yes"})
-    await rpc.call(Write(0, b"B" * 4096))
-    got = await _read(rpc, 0, 4)
-    _say(f"snapshot s1 taken, then 'B'*4096 written at 0: block 0 reads {got!r}...")
-    await rpc.call_control("revert", name="s1")
-    _say(f"reverted to s1: block 0 reads {await _read(rpc, 0, 4)!r}...")
-
-    batch = [Write(offset, b"x" * 4096) for offset in range(0, 32 * 4096, 4096)]
-    count = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < 1.0:
-        await rpc.call_many(batch)
-        count += len(batch)
-    elapsed = time.perf_counter() - start
-    _say(f"burst: {count / elapsed:,.0f} 4 KiB writes/s with 32 in flight over loopback")
-
-    info = await rpc.call_control("info")
-    _say(f"chain (head first): {' <- '.join(info['chain'])}")
-    _say(f"revision counter {info['revision_counter']}, files in {path}:")
-    for name in sorted(os.listdir(path)):
-        st = os.stat(os.path.join(path, name))
-        _say(f"  {name:32} {st.st_size:>12,} bytes, {st.st_blocks * 512:>10,} allocated")
+async def _walkthrough(
+    ctl: RpcClient, uri: str, replicas: list[tuple[str, trio.CancelScope]]
+) -> None:
+    _say("\n$ nbdinfo " + uri)
+    info = await _tool("nbdinfo", uri)
+    _say("  " + "\n  ".join(line for line in info.splitlines() if "export-size" in line))
+    _say("\n$ qemu-io: write 0xab at 0 (64 KiB) and 0xcd at 100001 (unaligned), read back")
+    await _tool("qemu-io", "-f", "raw", "-c", "write -P 0xab 0 64k", "-c",
+                "write -P 0xcd 100001 3333", "-c", "read -P 0xab 0 64k", "-c",
+                "read -P 0xcd 100001 3333", uri)  # fmt: skip
+    _say("  patterns verified")
+    await _show(ctl)
+    await ctl.call_control("snapshot_create", name="before-change", labels={"demo": "yes"})
+    await _tool("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 64k", uri)
+    _say("\nsnapshot 'before-change' taken on all replicas, then 0x11 written over block 0")
+    address, scope = replicas[1]
+    scope.cancel()
+    _say(f"\nreplica {address} stopped: writes keep going to the other two")
+    await _tool(
+        "qemu-io", "-f", "raw", "-c", "write -P 0x22 1M 64k", "-c", "read -P 0x22 1M 64k", uri
+    )
+    await _show(ctl)
+    await ctl.call_control("frontend_stop")
+    await ctl.call_control("snapshot_revert", name="before-change")
+    await ctl.call_control("frontend_start")
+    await _tool("qemu-io", "-f", "raw", "-c", "read -P 0xab 0 64k", uri)
+    _say("\nfrontend stopped, reverted to 'before-change', started: block 0 reads 0xab again")
+    snapshots = await ctl.call_control("snapshot_ls")
+    _say("  snapshots: " + ", ".join(s["name"] for s in snapshots))

@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from lhtrio.process import tune_gc
+
 SUITES = {
     "wire": "lhtrio.bench.wire",
     "rpc": "lhtrio.bench.rpc",
@@ -19,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of {', '.join(SUITES)}")
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     args = parser.parse_args(argv)
+    tune_gc()  # as in lhtrio's own processes; applies to the yardsticks' clients alike
     unknown = [name for name in args.names if name not in SUITES]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(SUITES)}")

@@ -145,8 +145,8 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery) -> None:
 
 
 async def _shutdown(volume: Volume, frontend: FrontendControl) -> None:
-    await frontend.stop()
     try:
+        await frontend.stop()  # in-flight requests finish first
         await volume.flush()
     except LhtrioError as exc:
         logger.warning("final flush of volume %s failed: %s", volume.name, exc)

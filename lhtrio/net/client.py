@@ -124,7 +124,9 @@ class RpcClient:
         out = self._out
         out.buffers += encode(seq, request)
         out.frames += 1
-        self._flush(None)  # synchronous: no reply can be processed before we park below
+        # Through the writer, which runs once every task that is ready has queued its frame:
+        # concurrent calls share one writev. (call_many sends at once: its batch is whole.)
+        self._flush(False)
         if self._broken is not None:
             raise self._broken
         pending = self._pending
