@@ -15,8 +15,9 @@ Design decisions (measured with ``nox -s bench -- wire``, figures in ``docs/benc
   index the unpacked array, with explicit type and range checks. Everything else (hello, calls,
   results, errors) goes through one cattrs converter in tuple order. The generic path is kept
   (``encode_generic``/``decode_generic``) and checked against the tuned one in the tests. The
-  tuned path measured 1.6-2.6x faster to encode and 2.8-5.3x faster to decode (about 1 and 2 µs
-  against 2 and 6-8 µs per message), on a budget of about 10 µs of CPU per 4 KiB request.
+  tuned path measured 2.2-2.7x faster to encode and 2.8-3.5x faster to decode (about 0.8 and
+  1.5-2 µs against 2 and 5-6 µs per message), on a budget of about 7 µs of CPU per 4 KiB
+  request (``docs/benchmarks.md``).
 * **The frame-size cap is checked on the prefix**, before a single head or payload byte is
   buffered. Small payloads are sliced out of the shared receive buffer (one copy of at most
   ``DIRECT_MIN`` bytes); a payload of ``DIRECT_MIN`` bytes or more gets its own ``bytearray`` and
