@@ -1,0 +1,160 @@
+"""The engine's replica-set rules and its fan-out, with in-process replicas (autojump clock)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from lhtrio.engine.replicaset import Health, Member, Mode, ReplicaSet, decide_start
+from lhtrio.engine.volume import Volume
+from lhtrio.errors import StorageError
+from lhtrio.net import serve_rpc
+from lhtrio.replica.server import serve_replica
+from lhtrio.wire import Call, Identity, Reply, Request, Result
+
+MiB = 1 << 20
+# Virtual time jumps only after this much real idleness: replicas fsync in worker threads, which
+# the clock cannot see, and must not look stalled because of it.
+AUTOJUMP = 0.5
+
+
+def test_decide_start_refuses_stale_wrong_size_and_unreachable() -> None:
+    info = {"size": MiB, "persisted_revision_counter": 7}
+    decision = decide_start(
+        [
+            ("a", info),
+            ("b", {**info, "persisted_revision_counter": 5}),
+            ("c", {**info, "size": 2 * MiB}),
+            ("d", "connection refused"),
+            ("e", info),
+        ],
+        size=MiB,
+    )
+    assert decision.modes == {
+        "a": Mode.RW,
+        "b": Mode.ERR,
+        "c": Mode.ERR,
+        "d": Mode.ERR,
+        "e": Mode.RW,
+    }
+    assert "stale: revision counter 5 is behind 7" in decision.reasons["b"]
+    assert "size" in decision.reasons["c"]
+    assert decision.reasons["d"] == "connection refused"
+
+
+def test_health_timeouts_and_round_robin() -> None:
+    members = [Member(f"r{i}", Mode.RW) for i in range(3)]
+    replicas = ReplicaSet(members, short_timeout=8)
+    assert replicas.health is Health.HEALTHY
+    assert [m.address for m in replicas.read_order()] == ["r0", "r1", "r2"]
+    assert [m.address for m in replicas.read_order()] == ["r1", "r2", "r0"]
+    assert replicas.timeout(members[0]) == 8
+    replicas.fail(members[0], "gone")
+    replicas.fail(members[1], "gone")
+    assert replicas.health is Health.DEGRADED
+    assert replicas.timeout(members[2]) == 16  # the last RW replica waits twice as long
+    replicas.fail(members[2], "gone")
+    assert replicas.health is Health.FAULTED
+    assert replicas.read_order() == []
+    replicas.fail(members[2], "again")
+    assert members[2].error == "gone"  # ERR is final; the first reason stays
+
+
+def _stalling(request: Request) -> Reply | Awaitable[Reply]:
+    """A replica that answers ``info`` but never finishes any I/O."""
+    if isinstance(request, Call) and request.name == "info":
+        return Result({"size": 4 * MiB, "persisted_revision_counter": 0})
+
+    async def never() -> Reply:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    return never()
+
+
+@asynccontextmanager
+async def replicas(tmp_path: Path, healthy: int, stalled: int) -> AsyncIterator[list[str]]:
+    async with trio.open_nursery() as nursery:
+        addresses = []
+        for n in range(healthy):
+            host, port = await nursery.start(
+                functools.partial(
+                    serve_replica,
+                    str(tmp_path / f"r{n}"),
+                    size=4 * MiB,
+                    volume="v",
+                    instance=f"r{n}",
+                )
+            )
+            addresses.append(f"tcp://{host}:{port}")
+        for _ in range(stalled):
+            host, port = await nursery.start(
+                functools.partial(
+                    serve_rpc, _stalling, "127.0.0.1", 0, identity=Identity(volume="v")
+                )
+            )
+            addresses.append(f"tcp://{host}:{port}")
+        yield addresses
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def volume(addresses: list[str]) -> AsyncIterator[Volume]:
+    async with trio.open_nursery() as nursery:
+        members = [Member(a, Mode.RW) for a in addresses]
+        vol = Volume("v", 4 * MiB, ReplicaSet(members), nursery)
+        for member in members:
+            await nursery.start(vol.connect, member)
+        yield vol
+        vol.close_links()
+
+
+async def test_a_stalled_replica_is_failed_after_8_seconds(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    mock_clock.autojump_threshold = AUTOJUMP
+    async with replicas(tmp_path, healthy=1, stalled=1) as addresses, volume(addresses) as vol:
+        start = trio.current_time()
+        await vol.write_batch([(0, b"x" * 4096, False)])
+        assert 8 <= trio.current_time() - start < 16
+        assert [m.mode for m in vol.replicas.members] == [Mode.RW, Mode.ERR]
+        assert "stalled: no answer within 8 s" in vol.replicas.members[1].error
+        assert vol.replicas.health is Health.DEGRADED
+        assert await vol.read_batch([(0, 4096)]) == [b"x" * 4096]
+
+
+async def test_the_last_replica_gets_16_seconds_then_the_volume_faults(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    mock_clock.autojump_threshold = AUTOJUMP
+    async with replicas(tmp_path, healthy=0, stalled=1) as addresses, volume(addresses) as vol:
+        start = trio.current_time()
+        with pytest.raises(StorageError, match="faulted"):
+            await vol.write_batch([(0, b"x" * 4096, False)])
+        assert 16 <= trio.current_time() - start < 24
+        assert vol.replicas.health is Health.FAULTED
+
+
+async def test_writes_reach_every_replica_and_reads_fail_over(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=3, stalled=0) as addresses, volume(addresses) as vol:
+        await vol.write_batch([(0, b"a" * 4096, False), (8192, b"b" * 100, True)])
+        for _ in range(3):  # round robin over every replica
+            assert await vol.read_batch([(0, 4096), (8192, 100)]) == [b"a" * 4096, b"b" * 100]
+        vol.fail(vol.replicas.members[0], "test")
+        assert await vol.read_batch([(8192, 100)]) == [b"b" * 100]
+        infos = [await vol.client(m).call_control("info") for m in vol.replicas.members[1:]]  # type: ignore[union-attr]
+        assert {i["revision_counter"] for i in infos} == {2}
+
+
+async def test_snapshot_reaches_every_replica_with_the_same_name(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=2, stalled=0) as addresses, volume(addresses) as vol:
+        await vol.write_batch([(0, b"s" * 4096, False)])
+        await vol.snapshot("s1", labels={"k": "v"}, user_created=True)
+        for n in range(2):
+            assert (tmp_path / f"r{n}" / "volume-snap-s1.img").exists()
