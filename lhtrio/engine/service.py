@@ -24,10 +24,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
 
-from lhtrio.errors import ConflictError, InvalidArgumentError, NotFoundError, UnknownCallError
+from lhtrio.errors import ConflictError, NotFoundError, UnknownCallError
 from lhtrio.wire import Call, Reply, Request, Result
+from lhtrio.wire.control import structure_args
 
 if TYPE_CHECKING:
     from lhtrio.engine.server import FrontendControl
@@ -62,32 +62,6 @@ class _Size:
 @attrs.frozen(kw_only=True)
 class _Address:
     address: str
-
-
-def _strict(kind: type[Any]) -> Callable[[Any, Any], Any]:
-    def hook(value: Any, _: Any) -> Any:
-        if type(value) is not kind:
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    return hook
-
-
-_converter = cattrs.Converter(forbid_extra_keys=True)
-for _kind in (int, str, bool):
-    _converter.register_structure_hook(_kind, _strict(_kind))
-
-
-def _args(cls: type[Any], call: Call) -> Any:
-    try:
-        return _converter.structure(call.args, cls)
-    except Exception as exc:
-        detail = (
-            "; ".join(cattrs.transform_error(exc))
-            if isinstance(exc, cattrs.BaseValidationError)
-            else str(exc)
-        )
-        raise InvalidArgumentError(f"bad arguments for {call.name!r}: {detail}") from None
 
 
 class EngineService:
@@ -143,17 +117,17 @@ class EngineService:
         ]
 
     async def _info(self, call: Call) -> Any:
-        _args(_None, call)
+        structure_args(_None, call)
         return self.info()
 
     async def _snapshot_create(self, call: Call) -> Any:
-        args: _Create = _args(_Create, call)
+        args: _Create = structure_args(_Create, call)
         name = args.name or str(uuid.uuid4())
         await self.volume.snapshot(name, labels=args.labels, user_created=True)
         return name
 
     async def _snapshot_ls(self, call: Call) -> Any:
-        _args(_None, call)
+        structure_args(_None, call)
         info = await self.volume.info_of_one()
         snapshots = []
         for disk in info["disks"].values():
@@ -176,13 +150,13 @@ class EngineService:
         return sorted(snapshots, key=lambda s: (s["created"], s["name"]))
 
     async def _snapshot_rm(self, call: Call) -> Any:
-        args: _Name = _args(_Name, call)
+        args: _Name = structure_args(_Name, call)
         await self._require_snapshot(args.name)
         await self.volume.control_all("mark_removed", name=args.name)
         return None
 
     async def _snapshot_purge(self, call: Call) -> Any:
-        _args(_None, call)
+        structure_args(_None, call)
         if any(m["mode"] == "WO" for m in self._replicas()):
             raise ConflictError(f"volume {self.volume.name} is rebuilding: purge refused")
         await self.volume.control_all("purge")
@@ -193,7 +167,7 @@ class EngineService:
         return None
 
     async def _snapshot_revert(self, call: Call) -> Any:
-        args: _Name = _args(_Name, call)
+        args: _Name = structure_args(_Name, call)
         if self.frontend.running:
             raise ConflictError(
                 f"volume {self.volume.name}: stop the frontend before reverting "
@@ -210,26 +184,26 @@ class EngineService:
             raise NotFoundError(f"volume {self.volume.name} has no snapshot {name!r}")
 
     async def _frontend_stop(self, call: Call) -> Any:
-        _args(_None, call)
+        structure_args(_None, call)
         await self.frontend.stop()
         return self.info()
 
     async def _frontend_start(self, call: Call) -> Any:
-        _args(_None, call)
+        structure_args(_None, call)
         await self.frontend.start()
         return self.info()
 
     async def _expand(self, call: Call) -> Any:
-        args: _Size = _args(_Size, call)
+        args: _Size = structure_args(_Size, call)
         await self.volume.expand(args.size)
         return self.info()
 
     async def _replica_ls(self, call: Call) -> Any:
-        _args(_None, call)
+        structure_args(_None, call)
         return self._replicas()
 
     async def _replica_rm(self, call: Call) -> Any:
-        args: _Address = _args(_Address, call)
+        args: _Address = structure_args(_Address, call)
         self.volume.remove_replica(args.address)
         return self.info()
 

@@ -39,22 +39,20 @@ set_revision_counter   value                                                    
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import attrs
-import cattrs
 import trio
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, LhtrioError, UnknownCallError
 from lhtrio.replica.chain import Action, ActionKind
 from lhtrio.replica.store import Replica
 from lhtrio.wire import Call, Data, Done, Flush, Read, Reply, Request, Result, Unmap, Write
+from lhtrio.wire.control import converter, structure_args
 
-__all__ = ["ReplicaService", "PurgeStatus", "converter"]
+__all__ = ["ReplicaService", "PurgeStatus"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,35 +129,6 @@ class RebuildingArgs:
 @attrs.frozen(kw_only=True)
 class CounterArgs:
     value: int
-
-
-def _strict(kind: type[Any]) -> Callable[[Any, Any], Any]:
-    def hook(value: Any, _: Any) -> Any:
-        if type(value) is not kind:
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    return hook
-
-
-#: The converter of control-call arguments and results (msgpack values on the wire).
-converter = cattrs.Converter(forbid_extra_keys=True)
-for _kind in (int, str, bool):
-    converter.register_structure_hook(_kind, _strict(_kind))
-converter.register_unstructure_hook(dt.datetime, lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"))
-converter.register_unstructure_hook(ActionKind, lambda k: k.value)
-
-
-def _args(cls: type[Any], call: Call) -> Any:
-    try:
-        return converter.structure(call.args, cls)
-    except Exception as exc:
-        detail = (
-            "; ".join(cattrs.transform_error(exc))
-            if isinstance(exc, cattrs.BaseValidationError)
-            else str(exc)
-        )
-        raise InvalidArgumentError(f"bad arguments for call {call.name!r}: {detail}") from None
 
 
 # --- the handler ---------------------------------------------------------------------------------
@@ -273,7 +242,7 @@ class ReplicaService:
         return Result(converter.unstructure(self.replica.info()))
 
     async def _snapshot(self, call: Call) -> Reply:
-        args: SnapshotArgs = _args(SnapshotArgs, call)
+        args: SnapshotArgs = structure_args(SnapshotArgs, call)
         return await self._run(
             "snapshot",
             lambda: self.replica.snapshot(
@@ -282,20 +251,20 @@ class ReplicaService:
         )
 
     async def _mark_removed(self, call: Call) -> Reply:
-        args: NameArgs = _args(NameArgs, call)
+        args: NameArgs = structure_args(NameArgs, call)
         return await self._run("mark_removed", lambda: self.replica.mark_removed(args.name))
 
     def _allocation(self, call: Call) -> Reply:
-        args: RangeArgs = _args(RangeArgs, call)
+        args: RangeArgs = structure_args(RangeArgs, call)
         extents = self.replica.allocation(args.offset, args.length)
         return Result([[size, allocated] for size, allocated in extents])
 
     def _prepare_remove(self, call: Call) -> Reply:
-        args: NameArgs = _args(NameArgs, call)
+        args: NameArgs = structure_args(NameArgs, call)
         return Result(converter.unstructure(self.replica.prepare_remove(args.name)))
 
     async def _remove_action(self, call: Call) -> Reply:
-        args: ActionArgs = _args(ActionArgs, call)
+        args: ActionArgs = structure_args(ActionArgs, call)
         try:
             kind = ActionKind(args.kind)
         except ValueError:
@@ -304,7 +273,7 @@ class ReplicaService:
         return await self._run(f"{kind.value} {args.source}", lambda: self.replica.apply(action))
 
     async def _remove(self, call: Call) -> Reply:
-        args: NameArgs = _args(NameArgs, call)
+        args: NameArgs = structure_args(NameArgs, call)
 
         def remove() -> None:
             self.replica.mark_removed(args.name)
@@ -314,7 +283,7 @@ class ReplicaService:
         return await self._run(f"remove {args.name}", remove)
 
     def _start_purge(self, call: Call) -> Reply:
-        _args(NoArgs, call)
+        structure_args(NoArgs, call)
         if self._purge.purging:
             raise ConflictError(f"replica {self.replica.instance} is already purging")
         self._purge = PurgeStatus(purging=True)
@@ -323,7 +292,7 @@ class ReplicaService:
         return Result(converter.unstructure(self._purge))
 
     async def _purge_status(self, call: Call) -> Reply:
-        args: WaitArgs = _args(WaitArgs, call)
+        args: WaitArgs = structure_args(WaitArgs, call)
         if args.wait:
             await self._purge_done.wait()
         return Result(converter.unstructure(self._purge))
@@ -344,30 +313,30 @@ class ReplicaService:
             self._purge_done.set()
 
     async def _revert(self, call: Call) -> Reply:
-        args: RevertArgs = _args(RevertArgs, call)
+        args: RevertArgs = structure_args(RevertArgs, call)
         return await self._run(
             f"revert to {args.name}", lambda: self.replica.revert(args.name, created=args.created)
         )
 
     async def _expand(self, call: Call) -> Reply:
-        args: SizeArgs = _args(SizeArgs, call)
+        args: SizeArgs = structure_args(SizeArgs, call)
         return await self._run(f"expand to {args.size}", lambda: self.replica.expand(args.size))
 
     async def _checksum(self, call: Call) -> Reply:
-        args: ChecksumArgs = _args(ChecksumArgs, call)
+        args: ChecksumArgs = structure_args(ChecksumArgs, call)
         info = await trio.to_thread.run_sync(
             lambda: self.replica.checksum(args.name, force=args.force), limiter=self._limiter
         )
         return Result(converter.unstructure(info))
 
     async def _set_rebuilding(self, call: Call) -> Reply:
-        args: RebuildingArgs = _args(RebuildingArgs, call)
+        args: RebuildingArgs = structure_args(RebuildingArgs, call)
         return await self._run(
             "set_rebuilding", lambda: self.replica.set_rebuilding(args.rebuilding)
         )
 
     async def _set_revision_counter(self, call: Call) -> Reply:
-        args: CounterArgs = _args(CounterArgs, call)
+        args: CounterArgs = structure_args(CounterArgs, call)
         return await self._run(
             "set_revision_counter", lambda: self.replica.set_revision_counter(args.value)
         )

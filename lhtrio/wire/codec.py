@@ -36,13 +36,14 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import attrs
 import cattrs
 import msgpack
 
 from lhtrio.errors import FrameTooLargeError, LocalProtocolError
+from lhtrio.wire.control import strict_hook
 from lhtrio.wire.messages import (
     MESSAGE_TYPES,
     Buffer,
@@ -112,22 +113,10 @@ def _frame(head: list[Any], data: Buffer | None = None) -> list[Buffer]:
 
 # --- the generic path: one cattrs converter for every message ------------------------------------
 
-T = TypeVar("T")
-
-
-def _strict(kind: type[T]) -> Callable[[Any, Any], T]:
-    def hook(value: Any, _: Any) -> T:
-        if type(value) is not kind:
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    return hook
-
-
 #: The converter of protocol v1 message fields (msgpack-native values, strict types).
 converter = cattrs.Converter(detailed_validation=False)
 for _kind in (int, str, bool, bytes):
-    converter.register_structure_hook(_kind, _strict(_kind))
+    converter.register_structure_hook(_kind, strict_hook(_kind))
 converter.register_structure_hook_func(lambda t: t == Buffer, lambda v, _: v)
 
 _HEAD_FIELDS: Final[dict[type[Message], tuple[str, ...]]] = {

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +21,7 @@ from lhtrio.errors import (
 )
 from lhtrio.net import RpcClient, open_rpc_client
 from lhtrio.wire import Data, Done, Flush, Hello, Read, Unmap, Write, encode_frame
+from tests.procs import lhtrio
 
 MiB = 1 << 20
 
@@ -30,35 +29,8 @@ MiB = 1 << 20
 @asynccontextmanager
 async def replica_process(directory: Path, *args: str) -> AsyncIterator[tuple[str, trio.Process]]:
     """Run ``lhtrio replica DIRECTORY ARGS`` and yield (its address, the process)."""
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "lhtrio", "replica", str(directory), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = b""
-        with trio.fail_after(30):
-            while not line.endswith(b"\n"):
-                chunk = await proc.stdout.receive_some(1)
-                if not chunk:
-                    assert proc.stderr is not None
-                    raise AssertionError(f"lhtrio replica did not start: {await _drain(proc)}")
-                line += chunk
-        yield line.decode().strip(), proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        with trio.fail_after(30):
-            await proc.wait()
-
-
-async def _drain(proc: trio.Process) -> str:
-    assert proc.stderr is not None
-    out = b""
-    while chunk := await proc.stderr.receive_some():
-        out += chunk
-    return out.decode(errors="replace")
+    async with lhtrio("replica", str(directory), *args) as proc:
+        yield proc.address, proc.process
 
 
 async def read(client: RpcClient, offset: int, length: int) -> bytes:
