@@ -342,3 +342,40 @@ async def test_malformed_nbd_input_never_crashes_the_engine_or_touches_data(tmp_
         assert b"Pattern verification failed" not in out.stdout
         info = await ctl(vol.engine.address, "info")
         assert info["state"] == "healthy"
+
+
+async def test_expand_purge_and_replica_removal_through_the_cli(tmp_path: Path) -> None:
+    async with volume(tmp_path, 2, size="16Mi") as vol:
+        control = vol.engine.address
+        await run(*qemu_io(vol.uri, "write -P 0x44 0 1M"))
+        await ctl(control, "snapshot", "create", "keep")
+        await ctl(control, "snapshot", "create", "drop")
+        await run(*qemu_io(vol.uri, "write -P 0x55 1M 1M"))
+        info = await ctl(control, "expand", "32Mi")
+        assert info["size"] == 32 * MiB
+        out = await run("nbdinfo", "--json", vol.uri)
+        assert json.loads(out.stdout)["exports"][0]["export-size"] == 32 * MiB
+        await run(*qemu_io(vol.uri, "read -P 0x44 0 1M", "read -P 0x55 1M 1M", "write -P 6 20M 1M"))
+
+        await ctl(control, "snapshot", "rm", "drop")
+        removed = {s["name"]: s["removed"] for s in await ctl(control, "snapshot", "ls")}
+        assert removed["drop"] is True
+        assert removed["keep"] is False
+        await ctl(control, "snapshot", "purge")
+        names = [s["name"] for s in await ctl(control, "snapshot", "ls")]
+        assert "drop" not in names
+        assert "keep" in names
+        for d in vol.dirs:
+            assert not (d / "volume-snap-drop.img").exists()
+        await run(*qemu_io(vol.uri, "read -P 0x44 0 1M", "read -P 0x55 1M 1M", "read -P 6 20M 1M"))
+
+        first = vol.replicas[0].address
+        info = await ctl(control, "replica", "rm", first)
+        assert [r["address"] for r in info["replicas"]] == [vol.replicas[1].address]
+        refused = await run(
+            sys.executable, "-m", "lhtrio", "ctl", "--engine", control, "replica", "rm",
+            vol.replicas[1].address, check=False,
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert b"last RW replica" in refused.stderr
+        await run(*qemu_io(vol.uri, "read -P 0x44 0 1M"))
