@@ -53,7 +53,14 @@ from lhtrio.wire import (
     encode,
 )
 
-__all__ = ["RpcClient", "ClientStatistics", "connect_rpc", "open_rpc_client"]
+__all__ = [
+    "RpcClient",
+    "Pending",
+    "SeqSource",
+    "ClientStatistics",
+    "connect_rpc",
+    "open_rpc_client",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,37 +81,99 @@ class ClientStatistics:
     receives: int
 
 
-class _Batch:
-    """The waiter of one :meth:`RpcClient.call_many`: collects replies, wakes its task once."""
+class SeqSource:
+    """Sequence numbers, possibly shared by several connections.
 
-    __slots__ = ("done", "first", "missing", "replies", "task")
+    Connections that share a source never use the same number, so one batch of frames, encoded
+    once, can be sent on all of them (:meth:`RpcClient.submit_encoded`): an engine packs a write
+    batch once for all its replicas.
+    """
 
-    def __init__(self, task: trio.lowlevel.Task, first: int, count: int) -> None:
-        self.task = task
-        self.first = first
-        self.missing = count
-        self.replies: list[Any] = [None] * count
-        self.done = False
+    __slots__ = ("next",)
 
-    def deliver(self, seq: int, reply: Message) -> None:
-        self.replies[seq - self.first] = reply
-        self.missing -= 1
-        if not self.missing and not self.done:
-            self.done = True
-            trio.lowlevel.reschedule(self.task, outcome.Value(None))
+    def __init__(self) -> None:
+        self.next = 1
+
+    def take(self, count: int) -> int:
+        """The first of ``count`` fresh consecutive numbers."""
+        first = self.next
+        self.next = first + count
+        return first
+
+
+class Pending:
+    """A submitted batch of requests (:meth:`RpcClient.submit`); :meth:`wait` for its replies.
+
+    Several batches can be submitted to several connections first and waited for afterwards, in
+    one task: that is how an engine fans a batch out to every replica without a task per replica.
+    """
+
+    __slots__ = ("_client", "_error", "_first", "_missing", "_replies", "_task", "done")
+
+    def __init__(self, client: RpcClient, first: int, count: int) -> None:
+        self._client = client
+        self._first = first
+        self._missing = count
+        self._replies: list[Any] = [None] * count
+        self._task: trio.lowlevel.Task | None = None
+        self._error: ConnectionLostError | None = None
+        self.done = not count
+
+    def _deliver(self, seq: int, reply: Message) -> None:
+        self._replies[seq - self._first] = reply
+        self._missing -= 1
+        if not self._missing:
+            self._finish()
+
+    def _break(self, error: ConnectionLostError) -> None:
+        if not self.done:
+            self._error = error
+            self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
+        if self._task is not None:
+            trio.lowlevel.reschedule(self._task, outcome.Value(None))
+            self._task = None
+
+    async def wait(self) -> list[Reply | LhtrioError]:
+        """The replies in request order; an error reply is its exception *in the list*.
+
+        Raises ConnectionLostError if the connection broke first. Cancellation: the batch is
+        forgotten (late replies are dropped); its requests may or may not have been executed.
+        """
+        if not self.done:
+            self._task = trio.lowlevel.current_task()
+            pending, first, count = self._client._pending, self._first, len(self._replies)
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                self._task = None
+                self.done = True
+                for seq in range(first, first + count):
+                    pending.pop(seq, None)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        else:
+            await trio.lowlevel.checkpoint()
+        if self._error is not None:
+            raise self._error
+        return [
+            error_from_code(r.code, r.message) if r.__class__ is Error else r for r in self._replies
+        ]
 
 
 class RpcClient:
     """One connection to an lhtrio RPC server. Get one from :func:`open_rpc_client`."""
 
-    def __init__(self, transport: Transport, *, peer: str) -> None:
+    def __init__(self, transport: Transport, *, peer: str, seqs: SeqSource | None = None) -> None:
         self.peer = peer
         self.server: HelloOk | None = None
         self._transport = transport
         self._decoder = Decoder()
-        self._pending: dict[int, trio.lowlevel.Task | _Batch] = {}
+        self._pending: dict[int, trio.lowlevel.Task | Pending] = {}
         self._out = Outbox(transport)
-        self._next_seq = 1
+        self._seqs = seqs or SeqSource()
         self._broken: ConnectionLostError | None = None
         self._closed = trio.Event()
         self._replies = self._receives = 0
@@ -119,8 +188,7 @@ class RpcClient:
         """
         if self._broken is not None:
             raise self._broken
-        seq = self._next_seq
-        self._next_seq = seq + 1
+        seq = self._seqs.take(1)
         out = self._out
         out.buffers += encode(seq, request)
         out.frames += 1
@@ -141,42 +209,43 @@ class RpcClient:
             raise error_from_code(reply.code, reply.message)
         return reply
 
-    async def call_many(self, requests: Sequence[Request]) -> list[Reply | LhtrioError]:
-        """Send ``requests`` together and wait for all their replies, in request order.
+    def submit(self, requests: Sequence[Request]) -> Pending:
+        """Send ``requests`` now, together (one ``writev``), without waiting for the replies.
 
-        The batch path for fan-out (an engine writing one NBD batch to a replica): one park and
-        one wake-up for the whole batch. An error reply becomes its exception *in the list*;
-        only a lost connection raises.
+        Raises ConnectionLostError if the connection is unusable.
         """
         if self._broken is not None:
             raise self._broken
-        if not requests:
-            return []
-        first = self._next_seq
-        self._next_seq = first + len(requests)
-        batch = _Batch(trio.lowlevel.current_task(), first, len(requests))
-        out = self._out
-        buffers = out.buffers
+        first = self._seqs.take(len(requests))
+        buffers: list[Any] = []
         for seq, request in enumerate(requests, first):
             buffers += encode(seq, request)
-        out.frames += len(requests)
+        return self.submit_encoded(buffers, first, len(requests))
+
+    def submit_encoded(self, frames: Sequence[Any], first: int, count: int) -> Pending:
+        """Send ``count`` requests already encoded with seqs ``first..`` from this client's
+        :class:`SeqSource` (the same bytes may go to every connection sharing the source)."""
+        if self._broken is not None:
+            raise self._broken
+        batch = Pending(self, first, count)
+        out = self._out
+        out.buffers += frames
+        out.frames += count
         self._flush(True)  # a batch is whole by construction: no need to wait for others
         if self._broken is not None:
             raise self._broken
         pending = self._pending
-        for seq in range(first, first + len(requests)):
+        for seq in range(first, first + count):
             pending[seq] = batch
+        return batch
 
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            batch.done = True
-            for seq in range(first, first + len(requests)):
-                pending.pop(seq, None)
-            return trio.lowlevel.Abort.SUCCEEDED
+    async def call_many(self, requests: Sequence[Request]) -> list[Reply | LhtrioError]:
+        """Send ``requests`` together and wait for all their replies, in request order.
 
-        await trio.lowlevel.wait_task_rescheduled(abort)
-        return [
-            error_from_code(r.code, r.message) if r.__class__ is Error else r for r in batch.replies
-        ]
+        The batch path (``submit`` + ``wait``): one send and one wake-up for the whole batch. An
+        error reply becomes its exception *in the list*; only a lost connection raises.
+        """
+        return await self.submit(requests).wait()
 
     async def call_control(self, name: str, /, **args: Any) -> Any:
         """A control :class:`~lhtrio.wire.Call`; returns the :class:`~lhtrio.wire.Result` value."""
@@ -210,8 +279,7 @@ class RpcClient:
 
     async def _handshake(self, hello: Hello) -> None:
         """Say hello before the connection's tasks start (so its errors are plain exceptions)."""
-        seq = self._next_seq
-        self._next_seq = seq + 1
+        seq = self._seqs.take(1)
         try:
             await self._transport.send(encode(seq, hello))
             while (item := self._decoder.next_message()) is NEED_DATA:
@@ -236,10 +304,8 @@ class RpcClient:
         waiters = list(self._pending.values())
         self._pending.clear()
         for waiter in waiters:  # an Outcome can be unwrapped once: one per waiter
-            if isinstance(waiter, _Batch):
-                if not waiter.done:
-                    waiter.done = True
-                    trio.lowlevel.reschedule(waiter.task, outcome.Error(self._broken))
+            if isinstance(waiter, Pending):
+                waiter._break(self._broken)
             else:
                 trio.lowlevel.reschedule(waiter, outcome.Error(self._broken))
         self._out.close()
@@ -257,8 +323,8 @@ class RpcClient:
                 for seq, reply in decoder.drain():
                     self._replies += 1
                     waiter = pending.pop(seq, None)
-                    if waiter.__class__ is _Batch:
-                        waiter.deliver(seq, reply)
+                    if waiter.__class__ is Pending:
+                        waiter._deliver(seq, reply)
                     elif waiter is not None:
                         trio.lowlevel.reschedule(waiter, outcome.Value(reply))  # type: ignore[arg-type]
                     elif reply.__class__ is Goodbye:
@@ -294,13 +360,14 @@ async def connect_rpc(
     client: str = "",
     features: Sequence[str] = (),
     peer: str = "peer",
+    seqs: SeqSource | None = None,
 ) -> AsyncIterator[RpcClient]:
     """Run an RPC client over an already connected ``stream`` (handshake included).
 
     Resource handling: the stream is closed when the block exits. Cancellation: leaving the
     block cancels the connection's tasks; calls still pending fail with ConnectionLostError.
     """
-    rpc = RpcClient(make_transport(stream), peer=peer)
+    rpc = RpcClient(make_transport(stream), peer=peer, seqs=seqs)
     try:
         await rpc._handshake(
             Hello(volume=volume, instance=instance, client=client, features=tuple(features))
@@ -327,6 +394,7 @@ async def open_rpc_client(
     instance: str = "",
     client: str = "",
     features: Sequence[str] = (),
+    seqs: SeqSource | None = None,
 ) -> AsyncIterator[RpcClient]:
     """Connect to the lhtrio RPC server at ``address`` and say hello.
 
@@ -342,6 +410,12 @@ async def open_rpc_client(
     except OSError as exc:
         raise ConnectionLostError(f"cannot connect to {addr}: {exc.strerror or exc}") from exc
     async with connect_rpc(
-        stream, volume=volume, instance=instance, client=client, features=features, peer=str(addr)
+        stream,
+        volume=volume,
+        instance=instance,
+        client=client,
+        features=features,
+        peer=str(addr),
+        seqs=seqs,
     ) as rpc:
         yield rpc
