@@ -9,7 +9,7 @@ import random
 import signal
 import struct
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -45,6 +45,13 @@ async def volume(tmp_path: Path, count: int, size: str = "64Mi") -> AsyncIterato
             engine("vol", size, [r.address for r in replicas], socket)
         )
         yield Volume("vol", socket, eng, replicas, dirs)
+
+
+async def _wait_until(condition: Callable[[], bool]) -> None:
+    """Poll, with a deadline, for a state another process creates (nothing can signal it)."""
+    with trio.fail_after(60):
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(0.02)
 
 
 def qemu_io(target: str, *commands: str) -> list[str]:
@@ -141,15 +148,12 @@ async def test_sigkill_one_replica_during_fio_verify(tmp_path: Path) -> None:
                 result.append(await run(*fio(vol.uri, "--size=32M")))
 
             nursery.start_soon(writer)
-            # Kill once writes are flowing: the replica's revision counter moves.
-            with trio.fail_after(60):
-                while (await ctl(vol.engine.address, "info"))["state"] == "healthy":
-                    replicas = await ctl(vol.engine.address, "replica", "ls")
-                    assert all(r["mode"] == "RW" for r in replicas)
-                    if (tmp_path / "r1" / "volume-head-000.img").stat().st_blocks:
-                        vol.replicas[1].kill()
-                        break
-                    await trio.sleep(0.01)
+            # Kill it once fio's writes reach it (its head file gets blocks), mid-run.
+            await _wait_until(
+                lambda: (tmp_path / "r1" / "volume-head-000.img").stat().st_blocks > 0
+            )
+            assert (await ctl(vol.engine.address, "info"))["state"] == "healthy"
+            vol.replicas[1].kill()
         assert result  # fio exited 0: every block written verified
         info = await ctl(vol.engine.address, "info")
         assert info["state"] == "degraded"
@@ -245,10 +249,8 @@ async def test_sigterm_closes_replicas_cleanly(tmp_path: Path) -> None:
 
 
 async def _wait_for(path: Path) -> None:
-    """Poll (with a deadline) for a file a FUSE mount creates: nothing signals it."""
-    with trio.fail_after(30):
-        while not await trio.Path(path).exists():  # noqa: ASYNC110
-            await trio.sleep(0.05)
+    """Wait for a file a FUSE mount creates."""
+    await _wait_until(path.exists)
 
 
 async def test_ext4_through_nbdfuse_and_a_loop_device(tmp_path: Path) -> None:
