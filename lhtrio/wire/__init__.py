@@ -6,12 +6,12 @@ from lhtrio.wire.codec import (
     DEFAULT_MAX_DATA,
     DEFAULT_MAX_HEAD,
     NEED_DATA,
-    Decoder,
     NeedData,
     UnknownTag,
     encode,
     encode_frame,
 )
+from lhtrio.wire.decoder import Decoder
 from lhtrio.wire.hello import Identity, answer_hello, check_hello_ok
 from lhtrio.wire.messages import (
     PROTOCOL_VERSION,

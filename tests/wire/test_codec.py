@@ -25,7 +25,8 @@ from lhtrio.wire import (
     encode,
     encode_frame,
 )
-from lhtrio.wire.codec import DIRECT_MIN, MAGIC, PREFIX_SIZE, decode_generic, encode_generic
+from lhtrio.wire.codec import DIRECT_MIN, MAGIC, PREFIX_SIZE, encode_generic
+from lhtrio.wire.decoder import decode_generic
 
 from .strategies import messages, seqs
 
