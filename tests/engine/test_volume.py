@@ -158,3 +158,21 @@ async def test_snapshot_reaches_every_replica_with_the_same_name(tmp_path: Path)
         await vol.snapshot("s1", labels={"k": "v"}, user_created=True)
         for n in range(2):
             assert (tmp_path / f"r{n}" / "volume-snap-s1.img").exists()
+
+
+async def test_a_replica_of_another_volume_is_refused(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(
+            functools.partial(
+                serve_replica, str(tmp_path / "other"), size=4 * MiB, volume="w", instance="w-r"
+            )
+        )
+        async with volume([f"tcp://{host}:{port}"]) as vol:
+            (member,) = vol.replicas.members
+            assert member.mode is Mode.ERR
+            assert "serves volume 'w'" in member.error
+            with pytest.raises(StorageError, match="faulted"):
+                await vol.write_batch([(0, b"x" * 4096, False)])
+        nursery.cancel_scope.cancel()
+    # Nothing reached the other volume's replica.
+    assert (tmp_path / "other" / "volume-head-000.img").stat().st_blocks == 0
