@@ -41,7 +41,12 @@ def cli(verbose: int) -> None:
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--size", help="Volume size (bytes or 1Gi, 512Mi, ...); needed to create a replica.")
-@click.option("--listen", default="127.0.0.1:0", show_default=True, help="HOST:PORT to serve on.")
+@click.option(
+    "--listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    help="HOST:PORT, or unix:PATH for an engine on the same host (strict-local).",
+)
 @click.option("--volume", help="Volume name (default: the directory's name).")
 @click.option("--instance", help="Replica instance name (default: the directory's name).")
 def replica(
@@ -49,7 +54,7 @@ def replica(
 ) -> None:
     """Serve the replica in DIRECTORY (created if empty) until SIGTERM/SIGINT.
 
-    Prints the address it listens on (tcp://HOST:PORT) on the first line of stdout.
+    Prints the address it listens on (tcp://HOST:PORT or unix:PATH) on the first line of stdout.
     """
     from lhtrio.net import parse_address
     from lhtrio.replica.server import serve_replica
@@ -60,18 +65,17 @@ def replica(
 
     async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            host, port = await nursery.start(
+            bound = await nursery.start(
                 functools.partial(
                     serve_replica,
                     directory,
                     size=parse_size(size) if size is not None else None,
                     volume=volume or name,
                     instance=instance or name,
-                    host=address.host,
-                    port=address.port,
+                    listen=address,
                 )
             )
-            click.echo(f"tcp://{host}:{port}")
+            click.echo(bound)
             sys.stdout.flush()
 
     _run(_until_signalled, run)

@@ -93,10 +93,10 @@ async def _replica(
     with trio.CancelScope(shield=True) as scope:
         name = os.path.basename(path)
         async with trio.open_nursery() as nursery:
-            host, port = await nursery.start(
+            address = await nursery.start(
                 functools.partial(serve_replica, path, size=SIZE, volume=VOLUME, instance=name)
             )
-            task_status.started((f"tcp://{host}:{port}", scope))
+            task_status.started((address, scope))
 
 
 async def _show(ctl: RpcClient) -> None:

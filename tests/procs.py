@@ -67,8 +67,10 @@ async def lhtrio(*args: str) -> AsyncIterator[Proc]:
             nursery.cancel_scope.cancel()
 
 
-def replica(directory: Path, volume: str, size: str | None = "64Mi") -> Any:
+def replica(directory: Path, volume: str, size: str | None = "64Mi", *, unix: bool = False) -> Any:
     args = ["replica", str(directory), "--volume", volume, "--instance", directory.name]
+    if unix:
+        args += ["--listen", f"unix:{directory}.sock"]
     return lhtrio(*args, *(["--size", size] if size else []))
 
 

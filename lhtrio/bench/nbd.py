@@ -1,6 +1,8 @@
 """NBD benchmark: fio (nbd ioengine) against lhtrio with 1 and 3 replicas and against qemu-nbd.
 
-The local yardstick is ``qemu-nbd`` serving a raw file from the same disk. Every backend gets fresh
+The local yardstick is ``qemu-nbd`` serving a raw file from the same disk. The last row runs the
+replicas on Unix sockets (``lhtrio replica --listen unix:PATH``: the strict-local data path of an
+engine and replicas on one host) instead of loopback TCP. Every backend gets fresh
 sparse files in one scratch directory and a Unix socket; fio runs one job, one connection:
 
     4 KiB random write QD32, 4 KiB random write QD1, 1 MiB sequential write QD8 (fills the 256 MiB
@@ -73,27 +75,31 @@ def _qemu_nbd(scratch: Path) -> Iterator[str]:
 
 
 @contextmanager
-def _lhtrio(scratch: Path, replicas: int) -> Iterator[str]:
+def _lhtrio(scratch: Path, replicas: int, *, unix: bool = False) -> Iterator[str]:
     lhtrio = [sys.executable, "-m", "lhtrio"]
+    tag = f"{replicas}{'u' if unix else ''}"
     with ExitStack() as stack:
         addresses = []
         for n in range(replicas):
+            listen = f"unix:{scratch}/r{tag}-{n}.sock" if unix else "127.0.0.1:0"
             proc = stack.enter_context(
                 _process(
                     [
                         *lhtrio,
                         "replica",
-                        str(scratch / f"r{replicas}-{n}"),
+                        str(scratch / f"r{tag}-{n}"),
                         "--size",
                         str(SIZE),
                         "--volume",
                         "vol",
+                        "--listen",
+                        listen,
                     ]
                 )
             )
             assert proc.stdout is not None
             addresses.append(proc.stdout.readline().decode().strip())
-        socket = scratch / f"lhtrio{replicas}.sock"
+        socket = scratch / f"lhtrio{tag}.sock"
         args = [*lhtrio, "engine", "vol", "--size", str(SIZE), "--nbd", f"unix:{socket}"]
         for address in addresses:
             args += ["--replica", address]
@@ -153,6 +159,7 @@ def main(*, quick: bool = False) -> None:
         "qemu-nbd (yardstick)": lambda: _qemu_nbd(scratch),
         "lhtrio, 1 replica": lambda: _lhtrio(scratch, 1),
         "lhtrio, 3 replicas": lambda: _lhtrio(scratch, 3),
+        "lhtrio, 3 replicas on Unix sockets": lambda: _lhtrio(scratch, 3, unix=True),
     }
     results: dict[str, dict[str, dict[str, float]]] = {}
     try:

@@ -39,6 +39,8 @@ from lhtrio.errors import (
     UnknownMessageError,
 )
 from lhtrio.net._nursery import open_connection_nursery
+from lhtrio.net.address import Address
+from lhtrio.net.listeners import open_listeners, remove_unix_socket
 from lhtrio.net.transport import Outbox, Transport, make_transport
 from lhtrio.wire import (
     NEED_DATA,
@@ -56,7 +58,7 @@ from lhtrio.wire import (
     encode,
 )
 
-__all__ = ["Handler", "serve_rpc", "serve_rpc_connection"]
+__all__ = ["Handler", "serve_rpc", "serve_rpc_at", "serve_rpc_connection"]
 
 logger = logging.getLogger(__name__)
 
@@ -232,14 +234,60 @@ async def serve_rpc(
 
     Reports the bound ``(host, port)`` through ``task_status`` once listening; never returns.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    bound = listeners[0].socket.getsockname()
+    listeners, bound = await open_listeners(Address(host=host, port=port))
+    await _serve(
+        listeners,
+        handler,
+        bound=bound,
+        identity=identity,
+        max_concurrency=max_concurrency,
+        task_status=task_status,
+        report=(bound.host, bound.port),
+    )
+
+
+async def serve_rpc_at(
+    address: Address,
+    handler: Handler,
+    *,
+    identity: Identity,
+    max_concurrency: int = 64,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Like :func:`serve_rpc` on any address (``tcp://HOST:PORT`` or ``unix:PATH``).
+
+    Reports the bound address as a string (``tcp://127.0.0.1:34567``, ``unix:/run/r1.sock``).
+    """
+    listeners, bound = await open_listeners(address)
+    try:
+        await _serve(
+            listeners,
+            handler,
+            bound=bound,
+            identity=identity,
+            max_concurrency=max_concurrency,
+            task_status=task_status,
+            report=str(bound),
+        )
+    finally:
+        remove_unix_socket(address)
+
+
+async def _serve(
+    listeners: list[trio.SocketListener],
+    handler: Handler,
+    *,
+    bound: Address,
+    identity: Identity,
+    max_concurrency: int,
+    task_status: trio.TaskStatus[Any],
+    report: object,
+) -> NoReturn:
     logger.info(
-        "serving protocol v1 for volume %r instance %r on %s:%d",
+        "serving protocol v1 for volume %r instance %r on %s",
         identity.volume,
         identity.instance,
-        bound[0],
-        bound[1],
+        bound,
     )
 
     async def on_connection(stream: trio.SocketStream) -> None:
@@ -249,5 +297,5 @@ async def serve_rpc(
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, on_connection, listeners)
-        task_status.started((bound[0], bound[1]))
+        task_status.started(report)
     raise AssertionError("serve_listeners returned")  # pragma: no cover

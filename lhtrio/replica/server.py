@@ -15,7 +15,7 @@ from typing import NoReturn
 import trio
 
 from lhtrio.errors import InvalidArgumentError
-from lhtrio.net import serve_rpc
+from lhtrio.net import Address, serve_rpc_at
 from lhtrio.replica.service import ReplicaService
 from lhtrio.replica.store import Replica
 from lhtrio.wire import Identity
@@ -25,6 +25,7 @@ __all__ = ["open_or_create", "serve_replica"]
 logger = logging.getLogger(__name__)
 
 CLOSE_DEADLINE = 30.0
+DEFAULT_LISTEN = Address(host="127.0.0.1", port=0)
 
 
 def open_or_create(path: str, *, size: int | None, volume: str, instance: str) -> Replica:
@@ -48,14 +49,15 @@ async def serve_replica(
     size: int | None,
     volume: str,
     instance: str,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    listen: Address = DEFAULT_LISTEN,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Open (or create) the replica in ``path`` and serve it on ``host:port`` until cancelled.
+    """Open (or create) the replica in ``path`` and serve it on ``listen`` until cancelled.
 
-    Reports ``(host, port)`` once listening. Cancellation: stops serving, then closes the replica
-    cleanly (flush, counter, Dirty=false) inside a shielded scope of ``CLOSE_DEADLINE`` seconds.
+    ``listen`` is TCP (port 0 picks one) or a Unix socket (for an engine on the same host).
+    Reports the address clients connect to (``tcp://HOST:PORT`` or ``unix:PATH``) once listening.
+    Cancellation: stops serving, then closes the replica cleanly (flush, counter, Dirty=false)
+    inside a shielded scope of ``CLOSE_DEADLINE`` seconds.
     """
     replica = await trio.to_thread.run_sync(
         functools.partial(open_or_create, path, size=size, volume=volume, instance=instance)
@@ -65,16 +67,13 @@ async def serve_replica(
             service = ReplicaService(replica, nursery)
             bound = await nursery.start(
                 functools.partial(
-                    serve_rpc,
+                    serve_rpc_at,
+                    listen,
                     service,
-                    host,
-                    port,
                     identity=Identity(volume=volume, instance=instance),
                 )
             )
-            logger.info(
-                "replica %s of volume %s serving %s on %s:%d", instance, volume, path, *bound
-            )
+            logger.info("replica %s of volume %s serving %s on %s", instance, volume, path, bound)
             task_status.started(bound)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_DEADLINE):

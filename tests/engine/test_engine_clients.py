@@ -36,10 +36,14 @@ class Volume:
 
 
 @asynccontextmanager
-async def volume(tmp_path: Path, count: int, size: str = "64Mi") -> AsyncIterator[Volume]:
+async def volume(
+    tmp_path: Path, count: int, size: str = "64Mi", *, unix: bool = False
+) -> AsyncIterator[Volume]:
     async with AsyncExitStack() as stack:
         dirs = [tmp_path / f"r{i}" for i in range(count)]
-        replicas = [await stack.enter_async_context(replica(d, "vol", size)) for d in dirs]
+        replicas = [
+            await stack.enter_async_context(replica(d, "vol", size, unix=unix)) for d in dirs
+        ]
         socket = tmp_path / "nbd.sock"
         eng = await stack.enter_async_context(
             engine("vol", size, [r.address for r in replicas], socket)
@@ -61,9 +65,11 @@ def qemu_io(target: str, *commands: str) -> list[str]:
     return [*args, target]
 
 
-@pytest.mark.parametrize("count", [1, 3])
-async def test_qemu_io_patterns_aligned_and_unaligned(tmp_path: Path, count: int) -> None:
-    async with volume(tmp_path, count) as vol:
+@pytest.mark.parametrize(("count", "unix"), [(1, False), (3, False), (3, True)])
+async def test_qemu_io_patterns_aligned_and_unaligned(
+    tmp_path: Path, count: int, unix: bool
+) -> None:
+    async with volume(tmp_path, count, unix=unix) as vol:
         out = await run(
             *qemu_io(
                 vol.uri,
@@ -84,6 +90,7 @@ async def test_qemu_io_patterns_aligned_and_unaligned(tmp_path: Path, count: int
         info = await ctl(vol.engine.address, "info")
         assert info["state"] == "healthy"
         assert [r["mode"] for r in info["replicas"]] == ["RW"] * count
+        assert all(r["address"].startswith("unix:" if unix else "tcp:") for r in info["replicas"])
 
 
 @pytest.mark.parametrize("count", [1, 3])

@@ -14,7 +14,7 @@ import trio.testing
 from lhtrio.engine.replicaset import Health, Member, Mode, ReplicaSet, decide_start
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import StorageError
-from lhtrio.net import serve_rpc
+from lhtrio.net import parse_address, serve_rpc
 from lhtrio.replica.server import serve_replica
 from lhtrio.wire import Call, Identity, Reply, Request, Result
 
@@ -83,16 +83,17 @@ async def replicas(tmp_path: Path, healthy: int, stalled: int) -> AsyncIterator[
     async with trio.open_nursery() as nursery:
         addresses = []
         for n in range(healthy):
-            host, port = await nursery.start(
+            address = await nursery.start(
                 functools.partial(
                     serve_replica,
                     str(tmp_path / f"r{n}"),
                     size=4 * MiB,
                     volume="v",
                     instance=f"r{n}",
+                    listen=parse_address(f"unix:{tmp_path}/r{n}.sock" if n % 2 else "127.0.0.1:0"),
                 )
             )
-            addresses.append(f"tcp://{host}:{port}")
+            addresses.append(address)
         for _ in range(stalled):
             host, port = await nursery.start(
                 functools.partial(
@@ -162,12 +163,12 @@ async def test_snapshot_reaches_every_replica_with_the_same_name(tmp_path: Path)
 
 async def test_a_replica_of_another_volume_is_refused(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        host, port = await nursery.start(
+        address = await nursery.start(
             functools.partial(
                 serve_replica, str(tmp_path / "other"), size=4 * MiB, volume="w", instance="w-r"
             )
         )
-        async with volume([f"tcp://{host}:{port}"]) as vol:
+        async with volume([address]) as vol:
             (member,) = vol.replicas.members
             assert member.mode is Mode.ERR
             assert "serves volume 'w'" in member.error

@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
-import socket
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
@@ -61,6 +59,7 @@ from lhtrio.frontend.nbd.proto import (
     simple_reply,
 )
 from lhtrio.net import Address
+from lhtrio.net.listeners import open_listeners, remove_unix_socket
 from lhtrio.net.transport import Outbox, Transport, make_transport
 
 __all__ = ["BlockDevice", "serve_nbd", "nbd_uri"]
@@ -286,15 +285,6 @@ async def _serve_connection(device: BlockDevice, stream: trio.SocketStream) -> N
             await stream.aclose()
 
 
-async def _unix_listener(path: str) -> trio.SocketListener:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    await sock.bind(path)
-    sock.listen(128)
-    return trio.SocketListener(sock)
-
-
 async def serve_nbd(
     address: Address,
     device: BlockDevice,
@@ -305,13 +295,7 @@ async def serve_nbd(
 
     ``address`` is TCP (port 0 picks one) or a Unix socket path. Reports the export's URI.
     """
-    if address.is_unix:
-        listeners = [await _unix_listener(address.path)]
-        bound = address
-    else:
-        listeners = list(await trio.open_tcp_listeners(address.port, host=address.host))
-        host, port = listeners[0].socket.getsockname()[:2]
-        bound = Address(host=host, port=port)
+    listeners, bound = await open_listeners(address)
 
     async def handle(stream: trio.SocketStream) -> None:
         await _serve_connection(device, stream)
@@ -323,6 +307,4 @@ async def serve_nbd(
             logger.info("NBD export %s at %s", device.name, uri)
             task_status.started(uri)
     finally:
-        if address.is_unix:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(address.path)
+        remove_unix_socket(address)
