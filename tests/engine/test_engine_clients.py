@@ -388,3 +388,27 @@ async def test_expand_purge_and_replica_removal_through_the_cli(tmp_path: Path) 
         assert refused.returncode == 1
         assert b"last RW replica" in refused.stderr
         await run(*qemu_io(vol.uri, "read -P 0x44 0 1M"))
+
+
+async def test_hostile_names_through_the_cli_change_nothing(tmp_path: Path) -> None:
+    async with volume(tmp_path, 2) as vol:
+        control = vol.engine.address
+        await run(*qemu_io(vol.uri, "write -P 0x61 0 64k"))
+        before = {d: sorted(os.listdir(d)) for d in vol.dirs}
+        for hostile in ("../x", "a/b", "-x", "x" * 65):
+            result = await run(
+                sys.executable, "-m", "lhtrio", "ctl", "--engine", control, "snapshot", "create",
+                "--", hostile, check=False,
+            )  # fmt: skip
+            assert result.returncode == 1
+            assert b"invalid snapshot name" in result.stderr
+        refused = await run(
+            sys.executable, "-m", "lhtrio", "ctl", "--engine", control, "snapshot", "revert",
+            "../../etc", check=False,
+        )  # fmt: skip
+        assert refused.returncode == 1
+        info = await ctl(control, "info")
+        assert info["state"] == "healthy"  # a bad request is the caller's error, not a replica's
+        assert {d: sorted(os.listdir(d)) for d in vol.dirs} == before
+        out = await run(*qemu_io(vol.uri, "read -P 0x61 0 64k"))
+        assert b"Pattern verification failed" not in out.stdout
