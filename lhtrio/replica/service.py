@@ -8,10 +8,12 @@ What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.st
 * **Flush and FUA in a worker thread.** ``fdatasync`` can take milliseconds; it runs under
   ``trio.to_thread.run_sync`` with a capacity limiter while writes keep flowing (the store allows
   ``flush()`` to overlap the data path).
-* **Control operations are exclusive.** Snapshot, revert, expand, purge, removal steps and the
-  other state changes run one at a time, in a worker thread (they fsync metadata), while the
-  service holds its *gate*: data requests that arrive meanwhile wait for the gate instead of
-  running inline. This is Longhorn's exclusive replica lock, without a lock on the fast path.
+* **Control operations are exclusive.** Snapshot, revert, expand, removal steps and the other
+  state changes run one at a time, in a worker thread (they fsync metadata), while the service
+  holds its *gate*: data requests that arrive meanwhile wait for the gate instead of running
+  inline. This is Longhorn's exclusive replica lock, without a lock on the fast path. A purge runs
+  step by step: its coalesce steps (which may copy gigabytes) run beside the data path; only its
+  short steps (marking, replace, prune, remove) hold the gate.
 * Reads of state (``info``, ``purge_status``) run inline.
 
 Control calls (``Call`` messages) and their arguments, validated by one cattrs converter; an
@@ -218,18 +220,23 @@ class ReplicaService:
 
     @asynccontextmanager
     async def _exclusive(self, what: str) -> AsyncIterator[None]:
-        """Hold the gate: no data request runs until the block ends; one control op at a time."""
+        """One control operation at a time, with the gate held (no data request runs)."""
         if self._control.locked():
             logger.debug(
                 "replica %s: %s waits for another control operation", self.replica.instance, what
             )
-        async with self._control:
-            gate = self._gate = trio.Event()
-            try:
-                yield
-            finally:
-                self._gate = None
-                gate.set()
+        async with self._control, self._gate_held():
+            yield
+
+    @asynccontextmanager
+    async def _gate_held(self) -> AsyncIterator[None]:
+        """Data requests that arrive inside wait for the end of the block."""
+        gate = self._gate = trio.Event()
+        try:
+            yield
+        finally:
+            self._gate = None
+            gate.set()
 
     async def _run(self, what: str, fn: Callable[[], object]) -> Reply:
         async with self._exclusive(what):
@@ -298,13 +305,29 @@ class ReplicaService:
         return Result(converter.unstructure(self._purge))
 
     async def _purge_task(self) -> None:
-        def progress(done: int, total: int) -> None:  # runs in the worker thread
-            self._purge = PurgeStatus(purging=True, done=done, total=total)
-
+        """Purge step by step: coalesce runs beside the data path (the store allows it; it can copy
+        gigabytes), while marking, replace, prune and remove hold the gate (they change what the
+        data path reads, and take milliseconds: prune only punches holes)."""
+        replica, limiter = self.replica, self._limiter
         error = ""
         try:
-            async with self._exclusive("purge"):
-                await trio.to_thread.run_sync(self.replica.purge, progress, limiter=self._limiter)
+            async with self._control:
+                async with self._gate_held():
+                    order = await trio.to_thread.run_sync(replica.start_purge, limiter=limiter)
+                self._purge = PurgeStatus(purging=True, done=0, total=len(order))
+                for done, disk in enumerate(order, 1):
+                    if replica.is_removed(disk):
+                        for action in replica.prepare_remove(disk):
+                            if action.kind is ActionKind.COALESCE:
+                                await trio.to_thread.run_sync(
+                                    replica.apply, action, limiter=limiter
+                                )
+                            else:
+                                async with self._gate_held():
+                                    await trio.to_thread.run_sync(
+                                        replica.apply, action, limiter=limiter
+                                    )
+                    self._purge = PurgeStatus(purging=True, done=done, total=len(order))
         except LhtrioError as exc:
             logger.warning("replica %s: purge failed: %s", self.replica.instance, exc)
             error = str(exc)

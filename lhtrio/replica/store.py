@@ -52,10 +52,14 @@ Revision counter — the guarantee
 
 Concurrency contract
     ``read_into``/``read``/``write``/``unmap`` are called from one thread (the event loop).
-    ``flush()`` may run in another thread at the same time. Every other operation (snapshot,
-    revert, expand, coalesce, replace, prune, remove_disk, purge, close) must not overlap with
-    data-path calls — the caller holds the equivalent of Longhorn's exclusive engine lock — but it
-    may be called from any one thread; it serialises itself against ``flush()``. ``checksum()``
+    ``flush()`` may run in another thread at the same time, and so may ``coalesce`` (it only
+    copies blocks into a removed snapshot that its child shadows, so no read sees the change, and
+    touches no in-memory structure; an unmap racing it leaves zeros or old data in a trimmed range,
+    both allowed). ``prune`` may not: it punches the parent where the head has data, and must see
+    only head data that its own flush made durable. Every other operation
+    (snapshot, revert, expand, replace, remove_disk, purge, close) must not overlap with
+    data-path calls — the caller holds the equivalent of Longhorn's exclusive engine lock — but
+    it may be called from any one thread; it serialises itself against ``flush()``. ``checksum()``
     reads a snapshot file and may overlap with the data path.
 
 No global state, no I/O in ``__init__``: :meth:`Replica.create` and :meth:`Replica.open` do the I/O.
@@ -544,6 +548,25 @@ class Replica:
         with self._flush_lock:
             self._check_usable()
             removal.apply(self, action)
+
+    def start_purge(self) -> list[str]:
+        """Mark system snapshots removed; return the removed disks in purge order.
+
+        For callers that run a purge step by step (the service does, so that coalesce runs
+        beside the data path): for each disk, :meth:`prepare_remove` it (it may no longer
+        apply) and :meth:`apply` the actions.
+        """
+        with self._flush_lock:
+            self._check_usable()
+            self._flush_locked()
+            for disk in chainlib.purge_marks(self._disks, self._meta.head):
+                removal.mark_removed(self, disk)
+            return chainlib.purge_order(self._disks, self._meta.head)
+
+    def is_removed(self, disk: str) -> bool:
+        """Whether ``disk`` still exists and is marked removed."""
+        found = self._disks.get(disk)
+        return found is not None and found.removed
 
     def purge(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Mark system snapshots removed and reclaim every removed snapshot that can be.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -69,3 +70,40 @@ async def test_one_purge_at_a_time(service: ReplicaService) -> None:
 async def test_unknown_call(service: ReplicaService) -> None:
     with pytest.raises(UnknownCallError, match="no control call 'format'"):
         service(Call("format"))
+
+
+async def test_writes_flow_while_a_purge_coalesces(
+    service: ReplicaService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from lhtrio.replica.chain import ActionKind
+
+    replica = service.replica
+    replica.write(0, b"1" * 4096)
+    replica.snapshot("a", user_created=False)  # a system snapshot: purge removes it
+    replica.write(4096, b"2" * 4096)
+    replica.snapshot("b")
+    in_coalesce, release = threading.Event(), threading.Event()
+    apply = Replica.apply
+
+    def slow_apply(self: Replica, action: Any) -> None:
+        if action.kind is ActionKind.COALESCE:
+            in_coalesce.set()
+            release.wait(30)
+        apply(self, action)
+
+    monkeypatch.setattr(Replica, "apply", slow_apply)
+    await answer(service, Call("purge"))
+    with trio.fail_after(30):
+        await trio.to_thread.run_sync(in_coalesce.wait)
+    # The coalesce is copying: data requests still run inline (no gate).
+    assert service(Write(8192, b"3" * 4096)) == Done(4096)
+    assert service(Read(0, 4)) == Data(b"1111")
+    release.set()
+    with trio.fail_after(30):
+        status = await answer(service, Call("purge_status", {"wait": True}))
+    assert isinstance(status, Result)
+    assert status.value == {"purging": False, "done": 1, "total": 1, "error": ""}
+    assert list(replica.info().chain) == ["volume-head-002.img", "volume-snap-b.img"]
+    assert replica.read(0, 4096 * 3) == b"1" * 4096 + b"2" * 4096 + b"3" * 4096
