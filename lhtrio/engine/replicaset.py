@@ -68,6 +68,11 @@ class ReplicaSet:
         return [m for m in self.members if m.mode is Mode.RW]
 
     @property
+    def rebuilding(self) -> bool:
+        """A WO replica is being rebuilt (unmap, purge and revert wait for it)."""
+        return any(m.mode is Mode.WO for m in self.members)
+
+    @property
     def health(self) -> Health:
         readers = len(self.readers)
         if not readers:

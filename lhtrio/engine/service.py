@@ -27,7 +27,7 @@ import attrs
 
 from lhtrio.errors import ConflictError, NotFoundError, UnknownCallError
 from lhtrio.wire import Call, Reply, Request, Result
-from lhtrio.wire.control import structure_args
+from lhtrio.wire.control import NameArgs, NoArgs, SizeArgs, structure_args
 
 if TYPE_CHECKING:
     from lhtrio.engine.server import FrontendControl
@@ -39,24 +39,9 @@ SNAP_PREFIX, SNAP_SUFFIX = "volume-snap-", ".img"
 
 
 @attrs.frozen(kw_only=True)
-class _None:
-    pass
-
-
-@attrs.frozen(kw_only=True)
 class _Create:
     name: str = ""
     labels: dict[str, str] = attrs.field(factory=dict)
-
-
-@attrs.frozen(kw_only=True)
-class _Name:
-    name: str
-
-
-@attrs.frozen(kw_only=True)
-class _Size:
-    size: int
 
 
 @attrs.frozen(kw_only=True)
@@ -117,7 +102,7 @@ class EngineService:
         ]
 
     async def _info(self, call: Call) -> Any:
-        structure_args(_None, call)
+        structure_args(NoArgs, call)
         return self.info()
 
     async def _snapshot_create(self, call: Call) -> Any:
@@ -127,7 +112,7 @@ class EngineService:
         return name
 
     async def _snapshot_ls(self, call: Call) -> Any:
-        structure_args(_None, call)
+        structure_args(NoArgs, call)
         info = await self.volume.info_of_one()
         snapshots = []
         for disk in info["disks"].values():
@@ -150,14 +135,14 @@ class EngineService:
         return sorted(snapshots, key=lambda s: (s["created"], s["name"]))
 
     async def _snapshot_rm(self, call: Call) -> Any:
-        args: _Name = structure_args(_Name, call)
+        args: NameArgs = structure_args(NameArgs, call)
         await self._require_snapshot(args.name)
         await self.volume.control_all("mark_removed", name=args.name)
         return None
 
     async def _snapshot_purge(self, call: Call) -> Any:
-        structure_args(_None, call)
-        if any(m["mode"] == "WO" for m in self._replicas()):
+        structure_args(NoArgs, call)
+        if self.volume.replicas.rebuilding:
             raise ConflictError(f"volume {self.volume.name} is rebuilding: purge refused")
         await self.volume.control_all("purge")
         statuses = await self.volume.control_all("purge_status", wait=True)
@@ -167,7 +152,7 @@ class EngineService:
         return None
 
     async def _snapshot_revert(self, call: Call) -> Any:
-        args: _Name = structure_args(_Name, call)
+        args: NameArgs = structure_args(NameArgs, call)
         if self.frontend.running:
             raise ConflictError(
                 f"volume {self.volume.name}: stop the frontend before reverting "
@@ -184,22 +169,22 @@ class EngineService:
             raise NotFoundError(f"volume {self.volume.name} has no snapshot {name!r}")
 
     async def _frontend_stop(self, call: Call) -> Any:
-        structure_args(_None, call)
+        structure_args(NoArgs, call)
         await self.frontend.stop()
         return self.info()
 
     async def _frontend_start(self, call: Call) -> Any:
-        structure_args(_None, call)
+        structure_args(NoArgs, call)
         await self.frontend.start()
         return self.info()
 
     async def _expand(self, call: Call) -> Any:
-        args: _Size = structure_args(_Size, call)
+        args: SizeArgs = structure_args(SizeArgs, call)
         await self.volume.expand(args.size)
         return self.info()
 
     async def _replica_ls(self, call: Call) -> Any:
-        structure_args(_None, call)
+        structure_args(NoArgs, call)
         return self._replicas()
 
     async def _replica_rm(self, call: Call) -> Any:

@@ -196,7 +196,7 @@ class Volume:
 
     async def trim(self, offset: int, length: int) -> None:
         self.check_range(offset, length)
-        if any(m.mode is Mode.WO for m in self.replicas.members):
+        if self.replicas.rebuilding:
             return  # a rebuilding replica must not see unmaps (longhorn/longhorn#7103)
         await self._fan_out([Unmap(off, n) for off, n in _chunks(offset, length)])
 
@@ -383,7 +383,7 @@ class Volume:
             self.size = size
 
     async def revert(self, name: str) -> None:
-        if any(m.mode is Mode.WO for m in self.replicas.members):
+        if self.replicas.rebuilding:
             raise ConflictError(f"volume {self.name} is rebuilding a replica: revert refused")
         async with self.quiesced():
             await self.control_all("revert", name=name, members=self.replicas.readers)

@@ -52,7 +52,7 @@ from lhtrio.errors import ConflictError, InvalidArgumentError, LhtrioError, Unkn
 from lhtrio.replica.chain import Action, ActionKind
 from lhtrio.replica.store import Replica
 from lhtrio.wire import Call, Data, Done, Flush, Read, Reply, Request, Result, Unmap, Write
-from lhtrio.wire.control import converter, structure_args
+from lhtrio.wire.control import NameArgs, NoArgs, SizeArgs, converter, structure_args
 
 __all__ = ["ReplicaService", "PurgeStatus"]
 
@@ -71,18 +71,8 @@ class PurgeStatus:
 
 
 @attrs.frozen(kw_only=True)
-class NoArgs:
-    pass
-
-
-@attrs.frozen(kw_only=True)
 class WaitArgs:
     wait: bool = False
-
-
-@attrs.frozen(kw_only=True)
-class NameArgs:
-    name: str
 
 
 @attrs.frozen(kw_only=True)
@@ -110,11 +100,6 @@ class RevertArgs:
 class RangeArgs:
     offset: int
     length: int
-
-
-@attrs.frozen(kw_only=True)
-class SizeArgs:
-    size: int
 
 
 @attrs.frozen(kw_only=True)

@@ -15,14 +15,33 @@ import enum
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.wire.messages import Call
 
-__all__ = ["converter", "strict_hook", "structure_args"]
+__all__ = ["NoArgs", "NameArgs", "SizeArgs", "converter", "strict_hook", "structure_args"]
 
 T = TypeVar("T")
+
+
+# Argument shapes that several components' calls share.
+
+
+@attrs.frozen(kw_only=True)
+class NoArgs:
+    pass
+
+
+@attrs.frozen(kw_only=True)
+class NameArgs:
+    name: str
+
+
+@attrs.frozen(kw_only=True)
+class SizeArgs:
+    size: int
 
 
 def strict_hook(kind: type[T]) -> Callable[[Any, Any], T]:
