@@ -237,7 +237,7 @@ class Volume:
         else:
             frames = parts
         for member in writers:
-            pending = self._submit_encoded(member, frames, first, count)
+            pending = self._submit(member, frames, first, count)
             if pending is None:
                 outcome.failed.append(member)
             else:
@@ -250,18 +250,7 @@ class Volume:
                 outcome.acked.append(member)
         return outcome
 
-    def _submit(self, member: Member, requests: Sequence[Request]) -> Pending | None:
-        client = self._clients.get(member.address)
-        if client is None:
-            self.fail(member, "not connected")
-            return None
-        try:
-            return client.submit(requests)
-        except ConnectionLostError as exc:
-            self.fail(member, str(exc))
-            return None
-
-    def _submit_encoded(
+    def _submit(
         self, member: Member, frames: list[Buffer], first: int, count: int
     ) -> Pending | None:
         client = self._clients.get(member.address)
@@ -294,7 +283,11 @@ class Volume:
 
     async def _call(self, member: Member, requests: Sequence[Request]) -> list[Reply] | None:
         """One replica's replies to ``requests``; None (and the replica failed) on failure."""
-        pending = self._submit(member, requests)
+        first = self._seqs.take(len(requests))
+        frames: list[Buffer] = []
+        for seq, request in enumerate(requests, first):
+            frames += encode(seq, request)
+        pending = self._submit(member, frames, first, len(requests))
         if pending is None:
             return None
         return await self._collect(member, pending, trio.current_time())

@@ -234,15 +234,13 @@ async def serve_rpc(
 
     Reports the bound ``(host, port)`` through ``task_status`` once listening; never returns.
     """
-    listeners, bound = await open_listeners(Address(host=host, port=port))
     await _serve(
-        listeners,
+        Address(host=host, port=port),
         handler,
-        bound=bound,
         identity=identity,
         max_concurrency=max_concurrency,
         task_status=task_status,
-        report=(bound.host, bound.port),
+        report=lambda bound: (bound.host, bound.port),
     )
 
 
@@ -258,31 +256,26 @@ async def serve_rpc_at(
 
     Reports the bound address as a string (``tcp://127.0.0.1:34567``, ``unix:/run/r1.sock``).
     """
-    listeners, bound = await open_listeners(address)
-    try:
-        await _serve(
-            listeners,
-            handler,
-            bound=bound,
-            identity=identity,
-            max_concurrency=max_concurrency,
-            task_status=task_status,
-            report=str(bound),
-        )
-    finally:
-        remove_unix_socket(address)
+    await _serve(
+        address,
+        handler,
+        identity=identity,
+        max_concurrency=max_concurrency,
+        task_status=task_status,
+        report=str,
+    )
 
 
 async def _serve(
-    listeners: list[trio.SocketListener],
+    address: Address,
     handler: Handler,
     *,
-    bound: Address,
     identity: Identity,
     max_concurrency: int,
     task_status: trio.TaskStatus[Any],
-    report: object,
+    report: Callable[[Address], object],
 ) -> NoReturn:
+    listeners, bound = await open_listeners(address)
     logger.info(
         "serving protocol v1 for volume %r instance %r on %s",
         identity.volume,
@@ -295,7 +288,10 @@ async def _serve(
             stream, handler, identity=identity, max_concurrency=max_concurrency
         )
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, on_connection, listeners)
-        task_status.started(report)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, on_connection, listeners)
+            task_status.started(report(bound))
+    finally:
+        remove_unix_socket(address)
     raise AssertionError("serve_listeners returned")  # pragma: no cover

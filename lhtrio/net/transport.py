@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import trio
 
 from lhtrio.wire import Buffer
+from lhtrio.wire.buffers import Receiver
 
 __all__ = [
-    "Receiver",
     "Transport",
     "SocketTransport",
     "StreamTransport",
@@ -40,14 +40,6 @@ __all__ = [
 ]
 
 _IOV_MAX: Final = 1024
-
-
-class Receiver(Protocol):
-    """A sans-I/O decoder a transport can fill (``lhtrio.wire.Decoder``, the NBD decoder)."""
-
-    def receive_buffer(self) -> memoryview: ...
-    def commit(self, nbytes: int) -> None: ...
-    def receive_data(self, data: Buffer) -> None: ...
 
 
 def _advance(buffers: list[Any], sent: int) -> list[Any]:

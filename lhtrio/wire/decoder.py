@@ -11,6 +11,7 @@ import enum
 from typing import Any
 
 from lhtrio.errors import FrameTooLargeError, LocalProtocolError
+from lhtrio.wire.buffers import feed
 from lhtrio.wire.codec import (
     _DECODERS,
     _FAST,
@@ -99,13 +100,7 @@ class Decoder:
 
     def receive_data(self, data: Buffer) -> None:
         """Copy ``data`` in (for streams that hand out their own buffers)."""
-        view = memoryview(data).cast("B")
-        while view:
-            target = self.receive_buffer()
-            n = min(len(target), len(view))
-            target[:n] = view[:n]
-            self.commit(n)
-            view = view[n:]
+        feed(self, data)
 
     def _make_room(self) -> None:
         live = self._end - self._start

@@ -66,6 +66,7 @@ from lhtrio.frontend.nbd.requests import (
     Read,
     Write,
 )
+from lhtrio.wire.buffers import feed
 
 __all__ = ["DEFAULT_BUFFER_SIZE", "DIRECT_MIN", "TransmissionDecoder"]
 
@@ -217,13 +218,7 @@ class TransmissionDecoder:
 
     def receive_data(self, data: Buffer) -> None:
         """Copy ``data`` in (for streams that hand out their own buffers, and tests)."""
-        view = memoryview(data).cast("B")
-        while view:
-            target = self.receive_buffer()
-            n = min(len(target), len(view))
-            target[:n] = view[:n]
-            self.commit(n)
-            view = view[n:]
+        feed(self, data)
 
     def eof(self) -> None:
         """The client closed its side; raise if that cut a request in half."""
