@@ -92,6 +92,11 @@ def replica(
     "--nbd", default="127.0.0.1:10809", show_default=True, help="NBD HOST:PORT or unix:/path.sock."
 )
 @click.option("--replica-timeout", default=8.0, show_default=True, help="Stall timeout, seconds.")
+@click.option(
+    "--salvage",
+    is_flag=True,
+    help="If every replica would start ERR, serve from the one with the newest data anyway.",
+)
 def engine(
     volume: str,
     size: str,
@@ -99,6 +104,7 @@ def engine(
     listen: str,
     nbd: str,
     replica_timeout: float,
+    salvage: bool,
 ) -> None:
     """Serve VOLUME over NBD, replicated to every --replica, until SIGTERM/SIGINT.
 
@@ -123,6 +129,7 @@ def engine(
                     port=control.port,
                     frontend=functools.partial(serve_nbd, parse_address(nbd)),
                     short_timeout=replica_timeout,
+                    salvage=salvage,
                 )
             )
             click.echo(f"tcp://{host}:{port}")

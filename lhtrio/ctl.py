@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -27,6 +27,10 @@ def _call(engine: str, name: str, /, **args: Any) -> Any:
         async with open_rpc_client(engine, client="lhtrio-ctl") as client:
             return await client.call_control(name, **args)
 
+    return _trio_run(run)
+
+
+def _trio_run(run: Callable[[], Awaitable[Any]]) -> Any:
     try:
         return trio.run(run)
     except LhtrioError as exc:
@@ -73,8 +77,34 @@ def _render_info(info: dict[str, Any]) -> str:
 
 def _render_replicas(replicas: list[dict[str, Any]]) -> str:
     return _table(
-        ["ADDRESS", "MODE", "ERROR"], [[r["address"], r["mode"], r["error"]] for r in replicas]
+        ["ADDRESS", "MODE", "REBUILD", "ERROR"],
+        [[r["address"], r["mode"], _rebuild_cell(r.get("rebuild")), r["error"]] for r in replicas],
     )
+
+
+def _rebuild_cell(rebuild: dict[str, Any] | None) -> str:
+    if not rebuild:
+        return ""
+    total = rebuild["total_bytes"]
+    percent = 100 * rebuild["done_bytes"] // total if total else 0
+    if rebuild["state"] in ("syncing", "starting"):
+        return f"{rebuild['state']} {percent}%"
+    return str(rebuild["state"])
+
+
+def _render_rebuild(rebuild: dict[str, Any]) -> str:
+    lines = [
+        f"replica   {rebuild['address']}",
+        f"source    {rebuild['source']}",
+        f"state     {rebuild['state']}",
+        f"progress  {format_size(rebuild['done_bytes'])} of {format_size(rebuild['total_bytes'])}"
+        f" allocated ({rebuild['files_done']}/{rebuild['files']} files, "
+        f"{rebuild['skipped_files']} unchanged)",
+        f"sent      {format_size(rebuild['sent_bytes'])} in {rebuild['seconds']:.1f} s",
+    ]
+    if rebuild["error"]:
+        lines.append(f"error     {rebuild['error']}")
+    return "\n".join(lines)
 
 
 def _render_snapshots(snapshots: list[dict[str, Any]]) -> str:
@@ -222,3 +252,70 @@ def replica_ls(call: Callable[..., Any], output: str) -> None:
 def replica_rm(call: Callable[..., Any], address: str, output: str) -> None:
     """Remove the replica at ADDRESS from the volume."""
     _show(output, call("replica_rm", address=address), _render_info)
+
+
+@replica.command("add")
+@click.argument("address")
+@click.option("--no-wait", is_flag=True, help="Return once the replica is WO (rebuilding).")
+@_output
+@click.pass_context
+def replica_add(ctx: click.Context, address: str, no_wait: bool, output: str) -> None:
+    """Add the replica at ADDRESS and rebuild it from a healthy one while I/O goes on.
+
+    Without --no-wait, shows the progress (bytes synced of bytes to sync) and returns when the
+    replica is RW (exit 0) or the rebuild failed (exit 1).
+    """
+    engine = ctx.parent.parent.params["engine"] if ctx.parent and ctx.parent.parent else ""
+
+    async def run() -> dict[str, Any]:
+        async with open_rpc_client(engine, client="lhtrio-ctl") as client:
+            progress: dict[str, Any] = await client.call_control("replica_add", address=address)
+            if no_wait:
+                return progress
+            with _Bar(enabled=output == "table" and sys.stderr.isatty()) as bar:
+                while progress["state"] not in ("done", "failed"):
+                    bar.show(progress)
+                    progress = await client.call_control("rebuild_status", wait=1.0)
+                bar.show(progress)
+            return progress
+
+    result = _trio_run(run)
+    _show(output, result, _render_rebuild)
+    if result["state"] == "failed":
+        sys.exit(1)
+
+
+class _Bar:
+    """A one-line progress bar on stderr (only on a terminal)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            click.echo("", err=True)
+
+    def show(self, progress: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        total, done = progress["total_bytes"], progress["done_bytes"]
+        fraction = done / total if total else 0.0
+        filled = int(30 * fraction)
+        click.echo(
+            f"\r{progress['state']:<9} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%} "
+            f"{format_size(done)}/{format_size(total)}, sent {format_size(progress['sent_bytes'])}",
+            err=True,
+            nl=False,
+        )
+
+
+@ctl.command()
+@_output
+@click.pass_obj
+def salvage(call: Callable[..., Any], output: str) -> None:
+    """Serve a faulted volume again from the replica with the newest data."""
+    result = call("salvage")
+    _show(output, result, lambda v: f"salvaged {v['address']}: {v['reason']}")

@@ -20,11 +20,20 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
-__all__ = ["Mode", "Health", "Member", "ReplicaSet", "StartDecision", "decide_start"]
+__all__ = [
+    "Mode",
+    "Health",
+    "Member",
+    "ReplicaSet",
+    "StartDecision",
+    "decide_start",
+    "choose_salvage",
+]
 
 
 class Mode(enum.Enum):
@@ -102,6 +111,11 @@ class ReplicaSet:
     def add(self, member: Member) -> None:
         self.members.append(member)
 
+    def promote(self, member: Member) -> None:
+        """A rebuilt (WO) replica becomes RW; a salvaged (ERR) one too."""
+        member.mode = Mode.RW
+        member.error = ""
+
     def remove(self, member: Member) -> None:
         self.members.remove(member)
 
@@ -116,12 +130,13 @@ class StartDecision:
 
 
 def decide_start(
-    infos: Sequence[tuple[str, dict[str, object] | str]], *, size: int
+    infos: Sequence[tuple[str, dict[str, Any] | str]], *, size: int, salvage: bool = False
 ) -> StartDecision:
     """Choose each replica's mode from its ``info`` (or the error text of reaching it).
 
-    A replica is ERR when it cannot be reached, its size differs from ``size``, or its persisted
-    revision counter is below the highest among the reachable replicas of the right size.
+    A replica is ERR when it cannot be reached, its size differs from ``size``, a rebuild into it
+    did not finish, or its persisted revision counter is below the highest among the others.
+    With ``salvage``, when that leaves no RW replica, :func:`choose_salvage` picks one.
     """
     modes: dict[str, Mode] = {}
     reasons: dict[str, str] = {}
@@ -132,6 +147,12 @@ def decide_start(
         elif info["size"] != size:
             modes[address] = Mode.ERR
             reasons[address] = f"replica size {info['size']} differs from the volume's {size}"
+        elif info["rebuilding"]:
+            modes[address] = Mode.ERR
+            reasons[address] = (
+                "a rebuild into it did not finish: its snapshots are incomplete; add it again "
+                "(lhtrio ctl replica add)"
+            )
         else:
             counter = info["persisted_revision_counter"]
             assert isinstance(counter, int)
@@ -146,4 +167,50 @@ def decide_start(
             )
         else:
             modes[address] = Mode.RW
+    if salvage and Mode.RW not in modes.values():
+        chosen = choose_salvage(infos, size=size)
+        if chosen is not None:
+            address, why = chosen
+            modes[address], reasons[address] = Mode.RW, why
     return StartDecision(size=size, modes=modes, reasons=reasons)
+
+
+def _salvage_key(info: Mapping[str, Any]) -> tuple[bool, int, int, int]:
+    return (
+        not info["rebuilding"],
+        int(info["persisted_revision_counter"]),
+        int(info["head_allocated"]),
+        int(info["last_modify_time"]),
+    )
+
+
+def choose_salvage(
+    infos: Sequence[tuple[str, dict[str, Any] | str]], *, size: int
+) -> tuple[str, str] | None:
+    """The replica to serve a faulted volume again, and why it was chosen; None if none can.
+
+    Among the reachable replicas of the right size: the newest persisted revision counter wins
+    (it holds every flushed write); ties go to the largest allocated head, then the newest
+    modification. A replica whose rebuild did not finish is chosen only if no other can be.
+    """
+    usable = [
+        (address, info)
+        for address, info in infos
+        if not isinstance(info, str) and info["size"] == size
+    ]
+    if not usable:
+        return None
+    ranked = sorted(usable, key=lambda item: _salvage_key(item[1]), reverse=True)
+    address, best = ranked[0]
+    key = _salvage_key(best)
+    why = [f"salvaged: newest persisted revision counter {key[1]}"]
+    if len(ranked) > 1:
+        runner = _salvage_key(ranked[1][1])
+        if runner[:2] == key[:2]:
+            why.append(f"largest head ({key[2]} bytes allocated)")
+            if runner[2] == key[2]:
+                why.append("newest modification")
+        why.append(f"over {', '.join(a for a, _ in ranked[1:])}")
+    if best["rebuilding"]:
+        why.append("WARNING: its rebuild did not finish, data may be incomplete")
+    return address, "; ".join(why)

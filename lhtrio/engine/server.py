@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 import attrs
 import trio
@@ -84,15 +84,20 @@ async def serve_engine(
     port: int = 0,
     frontend: Frontend | None = None,
     short_timeout: float = 8.0,
+    salvage: bool = False,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Run the engine of ``volume_name`` until cancelled; reports the control endpoint."""
+    """Run the engine of ``volume_name`` until cancelled; reports the control endpoint.
+
+    ``salvage``: if no replica qualifies as RW at start, serve from the best one anyway
+    (:func:`~lhtrio.engine.replicaset.choose_salvage`).
+    """
     async with trio.open_nursery() as nursery:
         members = [Member(address, Mode.RW) for address in replicas]
         volume = Volume(
             volume_name, size, ReplicaSet(members, short_timeout=short_timeout), nursery
         )
-        await _connect_all(volume, nursery)
+        await _connect_all(volume, nursery, salvage=salvage)
         frontend_control = FrontendControl(frontend, volume, nursery)
         service = EngineService(volume, frontend_control)
         bound = await nursery.start(
@@ -122,11 +127,11 @@ async def serve_engine(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _connect_all(volume: Volume, nursery: trio.Nursery) -> None:
+async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) -> None:
     members = list(volume.replicas.members)
     for member in members:
         await nursery.start(volume.connect, member)
-    infos: list[tuple[str, dict[str, object] | str]] = []
+    infos: list[tuple[str, dict[str, Any] | str]] = []
     for member in members:
         client = volume.client(member)
         if client is None:
@@ -136,12 +141,22 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery) -> None:
             infos.append((member.address, await client.call_control("info")))
         except LhtrioError as exc:
             infos.append((member.address, str(exc)))
-    decision = decide_start(infos, size=volume.size)
+    decision = decide_start(infos, size=volume.size, salvage=salvage)
     for member in members:
         mode = decision.modes[member.address]
         if mode is Mode.ERR:
             volume.fail(member, decision.reasons[member.address])
+        elif member.address in decision.reasons:
+            logger.warning(
+                "volume %s: %s %s", volume.name, member.address, decision.reasons[member.address]
+            )
     logger.info("volume %s starts %s", volume.name, volume.replicas.health.value)
+    if not volume.replicas.readers:
+        logger.error(
+            "volume %s is faulted: every replica is ERR; after checking them, run "
+            "'lhtrio ctl salvage' or restart the engine with --salvage",
+            volume.name,
+        )
 
 
 async def _shutdown(volume: Volume, frontend: FrontendControl) -> None:

@@ -12,9 +12,16 @@ snapshot_purge                                                    (waits for eve
 snapshot_revert    name (frontend must be stopped)
 frontend_stop / frontend_start                                    info
 expand             size                                           info
-replica_ls                                                        list of replicas
+replica_ls                                                        list of replicas (a rebuilding
+                                                                  one with its progress)
 replica_rm         address                                        info
+replica_add        address                                        rebuild progress (returns once
+                                                                  the replica is WO)
+rebuild_status     wait=0 (seconds to wait for progress)          rebuild progress, or nil
+salvage                                                           chosen address and why
 =================  =============================================  ===============================
+
+Rebuild, salvage and the rules between long operations are in :mod:`lhtrio.engine.rebuild`.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lhtrio.engine.rebuild import add_replica
 from lhtrio.errors import ConflictError, NotFoundError, UnknownCallError
 from lhtrio.wire import Call, Reply, Request, Result
 from lhtrio.wire.control import NameArgs, NoArgs, SizeArgs, structure_args
@@ -67,6 +75,9 @@ class EngineService:
             "expand": self._expand,
             "replica_ls": self._replica_ls,
             "replica_rm": self._replica_rm,
+            "replica_add": self._replica_add,
+            "rebuild_status": self._rebuild_status,
+            "salvage": self._salvage,
         }
 
     def __call__(self, request: Request) -> Awaitable[Reply]:
@@ -95,11 +106,15 @@ class EngineService:
             "replicas": self._replicas(),
         }
 
-    def _replicas(self) -> list[dict[str, str]]:
-        return [
-            {"address": m.address, "mode": m.mode.value, "error": m.error}
-            for m in self.volume.replicas.members
-        ]
+    def _replicas(self) -> list[dict[str, Any]]:
+        rebuild = self.volume.rebuild
+        replicas: list[dict[str, Any]] = []
+        for m in self.volume.replicas.members:
+            replica: dict[str, Any] = {"address": m.address, "mode": m.mode.value, "error": m.error}
+            if rebuild is not None and rebuild.address == m.address:
+                replica["rebuild"] = rebuild.as_dict()
+            replicas.append(replica)
+        return replicas
 
     async def _info(self, call: Call) -> Any:
         structure_args(NoArgs, call)
@@ -137,15 +152,23 @@ class EngineService:
     async def _snapshot_rm(self, call: Call) -> Any:
         args: NameArgs = structure_args(NameArgs, call)
         await self._require_snapshot(args.name)
-        await self.volume.control_all("mark_removed", name=args.name)
+        async with self.volume.quiesced():  # not between a rebuild's look at the graph and adopt
+            await self.volume.control_all("mark_removed", name=args.name)
         return None
 
     async def _snapshot_purge(self, call: Call) -> Any:
         structure_args(NoArgs, call)
-        if self.volume.replicas.rebuilding:
-            raise ConflictError(f"volume {self.volume.name} is rebuilding: purge refused")
-        await self.volume.control_all("purge")
-        statuses = await self.volume.control_all("purge_status", wait=True)
+        volume = self.volume
+        if volume.replicas.rebuilding or volume.busy:
+            raise ConflictError(
+                f"volume {volume.name} is {volume.busy or 'rebuilding'}: purge refused"
+            )
+        volume.busy = "purge"
+        try:
+            await volume.control_all("purge")
+            statuses = await volume.control_all("purge_status", wait=True)
+        finally:
+            volume.busy = ""
         errors = [f"{a}: {s['error']}" for a, s in statuses.items() if s["error"]]
         if errors:
             raise ConflictError(f"purge failed on {'; '.join(errors)}")
@@ -191,6 +214,29 @@ class EngineService:
         args: _Address = structure_args(_Address, call)
         self.volume.remove_replica(args.address)
         return self.info()
+
+    async def _replica_add(self, call: Call) -> Any:
+        args: _Address = structure_args(_Address, call)
+        progress = await add_replica(self.volume, args.address)
+        return progress.as_dict()
+
+    async def _rebuild_status(self, call: Call) -> Any:
+        args: _Wait = structure_args(_Wait, call)
+        rebuild = self.volume.rebuild
+        if rebuild is None:
+            return None
+        await rebuild.wait_changed(min(max(args.wait, 0.0), 60.0))
+        return rebuild.as_dict()
+
+    async def _salvage(self, call: Call) -> Any:
+        structure_args(NoArgs, call)
+        address, why = await self.volume.salvage()
+        return {"address": address, "reason": why, "info": self.info()}
+
+
+@attrs.frozen(kw_only=True)
+class _Wait:
+    wait: float = 0.0
 
 
 def _snapshot_name(file: str) -> str:

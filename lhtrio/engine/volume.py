@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, Final
+from contextlib import asynccontextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from lhtrio.engine.replicaset import Member, Mode, ReplicaSet
+from lhtrio.engine.replicaset import Member, Mode, ReplicaSet, choose_salvage
 from lhtrio.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -40,6 +40,9 @@ from lhtrio.net import RpcClient, open_rpc_client
 from lhtrio.net.client import Pending, SeqSource
 from lhtrio.wire import Buffer, Data, Flush, Read, Reply, Request, Unmap, Write, encode
 
+if TYPE_CHECKING:
+    from lhtrio.engine.rebuild import Rebuild
+
 __all__ = ["Volume", "PING_INTERVAL"]
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ logger = logging.getLogger(__name__)
 PING_INTERVAL: Final = 2.0
 MAX_IO: Final = 32 << 20
 JOIN_MAX: Final = 512 << 10
+_BLOCK: Final = 4096
+_MASK: Final = _BLOCK - 1
 _ZEROS: Final = memoryview(bytes(MAX_IO))
 
 
@@ -82,6 +87,13 @@ class Volume:
         self._paused: trio.Event | None = None
         self._exclusive = trio.Lock()
         self._seqs = SeqSource()  # shared by the replica links: a batch is encoded once for all
+        self.busy = ""  # a long operation that excludes others: "rebuild", "purge", "expand"
+        self.rebuild: Rebuild | None = None  # the current or last rebuild (engine.rebuild)
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """Where the volume's background work runs (replica links, a rebuild)."""
+        return self._nursery
 
     # --- replica links ---------------------------------------------------------------------------
 
@@ -122,6 +134,12 @@ class Volume:
         self._links.pop(member.address, None)
         if not started:
             task_status.started()
+
+    async def attach(self, member: Member) -> None:
+        """Connect ``member`` (not yet in the set); StorageError if it cannot be reached."""
+        await self._nursery.start(self.connect, member)
+        if member.mode is Mode.ERR:
+            raise StorageError(f"cannot use replica {member.address}: {member.error}")
 
     def close_links(self) -> None:
         """End every replica link (engine shutdown; the replicas stay as they are)."""
@@ -188,11 +206,50 @@ class Volume:
         """Write every ``(offset, data, fua)``; raises StorageError if no RW replica took them."""
         for offset, data, _ in writes:
             self.check_range(offset, len(data))
-        await self._fan_out([Write(offset, data, fua) for offset, data, fua in writes])
+        requests = [Write(offset, data, fua) for offset, data, fua in writes]
+        if self.replicas.rebuilding and any((w.offset | len(w.data)) & _MASK for w in requests):
+            await self._write_aligned(requests)
+        else:
+            await self._fan_out(requests)
 
     async def write_zeroes(self, offset: int, length: int, *, fua: bool) -> None:
         self.check_range(offset, length)
-        await self._fan_out([Write(off, _ZEROS[:n], fua) for off, n in _chunks(offset, length)])
+        requests = [Write(off, _ZEROS[:n], fua) for off, n in _chunks(offset, length)]
+        if self.replicas.rebuilding and (offset | length) & _MASK:
+            await self._write_aligned(requests)
+        else:
+            await self._fan_out(requests)
+
+    async def _write_aligned(self, requests: Sequence[Write]) -> None:
+        """Writes while a replica is rebuilt, some not 4 KiB-aligned: align them from RW data.
+
+        A rebuilding replica cannot fill in the rest of a partial block itself (its snapshot
+        files are still arriving), so the engine reads the edge blocks from an RW replica,
+        patches them and sends every replica the same whole blocks (``longhorn-facts.md`` §4.4).
+        The read-modify-write of a block must not interleave with other writes to it: the batch
+        runs alone (quiesced), one request at a time, in order. Rare: file systems write whole
+        blocks.
+        """
+        async with self.quiesced():
+            for write in requests:
+                await self._fan_out([await self._align(write)], gated=False)
+
+    async def _align(self, write: Write) -> Write:
+        offset, n = write.offset, len(write.data)
+        if not (offset | n) & _MASK:
+            return write
+        start = offset & ~_MASK
+        end = (offset + n + _MASK) & ~_MASK
+        edges = [(start, _BLOCK)]
+        if end - _BLOCK > start:
+            edges.append((end - _BLOCK, _BLOCK))
+        first, *last = await self._read(edges)
+        buf = bytearray(end - start)
+        buf[:_BLOCK] = first
+        if last:
+            buf[-_BLOCK:] = last[0]
+        buf[offset - start : offset - start + n] = write.data
+        return Write(start, buf, write.fua)
 
     async def trim(self, offset: int, length: int) -> None:
         self.check_range(offset, length)
@@ -203,8 +260,8 @@ class Volume:
     async def flush(self) -> None:
         await self._fan_out([Flush()])
 
-    async def _fan_out(self, requests: Sequence[Request]) -> None:
-        async with self._io():
+    async def _fan_out(self, requests: Sequence[Request], *, gated: bool = True) -> None:
+        async with self._io() if gated else nullcontext():
             outcome = await self._send_all(requests)
             if outcome.failed and self.replicas.readers:
                 # Persist the survivors' counters past the failed replica's before we answer.
@@ -296,16 +353,19 @@ class Volume:
         """Read every ``(offset, length)`` from one RW replica, failing over to the next."""
         for offset, length in reads:
             self.check_range(offset, length)
-        requests = [Read(offset, length) for offset, length in reads]
         async with self._io():
-            for member in self.replicas.read_order():
-                replies = await self._call(member, requests)
-                if replies is None:
-                    continue
-                data = [reply.data for reply in replies if isinstance(reply, Data)]
-                if len(data) == len(requests):
-                    return data
-                self.fail(member, "answered a read with something else than data")
+            return await self._read(reads)
+
+    async def _read(self, reads: Sequence[tuple[int, int]]) -> list[Buffer]:
+        requests = [Read(offset, length) for offset, length in reads]
+        for member in self.replicas.read_order():
+            replies = await self._call(member, requests)
+            if replies is None:
+                continue
+            data = [reply.data for reply in replies if isinstance(reply, Data)]
+            if len(data) == len(requests):
+                return data
+            self.fail(member, "answered a read with something else than data")
         raise StorageError(f"volume {self.name} is faulted: no RW replica could serve the read")
 
     async def allocation(self, offset: int, length: int) -> list[tuple[int, bool]]:
@@ -357,6 +417,10 @@ class Volume:
             raise StorageError(f"volume {self.name} is faulted; {call} reached no RW replica")
         return results
 
+    async def flush_quiesced(self) -> None:
+        """Flush every writer; only inside :meth:`quiesced` (normal flushes go through I/O)."""
+        await self._send_all([Flush()])
+
     async def snapshot(self, name: str, *, labels: dict[str, str], user_created: bool) -> None:
         async with self.quiesced():
             await self._send_all([Flush()])
@@ -370,14 +434,20 @@ class Volume:
             )
         if size == self.size:
             return
+        if self.replicas.rebuilding or self.busy:
+            raise ConflictError(
+                f"volume {self.name} is {self.busy or 'rebuilding'}: expansion refused"
+            )
         async with self.quiesced():
             await self._send_all([Flush()])
             await self.control_all("expand", size=size)
             self.size = size
 
     async def revert(self, name: str) -> None:
-        if self.replicas.rebuilding:
-            raise ConflictError(f"volume {self.name} is rebuilding a replica: revert refused")
+        if self.replicas.rebuilding or self.busy:
+            raise ConflictError(
+                f"volume {self.name} is {self.busy or 'rebuilding'}: revert refused"
+            )
         async with self.quiesced():
             await self.control_all("revert", name=name, members=self.replicas.readers)
 
@@ -402,3 +472,38 @@ class Volume:
             raise ConflictError(f"{address} is the last RW replica of volume {self.name}")
         self.fail(member, "removed by the operator")
         self.replicas.remove(member)
+
+    async def salvage(self) -> tuple[str, str]:
+        """Serve a faulted volume again from its best replica; returns (address, why).
+
+        Asks every replica for its state, lets :func:`choose_salvage` pick one, and brings it
+        back RW; the others stay ERR, to be rebuilt from it (``replica add``).
+        """
+        if self.replicas.readers:
+            raise ConflictError(
+                f"volume {self.name} is {self.replicas.health.value}, not faulted: salvage only "
+                "applies when every replica is ERR"
+            )
+        infos: list[tuple[str, dict[str, Any] | str]] = []
+        for member in self.replicas.members:
+            try:
+                with trio.fail_after(self.replicas.short_timeout):
+                    async with open_rpc_client(
+                        member.address, volume=self.name, client=f"engine-{self.name}"
+                    ) as client:
+                        infos.append((member.address, await client.call_control("info")))
+            except (LhtrioError, trio.TooSlowError) as exc:
+                infos.append((member.address, str(exc) or "did not answer in time"))
+        chosen = choose_salvage(infos, size=self.size)
+        if chosen is None:
+            raise StorageError(
+                f"volume {self.name}: no replica can be salvaged "
+                f"({'; '.join(f'{a}: {i}' for a, i in infos if isinstance(i, str))})"
+            )
+        address, why = chosen
+        salvaged = self.replicas.by_address(address)
+        assert salvaged is not None
+        self.replicas.promote(salvaged)
+        await self.attach(salvaged)
+        logger.warning("volume %s: %s (%s)", self.name, address, why)
+        return address, why

@@ -11,7 +11,8 @@ __all__ = ["DiskInfo", "ReplicaInfo"]
 
 @attrs.frozen(kw_only=True)
 class DiskInfo:
-    """One disk (snapshot or head). Names are disk file names; ``allocated`` is in bytes."""
+    """One disk (snapshot or head). Names are disk file names; ``size`` (the file's length) and
+    ``allocated`` are in bytes."""
 
     name: str
     parent: str
@@ -20,6 +21,7 @@ class DiskInfo:
     user_created: bool
     created: dt.datetime
     labels: dict[str, str] | None
+    size: int
     allocated: int
 
 

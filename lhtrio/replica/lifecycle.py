@@ -23,7 +23,7 @@ from lhtrio.replica.index import BLOCK_SIZE
 from lhtrio.replica.meta import DiskMeta, VolumeMeta
 from lhtrio.replica.names import REVISION_COUNTER, VOLUME_META, head_file, meta_file
 
-__all__ = ["Opened", "create_files", "open_files"]
+__all__ = ["Opened", "create_files", "open_files", "rescan"]
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -102,9 +102,23 @@ def _init_files(dir_fd: int, path: str, size: int) -> None:
 def open_files(path: str) -> Opened:
     """Lock, validate and open ``path``; record Dirty=true; then remove crash leftovers."""
     dir_fd = fs.open_dir(path)
-    fds = [-1]
     try:
         fs.lock_dir(dir_fd, path)
+        return rescan(dir_fd, path)
+    except BaseException:
+        os.close(dir_fd)
+        raise
+
+
+def rescan(dir_fd: int, path: str) -> Opened:
+    """Validate the locked directory ``dir_fd`` and open its live chain (new descriptors).
+
+    The second half of :func:`open_files`, also used to reload a replica whose files a rebuild
+    replaced. Records Dirty=true, then removes crash leftovers. On failure every descriptor it
+    opened is closed again (``dir_fd`` stays open).
+    """
+    fds = [-1]
+    try:
         lay = layout.scan(dir_fd, path)
         try:
             for disk in reversed(lay.chain):
@@ -121,7 +135,6 @@ def open_files(path: str) -> Opened:
     except BaseException:
         for fd in fds[1:]:
             os.close(fd)
-        os.close(dir_fd)
         raise
     return Opened(
         path=path,

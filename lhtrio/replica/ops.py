@@ -164,6 +164,7 @@ def info(r: Replica) -> ReplicaInfo:
                 user_created=disk.user_created,
                 created=disk.created,
                 labels=disk.labels,
+                size=st.st_size,
                 allocated=st.st_blocks * 512,
             )
         head_stat = os.fstat(r._head_fd)

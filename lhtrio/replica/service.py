@@ -36,7 +36,22 @@ expand                 size                                                     
 checksum               name; force=false                                           checksum
 set_rebuilding         rebuilding                                                  info
 set_revision_counter   value                                                       info
+*rebuild source*
+file_info              name (a snapshot file)                                      file info
+file_map               name                                                        [[off, len]]
+file_diff              name; groups ([[[off, len]...]...]); digests (bytes)        [index]
+file_read              name; ranges ([[off, len]...])                              ``Data``
+*rebuild target*
+adopt                  disks ({file: {parent, removed, user_created, created,      existing
+                       labels, size}})                                             files
+sync_start             source (address); files; existing                           status
+sync_status            wait=0 (seconds to wait for a change)                       status
+sync_cancel                                                                        status
+reload                                                                             info
 =====================  ==========================================================  ============
+
+The rebuild calls are explained in :mod:`lhtrio.replica.transfer` (source),
+:mod:`lhtrio.replica.rebuild` (``adopt``, ``reload``) and :mod:`lhtrio.replica.sync` (the transfer).
 """
 
 from __future__ import annotations
@@ -49,8 +64,13 @@ import attrs
 import trio
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, LhtrioError, UnknownCallError
+from lhtrio.replica import meta as metalib
+from lhtrio.replica import transfer
 from lhtrio.replica.chain import Action, ActionKind
+from lhtrio.replica.meta import DiskMeta
+from lhtrio.replica.rebuild import PlannedDisk
 from lhtrio.replica.store import Replica
+from lhtrio.replica.sync import SyncStatus, pull
 from lhtrio.wire import Call, Data, Done, Flush, Read, Reply, Request, Result, Unmap, Write
 from lhtrio.wire.control import NameArgs, NoArgs, SizeArgs, converter, structure_args
 
@@ -118,6 +138,65 @@ class CounterArgs:
     value: int
 
 
+@attrs.frozen(kw_only=True)
+class RangesArgs:
+    name: str
+    ranges: list[tuple[int, int]]
+
+
+@attrs.frozen(kw_only=True)
+class DiffArgs:
+    name: str
+    groups: list[list[tuple[int, int]]]
+    digests: bytes
+
+
+@attrs.frozen(kw_only=True)
+class PlannedArgs:
+    parent: str
+    removed: bool
+    user_created: bool
+    created: str
+    labels: dict[str, str] | None
+    size: int
+
+
+@attrs.frozen(kw_only=True)
+class AdoptArgs:
+    disks: dict[str, PlannedArgs]
+
+
+@attrs.frozen(kw_only=True)
+class SyncArgs:
+    source: str
+    files: list[str]
+    existing: list[str]
+
+
+@attrs.frozen(kw_only=True)
+class StatusArgs:
+    wait: float = 0.0
+
+
+def _plan(args: AdoptArgs) -> dict[str, PlannedDisk]:
+    plan = {}
+    for name, disk in args.disks.items():
+        try:
+            created = metalib.parse_time(disk.created)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"adopt: {name}: bad creation time: {exc}") from None
+        meta = DiskMeta(
+            name=name,
+            parent=disk.parent,
+            removed=disk.removed,
+            user_created=disk.user_created,
+            created=created,
+            labels=disk.labels,
+        )
+        plan[name] = PlannedDisk(meta=meta, size=disk.size)
+    return plan
+
+
 # --- the handler ---------------------------------------------------------------------------------
 
 
@@ -158,7 +237,19 @@ class ReplicaService:
             "checksum": self._checksum,
             "set_rebuilding": self._set_rebuilding,
             "set_revision_counter": self._set_revision_counter,
+            "file_info": self._file_info,
+            "file_map": self._file_map,
+            "file_diff": self._file_diff,
+            "file_read": self._file_read,
+            "adopt": self._adopt,
+            "sync_start": self._sync_start,
+            "sync_status": self._sync_status,
+            "sync_cancel": self._sync_cancel,
+            "reload": self._reload,
         }
+        self._sync = SyncStatus()
+        self._sync_changed = trio.Event()
+        self._sync_scope: trio.CancelScope | None = None
 
     def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
         if self._gate is not None and not isinstance(request, Call):
@@ -348,3 +439,112 @@ class ReplicaService:
         return await self._run(
             "set_revision_counter", lambda: self.replica.set_revision_counter(args.value)
         )
+
+    # --- rebuild: source side --------------------------------------------------------------------
+
+    async def _file_info(self, call: Call) -> Reply:
+        args: NameArgs = structure_args(NameArgs, call)
+        info = await trio.to_thread.run_sync(
+            transfer.file_info, self.replica, args.name, limiter=self._limiter
+        )
+        return Result(converter.unstructure(info))
+
+    async def _file_map(self, call: Call) -> Reply:
+        args: NameArgs = structure_args(NameArgs, call)
+        extents = await trio.to_thread.run_sync(
+            transfer.file_map, self.replica, args.name, limiter=self._limiter
+        )
+        return Result([[offset, length] for offset, length in extents])
+
+    async def _file_diff(self, call: Call) -> Reply:
+        args: DiffArgs = structure_args(DiffArgs, call)
+        differ = await trio.to_thread.run_sync(
+            transfer.diff, self.replica, args.name, args.groups, args.digests, limiter=self._limiter
+        )
+        return Result(differ)
+
+    async def _file_read(self, call: Call) -> Reply:
+        args: RangesArgs = structure_args(RangesArgs, call)
+        data = await trio.to_thread.run_sync(
+            transfer.read_ranges, self.replica, args.name, args.ranges, limiter=self._limiter
+        )
+        return Data(data)
+
+    # --- rebuild: target side --------------------------------------------------------------------
+
+    async def _adopt(self, call: Call) -> Reply:
+        plan = _plan(structure_args(AdoptArgs, call))
+        if self._sync.state == "syncing":
+            raise ConflictError(f"replica {self.replica.instance} is receiving files already")
+        existing: list[str] = []
+
+        def adopt() -> None:
+            existing.extend(self.replica.adopt(plan))
+
+        await self._run("adopt", adopt)
+        return Result(existing)
+
+    def _sync_start(self, call: Call) -> Reply:
+        args: SyncArgs = structure_args(SyncArgs, call)
+        if self._sync.state == "syncing":
+            raise ConflictError(f"replica {self.replica.instance} is receiving files already")
+        if not self.replica.info().rebuilding:
+            raise ConflictError(
+                f"replica {self.replica.instance} is not marked rebuilding: refusing to receive"
+            )
+        self._report(SyncStatus(state="syncing", source=args.source, files=len(args.files)))
+        self._sync_scope = trio.CancelScope()
+        self._nursery.start_soon(self._sync_task, args, self._sync_scope)
+        return Result(converter.unstructure(self._sync))
+
+    async def _sync_task(self, args: SyncArgs, scope: trio.CancelScope) -> None:
+        with scope:
+            try:
+                await pull(
+                    self.replica,
+                    args.source,
+                    args.files,
+                    args.existing,
+                    limiter=self._limiter,
+                    report=self._report,
+                )
+            except LhtrioError as exc:
+                logger.warning(
+                    "replica %s: rebuild transfer failed: %s", self.replica.instance, exc
+                )
+                self._report(attrs.evolve(self._sync, state="failed", error=str(exc)))
+            except OSError as exc:
+                logger.warning(
+                    "replica %s: rebuild transfer failed: %s", self.replica.instance, exc
+                )
+                self._report(
+                    attrs.evolve(self._sync, state="failed", error=f"{exc.strerror or exc}")
+                )
+        if scope.cancelled_caught:
+            self._report(attrs.evolve(self._sync, state="cancelled", error="cancelled"))
+        if self._sync_scope is scope:
+            self._sync_scope = None
+
+    def _report(self, status: SyncStatus) -> None:
+        self._sync = status
+        self._sync_changed.set()
+        self._sync_changed = trio.Event()
+
+    async def _sync_status(self, call: Call) -> Reply:
+        args: StatusArgs = structure_args(StatusArgs, call)
+        if args.wait > 0 and self._sync.state == "syncing":
+            with trio.move_on_after(min(args.wait, 60.0)):
+                await self._sync_changed.wait()
+        return Result(converter.unstructure(self._sync))
+
+    def _sync_cancel(self, call: Call) -> Reply:
+        structure_args(NoArgs, call)
+        if self._sync_scope is not None:
+            self._sync_scope.cancel()
+        return Result(converter.unstructure(self._sync))
+
+    async def _reload(self, call: Call) -> Reply:
+        structure_args(NoArgs, call)
+        if self._sync.state == "syncing":
+            raise ConflictError(f"replica {self.replica.instance} is still receiving files")
+        return await self._run("reload", self.replica.reload)

@@ -63,7 +63,8 @@ Concurrency contract
     reads a snapshot file and may overlap with the data path.
 
 No global state, no I/O in ``__init__``: :meth:`Replica.create` and :meth:`Replica.open` do the I/O.
-Structural operations live in :mod:`.heads`, :mod:`.removal` and :mod:`.checksum`.
+Structural operations live in :mod:`.heads`, :mod:`.removal`, :mod:`.checksum` and :mod:`.rebuild`;
+the file operations of a rebuild (both ends) in :mod:`.transfer`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 import attrs
@@ -84,7 +85,7 @@ from lhtrio.errors import (
 )
 from lhtrio.replica import chain as chainlib
 from lhtrio.replica import checksum as checksums
-from lhtrio.replica import fs, heads, lifecycle, ops, removal
+from lhtrio.replica import fs, heads, lifecycle, ops, rebuild, removal
 from lhtrio.replica import meta as metalib
 from lhtrio.replica.chain import Action
 from lhtrio.replica.index import BLOCK_SHIFT, BLOCK_SIZE, ReadIndex
@@ -95,6 +96,7 @@ from lhtrio.replica.names import (
     VOLUME_META,
     validate_name,
 )
+from lhtrio.replica.rebuild import PlannedDisk
 
 __all__ = ["Replica"]
 
@@ -593,6 +595,20 @@ class Replica:
         """Hash snapshot ``name`` unless its recorded hash is still valid (see :mod:`.checksum`)."""
         self._check_open()
         return checksums.checksum(self, name, force=force)
+
+    # -- rebuild (implemented in rebuild) ---------------------------------------------------------
+
+    def adopt(self, plan: Mapping[str, PlannedDisk]) -> list[str]:
+        """Take the rebuild source's disk graph (see :mod:`.rebuild`); the files it already had."""
+        with self._flush_lock:
+            self._check_usable()
+            return rebuild.adopt(self, plan)
+
+    def reload(self) -> None:
+        """Re-read and reopen the chain from the directory (after a rebuild filled it)."""
+        with self._flush_lock:
+            self._check_usable()
+            rebuild.reload(self)
 
     # -- helpers for ops --------------------------------------------------------------------------
 

@@ -57,8 +57,17 @@ def strict_hook(kind: type[T]) -> Callable[[Any, Any], T]:
 
 #: The converter of control-call arguments and results.
 converter = cattrs.Converter(forbid_extra_keys=True)
-for _kind in (int, str, bool):
+for _kind in (int, str, bool, bytes):
     converter.register_structure_hook(_kind, strict_hook(_kind))
+
+
+def _number(value: Any, _: Any) -> float:
+    if type(value) not in (int, float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+converter.register_structure_hook(float, _number)
 converter.register_unstructure_hook(dt.datetime, lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"))
 converter.register_unstructure_hook_func(
     lambda t: isinstance(t, type) and issubclass(t, enum.Enum), lambda e: e.value

@@ -6,12 +6,20 @@ import functools
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from lhtrio.engine.replicaset import Health, Member, Mode, ReplicaSet, decide_start
+from lhtrio.engine.replicaset import (
+    Health,
+    Member,
+    Mode,
+    ReplicaSet,
+    choose_salvage,
+    decide_start,
+)
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import StorageError
 from lhtrio.net import parse_address, serve_rpc
@@ -25,7 +33,7 @@ AUTOJUMP = 0.5
 
 
 def test_decide_start_refuses_stale_wrong_size_and_unreachable() -> None:
-    info = {"size": MiB, "persisted_revision_counter": 7}
+    info = {"size": MiB, "persisted_revision_counter": 7, "rebuilding": False}
     decision = decide_start(
         [
             ("a", info),
@@ -46,6 +54,53 @@ def test_decide_start_refuses_stale_wrong_size_and_unreachable() -> None:
     assert "stale: revision counter 5 is behind 7" in decision.reasons["b"]
     assert "size" in decision.reasons["c"]
     assert decision.reasons["d"] == "connection refused"
+
+
+def _info(counter: int, *, head: int = 0, mtime: int = 0, rebuilding: bool = False) -> Any:
+    return {
+        "size": MiB,
+        "persisted_revision_counter": counter,
+        "head_allocated": head,
+        "last_modify_time": mtime,
+        "rebuilding": rebuilding,
+    }
+
+
+def test_decide_start_refuses_an_unfinished_rebuild_even_with_the_newest_counter() -> None:
+    decision = decide_start([("a", _info(3)), ("b", _info(9, rebuilding=True))], size=MiB)
+    assert decision.modes == {"a": Mode.RW, "b": Mode.ERR}
+    assert "rebuild into it did not finish" in decision.reasons["b"]
+
+
+def test_salvage_only_when_nothing_qualifies_and_it_picks_the_newest_data() -> None:
+    healthy = decide_start([("a", _info(3)), ("b", _info(5))], size=MiB, salvage=True)
+    assert healthy.modes == {"a": Mode.ERR, "b": Mode.RW}
+    assert "salvaged" not in healthy.reasons.get("b", "")
+    stuck = [("a", _info(3, rebuilding=True)), ("b", _info(5, rebuilding=True)), ("c", "down")]
+    assert Mode.RW not in decide_start(stuck, size=MiB).modes.values()
+    salvaged = decide_start(stuck, size=MiB, salvage=True)
+    assert salvaged.modes == {"a": Mode.ERR, "b": Mode.RW, "c": Mode.ERR}
+    assert "newest persisted revision counter 5" in salvaged.reasons["b"]
+    assert "did not finish" in salvaged.reasons["b"]
+
+
+def test_choose_salvage_breaks_ties_by_head_size_then_mtime() -> None:
+    by_head = choose_salvage(
+        [("a", _info(4, head=10, mtime=9)), ("b", _info(4, head=20, mtime=1))], size=MiB
+    )
+    assert by_head is not None
+    assert by_head[0] == "b"
+    assert "largest head (20 bytes allocated)" in by_head[1]
+    by_mtime = choose_salvage(
+        [("a", _info(4, head=10, mtime=9)), ("b", _info(4, head=10, mtime=1))], size=MiB
+    )
+    assert by_mtime is not None
+    assert by_mtime[0] == "a"
+    assert "newest modification" in by_mtime[1]
+    finished_first = choose_salvage([("a", _info(2)), ("b", _info(8, rebuilding=True))], size=MiB)
+    assert finished_first is not None
+    assert finished_first[0] == "a"
+    assert choose_salvage([("a", "down"), ("b", {**_info(1), "size": 2 * MiB})], size=MiB) is None
 
 
 def test_health_timeouts_and_round_robin() -> None:

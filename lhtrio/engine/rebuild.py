@@ -1,0 +1,272 @@
+"""Online rebuild: add a replica to a live volume and fill it from a healthy one.
+
+Longhorn's ``AddReplica`` (``longhorn-facts.md`` §4.1), with the data moving replica to replica:
+
+1. **Attach.** Connect the target; its size must be the volume's; it records ``Rebuilding=true``
+   (persisted: an engine that restarts before the end sets it to ERR, see ``decide_start``).
+2. **Snapshot and add as WO**, quiesced: flush, take one system snapshot on every replica and the
+   target, add the target as WO. From here it receives every write (unaligned ones aligned by
+   the engine, :meth:`Volume._write_aligned`), is never read, and unmap is suspended.
+3. **Adopt**, quiesced (milliseconds): the target takes the disk graph of one RW *source*
+   (:mod:`lhtrio.replica.rebuild`); snapshot operations cannot slip in between.
+4. **Transfer**, I/O flowing: the target pulls every snapshot file from the source
+   (:mod:`lhtrio.replica.sync`), sparse- and delta-aware; the engine long-polls its progress.
+5. **Verify and switch**, quiesced: flush; the target reloads its chain, which must equal the
+   source's (same snapshots, same parents); the source's revision counter is copied; the target
+   clears ``Rebuilding`` and becomes RW.
+
+One rebuild per volume at a time, and none beside a purge or an expansion (:attr:`Volume.busy`);
+revert is refused while a replica is WO. Any failure — the source or the target dying, a chain
+that does not verify — sets the target to ERR and ends the rebuild; the volume keeps serving, and
+``replica add`` may be run again (a target keeps what it received: the next transfer only sends
+what differs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+import uuid
+from typing import Any
+
+import attrs
+import trio
+
+from lhtrio.engine.replicaset import Member, Mode
+from lhtrio.engine.volume import Volume
+from lhtrio.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidArgumentError,
+    LhtrioError,
+    StorageError,
+)
+from lhtrio.net import RpcClient, parse_address
+
+__all__ = ["Rebuild", "add_replica"]
+
+logger = logging.getLogger(__name__)
+
+POLL: float = 0.5
+
+
+@attrs.define(eq=False)
+class Rebuild:
+    """The progress of one rebuild, as ``replica ls`` and ``replica add`` show it."""
+
+    address: str
+    source: str = ""
+    state: str = "starting"  # starting, syncing, verifying, done, failed
+    files: int = 0
+    files_done: int = 0
+    skipped_files: int = 0
+    total_bytes: int = 0
+    done_bytes: int = 0
+    sent_bytes: int = 0
+    error: str = ""
+    started: float = attrs.field(factory=time.time)
+    finished: float = 0.0
+    _changed: trio.Event = attrs.field(factory=trio.Event, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self.state not in ("done", "failed")
+
+    def update(self, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(self, key, value)
+        if not self.running:
+            self.finished = time.time()
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self, patience: float) -> None:
+        if self.running:
+            with trio.move_on_after(patience):
+                await self._changed.wait()
+
+    def as_dict(self) -> dict[str, Any]:
+        end = self.finished or time.time()
+        return {
+            "address": self.address,
+            "source": self.source,
+            "state": self.state,
+            "files": self.files,
+            "files_done": self.files_done,
+            "skipped_files": self.skipped_files,
+            "total_bytes": self.total_bytes,
+            "done_bytes": self.done_bytes,
+            "sent_bytes": self.sent_bytes,
+            "seconds": round(end - self.started, 3),
+            "error": self.error,
+        }
+
+
+class _RebuildError(Exception):
+    pass
+
+
+async def add_replica(volume: Volume, address: str) -> Rebuild:
+    """Steps 1-2 (see the module docstring); step 3 onwards runs in the engine's nursery.
+
+    Returns once the target is WO. Raises (and leaves the volume as it was) when the rebuild
+    cannot start.
+    """
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from None
+    if volume.busy:
+        raise ConflictError(f"volume {volume.name} is busy ({volume.busy}): try again later")
+    replicas = volume.replicas
+    if replicas.rebuilding:
+        raise ConflictError(f"volume {volume.name} is rebuilding a replica already")
+    if not replicas.readers:
+        raise StorageError(
+            f"volume {volume.name} is faulted: no RW replica to rebuild from (lhtrio ctl salvage)"
+        )
+    old = replicas.by_address(address)
+    if old is not None and old.mode is not Mode.ERR:
+        raise AlreadyExistsError(f"{address} is already a replica of volume {volume.name}")
+    volume.busy = "rebuild"
+    progress = Rebuild(address=address)
+    member = Member(address, Mode.WO)
+    try:
+        await volume.attach(member)
+        target = _client(volume, member)
+        info = await _control(volume, target, "info")
+        if info["size"] != volume.size:
+            raise InvalidArgumentError(
+                f"replica {address} is {info['size']} bytes, the volume {volume.size}"
+            )
+        await _control(volume, target, "sync_cancel")
+        await _control(volume, target, "set_rebuilding", rebuilding=True)
+        name = str(uuid.uuid4())
+        created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        async with volume.quiesced():
+            await volume.flush_quiesced()
+            members = [*replicas.writers, member]
+            await volume.control_all(
+                "snapshot", members=members, name=name, user_created=False, created=created
+            )
+            _check_alive(member)
+            if old is not None and old in replicas.members:
+                replicas.remove(old)
+            replicas.add(member)
+    except (LhtrioError, _RebuildError) as exc:
+        volume.busy = ""
+        volume.fail(member, f"could not start the rebuild: {exc}")
+        if isinstance(exc, LhtrioError):
+            raise
+        raise StorageError(f"could not start the rebuild of {address}: {exc}") from None
+    volume.rebuild = progress
+    logger.info("volume %s: rebuilding %s (WO)", volume.name, address)
+    volume.nursery.start_soon(_run, volume, member, progress)
+    return progress
+
+
+def _check_alive(member: Member) -> None:
+    if member.mode is Mode.ERR:
+        raise _RebuildError(member.error)
+
+
+def _client(volume: Volume, member: Member) -> RpcClient:
+    client = volume.client(member)
+    if client is None:
+        raise _RebuildError(member.error or "not connected")
+    return client
+
+
+async def _control(volume: Volume, client: RpcClient, call: str, /, **args: Any) -> Any:
+    with trio.fail_after(2 * volume.replicas.short_timeout):
+        return await client.call_control(call, **args)
+
+
+def _graph(info: dict[str, Any]) -> dict[str, str]:
+    """Snapshot file → parent, plus the head's parent under the key ``""``."""
+    graph = {name: disk["parent"] for name, disk in info["disks"].items() if name != info["head"]}
+    graph[""] = info["parent"]
+    return graph
+
+
+async def _run(volume: Volume, member: Member, progress: Rebuild) -> None:
+    try:
+        await _rebuild(volume, member, progress)
+    except (LhtrioError, _RebuildError, trio.TooSlowError) as exc:
+        why = str(exc) or type(exc).__name__
+        logger.warning("volume %s: rebuild of %s failed: %s", volume.name, member.address, why)
+        progress.update(state="failed", error=why)
+        client = volume.client(member)
+        if client is not None:
+            with trio.move_on_after(1), contextlib.suppress(LhtrioError):
+                await client.call_control("sync_cancel")
+        volume.fail(member, f"rebuild failed: {why}")
+    finally:
+        volume.busy = ""
+
+
+async def _rebuild(volume: Volume, member: Member, progress: Rebuild) -> None:
+    target = _client(volume, member)
+    readers = volume.replicas.readers
+    if not readers:
+        raise _RebuildError("no RW replica left to rebuild from")
+    source = readers[0]
+    progress.update(source=source.address)
+    async with volume.quiesced():
+        info = await _control(volume, _client(volume, source), "info")
+        disks = {
+            name: {
+                key: disk[key]
+                for key in ("parent", "removed", "user_created", "created", "labels", "size")
+            }
+            for name, disk in info["disks"].items()
+            if name != info["head"]
+        }
+        existing = await _control(volume, target, "adopt", disks=disks)
+    status = await _control(
+        volume, target, "sync_start", source=source.address, files=sorted(disks), existing=existing
+    )
+    progress.update(state="syncing")
+    while True:
+        progress.update(
+            **{
+                key: status[key]
+                for key in ("files", "files_done", "skipped_files", "total_bytes", "done_bytes")
+            },
+            sent_bytes=status["sent_bytes"],
+        )
+        if status["state"] != "syncing":
+            break
+        if member.mode is not Mode.WO:
+            raise _RebuildError(member.error or "the target failed")
+        if source.mode is not Mode.RW:
+            raise _RebuildError(f"the source {source.address} failed: {source.error}")
+        status = await _control(volume, target, "sync_status", wait=POLL)
+    if status["state"] != "done":
+        raise _RebuildError(f"transfer {status['state']}: {status['error']}")
+    progress.update(state="verifying")
+    async with volume.quiesced():
+        await volume.flush_quiesced()
+        if member.mode is not Mode.WO or source.mode is not Mode.RW:
+            raise _RebuildError(member.error or source.error or "a replica failed")
+        rebuilt = await _control(volume, target, "reload")
+        info = await _control(volume, _client(volume, source), "info")
+        if _graph(rebuilt) != _graph(info):
+            raise _RebuildError(
+                f"the rebuilt chain differs from the source's: {sorted(_graph(rebuilt).items())} "
+                f"!= {sorted(_graph(info).items())}"
+            )
+        await _control(volume, target, "set_revision_counter", value=info["revision_counter"])
+        await _control(volume, target, "set_rebuilding", rebuilding=False)
+        volume.replicas.promote(member)
+    progress.update(state="done")
+    logger.info(
+        "volume %s: %s rebuilt from %s, now RW (%d bytes sent of %d)",
+        volume.name,
+        member.address,
+        source.address,
+        progress.sent_bytes,
+        progress.total_bytes,
+    )

@@ -1,0 +1,175 @@
+"""The target side of a rebuild: adopt the source's disk graph, then reload (no trio, no network).
+
+A rebuild (``longhorn-facts.md`` §4.1) makes a *target* replica hold every snapshot file of a
+healthy *source*. The engine first takes the same system snapshot on both, so their heads have a
+parent of the same name and every write since reaches both heads. Then :func:`adopt` gives the
+target the source's graph — metadata only, in one short step under the replica's exclusive lock:
+
+1. every snapshot only the source has gets its ``.meta`` (the source's, verbatim) and then an
+   empty sparse ``.img`` of the source file's size, parents before children;
+2. every snapshot both have is resized to the source's size and gets the source's ``.meta``;
+3. every snapshot only the target has is deleted, children first (``.checksum``, ``.img``, then
+   ``.meta``);
+4. the store is reloaded (:func:`reload`): the chain is validated and reopened from the directory.
+
+Each step leaves a directory that :mod:`.layout` accepts: a ``.meta`` without its ``.img`` is a
+leaf outside the live chain (a leftover), and every ``.meta`` written names a parent that exists.
+The data of the snapshot files arrives afterwards (:mod:`.sync`) straight into those files, and
+stays meaningless until the engine verified the result: the replica records ``Rebuilding=true``
+before, and clears it only after, so an interrupted rebuild is never taken for a healthy replica
+(the engine sets such a replica to ERR at start; a new rebuild reuses what already arrived).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+from lhtrio.errors import ConflictError, CorruptMetadataError, InvalidArgumentError
+from lhtrio.replica import chain as chainlib
+from lhtrio.replica import fs, lifecycle, ops
+from lhtrio.replica import meta as metalib
+from lhtrio.replica.index import BLOCK_SIZE
+from lhtrio.replica.meta import DiskMeta
+from lhtrio.replica.names import checksum_file, meta_file, snapshot_name
+
+if TYPE_CHECKING:
+    from lhtrio.replica.store import Replica
+
+__all__ = ["PlannedDisk", "adopt", "reload"]
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+@attrs.frozen(kw_only=True)
+class PlannedDisk:
+    """One snapshot file of the source: its metadata and the file's size in bytes."""
+
+    meta: DiskMeta
+    size: int
+
+
+def _check_plan(r: Replica, plan: Mapping[str, PlannedDisk]) -> None:
+    head = r._meta.head
+    for name, disk in plan.items():
+        if snapshot_name(name) is None or name != disk.meta.name:
+            raise InvalidArgumentError(f"rebuild plan: {name!r} is not a snapshot file name")
+        if disk.meta.parent and disk.meta.parent not in plan:
+            raise InvalidArgumentError(
+                f"rebuild plan: the parent {disk.meta.parent} of {name} is not in the plan"
+            )
+        if disk.size < 0 or disk.size > r._meta.size or disk.size % BLOCK_SIZE:
+            raise InvalidArgumentError(
+                f"rebuild plan: {name} has size {disk.size}, which does not fit volume "
+                f"{r.volume} ({r._meta.size} bytes)"
+            )
+    parent = r._disks[head].parent
+    if parent not in plan:
+        raise ConflictError(
+            f"replica {r.path}: its head's parent {parent or '(none)'} is not among the source's "
+            "snapshots; the engine snapshots both before a rebuild"
+        )
+    try:
+        chainlib.validate({n: d.meta for n, d in plan.items()} | {head: r._disks[head]}, head)
+    except CorruptMetadataError as exc:
+        raise InvalidArgumentError(f"rebuild plan: {exc.message}") from None
+
+
+def _depth_order(plan: Mapping[str, PlannedDisk]) -> list[str]:
+    """Plan disks parents first."""
+
+    def depth(name: str) -> int:
+        n = 0
+        while name:
+            name = plan[name].meta.parent
+            n += 1
+        return n
+
+    return sorted(plan, key=lambda name: (depth(name), name))
+
+
+def adopt(r: Replica, plan: Mapping[str, PlannedDisk]) -> list[str]:
+    """Give ``r`` the disk graph of ``plan`` (see the module docstring); reload ``r``.
+
+    Returns the snapshot files the target already had (a returning replica): the sync compares
+    those instead of copying them. Caller: the store, under its flush lock, with no data-path call
+    running; ``r`` must be marked rebuilding.
+    """
+    if not r._meta.rebuilding:
+        raise ConflictError(f"replica {r.path} is not marked rebuilding: refusing to adopt files")
+    _check_plan(r, plan)
+    r._flush_locked()
+    dir_fd = r._dir_fd
+    head = r._meta.head
+    existing = sorted(name for name in plan if name in r._disks)
+    try:
+        for name in _depth_order(plan):
+            disk = plan[name]
+            if name not in r._disks:
+                metalib.store(dir_fd, meta_file(name), disk.meta)
+                fd = os.open(
+                    name, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o644, dir_fd=dir_fd
+                )
+            else:
+                fd = os.open(name, os.O_RDWR | _O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+            try:
+                if os.fstat(fd).st_size != disk.size:
+                    os.ftruncate(fd, disk.size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if name in r._disks and r._disks[name] != disk.meta:
+                metalib.store(dir_fd, meta_file(name), disk.meta)
+        doomed = [name for name in r._disks if name != head and name not in plan]
+        children = chainlib.children_map({n: r._disks[n] for n in doomed})
+        for name in _children_first(doomed, children):
+            for file in (checksum_file(name), name, meta_file(name)):
+                fs.unlink_if_exists(dir_fd, file)
+        fs.fsync_dir(dir_fd)
+    except OSError as exc:
+        raise ops.os_err(exc, r, "cannot adopt the source's snapshots") from None
+    reload(r)
+    return existing
+
+
+def _children_first(names: list[str], children: Mapping[str, list[str]]) -> list[str]:
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        for child in children.get(name, []):
+            visit(child)
+        order.append(name)
+
+    for name in sorted(names):
+        visit(name)
+    return order
+
+
+def reload(r: Replica) -> None:
+    """Re-read and reopen ``r``'s chain from its directory (files were replaced underneath).
+
+    Caller: the store, under its flush lock, with no data-path call running. The in-memory
+    revision counter is kept (a flush persisted it first).
+    """
+    r._flush_locked()
+    opened = lifecycle.rescan(r._dir_fd, r.path)
+    if opened.meta.size != r._meta.size:  # pragma: no cover - the directory is locked by us
+        for fd in opened.fds[1:]:
+            os.close(fd)
+        raise ConflictError(f"replica {r.path} changed size while it was open")
+    for fd in r._fds[1:]:
+        os.close(fd)
+    r._fds[1:] = opened.fds[1:]
+    r._meta = opened.meta
+    r._disks = opened.disks
+    r._chain[:] = opened.chain
+    r._dirty_fds.clear()
+    r._index.reset(len(r._chain))
+    r._refresh()
