@@ -5,7 +5,7 @@ Modes follow Longhorn (``longhorn-facts.md`` §3.3): ``RW`` replicas take writes
 back in this engine's life (the operator removes and re-adds them). The volume is *healthy* while
 every replica is RW, *degraded* while at least one RW replica remains, *faulted* with none.
 
-Two decisions live here:
+Three decisions live here:
 
 * **Stall timeouts** (Longhorn's rule): a replica that does not answer within ``short`` seconds
   is failed, except the last RW replica, which gets ``2 * short`` — failing it faults the volume.
@@ -13,7 +13,10 @@ Two decisions live here:
   missed writes that the others acknowledged and flushed: it starts in ERR. The engine keeps this
   sound for acknowledged writes that were *not* flushed yet: when it fails a replica it flushes
   the survivors before it answers the client (see :mod:`lhtrio.engine.volume`), so their persisted
-  counters move past anything the failed replica can have.
+  counters move past anything the failed replica can have. A replica whose ``volume.meta`` says a
+  rebuild into it did not finish starts in ERR too: its snapshot files may be partial.
+* **Salvage** (every replica ERR): the newest persisted revision counter wins, ties go to the
+  largest allocated head, then the newest modification (:func:`choose_salvage`).
 """
 
 from __future__ import annotations

@@ -176,6 +176,11 @@ class EngineService:
 
     async def _snapshot_revert(self, call: Call) -> Any:
         args: NameArgs = structure_args(NameArgs, call)
+        volume = self.volume
+        if volume.replicas.rebuilding or volume.busy:
+            raise ConflictError(
+                f"volume {volume.name} is {volume.busy or 'rebuilding'}: revert refused"
+            )
         if self.frontend.running:
             raise ConflictError(
                 f"volume {self.volume.name}: stop the frontend before reverting "

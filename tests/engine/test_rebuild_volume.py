@@ -1,0 +1,159 @@
+"""Rebuild and salvage at the engine's volume, with in-process replicas."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+from lhtrio.engine.rebuild import add_replica
+from lhtrio.engine.replicaset import Health, Member, Mode
+from lhtrio.engine.volume import Volume
+from lhtrio.errors import AlreadyExistsError, ConflictError, InvalidArgumentError, StorageError
+from lhtrio.net import open_rpc_client
+from lhtrio.wire import Data, Read
+from tests.engine.test_volume import replicas, volume
+
+MiB = 1 << 20
+
+
+async def _read_replica(address: str, offset: int, length: int) -> bytes:
+    """The replica's own view (its chain), bypassing the engine."""
+    async with open_rpc_client(address, volume="v") as client:
+        reply = await client.call(Read(offset, length))
+    assert isinstance(reply, Data)
+    return bytes(reply.data)
+
+
+async def _add_wo(vol: Volume, address: str) -> Member:
+    """A WO member, as a rebuild adds it, without transferring anything."""
+    member = Member(address, Mode.WO)
+    await vol.attach(member)
+    vol.replicas.add(member)
+    return member
+
+
+async def _until_rebuilt(vol: Volume) -> None:
+    assert vol.rebuild is not None
+    with trio.fail_after(30):
+        while vol.rebuild.running:
+            await vol.rebuild.wait_changed(1.0)
+
+
+async def test_unaligned_writes_reach_a_rebuilding_replica_as_whole_blocks_from_rw_data(
+    tmp_path: Path,
+) -> None:
+    async with replicas(tmp_path, healthy=2, stalled=0) as (rw, wo), volume([rw]) as vol:
+        old = os.urandom(16 * 4096)
+        await vol.write_batch([(0, old, False)])
+        await _add_wo(vol, wo)
+        await vol.write_batch(
+            [
+                (100, b"\x22" * 5000, False),
+                (3 * 4096 + 10, b"\x33" * 10, True),
+                (8192, b"\x44" * 4096, False),
+            ]
+        )
+        await vol.write_zeroes(9 * 4096 + 1, 2, fua=False)
+        expected = bytearray(old)
+        expected[100:5100] = b"\x22" * 5000
+        expected[3 * 4096 + 10 : 3 * 4096 + 20] = b"\x33" * 10
+        expected[8192:12288] = b"\x44" * 4096
+        expected[9 * 4096 + 1 : 9 * 4096 + 3] = b"\0\0"
+        assert await _read_replica(rw, 0, 16 * 4096) == expected
+        # The rebuilding replica got whole blocks: exactly the RW bytes of every block touched.
+        target = await _read_replica(wo, 0, 16 * 4096)
+        for block in (0, 1, 2, 3, 9):
+            span = slice(block * 4096, (block + 1) * 4096)
+            assert target[span] == expected[span], block
+        assert target[4 * 4096 : 9 * 4096] == bytes(5 * 4096)  # untouched: not sent
+
+
+async def test_unmap_is_suspended_while_a_replica_rebuilds(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=2, stalled=0) as (rw, wo), volume([rw]) as vol:
+        await vol.write_batch([(0, b"\x55" * MiB, False)])
+        await _add_wo(vol, wo)
+        await vol.trim(0, MiB)
+        assert await vol.read_batch([(0, MiB)]) == [b"\x55" * MiB]
+
+
+async def test_add_replica_copies_the_chain_and_switches_it_to_rw(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=2, stalled=0) as (rw, target), volume([rw]) as vol:
+        first = os.urandom(MiB)
+        await vol.write_batch([(0, first, False)])
+        await vol.snapshot("s1", labels={}, user_created=True)
+        await vol.write_batch([(2 * MiB, b"\x66" * 4096, False)])
+        progress = await add_replica(vol, target)
+        assert [m.mode for m in vol.replicas.members] == [Mode.RW, Mode.WO]
+        await vol.write_batch([(3 * MiB, b"\x77" * 4096, False)])  # during the rebuild
+        await _until_rebuilt(vol)
+        assert progress.state == "done", progress.error
+        assert [m.mode for m in vol.replicas.members] == [Mode.RW, Mode.RW]
+        assert progress.sent_bytes == progress.total_bytes >= MiB + 4096
+        whole = await _read_replica(rw, 0, 4 * MiB)
+        assert await _read_replica(target, 0, 4 * MiB) == whole
+        assert whole[:MiB] == first
+        assert whole[3 * MiB : 3 * MiB + 4096] == b"\x77" * 4096
+        async with open_rpc_client(rw, volume="v") as a, open_rpc_client(target, volume="v") as b:
+            source_info = await a.call_control("info")
+            target_info = await b.call_control("info")
+        assert target_info["rebuilding"] is False
+        assert target_info["revision_counter"] == source_info["revision_counter"]
+        graph = {
+            k: d["parent"] for k, d in source_info["disks"].items() if k != source_info["head"]
+        }
+        assert len(graph) == 2  # s1 and the rebuild's system snapshot
+        assert graph == {
+            k: d["parent"] for k, d in target_info["disks"].items() if k != target_info["head"]
+        }
+
+
+async def test_one_rebuild_at_a_time_and_no_purge_revert_or_expand_beside_it(
+    tmp_path: Path,
+) -> None:
+    async with replicas(tmp_path, healthy=3, stalled=0) as (rw, wo, other), volume([rw]) as vol:
+        with pytest.raises(AlreadyExistsError):
+            await add_replica(vol, rw)
+        with pytest.raises(InvalidArgumentError):
+            await add_replica(vol, "nonsense://x")
+        vol.busy = "purge"
+        with pytest.raises(ConflictError, match="busy \\(purge\\)"):
+            await add_replica(vol, wo)
+        vol.busy = ""
+        await _add_wo(vol, wo)
+        with pytest.raises(ConflictError, match="rebuilding a replica already"):
+            await add_replica(vol, other)
+        with pytest.raises(ConflictError, match="revert refused"):
+            await vol.revert("s1")
+        with pytest.raises(ConflictError, match="expansion refused"):
+            await vol.expand(8 * MiB)
+        assert [m.address for m in vol.replicas.members] == [rw, wo]
+
+
+async def test_a_rebuild_that_cannot_start_leaves_the_volume_as_it_was(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=1, stalled=0) as (rw,), volume([rw]) as vol:
+        with pytest.raises(StorageError, match="cannot use replica"):
+            await add_replica(vol, f"unix:{tmp_path}/nobody.sock")
+        assert [(m.address, m.mode) for m in vol.replicas.members] == [(rw, Mode.RW)]
+        assert vol.busy == ""
+        await vol.write_batch([(0, b"x" * 4096, False)])
+
+
+async def test_salvage_serves_a_faulted_volume_from_the_newest_replica(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
+        with pytest.raises(ConflictError, match="not faulted"):
+            await vol.salvage()
+        await vol.write_batch([(0, b"\x01" * 4096, False)])
+        await vol.flush()
+        vol.fail(vol.replicas.members[0], "gone")  # a misses the next writes
+        await vol.write_batch([(0, b"\x02" * 4096, False)])
+        await vol.flush()
+        vol.fail(vol.replicas.members[1], "gone")
+        assert vol.replicas.health is Health.FAULTED
+        address, why = await vol.salvage()
+        assert address == b
+        assert "newest persisted revision counter" in why
+        assert [m.mode for m in vol.replicas.members] == [Mode.ERR, Mode.RW]
+        assert await vol.read_batch([(0, 4096)]) == [b"\x02" * 4096]
