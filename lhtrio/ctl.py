@@ -17,7 +17,7 @@ import trio
 
 from lhtrio.errors import LhtrioError
 from lhtrio.net import open_rpc_client
-from lhtrio.units import format_size, parse_size
+from lhtrio.units import format_size, human_size, parse_size
 
 __all__ = ["ctl"]
 
@@ -97,10 +97,10 @@ def _render_rebuild(rebuild: dict[str, Any]) -> str:
         f"replica   {rebuild['address']}",
         f"source    {rebuild['source']}",
         f"state     {rebuild['state']}",
-        f"progress  {format_size(rebuild['done_bytes'])} of {format_size(rebuild['total_bytes'])}"
+        f"progress  {human_size(rebuild['done_bytes'])} of {human_size(rebuild['total_bytes'])}"
         f" allocated ({rebuild['files_done']}/{rebuild['files']} files, "
         f"{rebuild['skipped_files']} unchanged)",
-        f"sent      {format_size(rebuild['sent_bytes'])} in {rebuild['seconds']:.1f} s",
+        f"sent      {human_size(rebuild['sent_bytes'])} in {rebuild['seconds']:.1f} s",
     ]
     if rebuild["error"]:
         lines.append(f"error     {rebuild['error']}")
@@ -306,7 +306,7 @@ class _Bar:
         filled = int(30 * fraction)
         click.echo(
             f"\r{progress['state']:<9} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%} "
-            f"{format_size(done)}/{format_size(total)}, sent {format_size(progress['sent_bytes'])}",
+            f"{human_size(done)}/{human_size(total)}, sent {human_size(progress['sent_bytes'])}",
             err=True,
             nl=False,
         )

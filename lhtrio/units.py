@@ -7,7 +7,7 @@ from typing import Final
 
 from lhtrio.errors import InvalidArgumentError
 
-__all__ = ["parse_size", "format_size"]
+__all__ = ["parse_size", "format_size", "human_size"]
 
 _UNITS: Final = {
     "": 1,
@@ -44,3 +44,13 @@ def format_size(size: int) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return str(size)
+
+
+def human_size(size: int) -> str:
+    """``3355443`` -> ``3.2 MiB``: a readable approximation, for progress and reports."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
