@@ -194,9 +194,12 @@ def _graph(info: dict[str, Any]) -> dict[str, str]:
 async def _run(volume: Volume, member: Member, progress: Rebuild) -> None:
     try:
         await _rebuild(volume, member, progress)
-    except (LhtrioError, _RebuildError, trio.TooSlowError) as exc:
+    except Exception as exc:  # whatever went wrong, the volume keeps serving
         why = str(exc) or type(exc).__name__
-        logger.warning("volume %s: rebuild of %s failed: %s", volume.name, member.address, why)
+        if isinstance(exc, (LhtrioError, _RebuildError, trio.TooSlowError)):
+            logger.warning("volume %s: rebuild of %s failed: %s", volume.name, member.address, why)
+        else:
+            logger.exception("volume %s: rebuild of %s crashed", volume.name, member.address)
         progress.update(state="failed", error=why)
         client = volume.client(member)
         if client is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -206,19 +206,21 @@ class Volume:
         """Write every ``(offset, data, fua)``; raises StorageError if no RW replica took them."""
         for offset, data, _ in writes:
             self.check_range(offset, len(data))
-        requests = [Write(offset, data, fua) for offset, data, fua in writes]
-        if self.replicas.rebuilding and any((w.offset | len(w.data)) & _MASK for w in requests):
-            await self._write_aligned(requests)
-        else:
-            await self._fan_out(requests)
+        await self._write([Write(offset, data, fua) for offset, data, fua in writes])
 
     async def write_zeroes(self, offset: int, length: int, *, fua: bool) -> None:
         self.check_range(offset, length)
-        requests = [Write(off, _ZEROS[:n], fua) for off, n in _chunks(offset, length)]
-        if self.replicas.rebuilding and (offset | length) & _MASK:
-            await self._write_aligned(requests)
-        else:
-            await self._fan_out(requests)
+        await self._write([Write(off, _ZEROS[:n], fua) for off, n in _chunks(offset, length)])
+
+    async def _write(self, requests: Sequence[Write]) -> None:
+        async with self._io():
+            # Checked inside the gate: a replica joins as WO only while I/O is paused.
+            if not self.replicas.rebuilding or not any(
+                (w.offset | len(w.data)) & _MASK for w in requests
+            ):
+                await self._send_checked(requests)
+                return
+        await self._write_aligned(requests)
 
     async def _write_aligned(self, requests: Sequence[Write]) -> None:
         """Writes while a replica is rebuilt, some not 4 KiB-aligned: align them from RW data.
@@ -232,7 +234,7 @@ class Volume:
         """
         async with self.quiesced():
             for write in requests:
-                await self._fan_out([await self._align(write)], gated=False)
+                await self._send_checked([await self._align(write)])
 
     async def _align(self, write: Write) -> Write:
         offset, n = write.offset, len(write.data)
@@ -260,12 +262,16 @@ class Volume:
     async def flush(self) -> None:
         await self._fan_out([Flush()])
 
-    async def _fan_out(self, requests: Sequence[Request], *, gated: bool = True) -> None:
-        async with self._io() if gated else nullcontext():
-            outcome = await self._send_all(requests)
-            if outcome.failed and self.replicas.readers:
-                # Persist the survivors' counters past the failed replica's before we answer.
-                await self._send_all([Flush()])
+    async def _fan_out(self, requests: Sequence[Request]) -> None:
+        async with self._io():
+            await self._send_checked(requests)
+
+    async def _send_checked(self, requests: Sequence[Request]) -> None:
+        """Send to every writer; StorageError unless an RW replica took it all."""
+        outcome = await self._send_all(requests)
+        if outcome.failed and self.replicas.readers:
+            # Persist the survivors' counters past the failed replica's before we answer.
+            await self._send_all([Flush()])
         if not any(m.mode is Mode.RW for m in outcome.acked):
             raise StorageError(
                 f"volume {self.name} is faulted: no RW replica took the write "
