@@ -136,7 +136,7 @@ def fio(target: str, *extra: str) -> list[str]:
     return [
         "fio", "--name=verify", "--ioengine=nbd", f"--uri={target}", "--rw=randwrite",
         "--bs=4k", "--iodepth=16", "--size=16M", "--verify=crc32c", "--verify_fatal=1",
-        "--do_verify=1", "--output-format=terse", *extra,
+        "--do_verify=1", "--verify_state_save=0", "--output-format=terse", *extra,
     ]  # fmt: skip
 
 
