@@ -1,4 +1,7 @@
-"""``serve_nbd``: the trio shell around the sans-I/O NBD protocol, serving one block device.
+"""``serve_nbd``: the trio shell around the sans-I/O NBD protocol, serving block devices.
+
+One listener serves an :class:`ExportRegistry` (``serve_nbd_registry``: a node's single NBD port
+for all its volumes) or a single device (``serve_nbd``: a standalone engine).
 
 Per connection: the handshake runs on plain receive/send; then the transmission loop receives
 into the decoder's own buffer, takes every complete request of that receive as one *batch*, and
@@ -23,9 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
-from collections.abc import Sequence
-from typing import Any, Final, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, Final, Protocol, cast
 
 import trio
 
@@ -62,7 +66,7 @@ from lhtrio.net import Address
 from lhtrio.net.listeners import open_listeners, remove_unix_socket
 from lhtrio.net.transport import Outbox, Transport, make_transport
 
-__all__ = ["BlockDevice", "serve_nbd", "nbd_uri"]
+__all__ = ["BlockDevice", "ExportRegistry", "serve_nbd", "serve_nbd_registry", "nbd_uri"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +105,56 @@ def nbd_uri(address: Address, export: str) -> str:
     return f"nbd://{address.host}:{address.port}/{export}"
 
 
+class ExportRegistry:
+    """The exports one NBD listener serves, by name; each owns the nursery of its connections.
+
+    :meth:`export` publishes a device for the duration of a ``with`` block; connections that chose
+    it run in the block's nursery, so leaving the block (a stopped frontend) closes them. A client
+    asking for a name that is not (or no longer) exported gets the NBD error for an unknown export.
+    The empty name selects the only export when there is exactly one.
+    """
+
+    def __init__(self) -> None:
+        self._exports: dict[str, tuple[BlockDevice, trio.Nursery]] = {}
+
+    def lookup(self, name: str) -> BlockDevice | None:
+        if not name and len(self._exports) == 1:
+            name = next(iter(self._exports))
+        entry = self._exports.get(name)
+        return entry[0] if entry else None
+
+    def names(self) -> list[str]:
+        return sorted(self._exports)
+
+    @contextlib.asynccontextmanager
+    async def export(self, device: BlockDevice) -> AsyncIterator[None]:
+        if device.name in self._exports:
+            raise InvalidArgumentError(f"NBD export {device.name} is already served")
+        async with trio.open_nursery() as nursery:
+            self._exports[device.name] = (device, nursery)
+            try:
+                yield
+            finally:
+                del self._exports[device.name]
+                nursery.cancel_scope.cancel()
+
+    def adopt(self, name: str, serve: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``serve`` (a negotiated connection) under export ``name``; False if it is gone."""
+        entry = self._exports.get(name)
+        if entry is None:
+            return False
+        entry[1].start_soon(serve)
+        return True
+
+
+def _info(device: BlockDevice) -> ExportInfo:
+    return ExportInfo(name=device.name, size=device.size, description="lhtrio volume")
+
+
 class _Connection:
-    def __init__(self, device: BlockDevice, transport: Transport, peer: str) -> None:
-        self.device = device
+    def __init__(self, registry: ExportRegistry, transport: Transport, peer: str) -> None:
+        self.registry = registry
+        self.device: BlockDevice = cast("BlockDevice", None)  # chosen by the handshake
         self.transport = transport
         self.peer = peer
         self.out = Outbox(transport)
@@ -112,13 +163,15 @@ class _Connection:
         self.context: int | None = None
 
     def export(self, name: str) -> ExportInfo | None:
-        device = self.device
-        if name not in ("", device.name):
-            return None
-        return ExportInfo(name=device.name, size=device.size, description="lhtrio volume")
+        device = self.registry.lookup(name)
+        return None if device is None else _info(device)
+
+    def exports(self) -> list[ExportInfo]:
+        devices = [self.registry.lookup(name) for name in self.registry.names()]
+        return [_info(device) for device in devices if device is not None]
 
     async def handshake(self, stream: trio.abc.Stream) -> Transmission | None:
-        hs = Handshake(self.export, list_exports=lambda: [e for e in [self.export("")] if e])
+        hs = Handshake(self.export, list_exports=self.exports)
         await stream.send_all(hs.data_to_send())
         while True:
             event = hs.next_event()
@@ -263,26 +316,77 @@ class _Connection:
             logger.debug("NBD client %s went away: %s", self.peer, exc)
 
 
-async def _serve_connection(device: BlockDevice, stream: trio.SocketStream) -> None:
+@contextlib.contextmanager
+def _logged(peer: str) -> Iterator[None]:
+    """Log how a connection ended; a bug in one never takes the others down."""
     try:
-        peer = str(stream.socket.getpeername()) or "unix client"
-    except OSError:
-        peer = "client"
-    conn = _Connection(device, make_transport(stream), peer)
-    try:
-        transmission = await conn.handshake(stream)
-        if transmission is not None:
-            await conn.transmit(transmission)
+        yield
     except NbdProtocolError as exc:
         logger.warning("closing NBD connection from %s: %s", peer, exc)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         logger.debug("NBD connection from %s broke: %s", peer, exc)
     except Exception:
-        # A bug must not take the volume's other connections down with this one.
         logger.exception("NBD connection from %s failed unexpectedly; closing it", peer)
+
+
+async def _close(stream: trio.SocketStream) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        await stream.aclose()
+
+
+async def _serve_connection(registry: ExportRegistry, stream: trio.SocketStream) -> None:
+    """Negotiate, then hand the connection to its export's nursery (a stopped export closes it)."""
+    try:
+        peer = str(stream.socket.getpeername()) or "unix client"
+    except OSError:
+        peer = "client"
+    conn = _Connection(registry, make_transport(stream), peer)
+
+    done = trio.Event()
+
+    async def transmit(transmission: Transmission) -> None:
+        try:
+            with _logged(peer):
+                await conn.transmit(transmission)
+        finally:
+            await _close(stream)
+            done.set()
+
+    adopted = False
+    try:
+        with _logged(peer):
+            transmission = await conn.handshake(stream)
+            if transmission is None:
+                return
+            name = transmission.export.name
+            device = registry.lookup(name)
+            if device is None:
+                return  # unexported between the handshake and now
+            conn.device = device
+            adopted = registry.adopt(name, functools.partial(transmit, transmission))
     finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await stream.aclose()
+        if not adopted:
+            await _close(stream)
+    await done.wait()  # trio.serve_listeners closes the stream when this handler returns
+
+
+async def serve_nbd_registry(
+    address: Address,
+    registry: ExportRegistry,
+    *,
+    task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve every export of ``registry`` on one listener until cancelled; reports its address."""
+    listeners, bound = await open_listeners(address)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                trio.serve_listeners, functools.partial(_serve_connection, registry), listeners
+            )
+            logger.info("NBD listener on %s", bound)
+            task_status.started(bound)
+    finally:
+        remove_unix_socket(address)
 
 
 async def serve_nbd(
@@ -295,16 +399,9 @@ async def serve_nbd(
 
     ``address`` is TCP (port 0 picks one) or a Unix socket path. Reports the export's URI.
     """
-    listeners, bound = await open_listeners(address)
-
-    async def handle(stream: trio.SocketStream) -> None:
-        await _serve_connection(device, stream)
-
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, handle, listeners)
-            uri = nbd_uri(bound, device.name)
-            logger.info("NBD export %s at %s", device.name, uri)
-            task_status.started(uri)
-    finally:
-        remove_unix_socket(address)
+    registry = ExportRegistry()
+    async with registry.export(device), trio.open_nursery() as nursery:
+        bound = await nursery.start(serve_nbd_registry, address, registry)
+        uri = nbd_uri(bound, device.name)
+        logger.info("NBD export %s at %s", device.name, uri)
+        task_status.started(uri)
