@@ -20,6 +20,7 @@ import trio
 from lhtrio import __version__
 from lhtrio.ctl import ctl
 from lhtrio.errors import LhtrioError
+from lhtrio.im import im
 from lhtrio.process import tune_gc
 
 __all__ = ["main"]
@@ -139,6 +140,65 @@ def engine(
 
 
 cli.add_command(ctl)
+cli.add_command(im)
+
+
+@cli.command()
+@click.option("--name", required=True, help="The node's name (its Kubernetes node name).")
+@click.option(
+    "--data-dir", required=True, type=click.Path(file_okay=False), help="The node's first disk."
+)
+@click.option(
+    "--disk", "disks", multiple=True, type=click.Path(file_okay=False), help="More disks."
+)
+@click.option("--advertise", default="127.0.0.1", show_default=True, help="This node's IP.")
+@click.option("--port-range", default="10000-10999", show_default=True, help="Ports for instances.")
+@click.option("--listen", help="Control HOST:PORT [default: ADVERTISE, any port].")
+@click.option(
+    "--nbd", help="NBD HOST:PORT for every volume of the node [default: ADVERTISE:10809]."
+)
+@click.option("--grace", default=30.0, show_default=True, help="Seconds to stop cleanly.")
+def node(
+    name: str,
+    data_dir: str,
+    disks: tuple[str, ...],
+    advertise: str,
+    port_range: str,
+    listen: str | None,
+    nbd: str | None,
+    grace: float,
+) -> None:
+    """Run this node's engines and replicas in one process until SIGTERM/SIGINT.
+
+    Prints the control address (tcp://HOST:PORT, for lhtrio im) and the NBD address on the first
+    two lines of stdout.
+    """
+    from lhtrio.net import parse_address
+    from lhtrio.node.ports import parse_port_range
+    from lhtrio.node.server import serve_node
+
+    low, high = parse_port_range(port_range)
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            control, nbd_address = await nursery.start(
+                functools.partial(
+                    serve_node,
+                    name,
+                    data_dir,
+                    disks=disks,
+                    host=advertise,
+                    listen=parse_address(listen) if listen else None,
+                    nbd=parse_address(nbd) if nbd else None,
+                    port_range=(low, high),
+                    grace=grace,
+                )
+            )
+            click.echo(control)
+            click.echo(nbd_address)
+            sys.stdout.flush()
+
+    _run(_until_signalled, run)
 
 
 @cli.command()

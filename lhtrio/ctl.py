@@ -7,16 +7,14 @@ JSON for scripts; the default is a readable table. Errors go to stderr with exit
 from __future__ import annotations
 
 import functools
-import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import click
-import trio
 
-from lhtrio.errors import LhtrioError
 from lhtrio.net import open_rpc_client
+from lhtrio.output import output_option, run_client, show, table
 from lhtrio.units import format_size, human_size, parse_size
 
 __all__ = ["ctl"]
@@ -27,39 +25,7 @@ def _call(engine: str, name: str, /, **args: Any) -> Any:
         async with open_rpc_client(engine, client="lhtrio-ctl") as client:
             return await client.call_control(name, **args)
 
-    return _trio_run(run)
-
-
-def _trio_run(run: Callable[[], Awaitable[Any]]) -> Any:
-    try:
-        return trio.run(run)
-    except LhtrioError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-
-
-def _output(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
-    )(func)
-
-
-def _show(output: str, value: Any, render: Callable[[Any], str]) -> None:
-    if output == "json":
-        click.echo(json.dumps(value, indent=2, sort_keys=True))
-    else:
-        text = render(value)
-        if text:
-            click.echo(text)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    cells = [header, *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    )
+    return run_client(run)
 
 
 def _render_info(info: dict[str, Any]) -> str:
@@ -76,7 +42,7 @@ def _render_info(info: dict[str, Any]) -> str:
 
 
 def _render_replicas(replicas: list[dict[str, Any]]) -> str:
-    return _table(
+    return table(
         ["ADDRESS", "MODE", "REBUILD", "ERROR"],
         [[r["address"], r["mode"], _rebuild_cell(r.get("rebuild")), r["error"]] for r in replicas],
     )
@@ -108,7 +74,7 @@ def _render_rebuild(rebuild: dict[str, Any]) -> str:
 
 
 def _render_snapshots(snapshots: list[dict[str, Any]]) -> str:
-    return _table(
+    return table(
         ["NAME", "PARENT", "CREATED", "SIZE", "USER", "REMOVED", "LABELS"],
         [
             [
@@ -134,20 +100,20 @@ def ctl(ctx: click.Context, engine: str) -> None:
 
 
 @ctl.command()
-@_output
+@output_option
 @click.pass_obj
 def info(call: Callable[..., Any], output: str) -> None:
     """Volume, size, state, frontend and replicas."""
-    _show(output, call("info"), _render_info)
+    show(output, call("info"), _render_info)
 
 
 @ctl.command()
 @click.argument("size")
-@_output
+@output_option
 @click.pass_obj
 def expand(call: Callable[..., Any], size: str, output: str) -> None:
     """Grow the volume to SIZE (bytes or 10Gi, ...)."""
-    _show(output, call("expand", size=parse_size(size)), _render_info)
+    show(output, call("expand", size=parse_size(size)), _render_info)
 
 
 @ctl.group()
@@ -158,7 +124,7 @@ def snapshot() -> None:
 @snapshot.command("create")
 @click.argument("name", required=False, default="")
 @click.option("--label", "labels", multiple=True, help="k=v, repeatable.")
-@_output
+@output_option
 @click.pass_obj
 def snapshot_create(
     call: Callable[..., Any], name: str, labels: tuple[str, ...], output: str
@@ -171,44 +137,44 @@ def snapshot_create(
             raise click.BadParameter(f"label {label!r} is not k=v", param_hint="--label")
         parsed[key] = value
     created = call("snapshot_create", name=name, labels=parsed)
-    _show(output, {"name": created}, lambda v: v["name"])
+    show(output, {"name": created}, lambda v: v["name"])
 
 
 @snapshot.command("ls")
-@_output
+@output_option
 @click.pass_obj
 def snapshot_ls(call: Callable[..., Any], output: str) -> None:
     """List snapshots (oldest first)."""
-    _show(output, call("snapshot_ls"), _render_snapshots)
+    show(output, call("snapshot_ls"), _render_snapshots)
 
 
 @snapshot.command("rm")
 @click.argument("name")
-@_output
+@output_option
 @click.pass_obj
 def snapshot_rm(call: Callable[..., Any], name: str, output: str) -> None:
     """Mark snapshot NAME removed (purge reclaims its space)."""
     call("snapshot_rm", name=name)
-    _show(output, {"removed": name}, lambda v: "")
+    show(output, {"removed": name}, lambda v: "")
 
 
 @snapshot.command("purge")
-@_output
+@output_option
 @click.pass_obj
 def snapshot_purge(call: Callable[..., Any], output: str) -> None:
     """Reclaim the space of removed and system snapshots; waits until done."""
     call("snapshot_purge")
-    _show(output, {"purged": True}, lambda v: "")
+    show(output, {"purged": True}, lambda v: "")
 
 
 @snapshot.command("revert")
 @click.argument("name")
-@_output
+@output_option
 @click.pass_obj
 def snapshot_revert(call: Callable[..., Any], name: str, output: str) -> None:
     """Revert the volume to snapshot NAME (stop the frontend first)."""
     call("snapshot_revert", name=name)
-    _show(output, {"reverted": name}, lambda v: "")
+    show(output, {"reverted": name}, lambda v: "")
 
 
 @ctl.group()
@@ -217,19 +183,19 @@ def frontend() -> None:
 
 
 @frontend.command("stop")
-@_output
+@output_option
 @click.pass_obj
 def frontend_stop(call: Callable[..., Any], output: str) -> None:
     """Stop serving clients (in-flight requests finish, data is flushed)."""
-    _show(output, call("frontend_stop"), _render_info)
+    show(output, call("frontend_stop"), _render_info)
 
 
 @frontend.command("start")
-@_output
+@output_option
 @click.pass_obj
 def frontend_start(call: Callable[..., Any], output: str) -> None:
     """Serve clients again."""
-    _show(output, call("frontend_start"), _render_info)
+    show(output, call("frontend_start"), _render_info)
 
 
 @ctl.group()
@@ -238,26 +204,26 @@ def replica() -> None:
 
 
 @replica.command("ls")
-@_output
+@output_option
 @click.pass_obj
 def replica_ls(call: Callable[..., Any], output: str) -> None:
     """Replicas with their mode (RW, WO, ERR)."""
-    _show(output, call("replica_ls"), _render_replicas)
+    show(output, call("replica_ls"), _render_replicas)
 
 
 @replica.command("rm")
 @click.argument("address")
-@_output
+@output_option
 @click.pass_obj
 def replica_rm(call: Callable[..., Any], address: str, output: str) -> None:
     """Remove the replica at ADDRESS from the volume."""
-    _show(output, call("replica_rm", address=address), _render_info)
+    show(output, call("replica_rm", address=address), _render_info)
 
 
 @replica.command("add")
 @click.argument("address")
 @click.option("--no-wait", is_flag=True, help="Return once the replica is WO (rebuilding).")
-@_output
+@output_option
 @click.pass_context
 def replica_add(ctx: click.Context, address: str, no_wait: bool, output: str) -> None:
     """Add the replica at ADDRESS and rebuild it from a healthy one while I/O goes on.
@@ -279,8 +245,8 @@ def replica_add(ctx: click.Context, address: str, no_wait: bool, output: str) ->
                 bar.show(progress)
             return progress
 
-    result = _trio_run(run)
-    _show(output, result, _render_rebuild)
+    result = run_client(run)
+    show(output, result, _render_rebuild)
     if result["state"] == "failed":
         sys.exit(1)
 
@@ -313,9 +279,9 @@ class _Bar:
 
 
 @ctl.command()
-@_output
+@output_option
 @click.pass_obj
 def salvage(call: Callable[..., Any], output: str) -> None:
     """Serve a faulted volume again from the replica with the newest data."""
     result = call("salvage")
-    _show(output, result, lambda v: f"salvaged {v['address']}: {v['reason']}")
+    show(output, result, lambda v: f"salvaged {v['address']}: {v['reason']}")

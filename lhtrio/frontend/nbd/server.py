@@ -367,7 +367,11 @@ async def _serve_connection(registry: ExportRegistry, stream: trio.SocketStream)
     finally:
         if not adopted:
             await _close(stream)
-    await done.wait()  # trio.serve_listeners closes the stream when this handler returns
+    # trio.serve_listeners closes the stream when this handler returns, so it waits for the
+    # connection, shielded: a listener that stops accepting leaves established connections to
+    # their export, which ends them after their in-flight requests.
+    with trio.CancelScope(shield=True):
+        await done.wait()
 
 
 async def serve_nbd_registry(
@@ -400,8 +404,10 @@ async def serve_nbd(
     ``address`` is TCP (port 0 picks one) or a Unix socket path. Reports the export's URI.
     """
     registry = ExportRegistry()
-    async with registry.export(device), trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
         bound = await nursery.start(serve_nbd_registry, address, registry)
-        uri = nbd_uri(bound, device.name)
-        logger.info("NBD export %s at %s", device.name, uri)
-        task_status.started(uri)
+        async with registry.export(device):  # left first: its connections end, then listening
+            uri = nbd_uri(bound, device.name)
+            logger.info("NBD export %s at %s", device.name, uri)
+            task_status.started(uri)
+            await trio.sleep_forever()
