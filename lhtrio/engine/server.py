@@ -68,10 +68,11 @@ class FrontendControl:
 
     async def stop(self) -> None:
         """Stop serving; in-flight requests finish first (the volume is quiesced)."""
-        if self._scope is None:
+        scope = self._scope
+        if scope is None:
             return
         async with self.volume.quiesced():
-            self._scope.cancel()
+            scope.cancel()  # (it may have ended meanwhile: the engine is being cancelled too)
         await self.volume.flush()
 
 

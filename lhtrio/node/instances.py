@@ -263,7 +263,8 @@ class Supervisor:
             if isinstance(exc, LhtrioError):
                 raise
             raise StorageError(f"instance {spec.name} did not start: {instance.error}") from None
-        instance.state = State.RUNNING
+        if instance.state is State.STARTING:  # (it may have failed already)
+            instance.state = State.RUNNING
         instance.started = time.time()
         self._notify()
         logger.info("instance %s (%s) running on %s", spec.name, spec.kind.value, instance.address)

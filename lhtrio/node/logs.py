@@ -48,6 +48,7 @@ class InstanceLogs(logging.Handler):
         self._token: trio.lowlevel.TrioToken | None = None
         self._thread: int | None = None
         self._stamp = _Stamp()
+        self._saved: tuple[int, list[tuple[logging.Handler, int]]] = (logging.WARNING, [])
 
     def install(self, level: int = logging.INFO) -> None:
         """Attach to the root logger, keeping records from ``level`` up (the console handlers keep
@@ -55,6 +56,7 @@ class InstanceLogs(logging.Handler):
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.get_ident()
         root = logging.getLogger()
+        self._saved = (root.level, [(handler, handler.level) for handler in root.handlers])
         for handler in root.handlers:
             if handler.level == logging.NOTSET:
                 handler.setLevel(root.level)
@@ -64,10 +66,14 @@ class InstanceLogs(logging.Handler):
         root.setLevel(min(root.level, level))
 
     def uninstall(self) -> None:
+        """Detach, and give the root logger and its handlers back their levels."""
         root = logging.getLogger()
         root.removeHandler(self)
-        for handler in root.handlers:
+        level, handlers = self._saved
+        for handler, handler_level in handlers:
             handler.removeFilter(self._stamp)
+            handler.setLevel(handler_level)
+        root.setLevel(level)
 
     def emit(self, record: logging.LogRecord) -> None:
         name = getattr(record, "instance", "") or current_instance.get()

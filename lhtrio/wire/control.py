@@ -68,6 +68,24 @@ def _number(value: Any, _: Any) -> float:
 
 
 converter.register_structure_hook(float, _number)
+
+
+def _is_list(kind: Any) -> bool:
+    return getattr(kind, "__origin__", None) is list
+
+
+def _list_hook(kind: Any) -> Callable[[Any, Any], Any]:
+    (item,) = getattr(kind, "__args__", (Any,))
+
+    def hook(value: Any, _: Any) -> list[Any]:
+        if type(value) not in (list, tuple):  # a string is not a list of characters
+            raise TypeError(f"expected an array, got {type(value).__name__}")
+        return [converter.structure(v, item) for v in value]
+
+    return hook
+
+
+converter.register_structure_hook_factory(_is_list, _list_hook)
 converter.register_unstructure_hook(dt.datetime, lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"))
 converter.register_unstructure_hook_func(
     lambda t: isinstance(t, type) and issubclass(t, enum.Enum), lambda e: e.value
