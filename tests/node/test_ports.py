@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from lhtrio.errors import InvalidArgumentError, NoSpaceError
@@ -40,10 +42,8 @@ def test_busy_ports_are_skipped_and_an_exhausted_range_says_so() -> None:
 
 
 def _all(ports: PortRange) -> list[int]:
-    found = []
-    try:
-        for port in ports.candidates():
-            found.append(port)
-    except NoSpaceError:
-        pass
+    """Every candidate until the range says it is exhausted."""
+    found: list[int] = []
+    with contextlib.suppress(NoSpaceError):
+        found.extend(ports.candidates())
     return found
