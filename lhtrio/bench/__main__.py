@@ -13,6 +13,8 @@ SUITES = {
     "rpc": "lhtrio.bench.rpc",
     "replica": "lhtrio.bench.replica",
     "nbd": "lhtrio.bench.nbd",
+    "rebuild": "lhtrio.bench.rebuild",
+    "node": "lhtrio.bench.node",
 }
 
 

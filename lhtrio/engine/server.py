@@ -122,9 +122,11 @@ async def serve_engine(
         try:
             await trio.sleep_forever()
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(10):
-                await _shutdown(volume, frontend_control)
-            volume.close_links()
+            try:
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    await _shutdown(volume, frontend_control)
+            finally:
+                volume.close_links()  # whatever happened: the shielded links must end
     raise AssertionError("unreachable")  # pragma: no cover
 
 
