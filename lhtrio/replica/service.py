@@ -38,7 +38,8 @@ set_rebuilding         rebuilding                                               
 set_revision_counter   value                                                       info
 *rebuild source*
 file_info              name (a snapshot file)                                      file info
-file_map               name                                                        [[off, len]]
+file_map               name; offset=0; limit=16384 (at most; ask again from the    [[off, len]]
+                       end of the last extent until empty)
 file_diff              name; groups ([[[off, len]...]...]); digests (bytes)        [index]
 file_read              name; ranges ([[off, len]...])                              ``Data``
 *rebuild target*
@@ -142,6 +143,13 @@ class CounterArgs:
 class RangesArgs:
     name: str
     ranges: list[tuple[int, int]]
+
+
+@attrs.frozen(kw_only=True)
+class MapArgs:
+    name: str
+    offset: int = 0
+    limit: int = transfer.MAP_EXTENTS
 
 
 @attrs.frozen(kw_only=True)
@@ -365,8 +373,16 @@ class ReplicaService:
 
         return await self._run(f"remove {args.name}", remove)
 
+    def _not_receiving(self, what: str) -> None:
+        """Structural changes wait until a rebuild's transfer into this replica has ended."""
+        if self._sync.state == "syncing":
+            raise ConflictError(
+                f"replica {self.replica.instance} is receiving a rebuild: {what} refused"
+            )
+
     def _start_purge(self, call: Call) -> Reply:
         structure_args(NoArgs, call)
+        self._not_receiving("purge")
         if self._purge.purging:
             raise ConflictError(f"replica {self.replica.instance} is already purging")
         self._purge = PurgeStatus(purging=True)
@@ -413,12 +429,14 @@ class ReplicaService:
 
     async def _revert(self, call: Call) -> Reply:
         args: RevertArgs = structure_args(RevertArgs, call)
+        self._not_receiving("revert")
         return await self._run(
             f"revert to {args.name}", lambda: self.replica.revert(args.name, created=args.created)
         )
 
     async def _expand(self, call: Call) -> Reply:
         args: SizeArgs = structure_args(SizeArgs, call)
+        self._not_receiving("expand")
         return await self._run(f"expand to {args.size}", lambda: self.replica.expand(args.size))
 
     async def _checksum(self, call: Call) -> Reply:
@@ -450,9 +468,14 @@ class ReplicaService:
         return Result(converter.unstructure(info))
 
     async def _file_map(self, call: Call) -> Reply:
-        args: NameArgs = structure_args(NameArgs, call)
+        args: MapArgs = structure_args(MapArgs, call)
         extents = await trio.to_thread.run_sync(
-            transfer.file_map, self.replica, args.name, limiter=self._limiter
+            transfer.file_map,
+            self.replica,
+            args.name,
+            args.offset,
+            min(args.limit, transfer.MAP_EXTENTS),
+            limiter=self._limiter,
         )
         return Result([[offset, length] for offset, length in extents])
 
@@ -508,18 +531,17 @@ class ReplicaService:
                     limiter=self._limiter,
                     report=self._report,
                 )
-            except LhtrioError as exc:
+            except* (LhtrioError, OSError) as group:
+                # The transfer runs several windows at once: their failures arrive as a group
+                # (several ConnectionLostErrors when the source dies). Report the first one.
+                exc: BaseException = group
+                while isinstance(exc, BaseExceptionGroup):
+                    exc = exc.exceptions[0]
                 logger.warning(
                     "replica %s: rebuild transfer failed: %s", self.replica.instance, exc
                 )
-                self._report(attrs.evolve(self._sync, state="failed", error=str(exc)))
-            except OSError as exc:
-                logger.warning(
-                    "replica %s: rebuild transfer failed: %s", self.replica.instance, exc
-                )
-                self._report(
-                    attrs.evolve(self._sync, state="failed", error=f"{exc.strerror or exc}")
-                )
+                error = f"{exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+                self._report(attrs.evolve(self._sync, state="failed", error=error))
         if scope.cancelled_caught:
             self._report(attrs.evolve(self._sync, state="cancelled", error="cancelled"))
         if self._sync_scope is scope:

@@ -4,25 +4,34 @@ The target drives the transfer (:mod:`lhtrio.replica.sync`); the source answers 
 calls that land here, each run in a worker thread beside the data path:
 
 ``file_info``  size, allocated bytes, and the recorded checksum if it is still valid;
-``file_map``   the data extents (SEEK_DATA/SEEK_HOLE): holes are punched on the target, never sent;
-``file_diff``  BLAKE2b-128 digests of groups of ranges, compared with the target's: which differ;
+``file_map``   the data extents (SEEK_DATA/SEEK_HOLE) from an offset on, at most
+               :data:`MAP_EXTENTS` per call: holes are punched on the target, never sent;
+``file_diff``  128-bit digests (SHA-256, cut) of groups of ranges, compared with the target's;
 ``file_read``  the bytes of a list of ranges, concatenated (answered with ``Data``, no msgpack).
 
 Delta sync, for a returning replica whose files already hold most of the data: the target hashes
 its copy one 2 MiB *window* at a time; only windows whose digests differ are compared again per
 4 KiB block, and only differing blocks are sent. A whole file is skipped when both ends hold a
 valid recorded checksum and the two are equal (Longhorn's fast sync, ``longhorn-facts.md`` §4.3).
+SHA-256 rather than BLAKE2b: with the CPU's SHA extensions it hashed 1.5 GB/s here against
+0.73 GB/s, and a returning replica's rebuild is mostly hashing on both ends (measured with
+``nox -s bench -- rebuild``: CPU per end 2.0 s -> 1.2 s for a 1 GiB unchanged snapshot).
 
 Names and ranges come from the network: the source serves only snapshot files of its own disk
 graph (never the head, never metadata), ranges must lie inside the file and a call is bounded
-(:data:`MAX_RANGES`, :data:`MAX_BYTES`). Snapshot files do not change while a rebuild runs (the
-engine refuses a purge, the only operation that rewrites them), so no lock is needed.
+(:data:`MAX_RANGES`, :data:`MAX_BYTES`, :data:`MAP_EXTENTS`: a map of a file with 4 KiB of data
+every 8 KiB would be 1.2 MB per GiB in one reply, over the frame head's 1 MiB cap). Snapshot
+files do not change while a rebuild runs (the engine refuses a purge, the only operation that
+rewrites them), so no lock is needed.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import itertools
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -43,14 +52,21 @@ __all__ = [
     "DIGEST_SIZE",
     "MAX_RANGES",
     "MAX_BYTES",
+    "MAP_EXTENTS",
     "Range",
     "FileInfo",
+    "DIRECT_MIN",
+    "DIRECT_ALIGN",
     "open_snapshot",
+    "open_direct",
     "file_info",
     "file_map",
     "windows",
+    "paired_windows",
     "blocks",
     "merge",
+    "split",
+    "digest",
     "digests",
     "diff",
     "read_ranges",
@@ -64,7 +80,11 @@ WINDOW = 2 << 20
 DIGEST_SIZE = 16
 MAX_RANGES = 8192
 MAX_BYTES = 32 << 20
+MAP_EXTENTS = 16384
+DIRECT_MIN = 64 << 10
+DIRECT_ALIGN = 4096
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 Range = tuple[int, int]
 
@@ -81,16 +101,28 @@ class FileInfo:
 
 def open_snapshot(r: Replica, name: str, *, write: bool = False) -> int:
     """Open snapshot file ``name`` of ``r`` (not the head, nothing else); NotFoundError if none."""
+    return _open(r, name, (os.O_RDWR if write else os.O_RDONLY) | _O_CLOEXEC | os.O_NOFOLLOW)
+
+
+def open_direct(r: Replica, name: str) -> int:
+    """Snapshot file ``name`` opened for writing with ``O_DIRECT``; -1 where that is unsupported."""
+    if not _O_DIRECT:
+        return -1
+    return _open(r, name, os.O_WRONLY | _O_CLOEXEC | os.O_NOFOLLOW | _O_DIRECT, direct=True)
+
+
+def _open(r: Replica, name: str, flags: int, *, direct: bool = False) -> int:
     if snapshot_name(name) is None:
         raise InvalidArgumentError(f"{name!r} is not a snapshot file name")
     if name not in r._disks or name == r._meta.head:
         raise NotFoundError(f"replica {r.path} has no snapshot file {name}")
-    flags = (os.O_RDWR if write else os.O_RDONLY) | _O_CLOEXEC | os.O_NOFOLLOW
     try:
         return os.open(name, flags, dir_fd=r._dir_fd)
     except FileNotFoundError:
         raise NotFoundError(f"replica {r.path} has no snapshot file {name}") from None
     except OSError as exc:
+        if direct and exc.errno == errno.EINVAL:
+            return -1  # the file system has no direct I/O (tmpfs before Linux 6.6)
         raise ops.os_err(exc, r, f"cannot open {name}") from None
 
 
@@ -134,11 +166,19 @@ def file_info(r: Replica, name: str) -> FileInfo:
         os.close(fd)
 
 
-def file_map(r: Replica, name: str) -> list[Range]:
-    """The data extents of snapshot file ``name``, in order."""
+def file_map(r: Replica, name: str, offset: int = 0, limit: int | None = None) -> list[Range]:
+    """The data extents of snapshot file ``name`` from ``offset`` on, in order; at most ``limit``.
+
+    An extent that starts before ``offset`` is cut there. The service caps ``limit`` at
+    :data:`MAP_EXTENTS`; the caller asks again from the end of the last extent until a page is
+    empty.
+    """
+    if offset < 0 or (limit is not None and limit <= 0):
+        raise InvalidArgumentError(f"file_map: bad offset {offset} or limit {limit}")
     fd = open_snapshot(r, name)
     try:
-        return list(fs.data_extents(fd))
+        extents = fs.data_extents(fd, offset)
+        return list(extents if limit is None else itertools.islice(extents, limit))
     except OSError as exc:
         raise ops.os_err(exc, r, f"cannot map {name}") from None
     finally:
@@ -166,6 +206,17 @@ def windows(extents: Iterable[Range], window: int = WINDOW) -> list[list[Range]]
     return out
 
 
+def paired_windows(
+    first: Iterable[Range], second: Iterable[Range], window: int = WINDOW
+) -> list[tuple[list[Range], list[Range]]]:
+    """The :func:`windows` of two disjoint range lists side by side: ``(first's, second's)``."""
+    paired: dict[int, tuple[list[Range], list[Range]]] = {}
+    for side, ranges in enumerate((first, second)):
+        for group in windows(ranges, window):
+            paired.setdefault(group[0][0] // window, ([], []))[side].extend(group)
+    return [paired[index] for index in sorted(paired)]
+
+
 def blocks(ranges: Iterable[Range]) -> list[list[Range]]:
     """Every 4 KiB block of ``ranges`` as a group of its own (ranges are block-aligned)."""
     return [
@@ -184,6 +235,32 @@ def merge(ranges: Iterable[Range]) -> list[Range]:
         else:
             out.append((offset, length))
     return out
+
+
+def split(extents: Iterable[Range], ours: Iterable[Range]) -> tuple[list[Range], list[Range]]:
+    """``extents`` cut in two: the parts inside ``ours`` and the parts outside (both in order).
+
+    The target compares only what it holds data for; what it holds as holes is read outright.
+    """
+    inside: list[Range] = []
+    outside: list[Range] = []
+    mine = iter(ours)
+    cur = next(mine, None)
+    for start, length in extents:
+        pos, end = start, start + length
+        while pos < end:
+            while cur is not None and cur[0] + cur[1] <= pos:
+                cur = next(mine, None)
+            if cur is None or cur[0] >= end:
+                outside.append((pos, end - pos))
+                break
+            if cur[0] > pos:
+                outside.append((pos, cur[0] - pos))
+                pos = cur[0]
+            stop = min(end, cur[0] + cur[1])
+            inside.append((pos, stop - pos))
+            pos = stop
+    return merge(inside), merge(outside)
 
 
 def check_ranges(ranges: Sequence[Range], size: int, *, what: str) -> int:
@@ -211,23 +288,64 @@ def _read_into(fd: int, view: memoryview, offset: int) -> None:
         fs.read_rest(fd, view, offset, got)
 
 
+def digest(data: bytes | bytearray | memoryview) -> bytes:
+    """The digest ``file_diff`` compares: SHA-256 cut to :data:`DIGEST_SIZE` bytes."""
+    return hashlib.sha256(data).digest()[:DIGEST_SIZE]
+
+
 def digests(fd: int, groups: Sequence[Sequence[Range]]) -> bytes:
-    """One BLAKE2b-128 digest per group, over the group's bytes in order (holes read as zeros)."""
+    """One :func:`digest` per group, over the group's bytes in order (holes read as zeros).
+
+    Groups of one range each that follow each other in the file (the 4 KiB blocks of a window)
+    are read with one ``preadv`` per run of up to :data:`WINDOW` bytes and hashed slice by slice.
+    """
     out = bytearray()
-    buf = bytearray(max((n for group in groups for _, n in group), default=0))
-    view = memoryview(buf)
-    for group in groups:
-        h = hashlib.blake2b(digest_size=DIGEST_SIZE)
-        for offset, length in group:
-            part = view[:length]
-            _read_into(fd, part, offset)
-            h.update(part)
-        out += h.digest()
+    sha256 = hashlib.sha256
+    i, count = 0, len(groups)
+    while i < count:
+        group = groups[i]
+        if len(group) != 1:
+            h = sha256()
+            for offset, length in group:
+                view = _scratch(length)
+                _read_into(fd, view, offset)
+                h.update(view)
+            out += h.digest()[:DIGEST_SIZE]
+            i += 1
+            continue
+        start = end = group[0][0]
+        j = i
+        while j < count and len(groups[j]) == 1 and groups[j][0][0] == end and end - start < WINDOW:
+            end += groups[j][0][1]
+            j += 1
+        view = _scratch(end - start)
+        _read_into(fd, view, start)
+        at = 0
+        for k in range(i, j):
+            length = groups[k][0][1]
+            out += sha256(view[at : at + length]).digest()[:DIGEST_SIZE]
+            at += length
+        i = j
     return bytes(out)
+
+
+_local = threading.local()
+
+
+def _scratch(size: int) -> memoryview:
+    """``size`` bytes of this thread's reusable buffer (up to 2 windows; larger: a new one)."""
+    buf: bytearray | None = getattr(_local, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = bytearray(size)
+        if size <= 2 * WINDOW:
+            _local.buf = buf
+    return memoryview(buf)[:size]
 
 
 def diff(r: Replica, name: str, groups: Sequence[Sequence[Range]], theirs: bytes) -> list[int]:
     """Indices of the ``groups`` whose digest here differs from ``theirs`` (the target's)."""
+    if len(groups) > MAX_RANGES:
+        raise InvalidArgumentError(f"file_diff: {len(groups)} groups, at most {MAX_RANGES}")
     if len(theirs) != DIGEST_SIZE * len(groups):
         raise InvalidArgumentError(
             f"file_diff: {len(groups)} groups need {DIGEST_SIZE * len(groups)} digest bytes, "
@@ -268,21 +386,47 @@ def read_ranges(r: Replica, name: str, ranges: Sequence[Range]) -> bytearray:
     return buf
 
 
-def write_ranges(fd: int, ranges: Sequence[Range], data: memoryview) -> None:
-    """Write ``data`` (the concatenated bytes of ``ranges``) at the ranges of ``fd``."""
+def write_ranges(
+    fd: int,
+    ranges: Sequence[Range],
+    data: memoryview,
+    *,
+    direct: int = -1,
+    bounce: memoryview | None = None,
+) -> None:
+    """Write ``data`` (the concatenated bytes of ``ranges``) at the ranges of ``fd``.
+
+    With ``direct`` (the same file opened ``O_DIRECT``) and ``bounce`` (page-aligned memory, as
+    large as ``data`` to be of use), ranges of :data:`DIRECT_MIN` bytes or more that are
+    block-aligned are copied into ``bounce`` and written with ``O_DIRECT``, past the page cache.
+    """
     at = 0
     for offset, length in ranges:
         part = data[at : at + length]
-        done = os.pwrite(fd, part, offset)
+        if (
+            direct >= 0
+            and bounce is not None
+            and length >= DIRECT_MIN
+            and not (offset | length | at) % DIRECT_ALIGN
+            and at + length <= bounce.nbytes
+        ):
+            aligned = bounce[at : at + length]
+            aligned[:] = part
+            done = os.pwrite(direct, aligned, offset)
+        else:
+            done = os.pwrite(fd, part, offset)
         if done != length:
             fs.write_rest(fd, part, offset, done)
         at += length
 
 
-def punch_outside(fd: int, extents: Sequence[Range], size: int) -> None:
-    """Punch every hole of ``[0, size)`` not covered by ``extents`` (in order)."""
-    pos = 0
-    for offset, length in [*extents, (size, 0)]:
-        if offset > pos:
-            fs.punch_hole(fd, pos, offset - pos)
-        pos = max(pos, offset + length)
+def punch_outside(fd: int, extents: Sequence[Range], end: int, *, start: int = 0) -> list[Range]:
+    """Punch the data of ``fd`` in ``[start, end)`` that ``extents`` (in order) do not cover.
+
+    Returns the data extents ``fd`` keeps there (all inside ``extents``): what the target can
+    compare. Holes that are holes already are not punched again.
+    """
+    keep, stray = split(fs.data_extents(fd, start, end), extents)
+    for offset, length in stray:
+        fs.punch_hole(fd, offset, length)
+    return keep
