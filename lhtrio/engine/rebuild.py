@@ -68,6 +68,7 @@ class Rebuild:
     error: str = ""
     started: float = attrs.field(factory=time.time)
     finished: float = 0.0
+    dirty: list[tuple[int, int]] | None = None  # the away log's ranges, if it had one
     _changed: trio.Event = attrs.field(factory=trio.Event, repr=False)
 
     @property
@@ -100,6 +101,7 @@ class Rebuild:
             "done_bytes": self.done_bytes,
             "sent_bytes": self.sent_bytes,
             "seconds": round(end - self.started, 3),
+            "delta": self.dirty is not None,
             "error": self.error,
         }
 
@@ -141,6 +143,9 @@ async def add_replica(volume: Volume, address: str) -> Rebuild:
             raise InvalidArgumentError(
                 f"replica {address} is {info['size']} bytes, the volume {volume.size}"
             )
+        identity = (info["instance"], info["path"])
+        if volume.identities.get(address) != identity:
+            volume.dirty.forget(address)  # another replica at that address: its log says nothing
         await _control(volume, target, "sync_cancel")
         await _control(volume, target, "set_rebuilding", rebuilding=True)
         name = str(uuid.uuid4())
@@ -155,12 +160,15 @@ async def add_replica(volume: Volume, address: str) -> Rebuild:
             if old is not None and old in replicas.members:
                 replicas.remove(old)
             replicas.add(member)
+            progress.dirty = volume.dirty.take(address)  # from here on, writes reach it
     except (LhtrioError, _RebuildError) as exc:
         volume.busy = ""
+        volume.dirty.forget(address)
         volume.fail(member, f"could not start the rebuild: {exc}")
         if isinstance(exc, LhtrioError):
             raise
         raise StorageError(f"could not start the rebuild of {address}: {exc}") from None
+    volume.identities[address] = identity
     volume.rebuild = progress
     logger.info("volume %s: rebuilding %s (WO)", volume.name, address)
     volume.nursery.start_soon(_run, volume, member, progress)
@@ -229,7 +237,13 @@ async def _rebuild(volume: Volume, member: Member, progress: Rebuild) -> None:
         }
         existing = await _control(volume, target, "adopt", disks=disks)
     status = await _control(
-        volume, target, "sync_start", source=source.address, files=sorted(disks), existing=existing
+        volume,
+        target,
+        "sync_start",
+        source=source.address,
+        files=sorted(disks),
+        existing=existing,
+        dirty=progress.dirty,
     )
     progress.update(state="syncing")
     while True:

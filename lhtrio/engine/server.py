@@ -141,9 +141,12 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
             infos.append((member.address, member.error or "unreachable"))
             continue
         try:
-            infos.append((member.address, await client.call_control("info")))
+            info = await client.call_control("info")
         except LhtrioError as exc:
             infos.append((member.address, str(exc)))
+        else:
+            infos.append((member.address, info))
+            volume.identities[member.address] = (info["instance"], info["path"])
     decision = decide_start(infos, size=volume.size, salvage=salvage)
     for member in members:
         mode = decision.modes[member.address]

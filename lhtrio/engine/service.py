@@ -164,10 +164,12 @@ class EngineService:
                 f"volume {volume.name} is {volume.busy or 'rebuilding'}: purge refused"
             )
         volume.busy = "purge"
+        volume.dirty.forget()  # coalesce rewrites snapshot files: away logs no longer hold
         try:
             await volume.control_all("purge")
             statuses = await volume.control_all("purge_status", wait=True)
         finally:
+            volume.dirty.forget()
             volume.busy = ""
         errors = [f"{a}: {s['error']}" for a, s in statuses.items() if s["error"]]
         if errors:

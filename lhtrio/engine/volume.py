@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from lhtrio.engine.dirty import DirtyTracker
 from lhtrio.engine.replicaset import Member, Mode, ReplicaSet, choose_salvage
 from lhtrio.errors import (
     AlreadyExistsError,
@@ -87,6 +88,8 @@ class Volume:
         self._paused: trio.Event | None = None
         self._exclusive = trio.Lock()
         self._seqs = SeqSource()  # shared by the replica links: a batch is encoded once for all
+        self.dirty = DirtyTracker(size)  # away logs of failed replicas (engine.dirty)
+        self.identities: dict[str, tuple[str, str]] = {}  # address -> (instance, path)
         self.busy = ""  # a long operation that excludes others: "rebuild", "purge", "expand"
         self.rebuild: Rebuild | None = None  # the current or last rebuild (engine.rebuild)
 
@@ -153,6 +156,8 @@ class Volume:
         """Set ``member`` to ERR and drop its connection."""
         if member.mode is Mode.ERR:
             return
+        if member.mode is Mode.RW and self.busy != "purge":
+            self.dirty.away(member.address)  # what it may lack, should it come back
         self.replicas.fail(member, why)
         logger.warning(
             "replica %s of volume %s failed: %s; marked ERR, volume %s",
@@ -287,6 +292,7 @@ class Volume:
         outcome = _Fanout()
         submitted = []
         writers = self.replicas.writers
+        flush = self.dirty.note(requests)
         count = len(requests)
         first = self._seqs.take(count)
         parts: list[Buffer] = []
@@ -311,6 +317,8 @@ class Volume:
                 outcome.failed.append(member)
             else:
                 outcome.acked.append(member)
+        if flush is not None:
+            self.dirty.flushed(flush)
         return outcome
 
     def _submit(
@@ -448,6 +456,7 @@ class Volume:
             await self._send_all([Flush()])
             await self.control_all("expand", size=size)
             self.size = size
+            self.dirty.resize(size)
 
     async def revert(self, name: str) -> None:
         if self.replicas.rebuilding or self.busy:
@@ -455,6 +464,7 @@ class Volume:
                 f"volume {self.name} is {self.busy or 'rebuilding'}: revert refused"
             )
         async with self.quiesced():
+            self.dirty.forget()
             await self.control_all("revert", name=name, members=self.replicas.readers)
 
     async def info_of_one(self) -> dict[str, Any]:
@@ -509,6 +519,7 @@ class Volume:
         address, why = chosen
         salvaged = self.replicas.by_address(address)
         assert salvaged is not None
+        self.dirty.forget()  # the logs were relative to replicas that are gone
         self.replicas.promote(salvaged)
         await self.attach(salvaged)
         logger.warning("volume %s: %s (%s)", self.name, address, why)

@@ -45,7 +45,8 @@ file_read              name; ranges ([[off, len]...])                           
 *rebuild target*
 adopt                  disks ({file: {parent, removed, user_created, created,      existing
                        labels, size}})                                             files
-sync_start             source (address); files; existing                           status
+sync_start             source (address); files; existing; dirty=nil (byte ranges    status
+                       outside which existing files are known equal)
 sync_status            wait=0 (seconds to wait for a change)                       status
 sync_cancel                                                                        status
 reload                                                                             info
@@ -179,6 +180,7 @@ class SyncArgs:
     source: str
     files: list[str]
     existing: list[str]
+    dirty: list[tuple[int, int]] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -511,6 +513,13 @@ class ReplicaService:
         args: SyncArgs = structure_args(SyncArgs, call)
         if self._sync.state == "syncing":
             raise ConflictError(f"replica {self.replica.instance} is receiving files already")
+        pos = 0
+        for offset, length in args.dirty or ():
+            if offset < pos or length <= 0:
+                raise InvalidArgumentError(
+                    "sync_start: dirty ranges must be in order, apart, and not empty"
+                )
+            pos = offset + length
         if not self.replica.info().rebuilding:
             raise ConflictError(
                 f"replica {self.replica.instance} is not marked rebuilding: refusing to receive"
@@ -528,6 +537,7 @@ class ReplicaService:
                     args.source,
                     args.files,
                     args.existing,
+                    dirty=args.dirty,
                     limiter=self._limiter,
                     report=self._report,
                 )

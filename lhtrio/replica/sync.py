@@ -116,12 +116,16 @@ async def pull(
     files: Sequence[str],
     existing: Sequence[str],
     *,
+    dirty: Sequence[Range] | None = None,
     limiter: trio.CapacityLimiter,
     report: Callable[[SyncStatus], None],
 ) -> SyncStatus:
     """Copy ``files`` (snapshot file names) of the replica at ``source`` into ``replica``.
 
-    ``existing`` are the files ``replica`` already had (compared instead of copied). Calls
+    ``existing`` are the files ``replica`` already had (compared instead of copied). ``dirty``
+    (the engine's away log, :mod:`lhtrio.engine.dirty`): byte ranges outside which the data
+    ``replica`` holds in existing files is known to equal the source's; only those are compared
+    (data it lacks is still read, holes still punched). Calls
     ``report`` with every change of the counters; returns the final status (state ``done``).
     Errors propagate (the caller records them).
     """
@@ -138,7 +142,13 @@ async def pull(
         counters.add(total_bytes=sum(info.allocated for info in infos))
         for info in infos:
             await _pull_file(
-                src, replica, info, existed=info.name in existing, counters=counters, run=run
+                src,
+                replica,
+                info,
+                existed=info.name in existing,
+                dirty=dirty,
+                counters=counters,
+                run=run,
             )
             counters.add(files_done=1)
     done = attrs.evolve(counters.status, state="done", done_bytes=counters.status.total_bytes)
@@ -152,6 +162,7 @@ async def _pull_file(
     info: FileInfo,
     *,
     existed: bool,
+    dirty: Sequence[Range] | None,
     counters: _Counters,
     run: Callable[..., Any],
 ) -> None:
@@ -185,7 +196,9 @@ async def _pull_file(
         async with trio.open_nursery() as nursery, receive:
             for _ in range(IN_FLIGHT):
                 nursery.start_soon(worker, receive.clone())
-            await _plan(src, info, fd, existed=existed, work=send, run=run)
+            await _plan(
+                src, info, fd, existed=existed, dirty=dirty, counters=counters, work=send, run=run
+            )
         await run(os.fdatasync, fd)
         if info.checksum:
             await run(transfer.record_checksum, replica, name, fd, info.checksum, CHECKSUM_METHOD)
@@ -201,10 +214,15 @@ async def _plan(
     fd: int,
     *,
     existed: bool,
+    dirty: Sequence[Range] | None,
+    counters: _Counters,
     work: trio.MemorySendChannel[_Work],
     run: Callable[..., Any],
 ) -> None:
-    """Fetch the source's map page by page and queue its windows (punching stray data first)."""
+    """Fetch the source's map page by page and queue its windows (punching stray data first).
+
+    With ``dirty`` (the engine's away log), held data outside it is known equal: not compared.
+    """
     async with work:
         offset = 0
         while True:
@@ -223,6 +241,10 @@ async def _plan(
                     functools.partial(transfer.punch_outside, fd, page, end, start=offset)
                 )
                 compare, page = transfer.split(page, ours)
+                if dirty is not None:
+                    compare, known = transfer.split(compare, dirty)
+                    if known:
+                        counters.add(done_bytes=sum(n for _, n in known))
             for item in transfer.paired_windows(page, compare):
                 await work.send(item)
             if end >= info.size:

@@ -124,6 +124,7 @@ async def test_a_returning_replica_is_rebuilt_by_sending_only_what_changed(tmp_p
         await c.start_replica("r1", None)
         result = await c.add("r1")
         assert result["state"] == "done", result
+        assert result["delta"] is True  # the engine's away log said where r1 may differ
         assert result["total_bytes"] >= 32 * MiB
         changed = len({*range(1024, 1024 + 400), *range(0, 8192, 20)}) * 4096
         assert changed <= result["sent_bytes"] < 0.2 * result["total_bytes"]

@@ -157,3 +157,40 @@ async def test_salvage_serves_a_faulted_volume_from_the_newest_replica(tmp_path:
         assert "newest persisted revision counter" in why
         assert [m.mode for m in vol.replicas.members] == [Mode.ERR, Mode.RW]
         assert await vol.read_batch([(0, 4096)]) == [b"\x02" * 4096]
+
+
+async def test_a_returning_replica_is_compared_only_where_its_away_log_says(
+    tmp_path: Path,
+) -> None:
+    async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
+        for address in (a, b):  # what the engine learns at start
+            async with open_rpc_client(address, volume="v") as client:
+                info = await client.call_control("info")
+            vol.identities[address] = (info["instance"], info["path"])
+        await vol.write_batch([(0, os.urandom(4 * MiB), False)])
+        await vol.flush()
+        vol.fail(vol.replicas.members[1], "cut off")  # b's process lives on: it comes back
+        changed = os.urandom(8192)
+        await vol.write_batch([(3 * MiB, changed, False)])  # while b is away: region 1
+        progress = await add_replica(vol, b)
+        assert progress.dirty == [(2 * MiB, 2 * MiB)]
+        await _until_rebuilt(vol)
+        assert progress.state == "done", progress.error
+        assert progress.as_dict()["delta"] is True
+        assert progress.sent_bytes == len(changed)  # region 0 was not even compared
+        assert await _read_replica(b, 0, 4 * MiB) == await _read_replica(a, 0, 4 * MiB)
+
+
+async def test_without_a_trustworthy_log_everything_held_is_compared(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
+        await vol.write_batch([(0, os.urandom(4 * MiB), False)])
+        await vol.flush()
+        vol.fail(vol.replicas.members[1], "cut off")
+        await vol.write_batch([(3 * MiB, os.urandom(8192), False)])
+        # The engine never learnt which replica lives at b (no identity): no delta.
+        progress = await add_replica(vol, b)
+        assert progress.dirty is None
+        await _until_rebuilt(vol)
+        assert progress.state == "done", progress.error
+        assert progress.sent_bytes == 8192  # found by comparing every held block
+        assert await _read_replica(b, 0, 4 * MiB) == await _read_replica(a, 0, 4 * MiB)
