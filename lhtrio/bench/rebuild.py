@@ -197,6 +197,7 @@ class _Volume:
                 f"--offset={skip}",
                 f"--size={self.size - skip}",
                 f"--io_size={io_size}",
+                "--end_fsync=1",  # a flush at the end, as file systems commit every few seconds
                 "--output-format=terse",
             ],
             check=True,

@@ -124,8 +124,9 @@ async def pull(
 
     ``existing`` are the files ``replica`` already had (compared instead of copied). ``dirty``
     (the engine's away log, :mod:`lhtrio.engine.dirty`): byte ranges outside which the data
-    ``replica`` holds in existing files is known to equal the source's; only those are compared
-    (data it lacks is still read, holes still punched). Calls
+    ``replica`` holds in existing files is known to equal the source's; inside them it is read
+    outright, outside not compared at all (data it lacks is still read, holes still punched).
+    Calls
     ``report`` with every change of the counters; returns the final status (state ``done``).
     Errors propagate (the caller records them).
     """
@@ -221,7 +222,8 @@ async def _plan(
 ) -> None:
     """Fetch the source's map page by page and queue its windows (punching stray data first).
 
-    With ``dirty`` (the engine's away log), held data outside it is known equal: not compared.
+    With ``dirty`` (the engine's away log), held data outside it is known equal (skipped) and held
+    data inside it is read without comparing.
     """
     async with work:
         offset = 0
@@ -242,7 +244,12 @@ async def _plan(
                 )
                 compare, page = transfer.split(page, ours)
                 if dirty is not None:
-                    compare, known = transfer.split(compare, dirty)
+                    # The away log names what changed (or may have been lost): read it outright,
+                    # comparing would hash both ends to learn what the log already says.
+                    changed, known = transfer.split(compare, dirty)
+                    compare = []
+                    if changed:
+                        page = transfer.merge(sorted([*page, *changed]))
                     if known:
                         counters.add(done_bytes=sum(n for _, n in known))
             for item in transfer.paired_windows(page, compare):

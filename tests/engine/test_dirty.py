@@ -1,8 +1,8 @@
-"""Away logs: which regions a failed replica may lack."""
+"""Away logs: which blocks a failed replica may lack."""
 
 from __future__ import annotations
 
-from lhtrio.engine.dirty import REGION, DirtyTracker
+from lhtrio.engine.dirty import BLOCK, UNIT, DirtyTracker
 from lhtrio.wire import Flush, Read, Unmap, Write
 
 MiB = 1 << 20
@@ -10,17 +10,25 @@ MiB = 1 << 20
 
 def test_a_failed_replica_may_lack_what_was_not_flushed_and_what_came_after() -> None:
     dirty = DirtyTracker(64 * MiB)
-    assert dirty.note([Write(0, b"x" * 4096, False), Write(10 * MiB, b"y", False)]) is None
+    assert dirty.note([Write(0, b"x" * 4096, False), Write(MiB, b"y", False)]) is None
     token = dirty.note([Flush()])
     assert token is not None
-    dirty.flushed(token)  # regions 0 and 5 are durable on every replica now
-    dirty.note([Write(20 * MiB - 1, b"zz", False)])  # straddles regions 9 and 10: not flushed
+    dirty.flushed(token)  # durable on every replica now
+    dirty.note([Write(10 * UNIT - 1, b"zz", False)])  # straddles units 9 and 10: not flushed
     dirty.away("b")
-    dirty.note([Write(40 * MiB, b"w" * 4096, True), Read(0, 4096), Unmap(60 * MiB, 2 * MiB)])
+    dirty.note(
+        [
+            Write(20 * UNIT + BLOCK, b"w" * BLOCK, True),
+            Read(0, 4096),
+            Unmap(30 * UNIT, 2 * BLOCK),
+            Write(40 * UNIT + 100, b"v" * 5000, False),  # blocks 1 and 2 of unit 40
+        ]
+    )
     assert dirty.take("b") == [
-        (9 * REGION, 2 * REGION),
-        (20 * REGION, REGION),
-        (30 * REGION, REGION),
+        (9 * UNIT, 2 * UNIT),  # unflushed: whole units
+        (20 * UNIT + BLOCK, BLOCK),  # while away: exact blocks
+        (30 * UNIT, 2 * BLOCK),
+        (40 * UNIT, 2 * BLOCK),
     ]
     assert dirty.take("b") is None  # taken once
 
@@ -30,9 +38,16 @@ def test_a_flush_in_flight_when_the_replica_fails_does_not_count() -> None:
     dirty.note([Write(0, b"x", False)])
     token = dirty.note([Flush()])
     assert token is not None
-    dirty.away("b")  # failed during that flush: it may not have made region 0 durable
+    dirty.away("b")  # failed during that flush: it may not have made unit 0 durable
     dirty.flushed(token)
-    assert dirty.take("b") == [(0, REGION)]
+    assert dirty.take("b") == [(0, UNIT)]
+
+
+def test_long_writes_mark_every_block_they_cover() -> None:
+    dirty = DirtyTracker(64 * MiB + 3 * BLOCK)  # a size that is not a whole number of units
+    dirty.away("b")
+    dirty.note([Write(3 * BLOCK, bytes(40 * BLOCK), False), Unmap(64 * MiB, 3 * BLOCK)])
+    assert dirty.take("b") == [(3 * BLOCK, 40 * BLOCK), (64 * MiB, 3 * BLOCK)]
 
 
 def test_logs_are_forgotten_when_files_change_behind_them() -> None:
@@ -52,7 +67,7 @@ def test_logs_are_forgotten_when_files_change_behind_them() -> None:
 
 
 def test_a_log_too_fragmented_to_send_is_dropped() -> None:
-    dirty = DirtyTracker(1 << 40)
+    dirty = DirtyTracker(1 << 30)
     dirty.away("b")
-    dirty.note([Write(i * 2 * REGION, b"x", False) for i in range(60_000)])
+    dirty.note([Write(i * 2 * BLOCK, b"x", False) for i in range(60_000)])
     assert dirty.take("b") is None
