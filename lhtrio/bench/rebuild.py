@@ -20,12 +20,12 @@ Cases, on a 1 GiB volume:
 * (c) a returning replica, four times in a row on the volume of (a): 10 % of the volume is
   written while every replica is healthy (so the target's head holds it), the target is killed
   (SIGKILL), another 10 % is written through the engine, the target restarts on its address and
-  ``replica add`` replaces the ERR member. The target holds the old snapshot files and compares
-  them; the new system snapshot holds both 10 % (the target's copy only the first): compared per
-  window and per 4 KiB block, the rest read. 1 MiB runs, then scattered 4 KiB blocks (every
-  2 MiB window touched); then both again after every snapshot file of both replicas was hashed
-  (the ``checksum`` call, untimed, as Longhorn's periodic snapshot hashing does): files whose
-  recorded checksums agree are skipped whole.
+  ``replica add`` replaces the ERR member. The engine's away log names the blocks the target may
+  lack (written while it was away, or not flushed when it died): those are read, the target's
+  other files are taken as they are. 1 MiB runs, then scattered 4 KiB blocks; then both again
+  after every snapshot file of both replicas was hashed (the ``checksum`` call, untimed), which
+  matters only for rebuilds without an away log: files whose recorded checksums agree are
+  skipped whole.
 
 The physical yardstick: ``cp --sparse=always`` of the same source snapshot files into a fresh
 directory on the same file system, then ``sync -d`` of the copies (one fdatasync per file, as the

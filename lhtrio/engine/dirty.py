@@ -14,8 +14,10 @@ blocks (one bit each: 32 KiB per GiB of volume, only while a replica is away) th
 Everything else the returning replica holds is what the others hold: snapshot files never change
 after they are taken except through purge (coalesce), revert and expansion, and those discard
 every away log (:meth:`DirtyTracker.forget`), as do salvage and an engine restart (the logs live in
-memory). A rebuild into a replica with a log compares only the logged blocks of the files it
-already has (:mod:`lhtrio.engine.rebuild`); without one it compares everything, as before.
+memory). Where the replica's data sits does not matter: every write it missed or may have lost
+went to its head, which the rebuild's system snapshot turns into a snapshot file; a rebuild with a
+log reads the logged blocks of that file outright, and takes its other files as they are (holes
+the source has are still punched); without a log it compares everything.
 
 Cost on the data path: a set insertion per write (per 64 KiB written) and, while a replica is
 away, a few bit operations per write and away replica.
@@ -111,6 +113,14 @@ class DirtyTracker:
         for i, pending in enumerate(self._flushing):
             if pending is token:
                 del self._flushing[i]
+                return
+
+    def abandoned(self, token: set[int]) -> None:
+        """The flush of ``token`` did not complete (cancelled): its units are unflushed again."""
+        for i, pending in enumerate(self._flushing):
+            if pending is token:
+                del self._flushing[i]
+                self._unflushed |= token
                 return
 
     def away(self, address: str) -> None:

@@ -69,6 +69,7 @@ class Rebuild:
     started: float = attrs.field(factory=time.time)
     finished: float = 0.0
     dirty: list[tuple[int, int]] | None = None  # the away log's ranges, if it had one
+    snapshot: str = ""  # the system snapshot (file) taken to start: the target's old head
     _changed: trio.Event = attrs.field(factory=trio.Event, repr=False)
 
     @property
@@ -161,6 +162,7 @@ async def add_replica(volume: Volume, address: str) -> Rebuild:
                 replicas.remove(old)
             replicas.add(member)
             progress.dirty = volume.dirty.take(address)  # from here on, writes reach it
+            progress.snapshot = f"volume-snap-{name}.img"
     except (LhtrioError, _RebuildError) as exc:
         volume.busy = ""
         volume.dirty.forget(address)
@@ -244,6 +246,7 @@ async def _rebuild(volume: Volume, member: Member, progress: Rebuild) -> None:
         files=sorted(disks),
         existing=existing,
         dirty=progress.dirty,
+        dirty_file=progress.snapshot,
     )
     progress.update(state="syncing")
     while True:

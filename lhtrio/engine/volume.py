@@ -305,18 +305,23 @@ class Volume:
             frames: list[Buffer] = [b"".join(parts)]
         else:
             frames = parts
-        for member in writers:
-            pending = self._submit(member, frames, first, count)
-            if pending is None:
-                outcome.failed.append(member)
-            else:
-                submitted.append((member, pending))
-        start = trio.current_time()
-        for member, pending in submitted:
-            if await self._collect(member, pending, start) is None:
-                outcome.failed.append(member)
-            else:
-                outcome.acked.append(member)
+        try:
+            for member in writers:
+                pending = self._submit(member, frames, first, count)
+                if pending is None:
+                    outcome.failed.append(member)
+                else:
+                    submitted.append((member, pending))
+            start = trio.current_time()
+            for member, pending in submitted:
+                if await self._collect(member, pending, start) is None:
+                    outcome.failed.append(member)
+                else:
+                    outcome.acked.append(member)
+        except BaseException:
+            if flush is not None:
+                self.dirty.abandoned(flush)
+            raise
         if flush is not None:
             self.dirty.flushed(flush)
         return outcome

@@ -45,8 +45,9 @@ file_read              name; ranges ([[off, len]...])                           
 *rebuild target*
 adopt                  disks ({file: {parent, removed, user_created, created,      existing
                        labels, size}})                                             files
-sync_start             source (address); files; existing; dirty=nil (byte ranges    status
-                       outside which existing files are known equal)
+sync_start             source (address); files; existing; dirty=nil; dirty_file=""  status
+                       (an away log: byte ranges of dirty_file that may differ;
+                       the other existing files are known equal)
 sync_status            wait=0 (seconds to wait for a change)                       status
 sync_cancel                                                                        status
 reload                                                                             info
@@ -181,6 +182,7 @@ class SyncArgs:
     files: list[str]
     existing: list[str]
     dirty: list[tuple[int, int]] | None = None
+    dirty_file: str = ""
 
 
 @attrs.frozen(kw_only=True)
@@ -538,6 +540,7 @@ class ReplicaService:
                     args.files,
                     args.existing,
                     dirty=args.dirty,
+                    dirty_file=args.dirty_file,
                     limiter=self._limiter,
                     report=self._report,
                 )

@@ -117,16 +117,18 @@ async def pull(
     existing: Sequence[str],
     *,
     dirty: Sequence[Range] | None = None,
+    dirty_file: str = "",
     limiter: trio.CapacityLimiter,
     report: Callable[[SyncStatus], None],
 ) -> SyncStatus:
     """Copy ``files`` (snapshot file names) of the replica at ``source`` into ``replica``.
 
     ``existing`` are the files ``replica`` already had (compared instead of copied). ``dirty``
-    (the engine's away log, :mod:`lhtrio.engine.dirty`): byte ranges outside which the data
-    ``replica`` holds in existing files is known to equal the source's; inside them it is read
-    outright, outside not compared at all (data it lacks is still read, holes still punched).
-    Calls
+    (the engine's away log, :mod:`lhtrio.engine.dirty`) covers ``dirty_file``, the snapshot that
+    was this replica's head when it failed: outside those byte ranges the data it holds there is
+    known to equal the source's, inside it is read outright. The other existing files are known
+    equal (snapshots do not change; data the source dropped is still punched, data this replica
+    lacks still read). Calls
     ``report`` with every change of the counters; returns the final status (state ``done``).
     Errors propagate (the caller records them).
     """
@@ -147,7 +149,7 @@ async def pull(
                 replica,
                 info,
                 existed=info.name in existing,
-                dirty=dirty,
+                dirty=None if dirty is None else dirty if info.name == dirty_file else (),
                 counters=counters,
                 run=run,
             )

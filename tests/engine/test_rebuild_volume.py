@@ -194,3 +194,22 @@ async def test_without_a_trustworthy_log_everything_held_is_compared(tmp_path: P
         assert progress.state == "done", progress.error
         assert progress.sent_bytes == 8192  # found by comparing every held block
         assert await _read_replica(b, 0, 4 * MiB) == await _read_replica(a, 0, 4 * MiB)
+
+
+async def test_a_second_return_sends_only_what_changed_since_the_first(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
+        for address in (a, b):
+            async with open_rpc_client(address, volume="v") as client:
+                info = await client.call_control("info")
+            vol.identities[address] = (info["instance"], info["path"])
+        await vol.write_batch([(0, os.urandom(4 * MiB), False)])
+        await vol.flush()
+        for offset in (MiB, 2 * MiB):  # two departures, two returns
+            vol.fail(vol.replicas.by_address(b), "cut off")  # type: ignore[arg-type]
+            await vol.write_batch([(offset, os.urandom(4096), False)])
+            progress = await add_replica(vol, b)
+            await _until_rebuilt(vol)
+            assert progress.state == "done", progress.error
+            # Only this departure's block: the first one's is in an older snapshot now.
+            assert progress.sent_bytes == 4096
+            assert await _read_replica(b, 0, 4 * MiB) == await _read_replica(a, 0, 4 * MiB)
