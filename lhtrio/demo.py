@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -23,7 +24,7 @@ from lhtrio.engine.server import serve_engine
 from lhtrio.frontend.nbd.server import serve_nbd
 from lhtrio.net import RpcClient, open_rpc_client, parse_address
 from lhtrio.replica.server import serve_replica
-from lhtrio.units import format_size
+from lhtrio.units import format_size, human_size
 
 SIZE = 256 << 20
 VOLUME = "demo"
@@ -76,6 +77,12 @@ async def run_demo(directory: str | None = None) -> None:
                     _say(f"  control: lhtrio ctl --engine {host}:{port} info")
                     async with open_rpc_client(f"{host}:{port}", client="demo") as ctl:
                         await _walkthrough(ctl, uri, replicas)
+                        await _rebuild(
+                            ctl,
+                            replicas,
+                            functools.partial(replica_nursery.start, _replica),
+                            os.path.join(base, "r1"),
+                        )
                         if sys.stdin.isatty():
                             _say(f"\nserving {uri} — try: qemu-io -f raw -c 'read -v 0 64' '{uri}'")
                             _say("press Ctrl-C to stop")
@@ -134,3 +141,25 @@ async def _walkthrough(
     _say("\nfrontend stopped, reverted to 'before-change', started: block 0 reads 0xab again")
     snapshots = await ctl.call_control("snapshot_ls")
     _say("  snapshots: " + ", ".join(s["name"] for s in snapshots))
+
+
+async def _rebuild(
+    ctl: RpcClient,
+    replicas: list[tuple[str, trio.CancelScope]],
+    start: Callable[[str], Awaitable[tuple[str, trio.CancelScope]]],
+    path: str,
+) -> None:
+    """Bring the stopped replica (``path``) back and rebuild it online, replica to replica."""
+    old, _ = replicas[1]
+    replicas[1] = await start(path)
+    address = replicas[1][0]
+    progress = await ctl.call_control("replica_add", address=address)
+    while progress["state"] not in ("done", "failed"):
+        progress = await ctl.call_control("rebuild_status", wait=1.0)
+    await ctl.call_control("replica_rm", address=old)
+    _say(
+        f"\nreplica r1 restarted on {address}, added and rebuilt online from "
+        f"{progress['source']}: {progress['state']}, {human_size(progress['sent_bytes'])} sent "
+        f"for {human_size(progress['total_bytes'])} of snapshot data in {progress['seconds']:.2f} s"
+    )
+    await _show(ctl)
