@@ -53,11 +53,17 @@ class Health(enum.Enum):
 
 @attrs.define(eq=False)
 class Member:
-    """One replica of the set: its address, mode, and why it failed (if it did)."""
+    """One replica of the set: its address, mode, and why it failed (if it did).
+
+    ``synced``: known to hold everything the volume acknowledged (RW after the start decision, or
+    rebuilt). Only such a replica gets an away log when it fails (:mod:`lhtrio.engine.dirty`): one
+    that was already behind (stale, unreachable at start) may lack more than any log records.
+    """
 
     address: str
     mode: Mode
     error: str = ""
+    synced: bool = False
 
 
 class ReplicaSet:
@@ -118,6 +124,7 @@ class ReplicaSet:
         """A rebuilt (WO) replica becomes RW; a salvaged (ERR) one too."""
         member.mode = Mode.RW
         member.error = ""
+        member.synced = True
 
     def remove(self, member: Member) -> None:
         self.members.remove(member)

@@ -152,7 +152,9 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
         mode = decision.modes[member.address]
         if mode is Mode.ERR:
             volume.fail(member, decision.reasons[member.address])
-        elif member.address in decision.reasons:
+            continue
+        member.synced = True  # the newest data: from here on, an away log can track it
+        if member.address in decision.reasons:
             logger.warning(
                 "volume %s: %s %s", volume.name, member.address, decision.reasons[member.address]
             )

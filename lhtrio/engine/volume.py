@@ -156,7 +156,7 @@ class Volume:
         """Set ``member`` to ERR and drop its connection."""
         if member.mode is Mode.ERR:
             return
-        if member.mode is Mode.RW and self.busy != "purge":
+        if member.mode is Mode.RW and member.synced and self.busy != "purge":
             self.dirty.away(member.address)  # what it may lack, should it come back
         self.replicas.fail(member, why)
         logger.warning(

@@ -213,3 +213,13 @@ async def test_a_second_return_sends_only_what_changed_since_the_first(tmp_path:
             # Only this departure's block: the first one's is in an older snapshot now.
             assert progress.sent_bytes == 4096
             assert await _read_replica(b, 0, 4 * MiB) == await _read_replica(a, 0, 4 * MiB)
+
+
+async def test_a_replica_that_was_behind_when_it_failed_gets_no_away_log(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
+        behind = vol.replicas.members[1]
+        behind.synced = False  # as a replica set ERR at start (stale, unreachable) would be
+        vol.fail(behind, "stale")
+        assert not vol.dirty.has(b)  # it may lack more than this engine ever saw
+        vol.fail(vol.replicas.members[0], "gone")
+        assert vol.dirty.has(a)

@@ -163,7 +163,7 @@ async def replicas(tmp_path: Path, healthy: int, stalled: int) -> AsyncIterator[
 @asynccontextmanager
 async def volume(addresses: list[str]) -> AsyncIterator[Volume]:
     async with trio.open_nursery() as nursery:
-        members = [Member(a, Mode.RW) for a in addresses]
+        members = [Member(a, Mode.RW, synced=True) for a in addresses]
         vol = Volume("v", 4 * MiB, ReplicaSet(members), nursery)
         for member in members:
             await nursery.start(vol.connect, member)
