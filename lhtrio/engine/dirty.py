@@ -83,29 +83,34 @@ class DirtyTracker:
     def note(self, requests: Sequence[Request]) -> set[int] | None:
         """Record a batch about to be sent; a token if it flushes (give it to :meth:`flushed`)."""
         token = None
-        unflushed = self._unflushed
+        add = self._unflushed.add
         logs = self._away.values()
         for request in requests:
             cls = request.__class__
             if cls is Write:
                 start = request.offset  # type: ignore[attr-defined]
-                length = len(request.data)  # type: ignore[attr-defined]
+                end = start + len(request.data) - 1  # type: ignore[attr-defined]
             elif cls is Unmap:
                 start = request.offset  # type: ignore[attr-defined]
-                length = request.length  # type: ignore[attr-defined]
+                end = start + request.length - 1  # type: ignore[attr-defined]
             elif cls is Flush:
                 token = self._unflushed
                 self._flushing.append(token)
-                unflushed = self._unflushed = set()
+                self._unflushed = set()
+                add = self._unflushed.add
                 continue
             else:
                 continue
-            if length <= 0:
+            if end < start:
                 continue
-            end = start + length - 1
-            unflushed.update(range(start >> UNIT_SHIFT, (end >> UNIT_SHIFT) + 1))
-            for bits in logs:
-                _mark(bits, start >> BLOCK_SHIFT, end >> BLOCK_SHIFT)
+            first, last = start >> UNIT_SHIFT, end >> UNIT_SHIFT
+            if first == last:
+                add(first)  # the common case: no range object per write
+            else:
+                self._unflushed.update(range(first, last + 1))
+            if logs:
+                for bits in logs:
+                    _mark(bits, start >> BLOCK_SHIFT, end >> BLOCK_SHIFT)
         return token
 
     def flushed(self, token: set[int]) -> None:

@@ -50,6 +50,8 @@ __all__ = ["Rebuild", "add_replica"]
 logger = logging.getLogger(__name__)
 
 POLL: float = 0.5
+#: The target's transfer counters (``sync_status``) that a rebuild's progress mirrors.
+_COUNTERS = ("files", "files_done", "skipped_files", "total_bytes", "done_bytes", "sent_bytes")
 
 
 @attrs.define(eq=False)
@@ -144,8 +146,8 @@ async def add_replica(volume: Volume, address: str) -> Rebuild:
             raise InvalidArgumentError(
                 f"replica {address} is {info['size']} bytes, the volume {volume.size}"
             )
-        identity = (info["instance"], info["path"])
-        if volume.identities.get(address) != identity:
+        member.identity = (info["instance"], info["path"])
+        if old is None or old.identity != member.identity:
             volume.dirty.forget(address)  # another replica at that address: its log says nothing
         await _control(volume, target, "sync_cancel")
         await _control(volume, target, "set_rebuilding", rebuilding=True)
@@ -170,7 +172,6 @@ async def add_replica(volume: Volume, address: str) -> Rebuild:
         if isinstance(exc, LhtrioError):
             raise
         raise StorageError(f"could not start the rebuild of {address}: {exc}") from None
-    volume.identities[address] = identity
     volume.rebuild = progress
     logger.info("volume %s: rebuilding %s (WO)", volume.name, address)
     volume.nursery.start_soon(_run, volume, member, progress)
@@ -250,13 +251,7 @@ async def _rebuild(volume: Volume, member: Member, progress: Rebuild) -> None:
     )
     progress.update(state="syncing")
     while True:
-        progress.update(
-            **{
-                key: status[key]
-                for key in ("files", "files_done", "skipped_files", "total_bytes", "done_bytes")
-            },
-            sent_bytes=status["sent_bytes"],
-        )
+        progress.update(**{key: status[key] for key in _COUNTERS})
         if status["state"] != "syncing":
             break
         if member.mode is not Mode.WO:

@@ -64,6 +64,7 @@ class Member:
     mode: Mode
     error: str = ""
     synced: bool = False
+    identity: tuple[str, str] | None = None  # (instance, path) as the replica reported them
 
 
 class ReplicaSet:

@@ -146,7 +146,7 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
             infos.append((member.address, str(exc)))
         else:
             infos.append((member.address, info))
-            volume.identities[member.address] = (info["instance"], info["path"])
+            member.identity = (info["instance"], info["path"])
     decision = decide_start(infos, size=volume.size, salvage=salvage)
     for member in members:
         mode = decision.modes[member.address]

@@ -89,7 +89,6 @@ class Volume:
         self._exclusive = trio.Lock()
         self._seqs = SeqSource()  # shared by the replica links: a batch is encoded once for all
         self.dirty = DirtyTracker(size)  # away logs of failed replicas (engine.dirty)
-        self.identities: dict[str, tuple[str, str]] = {}  # address -> (instance, path)
         self.busy = ""  # a long operation that excludes others: "rebuild", "purge", "expand"
         self.rebuild: Rebuild | None = None  # the current or last rebuild (engine.rebuild)
 

@@ -522,7 +522,7 @@ class ReplicaService:
                     "sync_start: dirty ranges must be in order, apart, and not empty"
                 )
             pos = offset + length
-        if not self.replica.info().rebuilding:
+        if not self.replica.rebuilding:
             raise ConflictError(
                 f"replica {self.replica.instance} is not marked rebuilding: refusing to receive"
             )

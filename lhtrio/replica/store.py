@@ -479,6 +479,11 @@ class Replica:
 
     # -- metadata ---------------------------------------------------------------------------------
 
+    @property
+    def rebuilding(self) -> bool:
+        """Whether ``volume.meta`` records a rebuild into this replica in progress."""
+        return self._meta.rebuilding
+
     def set_rebuilding(self, rebuilding: bool) -> None:
         """Record in ``volume.meta`` whether a rebuild into this replica is in progress."""
         with self._flush_lock:

@@ -114,7 +114,7 @@ def open_direct(r: Replica, name: str) -> int:
 def _open(r: Replica, name: str, flags: int, *, direct: bool = False) -> int:
     if snapshot_name(name) is None:
         raise InvalidArgumentError(f"{name!r} is not a snapshot file name")
-    if name not in r._disks or name == r._meta.head:
+    if name not in r._disks:  # (a head's name is not a snapshot name: refused above)
         raise NotFoundError(f"replica {r.path} has no snapshot file {name}")
     try:
         return os.open(name, flags, dir_fd=r._dir_fd)

@@ -163,10 +163,10 @@ async def test_a_returning_replica_is_compared_only_where_its_away_log_says(
     tmp_path: Path,
 ) -> None:
     async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
-        for address in (a, b):  # what the engine learns at start
-            async with open_rpc_client(address, volume="v") as client:
+        for member in vol.replicas.members:  # what the engine learns at start
+            async with open_rpc_client(member.address, volume="v") as client:
                 info = await client.call_control("info")
-            vol.identities[address] = (info["instance"], info["path"])
+            member.identity = (info["instance"], info["path"])
         await vol.write_batch([(0, os.urandom(4 * MiB), False)])
         await vol.flush()
         vol.fail(vol.replicas.members[1], "cut off")  # b's process lives on: it comes back
@@ -198,10 +198,10 @@ async def test_without_a_trustworthy_log_everything_held_is_compared(tmp_path: P
 
 async def test_a_second_return_sends_only_what_changed_since_the_first(tmp_path: Path) -> None:
     async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
-        for address in (a, b):
-            async with open_rpc_client(address, volume="v") as client:
+        for member in vol.replicas.members:
+            async with open_rpc_client(member.address, volume="v") as client:
                 info = await client.call_control("info")
-            vol.identities[address] = (info["instance"], info["path"])
+            member.identity = (info["instance"], info["path"])
         await vol.write_batch([(0, os.urandom(4 * MiB), False)])
         await vol.flush()
         for offset in (MiB, 2 * MiB):  # two departures, two returns

@@ -54,6 +54,7 @@ async def test_sigterm_during_writes_stops_cleanly_and_every_flushed_write_survi
     async with _node(data) as node:
         uri = await _start_volume(node.address)
         stopped = trio.Event()
+        under_way = trio.Event()  # five writes flushed, the next ones in flight
 
         async def writer() -> None:
             # Each qemu-io writes one MiB and flushes; exit 0 means acknowledged and flushed.
@@ -63,12 +64,13 @@ async def test_sigterm_during_writes_stops_cleanly_and_every_flushed_write_survi
                     assert stopped.is_set()  # failures only once the node is going away
                     return
                 flushed.append(i)
+                if len(flushed) == 5:
+                    under_way.set()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(writer)
             with trio.fail_after(60):
-                while len(flushed) < 5:  # noqa: ASYNC110 - progress made by another process
-                    await trio.sleep(0.02)
+                await under_way.wait()
             stopped.set()
             node.process.send_signal(signal.SIGTERM)
             with trio.fail_after(30):

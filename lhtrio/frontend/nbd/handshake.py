@@ -142,17 +142,26 @@ def _message(text: str) -> bytes:
     return text.encode("utf-8")[:MAX_STRING].decode("utf-8", "ignore").encode("utf-8")
 
 
-def _parse_info(data: bytes) -> tuple[str, set[int]] | str:
-    """``(name, requested info types)`` of INFO/GO option data, or what is wrong with it."""
-    if len(data) < 6:
-        return f"option data of {len(data)} bytes is too short for a name and a request list"
+def _parse_name(data: bytes, after: int, what: str) -> tuple[str, int] | str:
+    """The length-prefixed export name that starts option data, followed by at least ``after``
+    more bytes (``what``); ``(name, offset past it)`` or what is wrong."""
+    if len(data) < 4 + after:
+        return f"option data of {len(data)} bytes is too short for a name and {what}"
     (name_len,) = _U32.unpack_from(data, 0)
-    if name_len > len(data) - 6:
+    if name_len > len(data) - 4 - after:
         return f"export name length {name_len} overruns the option data ({len(data)} bytes)"
     name = _decode(data[4 : 4 + name_len])
     if name is None:
         return f"export name is not UTF-8 text of at most {MAX_STRING} bytes"
-    pos = 4 + name_len
+    return name, 4 + name_len
+
+
+def _parse_info(data: bytes) -> tuple[str, set[int]] | str:
+    """``(name, requested info types)`` of INFO/GO option data, or what is wrong with it."""
+    parsed = _parse_name(data, 2, "a request list")
+    if isinstance(parsed, str):
+        return parsed
+    name, pos = parsed
     (count,) = _U16.unpack_from(data, pos)
     pos += 2
     if len(data) != pos + 2 * count:
@@ -162,15 +171,10 @@ def _parse_info(data: bytes) -> tuple[str, set[int]] | str:
 
 def _parse_meta(data: bytes) -> tuple[str, list[str]] | str:
     """``(export name, queries)`` of LIST/SET_META_CONTEXT option data, or what is wrong."""
-    if len(data) < 8:
-        return f"option data of {len(data)} bytes is too short for a name and a query count"
-    (name_len,) = _U32.unpack_from(data, 0)
-    if name_len > len(data) - 8:
-        return f"export name length {name_len} overruns the option data ({len(data)} bytes)"
-    name = _decode(data[4 : 4 + name_len])
-    if name is None:
-        return f"export name is not UTF-8 text of at most {MAX_STRING} bytes"
-    pos = 4 + name_len
+    parsed = _parse_name(data, 4, "a query count")
+    if isinstance(parsed, str):
+        return parsed
+    name, pos = parsed
     (count,) = _U32.unpack_from(data, pos)
     pos += 4
     queries: list[str] = []
