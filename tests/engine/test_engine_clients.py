@@ -51,6 +51,19 @@ async def volume(
         yield Volume("vol", socket, eng, replicas, dirs)
 
 
+@asynccontextmanager
+async def replicated(
+    dirs: list[Path], socket: Path, size: str | None = "64Mi"
+) -> AsyncIterator[tuple[list[Proc], Proc]]:
+    """A replica per directory (``size`` None: reopen them) and an engine over them."""
+    async with AsyncExitStack() as stack:
+        reps = [await stack.enter_async_context(replica(d, "vol", size)) for d in dirs]
+        eng = await stack.enter_async_context(
+            engine("vol", "64Mi", [r.address for r in reps], socket)
+        )
+        yield reps, eng
+
+
 async def _wait_until(condition: Callable[[], bool]) -> None:
     """Poll, with a deadline, for a state another process creates (nothing can signal it)."""
     with trio.fail_after(60):
@@ -170,11 +183,7 @@ async def test_sigkill_one_replica_during_fio_verify(tmp_path: Path) -> None:
 async def test_all_replicas_killed_then_restarted(tmp_path: Path) -> None:
     socket = tmp_path / "nbd.sock"
     dirs = [tmp_path / f"r{i}" for i in range(2)]
-    async with AsyncExitStack() as stack:
-        reps = [await stack.enter_async_context(replica(d, "vol")) for d in dirs]
-        eng = await stack.enter_async_context(
-            engine("vol", "64Mi", [r.address for r in reps], socket)
-        )
+    async with replicated(dirs, socket) as (reps, eng):
         await run(*qemu_io(uri("vol", socket), "write -P 0x5a 0 1M", "flush"))
         for r in reps:
             r.kill()
@@ -185,11 +194,7 @@ async def test_all_replicas_killed_then_restarted(tmp_path: Path) -> None:
         info = await ctl(eng.address, "info")
         assert info["state"] == "faulted"
         await eng.terminate()
-    async with AsyncExitStack() as stack:
-        reps = [await stack.enter_async_context(replica(d, "vol", None)) for d in dirs]
-        eng = await stack.enter_async_context(
-            engine("vol", "64Mi", [r.address for r in reps], socket)
-        )
+    async with replicated(dirs, socket, None) as (reps, eng):
         out = await run(*qemu_io(uri("vol", socket), "read -P 0x5a 0 1M"))
         assert b"Pattern verification failed" not in out.stdout
 
@@ -197,11 +202,7 @@ async def test_all_replicas_killed_then_restarted(tmp_path: Path) -> None:
 async def test_replica_that_missed_writes_is_stale_on_restart(tmp_path: Path) -> None:
     socket = tmp_path / "nbd.sock"
     dirs = [tmp_path / f"r{i}" for i in range(2)]
-    async with AsyncExitStack() as stack:
-        reps = [await stack.enter_async_context(replica(d, "vol")) for d in dirs]
-        eng = await stack.enter_async_context(
-            engine("vol", "64Mi", [r.address for r in reps], socket)
-        )
+    async with replicated(dirs, socket) as (reps, eng):
         await run(*qemu_io(uri("vol", socket), "write -P 1 0 64k", "flush"))
         reps[1].kill()
         # Not even flushed by the client: the engine flushes the survivor when it fails a replica.
@@ -210,11 +211,7 @@ async def test_replica_that_missed_writes_is_stale_on_restart(tmp_path: Path) ->
         for r in reps:
             r.kill()
         await eng.terminate()
-    async with AsyncExitStack() as stack:
-        reps = [await stack.enter_async_context(replica(d, "vol", None)) for d in dirs]
-        eng = await stack.enter_async_context(
-            engine("vol", "64Mi", [r.address for r in reps], socket)
-        )
+    async with replicated(dirs, socket, None) as (reps, eng):
         replicas = await ctl(eng.address, "replica", "ls")
         assert [r["mode"] for r in replicas] == ["RW", "ERR"]
         assert "stale" in replicas[1]["error"]
