@@ -24,7 +24,7 @@ Shape of a connection (all tasks owned by the nursery inside :func:`connect_rpc`
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -102,22 +102,43 @@ class SeqSource:
 
 
 class Pending:
-    """A submitted batch of requests (:meth:`RpcClient.submit`); :meth:`wait` for its replies.
+    """A submitted batch of requests (:meth:`RpcClient.submit`): :meth:`wait` for its replies, or
+    have ``callback`` called with it once they are all in (or the connection broke).
 
-    Several batches can be submitted to several connections first and waited for afterwards, in
-    one task: that is how an engine fans a batch out to every replica without a task per replica.
+    Several batches can be submitted to several connections and waited for afterwards, in one
+    task. With a callback nobody waits at all: the reader task that receives the last reply runs
+    it, which is how an engine completes a write on every replica without a task switch
+    (:mod:`lhtrio.engine.volume`). ``owner`` is free for the submitter's bookkeeping.
     """
 
-    __slots__ = ("_client", "_error", "_first", "_missing", "_replies", "_task", "done")
+    __slots__ = (
+        "_callback",
+        "_client",
+        "_error",
+        "_first",
+        "_missing",
+        "_replies",
+        "_task",
+        "done",
+        "owner",
+    )
 
-    def __init__(self, client: RpcClient, first: int, count: int) -> None:
+    def __init__(
+        self,
+        client: RpcClient,
+        first: int,
+        count: int,
+        callback: Callable[[Pending], None] | None = None,
+    ) -> None:
         self._client = client
         self._first = first
         self._missing = count
         self._replies: list[Any] = [None] * count
         self._task: trio.lowlevel.Task | None = None
         self._error: ConnectionLostError | None = None
+        self._callback = callback
         self.done = not count
+        self.owner: Any = None
 
     def _deliver(self, seq: int, reply: Message) -> None:
         self._replies[seq - self._first] = reply
@@ -135,32 +156,45 @@ class Pending:
         if self._task is not None:
             trio.lowlevel.reschedule(self._task, outcome.Value(None))
             self._task = None
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback(self)
 
-    async def wait(self) -> list[Reply | LhtrioError]:
-        """The replies in request order; an error reply is its exception *in the list*.
+    def forget(self) -> None:
+        """Stop caring: late replies are dropped and the callback is not called."""
+        self._callback = None
+        self.done = True
+        pending = self._client._pending
+        for seq in range(self._first, self._first + len(self._replies)):
+            pending.pop(seq, None)
 
-        Raises ConnectionLostError if the connection broke first. Cancellation: the batch is
-        forgotten (late replies are dropped); its requests may or may not have been executed.
-        """
-        if not self.done:
-            self._task = trio.lowlevel.current_task()
-            pending, first, count = self._client._pending, self._first, len(self._replies)
-
-            def abort(_: Any) -> trio.lowlevel.Abort:
-                self._task = None
-                self.done = True
-                for seq in range(first, first + count):
-                    pending.pop(seq, None)
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
-        else:
-            await trio.lowlevel.checkpoint()
+    def result(self) -> list[Reply | LhtrioError]:
+        """The replies of a done batch in request order, an error reply as its exception *in the
+        list*; raises ConnectionLostError if the connection broke first."""
         if self._error is not None:
             raise self._error
         return [
             error_from_code(r.code, r.message) if r.__class__ is Error else r for r in self._replies
         ]
+
+    async def wait(self) -> list[Reply | LhtrioError]:
+        """Wait for :meth:`result`.
+
+        Cancellation: the batch is forgotten (late replies are dropped); its requests may or may
+        not have been executed.
+        """
+        if not self.done:
+            self._task = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                self._task = None
+                self.forget()
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        else:
+            await trio.lowlevel.checkpoint()
+        return self.result()
 
 
 class RpcClient:
@@ -222,12 +256,23 @@ class RpcClient:
             buffers += encode(seq, request)
         return self.submit_encoded(buffers, first, len(requests))
 
-    def submit_encoded(self, frames: Sequence[Any], first: int, count: int) -> Pending:
+    def submit_encoded(
+        self,
+        frames: Sequence[Any],
+        first: int,
+        count: int,
+        *,
+        callback: Callable[[Pending], None] | None = None,
+    ) -> Pending:
         """Send ``count`` requests already encoded with seqs ``first..`` from this client's
-        :class:`SeqSource` (the same bytes may go to every connection sharing the source)."""
+        :class:`SeqSource` (the same bytes may go to every connection sharing the source).
+
+        ``callback`` (see :class:`Pending`) runs in the reader task, or in whatever task breaks
+        the connection (a later submit may); never for this batch inside this call.
+        """
         if self._broken is not None:
             raise self._broken
-        batch = Pending(self, first, count)
+        batch = Pending(self, first, count, callback)
         out = self._out
         out.buffers += frames
         out.frames += count

@@ -5,10 +5,12 @@ and an :class:`Outbox` the buffers to send. Two transports:
 
 * :class:`SocketTransport` (a ``trio.SocketStream``, TCP or Unix) works on the socket's file
   descriptor: ``readv`` into the decoder's own buffer, ``writev`` of every queued buffer in one
-  system call (scatter-gather, up to ``IOV_MAX`` buffers). It only waits (``wait_readable`` /
-  ``wait_writable``) when the kernel says EAGAIN. trio's socket methods add a scheduling round
-  after every successful call; at queue depth 1 those rounds were most of an engine's CPU per
-  request (profiled: 9 scheduler iterations per NBD write, 3 after this change).
+  system call (scatter-gather, up to ``IOV_MAX`` buffers). It waits (``wait_readable`` /
+  ``wait_writable``) when the kernel says EAGAIN, and before reading again after a read that did
+  not fill the buffer (the socket was empty then: a read at once would only say EAGAIN). trio's
+  socket methods add a scheduling round after every successful call; at queue depth 1 those
+  rounds were most of an engine's CPU per request (profiled: 9 scheduler iterations per NBD
+  write, 3 after this change).
 * :class:`StreamTransport` (any ``trio.abc.Stream``: memory streams in tests, TLS later):
   ``receive_some`` + copy into the decoder, ``send_all`` of the joined buffers.
 
@@ -83,27 +85,32 @@ class SocketTransport(Transport):
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self._fd = stream.socket.fileno()
+        self._drained = False  # the last read took less than it could: the socket was empty
 
     async def receive_into(self, decoder: Receiver) -> int:
         fd = self._fd
         try:
-            try:
-                n = os.readv(fd, [decoder.receive_buffer()])
-            except BlockingIOError:
-                n = -1
-            if n < 0:
-                while True:
-                    await trio.lowlevel.wait_readable(fd)
-                    try:
-                        n = os.readv(fd, [decoder.receive_buffer()])
-                        break
-                    except BlockingIOError:
-                        continue
+            if self._drained:
+                # The last read left the socket empty: a read now would almost always say EAGAIN,
+                # a system call for nothing on every request of a connection at queue depth 1.
+                await trio.lowlevel.wait_readable(fd)
+                waited = True
             else:
+                waited = False
+            while True:
+                buffer = decoder.receive_buffer()
+                try:
+                    n = os.readv(fd, [buffer])
+                    break
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(fd)
+                    waited = True
+            if not waited:
                 # Data was waiting: stay fair to the other tasks (what trio's recv does).
                 await trio.lowlevel.cancel_shielded_checkpoint()
         except OSError as exc:
             raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+        self._drained = n < len(buffer)
         decoder.commit(n)
         return n
 

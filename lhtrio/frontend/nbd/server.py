@@ -4,13 +4,19 @@ One listener serves an :class:`ExportRegistry` (``serve_nbd_registry``: a node's
 for all its volumes) or a single device (``serve_nbd``: a standalone engine).
 
 Per connection: the handshake runs on plain receive/send; then the transmission loop receives
-into the decoder's own buffer, takes every complete request of that receive as one *batch*, and
-hands the batch to a task that executes it against the device: all its writes in one
-``write_batch`` call, all its reads in one ``read_batch`` (the engine turns each into one frame
-batch per replica). Replies go to the connection's :class:`~lhtrio.net.transport.Outbox`: sent at
-once when nothing else is about to add to them, else coalesced by the writer task into one
-``writev``. While batches are in flight the loop keeps receiving (up to ``MAX_BATCHES`` per
-connection), so the client's queue depth reaches the replicas.
+into the decoder's own buffer and takes every complete request of that receive as one *batch*.
+A batch of only writes or only reads (nearly all of them) is *started* right there
+(``start_writes`` / ``start_reads``: the engine sends it to its replicas and returns) and
+completed by a callback when the replicas answered, in the task that received the last answer:
+no task per batch, no task switch between the replicas' answer and the client's reply. At queue
+depth 1 every task step costs tens of microseconds on a VM, so this is most of the latency we
+control (measured: an engine went from 5 task steps per 4 KiB write to 2). Anything else, and a
+batch the device cannot start now (I/O paused for a snapshot, say), runs in a task: all its
+writes in one ``write_batch`` call, then its reads in one ``read_batch``, then the rest in order.
+Replies go to the connection's :class:`~lhtrio.net.transport.Outbox`: sent at once when nothing
+else is about to add to them, else coalesced by the writer task into one ``writev``. While
+batches are in flight the loop keeps receiving (up to ``MAX_BATCHES`` per connection), so the
+client's queue depth reaches the replicas.
 
 Ordering: NBD does not order requests that are in flight together; within a batch this server
 runs writes, then reads, then flushes, trims, zeroing and block status, so a flush in a batch
@@ -81,6 +87,16 @@ class BlockDevice(Protocol):
     name: str
     size: int
 
+    def start_writes(
+        self,
+        writes: Sequence[tuple[int, Any, bool]],
+        done: Callable[[LhtrioError | None], None],
+    ) -> bool: ...
+    def start_reads(
+        self,
+        reads: Sequence[tuple[int, int]],
+        done: Callable[[list[Any] | LhtrioError], None],
+    ) -> bool: ...
     async def read_batch(self, reads: Sequence[tuple[int, int]]) -> list[Any]: ...
     async def write_batch(self, writes: Sequence[tuple[int, Any, bool]]) -> None: ...
     async def write_zeroes(self, offset: int, length: int, *, fua: bool) -> None: ...
@@ -230,19 +246,70 @@ class _Connection:
                         )
                     elif isinstance(item, Disconnect):
                         if batch:
-                            await self.batches.acquire()
-                            nursery.start_soon(self.execute, batch)
+                            await self.run(batch, nursery)
                         self.out.flush(now=False)
                         return
                     else:
                         batch.append(item)
                 if batch:
-                    await self.batches.acquire()
-                    nursery.start_soon(self.execute, batch)
+                    await self.run(batch, nursery)
                 self.out.flush(now=False)
             if not await transport.receive_into(decoder):
                 decoder.eof()
                 return
+
+    async def run(self, batch: list[Any], nursery: trio.Nursery) -> None:
+        """Start ``batch``: on the device's fast path if it allows, else in a task."""
+        try:
+            self.batches.acquire_nowait()
+        except trio.WouldBlock:
+            await self.batches.acquire()
+        if not self.start(batch):
+            nursery.start_soon(self.execute, batch)
+
+    def start(self, batch: list[Any]) -> bool:
+        """Only writes or only reads (what a busy connection sends): no task, the device calls
+        back when the replicas answered (``BlockDevice.start_writes``)."""
+        cls = batch[0].__class__
+        if cls is not Write and cls is not Read:
+            return False
+        for request in batch:
+            if request.__class__ is not cls:
+                return False
+        try:
+            if cls is Write:
+                return self.device.start_writes(
+                    [(w.offset, w.data, bool(w.flags & _FUA)) for w in batch],
+                    functools.partial(self.written, batch),
+                )
+            return self.device.start_reads(
+                [(r.offset, r.length) for r in batch], functools.partial(self.read, batch)
+            )
+        except LhtrioError as exc:  # refused before anything was sent
+            self.out.buffers += [self.error(r.handle, exc) for r in batch]
+            self.complete()
+            return True
+
+    def written(self, writes: list[Write], error: LhtrioError | None) -> None:
+        if error is None:
+            self.out.buffers += [simple_reply(w.handle) for w in writes]
+        else:
+            self.out.buffers += [self.error(w.handle, error) for w in writes]
+        self.complete()
+
+    def read(self, reads: list[Read], outcome: list[Any] | LhtrioError) -> None:
+        if isinstance(outcome, LhtrioError):
+            self.out.buffers += [self.error(r.handle, outcome) for r in reads]
+        else:
+            out, structured = self.out.buffers, self.structured
+            for r, buf in zip(reads, outcome, strict=True):
+                read_reply(out, r.handle, r.offset, buf, structured=structured)
+        self.complete()
+
+    def complete(self) -> None:
+        self.batches.release()
+        with contextlib.suppress(trio.BrokenResourceError):  # the writer sees it too
+            self.out.flush()
 
     async def execute(self, batch: list[Any]) -> None:
         # Replies go to self.out.buffers *after* each await: the writer swaps the list meanwhile.
@@ -271,10 +338,8 @@ class _Connection:
                 if request.__class__ is not Write and request.__class__ is not Read:
                     reply = await self.other(request)
                     self.out.buffers.append(reply)
-            with contextlib.suppress(trio.BrokenResourceError):  # the writer sees it too
-                self.out.flush()
         finally:
-            self.batches.release()
+            self.complete()
 
     async def other(self, request: Any) -> bytes:
         device = self.device
