@@ -24,7 +24,9 @@ Either way one sender at a time, so frames never interleave.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -42,6 +44,10 @@ __all__ = [
 ]
 
 _IOV_MAX: Final = 1024
+#: Send buffer of every socket: a Unix socket's default (208 KiB) splits a 1 MiB write into
+#: several sends and wake-ups; 4 MiB took 3 replicas on Unix sockets from 285 to 430-530 MiB/s of
+#: 1 MiB writes (TCP loopback: no change). Memory is only used while data is queued.
+SEND_BUFFER: Final = 4 << 20
 
 
 def _advance(buffers: list[Any], sent: int) -> list[Any]:
@@ -85,6 +91,8 @@ class SocketTransport(Transport):
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self._fd = stream.socket.fileno()
+        with contextlib.suppress(OSError):  # the kernel caps it at net.core.wmem_max
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._drained = False  # the last read took less than it could: the socket was empty
 
     async def receive_into(self, decoder: Receiver) -> int:
