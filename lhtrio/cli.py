@@ -21,7 +21,7 @@ from lhtrio import __version__
 from lhtrio.ctl import ctl
 from lhtrio.errors import LhtrioError
 from lhtrio.im import im
-from lhtrio.process import tune_gc
+from lhtrio.process import tune_gc, tune_malloc
 
 __all__ = ["main"]
 
@@ -252,4 +252,5 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 def main() -> None:
     tune_gc()
+    tune_malloc()
     cli()
