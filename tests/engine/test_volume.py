@@ -21,10 +21,10 @@ from lhtrio.engine.replicaset import (
     decide_start,
 )
 from lhtrio.engine.volume import Volume
-from lhtrio.errors import StorageError
+from lhtrio.errors import OutOfRangeError, StorageError
 from lhtrio.net import parse_address, serve_rpc
 from lhtrio.replica.server import serve_replica
-from lhtrio.wire import Call, Identity, Reply, Request, Result
+from lhtrio.wire import Call, Identity, Reply, Request, Result, Write
 
 MiB = 1 << 20
 # Virtual time jumps only after this much real idleness: replicas fsync in worker threads, which
@@ -232,3 +232,93 @@ async def test_a_replica_of_another_volume_is_refused(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
     # Nothing reached the other volume's replica.
     assert (tmp_path / "other" / "volume-head-000.img").stat().st_blocks == 0
+
+
+class _Outcomes:
+    """Collects what ``start_writes`` / ``start_reads`` report, for awaiting in a test."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.event = trio.Event()
+
+    def __call__(self, outcome: Any) -> None:
+        self.items.append(outcome)
+        self.event.set()
+
+    async def next(self) -> Any:
+        await self.event.wait()
+        self.event = trio.Event()
+        return self.items.pop(0)
+
+
+async def test_started_writes_and_reads_complete_by_callback(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=2, stalled=0) as addresses, volume(addresses) as vol:
+        outcomes = _Outcomes()
+        assert vol.start_writes([(0, b"w" * 4096, False), (4096, b"v" * 512, True)], outcomes)
+        assert await outcomes.next() is None
+        for _ in range(2):  # one read from each replica, round robin
+            assert vol.start_reads([(0, 4096), (4096, 512)], outcomes)
+            assert await outcomes.next() == [b"w" * 4096, b"v" * 512]
+        for member in vol.replicas.members:
+            info = await vol.client(member).call_control("info")  # type: ignore[union-attr]
+            assert info["revision_counter"] == 2
+
+
+async def test_a_started_write_survives_a_stalled_replica(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    mock_clock.autojump_threshold = AUTOJUMP
+    async with replicas(tmp_path, healthy=1, stalled=1) as addresses, volume(addresses) as vol:
+        outcomes = _Outcomes()
+        start = trio.current_time()
+        assert vol.start_writes([(0, b"x" * 4096, False)], outcomes)
+        assert await outcomes.next() is None
+        assert 8 <= trio.current_time() - start < 16
+        healthy, stalled = vol.replicas.members
+        assert (healthy.mode, stalled.mode) == (Mode.RW, Mode.ERR)
+        assert "stalled: no answer within 8 s" in stalled.error
+        # The survivor was flushed before the write was answered: its counter is persisted.
+        info = await vol.client(healthy).call_control("info")  # type: ignore[union-attr]
+        assert info["persisted_revision_counter"] == info["revision_counter"] == 1
+
+
+async def test_a_started_read_fails_over_from_a_stalled_replica(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    mock_clock.autojump_threshold = AUTOJUMP
+    async with replicas(tmp_path, healthy=1, stalled=1) as addresses, volume(addresses) as vol:
+        healthy, stalled = vol.replicas.members
+        await vol.client(healthy).call_many([Write(0, b"r" * 4096)])  # type: ignore[union-attr]
+        outcomes = _Outcomes()
+        start = trio.current_time()
+        for _ in range(2):  # round robin: one of the two reads asks the stalled one first
+            assert vol.start_reads([(0, 4096)], outcomes)
+            assert await outcomes.next() == [b"r" * 4096]
+        assert 8 <= trio.current_time() - start < 16
+        assert stalled.mode is Mode.ERR
+        assert "stalled: no answer within 8 s" in stalled.error
+
+
+async def test_start_refuses_while_paused_and_out_of_range(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=1, stalled=0) as addresses, volume(addresses) as vol:
+        outcomes = _Outcomes()
+        with pytest.raises(OutOfRangeError):
+            vol.start_writes([(4 * MiB - 4096, b"x" * 8192, False)], outcomes)
+        with pytest.raises(OutOfRangeError):
+            vol.start_reads([(4 * MiB, 1)], outcomes)
+        async with vol.quiesced():
+            assert not vol.start_writes([(0, b"x" * 4096, False)], outcomes)
+            assert not vol.start_reads([(0, 4096)], outcomes)
+        assert outcomes.items == []
+        # Nothing was written by any of them.
+        assert await vol.read_batch([(0, 4096)]) == [bytes(4096)]
+
+
+async def test_started_io_on_a_faulted_volume_fails_at_once(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=1, stalled=0) as addresses, volume(addresses) as vol:
+        vol.fail(vol.replicas.members[0], "test")
+        outcomes = _Outcomes()
+        assert vol.start_writes([(0, b"x" * 4096, False)], outcomes)
+        assert isinstance(outcomes.items.pop(), StorageError)
+        assert vol.start_reads([(0, 4096)], outcomes)
+        assert isinstance(outcomes.items.pop(), StorageError)

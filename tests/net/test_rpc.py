@@ -22,6 +22,7 @@ from lhtrio.errors import (
 )
 from lhtrio.net import RpcClient, connect_rpc, open_rpc_client, serve_rpc, serve_rpc_connection
 from lhtrio.net._nursery import open_connection_nursery
+from lhtrio.net.client import Pending
 from lhtrio.wire import (
     NEED_DATA,
     Call,
@@ -40,6 +41,7 @@ from lhtrio.wire import (
     Request,
     Result,
     Write,
+    encode,
     encode_frame,
 )
 from lhtrio.wire.codec import MAGIC
@@ -201,6 +203,53 @@ async def test_pending_call_is_cancelled_cleanly(autojump_clock: trio.testing.Mo
         assert client.statistics().calls_pending == 0
         backend.gates["late"].set()  # the late reply arrives and is dropped
         assert await client.call_control("echo", n=1) == {"n": 1}
+        assert client.broken is None
+
+
+async def test_a_callback_completes_a_submitted_batch_without_a_waiting_task() -> None:
+    backend = Backend()
+    async with memory_pair(backend) as client:
+        finished = trio.Event()
+        seen: list[Pending] = []
+
+        def done(pending: Pending) -> None:
+            seen.append(pending)
+            finished.set()
+
+        batch = client.submit([Write(0, b"abc"), Read(1 << 30, 3)])
+        assert batch.done is False
+        first = client._seqs.take(1)  # how an engine encodes once for several connections
+        with_callback = client.submit_encoded(
+            encode(first, Write(8, b"xyz")), first, 1, callback=done
+        )
+        await finished.wait()
+        assert seen == [with_callback]
+        assert with_callback.result() == [Done(3)]
+        done_first, error = await batch.wait()
+        assert done_first == Done(3)
+        assert isinstance(error, OutOfRangeError)
+        assert backend.blocks == {0: b"abc", 8: b"xyz"}
+
+
+async def test_a_forgotten_batch_drops_its_late_reply(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backend = Backend()
+    async with memory_pair(backend) as client:
+        called: list[Pending] = []
+        first = client._seqs.take(1)
+        late = client.submit_encoded(
+            encode(first, Call(name="wait", args={"gate": "late"})),
+            first,
+            1,
+            callback=called.append,
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        late.forget()
+        assert client.statistics().calls_pending == 0
+        backend.gates["late"].set()  # the reply arrives and is dropped
+        assert await client.call_control("echo", n=1) == {"n": 1}
+        assert called == []
         assert client.broken is None
 
 
