@@ -120,14 +120,6 @@ class DirtyTracker:
                 del self._flushing[i]
                 return
 
-    def abandoned(self, token: set[int]) -> None:
-        """The flush of ``token`` did not complete (cancelled): its units are unflushed again."""
-        for i, pending in enumerate(self._flushing):
-            if pending is token:
-                del self._flushing[i]
-                self._unflushed |= token
-                return
-
     def away(self, address: str) -> None:
         """The replica at ``address`` failed: start its log with what it may not have flushed."""
         bits = bytearray((self._blocks + 7) >> 3)

@@ -43,19 +43,6 @@ def test_a_flush_in_flight_when_the_replica_fails_does_not_count() -> None:
     assert dirty.take("b") == [(0, UNIT)]
 
 
-def test_a_flush_that_never_completed_leaves_its_units_unflushed() -> None:
-    dirty = DirtyTracker(8 * MiB)
-    dirty.note([Write(0, b"x", False)])
-    token = dirty.note([Flush()])
-    assert token is not None
-    dirty.abandoned(token)  # cancelled: nothing is known durable
-    second = dirty.note([Flush()])
-    assert second is not None
-    dirty.flushed(second)
-    dirty.away("b")
-    assert dirty.take("b") == []  # the second flush covered unit 0
-
-
 def test_long_writes_mark_every_block_they_cover() -> None:
     dirty = DirtyTracker(64 * MiB + 3 * BLOCK)  # a size that is not a whole number of units
     dirty.away("b")
