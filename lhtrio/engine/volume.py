@@ -48,6 +48,7 @@ from lhtrio.errors import (
     LhtrioError,
     NotFoundError,
     OutOfRangeError,
+    ShuttingDownError,
     StorageError,
 )
 from lhtrio.net import RpcClient, open_rpc_client
@@ -383,15 +384,17 @@ class Volume:
     async def _checked_after_failure(
         self, done: Callable[[LhtrioError | None], None], outcome: _Fanout
     ) -> None:
-        error: LhtrioError | None = None
+        # Cancelled (the engine stops) before the survivors' flush finished: not acknowledged.
+        error: LhtrioError | None = ShuttingDownError(f"volume {self.name} is shutting down")
         try:
             await self._send_all([Flush()])
             self._raise_unless_acked(outcome)
+            error = None
         except StorageError as exc:
             error = exc
         finally:
             self._leave()
-        done(error)
+            done(error)
 
     async def _send_all(self, requests: Sequence[Request]) -> _Fanout:
         """Send ``requests`` to every writer and wait until each answered or was failed."""

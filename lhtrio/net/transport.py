@@ -142,6 +142,9 @@ class SocketTransport(Transport):
             pending = self.send_nowait(pending)
 
     async def aclose(self) -> None:
+        # A late completion (a callback after the connection ended) must never write to the
+        # descriptor number, which the kernel may already have given to another socket.
+        self._fd = -1
         await self.stream.aclose()
 
 

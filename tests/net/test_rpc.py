@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -23,6 +25,7 @@ from lhtrio.errors import (
 from lhtrio.net import RpcClient, connect_rpc, open_rpc_client, serve_rpc, serve_rpc_connection
 from lhtrio.net._nursery import open_connection_nursery
 from lhtrio.net.client import Pending
+from lhtrio.net.transport import make_transport
 from lhtrio.wire import (
     NEED_DATA,
     Call,
@@ -417,3 +420,26 @@ async def test_connect_refused_is_a_clear_error() -> None:
 def test_pong_is_a_reply() -> None:
     assert isinstance(Pong(), Reply)
     assert isinstance(Goodbye(), Reply)
+
+
+async def test_a_closed_socket_transport_never_writes_to_a_reused_descriptor() -> None:
+    left, right = trio.socket.socketpair()
+    number = left.fileno()
+    transport = make_transport(trio.SocketStream(left))
+    await transport.aclose()
+    right.close()
+    other, peer = socket.socketpair()
+    duplicated = other.fileno() != number
+    if duplicated:
+        os.dup2(other.fileno(), number)  # the kernel hands the number to another socket
+    try:
+        with pytest.raises(trio.BrokenResourceError):
+            transport.send_nowait([b"a late reply"])
+        peer.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            peer.recv(64)  # nothing arrived on the other socket
+    finally:
+        if duplicated:
+            os.close(number)
+        other.close()
+        peer.close()
