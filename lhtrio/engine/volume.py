@@ -34,7 +34,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
 
@@ -69,6 +69,7 @@ JOIN_MAX: Final = 512 << 10
 _BLOCK: Final = 4096
 _MASK: Final = _BLOCK - 1
 _ZEROS: Final = memoryview(bytes(MAX_IO))
+_T = TypeVar("_T")
 
 
 def _chunks(offset: int, length: int) -> list[tuple[int, int]]:
@@ -76,6 +77,24 @@ def _chunks(offset: int, length: int) -> list[tuple[int, int]]:
     return [
         (off, min(MAX_IO, offset + length - off)) for off in range(offset, offset + length, MAX_IO)
     ]
+
+
+async def _completed(start: Callable[[Callable[[_T], None]], object]) -> _T:
+    """Call ``start(done)`` (an operation that reports by callback) and wait for its outcome.
+
+    Cancellation: the operation goes on without us (a fan-out's outcome still reaches the replica
+    set and the away logs); requests already sent may or may not be executed.
+    """
+    outcome: list[_T] = []
+    finished = trio.Event()
+
+    def done(value: _T) -> None:
+        outcome.append(value)
+        finished.set()
+
+    start(done)
+    await finished.wait()
+    return outcome[0]
 
 
 class _Fanout:
@@ -256,10 +275,9 @@ class Volume:
         ):
             return False
         self._inflight += 1
-        self._start(
+        self._start_checked(
             [Write(offset, data, fua) for offset, data, fua in writes],
-            self.replicas.writers,
-            functools.partial(self._checked, done),
+            functools.partial(self._leaving, done),
         )
         return True
 
@@ -277,16 +295,15 @@ class Volume:
         self._start_read(
             [Read(offset, length) for offset, length in reads],
             None,
-            functools.partial(self._read_done, done),
+            functools.partial(self._leaving, done),
         )
         return True
 
-    def _read_done(
-        self,
-        done: Callable[[list[Buffer] | LhtrioError], None],
-        outcome: list[Buffer] | LhtrioError,
-    ) -> None:
-        self._leave()
+    def _leaving(self, done: Callable[[_T], None], outcome: _T) -> None:
+        """Complete a batch that :meth:`start_writes` / :meth:`start_reads` let through the gate."""
+        self._inflight -= 1
+        if not self._inflight:
+            self._drained.set()
         done(outcome)
 
     async def write_batch(self, writes: Sequence[tuple[int, Buffer, bool]]) -> None:
@@ -355,11 +372,17 @@ class Volume:
 
     async def _send_checked(self, requests: Sequence[Request]) -> None:
         """Send to every writer; StorageError unless an RW replica took it all."""
-        outcome = await self._send_all(requests)
-        if outcome.failed and self.replicas.readers:
-            # Persist the survivors' counters past the failed replica's before we answer.
-            await self._send_all([Flush()])
-        self._raise_unless_acked(outcome)
+        error = await _completed(functools.partial(self._start_checked, requests))
+        if error is not None:
+            raise error
+
+    def _start_checked(
+        self, requests: Sequence[Request], done: Callable[[LhtrioError | None], None]
+    ) -> None:
+        """Send to every writer; ``done`` gets None, or StorageError unless an RW replica took
+        it all. After a replica failed, the survivors are flushed first: their persisted
+        counters must pass the failed replica's before the client hears of success."""
+        self._start(requests, self.replicas.writers, functools.partial(self._checked, done))
 
     def _raise_unless_acked(self, outcome: _Fanout) -> None:
         if not any(m.mode is Mode.RW for m in outcome.acked):
@@ -369,11 +392,9 @@ class Volume:
             )
 
     def _checked(self, done: Callable[[LhtrioError | None], None], outcome: _Fanout) -> None:
-        """:meth:`_send_checked` for a fan-out that nobody awaits (:meth:`start_writes`)."""
         if outcome.failed and self.replicas.readers:
             self._nursery.start_soon(self._checked_after_failure, done, outcome)
             return
-        self._leave()
         try:
             self._raise_unless_acked(outcome)
         except StorageError as exc:
@@ -393,35 +414,27 @@ class Volume:
         except StorageError as exc:
             error = exc
         finally:
-            self._leave()
             done(error)
 
     async def _send_all(self, requests: Sequence[Request]) -> _Fanout:
         """Send ``requests`` to every writer and wait until each answered or was failed."""
-        return await self._run(requests, self.replicas.writers)
-
-    async def _run(self, requests: Sequence[Request], members: Sequence[Member]) -> _Fanout:
-        """:meth:`_start` and wait for the outcome.
-
-        Cancellation: the fan-out goes on without us (its outcome still reaches the replica set
-        and the away logs); the requests may or may not have been executed.
-        """
-        finished = trio.Event()
-        fanout = self._start(requests, members, lambda _: finished.set())
-        await finished.wait()
-        return fanout
+        return await _completed(functools.partial(self._start, requests, self.replicas.writers))
 
     def _start(
         self,
         requests: Sequence[Request],
         members: Sequence[Member],
         on_done: Callable[[_Fanout], None],
+        *,
+        writing: bool = True,
     ) -> _Fanout:
         """Send ``requests`` to ``members`` now, one ``writev`` each; ``on_done`` runs when every
         one of them answered or was failed (possibly before this returns, if none could be sent).
+        ``writing=False``: reads, which the away logs need not see.
         """
         fanout = _Fanout(on_done, trio.current_time())
-        fanout.flush = self.dirty.note(requests)
+        if writing:
+            fanout.flush = self.dirty.note(requests)
         count = len(requests)
         first = self._seqs.take(count)
         parts: list[Buffer] = []
@@ -517,12 +530,6 @@ class Volume:
                 if now - fanout.start >= timeout:
                     self._give_up(fanout, pending, f"stalled: no answer within {timeout:g} s")
 
-    def _leave(self) -> None:
-        """A batch that :meth:`start_writes` / :meth:`start_reads` let through the gate is done."""
-        self._inflight -= 1
-        if not self._inflight:
-            self._drained.set()
-
     async def read_batch(self, reads: Sequence[tuple[int, int]]) -> list[Buffer]:
         """Read every ``(offset, length)`` from one RW replica, failing over to the next."""
         for offset, length in reads:
@@ -531,18 +538,13 @@ class Volume:
             return await self._read(reads)
 
     async def _read(self, reads: Sequence[tuple[int, int]]) -> list[Buffer]:
-        result: list[list[Buffer] | LhtrioError] = []
-        finished = trio.Event()
-
-        def done(outcome: list[Buffer] | LhtrioError) -> None:
-            result.append(outcome)
-            finished.set()
-
-        self._start_read([Read(offset, length) for offset, length in reads], None, done)
-        await finished.wait()
-        if isinstance(result[0], LhtrioError):
-            raise result[0]
-        return result[0]
+        requests = [Read(offset, length) for offset, length in reads]
+        outcome: list[Buffer] | LhtrioError = await _completed(
+            functools.partial(self._start_read, requests, None)
+        )
+        if isinstance(outcome, LhtrioError):
+            raise outcome
+        return outcome
 
     def _start_read(
         self,
@@ -567,7 +569,7 @@ class Volume:
                 self.fail(member, "answered a read with something else than data")
             self._start_read(requests, rest, done)
 
-        self._start(requests, [member], answered)
+        self._start(requests, [member], answered, writing=False)
 
     async def allocation(self, offset: int, length: int) -> list[tuple[int, bool]]:
         """``(length, allocated)`` extents covering the range, from one RW replica."""
