@@ -163,6 +163,14 @@ class ExportRegistry:
         return True
 
 
+def _write_args(writes: list[Write]) -> list[tuple[int, Any, bool]]:
+    return [(w.offset, w.data, bool(w.flags & _FUA)) for w in writes]
+
+
+def _read_args(reads: list[Read]) -> list[tuple[int, int]]:
+    return [(r.offset, r.length) for r in reads]
+
+
 def _info(device: BlockDevice) -> ExportInfo:
     return ExportInfo(name=device.name, size=device.size, description="lhtrio volume")
 
@@ -279,32 +287,39 @@ class _Connection:
         try:
             if cls is Write:
                 return self.device.start_writes(
-                    [(w.offset, w.data, bool(w.flags & _FUA)) for w in batch],
-                    functools.partial(self.written, batch),
+                    _write_args(batch), functools.partial(self.write_done, batch)
                 )
             return self.device.start_reads(
-                [(r.offset, r.length) for r in batch], functools.partial(self.read, batch)
+                _read_args(batch), functools.partial(self.read_done, batch)
             )
         except LhtrioError as exc:  # refused before anything was sent
             self.out.buffers += [self.error(r.handle, exc) for r in batch]
             self.complete()
             return True
 
+    def write_done(self, writes: list[Write], error: LhtrioError | None) -> None:
+        self.written(writes, error)
+        self.complete()
+
+    def read_done(self, reads: list[Read], outcome: list[Any] | LhtrioError) -> None:
+        self.read(reads, outcome)
+        self.complete()
+
     def written(self, writes: list[Write], error: LhtrioError | None) -> None:
+        """Queue the replies to ``writes``."""
         if error is None:
             self.out.buffers += [simple_reply(w.handle) for w in writes]
         else:
             self.out.buffers += [self.error(w.handle, error) for w in writes]
-        self.complete()
 
     def read(self, reads: list[Read], outcome: list[Any] | LhtrioError) -> None:
+        """Queue the replies to ``reads``: their data, or the error."""
         if isinstance(outcome, LhtrioError):
             self.out.buffers += [self.error(r.handle, outcome) for r in reads]
         else:
             out, structured = self.out.buffers, self.structured
             for r, buf in zip(reads, outcome, strict=True):
                 read_reply(out, r.handle, r.offset, buf, structured=structured)
-        self.complete()
 
     def complete(self) -> None:
         self.batches.release()
@@ -318,22 +333,18 @@ class _Connection:
             reads = [r for r in batch if r.__class__ is Read]
             if writes:
                 try:
-                    await self.device.write_batch(
-                        [(w.offset, w.data, bool(w.flags & _FUA)) for w in writes]
-                    )
+                    await self.device.write_batch(_write_args(writes))
                 except LhtrioError as exc:
-                    self.out.buffers += [self.error(w.handle, exc) for w in writes]
+                    self.written(writes, exc)
                 else:
-                    self.out.buffers += [simple_reply(w.handle) for w in writes]
+                    self.written(writes, None)
             if reads:
                 try:
-                    data = await self.device.read_batch([(r.offset, r.length) for r in reads])
+                    data = await self.device.read_batch(_read_args(reads))
                 except LhtrioError as exc:
-                    self.out.buffers += [self.error(r.handle, exc) for r in reads]
+                    self.read(reads, exc)
                 else:
-                    out, structured = self.out.buffers, self.structured
-                    for r, buf in zip(reads, data, strict=True):
-                        read_reply(out, r.handle, r.offset, buf, structured=structured)
+                    self.read(reads, data)
             for request in batch:
                 if request.__class__ is not Write and request.__class__ is not Read:
                     reply = await self.other(request)
