@@ -12,7 +12,7 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["Server", "Meter", "spawn_server", "table", "record"]
+__all__ = ["Server", "Meter", "child_process", "stop_process", "spawn_server", "table", "record"]
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 
@@ -53,6 +53,32 @@ class Meter:
         return result
 
 
+def stop_process(proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` has not exited within ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def child_process(
+    args: Sequence[str], *, log: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """``args`` as a child with stdout piped (text) and stderr appended to ``log`` (or dropped);
+    stopped with :func:`stop_process` on exit."""
+    with open(log, "a") if log else open(os.devnull, "w") as err:
+        proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+
+
 @contextmanager
 def spawn_server(args: Sequence[str]) -> Iterator[Server]:
     """Run ``python -m ARGS`` as a child that prints its address on the first line."""
@@ -69,8 +95,7 @@ def spawn_server(args: Sequence[str]) -> Iterator[Server]:
             raise RuntimeError(f"benchmark server {' '.join(args)} did not start")
         yield Server(address=line, pid=proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc, timeout=10)
 
 
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
-from lhtrio.bench._util import record, table
+from lhtrio.bench._util import child_process, record, table
 
 SIZE = 1 << 30
 REGION = "256M"
@@ -39,7 +39,7 @@ WORKLOADS: list[tuple[str, str, str, int]] = [
 ]
 
 
-def _wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
+def _wait_for_socket(path: Path, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 30
     while not path.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -48,26 +48,12 @@ def _wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def _process(args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextmanager
 def _qemu_nbd(scratch: Path) -> Iterator[str]:
     image = scratch / "qemu.img"
     with open(image, "wb") as f:
         f.truncate(SIZE)
     socket = scratch / "qemu.sock"
-    with _process(
+    with child_process(
         ["qemu-nbd", "-f", "raw", "-t", "-x", "vol", "-k", str(socket), str(image)]
     ) as proc:
         _wait_for_socket(socket, proc)
@@ -83,7 +69,7 @@ def _lhtrio(scratch: Path, replicas: int, *, unix: bool = False) -> Iterator[str
         for n in range(replicas):
             listen = f"unix:{scratch}/r{tag}-{n}.sock" if unix else "127.0.0.1:0"
             proc = stack.enter_context(
-                _process(
+                child_process(
                     [
                         *lhtrio,
                         "replica",
@@ -98,12 +84,12 @@ def _lhtrio(scratch: Path, replicas: int, *, unix: bool = False) -> Iterator[str
                 )
             )
             assert proc.stdout is not None
-            addresses.append(proc.stdout.readline().decode().strip())
+            addresses.append(proc.stdout.readline().strip())
         socket = scratch / f"lhtrio{tag}.sock"
         args = [*lhtrio, "engine", "vol", "--size", str(SIZE), "--nbd", f"unix:{socket}"]
         for address in addresses:
             args += ["--replica", address]
-        proc = stack.enter_context(_process(args))
+        proc = stack.enter_context(child_process(args))
         _wait_for_socket(socket, proc)
         yield f"nbd+unix:///vol?socket={socket}"
 

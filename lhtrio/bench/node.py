@@ -38,7 +38,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from lhtrio.bench._util import Server, record, table
+from lhtrio.bench._util import Server, record, stop_process, table
 from lhtrio.net import RpcClient, open_rpc_client
 
 SIZE = 1 << 30
@@ -115,12 +115,7 @@ def _node(scratch: Path) -> Iterator[tuple[Server, _Stop]]:
         yield Server(address=control, pid=proc.pid), stop
     finally:
         start = time.perf_counter()
-        proc.terminate()
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=90)
         stop.seconds = time.perf_counter() - start
         log.close()
         stop.stuck = log_path.read_text().count("did not stop within")

@@ -50,14 +50,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Awaitable, Iterable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from lhtrio.bench._util import Server, record, table
+from lhtrio.bench._util import Server, child_process, record, table
 from lhtrio.errors import LhtrioError
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Flush, Reply, Request, Write
@@ -68,22 +68,6 @@ LHTRIO = [sys.executable, "-m", "lhtrio"]
 
 def _mib(n: float) -> str:
     return f"{n / MiB:,.1f} MiB"
-
-
-@contextmanager
-def _process(args: list[str], log: Path) -> Iterator[subprocess.Popen[str]]:
-    with open(log, "a") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 class _Volume:
@@ -119,7 +103,7 @@ class _Volume:
 
     def start_engine(self) -> None:
         engine = self.stack.enter_context(
-            _process(
+            child_process(
                 [
                     *LHTRIO,
                     "engine",
@@ -131,7 +115,7 @@ class _Volume:
                     "--nbd",
                     f"unix:{self.nbd}",
                 ],
-                self.scratch / f"{self.name}-engine.log",
+                log=self.scratch / f"{self.name}-engine.log",
             )
         )
         assert engine.stdout is not None
@@ -152,7 +136,7 @@ class _Volume:
         """Start (or restart, on the same address) the replica ``role``; its address."""
         listen = self.addresses.get(role, "tcp://127.0.0.1:0").removeprefix("tcp://")
         proc = self.stack.enter_context(
-            _process(
+            child_process(
                 [
                     *LHTRIO,
                     "replica",
@@ -164,7 +148,7 @@ class _Volume:
                     "--listen",
                     listen,
                 ],
-                self.scratch / f"{self.name}-{role}.log",
+                log=self.scratch / f"{self.name}-{role}.log",
             )
         )
         assert proc.stdout is not None
