@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lhtrio.replica.names import FileKind, classify
 from lhtrio.replica.store import Replica
 
 VOLUME = "vol"
@@ -56,3 +57,16 @@ def fill(tag: int, length: int) -> bytes:
 
 def open_replica(path: str | Path) -> Replica:
     return Replica.open(str(path), volume=VOLUME, instance=INSTANCE)
+
+
+def assert_clean(rdir: Path, r: Replica) -> None:
+    """No temporary file left, and every disk file the replica lists exists with its .meta."""
+    info = r.info()
+    for name in os.listdir(rdir):
+        parsed = classify(name)
+        assert parsed is not None, name
+        assert parsed.kind is not FileKind.TMP, name
+        if parsed.disk:
+            assert parsed.disk in info.disks, name
+            assert (rdir / parsed.disk).exists(), name
+            assert (rdir / (parsed.disk + ".meta")).exists(), name

@@ -205,7 +205,7 @@ def test_concurrent_flush_never_persists_more_than_is_durable(
         for i in range(writes):
             r.write(i * BLOCK, fill(i, BLOCK))
             if i % 4 == 0:
-                time.sleep(0.0002)
+                time.sleep(0.0002)  # hand the GIL to the flusher now and then; waits for nothing
     finally:
         stop.set()
         thread.join()

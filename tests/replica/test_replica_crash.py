@@ -19,10 +19,9 @@ from typing import Any
 import pytest
 
 from lhtrio.replica import fs, ops
-from lhtrio.replica.names import FileKind, classify
 from lhtrio.replica.store import Replica
 
-from .replica_helpers import BLOCK, INSTANCE, VOLUME, fill, open_replica
+from .replica_helpers import BLOCK, INSTANCE, VOLUME, assert_clean, fill, open_replica
 
 SIZE = 16 * BLOCK
 
@@ -63,18 +62,6 @@ def structure(r: Replica) -> tuple[tuple[str, ...], tuple[tuple[str, str, bool],
     )
     chain = tuple(n if not n.startswith("volume-head-") else "HEAD" for n in info.chain)
     return chain, disks
-
-
-def assert_clean(rdir: Path, r: Replica) -> None:
-    info = r.info()
-    for name in os.listdir(rdir):
-        parsed = classify(name)
-        assert parsed is not None, name
-        assert parsed.kind is not FileKind.TMP, name
-        if parsed.disk:
-            assert parsed.disk in info.disks, name
-            assert (rdir / parsed.disk).exists(), name
-            assert (rdir / (parsed.disk + ".meta")).exists(), name
 
 
 def fresh(rdir: Path, setup: Callable[[Replica], None]) -> Replica:

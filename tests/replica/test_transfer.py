@@ -24,12 +24,20 @@ from hypothesis import strategies as st
 from lhtrio.errors import ConflictError, InvalidArgumentError, NotFoundError
 from lhtrio.replica import fs, transfer
 from lhtrio.replica.meta import DiskMeta
-from lhtrio.replica.names import FileKind, classify
 from lhtrio.replica.rebuild import PlannedDisk
 from lhtrio.replica.store import Replica
 from lhtrio.replica.transfer import DIGEST_SIZE, MAX_BYTES, MAX_RANGES, WINDOW
 
-from .replica_helpers import BLOCK, INSTANCE, VOLUME, data_blocks, fill, open_replica, tree
+from .replica_helpers import (
+    BLOCK,
+    INSTANCE,
+    VOLUME,
+    assert_clean,
+    data_blocks,
+    fill,
+    open_replica,
+    tree,
+)
 
 SIZE = 64 * BLOCK
 S1 = "volume-snap-s1.img"
@@ -630,16 +638,8 @@ def crash_target(template: Path, tdir: Path) -> Replica:
 
 
 def assert_consistent(tdir: Path, r: Replica) -> None:
-    info = r.info()
-    assert info.rebuilding
-    for name in os.listdir(tdir):
-        parsed = classify(name)
-        assert parsed is not None, name
-        assert parsed.kind is not FileKind.TMP, name
-        if parsed.disk:
-            assert parsed.disk in info.disks, name
-            assert (tdir / parsed.disk).exists(), name
-            assert (tdir / (parsed.disk + ".meta")).exists(), name
+    assert r.info().rebuilding
+    assert_clean(tdir, r)
     assert r.read(5 * BLOCK, BLOCK) == fill(11, BLOCK)  # the head's data survived
 
 
