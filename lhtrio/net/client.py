@@ -382,7 +382,7 @@ class RpcClient:
         except _EXPECTED_FAILURES as exc:
             self._fail(str(exc) or type(exc).__name__)
 
-    def _flush(self, now: bool | None) -> None:
+    def _flush(self, now: bool) -> None:
         """Send now or wake the writer; a broken connection fails every pending call."""
         try:
             self._out.flush(now=now)

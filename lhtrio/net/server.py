@@ -81,6 +81,7 @@ class _Connection:
         self.decoder = Decoder()
         self.out = Outbox(transport)
         self.limit = trio.Semaphore(max_concurrency)
+        self.max_concurrency = max_concurrency
         self.drained = trio.Event()
         self.peer = "client"
 
@@ -174,7 +175,8 @@ class _Connection:
             self.limit.release()
         self.queue(seq, reply)
         try:
-            self.out.flush()
+            # Alone in flight: send now; else the writer sends this with the others' replies.
+            self.out.flush(now=self.limit.value == self.max_concurrency)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             logger.debug("sending to %s failed: %s", self.peer, exc)
 

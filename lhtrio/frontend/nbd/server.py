@@ -322,9 +322,12 @@ class _Connection:
                 read_reply(out, r.handle, r.offset, buf, structured=structured)
 
     def complete(self) -> None:
-        self.batches.release()
+        batches = self.batches
+        batches.release()
+        # The last batch in flight replies at once; others leave it to the writer, which sends
+        # the replies of every batch completed meanwhile together.
         with contextlib.suppress(trio.BrokenResourceError):  # the writer sees it too
-            self.out.flush()
+            self.out.flush(now=batches.value == MAX_BATCHES)
 
     async def execute(self, batch: list[Any]) -> None:
         # Replies go to self.out.buffers *after* each await: the writer swaps the list meanwhile.
