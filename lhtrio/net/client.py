@@ -6,9 +6,9 @@ Shape of a connection (all tasks owned by the nursery inside :func:`connect_rpc`
     call() ◄──reschedule──── pending[seq] ◄── reader task ◄──recv_into(decoder)──── socket
 
 * **Coalescing.** :meth:`RpcClient.call` appends its frame to the connection's
-  :class:`~lhtrio.net.transport.Outbox`, which sends at once only when no other task is ready to
-  run; otherwise the writer task sends everything queued in that moment, so 32 concurrent calls
-  leave in one ``writev``. :meth:`RpcClient.call_many` sends its batch at once.
+  :class:`~lhtrio.net.transport.Outbox` and leaves it to the writer task, which sends everything
+  queued in that moment, so 32 concurrent calls leave in one ``writev``.
+  :meth:`RpcClient.call_many` and :meth:`RpcClient.submit` send their batch at once.
 * **Pairing.** Replies are matched by sequence number. A waiting call parks with
   ``trio.lowlevel.wait_task_rescheduled`` (no Event, no channel per call); the reader reschedules
   it with the reply.
