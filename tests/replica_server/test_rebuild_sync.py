@@ -35,13 +35,11 @@ from lhtrio.replica.server import serve_replica
 from lhtrio.replica.transfer import DIGEST_SIZE, MAX_RANGES
 from lhtrio.wire import Call, Data, Read, Unmap, Write
 from tests.replica.replica_helpers import data_blocks, fill, tree
+from tests.replica_server.rebuild_helpers import STAMP, VOLUME, begin, plan, wait_sync
 
 MiB = 1 << 20
 BLOCK = 4096
 SIZE = 8 * MiB
-VOLUME = "v"
-STAMP = "2026-11-22T10:00:00Z"
-DISK_KEYS = ("parent", "removed", "user_created", "created", "labels", "size")
 S1 = "volume-snap-s1.img"
 S2 = "volume-snap-s2.img"
 
@@ -91,38 +89,8 @@ async def read_all(client: RpcClient) -> bytes:
     return bytes(reply.data)
 
 
-def plan(info: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The ``adopt`` argument the engine builds from the source's ``info``."""
-    return {
-        name: {key: disk[key] for key in DISK_KEYS}
-        for name, disk in info["disks"].items()
-        if name != info["head"]
-    }
-
-
 def graph(info: dict[str, Any]) -> dict[str, Any]:
     return {"disks": plan(info), "chain": info["chain"][1:], "parent": info["parent"]}
-
-
-async def begin(
-    source: RpcClient, target: RpcClient, snapshot: str
-) -> tuple[dict[str, Any], list[str]]:
-    """Mark the target rebuilding, take ``snapshot`` on both, adopt: (the plan, existing files)."""
-    await target.call_control("set_rebuilding", rebuilding=True)
-    for client in (source, target):
-        await client.call_control("snapshot", name=snapshot, user_created=False, created=STAMP)
-    disks = plan(await source.call_control("info"))
-    existing: list[str] = await target.call_control("adopt", disks=disks)
-    return disks, existing
-
-
-async def wait_sync(target: RpcClient) -> dict[str, Any]:
-    """``sync_status`` until the transfer ended (each call returns at the next change)."""
-    with trio.fail_after(10):
-        status: dict[str, Any] = await target.call_control("sync_status", wait=10)
-        while status["state"] == "syncing":
-            status = await target.call_control("sync_status", wait=10)
-    return status
 
 
 async def sync(

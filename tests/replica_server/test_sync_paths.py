@@ -27,13 +27,11 @@ from lhtrio.replica.server import serve_replica
 from lhtrio.replica.store import Replica
 from lhtrio.wire import Data, Read, Write
 from tests.replica.replica_helpers import data_blocks, fill
+from tests.replica_server.rebuild_helpers import STAMP, VOLUME, begin, wait_sync
 
 B = 4096
 MiB = 1 << 20
 SIZE = 8 * MiB
-VOLUME = "v"
-STAMP = "2026-11-22T10:00:00Z"
-DISK_KEYS = ("parent", "removed", "user_created", "created", "labels", "size")
 RB = "volume-snap-rb.img"
 
 
@@ -196,22 +194,9 @@ async def serve(nursery: trio.Nursery, path: Path) -> str:
 
 async def rebuild(cs: RpcClient, ct: RpcClient, source: str) -> dict[str, Any]:
     """The engine's part, up to the end of the transfer: the final ``sync_status``."""
-    await ct.call_control("set_rebuilding", rebuilding=True)
-    for client in (cs, ct):
-        await client.call_control("snapshot", name="rb", user_created=False, created=STAMP)
-    info = await cs.call_control("info")
-    disks = {
-        name: {key: disk[key] for key in DISK_KEYS}
-        for name, disk in info["disks"].items()
-        if name != info["head"]
-    }
-    existing = await ct.call_control("adopt", disks=disks)
+    disks, existing = await begin(cs, ct, "rb")
     await ct.call_control("sync_start", source=source, files=sorted(disks), existing=existing)
-    with trio.fail_after(20):
-        status: dict[str, Any] = await ct.call_control("sync_status", wait=10)
-        while status["state"] == "syncing":
-            status = await ct.call_control("sync_status", wait=10)
-    return status
+    return await wait_sync(ct)
 
 
 async def test_a_map_of_many_pages_copies_and_compares_every_part(
