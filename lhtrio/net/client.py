@@ -379,6 +379,8 @@ class RpcClient:
                         self._fail(f"server reported {reply.message}")
                         return
                     # else: the reply of a cancelled call; drop it.
+                if decoder.error is not None:  # a bad frame followed the batch
+                    raise decoder.error
         except _EXPECTED_FAILURES as exc:
             self._fail(str(exc) or type(exc).__name__)
 

@@ -25,179 +25,22 @@ connections are not affected. On server shutdown each connection gets a ``Goodby
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import trio
 
-from lhtrio.errors import (
-    HandshakeError,
-    LhtrioError,
-    LocalProtocolError,
-    UnknownMessageError,
-)
-from lhtrio.net._nursery import open_connection_nursery
 from lhtrio.net.address import Address
+from lhtrio.net.connection import Connection, Handler
 from lhtrio.net.listeners import open_listeners, remove_unix_socket
-from lhtrio.net.transport import Outbox, Transport, make_transport
-from lhtrio.wire import (
-    NEED_DATA,
-    Decoder,
-    Error,
-    Goodbye,
-    Hello,
-    Identity,
-    Ping,
-    Pong,
-    Reply,
-    Request,
-    UnknownTag,
-    answer_hello,
-    encode,
-)
+from lhtrio.net.threaded import ThreadedConnection
+from lhtrio.net.transport import SocketTransport, make_transport
+from lhtrio.wire import Identity
 
 __all__ = ["Handler", "serve_rpc", "serve_rpc_at", "serve_rpc_connection"]
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[Request], Reply | Awaitable[Reply]]
-
-_PONG = Pong()
-
-
-def _error_reply(exc: LhtrioError) -> Error:
-    return Error(code=int(exc.code), message=exc.message)
-
-
-class _Connection:
-    def __init__(
-        self, transport: Transport, handler: Handler, identity: Identity, max_concurrency: int
-    ) -> None:
-        self.transport = transport
-        self.handler = handler
-        self.identity = identity
-        self.decoder = Decoder()
-        self.out = Outbox(transport)
-        self.limit = trio.Semaphore(max_concurrency)
-        self.max_concurrency = max_concurrency
-        self.drained = trio.Event()
-        self.peer = "client"
-
-    def queue(self, seq: int, reply: Reply) -> None:
-        self.out.buffers += encode(seq, reply)
-
-    async def serve(self) -> None:
-        async with open_connection_nursery() as nursery:
-            nursery.start_soon(self.writer)
-            try:
-                if await self.handshake():
-                    await self.read_loop(nursery)
-            except LocalProtocolError as exc:
-                logger.warning("closing connection from %s: %s", self.peer, exc)
-                self.queue(0, _error_reply(exc))
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                logger.debug("connection from %s broke: %s", self.peer, exc)
-                nursery.cancel_scope.cancel()
-                return
-            # Let the writer send what is queued (an error reply, a goodbye) and stop.
-            nursery.cancel_scope.deadline = trio.current_time() + 1.0
-            self.out.close()
-            await self.drained.wait()
-            nursery.cancel_scope.cancel()
-
-    async def handshake(self) -> bool:
-        while (item := self.decoder.next_message()) is NEED_DATA:
-            if not await self.transport.receive_into(self.decoder):
-                self.decoder.eof()
-                return False
-        seq, hello = item
-        if not isinstance(hello, Hello):
-            raise LocalProtocolError(f"expected Hello as the first message, got {hello!r}")
-        self.peer = hello.client or self.peer
-        try:
-            ok = answer_hello(hello, self.identity)
-        except HandshakeError as exc:
-            logger.warning("refusing %s: %s", self.peer, exc)
-            self.queue(seq, _error_reply(exc))
-            return False
-        self.queue(seq, ok)
-        self.out.flush(now=False)
-        return True
-
-    async def read_loop(self, nursery: trio.Nursery) -> None:
-        decoder, transport, handler, out = self.decoder, self.transport, self.handler, self.out
-        while True:
-            for seq, request in decoder.drain():
-                cls = request.__class__
-                if cls is Ping:
-                    out.buffers += encode(seq, _PONG)
-                    continue
-                if cls is UnknownTag or cls is Hello or not isinstance(request, Request):
-                    self.queue(seq, self.unknown(request))
-                    continue
-                try:
-                    result = handler(request)
-                except LhtrioError as exc:
-                    self.queue(seq, _error_reply(exc))
-                    continue
-                except Exception:
-                    self.queue(seq, self.internal_error(request))
-                    continue
-                if isinstance(result, Reply):
-                    out.buffers += encode(seq, result)
-                else:
-                    out.flush(now=False)  # replies so far go while the handler waits
-                    await self.limit.acquire()
-                    nursery.start_soon(self.finish, seq, request, result)
-            out.flush(now=True)  # the batch's replies, in one send
-            if not await transport.receive_into(decoder):
-                decoder.eof()
-                return
-
-    def unknown(self, request: Any) -> Error:
-        what = f"tag {request.tag}" if isinstance(request, UnknownTag) else type(request).__name__
-        return _error_reply(UnknownMessageError(f"this server does not handle {what} messages"))
-
-    def internal_error(self, request: Request) -> Error:
-        logger.exception("handler failed on %r from %s", request, self.peer)
-        return Error(code=1, message=f"internal error handling {type(request).__name__}; see log")
-
-    async def finish(self, seq: int, request: Request, pending: Awaitable[Reply]) -> None:
-        try:
-            reply = await pending
-        except LhtrioError as exc:
-            reply = _error_reply(exc)
-        except Exception:
-            reply = self.internal_error(request)
-        finally:
-            self.limit.release()
-        self.queue(seq, reply)
-        try:
-            # Alone in flight: send now; else the writer sends this with the others' replies.
-            self.out.flush(now=self.limit.value == self.max_concurrency)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            logger.debug("sending to %s failed: %s", self.peer, exc)
-
-    async def writer(self) -> None:
-        try:
-            await self.out.writer()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            logger.debug("sending to %s failed: %s", self.peer, exc)
-        finally:
-            self.drained.set()
-
-    async def say_goodbye(self, reason: str) -> None:
-        """Best effort, shielded, short: tell the client we are closing on purpose."""
-        if self.transport.mid_send:
-            return
-        with (
-            trio.CancelScope(shield=True),
-            trio.move_on_after(0.5),
-            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-        ):
-            await self.transport.send(encode(0, Goodbye(reason=reason)))
 
 
 async def serve_rpc_connection(
@@ -206,12 +49,17 @@ async def serve_rpc_connection(
     *,
     identity: Identity,
     max_concurrency: int = 64,
+    threaded: bool = False,
 ) -> None:
     """Serve one connection until the client leaves, breaks the protocol, or we are cancelled.
 
     Resource handling: ``stream`` is closed on return. Cancellation: the client gets a Goodbye.
     """
-    conn = _Connection(make_transport(stream), handler, identity, max_concurrency)
+    transport = make_transport(stream)
+    if threaded and isinstance(transport, SocketTransport):
+        conn: Connection = ThreadedConnection(transport, handler, identity, max_concurrency)
+    else:
+        conn = Connection(transport, handler, identity, max_concurrency)
     ended = False
     try:
         await conn.serve()
@@ -230,6 +78,7 @@ async def serve_rpc(
     *,
     identity: Identity,
     max_concurrency: int = 64,
+    threaded: bool = False,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Listen on ``host:port`` (0 picks a free port) and serve every connection with ``handler``.
@@ -241,6 +90,7 @@ async def serve_rpc(
         handler,
         identity=identity,
         max_concurrency=max_concurrency,
+        threaded=threaded,
         task_status=task_status,
         report=lambda bound: (bound.host, bound.port),
     )
@@ -252,6 +102,7 @@ async def serve_rpc_at(
     *,
     identity: Identity,
     max_concurrency: int = 64,
+    threaded: bool = False,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Like :func:`serve_rpc` on any address (``tcp://HOST:PORT`` or ``unix:PATH``).
@@ -263,6 +114,7 @@ async def serve_rpc_at(
         handler,
         identity=identity,
         max_concurrency=max_concurrency,
+        threaded=threaded,
         task_status=task_status,
         report=str,
     )
@@ -274,6 +126,7 @@ async def _serve(
     *,
     identity: Identity,
     max_concurrency: int,
+    threaded: bool,
     task_status: trio.TaskStatus[Any],
     report: Callable[[Address], object],
 ) -> NoReturn:
@@ -287,7 +140,7 @@ async def _serve(
 
     async def on_connection(stream: trio.SocketStream) -> None:
         await serve_rpc_connection(
-            stream, handler, identity=identity, max_concurrency=max_concurrency
+            stream, handler, identity=identity, max_concurrency=max_concurrency, threaded=threaded
         )
 
     try:

@@ -41,16 +41,18 @@ __all__ = [
     "StreamTransport",
     "Outbox",
     "make_transport",
+    "advance",
+    "IOV_MAX",
 ]
 
-_IOV_MAX: Final = 1024
+IOV_MAX: Final = 1024
 #: Send buffer of every socket: a Unix socket's default (208 KiB) splits a 1 MiB write into
 #: several sends and wake-ups; 4 MiB took 3 replicas on Unix sockets from 285 to 430-530 MiB/s of
 #: 1 MiB writes (TCP loopback: no change). Memory is only used while data is queued.
 SEND_BUFFER: Final = 4 << 20
 
 
-def _advance(buffers: list[Any], sent: int) -> list[Any]:
+def advance(buffers: list[Any], sent: int) -> list[Any]:
     """``buffers`` without their first ``sent`` bytes."""
     if sent == sum(map(len, buffers)):
         return []
@@ -95,6 +97,10 @@ class SocketTransport(Transport):
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._drained = False  # the last read took less than it could: the socket was empty
 
+    def fileno(self) -> int:
+        """The socket's descriptor (-1 once closed)."""
+        return self._fd
+
     async def receive_into(self, decoder: Receiver) -> int:
         fd = self._fd
         try:
@@ -126,8 +132,8 @@ class SocketTransport(Transport):
         fd = self._fd
         try:
             while buffers:
-                sent = os.writev(fd, buffers[:_IOV_MAX])
-                buffers = _advance(buffers, sent)
+                sent = os.writev(fd, buffers[:IOV_MAX])
+                buffers = advance(buffers, sent)
                 self.mid_send = bool(buffers)
         except BlockingIOError:
             pass

@@ -71,6 +71,7 @@ async def serve_replica(
                     listen,
                     service,
                     identity=Identity(volume=volume, instance=instance),
+                    threaded=True,  # the data path in a thread per connection (net.threaded)
                 )
             )
             logger.info("replica %s of volume %s serving %s on %s", instance, volume, path, bound)

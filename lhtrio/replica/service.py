@@ -2,19 +2,24 @@
 
 What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.store`):
 
-* **Data path inline.** Read, Write and Unmap are page-cache syscalls of a few KiB: they run
-  synchronously on the event loop and return their reply at once, so the RPC layer answers a whole
-  receive's batch of requests with one send.
+* **Data path inline.** Read, Write and Unmap are page-cache syscalls of a few KiB: they return
+  their reply at once, so the RPC layer answers a whole receive's batch of requests with one send.
+  ``serve_replica`` serves each connection from a thread of its own (:mod:`lhtrio.net.threaded`),
+  so they run in that thread, one at a time under the *data lock* (the store's data path is
+  single-threaded). The gate (below) is checked inside the lock, and a control operation takes
+  the lock once after setting the gate: a data request already running finishes first, later
+  ones wait. Called on the event loop (a test, a stream that is not a socket) it works the same.
 * **Flush and FUA in a worker thread.** ``fdatasync`` can take milliseconds; it runs under
   ``trio.to_thread.run_sync`` with a capacity limiter while writes keep flowing (the store allows
   ``flush()`` to overlap the data path).
 * **Control operations are exclusive.** Snapshot, revert, expand, removal steps and the other
   state changes run one at a time, in a worker thread (they fsync metadata), while the service
   holds its *gate*: data requests that arrive meanwhile wait for the gate instead of running
-  inline. This is Longhorn's exclusive replica lock, without a lock on the fast path. A purge runs
-  step by step: its coalesce steps (which may copy gigabytes) run beside the data path; only its
-  short steps (marking, replace, prune, remove) hold the gate.
-* Reads of state (``info``, ``purge_status``) run inline.
+  inline. This is Longhorn's exclusive replica lock; the fast path pays one uncontended lock.
+  A purge runs step by step: its coalesce steps (which may copy gigabytes) run beside the data
+  path; only its short steps (marking, replace, prune, remove) hold the gate.
+* Quick control calls (``info``, ``allocation``, starting a purge or a sync) run inline on the
+  event loop, beside the data path: they only read, or start a task.
 
 Control calls (``Call`` messages) and their arguments, validated by one cattrs converter; an
 unknown name is ``UNKNOWN_CALL``, bad arguments are ``INVALID_ARGUMENT``:
@@ -60,6 +65,7 @@ The rebuild calls are explained in :mod:`lhtrio.replica.transfer` (source),
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -80,6 +86,8 @@ from lhtrio.wire.control import NameArgs, NoArgs, SizeArgs, converter, structure
 __all__ = ["ReplicaService", "PurgeStatus"]
 
 logger = logging.getLogger(__name__)
+
+_DATA = (Write, Read, Unmap)
 
 
 @attrs.frozen(kw_only=True)
@@ -230,6 +238,7 @@ class ReplicaService:
         self._nursery = nursery
         self._limiter = limiter or trio.CapacityLimiter(4)
         self._gate: trio.Event | None = None
+        self._data_lock = threading.Lock()
         self._control = trio.Lock()
         self._purge = PurgeStatus()
         self._purge_done = trio.Event()
@@ -264,47 +273,73 @@ class ReplicaService:
         self._sync_scope: trio.CancelScope | None = None
 
     def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
-        if self._gate is not None and not isinstance(request, Call):
+        cls = request.__class__
+        if cls is Write or cls is Read or cls is Unmap:
+            # Possibly called from a connection's own thread (lhtrio.net.threaded): data requests
+            # run one at a time under the data lock, and the gate is checked inside it, so a
+            # control operation that set the gate and then took the lock once runs alone.
+            lock = self._data_lock
+            lock.acquire()  # cheaper than ``with`` on this path
+            try:
+                if self._gate is None:
+                    return self._data(request)  # type: ignore[arg-type]
+            finally:
+                lock.release()
+            return self._after_gate(request)
+        if self._gate is not None and cls is not Call:
             return self._after_gate(request)  # control calls queue on the control lock instead
-        replica = self.replica
-        if isinstance(request, Write):
-            if request.fua:
-                return self._write_fua(request)
-            replica.write(request.offset, request.data)
-            return Done(len(request.data))
-        if isinstance(request, Read):
-            buf = bytearray(request.length)
-            replica.read_into(request.offset, memoryview(buf))
-            return Data(buf)
-        if isinstance(request, Unmap):
-            return Done(replica.unmap(request.offset, request.length))
-        if isinstance(request, Flush):
-            return self._flush()
+        if cls is Flush:
+            return self._flush(Done(0))
         if isinstance(request, Call):
             handler = self._calls.get(request.name)
             if handler is None:
                 raise UnknownCallError(
-                    f"replica {replica.instance} has no control call {request.name!r}"
+                    f"replica {self.replica.instance} has no control call {request.name!r}"
                 )
             return handler(request)
         raise UnknownCallError(
-            f"replica {replica.instance} does not handle {type(request).__name__}"
+            f"replica {self.replica.instance} does not handle {type(request).__name__}"
         )
 
+    def _data(self, request: Write | Read | Unmap) -> Reply | Awaitable[Reply]:
+        replica = self.replica
+        if request.__class__ is Write:
+            replica.write(request.offset, request.data)
+            done = Done(len(request.data))
+            return self._flush(done) if request.fua else done
+        if request.__class__ is Read:
+            buf = bytearray(request.length)
+            replica.read_into(request.offset, memoryview(buf))
+            return Data(buf)
+        return Done(replica.unmap(request.offset, request.length))
+
     async def _after_gate(self, request: Request) -> Reply:
-        while self._gate is not None:
-            await self._gate.wait()
-        result = self(request)
+        """A request that arrived while the gate was held (not a Call): run it once it opens."""
+        while True:
+            while self._gate is not None:
+                await self._gate.wait()
+            if request.__class__ not in _DATA:
+                result = self(request)
+                break
+            await self._lock_data()
+            try:
+                if self._gate is None:
+                    result = self._data(request)
+                    break
+            finally:
+                self._data_lock.release()
         return result if isinstance(result, Reply) else await result
 
-    async def _flush(self) -> Reply:
-        await trio.to_thread.run_sync(self.replica.flush, limiter=self._limiter)
-        return Done(0)
+    async def _lock_data(self) -> None:
+        """Take the data lock without blocking the loop (a connection's thread may hold it for
+        the length of one data request)."""
+        if not self._data_lock.acquire(blocking=False):
+            await trio.to_thread.run_sync(self._data_lock.acquire, limiter=self._limiter)
 
-    async def _write_fua(self, request: Write) -> Reply:
-        self.replica.write(request.offset, request.data)
+    async def _flush(self, reply: Reply) -> Reply:
+        """Flush (in a worker thread, beside the data path), then answer ``reply``."""
         await trio.to_thread.run_sync(self.replica.flush, limiter=self._limiter)
-        return Done(len(request.data))
+        return reply
 
     @asynccontextmanager
     async def _exclusive(self, what: str) -> AsyncIterator[None]:
@@ -321,6 +356,8 @@ class ReplicaService:
         """Data requests that arrive inside wait for the end of the block."""
         gate = self._gate = trio.Event()
         try:
+            await self._lock_data()  # a data request running in a connection's thread finished
+            self._data_lock.release()
             yield
         finally:
             self._gate = None

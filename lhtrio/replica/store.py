@@ -51,7 +51,8 @@ Revision counter — the guarantee
     an error Linux may drop the dirty pages, and a retry would report success for lost data).
 
 Concurrency contract
-    ``read_into``/``read``/``write``/``unmap`` are called from one thread (the event loop).
+    ``read_into``/``read``/``write``/``unmap`` are called from one thread at a time (the service
+    runs them under its data lock, in a connection's thread or on the event loop).
     ``flush()`` may run in another thread at the same time, and so may ``coalesce`` (it only
     copies blocks into a removed snapshot that its child shadows, so no read sees the change, and
     touches no in-memory structure; an unmap racing it leaves zeros or old data in a trimmed range,

@@ -73,7 +73,9 @@ class Decoder:
         self._head: list[Any] = []
         self._direct: bytearray | None = None
         self._direct_fill = 0
-        self._error: LocalProtocolError | None = None
+        #: The protocol error that stopped decoding, raised by every later call. A reader loop
+        #: checks it after a batch: :meth:`drain` returns the good frames before a bad one first.
+        self.error: LocalProtocolError | None = None
 
     @property
     def buffered(self) -> int:
@@ -126,12 +128,12 @@ class Decoder:
 
         Raises :class:`~lhtrio.errors.LocalProtocolError` on malformed input, and from then on.
         """
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         try:
             return self._next()
         except LocalProtocolError as exc:
-            self._error = exc
+            self.error = exc
             raise
 
     def drain(self) -> list[tuple[int, Message]]:
@@ -141,8 +143,8 @@ class Decoder:
         in one tight loop; anything else goes through :meth:`next_message`. If a malformed frame
         follows good ones, the good ones are returned and the next call raises.
         """
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         out: list[tuple[int, Message]] = []
         if self._state is _State.PREFIX and not self.generic:
             buf, view, fast = self._buf, self._view, _FAST
@@ -182,13 +184,13 @@ class Decoder:
 
     def eof(self) -> None:
         """The peer closed its side; raise if that cut a frame in half."""
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         if self.buffered:
-            self._error = LocalProtocolError(
+            self.error = LocalProtocolError(
                 f"connection closed in the middle of a frame ({self.buffered} bytes pending)"
             )
-            raise self._error
+            raise self.error
 
     def _next(self) -> tuple[int, Message] | NeedData:
         buf = self._buf

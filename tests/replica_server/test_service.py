@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,45 @@ async def test_data_waits_while_a_control_operation_holds_the_gate(
     assert service.replica.read(0, 1) == b"b"
 
 
+async def test_a_control_operation_waits_for_a_write_running_in_a_connection_thread(
+    service: ReplicaService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data path may run in a connection's thread (lhtrio.net.threaded): a control operation
+    starts only after a data request already inside has finished, and later ones wait for it."""
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    real_write = Replica.write
+
+    def slow_write(replica: Replica, offset: int, data: bytes) -> None:
+        inside.set()
+        assert release.wait(10)
+        real_write(replica, offset, data)
+        order.append(f"write {data[:1].decode()}")
+
+    monkeypatch.setattr(Replica, "write", slow_write)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, service, Write(0, b"a" * 4096))
+        assert await trio.to_thread.run_sync(inside.wait, 10)
+
+        async def control() -> None:
+            async with service._exclusive("test"):
+                order.append("control")
+                later = service(Write(4096, b"b" * 4096))  # arrives while the gate is held
+                assert not isinstance(later, Reply)
+                nursery.start_soon(answer_later, later)
+
+        async def answer_later(pending: Any) -> None:
+            assert await pending == Done(4096)
+
+        nursery.start_soon(control)
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == []  # the control operation waits for the write inside
+        release.set()
+    assert order == ["write a", "control", "write b"]
+    assert service.replica.read(0, 1) == b"a"
+    assert service.replica.read(4096, 1) == b"b"
+
+
 async def test_one_purge_at_a_time(service: ReplicaService) -> None:
     async with service._exclusive("hold"):
         assert isinstance(await answer(service, Call("purge")), Result)
@@ -75,7 +115,6 @@ async def test_unknown_call(service: ReplicaService) -> None:
 async def test_writes_flow_while_a_purge_coalesces(
     service: ReplicaService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
 
     from lhtrio.replica.chain import ActionKind
 
