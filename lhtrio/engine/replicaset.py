@@ -68,28 +68,41 @@ class Member:
 
 
 class ReplicaSet:
-    """Which replicas take which I/O, and what a failure does to the volume."""
+    """Which replicas take which I/O, and what a failure does to the volume.
+
+    Modes change only through these methods: the views every write consults (``writers``,
+    ``readers``, ``rebuilding``) are kept computed instead of being rebuilt per request.
+    """
 
     def __init__(self, members: Iterable[Member], *, short_timeout: float = 8.0) -> None:
         self.members = list(members)
         self.short_timeout = short_timeout
         self._next_reader = itertools.count()
+        self._changed()
+
+    def _changed(self) -> None:
+        """Recompute the views every write consults (a mode or the membership changed)."""
+        self._writers = [m for m in self.members if m.mode is not Mode.ERR]
+        self._readers = [m for m in self.members if m.mode is Mode.RW]
+        self._rebuilding = any(m.mode is Mode.WO for m in self.members)
 
     def by_address(self, address: str) -> Member | None:
         return next((m for m in self.members if m.address == address), None)
 
     @property
     def writers(self) -> list[Member]:
-        return [m for m in self.members if m.mode is not Mode.ERR]
+        """RW and WO replicas (a shared list: do not modify it)."""
+        return self._writers
 
     @property
     def readers(self) -> list[Member]:
-        return [m for m in self.members if m.mode is Mode.RW]
+        """RW replicas (a shared list: do not modify it)."""
+        return self._readers
 
     @property
     def rebuilding(self) -> bool:
         """A WO replica is being rebuilt (unmap, purge and revert wait for it)."""
-        return any(m.mode is Mode.WO for m in self.members)
+        return self._rebuilding
 
     @property
     def health(self) -> Health:
@@ -117,18 +130,22 @@ class ReplicaSet:
         if member.mode is not Mode.ERR:
             member.mode = Mode.ERR
             member.error = why
+            self._changed()
 
     def add(self, member: Member) -> None:
         self.members.append(member)
+        self._changed()
 
     def promote(self, member: Member) -> None:
         """A rebuilt (WO) replica becomes RW; a salvaged (ERR) one too."""
         member.mode = Mode.RW
         member.error = ""
         member.synced = True
+        self._changed()
 
     def remove(self, member: Member) -> None:
         self.members.remove(member)
+        self._changed()
 
 
 @attrs.frozen(kw_only=True)

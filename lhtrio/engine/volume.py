@@ -50,10 +50,11 @@ from lhtrio.errors import (
     OutOfRangeError,
     ShuttingDownError,
     StorageError,
+    error_from_code,
 )
 from lhtrio.net import RpcClient, open_rpc_client
 from lhtrio.net.client import Pending, SeqSource
-from lhtrio.wire import Buffer, Data, Flush, Read, Reply, Request, Unmap, Write, encode
+from lhtrio.wire import Buffer, Data, Error, Flush, Read, Reply, Request, Unmap, Write, encode
 
 if TYPE_CHECKING:
     from lhtrio.engine.rebuild import Rebuild
@@ -97,6 +98,10 @@ async def _completed(start: Callable[[Callable[[_T], None]], object]) -> _T:
     return outcome[0]
 
 
+def _ignore(_: object) -> None:
+    pass
+
+
 class _Fanout:
     """One batch of requests sent to some replicas, completed by their answers, not by a task.
 
@@ -106,10 +111,22 @@ class _Fanout:
     acknowledging replica's (a read's data).
     """
 
-    __slots__ = ("acked", "failed", "flush", "on_done", "replies", "start", "waiting")
+    __slots__ = (
+        "acked",
+        "done",
+        "failed",
+        "flush",
+        "gated",
+        "on_done",
+        "replies",
+        "start",
+        "waiting",
+    )
 
     def __init__(self, on_done: Callable[[_Fanout], None], start: float) -> None:
         self.on_done = on_done
+        self.done: Callable[[Any], None] = _ignore
+        self.gated = False
         self.start = start
         self.waiting: dict[Pending, Member] = {}
         self.acked: list[Member] = []
@@ -228,9 +245,13 @@ class Volume:
         try:
             yield
         finally:
-            self._inflight -= 1
-            if not self._inflight:
-                self._drained.set()
+            self._left()
+
+    def _left(self) -> None:
+        """A batch let through the gate is done."""
+        self._inflight -= 1
+        if not self._inflight and self._paused is not None:
+            self._drained.set()  # quiesced() waits for it
 
     @asynccontextmanager
     async def quiesced(self) -> AsyncIterator[None]:
@@ -267,17 +288,22 @@ class Volume:
         batch needs :meth:`write_batch` instead: I/O is paused, or a replica is being rebuilt and
         a write is not 4 KiB-aligned. Raises OutOfRangeError before sending anything.
         """
+        size = self.size
         for offset, data, _ in writes:
-            self.check_range(offset, len(data))
+            if offset < 0 or offset + len(data) > size:
+                self.check_range(offset, len(data))
         if self._paused is not None or (
             self.replicas.rebuilding
             and any((offset | len(data)) & _MASK for offset, data, _ in writes)
         ):
             return False
         self._inflight += 1
-        self._start_checked(
+        self._start(
             [Write(offset, data, fua) for offset, data, fua in writes],
-            functools.partial(self._leaving, done),
+            self.replicas.writers,
+            self._write_settled,
+            done=done,
+            gated=True,
         )
         return True
 
@@ -300,10 +326,8 @@ class Volume:
         return True
 
     def _leaving(self, done: Callable[[_T], None], outcome: _T) -> None:
-        """Complete a batch that :meth:`start_writes` / :meth:`start_reads` let through the gate."""
-        self._inflight -= 1
-        if not self._inflight:
-            self._drained.set()
+        """Complete a batch that :meth:`start_reads` let through the gate."""
+        self._left()
         done(outcome)
 
     async def write_batch(self, writes: Sequence[tuple[int, Buffer, bool]]) -> None:
@@ -382,39 +406,49 @@ class Volume:
         """Send to every writer; ``done`` gets None, or StorageError unless an RW replica took
         it all. After a replica failed, the survivors are flushed first: their persisted
         counters must pass the failed replica's before the client hears of success."""
-        self._start(requests, self.replicas.writers, functools.partial(self._checked, done))
+        self._start(requests, self.replicas.writers, self._write_settled, done=done)
 
-    def _raise_unless_acked(self, outcome: _Fanout) -> None:
-        if not any(m.mode is Mode.RW for m in outcome.acked):
-            raise StorageError(
-                f"volume {self.name} is faulted: no RW replica took the write "
-                f"({'; '.join(m.error for m in self.replicas.members) or 'no replicas'})"
-            )
+    def _write_settled(self, fanout: _Fanout) -> None:
+        """Every writer answered a write-type fan-out (or was failed): its outcome to ``done``.
 
-    def _checked(self, done: Callable[[LhtrioError | None], None], outcome: _Fanout) -> None:
-        if outcome.failed and self.replicas.readers:
-            self._nursery.start_soon(self._checked_after_failure, done, outcome)
+        The hot path of every write: no helper calls while nothing failed.
+        """
+        if fanout.failed and self.replicas.readers:
+            self._nursery.start_soon(self._checked_after_failure, fanout)
             return
-        try:
-            self._raise_unless_acked(outcome)
-        except StorageError as exc:
-            done(exc)
+        error: LhtrioError | None = None
+        for member in fanout.acked:
+            if member.mode is Mode.RW:
+                break
         else:
-            done(None)
+            error = self._faulted()
+        self._write_done(fanout, error)
 
-    async def _checked_after_failure(
-        self, done: Callable[[LhtrioError | None], None], outcome: _Fanout
-    ) -> None:
+    def _write_done(self, fanout: _Fanout, error: LhtrioError | None) -> None:
+        if fanout.gated:  # let through the gate by start_writes
+            self._inflight -= 1
+            if not self._inflight and self._paused is not None:
+                self._drained.set()  # quiesced() waits for it
+        fanout.done(error)
+
+    def _faulted(self) -> StorageError:
+        return StorageError(
+            f"volume {self.name} is faulted: no RW replica took the write "
+            f"({'; '.join(m.error for m in self.replicas.members) or 'no replicas'})"
+        )
+
+    async def _checked_after_failure(self, fanout: _Fanout) -> None:
         # Cancelled (the engine stops) before the survivors' flush finished: not acknowledged.
         error: LhtrioError | None = ShuttingDownError(f"volume {self.name} is shutting down")
         try:
             await self._send_all([Flush()])
-            self._raise_unless_acked(outcome)
             error = None
+            if not any(m.mode is Mode.RW for m in fanout.acked):
+                error = self._faulted()
         except StorageError as exc:
             error = exc
         finally:
-            done(error)
+            self._write_done(fanout, error)
 
     async def _send_all(self, requests: Sequence[Request]) -> _Fanout:
         """Send ``requests`` to every writer and wait until each answered or was failed."""
@@ -427,12 +461,17 @@ class Volume:
         on_done: Callable[[_Fanout], None],
         *,
         writing: bool = True,
+        done: Callable[[Any], None] | None = None,
+        gated: bool = False,
     ) -> _Fanout:
         """Send ``requests`` to ``members`` now, one ``writev`` each; ``on_done`` runs when every
         one of them answered or was failed (possibly before this returns, if none could be sent).
-        ``writing=False``: reads, which the away logs need not see.
+        ``writing=False``: reads, which the away logs need not see. ``done`` and ``gated`` are
+        kept on the fan-out for ``on_done`` (:meth:`_write_settled`).
         """
         fanout = _Fanout(on_done, trio.current_time())
+        fanout.done = done  # type: ignore[assignment]
+        fanout.gated = gated
         if writing:
             fanout.flush = self.dirty.note(requests)
         count = len(requests)
@@ -477,21 +516,21 @@ class Volume:
         member = fanout.waiting.pop(pending, None)
         if member is None:
             return  # given up on already (stalled)
-        try:
-            replies = pending.result()
-        except ConnectionLostError as exc:
-            self.fail(member, str(exc))
+        if pending.error is not None:
+            self.fail(member, str(pending.error))
             fanout.failed.append(member)
         else:
+            replies = pending.replies
             for reply in replies:
-                if isinstance(reply, LhtrioError):
-                    self.fail(member, f"{type(reply).__name__}: {reply}")
+                if reply.__class__ is Error:
+                    error = error_from_code(reply.code, reply.message)
+                    self.fail(member, f"{type(error).__name__}: {error}")
                     fanout.failed.append(member)
                     break
             else:
                 fanout.acked.append(member)
                 if fanout.replies is None:
-                    fanout.replies = replies  # type: ignore[assignment]
+                    fanout.replies = replies
         if not fanout.waiting:
             self._settle(fanout)
 

@@ -109,18 +109,22 @@ class Pending:
     task. With a callback nobody waits at all: the reader task that receives the last reply runs
     it, which is how an engine completes a write on every replica without a task switch
     (:mod:`lhtrio.engine.volume`). ``owner`` is free for the submitter's bookkeeping.
+
+    Once done: ``replies`` holds the raw replies in request order (``Error`` messages as they
+    came), ``error`` the ConnectionLostError if the connection broke first; :meth:`result` is the
+    friendlier form.
     """
 
     __slots__ = (
         "_callback",
         "_client",
-        "_error",
         "_first",
         "_missing",
-        "_replies",
         "_task",
         "done",
+        "error",
         "owner",
+        "replies",
     )
 
     def __init__(
@@ -133,22 +137,22 @@ class Pending:
         self._client = client
         self._first = first
         self._missing = count
-        self._replies: list[Any] = [None] * count
+        self.replies: list[Any] = [None] * count
         self._task: trio.lowlevel.Task | None = None
-        self._error: ConnectionLostError | None = None
+        self.error: ConnectionLostError | None = None
         self._callback = callback
         self.done = not count
         self.owner: Any = None
 
     def _deliver(self, seq: int, reply: Message) -> None:
-        self._replies[seq - self._first] = reply
+        self.replies[seq - self._first] = reply
         self._missing -= 1
         if not self._missing:
             self._finish()
 
     def _break(self, error: ConnectionLostError) -> None:
         if not self.done:
-            self._error = error
+            self.error = error
             self._finish()
 
     def _finish(self) -> None:
@@ -165,16 +169,16 @@ class Pending:
         self._callback = None
         self.done = True
         pending = self._client._pending
-        for seq in range(self._first, self._first + len(self._replies)):
+        for seq in range(self._first, self._first + len(self.replies)):
             pending.pop(seq, None)
 
     def result(self) -> list[Reply | LhtrioError]:
         """The replies of a done batch in request order, an error reply as its exception *in the
         list*; raises ConnectionLostError if the connection broke first."""
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         return [
-            error_from_code(r.code, r.message) if r.__class__ is Error else r for r in self._replies
+            error_from_code(r.code, r.message) if r.__class__ is Error else r for r in self.replies
         ]
 
     async def wait(self) -> list[Reply | LhtrioError]:

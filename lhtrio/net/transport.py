@@ -133,7 +133,10 @@ class SocketTransport(Transport):
         try:
             while buffers:
                 sent = os.writev(fd, buffers[:IOV_MAX])
-                buffers = advance(buffers, sent)
+                if len(buffers) <= IOV_MAX and sent == sum(map(len, buffers)):
+                    buffers = []  # the common case: all of it, without a call to advance()
+                else:
+                    buffers = advance(buffers, sent)
                 self.mid_send = bool(buffers)
         except BlockingIOError:
             pass

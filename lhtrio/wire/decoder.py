@@ -171,8 +171,9 @@ class Decoder:
                     break  # the general path decodes (or rejects) this frame
                 out.append(item)
                 start = frame_end
-            if start == end:
-                start = end = 0
+            if start == end:  # all consumed: nothing for the general path to look at
+                self._start = self._end = 0
+                return out
             self._start, self._end = start, end
         try:
             while (next_item := self.next_message()) is not NEED_DATA:

@@ -262,6 +262,8 @@ class TransmissionDecoder:
             while True:
                 if self._state is _State.HEADER:
                     self._fast(out)
+                    if self._start == self._end:  # all consumed
+                        break
                 item = self._next()
                 if item is NEED_DATA:
                     break
