@@ -196,8 +196,11 @@ class Volume:
             except LhtrioError as exc:
                 self.fail(member, str(exc))
             finally:
-                self._clients.pop(member.address, None)
-        self._links.pop(member.address, None)
+                # Only our own entries: the replica may be back already, under a new link.
+                if started and self._clients.get(member.address) is client:
+                    del self._clients[member.address]
+        if self._links.get(member.address) is scope:
+            del self._links[member.address]
         if not started:
             task_status.started()
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from lhtrio.engine.rebuild import add_replica
 from lhtrio.engine.replicaset import Health, Member, Mode
@@ -223,3 +224,22 @@ async def test_a_replica_that_was_behind_when_it_failed_gets_no_away_log(tmp_pat
         assert not vol.dirty.has(b)  # it may lack more than this engine ever saw
         vol.fail(vol.replicas.members[0], "gone")
         assert vol.dirty.has(a)
+
+
+async def test_a_replica_back_under_a_new_link_keeps_it_when_the_old_link_ends(
+    tmp_path: Path,
+) -> None:
+    """The old link's task may end after the new link registered: it must leave that alone
+    (it used to drop the new link by address, so the volume lost its client and, at shutdown,
+    the link that close_links() should have ended)."""
+    async with replicas(tmp_path, healthy=2, stalled=0) as (_, b), volume([_, b]) as vol:
+        for _round in range(10):
+            old = vol.replicas.by_address(b)
+            assert old is not None
+            vol.fail(old, "cut off")
+            vol.replicas.remove(old)
+            new = await _add_wo(vol, b)
+            await trio.testing.wait_all_tasks_blocked()  # the old link's task has ended
+            assert vol.client(new) is not None
+            await vol.write_batch([(0, b"x" * 4096, False)])
+            assert new.mode is Mode.WO

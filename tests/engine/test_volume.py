@@ -165,10 +165,12 @@ async def volume(addresses: list[str]) -> AsyncIterator[Volume]:
     async with trio.open_nursery() as nursery:
         members = [Member(a, Mode.RW, synced=True) for a in addresses]
         vol = Volume("v", 4 * MiB, ReplicaSet(members), nursery)
-        for member in members:
-            await nursery.start(vol.connect, member)
-        yield vol
-        vol.close_links()
+        try:
+            for member in members:
+                await nursery.start(vol.connect, member)
+            yield vol
+        finally:
+            vol.close_links()  # also when the test failed: its links would hold the nursery open
 
 
 async def test_a_stalled_replica_is_failed_after_8_seconds(
