@@ -74,6 +74,7 @@ def replica(
                     volume=volume or name,
                     instance=instance or name,
                     listen=address,
+                    threaded=True,  # a process of its own: nothing else needs the GIL
                 )
             )
             click.echo(bound)

@@ -7,7 +7,9 @@ is most of what a 4 KiB write costs at queue depth 1, where the write itself is 
 into the page cache. A thread that sits in a blocking ``readv`` wakes straight into our code.
 Measured with the 3-replica NBD benchmark (4 KiB writes, one in flight, alternating runs): about
 100 µs less per write. Only connections that ask for it are threaded (``threaded=True`` on the
-serve functions: the replica server); one thread per connection, never one per request.
+serve functions: ``lhtrio replica``); one thread per connection, never one per request. Not for
+a process whose event loop is busy with other work (a node's engines): the threads and the loop
+then contend for the GIL (measured: half the IOPS with 8 volumes in one node).
 
 **What runs where.**
 

@@ -4,7 +4,7 @@ What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.st
 
 * **Data path inline.** Read, Write and Unmap are page-cache syscalls of a few KiB: they return
   their reply at once, so the RPC layer answers a whole receive's batch of requests with one send.
-  ``serve_replica`` serves each connection from a thread of its own (:mod:`lhtrio.net.threaded`),
+  ``lhtrio replica`` serves each connection from a thread of its own (:mod:`lhtrio.net.threaded`),
   so they run in that thread, one at a time under the *data lock* (the store's data path is
   single-threaded). The gate (below) is checked inside the lock, and a control operation takes
   the lock once after setting the gate: a data request already running finishes first, later
