@@ -9,6 +9,14 @@ sparse files in one scratch directory and a Unix socket; fio runs one job, one c
     region), 4 KiB random read QD32, 4 KiB random read QD1, 1 MiB sequential read QD8
 
 Reads therefore come from the page cache, as in ``shared/reference/nbd-performance.md``.
+
+**Interleaved rounds.** On these VMs the same fio job against the same qemu-nbd varied by a
+factor of four within minutes (4 KiB QD1 writes: 187 and 758 µs in two runs 6 minutes apart), so
+measuring the backends one after the other compared moments as much as backends. All backends
+run at once (idle ones cost nothing), every workload runs on each backend in turn, ``ROUNDS``
+times, and each figure is the backend's median run: a drift of the machine hits every backend
+alike.
+
 Run: ``nox -s bench -- nbd`` (``--quick`` for short runs). Needs fio, qemu-nbd.
 """
 
@@ -29,6 +37,7 @@ from lhtrio.bench._util import child_process, record, table
 
 SIZE = 1 << 30
 REGION = "256M"
+ROUNDS = 3
 WORKLOADS: list[tuple[str, str, str, int]] = [
     ("4k randwrite QD32", "randwrite", "4k", 32),
     ("4k randwrite QD1", "randwrite", "4k", 1),
@@ -138,8 +147,14 @@ def _ratio(name: str, ours: dict[str, float], peer: dict[str, float]) -> str:
     return f"{ours[key] / peer[key]:.2f}x"
 
 
+def _median(runs: list[dict[str, float]], name: str) -> dict[str, float]:
+    """The run with the median figure of ``name`` (throughput for 1M, else IOPS)."""
+    key = "mib_s" if name.startswith("1M") else "iops"
+    return sorted(runs, key=lambda run: run[key])[len(runs) // 2]
+
+
 def main(*, quick: bool = False) -> None:
-    seconds = 2 if quick else 5
+    seconds, rounds = (1, 1) if quick else (2, ROUNDS)
     scratch = Path(tempfile.mkdtemp(prefix="lhtrio-bench-", dir=os.environ.get("LHTRIO_BENCH_DIR")))
     backends: dict[str, Callable[[], AbstractContextManager[str]]] = {
         "qemu-nbd (yardstick)": lambda: _qemu_nbd(scratch),
@@ -147,15 +162,21 @@ def main(*, quick: bool = False) -> None:
         "lhtrio, 3 replicas": lambda: _lhtrio(scratch, 3),
         "lhtrio, 3 replicas on Unix sockets": lambda: _lhtrio(scratch, 3, unix=True),
     }
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {b: {} for b in backends}
     try:
-        for backend, start in backends.items():
-            with start() as uri:
-                results[backend] = {
-                    name: _fio(uri, rw, bs, depth, seconds) for name, rw, bs, depth in WORKLOADS
-                }
+        with ExitStack() as stack:
+            uris = {backend: stack.enter_context(start()) for backend, start in backends.items()}
+            for name, rw, bs, depth in WORKLOADS:
+                for _ in range(rounds):
+                    for backend, uri in uris.items():
+                        result = _fio(uri, rw, bs, depth, seconds)
+                        runs[backend].setdefault(name, []).append(result)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    results = {
+        backend: {name: _median(per_name[name], name) for name in per_name}
+        for backend, per_name in runs.items()
+    }
     peer = results["qemu-nbd (yardstick)"]
     names = [name for name, *_ in WORKLOADS]
     rows: list[list[object]] = [
@@ -167,7 +188,8 @@ def main(*, quick: bool = False) -> None:
         if backend != "qemu-nbd (yardstick)"
     ]
     text = table(
-        "NBD: fio (nbd ioengine), one connection; IOPS, MiB/s, QD1 as IOPS / mean latency",
+        f"NBD: fio (nbd ioengine), one connection; IOPS, MiB/s, QD1 as IOPS / mean latency; "
+        f"median of {rounds} interleaved rounds of {seconds} s (+1 s ramp)",
         ["backend", *names],
         rows,
     )
