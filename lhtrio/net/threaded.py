@@ -128,6 +128,11 @@ class _SharedSend(Transport):
     def _wake(self) -> None:
         self._lot.unpark_all()
 
+    def shutdown(self, how: int) -> None:
+        """Shut a direction of the socket (ends a blocked ``readv`` or send in the thread)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(how)
+
     async def aclose(self) -> None:
         self._sock.close()
 
@@ -198,14 +203,12 @@ class ThreadedConnection(Connection):
         try:
             await trio.sleep_forever()
         finally:
-            with contextlib.suppress(OSError):
-                shared._sock.shutdown(socket.SHUT_RD)  # ends the thread's readv
+            shared.shutdown(socket.SHUT_RD)  # ends the thread's readv
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + _SHUT_GRACE
                 await ended.wait()
             if not ended.is_set():  # stuck in a send: the peer stopped reading
-                with contextlib.suppress(OSError):
-                    shared._sock.shutdown(socket.SHUT_RDWR)
+                shared.shutdown(socket.SHUT_RDWR)
 
     def _run(
         self, token: trio.lowlevel.TrioToken, shared: _SharedSend
