@@ -473,7 +473,8 @@ class Volume:
         kept on the fan-out for ``on_done`` (:meth:`_write_settled`).
         """
         fanout = _Fanout(on_done, trio.current_time())
-        fanout.done = done  # type: ignore[assignment]
+        if done is not None:
+            fanout.done = done
         fanout.gated = gated
         if writing:
             fanout.flush = self.dirty.note(requests)
