@@ -412,29 +412,22 @@ class Volume:
         self._start(requests, self.replicas.writers, self._write_settled, done=done)
 
     def _write_settled(self, fanout: _Fanout) -> None:
-        """Every writer answered a write-type fan-out (or was failed): its outcome to ``done``.
-
-        The hot path of every write: no helper calls while nothing failed.
-        """
+        """Every writer answered a write-type fan-out (or was failed): its outcome to ``done``."""
         if fanout.failed and self.replicas.readers:
             self._nursery.start_soon(self._checked_after_failure, fanout)
             return
-        error: LhtrioError | None = None
-        for member in fanout.acked:
-            if member.mode is Mode.RW:
-                break
-        else:
-            error = self._faulted()
-        self._write_done(fanout, error)
+        self._write_done(fanout, self._unless_rw_acked(fanout))
 
     def _write_done(self, fanout: _Fanout, error: LhtrioError | None) -> None:
         if fanout.gated:  # let through the gate by start_writes
-            self._inflight -= 1
-            if not self._inflight and self._paused is not None:
-                self._drained.set()  # quiesced() waits for it
+            self._left()
         fanout.done(error)
 
-    def _faulted(self) -> StorageError:
+    def _unless_rw_acked(self, fanout: _Fanout) -> StorageError | None:
+        """None if an RW replica acknowledged ``fanout``; else the volume is faulted."""
+        for member in fanout.acked:
+            if member.mode is Mode.RW:
+                return None
         return StorageError(
             f"volume {self.name} is faulted: no RW replica took the write "
             f"({'; '.join(m.error for m in self.replicas.members) or 'no replicas'})"
@@ -445,9 +438,7 @@ class Volume:
         error: LhtrioError | None = ShuttingDownError(f"volume {self.name} is shutting down")
         try:
             await self._send_all([Flush()])
-            error = None
-            if not any(m.mode is Mode.RW for m in fanout.acked):
-                error = self._faulted()
+            error = self._unless_rw_acked(fanout)
         except StorageError as exc:
             error = exc
         finally:

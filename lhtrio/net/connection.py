@@ -103,24 +103,10 @@ class Connection:
         return True
 
     async def read_loop(self, nursery: trio.Nursery) -> None:
-        decoder, transport, handler, out = self.decoder, self.transport, self.handler, self.out
+        decoder, transport, out = self.decoder, self.transport, self.out
         while True:
             for seq, request in decoder.drain():
-                cls = request.__class__
-                if cls is Ping:
-                    out.buffers += encode(seq, _PONG)
-                    continue
-                if cls is UnknownTag or cls is Hello or not isinstance(request, Request):
-                    self.queue(seq, self.unknown(request))
-                    continue
-                try:
-                    result = handler(request)
-                except LhtrioError as exc:
-                    self.queue(seq, error_reply(exc))
-                    continue
-                except Exception:
-                    self.queue(seq, self.internal_error(request))
-                    continue
+                result = self.dispatch(request)
                 if isinstance(result, Reply):
                     out.buffers += encode(seq, result)
                 else:
@@ -134,15 +120,29 @@ class Connection:
                 decoder.eof()
                 return
 
+    def dispatch(self, request: Any) -> Reply | Awaitable[Reply]:
+        """The handler's answer to ``request``; Pongs, refusals and failures answered here."""
+        cls = request.__class__
+        if cls is Ping:
+            return _PONG
+        if cls is UnknownTag or cls is Hello or not isinstance(request, Request):
+            return self.unknown(request)
+        try:
+            return self.handler(request)
+        except LhtrioError as exc:
+            return error_reply(exc)
+        except Exception:
+            return self.internal_error(request)
+
     def unknown(self, request: Any) -> Error:
         what = f"tag {request.tag}" if isinstance(request, UnknownTag) else type(request).__name__
         return error_reply(UnknownMessageError(f"this server does not handle {what} messages"))
 
-    def internal_error(self, request: Request) -> Error:
+    def internal_error(self, request: Any) -> Error:
         logger.exception("handler failed on %r from %s", request, self.peer)
         return Error(code=1, message=f"internal error handling {type(request).__name__}; see log")
 
-    async def finish(self, seq: int, request: Request, pending: Awaitable[Reply]) -> None:
+    async def finish(self, seq: int, request: Any, pending: Awaitable[Reply]) -> None:
         try:
             reply = await pending
         except LhtrioError as exc:

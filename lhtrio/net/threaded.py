@@ -43,18 +43,14 @@ from typing import Any, Final
 
 import trio
 
-from lhtrio.errors import LhtrioError, LocalProtocolError
-from lhtrio.net.connection import Connection, Handler, error_reply
+from lhtrio.errors import LocalProtocolError
+from lhtrio.net.connection import Connection, Handler
 from lhtrio.net.transport import IOV_MAX, SocketTransport, Transport, advance
 from lhtrio.wire import (
-    Hello,
     Identity,
     Ping,
-    Pong,
     Read,
     Reply,
-    Request,
-    UnknownTag,
     Unmap,
     Write,
     encode,
@@ -62,7 +58,8 @@ from lhtrio.wire import (
 
 __all__ = ["ThreadedConnection"]
 
-_PONG: Final = Pong()
+#: What the thread serves itself: page-cache work that never waits for the loop.
+_INLINE: Final = (Ping, Write, Read, Unmap)
 _SHUT_GRACE: Final = 1.0
 
 
@@ -215,7 +212,7 @@ class ThreadedConnection(Connection):
     ) -> LocalProtocolError | None:
         """The thread: serve until EOF (None), a malformed frame (its error) or a broken socket
         (raises BrokenResourceError)."""
-        decoder, handler, slots, fd = self.decoder, self.handler, self.slots, shared.fd
+        decoder, slots, fd = self.decoder, self.slots, shared.fd
         out: list[Any] = []
         while True:
             try:
@@ -225,20 +222,9 @@ class ThreadedConnection(Connection):
                     shared.send_blocking(out)
                 return exc
             for seq, request in items:
-                cls = request.__class__
-                if cls is Ping:
-                    out += encode(seq, _PONG)
-                    continue
                 result: Any = None
-                if cls is Write or cls is Read or cls is Unmap:
-                    try:
-                        result = handler(request)  # type: ignore[arg-type]
-                    except LhtrioError as exc:
-                        out += encode(seq, error_reply(exc))
-                        continue
-                    except Exception:
-                        out += encode(seq, self.internal_error(request))  # type: ignore[arg-type]
-                        continue
+                if request.__class__ in _INLINE:
+                    result = self.dispatch(request)
                     if isinstance(result, Reply):
                         out += encode(seq, result)
                         continue
@@ -282,11 +268,7 @@ class ThreadedConnection(Connection):
         self.inflight += 1
 
     async def _later(self, request: Any) -> Reply:
-        if request.__class__ is UnknownTag or request.__class__ is Hello:
-            return self.unknown(request)
-        if not isinstance(request, Request):
-            return self.unknown(request)
-        result = self.handler(request)
+        result = self.dispatch(request)
         return result if isinstance(result, Reply) else await result
 
     def release(self) -> bool:

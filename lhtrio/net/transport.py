@@ -133,10 +133,7 @@ class SocketTransport(Transport):
         try:
             while buffers:
                 sent = os.writev(fd, buffers[:IOV_MAX])
-                if len(buffers) <= IOV_MAX and sent == sum(map(len, buffers)):
-                    buffers = []  # the common case: all of it, without a call to advance()
-                else:
-                    buffers = advance(buffers, sent)
+                buffers = advance(buffers, sent)
                 self.mid_send = bool(buffers)
         except BlockingIOError:
             pass

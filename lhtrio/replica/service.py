@@ -274,7 +274,7 @@ class ReplicaService:
 
     def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
         cls = request.__class__
-        if cls is Write or cls is Read or cls is Unmap:
+        if cls in _DATA:
             # Possibly called from a connection's own thread (lhtrio.net.threaded): data requests
             # run one at a time under the data lock, and the gate is checked inside it, so a
             # control operation that set the gate and then took the lock once runs alone.

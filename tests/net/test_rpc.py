@@ -60,6 +60,7 @@ class Backend:
         self.gates: dict[str, trio.Event] = {}
         self.running = 0
         self.max_running = 0
+        self.more_running = trio.Event()  # set (and replaced) whenever ``running`` grows
 
     def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
         if isinstance(request, Write):
@@ -80,6 +81,8 @@ class Backend:
         if call.name == "wait":
             self.running += 1
             self.max_running = max(self.max_running, self.running)
+            self.more_running.set()
+            self.more_running = trio.Event()
             try:
                 await self.gates.setdefault(call.args["gate"], trio.Event()).wait()
             finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -35,14 +35,17 @@ from tests.net.test_rpc import ME, Backend
 
 
 class ThreadBackend(Backend):
-    """Records which thread ran each kind of request; a Read past 1 MiB raises a bug."""
+    """Records which thread ran each kind of request; an Unmap is a bug in the handler."""
 
     def __init__(self) -> None:
         super().__init__()
         self.threads: dict[str, set[int]] = {}
+        self.read_seen = threading.Event()
 
     def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
         self.threads.setdefault(type(request).__name__, set()).add(threading.get_ident())
+        if isinstance(request, Read):
+            self.read_seen.set()
         if isinstance(request, Unmap):
             raise KeyError("a bug in the handler")
         if isinstance(request, Flush):
@@ -54,11 +57,11 @@ class ThreadBackend(Backend):
         return Done(0)
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Poll (with a deadline) for what the server's thread brings about: no event to wait on."""
+async def running(backend: Backend, count: int) -> None:
+    """Wait until ``count`` handed-over ``wait`` calls run (they start on the loop)."""
     with trio.fail_after(10):
-        while not condition():  # noqa: ASYNC110
-            await trio.sleep(0.01)
+        while backend.running < count:
+            await backend.more_running.wait()
 
 
 @asynccontextmanager
@@ -159,7 +162,7 @@ async def test_handed_over_requests_are_bounded_and_the_thread_stops_reading() -
         async with trio.open_nursery() as nursery:
             for _ in range(3):
                 nursery.start_soon(functools.partial(client.call_control, "wait", gate="g"))
-            await until(lambda: backend.running == 2)
+            await running(backend, 2)
             # The third waits for a slot; the thread waits with it and reads nothing more.
             late = trio.Event()
 
@@ -190,7 +193,7 @@ async def test_cancelling_the_server_says_goodbye_and_ends_the_thread() -> None:
 
             for _ in range(3):
                 nursery.start_soon(pending)
-            await until(lambda: backend.running == 3)
+            await running(backend, 3)
             scope.cancel()
         assert len(failures) == 3
         assert all("goodbye (server shutting down)" in str(exc) for exc in failures)
@@ -217,7 +220,8 @@ async def test_a_peer_that_stops_reading_cannot_hold_up_shutdown() -> None:
         await left_stream.send_all(
             b"".join(encode_frame(i, Read(0, 4 << 20)) for i in range(2, 34))
         )
-        await until(lambda: "Read" in backend.threads)  # the thread is serving the reads
+        # The thread is serving the reads (and blocks sending them).
+        assert await trio.to_thread.run_sync(backend.read_seen.wait, 10)
         scope.cancel()  # ends within the grace period, or the test hangs
     await left_stream.aclose()
 

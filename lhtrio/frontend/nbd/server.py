@@ -303,10 +303,7 @@ class _Connection:
             await room.wait()
 
     def write_done(self, writes: list[Write], error: LhtrioError | None) -> None:
-        if error is None:  # the hot path: every write of a batch succeeded together
-            self.out.buffers += [simple_reply(w.handle) for w in writes]
-        else:
-            self.written(writes, error)
+        self.written(writes, error)
         self.complete()
 
     def read_done(self, reads: list[Read], outcome: list[Any] | LhtrioError) -> None:
@@ -336,11 +333,8 @@ class _Connection:
             self._room = None
         # The last batch in flight replies at once; others leave it to the writer, which sends
         # the replies of every batch completed meanwhile together.
-        # Not contextlib.suppress: three Python calls per batch on the hot path.
-        try:  # noqa: SIM105
+        with contextlib.suppress(trio.BrokenResourceError):  # the writer sees it too
             self.out.flush(now=not self.inflight)
-        except trio.BrokenResourceError:
-            pass  # the writer sees it too
 
     async def execute(self, batch: list[Any]) -> None:
         # Replies go to self.out.buffers *after* each await: the writer swaps the list meanwhile.
