@@ -112,7 +112,7 @@ def engine(
 
     Prints the control address (tcp://HOST:PORT) and the NBD URI on the first two lines.
     """
-    from lhtrio.engine.server import serve_engine
+    from lhtrio.engine.server import LINGER, serve_engine
     from lhtrio.frontend.nbd.server import serve_nbd
     from lhtrio.net import parse_address
     from lhtrio.units import parse_size
@@ -132,6 +132,7 @@ def engine(
                     frontend=functools.partial(serve_nbd, parse_address(nbd)),
                     short_timeout=replica_timeout,
                     salvage=salvage,
+                    linger=LINGER,
                 )
             )
             click.echo(f"tcp://{host}:{port}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import Any, NoReturn, Protocol
+from typing import Any, Final, NoReturn, Protocol
 
 import attrs
 import trio
@@ -25,9 +25,14 @@ from lhtrio.engine.service import EngineService
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import LhtrioError
 from lhtrio.net import serve_rpc
+from lhtrio.net.reactor import open_reactor
 from lhtrio.wire import Identity
 
-__all__ = ["Frontend", "FrontendControl", "serve_engine"]
+__all__ = ["Frontend", "FrontendControl", "serve_engine", "LINGER"]
+
+#: How long the frontend of an engine with a process of its own may wait in place for the
+#: replicas' answers to its client's one request (``linger``; :mod:`lhtrio.net.reactor`).
+LINGER: Final = 0.002
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +91,26 @@ async def serve_engine(
     frontend: Frontend | None = None,
     short_timeout: float = 8.0,
     salvage: bool = False,
+    linger: float = 0.0,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Run the engine of ``volume_name`` until cancelled; reports the control endpoint.
 
     ``salvage``: if no replica qualifies as RW at start, serve from the best one anyway
-    (:func:`~lhtrio.engine.replicaset.choose_salvage`).
+    (:func:`~lhtrio.engine.replicaset.choose_salvage`). ``linger``: how long the frontend may
+    wait in place for the replicas' answers to a lone request (:meth:`Volume.linger`); only for
+    an engine with a process of its own (:data:`LINGER`), never in a node, where the wait would
+    hold up every other volume's I/O.
     """
-    async with trio.open_nursery() as nursery:
+    async with open_reactor() as reactor, trio.open_nursery() as nursery:
         members = [Member(address, Mode.RW) for address in replicas]
         volume = Volume(
-            volume_name, size, ReplicaSet(members, short_timeout=short_timeout), nursery
+            volume_name,
+            size,
+            ReplicaSet(members, short_timeout=short_timeout),
+            nursery,
+            reactor,
+            linger=linger,
         )
         await _connect_all(volume, nursery, salvage=salvage)
         frontend_control = FrontendControl(frontend, volume, nursery)
@@ -123,8 +137,13 @@ async def serve_engine(
             await trio.sleep_forever()
         finally:
             try:
-                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                with trio.CancelScope(shield=True), trio.move_on_after(10) as late:
                     await _shutdown(volume, frontend_control)
+                if late.cancelled_caught:
+                    logger.warning(
+                        "engine of volume %s: the final flush did not finish within 10 s",
+                        volume_name,
+                    )
             finally:
                 volume.close_links()  # whatever happened: the shielded links must end
     raise AssertionError("unreachable")  # pragma: no cover

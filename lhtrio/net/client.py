@@ -35,7 +35,8 @@ import trio
 from lhtrio.errors import ConnectionLostError, LhtrioError, LocalProtocolError, error_from_code
 from lhtrio.net._nursery import open_connection_nursery
 from lhtrio.net.address import Address, parse_address
-from lhtrio.net.transport import Outbox, Transport, make_transport
+from lhtrio.net.reactor import Reactor
+from lhtrio.net.transport import Outbox, SocketTransport, Transport, make_transport
 from lhtrio.wire import (
     NEED_DATA,
     Call,
@@ -215,6 +216,8 @@ class RpcClient:
         self._broken: ConnectionLostError | None = None
         self._closed = trio.Event()
         self._replies = self._receives = 0
+        self._reactor: Reactor | None = None  # reads replies instead of _reader, if set
+        self._watched = -1
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -359,32 +362,57 @@ class RpcClient:
                 trio.lowlevel.reschedule(waiter, outcome.Error(self._broken))
         self._out.close()
         self._closed.set()
+        if self._reactor is not None:
+            self._reactor.remove(self._watched)
+
+    def _received(self) -> bool:
+        """Deliver every reply decoded so far; False once the connection is done for."""
+        decoder, pending = self._decoder, self._pending
+        self._receives += 1
+        for seq, reply in decoder.drain():
+            self._replies += 1
+            waiter = pending.pop(seq, None)
+            if waiter.__class__ is Pending:
+                waiter._deliver(seq, reply)
+            elif waiter is not None:
+                trio.lowlevel.reschedule(waiter, outcome.Value(reply))  # type: ignore[arg-type]
+            elif reply.__class__ is Goodbye:
+                self._fail(f"server said goodbye ({reply.reason})")
+                return False
+            elif seq == 0 and reply.__class__ is Error:
+                self._fail(f"server reported {reply.message}")
+                return False
+            # else: the reply of a cancelled call; drop it.
+        if decoder.error is not None:  # a bad frame followed the batch
+            raise decoder.error
+        return True
 
     async def _reader(self) -> None:
-        decoder, transport, pending = self._decoder, self._transport, self._pending
+        decoder, transport = self._decoder, self._transport
         try:
             while True:
                 if not await transport.receive_into(decoder):
                     decoder.eof()
                     self._fail("server closed the connection")
                     return
-                self._receives += 1
-                for seq, reply in decoder.drain():
-                    self._replies += 1
-                    waiter = pending.pop(seq, None)
-                    if waiter.__class__ is Pending:
-                        waiter._deliver(seq, reply)
-                    elif waiter is not None:
-                        trio.lowlevel.reschedule(waiter, outcome.Value(reply))  # type: ignore[arg-type]
-                    elif reply.__class__ is Goodbye:
-                        self._fail(f"server said goodbye ({reply.reason})")
-                        return
-                    elif seq == 0 and reply.__class__ is Error:
-                        self._fail(f"server reported {reply.message}")
-                        return
-                    # else: the reply of a cancelled call; drop it.
-                if decoder.error is not None:  # a bad frame followed the batch
-                    raise decoder.error
+                if not self._received():
+                    return
+        except _EXPECTED_FAILURES as exc:
+            self._fail(str(exc) or type(exc).__name__)
+
+    def _readable(self) -> None:
+        """The reactor's callback (instead of the reader task): the socket has something."""
+        transport = self._transport
+        assert isinstance(transport, SocketTransport)
+        try:
+            n = transport.receive_nowait(self._decoder)
+            if n is None:
+                return
+            if not n:
+                self._decoder.eof()
+                self._fail("server closed the connection")
+                return
+            self._received()
         except _EXPECTED_FAILURES as exc:
             self._fail(str(exc) or type(exc).__name__)
 
@@ -412,8 +440,12 @@ async def connect_rpc(
     features: Sequence[str] = (),
     peer: str = "peer",
     seqs: SeqSource | None = None,
+    reactor: Reactor | None = None,
 ) -> AsyncIterator[RpcClient]:
     """Run an RPC client over an already connected ``stream`` (handshake included).
+
+    With a ``reactor`` (and a socket stream), replies are read by the reactor instead of a reader
+    task of the connection's own (:mod:`lhtrio.net.reactor`).
 
     Resource handling: the stream is closed when the block exits. Cancellation: leaving the
     block cancels the connection's tasks; calls still pending fail with ConnectionLostError.
@@ -424,7 +456,11 @@ async def connect_rpc(
             Hello(volume=volume, instance=instance, client=client, features=tuple(features))
         )
         async with open_connection_nursery() as nursery:
-            nursery.start_soon(rpc._reader)
+            if reactor is not None and isinstance(rpc._transport, SocketTransport):
+                rpc._reactor, rpc._watched = reactor, rpc._transport.fileno()
+                reactor.add(rpc._watched, rpc._readable)
+            else:
+                nursery.start_soon(rpc._reader)
             nursery.start_soon(rpc._writer)
             try:
                 yield rpc
@@ -446,6 +482,7 @@ async def open_rpc_client(
     client: str = "",
     features: Sequence[str] = (),
     seqs: SeqSource | None = None,
+    reactor: Reactor | None = None,
 ) -> AsyncIterator[RpcClient]:
     """Connect to the lhtrio RPC server at ``address`` and say hello.
 
@@ -468,5 +505,6 @@ async def open_rpc_client(
         features=features,
         peer=str(addr),
         seqs=seqs,
+        reactor=reactor,
     ) as rpc:
         yield rpc

@@ -128,6 +128,19 @@ class SocketTransport(Transport):
         decoder.commit(n)
         return n
 
+    def receive_nowait(self, decoder: Receiver) -> int | None:
+        """Read what is there without waiting (a reactor said it is readable): the byte count,
+        0 for the peer's EOF, None if there was nothing after all."""
+        buffer = decoder.receive_buffer()
+        try:
+            n = os.readv(self._fd, [buffer])
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+        decoder.commit(n)
+        return n
+
     def send_nowait(self, buffers: list[Any]) -> list[Any]:
         fd = self._fd
         try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+import queue
+import threading
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from lhtrio.engine.replicaset import (
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import OutOfRangeError, StorageError
 from lhtrio.net import parse_address, serve_rpc
+from lhtrio.net.reactor import open_reactor
 from lhtrio.replica.server import serve_replica
 from lhtrio.wire import Call, Identity, Reply, Request, Result, Write
 
@@ -161,10 +164,10 @@ async def replicas(tmp_path: Path, healthy: int, stalled: int) -> AsyncIterator[
 
 
 @asynccontextmanager
-async def volume(addresses: list[str]) -> AsyncIterator[Volume]:
-    async with trio.open_nursery() as nursery:
+async def volume(addresses: list[str], *, linger: float = 0.0) -> AsyncIterator[Volume]:
+    async with open_reactor() as reactor, trio.open_nursery() as nursery:
         members = [Member(a, Mode.RW, synced=True) for a in addresses]
-        vol = Volume("v", 4 * MiB, ReplicaSet(members), nursery)
+        vol = Volume("v", 4 * MiB, ReplicaSet(members), nursery, reactor, linger=linger)
         try:
             for member in members:
                 await nursery.start(vol.connect, member)
@@ -236,6 +239,27 @@ async def test_a_replica_of_another_volume_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "other" / "volume-head-000.img").stat().st_blocks == 0
 
 
+@contextmanager
+def replicas_in_a_thread(tmp_path: Path, count: int) -> Iterator[list[str]]:
+    """Replicas on an event loop of their own: a volume that lingers blocks its own loop."""
+    ready: queue.Queue[tuple[trio.lowlevel.TrioToken, trio.Event, list[str]]] = queue.Queue()
+
+    async def serve() -> None:
+        stop = trio.Event()
+        async with replicas(tmp_path, healthy=count, stalled=0) as addresses:
+            ready.put((trio.lowlevel.current_trio_token(), stop, addresses))
+            await stop.wait()
+
+    thread = threading.Thread(target=trio.run, args=(serve,))
+    thread.start()
+    token, stop, addresses = ready.get(timeout=30)
+    try:
+        yield addresses
+    finally:
+        token.run_sync_soon(stop.set)
+        thread.join()
+
+
 class _Outcomes:
     """Collects what ``start_writes`` / ``start_reads`` report, for awaiting in a test."""
 
@@ -248,8 +272,9 @@ class _Outcomes:
         self.event.set()
 
     async def next(self) -> Any:
-        await self.event.wait()
-        self.event = trio.Event()
+        while not self.items:
+            await self.event.wait()
+            self.event = trio.Event()
         return self.items.pop(0)
 
 
@@ -299,6 +324,33 @@ async def test_a_started_read_fails_over_from_a_stalled_replica(
         assert 8 <= trio.current_time() - start < 16
         assert stalled.mode is Mode.ERR
         assert "stalled: no answer within 8 s" in stalled.error
+
+
+async def test_a_lingering_volume_completes_its_lone_batch_in_the_calling_task(
+    tmp_path: Path,
+) -> None:
+    with replicas_in_a_thread(tmp_path, 2) as addresses:
+        async with volume(addresses, linger=30) as vol:
+            await vol.flush()  # (starts the stall watchdog: a new task would end a linger)
+            outcomes = _Outcomes()
+            assert vol.start_writes([(0, b"l" * 4096, False)], outcomes)
+            vol.linger()  # (the reactor's task has had no chance to run)
+            assert outcomes.items == [None]
+            assert vol.start_reads([(0, 4096)], outcomes)
+            vol.linger()
+            assert outcomes.items == [None, [b"l" * 4096]]
+            outcomes = _Outcomes()
+            # Two batches in flight: not a lone one, left to the reactor's task.
+            assert vol.start_writes([(0, b"m" * 4096, False)], outcomes)
+            assert vol.start_writes([(4096, b"n" * 4096, False)], outcomes)
+            vol.linger()
+            assert outcomes.items == []
+            assert [await outcomes.next(), await outcomes.next()] == [None, None]
+        async with volume(addresses) as vol:  # no budget: linger() does nothing
+            assert vol.start_reads([(0, 8192)], outcomes)
+            vol.linger()
+            assert outcomes.items == []
+            assert await outcomes.next() == [b"m" * 4096 + b"n" * 4096]
 
 
 async def test_start_refuses_while_paused_and_out_of_range(tmp_path: Path) -> None:

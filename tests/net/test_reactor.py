@@ -1,0 +1,161 @@
+"""The reactor: callbacks from its own task, waiting in place, and RPC clients read by it."""
+
+from __future__ import annotations
+
+import functools
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from lhtrio.errors import ConnectionLostError
+from lhtrio.net import serve_rpc
+from lhtrio.net.client import connect_rpc
+from lhtrio.net.reactor import Reactor, open_reactor
+from lhtrio.wire import Identity, Ping, Pong, Reply, Request
+
+
+@contextmanager
+def _pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+class _Reads:
+    """A callback that reads its socket and notes which task it ran in."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.data = b""
+        self.tasks: list[trio.lowlevel.Task] = []
+        self.arrived = trio.Event()
+
+    def __call__(self) -> None:
+        self.data += self.sock.recv(1 << 16)
+        self.tasks.append(trio.lowlevel.current_task())
+        self.arrived.set()
+
+
+async def test_callbacks_run_in_the_reactors_task_until_removed() -> None:
+    with _pair() as (a, b):
+        async with open_reactor() as reactor:
+            reads = _Reads(a)
+            reactor.add(a.fileno(), reads)
+            assert reactor.watching == 1
+            b.send(b"one")
+            await reads.arrived.wait()
+            assert reads.data == b"one"
+            assert reads.tasks[0] is not trio.lowlevel.current_task()
+            reactor.remove(a.fileno())
+            reactor.remove(a.fileno())  # (twice is harmless)
+            assert reactor.watching == 0
+            b.send(b"two")
+            await trio.testing.wait_all_tasks_blocked()
+            assert reads.data == b"one"  # nobody read it
+
+
+async def test_the_reactor_serves_on_when_its_surroundings_are_cancelled() -> None:
+    # (an engine being cancelled flushes through its replica links, shielded, before it ends)
+    with _pair() as (a, b), trio.CancelScope() as outer:
+        async with open_reactor() as reactor:
+            reads = _Reads(a)
+            reactor.add(a.fileno(), reads)
+            outer.cancel()
+            with trio.CancelScope(shield=True):
+                b.send(b"bye")
+                with trio.fail_after(30):
+                    await reads.arrived.wait()
+    assert reads.data == b"bye"
+
+
+async def test_wait_dispatches_in_the_calling_task_until_the_condition_holds() -> None:
+    with _pair() as (a, b):
+        reactor = Reactor()  # no task of its own: only wait() dispatches
+        try:
+            reads = _Reads(a)
+            reactor.add(a.fileno(), reads)
+            b.send(b"x")
+            reactor.wait(lambda: len(reads.data) >= 1, budget=30)
+            assert reads.data == b"x"
+            assert reads.tasks == [trio.lowlevel.current_task()]
+            # Already true: returns without looking at the sockets.
+            b.send(b"y")
+            reactor.wait(lambda: True, budget=30)
+            assert reads.data == b"x"
+            # Nothing more arrives: the budget ends the wait.
+            reactor.wait(lambda: len(reads.data) >= 3, budget=0.01)
+            assert reads.data == b"xy"
+        finally:
+            reactor.close()
+
+
+async def test_wait_does_not_wait_while_another_task_is_ready_nor_past_a_deadline() -> None:
+    with _pair() as (a, b):
+        reactor = Reactor()
+        try:
+            reads = _Reads(a)
+            reactor.add(a.fileno(), reads)
+            b.send(b"x")  # ready to dispatch, but waiting is not allowed now:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep, 0)  # runnable until this task yields
+                reactor.wait(lambda: bool(reads.data), budget=30)
+            assert reads.data == b""
+            reactor.wait(lambda: bool(reads.data), budget=30)
+            assert reads.data == b"x"
+            # Nothing arrives: trio's next deadline, not the budget, ends the wait.
+            start = trio.current_time()
+            with trio.move_on_after(0.05):  # (only its deadline matters here)
+                reactor.wait(lambda: len(reads.data) > 1, budget=600)
+                await trio.lowlevel.checkpoint()
+            assert trio.current_time() - start < 60
+        finally:
+            reactor.close()
+
+
+_ID = Identity(volume="v")
+
+
+def _echo(request: Request) -> Reply:
+    assert isinstance(request, Ping)
+    return Pong()
+
+
+async def test_an_rpc_client_read_by_a_reactor_and_its_end() -> None:
+    async with trio.open_nursery() as nursery, open_reactor() as reactor:
+        host, port = await nursery.start(
+            functools.partial(serve_rpc, _echo, "127.0.0.1", 0, identity=_ID)
+        )
+        stream = await trio.open_tcp_stream(host, port)
+        async with connect_rpc(stream, reactor=reactor) as client:
+            assert reactor.watching == 1
+            for _ in range(3):
+                await client.ping()
+            assert client.statistics().replies_received == 3
+        assert reactor.watching == 0  # removed before the socket closed
+
+        # The server goes away: pending and later calls fail, the socket is no longer watched.
+        server = trio.CancelScope()
+
+        async def serve_once(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+            with server:
+                await serve_rpc(_echo, "127.0.0.1", 0, identity=_ID, task_status=task_status)
+
+        host, port = await nursery.start(serve_once)
+        stream = await trio.open_tcp_stream(host, port)
+        async with connect_rpc(stream, reactor=reactor) as client:
+            await client.ping()
+            server.cancel()
+            error = await client.wait_broken()
+            assert "lost" in str(error)
+            assert reactor.watching == 0
+            with pytest.raises(ConnectionLostError):
+                await client.ping()
+        nursery.cancel_scope.cancel()
