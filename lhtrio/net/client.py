@@ -36,7 +36,7 @@ from lhtrio.errors import ConnectionLostError, LhtrioError, LocalProtocolError, 
 from lhtrio.net._nursery import open_connection_nursery
 from lhtrio.net.address import Address, parse_address
 from lhtrio.net.reactor import Reactor
-from lhtrio.net.transport import Outbox, SocketTransport, Transport, make_transport
+from lhtrio.net.transport import Outbox, Transport, make_transport
 from lhtrio.wire import (
     NEED_DATA,
     Call,
@@ -402,10 +402,8 @@ class RpcClient:
 
     def _readable(self) -> None:
         """The reactor's callback (instead of the reader task): the socket has something."""
-        transport = self._transport
-        assert isinstance(transport, SocketTransport)
         try:
-            n = transport.receive_nowait(self._decoder)
+            n = self._transport.receive_nowait(self._decoder)
             if n is None:
                 return
             if not n:
@@ -456,7 +454,7 @@ async def connect_rpc(
             Hello(volume=volume, instance=instance, client=client, features=tuple(features))
         )
         async with open_connection_nursery() as nursery:
-            if reactor is not None and isinstance(rpc._transport, SocketTransport):
+            if reactor is not None and rpc._transport.fileno() >= 0:
                 rpc._reactor, rpc._watched = reactor, rpc._transport.fileno()
                 reactor.add(rpc._watched, rpc._readable)
             else:

@@ -14,14 +14,17 @@ trivial echo server measured 38 µs of user CPU per message on trio and 10 µs o
   is, and runs the callbacks of every ready socket in one task step.
 * **Waiting in place** (:meth:`Reactor.wait`). A task that has just sent a lone request and has
   nothing else to do (the NBD frontend after starting the one write its client has in flight)
-  waits for the answers right there: ``epoll_wait`` on the private epoll, then the callbacks,
-  until its condition holds. The wake-ups for the answers then cost a system call and our own
-  code, not a scheduler round each. This runs *inside* one task step, so it is bounded: it stops
-  when the condition holds, when its budget (a millisecond or two) is spent, before trio's next
-  deadline, and whenever another task is ready to run; anything left over is delivered by the
-  reactor's task as usual. Work that arrives meanwhile on other sockets of the process waits
-  that long at most, which is why only a process with one volume on it (``lhtrio engine``)
-  lingers; an engine inside a node does not (:mod:`lhtrio.engine.volume`).
+  waits for the answers right there: ``epoll_wait`` on the private epoll, then the callbacks.
+  It can also wait for one more descriptor the reactor does not watch (``wake``: the client's
+  connection), so that the client's next request ends the wait and is taken by the same task:
+  at queue depth 1 an engine then goes through trio's scheduler once every 16 requests or so
+  (the frontend's own bound) instead of four times per request. The wake-ups for the answers
+  cost a system call and our own code, not a scheduler round each. This runs *inside* one task
+  step, so it is bounded: it stops at its condition, when its budget (a millisecond or two) is
+  spent, before trio's next deadline, and at once if another task is ready to run; anything left
+  over is delivered by the reactor's task as usual. Work that arrives meanwhile on other sockets
+  of the process waits that long at most, which is why only a process with one volume on it
+  (``lhtrio engine``) lingers; an engine inside a node does not (:mod:`lhtrio.engine.volume`).
 
 Callbacks run on the event loop in whichever task dispatches them; they must not block and must
 not raise (a link turns its own failures into a broken connection).
@@ -72,30 +75,51 @@ class Reactor:
             await trio.lowlevel.wait_readable(epoll.fileno())
             self._dispatch(epoll.poll(0))
 
-    def wait(self, until: Callable[[], bool], budget: float) -> None:
-        """Dispatch readiness in the calling task until ``until()`` is true, for at most
-        ``budget`` seconds (see the module docstring).
+    def wait(
+        self, budget: float, *, until: Callable[[], bool] | None = None, wake: int = -1
+    ) -> bool:
+        """Dispatch readiness in the calling task for at most ``budget`` seconds (see the module
+        docstring), or until ``until()`` is true, or until descriptor ``wake`` (one the reactor
+        does not watch: a client's connection) is readable; True in that last case (``wake`` is
+        not read).
 
         Waits only if no other task is ready to run, and never past trio's next deadline; both
         are checked once, on entry (a task that a callback makes runnable waits for the budget
         at most). Returns early rather than late; never raises for lack of time.
         """
-        if until():
-            return
+        if until is not None and until():
+            return False
         statistics = trio.lowlevel.current_statistics()
         if statistics.tasks_runnable:
-            return
+            return False
         timeout = min(budget, statistics.seconds_to_next_deadline)
+        if timeout <= 0:
+            return False
         end = time.monotonic() + timeout
-        epoll = self._epoll
-        while timeout > 0:
-            events = epoll.poll(timeout)
-            if not events:
-                return
-            self._dispatch(events)
-            if until():
-                return
-            timeout = end - time.monotonic()
+        epoll, callbacks = self._epoll, self._callbacks
+        if wake >= 0:
+            epoll.register(wake, select.EPOLLIN)
+        try:
+            while True:
+                events = epoll.poll(timeout)
+                if not events:
+                    return False
+                woken = False
+                for fd, _ in events:
+                    if fd == wake:
+                        woken = True
+                    elif (readable := callbacks.get(fd)) is not None:
+                        readable()
+                if woken:
+                    return True
+                if until is not None and until():
+                    return False
+                timeout = end - time.monotonic()
+                if timeout <= 0:
+                    return False
+        finally:
+            if wake >= 0:
+                epoll.unregister(wake)
 
     @property
     def watching(self) -> int:

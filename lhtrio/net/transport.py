@@ -80,6 +80,15 @@ class Transport:
         """Send what the kernel takes right now, without blocking; return what is left."""
         return buffers
 
+    def fileno(self) -> int:
+        """The descriptor to watch for readiness, or -1 if there is none."""
+        return -1
+
+    def receive_nowait(self, decoder: Receiver) -> int | None:
+        """Read what is there without waiting: the byte count, 0 for the peer's EOF, None if
+        there was nothing (or the transport cannot tell without waiting)."""
+        return None
+
     async def send(self, buffers: Sequence[Buffer]) -> None:
         raise NotImplementedError
 
@@ -98,8 +107,7 @@ class SocketTransport(Transport):
         self._drained = False  # the last read took less than it could: the socket was empty
 
     def fileno(self) -> int:
-        """The socket's descriptor (-1 once closed)."""
-        return self._fd
+        return self._fd  # (-1 once closed)
 
     async def receive_into(self, decoder: Receiver) -> int:
         fd = self._fd
@@ -129,8 +137,6 @@ class SocketTransport(Transport):
         return n
 
     def receive_nowait(self, decoder: Receiver) -> int | None:
-        """Read what is there without waiting (a reactor said it is readable): the byte count,
-        0 for the peer's EOF, None if there was nothing after all."""
         buffer = decoder.receive_buffer()
         try:
             n = os.readv(self._fd, [buffer])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import queue
+import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -260,6 +261,13 @@ def replicas_in_a_thread(tmp_path: Path, count: int) -> Iterator[list[str]]:
         thread.join()
 
 
+@contextmanager
+def _socketpair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    with a, b:
+        yield a, b
+
+
 class _Outcomes:
     """Collects what ``start_writes`` / ``start_reads`` report, for awaiting in a test."""
 
@@ -326,29 +334,36 @@ async def test_a_started_read_fails_over_from_a_stalled_replica(
         assert "stalled: no answer within 8 s" in stalled.error
 
 
-async def test_a_lingering_volume_completes_its_lone_batch_in_the_calling_task(
+async def test_a_lingering_volume_answers_its_lone_batch_in_the_calling_task(
     tmp_path: Path,
 ) -> None:
-    with replicas_in_a_thread(tmp_path, 2) as addresses:
-        async with volume(addresses, linger=30) as vol:
+    with replicas_in_a_thread(tmp_path, 2) as addresses, _socketpair() as (client, peer):
+        async with volume(addresses, linger=0.2) as vol:
             await vol.flush()  # (starts the stall watchdog: a new task would end a linger)
             outcomes = _Outcomes()
             assert vol.start_writes([(0, b"l" * 4096, False)], outcomes)
-            vol.linger()  # (the reactor's task has had no chance to run)
-            assert outcomes.items == [None]
+            # The client sends nothing more: the answers, then the budget, end the wait.
+            assert not vol.linger(client.fileno())
+            assert outcomes.items == [None]  # (the reactor's task has had no chance to run)
             assert vol.start_reads([(0, 4096)], outcomes)
-            vol.linger()
+            assert not vol.linger(client.fileno())
             assert outcomes.items == [None, [b"l" * 4096]]
+            # The client's next request ends it at once, unread.
             outcomes = _Outcomes()
+            peer.send(b"next")
+            assert vol.start_writes([(0, b"m" * 4096, False)], outcomes)
+            assert vol.linger(client.fileno())
+            assert client.recv(10) == b"next"
+            assert await outcomes.next() is None
             # Two batches in flight: not a lone one, left to the reactor's task.
             assert vol.start_writes([(0, b"m" * 4096, False)], outcomes)
             assert vol.start_writes([(4096, b"n" * 4096, False)], outcomes)
-            vol.linger()
+            assert not vol.linger(client.fileno())
             assert outcomes.items == []
             assert [await outcomes.next(), await outcomes.next()] == [None, None]
         async with volume(addresses) as vol:  # no budget: linger() does nothing
             assert vol.start_reads([(0, 8192)], outcomes)
-            vol.linger()
+            assert not vol.linger(client.fileno())
             assert outcomes.items == []
             assert await outcomes.next() == [b"m" * 4096 + b"n" * 4096]
 

@@ -83,16 +83,33 @@ async def test_wait_dispatches_in_the_calling_task_until_the_condition_holds() -
             reads = _Reads(a)
             reactor.add(a.fileno(), reads)
             b.send(b"x")
-            reactor.wait(lambda: len(reads.data) >= 1, budget=30)
+            reactor.wait(30, until=lambda: len(reads.data) >= 1)
             assert reads.data == b"x"
             assert reads.tasks == [trio.lowlevel.current_task()]
             # Already true: returns without looking at the sockets.
             b.send(b"y")
-            reactor.wait(lambda: True, budget=30)
+            reactor.wait(30, until=lambda: True)
             assert reads.data == b"x"
             # Nothing more arrives: the budget ends the wait.
-            reactor.wait(lambda: len(reads.data) >= 3, budget=0.01)
+            reactor.wait(0.01, until=lambda: len(reads.data) >= 3)
             assert reads.data == b"xy"
+        finally:
+            reactor.close()
+
+
+async def test_wait_ends_when_the_wake_descriptor_is_readable_and_leaves_it_unread() -> None:
+    with _pair() as (a, b), _pair() as (c, d):
+        reactor = Reactor()
+        try:
+            reads = _Reads(a)
+            reactor.add(a.fileno(), reads)
+            b.send(b"answer")
+            d.send(b"next")
+            assert reactor.wait(30, wake=c.fileno())
+            assert reads.data == b"answer"  # dispatched on the way
+            assert c.recv(10) == b"next"  # left for its owner
+            assert not reactor.wait(0.01, wake=c.fileno())  # nothing more: the budget ends it
+            assert reactor.watching == 1
         finally:
             reactor.close()
 
@@ -106,14 +123,14 @@ async def test_wait_does_not_wait_while_another_task_is_ready_nor_past_a_deadlin
             b.send(b"x")  # ready to dispatch, but waiting is not allowed now:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trio.sleep, 0)  # runnable until this task yields
-                reactor.wait(lambda: bool(reads.data), budget=30)
+                reactor.wait(30, until=lambda: bool(reads.data))
             assert reads.data == b""
-            reactor.wait(lambda: bool(reads.data), budget=30)
+            reactor.wait(30, until=lambda: bool(reads.data))
             assert reads.data == b"x"
             # Nothing arrives: trio's next deadline, not the budget, ends the wait.
             start = trio.current_time()
             with trio.move_on_after(0.05):  # (only its deadline matters here)
-                reactor.wait(lambda: len(reads.data) > 1, budget=600)
+                reactor.wait(600, until=lambda: len(reads.data) > 1)
                 await trio.lowlevel.checkpoint()
             assert trio.current_time() - start < 60
         finally:
