@@ -111,7 +111,7 @@ class _Fanout:
     """One batch of requests sent to some replicas, completed by their answers, not by a task.
 
     ``waiting`` maps the submitted batch of each replica not heard from yet to that replica. Each
-    answer (delivered by the replica link's reader task, or a broken link) moves its replica to
+    answer (delivered by the volume's reactor, or a broken link) moves its replica to
     ``acked`` or ``failed``; the last one runs ``on_done`` right there. ``replies`` are the first
     acknowledging replica's (a read's data).
     """

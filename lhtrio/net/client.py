@@ -5,6 +5,9 @@ Shape of a connection (all tasks owned by the nursery inside :func:`connect_rpc`
     call() ──append frame──► outbox ──► writer task ──sendmsg(all queued frames)──► socket
     call() ◄──reschedule──── pending[seq] ◄── reader task ◄──recv_into(decoder)──── socket
 
+The reader may instead be a callback of a shared :class:`~lhtrio.net.reactor.Reactor`
+(``reactor=``): an engine reads all its replica links that way, in one task or in place.
+
 * **Coalescing.** :meth:`RpcClient.call` appends its frame to the connection's
   :class:`~lhtrio.net.transport.Outbox` and leaves it to the writer task, which sends everything
   queued in that moment, so 32 concurrent calls leave in one ``writev``.
@@ -107,9 +110,9 @@ class Pending:
     have ``callback`` called with it once they are all in (or the connection broke).
 
     Several batches can be submitted to several connections and waited for afterwards, in one
-    task. With a callback nobody waits at all: the reader task that receives the last reply runs
-    it, which is how an engine completes a write on every replica without a task switch
-    (:mod:`lhtrio.engine.volume`). ``owner`` is free for the submitter's bookkeeping.
+    task. With a callback nobody waits at all: the reader (task or reactor) that receives the last
+    reply runs it, which is how an engine completes a write on every replica without a task
+    switch (:mod:`lhtrio.engine.volume`). ``owner`` is free for the submitter's bookkeeping.
 
     Once done: ``replies`` holds the raw replies in request order (``Error`` messages as they
     came), ``error`` the ConnectionLostError if the connection broke first; :meth:`result` is the
@@ -274,7 +277,7 @@ class RpcClient:
         """Send ``count`` requests already encoded with seqs ``first..`` from this client's
         :class:`SeqSource` (the same bytes may go to every connection sharing the source).
 
-        ``callback`` (see :class:`Pending`) runs in the reader task, or in whatever task breaks
+        ``callback`` (see :class:`Pending`) runs in the reader's task, or in whatever task breaks
         the connection (a later submit may); never for this batch inside this call.
         """
         if self._broken is not None:
