@@ -61,12 +61,15 @@ class Reactor:
             with contextlib.suppress(OSError):  # closed already: the kernel dropped it
                 self._epoll.unregister(fd)
 
-    def _dispatch(self, events: list[tuple[int, int]]) -> None:
-        callbacks = self._callbacks
+    def _dispatch(self, events: list[tuple[int, int]], wake: int = -1) -> bool:
+        """Run the callbacks of ``events``; True if ``wake`` is among them."""
+        callbacks, woken = self._callbacks, False
         for fd, _ in events:
-            readable = callbacks.get(fd)
-            if readable is not None:  # (removed by an earlier callback of this round)
+            if fd == wake:
+                woken = True
+            elif (readable := callbacks.get(fd)) is not None:  # (None: removed meanwhile)
                 readable()
+        return woken
 
     async def run(self) -> NoReturn:
         """Dispatch readiness until cancelled: the reactor's own task."""
@@ -96,7 +99,7 @@ class Reactor:
         if timeout <= 0:
             return False
         end = time.monotonic() + timeout
-        epoll, callbacks = self._epoll, self._callbacks
+        epoll = self._epoll
         if wake >= 0:
             epoll.register(wake, select.EPOLLIN)
         try:
@@ -104,13 +107,7 @@ class Reactor:
                 events = epoll.poll(timeout)
                 if not events:
                     return False
-                woken = False
-                for fd, _ in events:
-                    if fd == wake:
-                        woken = True
-                    elif (readable := callbacks.get(fd)) is not None:
-                        readable()
-                if woken:
+                if self._dispatch(events, wake):
                     return True
                 if until is not None and until():
                     return False

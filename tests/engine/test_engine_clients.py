@@ -180,6 +180,43 @@ async def test_sigkill_one_replica_during_fio_verify(tmp_path: Path) -> None:
         assert [r["mode"] for r in info["replicas"]] == ["RW", "ERR", "RW"]
 
 
+async def test_a_stalled_replica_is_failed_while_the_engine_serves_queue_depth_1(
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP a replica under fio at queue depth 1, where the engine waits for the replicas'
+    answers in place (``Volume.linger``): the stall timeout fails it, and every write verifies."""
+    dirs = [tmp_path / f"r{i}" for i in range(3)]
+    socket = tmp_path / "nbd.sock"
+    async with AsyncExitStack() as stack:
+        reps = [await stack.enter_async_context(replica(d, "vol")) for d in dirs]
+        eng = await stack.enter_async_context(
+            engine("vol", "64Mi", [r.address for r in reps], socket, "--replica-timeout", "1")
+        )
+        stalled = reps[1].process.pid
+        async with trio.open_nursery() as nursery:
+            done = trio.Event()
+
+            async def writer() -> None:
+                await run(*fio(uri("vol", socket), "--iodepth=1", "--size=8M"))
+                done.set()
+
+            nursery.start_soon(writer)
+            await _wait_until(lambda: (dirs[1] / "volume-head-000.img").stat().st_blocks > 0)
+            os.kill(stalled, signal.SIGSTOP)
+            try:
+                await done.wait()  # fio exited 0: every block verified
+                info = await ctl(eng.address, "info")
+                with trio.fail_after(30):  # (a ping finds it if fio's I/O did not)
+                    while info["replicas"][1]["mode"] != "ERR":
+                        await trio.sleep(0.1)
+                        info = await ctl(eng.address, "info")
+            finally:
+                os.kill(stalled, signal.SIGCONT)
+        assert [r["mode"] for r in info["replicas"]] == ["RW", "ERR", "RW"]
+        assert info["state"] == "degraded"
+        assert "stalled" in info["replicas"][1]["error"] or "ping" in info["replicas"][1]["error"]
+
+
 async def test_all_replicas_killed_then_restarted(tmp_path: Path) -> None:
     socket = tmp_path / "nbd.sock"
     dirs = [tmp_path / f"r{i}" for i in range(2)]
