@@ -348,10 +348,11 @@ class Volume:
         )
         return True
 
-    def linger(self, client: int) -> bool:
+    def linger(self, client: int, *, partial: bool = False) -> bool:
         """Wait here, briefly, for the answers to the one batch in flight and then for the
-        client's next request; True as soon as descriptor ``client`` (the client's connection,
-        not read here) has something to read.
+        client's next request, or (``partial``) for the rest of a request the client is sending;
+        True as soon as descriptor ``client`` (the client's connection, not read here) has
+        something to read. Answers that arrive meanwhile are delivered here.
 
         For a frontend that has started its client's only request and has nothing else to do.
         The answers are delivered in the calling task, the client is answered from it, and its
@@ -360,7 +361,7 @@ class Volume:
         unless the volume was made with a ``linger`` budget, or while other batches are in
         flight (another connection's, say): those should not wait for our client.
         """
-        if self._linger and self._inflight == 1:
+        if self._linger and (partial or self._inflight == 1):
             return self._reactor.wait(self._linger, wake=client)
         return False
 

@@ -14,7 +14,7 @@ import trio
 from lhtrio.frontend.nbd.server import MAX_INLINE, serve_nbd
 from lhtrio.net import parse_address
 
-SIZE = 1 << 20
+SIZE = 16 << 20
 
 
 class _Lingering:
@@ -30,6 +30,7 @@ class _Lingering:
         self.answers: list[Callable[[], None]] = []
         self.writes = 0
         self.lingered = 0
+        self.partial = 0  # lingers for the rest of a request
 
     def start_writes(
         self, writes: Sequence[tuple[int, Any, bool]], done: Callable[[None], None]
@@ -55,7 +56,10 @@ class _Lingering:
         while self.answers:
             self.answers.pop(0)()
 
-    def linger(self, client: int) -> bool:
+    def linger(self, client: int, *, partial: bool = False) -> bool:
+        if partial:
+            self.partial += 1
+            return bool(select.select([client], [], [], 10)[0])
         if not self.answers:
             return False  # (a batch run by a task: its answer is not ours to give)
         self.lingered += 1
@@ -113,3 +117,24 @@ async def test_a_connection_takes_requests_in_place_but_checkpoints_between_runs
     # Between two turns of the other task, at most MAX_INLINE requests taken in place (+1: the
     # request read by the checkpointing receive itself).
     assert max(b - a for a, b in itertools.pairwise(seen)) <= MAX_INLINE + 1
+
+
+async def test_a_large_write_is_received_in_place_while_the_device_lingers(tmp_path: Path) -> None:
+    device = _Lingering()
+    async with trio.open_nursery() as nursery:
+        uri = await nursery.start(serve_nbd, parse_address(f"unix:{tmp_path}/nbd.sock"), device)
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                ["qemu-io", "-f", "raw", "-c", "write -P 7 1M 8M", "-c", "read -P 7 1M 8M", uri],
+                capture_stdout=True,
+                check=False,
+            )
+        nursery.cancel_scope.cancel()
+    assert result.returncode == 0, result.stdout
+    assert b"verification failed" not in result.stdout
+    assert device.disk[1 << 20 : 9 << 20] == b"\x07" * (8 << 20)
+    assert device.disk[: 1 << 20] == bytes(1 << 20)
+    assert device.disk[9 << 20 :] == bytes(SIZE - (9 << 20))
+    # 8 MiB cannot arrive in one receive (a Unix socket's send buffer is far smaller): the rest
+    # of the request was waited for in place.
+    assert device.partial > 0
