@@ -354,12 +354,12 @@ class Volume:
         True as soon as descriptor ``client`` (the client's connection, not read here) has
         something to read. Answers that arrive meanwhile are delivered here.
 
-        For a frontend that has started its client's only request and has nothing else to do.
-        The answers are delivered in the calling task, the client is answered from it, and its
-        next request is taken without a scheduler round in between
-        (:meth:`lhtrio.net.reactor.Reactor.wait`, which bounds the wait). Does nothing (False)
-        unless the volume was made with a ``linger`` budget, or while other batches are in
-        flight (another connection's, say): those should not wait for our client.
+        For a frontend that has nothing else to do. The answers are delivered in the calling
+        task, the client is answered from it, and its next bytes are taken without a scheduler
+        round in between (:meth:`lhtrio.net.reactor.Reactor.wait`, which bounds the wait). Does
+        nothing (False) unless the volume was made with a ``linger`` budget; nor, unless
+        ``partial``, while other batches are in flight (another connection's, say): those
+        should not wait for our client's next request.
         """
         if self._linger and (partial or self._inflight == 1):
             return self._reactor.wait(self._linger, wake=client)

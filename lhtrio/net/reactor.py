@@ -20,7 +20,7 @@ trivial echo server measured 38 µs of user CPU per message on trio and 10 µs o
   at queue depth 1 an engine then goes through trio's scheduler once every 16 requests or so
   (the frontend's own bound) instead of four times per request. The wake-ups for the answers
   cost a system call and our own code, not a scheduler round each. This runs *inside* one task
-  step, so it is bounded: it stops at its condition, when its budget (a millisecond or two) is
+  step, so it is bounded: it stops when the client sends, when its budget (a millisecond or two) is
   spent, before trio's next deadline, and at once if another task is ready to run; anything left
   over is delivered by the reactor's task as usual. Work that arrives meanwhile on other sockets
   of the process waits that long at most, which is why only a process with one volume on it
@@ -78,20 +78,15 @@ class Reactor:
             await trio.lowlevel.wait_readable(epoll.fileno())
             self._dispatch(epoll.poll(0))
 
-    def wait(
-        self, budget: float, *, until: Callable[[], bool] | None = None, wake: int = -1
-    ) -> bool:
+    def wait(self, budget: float, *, wake: int = -1) -> bool:
         """Dispatch readiness in the calling task for at most ``budget`` seconds (see the module
-        docstring), or until ``until()`` is true, or until descriptor ``wake`` (one the reactor
-        does not watch: a client's connection) is readable; True in that last case (``wake`` is
-        not read).
+        docstring), or until descriptor ``wake`` (one the reactor does not watch: a client's
+        connection) is readable; True in that case (``wake`` is not read).
 
         Waits only if no other task is ready to run, and never past trio's next deadline; both
         are checked once, on entry (a task that a callback makes runnable waits for the budget
         at most). Returns early rather than late; never raises for lack of time.
         """
-        if until is not None and until():
-            return False
         statistics = trio.lowlevel.current_statistics()
         if statistics.tasks_runnable:
             return False
@@ -103,17 +98,13 @@ class Reactor:
         if wake >= 0:
             epoll.register(wake, select.EPOLLIN)
         try:
-            while True:
-                events = epoll.poll(timeout)
-                if not events:
-                    return False
+            while events := epoll.poll(timeout):
                 if self._dispatch(events, wake):
                     return True
-                if until is not None and until():
-                    return False
                 timeout = end - time.monotonic()
                 if timeout <= 0:
-                    return False
+                    break
+            return False
         finally:
             if wake >= 0:
                 epoll.unregister(wake)

@@ -111,29 +111,20 @@ class SocketTransport(Transport):
 
     async def receive_into(self, decoder: Receiver) -> int:
         fd = self._fd
+        waited = self._drained
         try:
-            if self._drained:
-                # The last read left the socket empty: a read now would almost always say EAGAIN,
-                # a system call for nothing on every request of a connection at queue depth 1.
+            if waited:
+                # The last read left the socket empty: a read now would almost always say
+                # EAGAIN, a system call for nothing on every request at queue depth 1.
+                await trio.lowlevel.wait_readable(fd)
+            while (n := self.receive_nowait(decoder)) is None:
                 await trio.lowlevel.wait_readable(fd)
                 waited = True
-            else:
-                waited = False
-            while True:
-                buffer = decoder.receive_buffer()
-                try:
-                    n = os.readv(fd, [buffer])
-                    break
-                except BlockingIOError:
-                    await trio.lowlevel.wait_readable(fd)
-                    waited = True
-            if not waited:
-                # Data was waiting: stay fair to the other tasks (what trio's recv does).
-                await trio.lowlevel.cancel_shielded_checkpoint()
-        except OSError as exc:
+        except OSError as exc:  # (a descriptor that is no longer valid)
             raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
-        self._drained = n < len(buffer)
-        decoder.commit(n)
+        if not waited:
+            # Data was waiting: stay fair to the other tasks (what trio's recv does).
+            await trio.lowlevel.cancel_shielded_checkpoint()
         return n
 
     def receive_nowait(self, decoder: Receiver) -> int | None:
@@ -144,6 +135,7 @@ class SocketTransport(Transport):
             return None
         except OSError as exc:
             raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+        self._drained = n < len(buffer)
         decoder.commit(n)
         return n
 
