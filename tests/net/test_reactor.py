@@ -29,6 +29,16 @@ def _pair() -> Iterator[tuple[socket.socket, socket.socket]]:
         b.close()
 
 
+@contextmanager
+def _bare_reactor() -> Iterator[Reactor]:
+    """A reactor without its task: only ``wait()`` dispatches."""
+    reactor = Reactor()
+    try:
+        yield reactor
+    finally:
+        reactor.close()
+
+
 class _Reads:
     """A callback that reads its socket and notes which task it ran in."""
 
@@ -77,59 +87,47 @@ async def test_the_reactor_serves_on_when_its_surroundings_are_cancelled() -> No
 
 
 async def test_wait_dispatches_in_the_calling_task_until_its_budget_is_spent() -> None:
-    with _pair() as (a, b):
-        reactor = Reactor()  # no task of its own: only wait() dispatches
-        try:
-            reads = _Reads(a)
-            reactor.add(a.fileno(), reads)
-            b.send(b"x")
-            assert not reactor.wait(0.05)  # no wake descriptor: only the budget ends it
-            assert reads.data == b"x"
-            assert reads.tasks == [trio.lowlevel.current_task()]
-        finally:
-            reactor.close()
+    with _pair() as (a, b), _bare_reactor() as reactor:
+        reads = _Reads(a)
+        reactor.add(a.fileno(), reads)
+        b.send(b"x")
+        assert not reactor.wait(0.05)  # no wake descriptor: only the budget ends it
+        assert reads.data == b"x"
+        assert reads.tasks == [trio.lowlevel.current_task()]
 
 
 async def test_wait_ends_when_the_wake_descriptor_is_readable_and_leaves_it_unread() -> None:
-    with _pair() as (a, b), _pair() as (c, d):
-        reactor = Reactor()
-        try:
-            reads = _Reads(a)
-            reactor.add(a.fileno(), reads)
-            b.send(b"answer")
-            d.send(b"next")
-            assert reactor.wait(30, wake=c.fileno())
-            assert reads.data == b"answer"  # dispatched on the way
-            assert c.recv(10) == b"next"  # left for its owner
-            assert not reactor.wait(0.01, wake=c.fileno())  # nothing more: the budget ends it
-            assert reactor.watching == 1
-        finally:
-            reactor.close()
+    with _pair() as (a, b), _pair() as (c, d), _bare_reactor() as reactor:
+        reads = _Reads(a)
+        reactor.add(a.fileno(), reads)
+        b.send(b"answer")
+        d.send(b"next")
+        assert reactor.wait(30, wake=c.fileno())
+        assert reads.data == b"answer"  # dispatched on the way
+        assert c.recv(10) == b"next"  # left for its owner
+        assert not reactor.wait(0.01, wake=c.fileno())  # nothing more: the budget ends it
+        assert reactor.watching == 1
 
 
 async def test_wait_does_not_wait_while_another_task_is_ready_nor_past_a_deadline() -> None:
-    with _pair() as (a, b), _pair() as (c, d):
-        reactor = Reactor()
-        try:
-            reads = _Reads(a)
-            reactor.add(a.fileno(), reads)
-            b.send(b"x")  # ready to dispatch, but waiting is not allowed now:
-            d.send(b"wake")
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(trio.sleep, 0)  # runnable until this task yields
-                assert not reactor.wait(30, wake=c.fileno())
-            assert reads.data == b""
-            assert reactor.wait(30, wake=c.fileno())
-            assert reads.data == b"x"
-            c.recv(10)
-            # Nothing arrives: trio's next deadline, not the budget, ends the wait.
-            start = trio.current_time()
-            with trio.move_on_after(0.05):  # (only its deadline matters here)
-                assert not reactor.wait(600, wake=c.fileno())
-                await trio.lowlevel.checkpoint()
-            assert trio.current_time() - start < 60
-        finally:
-            reactor.close()
+    with _pair() as (a, b), _pair() as (c, d), _bare_reactor() as reactor:
+        reads = _Reads(a)
+        reactor.add(a.fileno(), reads)
+        b.send(b"x")  # ready to dispatch, but waiting is not allowed now:
+        d.send(b"wake")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep, 0)  # runnable until this task yields
+            assert not reactor.wait(30, wake=c.fileno())
+        assert reads.data == b""
+        assert reactor.wait(30, wake=c.fileno())
+        assert reads.data == b"x"
+        c.recv(10)
+        # Nothing arrives: trio's next deadline, not the budget, ends the wait.
+        start = trio.current_time()
+        with trio.move_on_after(0.05):  # (only its deadline matters here)
+            assert not reactor.wait(600, wake=c.fileno())
+            await trio.lowlevel.checkpoint()
+        assert trio.current_time() - start < 60
 
 
 _ID = Identity(volume="v")
