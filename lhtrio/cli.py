@@ -99,6 +99,14 @@ def replica(
     is_flag=True,
     help="If every replica would start ERR, serve from the one with the newest data anyway.",
 )
+@click.option(
+    "--busy-poll",
+    type=click.IntRange(0, 10_000),
+    default=250,
+    show_default=True,
+    metavar="MICROSECONDS",
+    help="Poll this long for the client's next request before sleeping (0: sleep at once).",
+)
 def engine(
     volume: str,
     size: str,
@@ -107,6 +115,7 @@ def engine(
     nbd: str,
     replica_timeout: float,
     salvage: bool,
+    busy_poll: int,
 ) -> None:
     """Serve VOLUME over NBD, replicated to every --replica, until SIGTERM/SIGINT.
 
@@ -133,6 +142,7 @@ def engine(
                     short_timeout=replica_timeout,
                     salvage=salvage,
                     linger=LINGER,
+                    spin=busy_poll / 1e6,
                 )
             )
             click.echo(f"tcp://{host}:{port}")

@@ -92,6 +92,7 @@ async def serve_engine(
     short_timeout: float = 8.0,
     salvage: bool = False,
     linger: float = 0.0,
+    spin: float = 0.0,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Run the engine of ``volume_name`` until cancelled; reports the control endpoint.
@@ -100,7 +101,8 @@ async def serve_engine(
     (:func:`~lhtrio.engine.replicaset.choose_salvage`). ``linger``: how long the frontend may
     wait in place for the replicas' answers to a lone request (:meth:`Volume.linger`); only for
     an engine with a process of its own (:data:`LINGER`), never in a node, where the wait would
-    hold up every other volume's I/O.
+    hold up every other volume's I/O. ``spin``: how much of that wait may busy-poll for the
+    client's next request (:meth:`lhtrio.net.reactor.Reactor.wait`).
     """
     async with open_reactor() as reactor, trio.open_nursery() as nursery:
         members = [Member(address, Mode.RW) for address in replicas]
@@ -111,6 +113,7 @@ async def serve_engine(
             nursery,
             reactor,
             linger=linger,
+            spin=spin,
         )
         await _connect_all(volume, nursery, salvage=salvage)
         frontend_control = FrontendControl(frontend, volume, nursery)

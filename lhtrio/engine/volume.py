@@ -16,7 +16,8 @@ earlier design (a task per batch, waiting on each replica in turn: five steps) w
 latency the engine adds. A standalone engine goes further: its frontend, having started its
 client's only request, waits in place for the answers and for the client's next request
 (:meth:`Volume.linger`): 4 task steps per QD1 write before, 1 with the wait for the answers,
-about 0.2 with the wait for the next request too. The
+about 0.2 with the wait for the next request too. Busy-polling for that next request
+(``spin``) saves the engine's sleep and wake-up as well. The
 awaitable methods (``write_batch``, ``flush``, ...) await the same fan-outs. Stalls are found by
 one watchdog task that wakes once a second, not by a deadline per batch.
 
@@ -152,6 +153,7 @@ class Volume:
         reactor: Reactor,
         *,
         linger: float = 0.0,
+        spin: float = 0.0,
     ) -> None:
         self.name = name
         self.size = size
@@ -159,6 +161,7 @@ class Volume:
         self._nursery = nursery
         self._reactor = reactor  # reads the replica links' answers
         self._linger = linger  # see linger()
+        self._spin = spin  # see linger()
         self._clients: dict[str, RpcClient] = {}
         self._links: dict[str, trio.CancelScope] = {}
         self._inflight = 0
@@ -359,11 +362,18 @@ class Volume:
         round in between (:meth:`lhtrio.net.reactor.Reactor.wait`, which bounds the wait). Does
         nothing (False) unless the volume was made with a ``linger`` budget; nor, unless
         ``partial``, while other batches are in flight (another connection's, say): those
-        should not wait for our client's next request.
+        should not wait for our client's next request. With a ``spin`` budget, the wait
+        busy-polls for that long once none of the volume's batches is in flight (for the
+        client's next request), never while replicas work on one: they need the CPU.
         """
         if self._linger and (partial or self._inflight == 1):
-            return self._reactor.wait(self._linger, wake=client)
+            return self._reactor.wait(
+                self._linger, wake=client, spin=self._spin, may_spin=self._idle
+            )
         return False
+
+    def _idle(self) -> bool:
+        return not self._inflight
 
     def _leaving(self, done: Callable[[_T], None], outcome: _T) -> None:
         """Complete a batch that :meth:`start_reads` let through the gate."""

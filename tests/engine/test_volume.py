@@ -165,10 +165,12 @@ async def replicas(tmp_path: Path, healthy: int, stalled: int) -> AsyncIterator[
 
 
 @asynccontextmanager
-async def volume(addresses: list[str], *, linger: float = 0.0) -> AsyncIterator[Volume]:
+async def volume(
+    addresses: list[str], *, linger: float = 0.0, spin: float = 0.0
+) -> AsyncIterator[Volume]:
     async with open_reactor() as reactor, trio.open_nursery() as nursery:
         members = [Member(a, Mode.RW, synced=True) for a in addresses]
-        vol = Volume("v", 4 * MiB, ReplicaSet(members), nursery, reactor, linger=linger)
+        vol = Volume("v", 4 * MiB, ReplicaSet(members), nursery, reactor, linger=linger, spin=spin)
         try:
             for member in members:
                 await nursery.start(vol.connect, member)
@@ -366,6 +368,36 @@ async def test_a_lingering_volume_answers_its_lone_batch_in_the_calling_task(
             assert not vol.linger(client.fileno())
             assert outcomes.items == []
             assert await outcomes.next() == [b"m" * 4096 + b"n" * 4096]
+
+
+async def test_a_lingering_volume_busy_polls_only_once_nothing_is_in_flight(
+    tmp_path: Path,
+) -> None:
+    with replicas_in_a_thread(tmp_path, 2) as addresses, _socketpair() as (client, _):
+        async with volume(addresses, linger=0.2, spin=0.01) as vol:
+            await vol.flush()  # (starts the stall watchdog: a new task would end a linger)
+            outcomes = _Outcomes()
+            polls: list[tuple[float, int]] = []  # (timeout, outcomes so far) of each poll
+            epoll = vol._reactor._epoll
+
+            class Recorded:
+                def poll(self, timeout: float) -> list[tuple[int, int]]:
+                    polls.append((timeout, len(outcomes.items)))
+                    return epoll.poll(timeout)
+
+                def __getattr__(self, name: str) -> object:
+                    return getattr(epoll, name)
+
+            vol._reactor._epoll = Recorded()  # type: ignore[assignment]
+            assert vol.start_writes([(0, b"s" * 4096, False)], outcomes)
+            assert not vol.linger(client.fileno())  # the client sends nothing: the budget ends it
+            assert outcomes.items == [None]
+            while_in_flight = [t for t, done in polls if not done]
+            after = [t for t, done in polls if done]
+            assert while_in_flight
+            assert all(t > 0 for t in while_in_flight)
+            assert after.count(0) >= 1  # polled for the next request ...
+            assert after[-1] > 0  # ... for the spin budget, then slept out the linger budget
 
 
 async def test_start_refuses_while_paused_and_out_of_range(tmp_path: Path) -> None:

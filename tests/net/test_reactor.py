@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,6 +129,87 @@ async def test_wait_does_not_wait_while_another_task_is_ready_nor_past_a_deadlin
             assert not reactor.wait(600, wake=c.fileno())
             await trio.lowlevel.checkpoint()
         assert trio.current_time() - start < 60
+
+
+class _RecordedPolls:
+    """The reactor's epoll, recording each ``poll`` timeout (0: a poll that did not sleep)."""
+
+    def __init__(self, reactor: Reactor) -> None:
+        self.inner = reactor._epoll
+        self.timeouts: list[float] = []
+        reactor._epoll = self  # type: ignore[assignment]
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        self.timeouts.append(timeout)
+        return self.inner.poll(timeout)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+class _Yields:
+    """Stands in for ``os.sched_yield``: counts the yields, sends ``data`` at given counts."""
+
+    def __init__(self, sends: dict[int, tuple[socket.socket, bytes]]) -> None:
+        self.sends = sends
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+        if (send := self.sends.get(self.count)) is not None:
+            send[0].send(send[1])
+
+
+async def test_a_spinning_wait_polls_without_sleeping_and_yields_between_polls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with _pair() as (a, b), _pair() as (c, d), _bare_reactor() as reactor:
+        reads = _Reads(a)
+        reactor.add(a.fileno(), reads)
+        polls = _RecordedPolls(reactor)
+        # An answer arrives at the third yield, the client's next request at the sixth.
+        yields = _Yields({3: (b, b"answer"), 6: (d, b"next")})
+        monkeypatch.setattr(os, "sched_yield", yields)
+        assert reactor.wait(30, wake=c.fileno(), spin=30)
+        assert reads.data == b"answer"
+        assert yields.count == 6
+        # Never slept: 3 polls in vain, the answer, 3 in vain, the request.
+        assert polls.timeouts == [0] * 8
+        # The budget bounds the spin: nothing arrives, the wait ends without sleeping.
+        assert c.recv(10) == b"next"
+        polls.timeouts.clear()
+        assert not reactor.wait(0.02, wake=c.fileno(), spin=30)
+        assert yields.count > 6
+        assert set(polls.timeouts) == {0}
+
+
+async def test_a_wait_spins_only_while_may_spin_says_so_asked_after_each_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with _pair() as (a, b), _pair() as (c, d), _bare_reactor() as reactor:
+        idle = False
+
+        def answered() -> None:  # like the last answer of a batch: nothing is in flight now
+            nonlocal idle
+            a.recv(10)
+            idle = True
+
+        reactor.add(a.fileno(), answered)
+        polls = _RecordedPolls(reactor)
+        yields = _Yields({2: (d, b"next")})
+        monkeypatch.setattr(os, "sched_yield", yields)
+        b.send(b"answer")
+        assert reactor.wait(30, wake=c.fileno(), spin=30, may_spin=lambda: idle)
+        first, *spun = polls.timeouts
+        assert first > 0  # slept (woken at once: the answer was there)
+        assert spun == [0, 0, 0]  # then polled: twice in vain, then the client's request
+        # Without a spin budget it sleeps, whatever may_spin says.
+        polls.timeouts.clear()
+        c.recv(10)
+        assert not reactor.wait(0.01, wake=c.fileno(), may_spin=lambda: True)
+        assert polls.timeouts
+        assert all(t > 0 for t in polls.timeouts)
+        assert yields.count == 2
 
 
 _ID = Identity(volume="v")
