@@ -107,6 +107,12 @@ def replica(
     metavar="MICROSECONDS",
     help="Poll this long for the client's next request before sleeping (0: sleep at once).",
 )
+@click.option(
+    "--local-sockets/--no-local-sockets",
+    default=True,
+    show_default=True,
+    help="Reach replicas on this host through the Unix socket they offer instead of TCP.",
+)
 def engine(
     volume: str,
     size: str,
@@ -116,6 +122,7 @@ def engine(
     replica_timeout: float,
     salvage: bool,
     busy_poll: int,
+    local_sockets: bool,
 ) -> None:
     """Serve VOLUME over NBD, replicated to every --replica, until SIGTERM/SIGINT.
 
@@ -143,6 +150,7 @@ def engine(
                     salvage=salvage,
                     linger=LINGER,
                     spin=busy_poll / 1e6,
+                    local=local_sockets,
                 )
             )
             click.echo(f"tcp://{host}:{port}")

@@ -43,8 +43,11 @@ def _render_info(info: dict[str, Any]) -> str:
 
 def _render_replicas(replicas: list[dict[str, Any]]) -> str:
     return table(
-        ["ADDRESS", "MODE", "REBUILD", "ERROR"],
-        [[r["address"], r["mode"], _rebuild_cell(r.get("rebuild")), r["error"]] for r in replicas],
+        ["ADDRESS", "MODE", "LINK", "REBUILD", "ERROR"],
+        [
+            [r["address"], r["mode"], r["link"], _rebuild_cell(r.get("rebuild")), r["error"]]
+            for r in replicas
+        ],
     )
 
 

@@ -2,7 +2,9 @@
 
 The local yardstick is ``qemu-nbd`` serving a raw file from the same disk. The last row runs the
 replicas on Unix sockets (``lhtrio replica --listen unix:PATH``: the strict-local data path of an
-engine and replicas on one host) instead of loopback TCP. Every backend gets fresh
+engine and replicas on one host) instead of loopback TCP. Replicas on TCP offer a same-host
+socket that the engine uses by default (``lhtrio.net.server``); the "TCP only" row turns that off
+(``--no-local-sockets``): what remote replicas cost, without the network. Every backend gets fresh
 sparse files in one scratch directory and a Unix socket; fio runs one job, one connection:
 
     4 KiB random write QD32, 4 KiB random write QD1, 1 MiB sequential write QD8 (fills the 256 MiB
@@ -70,9 +72,11 @@ def _qemu_nbd(scratch: Path) -> Iterator[str]:
 
 
 @contextmanager
-def _lhtrio(scratch: Path, replicas: int, *, unix: bool = False) -> Iterator[str]:
+def _lhtrio(
+    scratch: Path, replicas: int, *, unix: bool = False, tcp_only: bool = False
+) -> Iterator[str]:
     lhtrio = [sys.executable, "-m", "lhtrio"]
-    tag = f"{replicas}{'u' if unix else ''}"
+    tag = f"{replicas}{'u' if unix else ''}{'t' if tcp_only else ''}"
     with ExitStack() as stack:
         addresses = []
         for n in range(replicas):
@@ -96,6 +100,8 @@ def _lhtrio(scratch: Path, replicas: int, *, unix: bool = False) -> Iterator[str
             addresses.append(proc.stdout.readline().strip())
         socket = scratch / f"lhtrio{tag}.sock"
         args = [*lhtrio, "engine", "vol", "--size", str(SIZE), "--nbd", f"unix:{socket}"]
+        if tcp_only:
+            args.append("--no-local-sockets")
         for address in addresses:
             args += ["--replica", address]
         proc = stack.enter_context(child_process(args))
@@ -160,6 +166,7 @@ def main(*, quick: bool = False) -> None:
         "qemu-nbd (yardstick)": lambda: _qemu_nbd(scratch),
         "lhtrio, 1 replica": lambda: _lhtrio(scratch, 1),
         "lhtrio, 3 replicas": lambda: _lhtrio(scratch, 3),
+        "lhtrio, 3 replicas, TCP only": lambda: _lhtrio(scratch, 3, tcp_only=True),
         "lhtrio, 3 replicas on Unix sockets": lambda: _lhtrio(scratch, 3, unix=True),
     }
     runs: dict[str, dict[str, list[dict[str, float]]]] = {b: {} for b in backends}
@@ -167,8 +174,10 @@ def main(*, quick: bool = False) -> None:
         with ExitStack() as stack:
             uris = {backend: stack.enter_context(start()) for backend, start in backends.items()}
             for name, rw, bs, depth in WORKLOADS:
-                for _ in range(rounds):
-                    for backend, uri in uris.items():
+                for round_ in range(rounds):
+                    order = list(uris.items())  # rotated: the last in a round ran slower
+                    order = order[round_ % len(order) :] + order[: round_ % len(order)]
+                    for backend, uri in order:
                         result = _fio(uri, rw, bs, depth, seconds)
                         runs[backend].setdefault(name, []).append(result)
     finally:

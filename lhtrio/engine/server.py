@@ -93,6 +93,7 @@ async def serve_engine(
     salvage: bool = False,
     linger: float = 0.0,
     spin: float = 0.0,
+    local: bool = True,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Run the engine of ``volume_name`` until cancelled; reports the control endpoint.
@@ -102,7 +103,9 @@ async def serve_engine(
     wait in place for the replicas' answers to a lone request (:meth:`Volume.linger`); only for
     an engine with a process of its own (:data:`LINGER`), never in a node, where the wait would
     hold up every other volume's I/O. ``spin``: how much of that wait may busy-poll for the
-    client's next request (:meth:`lhtrio.net.reactor.Reactor.wait`).
+    client's next request (:meth:`lhtrio.net.reactor.Reactor.wait`). ``local``: reach replicas
+    on this host through the same-host socket they offer, not TCP
+    (:func:`lhtrio.net.open_rpc_client`).
     """
     async with open_reactor() as reactor, trio.open_nursery() as nursery:
         members = [Member(address, Mode.RW) for address in replicas]
@@ -114,6 +117,7 @@ async def serve_engine(
             reactor,
             linger=linger,
             spin=spin,
+            local=local,
         )
         await _connect_all(volume, nursery, salvage=salvage)
         frontend_control = FrontendControl(frontend, volume, nursery)

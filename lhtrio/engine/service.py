@@ -110,7 +110,13 @@ class EngineService:
         rebuild = self.volume.rebuild
         replicas: list[dict[str, Any]] = []
         for m in self.volume.replicas.members:
-            replica: dict[str, Any] = {"address": m.address, "mode": m.mode.value, "error": m.error}
+            client = self.volume.client(m)
+            replica: dict[str, Any] = {
+                "address": m.address,
+                "mode": m.mode.value,
+                "error": m.error,
+                "link": "" if client is None else _link(m.address, client.via),
+            }
             if rebuild is not None and rebuild.address == m.address:
                 replica["rebuild"] = rebuild.as_dict()
             replicas.append(replica)
@@ -250,3 +256,8 @@ def _snapshot_name(file: str) -> str:
     if file.startswith(SNAP_PREFIX) and file.endswith(SNAP_SUFFIX):
         return file[len(SNAP_PREFIX) : -len(SNAP_SUFFIX)]
     return file
+
+
+def _link(address: str, via: str) -> str:
+    """How the engine reaches a replica: ``unix`` (a Unix socket, given or same-host) or ``tcp``."""
+    return "unix" if via or address.startswith("unix:") else "tcp"

@@ -154,6 +154,7 @@ class Volume:
         *,
         linger: float = 0.0,
         spin: float = 0.0,
+        local: bool = True,
     ) -> None:
         self.name = name
         self.size = size
@@ -162,6 +163,7 @@ class Volume:
         self._reactor = reactor  # reads the replica links' answers
         self._linger = linger  # see linger()
         self._spin = spin  # see linger()
+        self._local = local  # reach replicas on this host by their same-host sockets
         self._clients: dict[str, RpcClient] = {}
         self._links: dict[str, trio.CancelScope] = {}
         self._inflight = 0
@@ -202,6 +204,7 @@ class Volume:
                     client=f"engine-{self.name}",
                     seqs=self._seqs,
                     reactor=self._reactor,
+                    local=self._local,
                 ) as client:
                     self._clients[member.address] = client
                     task_status.started()

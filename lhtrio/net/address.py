@@ -1,4 +1,8 @@
-"""Endpoint addresses as operators write them: ``tcp://HOST:PORT``, ``HOST:PORT``, ``unix:PATH``."""
+"""Endpoint addresses as operators write them: ``tcp://HOST:PORT``, ``HOST:PORT``, ``unix:PATH``.
+
+``unix:@NAME`` is a Unix socket in Linux's abstract namespace (no file; gone with its listener),
+written as ``ss`` shows it.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,16 @@ class Address:
     @property
     def is_unix(self) -> bool:
         return bool(self.path)
+
+    @property
+    def is_abstract(self) -> bool:
+        """A Unix socket in the abstract namespace (``unix:@NAME``)."""
+        return self.path.startswith("@")
+
+    @property
+    def socket_path(self) -> str:
+        """The path to bind or connect to (a leading NUL byte for an abstract socket)."""
+        return "\0" + self.path[1:] if self.is_abstract else self.path
 
     def __str__(self) -> str:
         if self.path:

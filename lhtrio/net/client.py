@@ -41,6 +41,7 @@ from lhtrio.net.address import Address, parse_address
 from lhtrio.net.reactor import Reactor
 from lhtrio.net.transport import Outbox, Transport, make_transport
 from lhtrio.wire import (
+    LOCAL,
     NEED_DATA,
     Call,
     Decoder,
@@ -210,6 +211,7 @@ class RpcClient:
 
     def __init__(self, transport: Transport, *, peer: str, seqs: SeqSource | None = None) -> None:
         self.peer = peer
+        self.via = ""  # the same-host address used instead of ``peer`` (open_rpc_client(local=))
         self.server: HelloOk | None = None
         self._transport = transport
         self._decoder = Decoder()
@@ -456,6 +458,17 @@ async def connect_rpc(
         await rpc._handshake(
             Hello(volume=volume, instance=instance, client=client, features=tuple(features))
         )
+    except BaseException:
+        await _close(rpc)
+        raise
+    async with _running(rpc, reactor):
+        yield rpc
+
+
+@asynccontextmanager
+async def _running(rpc: RpcClient, reactor: Reactor | None) -> AsyncIterator[None]:
+    """Run the connection of ``rpc`` (which has said hello) until the block exits; close it."""
+    try:
         async with open_connection_nursery() as nursery:
             if reactor is not None and rpc._transport.fileno() >= 0:
                 rpc._reactor, rpc._watched = reactor, rpc._transport.fileno()
@@ -464,14 +477,62 @@ async def connect_rpc(
                 nursery.start_soon(rpc._reader)
             nursery.start_soon(rpc._writer)
             try:
-                yield rpc
+                yield
             finally:
                 rpc._fail("client closed the connection")
                 nursery.cancel_scope.cancel()
     finally:
-        rpc._fail("client closed the connection")
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await rpc._transport.aclose()
+        await _close(rpc)
+
+
+async def _close(rpc: RpcClient) -> None:
+    rpc._fail("client closed the connection")
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        await rpc._transport.aclose()
+
+
+async def _connect(address: Address) -> trio.abc.Stream:
+    try:
+        if address.is_unix:
+            return await trio.open_unix_socket(address.socket_path)
+        return await trio.open_tcp_stream(address.host, address.port)
+    except OSError as exc:
+        raise ConnectionLostError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
+
+
+async def _on_same_host(rpc: RpcClient, hello: Hello) -> RpcClient:
+    """The connection to use instead of ``rpc`` (TCP, hello said): a new one to the server's
+    same-host address if it offered one and it answers as the same server, else ``rpc``
+    (:func:`lhtrio.net.server._serve` explains the shortcut)."""
+    assert rpc.server is not None
+    offered = rpc.server.local
+    try:
+        address = parse_address(offered)
+        if not address.is_abstract:  # only names in the abstract namespace, never a file
+            raise ConnectionLostError(f"{offered!r} is not an abstract Unix socket")
+        stream = await _connect(address)
+    except LhtrioError as exc:  # (a server on another host: its name is not here)
+        logger.debug("%s: staying on TCP: %s", rpc.peer, exc)
+        return rpc
+    local = RpcClient(make_transport(stream), peer=rpc.peer, seqs=rpc._seqs)
+    local.via = str(address)
+    try:
+        await local._handshake(
+            attrs.evolve(
+                hello,
+                instance=rpc.server.instance,
+                features=tuple(f for f in hello.features if f != LOCAL),
+            )
+        )
+    except LhtrioError as exc:
+        await _close(local)
+        logger.warning("%s offered %s, which failed: %s; staying on TCP", rpc.peer, offered, exc)
+        return rpc
+    except BaseException:
+        await _close(local)
+        raise
+    await _close(rpc)
+    return local
 
 
 @asynccontextmanager
@@ -484,28 +545,30 @@ async def open_rpc_client(
     features: Sequence[str] = (),
     seqs: SeqSource | None = None,
     reactor: Reactor | None = None,
+    local: bool = False,
 ) -> AsyncIterator[RpcClient]:
     """Connect to the lhtrio RPC server at ``address`` and say hello.
 
     ``volume``/``instance`` name the server we expect; a server that is someone else refuses (and
-    we refuse a server that answers as someone else) with IdentityMismatchError.
+    we refuse a server that answers as someone else) with IdentityMismatchError. ``local``: if
+    the server is on this host and offers a same-host socket, use that instead of TCP (``via``
+    then names it); otherwise, or if it fails, stay on TCP.
     """
     addr = parse_address(address) if isinstance(address, str) else address
-    try:
-        if addr.is_unix:
-            stream: trio.abc.Stream = await trio.open_unix_socket(addr.path)
-        else:
-            stream = await trio.open_tcp_stream(addr.host, addr.port)
-    except OSError as exc:
-        raise ConnectionLostError(f"cannot connect to {addr}: {exc.strerror or exc}") from exc
-    async with connect_rpc(
-        stream,
+    asks = local and not addr.is_unix
+    hello = Hello(
         volume=volume,
         instance=instance,
         client=client,
-        features=features,
-        peer=str(addr),
-        seqs=seqs,
-        reactor=reactor,
-    ) as rpc:
+        features=(*features, LOCAL) if asks else tuple(features),
+    )
+    rpc = RpcClient(make_transport(await _connect(addr)), peer=str(addr), seqs=seqs)
+    try:
+        await rpc._handshake(hello)
+        if asks and rpc.server is not None and rpc.server.local:
+            rpc = await _on_same_host(rpc, hello)
+    except BaseException:
+        await _close(rpc)
+        raise
+    async with _running(rpc, reactor):
         yield rpc

@@ -23,7 +23,7 @@ async def open_listeners(address: Address) -> tuple[list[trio.SocketListener], A
     if address.is_unix:
         remove_unix_socket(address)
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        await sock.bind(address.path)
+        await sock.bind(address.socket_path)
         sock.listen(128)
         return [trio.SocketListener(sock)], address
     listeners = list(await trio.open_tcp_listeners(address.port, host=address.host or None))
@@ -33,6 +33,6 @@ async def open_listeners(address: Address) -> tuple[list[trio.SocketListener], A
 
 def remove_unix_socket(address: Address) -> None:
     """Remove a Unix socket file left by a previous run (nothing for TCP addresses)."""
-    if address.is_unix:
+    if address.is_unix and not address.is_abstract:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(address.path)

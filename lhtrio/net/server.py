@@ -26,9 +26,11 @@ connections are not affected. On server shutdown each connection gets a ``Goodby
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+import attrs
 import trio
 
 from lhtrio.net.address import Address
@@ -79,10 +81,13 @@ async def serve_rpc(
     identity: Identity,
     max_concurrency: int = 64,
     threaded: bool = False,
+    local: bool = False,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Listen on ``host:port`` (0 picks a free port) and serve every connection with ``handler``.
 
+    ``local``: also listen on a Unix socket in the abstract namespace, and tell clients on this
+    host that ask (the ``local`` feature of the hello) to use it instead (see :func:`_serve`).
     Reports the bound ``(host, port)`` through ``task_status`` once listening; never returns.
     """
     await _serve(
@@ -91,6 +96,7 @@ async def serve_rpc(
         identity=identity,
         max_concurrency=max_concurrency,
         threaded=threaded,
+        local=local,
         task_status=task_status,
         report=lambda bound: (bound.host, bound.port),
     )
@@ -103,6 +109,7 @@ async def serve_rpc_at(
     identity: Identity,
     max_concurrency: int = 64,
     threaded: bool = False,
+    local: bool = False,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Like :func:`serve_rpc` on any address (``tcp://HOST:PORT`` or ``unix:PATH``).
@@ -115,6 +122,7 @@ async def serve_rpc_at(
         identity=identity,
         max_concurrency=max_concurrency,
         threaded=threaded,
+        local=local,
         task_status=task_status,
         report=str,
     )
@@ -127,15 +135,33 @@ async def _serve(
     identity: Identity,
     max_concurrency: int,
     threaded: bool,
+    local: bool,
     task_status: trio.TaskStatus[Any],
     report: Callable[[Address], object],
 ) -> NoReturn:
+    """Serve on ``address``; with ``local`` (TCP only), on a same-host Unix socket as well.
+
+    **The same-host shortcut.** On loopback, every frame pays the whole TCP stack twice (the
+    sender runs the receiver's side too): measured here, 35 µs of CPU for a 4 KiB send to a
+    sleeping reader against 7 µs on a Unix socket, and 1 MiB writes to 3 replicas capped near
+    0.3 GB/s. So a server with ``local`` also listens on ``unix:@lhtrio-TOKEN`` (abstract
+    namespace: no file to clean up, reachable only from this host's network namespace, like its
+    loopback) and names it in its hello answer to clients that ask. The client connects there
+    and says hello again, naming the instance: only the same server answers on that name (the
+    token is random), so the identity check is the one of any connection. Clients on other hosts
+    cannot connect to it and stay on TCP. The messages are the same on both.
+    """
     listeners, bound = await open_listeners(address)
+    if local and not address.is_unix:
+        shortcut = Address(path=f"@lhtrio-{secrets.token_hex(16)}")
+        listeners += (await open_listeners(shortcut))[0]
+        identity = attrs.evolve(identity, local=str(shortcut))
     logger.info(
-        "serving protocol v1 for volume %r instance %r on %s",
+        "serving protocol v1 for volume %r instance %r on %s%s",
         identity.volume,
         identity.instance,
         bound,
+        f" (same host: {identity.local})" if identity.local else "",
     )
 
     async def on_connection(stream: trio.SocketStream) -> None:

@@ -51,6 +51,7 @@ async def serve_replica(
     instance: str,
     listen: Address = DEFAULT_LISTEN,
     threaded: bool = False,
+    local: bool = True,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Open (or create) the replica in ``path`` and serve it on ``listen`` until cancelled.
@@ -65,6 +66,9 @@ async def serve_replica(
     about 100 µs less per 4 KiB write at queue depth 1. Not where the event loop is busy with
     other instances (a node): the threads and the loop then contend for the GIL, measured at
     half the IOPS of 8 volumes driven at once in one node.
+
+    ``local`` (TCP only): also answer on a same-host Unix socket, offered to engines on this host
+    in the hello (:func:`lhtrio.net.server._serve`).
     """
     replica = await trio.to_thread.run_sync(
         functools.partial(open_or_create, path, size=size, volume=volume, instance=instance)
@@ -79,6 +83,7 @@ async def serve_replica(
                     service,
                     identity=Identity(volume=volume, instance=instance),
                     threaded=threaded,
+                    local=local,
                 )
             )
             logger.info("replica %s of volume %s serving %s on %s", instance, volume, path, bound)

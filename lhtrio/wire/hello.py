@@ -11,21 +11,31 @@ answer too, so a reused port can never let an engine write into another volume's
 
 from __future__ import annotations
 
+from typing import Final
+
 import attrs
 
 from lhtrio.errors import IdentityMismatchError, VersionMismatchError
 from lhtrio.wire.messages import SUPPORTED_VERSIONS, Hello, HelloOk
 
-__all__ = ["Identity", "answer_hello", "check_hello_ok"]
+__all__ = ["Identity", "LOCAL", "answer_hello", "check_hello_ok"]
+
+#: The feature a client announces to learn the server's same-host address (``HelloOk.local``).
+LOCAL: Final = "local"
 
 
 @attrs.frozen(kw_only=True)
 class Identity:
-    """Who a server is: the volume it serves ("" for node-level services) and its instance name."""
+    """Who a server is: the volume it serves ("" for node-level services) and its instance name.
+
+    ``local``: the address where the same server also answers clients on its host (see
+    :class:`~lhtrio.wire.messages.HelloOk`); set by the server that listens there.
+    """
 
     volume: str = ""
     instance: str = ""
     features: tuple[str, ...] = ()
+    local: str = ""
 
 
 def answer_hello(hello: Hello, me: Identity) -> HelloOk:
@@ -37,11 +47,14 @@ def answer_hello(hello: Hello, me: Identity) -> HelloOk:
             f"{list(hello.versions)}, this server speaks {list(SUPPORTED_VERSIONS)}"
         )
     _check_identity(hello.volume, hello.instance, me.volume, me.instance)
+    supported = (*me.features, LOCAL) if me.local else me.features
+    features = tuple(f for f in hello.features if f in supported)
     return HelloOk(
         version=max(common),
         volume=me.volume,
         instance=me.instance,
-        features=tuple(f for f in hello.features if f in me.features),
+        features=features,
+        local=me.local if LOCAL in features else "",
     )
 
 

@@ -140,11 +140,16 @@ class Call(Request):
 
 @attrs.frozen
 class HelloOk(Reply):
+    """The server's answer to :class:`Hello`. ``local``: where a client on the same host can
+    reach the same server without TCP (``unix:@NAME``, a Unix socket in the abstract namespace);
+    only told to a client that announced the ``local`` feature."""
+
     TAG: ClassVar[int] = 65
     version: int
     volume: str
     instance: str
     features: tuple[str, ...] = ()
+    local: str = ""
 
 
 @attrs.frozen

@@ -37,7 +37,12 @@ class Volume:
 
 @asynccontextmanager
 async def volume(
-    tmp_path: Path, count: int, size: str = "64Mi", *, unix: bool = False
+    tmp_path: Path,
+    count: int,
+    size: str = "64Mi",
+    *,
+    unix: bool = False,
+    engine_args: tuple[str, ...] = (),
 ) -> AsyncIterator[Volume]:
     async with AsyncExitStack() as stack:
         dirs = [tmp_path / f"r{i}" for i in range(count)]
@@ -46,7 +51,7 @@ async def volume(
         ]
         socket = tmp_path / "nbd.sock"
         eng = await stack.enter_async_context(
-            engine("vol", size, [r.address for r in replicas], socket)
+            engine("vol", size, [r.address for r in replicas], socket, *engine_args)
         )
         yield Volume("vol", socket, eng, replicas, dirs)
 
@@ -78,11 +83,21 @@ def qemu_io(target: str, *commands: str) -> list[str]:
     return [*args, target]
 
 
-@pytest.mark.parametrize(("count", "unix"), [(1, False), (3, False), (3, True)])
+@pytest.mark.parametrize(
+    ("count", "listen", "link"),
+    [
+        (1, "tcp", "unix"),  # a replica on the engine's host: its same-host socket
+        (3, "tcp", "unix"),
+        (3, "tcp-only", "tcp"),  # lhtrio engine --no-local-sockets
+        (3, "unix", "unix"),  # lhtrio replica --listen unix:PATH
+    ],
+)
 async def test_qemu_io_patterns_aligned_and_unaligned(
-    tmp_path: Path, count: int, unix: bool
+    tmp_path: Path, count: int, listen: str, link: str
 ) -> None:
-    async with volume(tmp_path, count, unix=unix) as vol:
+    unix = listen == "unix"
+    engine_args = ("--no-local-sockets",) if listen == "tcp-only" else ()
+    async with volume(tmp_path, count, unix=unix, engine_args=engine_args) as vol:
         out = await run(
             *qemu_io(
                 vol.uri,
@@ -104,6 +119,7 @@ async def test_qemu_io_patterns_aligned_and_unaligned(
         assert info["state"] == "healthy"
         assert [r["mode"] for r in info["replicas"]] == ["RW"] * count
         assert all(r["address"].startswith("unix:" if unix else "tcp:") for r in info["replicas"])
+        assert [r["link"] for r in info["replicas"]] == [link] * count
 
 
 @pytest.mark.parametrize("count", [1, 3])

@@ -79,6 +79,11 @@ def examples() -> list[tuple[str, int, Message]]:
         ("hello", 1, Hello("vol-a", "vol-a-r-1a2b", "engine-vol-a", (1,), ("batch-ack",))),
         ("hello-any-instance", 1, Hello("db-1")),
         ("hello-ok", 1, HelloOk(1, "vol-a", "vol-a-r-1a2b", ())),
+        (
+            "hello-ok-local",
+            1,
+            HelloOk(1, "vol-a", "vol-a-r-1a2b", ("local",), "unix:@lhtrio-0123456789abcdef"),
+        ),
         ("ping", 2, Ping()),
         ("pong", 2, Pong()),
         ("read-4k", 3, Read(4096, 4096)),
