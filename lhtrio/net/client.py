@@ -453,16 +453,23 @@ async def connect_rpc(
     Resource handling: the stream is closed when the block exits. Cancellation: leaving the
     block cancels the connection's tasks; calls still pending fail with ConnectionLostError.
     """
+    hello = Hello(volume=volume, instance=instance, client=client, features=tuple(features))
+    rpc = await _greeted(stream, hello, peer=peer, seqs=seqs)
+    async with _running(rpc, reactor):
+        yield rpc
+
+
+async def _greeted(
+    stream: trio.abc.Stream, hello: Hello, *, peer: str, seqs: SeqSource | None
+) -> RpcClient:
+    """A client on ``stream`` that has said ``hello``; the stream is closed if that fails."""
     rpc = RpcClient(make_transport(stream), peer=peer, seqs=seqs)
     try:
-        await rpc._handshake(
-            Hello(volume=volume, instance=instance, client=client, features=tuple(features))
-        )
+        await rpc._handshake(hello)
     except BaseException:
         await _close(rpc)
         raise
-    async with _running(rpc, reactor):
-        yield rpc
+    return rpc
 
 
 @asynccontextmanager
@@ -514,23 +521,17 @@ async def _on_same_host(rpc: RpcClient, hello: Hello) -> RpcClient:
     except LhtrioError as exc:  # (a server on another host: its name is not here)
         logger.debug("%s: staying on TCP: %s", rpc.peer, exc)
         return rpc
-    local = RpcClient(make_transport(stream), peer=rpc.peer, seqs=rpc._seqs)
-    local.via = str(address)
+    again = attrs.evolve(
+        hello,
+        instance=rpc.server.instance,
+        features=tuple(f for f in hello.features if f != LOCAL),
+    )
     try:
-        await local._handshake(
-            attrs.evolve(
-                hello,
-                instance=rpc.server.instance,
-                features=tuple(f for f in hello.features if f != LOCAL),
-            )
-        )
+        local = await _greeted(stream, again, peer=rpc.peer, seqs=rpc._seqs)
     except LhtrioError as exc:
-        await _close(local)
         logger.warning("%s offered %s, which failed: %s; staying on TCP", rpc.peer, offered, exc)
         return rpc
-    except BaseException:
-        await _close(local)
-        raise
+    local.via = str(address)
     await _close(rpc)
     return local
 
@@ -562,13 +563,12 @@ async def open_rpc_client(
         client=client,
         features=(*features, LOCAL) if asks else tuple(features),
     )
-    rpc = RpcClient(make_transport(await _connect(addr)), peer=str(addr), seqs=seqs)
-    try:
-        await rpc._handshake(hello)
-        if asks and rpc.server is not None and rpc.server.local:
+    rpc = await _greeted(await _connect(addr), hello, peer=str(addr), seqs=seqs)
+    if asks and rpc.server is not None and rpc.server.local:
+        try:
             rpc = await _on_same_host(rpc, hello)
-    except BaseException:
-        await _close(rpc)
-        raise
+        except BaseException:  # (cancelled on the way: the TCP connection goes too)
+            await _close(rpc)
+            raise
     async with _running(rpc, reactor):
         yield rpc

@@ -32,9 +32,10 @@ be given back to it (on these VMs, a halted virtual CPU). A waiter that expects 
 a few hundred microseconds polls instead (``epoll_wait`` with a zero timeout, and
 ``sched_yield`` between polls so that any other thread that can run on this CPU does), then
 sleeps. The engine polls only while none of its requests are in flight, that is for its client's
-next request: while the replicas work, a polling engine would take a CPU they need (measured: the
-4 KiB QD32 rate then dropped by a sixth). 4 KiB writes at queue depth 1 with 3 replicas: about
-90 µs less per write (``docs/benchmarks.md``).
+next request: while the replicas work, a polling engine would take a CPU they need (measured in
+alternating fio runs with 3 replicas on 2 cores: polling then cost about a fifth of the 4 KiB
+QD32 rate). Polling only for the next request: about 90 µs less per 4 KiB write at queue depth 1,
+QD32 unchanged within noise.
 
 Callbacks run on the event loop in whichever task dispatches them; they must not block and must
 not raise (a link turns its own failures into a broken connection).

@@ -29,6 +29,7 @@ from lhtrio.net import parse_address, serve_rpc
 from lhtrio.net.reactor import open_reactor
 from lhtrio.replica.server import serve_replica
 from lhtrio.wire import Call, Identity, Reply, Request, Result, Write
+from tests.net.polls import RecordedPolls
 
 MiB = 1 << 20
 # Virtual time jumps only after this much real idleness: replicas fsync in worker threads, which
@@ -377,23 +378,13 @@ async def test_a_lingering_volume_busy_polls_only_once_nothing_is_in_flight(
         async with volume(addresses, linger=0.2, spin=0.01) as vol:
             await vol.flush()  # (starts the stall watchdog: a new task would end a linger)
             outcomes = _Outcomes()
-            polls: list[tuple[float, int]] = []  # (timeout, outcomes so far) of each poll
-            epoll = vol._reactor._epoll
-
-            class Recorded:
-                def poll(self, timeout: float) -> list[tuple[int, int]]:
-                    polls.append((timeout, len(outcomes.items)))
-                    return epoll.poll(timeout)
-
-                def __getattr__(self, name: str) -> object:
-                    return getattr(epoll, name)
-
-            vol._reactor._epoll = Recorded()  # type: ignore[assignment]
+            polls = RecordedPolls(vol._reactor, note=lambda: len(outcomes.items))
             assert vol.start_writes([(0, b"s" * 4096, False)], outcomes)
             assert not vol.linger(client.fileno())  # the client sends nothing: the budget ends it
             assert outcomes.items == [None]
-            while_in_flight = [t for t, done in polls if not done]
-            after = [t for t, done in polls if done]
+            polled = list(zip(polls.timeouts, polls.notes, strict=True))
+            while_in_flight = [t for t, done in polled if not done]
+            after = [t for t, done in polled if done]
             assert while_in_flight
             assert all(t > 0 for t in while_in_flight)
             assert after.count(0) >= 1  # polled for the next request ...

@@ -17,6 +17,7 @@ from lhtrio.net import serve_rpc
 from lhtrio.net.client import connect_rpc
 from lhtrio.net.reactor import Reactor, open_reactor
 from lhtrio.wire import Identity, Ping, Pong, Reply, Request
+from tests.net.polls import RecordedPolls
 
 
 @contextmanager
@@ -131,22 +132,6 @@ async def test_wait_does_not_wait_while_another_task_is_ready_nor_past_a_deadlin
         assert trio.current_time() - start < 60
 
 
-class _RecordedPolls:
-    """The reactor's epoll, recording each ``poll`` timeout (0: a poll that did not sleep)."""
-
-    def __init__(self, reactor: Reactor) -> None:
-        self.inner = reactor._epoll
-        self.timeouts: list[float] = []
-        reactor._epoll = self  # type: ignore[assignment]
-
-    def poll(self, timeout: float) -> list[tuple[int, int]]:
-        self.timeouts.append(timeout)
-        return self.inner.poll(timeout)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-
 class _Yields:
     """Stands in for ``os.sched_yield``: counts the yields, sends ``data`` at given counts."""
 
@@ -166,7 +151,7 @@ async def test_a_spinning_wait_polls_without_sleeping_and_yields_between_polls(
     with _pair() as (a, b), _pair() as (c, d), _bare_reactor() as reactor:
         reads = _Reads(a)
         reactor.add(a.fileno(), reads)
-        polls = _RecordedPolls(reactor)
+        polls = RecordedPolls(reactor)
         # An answer arrives at the third yield, the client's next request at the sixth.
         yields = _Yields({3: (b, b"answer"), 6: (d, b"next")})
         monkeypatch.setattr(os, "sched_yield", yields)
@@ -195,7 +180,7 @@ async def test_a_wait_spins_only_while_may_spin_says_so_asked_after_each_event(
             idle = True
 
         reactor.add(a.fileno(), answered)
-        polls = _RecordedPolls(reactor)
+        polls = RecordedPolls(reactor)
         yields = _Yields({2: (d, b"next")})
         monkeypatch.setattr(os, "sched_yield", yields)
         b.send(b"answer")
