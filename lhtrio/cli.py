@@ -105,7 +105,10 @@ def replica(
     default=250,
     show_default=True,
     metavar="MICROSECONDS",
-    help="Poll this long for the client's next request before sleeping (0: sleep at once).",
+    help=(
+        "Poll this long for the client's next request, or for the replicas' answers to a lone "
+        "single request, before sleeping (0: sleep at once)."
+    ),
 )
 @click.option(
     "--local-sockets/--no-local-sockets",

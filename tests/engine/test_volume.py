@@ -371,24 +371,29 @@ async def test_a_lingering_volume_answers_its_lone_batch_in_the_calling_task(
             assert await outcomes.next() == [b"m" * 4096 + b"n" * 4096]
 
 
-async def test_a_lingering_volume_busy_polls_only_once_nothing_is_in_flight(
+async def test_a_lingering_volume_busy_polls_for_a_lone_request_never_for_a_batch(
     tmp_path: Path,
 ) -> None:
     with replicas_in_a_thread(tmp_path, 2) as addresses, _socketpair() as (client, _):
         async with volume(addresses, linger=0.2, spin=0.01) as vol:
             await vol.flush()  # (starts the stall watchdog: a new task would end a linger)
-            outcomes = _Outcomes()
-            polls = RecordedPolls(vol._reactor, note=lambda: len(outcomes.items))
-            assert vol.start_writes([(0, b"s" * 4096, False)], outcomes)
-            assert not vol.linger(client.fileno())  # the client sends nothing: the budget ends it
-            assert outcomes.items == [None]
-            polled = list(zip(polls.timeouts, polls.notes, strict=True))
-            while_in_flight = [t for t, done in polled if not done]
-            after = [t for t, done in polled if done]
-            assert while_in_flight
-            assert all(t > 0 for t in while_in_flight)
-            assert after.count(0) >= 1  # polled for the next request ...
-            assert after[-1] > 0  # ... for the spin budget, then slept out the linger budget
+            for writes, spins_while_out in [
+                ([(0, b"s" * 4096, False)], True),  # one request: queue depth 1
+                ([(0, b"s" * 4096, False), (8192, b"t" * 4096, False)], False),
+            ]:
+                outcomes = _Outcomes()
+                polls = RecordedPolls(vol._reactor, note=functools.partial(len, outcomes.items))
+                assert vol.start_writes(writes, outcomes)
+                assert not vol.linger(client.fileno())  # the client sends nothing: budget ends it
+                assert outcomes.items == [None]
+                vol._reactor._epoll = polls.inner
+                polled = list(zip(polls.timeouts, polls.notes, strict=True))
+                while_out = [t for t, done in polled if not done]
+                after = [t for t, done in polled if done]
+                assert while_out
+                assert (0 in while_out) is spins_while_out
+                assert after.count(0) >= 1  # polled for the next request ...
+                assert after[-1] > 0  # ... for the spin budget, then slept out the linger budget
 
 
 async def test_start_refuses_while_paused_and_out_of_range(tmp_path: Path) -> None:
