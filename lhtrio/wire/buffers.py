@@ -7,17 +7,46 @@ their own ``bytes`` (memory streams, tests) use :func:`feed`, which copies into 
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import sys
+from collections.abc import Callable
 from typing import Protocol
 
 from lhtrio.wire.messages import Buffer
 
-__all__ = ["Receiver", "feed"]
+__all__ = ["Receiver", "feed", "unfilled"]
 
 
 class Receiver(Protocol):
     def receive_buffer(self) -> memoryview: ...
     def commit(self, nbytes: int) -> None: ...
     def receive_data(self, data: Buffer) -> None: ...
+
+
+def _bytearray_allocator() -> Callable[[int], bytearray]:
+    if sys.implementation.name != "cpython":
+        return bytearray
+    new = ctypes.pythonapi.PyByteArray_FromStringAndSize
+    new.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
+    new.restype = ctypes.py_object
+    return functools.partial(new, None)
+
+
+_allocate = _bytearray_allocator()
+
+
+def unfilled(size: int) -> bytearray:
+    """A new ``bytearray`` of ``size`` bytes, not zeroed: it holds whatever memory it was given.
+
+    For a large payload's own receive buffer, which the decoder hands on only once the peer
+    filled every byte of it. ``bytearray(size)`` zeroes the memory first, only for the receive to
+    overwrite it: 14 µs per MiB here, 8 % of a replica's CPU and 2.4 % of the engine's in 1 MiB
+    writes (perf). CPython's ``PyByteArray_FromStringAndSize(NULL, size)`` leaves it as it is.
+    The old contents are this process's memory (in a node, other volumes' data), so such a
+    buffer must never be handed on, sent or written before it is full.
+    """
+    return _allocate(size)
 
 
 def feed(receiver: Receiver, data: Buffer) -> None:

@@ -11,7 +11,7 @@ import enum
 from typing import Any
 
 from lhtrio.errors import FrameTooLargeError, LocalProtocolError
-from lhtrio.wire.buffers import feed
+from lhtrio.wire.buffers import feed, unfilled
 from lhtrio.wire.codec import (
     _DECODERS,
     _FAST,
@@ -239,7 +239,7 @@ class Decoder:
         return self._build(self._head, payload)
 
     def _start_direct(self) -> None:
-        direct = bytearray(self._data_len)
+        direct = unfilled(self._data_len)
         have = min(self._end - self._start, self._data_len)
         direct[:have] = self._buf[self._start : self._start + have]
         self._start += have

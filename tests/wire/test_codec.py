@@ -25,6 +25,7 @@ from lhtrio.wire import (
     encode,
     encode_frame,
 )
+from lhtrio.wire.buffers import unfilled
 from lhtrio.wire.codec import DIRECT_MIN, MAGIC, PREFIX_SIZE, encode_generic
 from lhtrio.wire.decoder import decode_generic
 
@@ -101,6 +102,22 @@ def test_large_payload_is_received_into_its_own_buffer() -> None:
     ((_, message),) = decoder.drain()
     assert isinstance(message, Write)
     assert isinstance(message.data, bytearray)
+    assert message.data == payload
+
+
+def test_a_large_payload_in_unfilled_memory_is_handed_on_only_whole() -> None:
+    assert len(unfilled(1 << 20)) == 1 << 20
+    stale = bytearray(b"\xee" * (1 << 20))  # leave recognisable bytes for the allocator to reuse
+    del stale
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    data = encode_frame(1, Write(0, payload))
+    decoder = Decoder()
+    for pos in range(0, len(data), 7000):
+        decoder.receive_data(data[pos : pos + 7000])
+        if pos + 7000 < len(data):
+            assert decoder.drain() == []  # nothing before its last byte arrived
+    ((_, message),) = decoder.drain()
+    assert isinstance(message, Write)
     assert message.data == payload
 
 

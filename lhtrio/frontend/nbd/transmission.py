@@ -66,7 +66,7 @@ from lhtrio.frontend.nbd.requests import (
     Read,
     Write,
 )
-from lhtrio.wire.buffers import feed
+from lhtrio.wire.buffers import feed, unfilled
 
 __all__ = ["DEFAULT_BUFFER_SIZE", "DIRECT_MIN", "TransmissionDecoder"]
 
@@ -410,7 +410,7 @@ class TransmissionDecoder:
         return None
 
     def _start_direct(self, length: int) -> None:
-        direct = bytearray(length)
+        direct = unfilled(length)
         have = min(self._end - self._start, length)
         direct[:have] = self._buf[self._start : self._start + have]
         self._start += have
