@@ -103,6 +103,15 @@ def test_large_payload_is_received_into_its_own_buffer() -> None:
     assert isinstance(message, Write)
     assert isinstance(message.data, bytearray)
     assert message.data == payload
+    # The next receive takes little more than a head: the rest of a large payload that follows
+    # goes straight into its own buffer instead of being copied there from the shared one.
+    peek = decoder.receive_buffer()
+    assert len(data) - PREFIX_SIZE - 20 > len(peek) >= 4096
+    small = encode_frame(2, Write(0, b"s" * 100))
+    peek[: len(small)] = small
+    decoder.commit(len(small))
+    assert [seq for seq, _ in decoder.drain()] == [2]
+    assert len(decoder.receive_buffer()) > len(peek)  # then the whole free tail again
 
 
 def test_a_large_payload_in_unfilled_memory_is_handed_on_only_whole() -> None:
