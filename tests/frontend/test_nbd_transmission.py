@@ -23,6 +23,7 @@ from lhtrio.frontend.nbd.proto import (
     Write,
     WriteZeroes,
 )
+from lhtrio.frontend.nbd.transmission import DEFAULT_BUFFER_SIZE, PEEK
 
 from .nbd_helpers import (
     BLOCK_STATUS,
@@ -335,6 +336,29 @@ def test_large_write_payload_is_received_straight_into_its_own_buffer() -> None:
     assert items == [Write(7, 0, len(payload), 0, payload), Flush(8, 0, 0, 0)]
     assert isinstance(items[0], Write)
     assert any(obj is items[0].data for obj in targets)  # the kernel's buffer is the payload
+
+
+def test_after_a_large_write_the_next_receive_takes_little_more_than_a_header() -> None:
+    dec = decoder()
+    payload = bytes(range(256)) * 1024  # 256 KiB: its own buffer
+    dec.receive_data(write(1, 0, payload))
+    assert dec.drain() == [Write(1, 0, len(payload), 0, payload)]
+    # The next large write's header comes with little of its payload, which would be copied
+    # from the shared buffer into the payload's own; the rest goes straight there.
+    peek = dec.receive_buffer()
+    assert len(peek) == PEEK < DEFAULT_BUFFER_SIZE
+    following = write(2, 0, payload)
+    peek[:] = following[:PEEK]
+    dec.commit(PEEK)
+    assert dec.drain() == []
+    rest = dec.receive_buffer()
+    assert len(rest) == len(following) - PEEK  # exactly the rest of the payload
+    rest[:] = following[PEEK:]
+    dec.commit(len(rest))
+    assert dec.drain() == [Write(2, 0, len(payload), 0, payload)]
+    dec.receive_data(request(FLUSH, 3, 0, 0))  # a small request in the peek ...
+    assert dec.drain() == [Flush(3, 0, 0, 0)]
+    assert len(dec.receive_buffer()) > PEEK  # ... and then the whole free tail again
 
 
 def test_small_write_payloads_are_owned_copies() -> None:

@@ -19,7 +19,10 @@ this module on the project machine):
   data as long as a slow replica needs it. A payload under ``direct_min`` (64 KiB) is copied out
   of the shared buffer (one ``bytearray`` slice, 0.16 µs for 4 KiB); a larger one gets its own
   ``bytearray`` and :meth:`~TransmissionDecoder.receive_buffer` hands out its free tail, so the
-  kernel writes it where it will stay (only the part that came in with its header is copied).
+  kernel writes it where it will stay (only the part that came in with its header is copied,
+  and the first receive after a large payload takes at most ``PEEK`` bytes, so that part stays
+  small when large writes come in a run: the copy was 2.9 % of the engine's CPU in 1 MiB writes
+  without this limit).
 * **Never partial.** A write is returned only once its whole payload is in. Validation happens
   here, per request, with the errors the spec asks for: an unknown command, a command or flag
   that was not advertised, or a READ/WRITE_ZEROES longer than 32 MiB get ``EINVAL``; a request
@@ -68,10 +71,12 @@ from lhtrio.frontend.nbd.requests import (
 )
 from lhtrio.wire.buffers import feed, unfilled
 
-__all__ = ["DEFAULT_BUFFER_SIZE", "DIRECT_MIN", "TransmissionDecoder"]
+__all__ = ["DEFAULT_BUFFER_SIZE", "DIRECT_MIN", "PEEK", "TransmissionDecoder"]
 
 DEFAULT_BUFFER_SIZE: Final = 256 << 10
 DIRECT_MIN: Final = 64 << 10
+#: The most the first receive after a large payload takes (the next header and a little more).
+PEEK: Final = 16 << 10
 _HEADER: Final = REQUEST.size
 _unpack_request = REQUEST.unpack_from
 # Plain ints on the hot path: comparing an int with an IntEnum member costs several times more.
@@ -146,6 +151,7 @@ class TransmissionDecoder:
         self._left = 0  # payload bytes still to skip in DISCARD
         self._direct: bytearray | None = None
         self._direct_fill = 0
+        self._peek = False  # a large payload just ended: receive the next header alone
         self._error: NbdProtocolError | None = None
 
         # Which flags each accepted command may carry; a command missing here is refused. Plain
@@ -205,6 +211,8 @@ class TransmissionDecoder:
             grown = bytearray(2 * size)
             grown[:end] = self._buf
             self._buf, self._view = grown, memoryview(grown)
+        if self._peek:
+            return self._view[end : end + PEEK]
         return self._view[end:]
 
     def commit(self, nbytes: int) -> None:
@@ -215,6 +223,7 @@ class TransmissionDecoder:
                 self._state = _State.READY
         else:
             self._end += nbytes
+            self._peek = False
 
     def receive_data(self, data: Buffer) -> None:
         """Copy ``data`` in (for streams that hand out their own buffers, and tests)."""
@@ -353,6 +362,7 @@ class TransmissionDecoder:
             data, self._direct, self._direct_fill = self._direct, None, 0
             assert data is not None
             self._state = _State.HEADER
+            self._peek = True
             return Write(handle, offset, length, flags, data)
         if state is _State.DISCARD:
             take = min(self._end - self._start, self._left)
