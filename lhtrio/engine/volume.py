@@ -168,7 +168,7 @@ class Volume:
         self._clients: dict[str, RpcClient] = {}
         self._links: dict[str, trio.CancelScope] = {}
         self._inflight = 0
-        self._lone = False  # the batch started last is one request (see linger())
+        self._lone = False  # the batch started last is one request (see _may_spin())
         self._drained = trio.Event()
         self._paused: trio.Event | None = None
         self._exclusive = trio.Lock()
@@ -391,6 +391,10 @@ class Volume:
         cheaper (their reader is awake): 4 KiB QD1 writes with 3 replicas 321 -> 296 µs over
         TCP and 325 -> 240 µs over same-host sockets, QD1 reads 258 -> 191 µs over TCP, QD32
         and 1 MiB writes unchanged within noise (alternating fio runs, 2026-12-04).
+
+        ``_lone`` describes the batch started last. Should a single request started after a
+        batch of several be answered first (replicas answer in order, so hardly ever), the wait
+        may poll for the earlier batch too: that costs CPU, never correctness.
         """
         return not self._inflight or (self._inflight == 1 and self._lone)
 

@@ -32,8 +32,8 @@ be given back to it (on these VMs, a halted virtual CPU). A waiter that expects 
 a few hundred microseconds polls instead (``epoll_wait`` with a zero timeout, and
 ``sched_yield`` between polls so that any other thread that can run on this CPU does), then
 sleeps. The engine decides when (``may_spin``, :meth:`lhtrio.engine.volume.Volume._may_spin`):
-for its client's next request, and for the answers to a lone request of one block (queue depth
-1), never while the replicas work through a batch of several: a polling engine would take a CPU
+for its client's next request, and for the answers to a lone single request (queue depth 1),
+never while the replicas work through a batch of several: a polling engine would take a CPU
 they need (measured in alternating fio runs with 3 replicas on 2 cores: polling then cost about a
 fifth of the 4 KiB QD32 rate). Polling for the next request saved about 90 µs per 4 KiB write at
 queue depth 1; polling for a lone request's answers too, another 25-85 µs.

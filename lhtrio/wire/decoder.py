@@ -8,10 +8,10 @@ Feed it bytes (:meth:`Decoder.receive_data`) or let a transport receive straight
 from __future__ import annotations
 
 import enum
-from typing import Any, Final
+from typing import Any
 
 from lhtrio.errors import FrameTooLargeError, LocalProtocolError
-from lhtrio.wire.buffers import feed, unfilled
+from lhtrio.wire.buffers import PEEK, feed, unfilled
 from lhtrio.wire.codec import (
     _DECODERS,
     _FAST,
@@ -39,14 +39,6 @@ class _State(enum.Enum):
     HEAD = 1
     DATA = 2
     DIRECT = 3
-
-
-#: What the first receive after a large payload may take: the next frame's prefix and head, and
-#: a little more. Large writes come in runs, and whatever part of the next payload lands in the
-#: shared buffer is copied into that payload's own buffer (:meth:`Decoder._start_direct`): with a
-#: full 256 KiB receive that copy was 7 % of a replica's CPU in 1 MiB writes, 1 % with this limit
-#: (perf, 2026-12-04). A run of small frames loses one short receive.
-_PEEK: Final = 16 << 10
 
 
 class Decoder:
@@ -81,7 +73,7 @@ class Decoder:
         self._head: list[Any] = []
         self._direct: bytearray | None = None
         self._direct_fill = 0
-        self._peek = False  # a large payload just ended: receive the next head alone
+        self._peek = False  # a large payload just ended: the next receive takes PEEK at most
         #: The protocol error that stopped decoding, raised by every later call. A reader loop
         #: checks it after a batch: :meth:`drain` returns the good frames before a bad one first.
         self.error: LocalProtocolError | None = None
@@ -101,7 +93,7 @@ class Decoder:
         if self._end == len(self._buf):
             self._make_room()
         if self._peek:
-            return self._view[self._end : self._end + _PEEK]
+            return self._view[self._end : self._end + PEEK]
         return self._view[self._end :]
 
     def commit(self, nbytes: int) -> None:

@@ -23,7 +23,8 @@ from lhtrio.frontend.nbd.proto import (
     Write,
     WriteZeroes,
 )
-from lhtrio.frontend.nbd.transmission import DEFAULT_BUFFER_SIZE, PEEK
+from lhtrio.frontend.nbd.transmission import DEFAULT_BUFFER_SIZE
+from lhtrio.wire.buffers import PEEK
 
 from .nbd_helpers import (
     BLOCK_STATUS,

@@ -20,9 +20,8 @@ this module on the project machine):
   of the shared buffer (one ``bytearray`` slice, 0.16 µs for 4 KiB); a larger one gets its own
   ``bytearray`` and :meth:`~TransmissionDecoder.receive_buffer` hands out its free tail, so the
   kernel writes it where it will stay (only the part that came in with its header is copied,
-  and the first receive after a large payload takes at most ``PEEK`` bytes, so that part stays
-  small when large writes come in a run: the copy was 2.9 % of the engine's CPU in 1 MiB writes
-  without this limit).
+  and the first receive after a large payload takes at most :data:`lhtrio.wire.buffers.PEEK`
+  bytes, so that part stays small when large writes come in a run).
 * **Never partial.** A write is returned only once its whole payload is in. Validation happens
   here, per request, with the errors the spec asks for: an unknown command, a command or flag
   that was not advertised, or a READ/WRITE_ZEROES longer than 32 MiB get ``EINVAL``; a request
@@ -69,14 +68,12 @@ from lhtrio.frontend.nbd.requests import (
     Read,
     Write,
 )
-from lhtrio.wire.buffers import feed, unfilled
+from lhtrio.wire.buffers import PEEK, feed, unfilled
 
-__all__ = ["DEFAULT_BUFFER_SIZE", "DIRECT_MIN", "PEEK", "TransmissionDecoder"]
+__all__ = ["DEFAULT_BUFFER_SIZE", "DIRECT_MIN", "TransmissionDecoder"]
 
 DEFAULT_BUFFER_SIZE: Final = 256 << 10
 DIRECT_MIN: Final = 64 << 10
-#: The most the first receive after a large payload takes (the next header and a little more).
-PEEK: Final = 16 << 10
 _HEADER: Final = REQUEST.size
 _unpack_request = REQUEST.unpack_from
 # Plain ints on the hot path: comparing an int with an IntEnum member costs several times more.
@@ -151,7 +148,7 @@ class TransmissionDecoder:
         self._left = 0  # payload bytes still to skip in DISCARD
         self._direct: bytearray | None = None
         self._direct_fill = 0
-        self._peek = False  # a large payload just ended: receive the next header alone
+        self._peek = False  # a large payload just ended: the next receive takes PEEK at most
         self._error: NbdProtocolError | None = None
 
         # Which flags each accepted command may carry; a command missing here is refused. Plain
