@@ -386,7 +386,7 @@ async def test_a_lingering_volume_busy_polls_for_a_lone_request_never_for_a_batc
                 assert vol.start_writes(writes, outcomes)
                 assert not vol.linger(client.fileno())  # the client sends nothing: budget ends it
                 assert outcomes.items == [None]
-                vol._reactor._epoll = polls.inner
+                polls.restore()
                 polled = list(zip(polls.timeouts, polls.notes, strict=True))
                 while_out = [t for t, done in polled if not done]
                 after = [t for t, done in polled if done]

@@ -12,11 +12,16 @@ class RecordedPolls:
     ``note()`` says at that moment (a test's view of the state: batches answered, say)."""
 
     def __init__(self, reactor: Reactor, note: Callable[[], object] = lambda: None) -> None:
+        self.reactor = reactor
         self.inner = reactor._epoll
         self.note = note
         self.timeouts: list[float] = []
         self.notes: list[object] = []
         reactor._epoll = self  # type: ignore[assignment]
+
+    def restore(self) -> None:
+        """Give the reactor its own epoll back (recording stops)."""
+        self.reactor._epoll = self.inner
 
     def poll(self, timeout: float) -> list[tuple[int, int]]:
         self.timeouts.append(timeout)

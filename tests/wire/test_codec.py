@@ -25,7 +25,7 @@ from lhtrio.wire import (
     encode,
     encode_frame,
 )
-from lhtrio.wire.buffers import unfilled
+from lhtrio.wire.buffers import PEEK, unfilled
 from lhtrio.wire.codec import DIRECT_MIN, MAGIC, PREFIX_SIZE, encode_generic
 from lhtrio.wire.decoder import decode_generic
 
@@ -106,12 +106,24 @@ def test_large_payload_is_received_into_its_own_buffer() -> None:
     # The next receive takes little more than a head: the rest of a large payload that follows
     # goes straight into its own buffer instead of being copied there from the shared one.
     peek = decoder.receive_buffer()
-    assert len(data) - PREFIX_SIZE - 20 > len(peek) >= 4096
+    assert len(peek) == PEEK
+    following = encode_frame(2, Write(0, payload))
+    peek[:] = following[:PEEK]
+    decoder.commit(PEEK)
+    assert decoder.drain() == []
+    rest = decoder.receive_buffer()
+    assert len(rest) == len(following) - PEEK  # exactly the rest of the payload
+    rest[:] = following[PEEK:]
+    decoder.commit(len(rest))
+    ((_, message),) = decoder.drain()
+    assert isinstance(message, Write)
+    assert message.data == payload
+    peek = decoder.receive_buffer()  # a small frame in the peek ...
     small = encode_frame(2, Write(0, b"s" * 100))
     peek[: len(small)] = small
     decoder.commit(len(small))
     assert [seq for seq, _ in decoder.drain()] == [2]
-    assert len(decoder.receive_buffer()) > len(peek)  # then the whole free tail again
+    assert len(decoder.receive_buffer()) > PEEK  # ... and then the whole free tail again
 
 
 def test_a_large_payload_in_unfilled_memory_is_handed_on_only_whole() -> None:
