@@ -16,13 +16,14 @@ import click
 from lhtrio.net import open_rpc_client
 from lhtrio.output import output_option, run_client, show, table
 from lhtrio.units import format_size, human_size, parse_size
+from lhtrio.wire import Role
 
 __all__ = ["ctl"]
 
 
 def _call(engine: str, name: str, /, **args: Any) -> Any:
     async def run() -> Any:
-        async with open_rpc_client(engine, client="lhtrio-ctl") as client:
+        async with open_rpc_client(engine, client="lhtrio-ctl", role=Role.ENGINE) as client:
             return await client.call_control(name, **args)
 
     return run_client(run)
@@ -237,7 +238,7 @@ def replica_add(ctx: click.Context, address: str, no_wait: bool, output: str) ->
     engine = ctx.parent.parent.params["engine"] if ctx.parent and ctx.parent.parent else ""
 
     async def run() -> dict[str, Any]:
-        async with open_rpc_client(engine, client="lhtrio-ctl") as client:
+        async with open_rpc_client(engine, client="lhtrio-ctl", role=Role.ENGINE) as client:
             progress: dict[str, Any] = await client.call_control("replica_add", address=address)
             if no_wait:
                 return progress

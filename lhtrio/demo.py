@@ -25,6 +25,7 @@ from lhtrio.frontend.nbd.server import serve_nbd
 from lhtrio.net import RpcClient, open_rpc_client, parse_address
 from lhtrio.replica.server import serve_replica
 from lhtrio.units import format_size, human_size
+from lhtrio.wire import Role
 
 SIZE = 256 << 20
 VOLUME = "demo"
@@ -75,7 +76,9 @@ async def run_demo(directory: str | None = None) -> None:
                     _say(f"volume '{VOLUME}' ({format_size(SIZE)}), 3 replicas in {base}")
                     _say(f"  NBD:     {uri}")
                     _say(f"  control: lhtrio ctl --engine {host}:{port} info")
-                    async with open_rpc_client(f"{host}:{port}", client="demo") as ctl:
+                    async with open_rpc_client(
+                        f"{host}:{port}", client="demo", role=Role.ENGINE
+                    ) as ctl:
                         await _walkthrough(ctl, uri, replicas)
                         await _rebuild(
                             ctl,

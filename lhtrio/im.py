@@ -16,13 +16,14 @@ import click
 from lhtrio.net import open_rpc_client
 from lhtrio.output import output_option, run_client, show, table
 from lhtrio.units import human_size, parse_size
+from lhtrio.wire import Role
 
 __all__ = ["im"]
 
 
 def _call(node: str, name: str, /, **args: Any) -> Any:
     async def run() -> Any:
-        async with open_rpc_client(node, client="lhtrio-im") as client:
+        async with open_rpc_client(node, client="lhtrio-im", role=Role.NODE) as client:
             return await client.call_control(name, **args)
 
     return run_client(run)
@@ -128,7 +129,7 @@ def log(ctx: click.Context, name: str, tail: int, follow: bool) -> None:
     node = ctx.parent.params["node"] if ctx.parent else ""
 
     async def run() -> None:
-        async with open_rpc_client(node, client="lhtrio-im") as client:
+        async with open_rpc_client(node, client="lhtrio-im", role=Role.NODE) as client:
             after = 0
             found = await client.call_control("instance_log", name=name, limit=tail)
             while True:

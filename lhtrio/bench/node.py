@@ -40,6 +40,7 @@ import trio
 
 from lhtrio.bench._util import Server, record, stop_process, table
 from lhtrio.net import RpcClient, open_rpc_client
+from lhtrio.wire import Role
 
 SIZE = 1 << 30
 LARGE = 100 << 30  # one more volume, to show what grows with the size
@@ -141,7 +142,7 @@ async def _create_volume(client: RpcClient, volume: str, size: int) -> tuple[flo
 
 async def _create(node: Server, volumes: int) -> _Created:
     out = _Created()
-    async with open_rpc_client(node.address, client="lhtrio-bench") as client:
+    async with open_rpc_client(node.address, client="lhtrio-bench", role=Role.NODE) as client:
         await trio.sleep(1)  # let start-up settle before the baseline
         out.rss[0] = _rss(node.pid)
         for n in range(volumes):

@@ -26,7 +26,7 @@ from lhtrio.engine.volume import Volume
 from lhtrio.errors import LhtrioError
 from lhtrio.net import serve_rpc
 from lhtrio.net.reactor import open_reactor
-from lhtrio.wire import Identity
+from lhtrio.wire import Identity, Role
 
 __all__ = ["Frontend", "FrontendControl", "serve_engine", "LINGER"]
 
@@ -128,7 +128,9 @@ async def serve_engine(
                 service,
                 host,
                 port,
-                identity=Identity(volume=volume_name, instance=f"engine-{volume_name}"),
+                identity=Identity(
+                    volume=volume_name, instance=f"engine-{volume_name}", role=Role.ENGINE
+                ),
             )
         )
         await frontend_control.start()

@@ -61,7 +61,19 @@ from lhtrio.errors import (
 from lhtrio.net import RpcClient, open_rpc_client
 from lhtrio.net.client import Pending, SeqSource
 from lhtrio.net.reactor import Reactor
-from lhtrio.wire import Buffer, Data, Error, Flush, Read, Reply, Request, Unmap, Write, encode
+from lhtrio.wire import (
+    Buffer,
+    Data,
+    Error,
+    Flush,
+    Read,
+    Reply,
+    Request,
+    Role,
+    Unmap,
+    Write,
+    encode,
+)
 
 if TYPE_CHECKING:
     from lhtrio.engine.rebuild import Rebuild
@@ -204,6 +216,7 @@ class Volume:
                     member.address,
                     volume=self.name,
                     client=f"engine-{self.name}",
+                    role=Role.REPLICA,
                     seqs=self._seqs,
                     reactor=self._reactor,
                     local=self._local,
@@ -798,7 +811,10 @@ class Volume:
             try:
                 with trio.fail_after(self.replicas.short_timeout):
                     async with open_rpc_client(
-                        member.address, volume=self.name, client=f"engine-{self.name}"
+                        member.address,
+                        volume=self.name,
+                        client=f"engine-{self.name}",
+                        role=Role.REPLICA,
                     ) as client:
                         infos.append((member.address, await client.call_control("info")))
             except (LhtrioError, trio.TooSlowError) as exc:

@@ -54,11 +54,13 @@ from lhtrio.wire import (
     Reply,
     Request,
     Result,
+    Role,
     check_hello_ok,
     encode,
 )
 
 __all__ = [
+    "HELLO_TIMEOUT",
     "RpcClient",
     "Pending",
     "SeqSource",
@@ -68,6 +70,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: How long connecting and the hello may take before the peer is given up on: something that is
+#: not an lhtrio endpoint (an HTTP server, a port that swallows bytes) never answers a hello.
+HELLO_TIMEOUT: Final = 10.0
 
 _EXPECTED_FAILURES: Final = (
     trio.BrokenResourceError,
@@ -334,7 +340,7 @@ class RpcClient:
             receives=self._receives,
         )
 
-    async def _handshake(self, hello: Hello) -> None:
+    async def _handshake(self, hello: Hello, role: Role | None) -> None:
         """Say hello before the connection's tasks start (so its errors are plain exceptions)."""
         seq = self._seqs.take(1)
         try:
@@ -343,13 +349,15 @@ class RpcClient:
                 if not await self._transport.receive_into(self._decoder):
                     raise ConnectionLostError(f"{self.peer} closed the connection during hello")
         except _EXPECTED_FAILURES as exc:
-            raise ConnectionLostError(f"hello to {self.peer} failed: {exc}") from exc
+            raise ConnectionLostError(
+                f"hello to {self.peer} failed: {exc}; is it an lhtrio endpoint?"
+            ) from exc
         reply_seq, reply = item
         if isinstance(reply, Error):
             raise error_from_code(reply.code, reply.message)
         if reply_seq != seq or not isinstance(reply, HelloOk):
             raise ConnectionLostError(f"{self.peer} answered hello with {reply!r}")
-        check_hello_ok(reply, hello)
+        check_hello_ok(reply, hello, role=role)
         self.server = reply
 
     # --- connection tasks -------------------------------------------------------------------------
@@ -444,6 +452,7 @@ async def connect_rpc(
     peer: str = "peer",
     seqs: SeqSource | None = None,
     reactor: Reactor | None = None,
+    role: Role | None = None,
 ) -> AsyncIterator[RpcClient]:
     """Run an RPC client over an already connected ``stream`` (handshake included).
 
@@ -454,21 +463,34 @@ async def connect_rpc(
     block cancels the connection's tasks; calls still pending fail with ConnectionLostError.
     """
     hello = Hello(volume=volume, instance=instance, client=client, features=tuple(features))
-    rpc = await _greeted(stream, hello, peer=peer, seqs=seqs)
+    rpc = await _greeted(stream, hello, peer=peer, seqs=seqs, role=role)
     async with _running(rpc, reactor):
         yield rpc
 
 
 async def _greeted(
-    stream: trio.abc.Stream, hello: Hello, *, peer: str, seqs: SeqSource | None
+    stream: trio.abc.Stream,
+    hello: Hello,
+    *,
+    peer: str,
+    seqs: SeqSource | None,
+    role: Role | None,
 ) -> RpcClient:
-    """A client on ``stream`` that has said ``hello``; the stream is closed if that fails."""
+    """A client on ``stream`` that has said ``hello`` (within :data:`HELLO_TIMEOUT`); the stream
+    is closed if that fails."""
     rpc = RpcClient(make_transport(stream), peer=peer, seqs=seqs)
     try:
-        await rpc._handshake(hello)
+        with trio.move_on_after(HELLO_TIMEOUT) as late:
+            await rpc._handshake(hello, role)
     except BaseException:
         await _close(rpc)
         raise
+    if late.cancelled_caught:
+        await _close(rpc)
+        raise ConnectionLostError(
+            f"{peer} did not answer the hello within {HELLO_TIMEOUT:g} s: it is not an "
+            "lhtrio endpoint, or it is stuck"
+        )
     return rpc
 
 
@@ -500,14 +522,19 @@ async def _close(rpc: RpcClient) -> None:
 
 async def _connect(address: Address) -> trio.abc.Stream:
     try:
-        if address.is_unix:
-            return await trio.open_unix_socket(address.socket_path)
-        return await trio.open_tcp_stream(address.host, address.port)
+        with trio.fail_after(HELLO_TIMEOUT):
+            if address.is_unix:
+                return await trio.open_unix_socket(address.socket_path)
+            return await trio.open_tcp_stream(address.host, address.port)
     except OSError as exc:
         raise ConnectionLostError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
+    except trio.TooSlowError:
+        raise ConnectionLostError(
+            f"cannot connect to {address}: no answer within {HELLO_TIMEOUT:g} s"
+        ) from None
 
 
-async def _on_same_host(rpc: RpcClient, hello: Hello) -> RpcClient:
+async def _on_same_host(rpc: RpcClient, hello: Hello, role: Role | None) -> RpcClient:
     """The connection to use instead of ``rpc`` (TCP, hello said): a new one to the server's
     same-host address if it offered one and it answers as the same server, else ``rpc``
     (:func:`lhtrio.net.server._serve` explains the shortcut)."""
@@ -527,7 +554,7 @@ async def _on_same_host(rpc: RpcClient, hello: Hello) -> RpcClient:
         features=tuple(f for f in hello.features if f != LOCAL),
     )
     try:
-        local = await _greeted(stream, again, peer=rpc.peer, seqs=rpc._seqs)
+        local = await _greeted(stream, again, peer=rpc.peer, seqs=rpc._seqs, role=role)
     except LhtrioError as exc:
         logger.warning("%s offered %s, which failed: %s; staying on TCP", rpc.peer, offered, exc)
         return rpc
@@ -547,13 +574,16 @@ async def open_rpc_client(
     seqs: SeqSource | None = None,
     reactor: Reactor | None = None,
     local: bool = False,
+    role: Role | None = None,
 ) -> AsyncIterator[RpcClient]:
     """Connect to the lhtrio RPC server at ``address`` and say hello.
 
-    ``volume``/``instance`` name the server we expect; a server that is someone else refuses (and
-    we refuse a server that answers as someone else) with IdentityMismatchError. ``local``: if
-    the server is on this host and offers a same-host socket, use that instead of TCP (``via``
-    then names it); otherwise, or if it fails, stay on TCP.
+    ``volume``/``instance`` name the server we expect, ``role`` what it must be (a replica, an
+    engine, a node); a server that is someone else refuses (and we refuse a server that answers
+    as someone else) with IdentityMismatchError. ``local``: if the server is on this host and
+    offers a same-host socket, use that instead of TCP (``via`` then names it); otherwise, or if
+    it fails, stay on TCP. Connecting and the hello take at most :data:`HELLO_TIMEOUT` seconds
+    (ConnectionLostError after that).
     """
     addr = parse_address(address) if isinstance(address, str) else address
     asks = local and not addr.is_unix
@@ -563,10 +593,10 @@ async def open_rpc_client(
         client=client,
         features=(*features, LOCAL) if asks else tuple(features),
     )
-    rpc = await _greeted(await _connect(addr), hello, peer=str(addr), seqs=seqs)
+    rpc = await _greeted(await _connect(addr), hello, peer=str(addr), seqs=seqs, role=role)
     if asks and rpc.server is not None and rpc.server.local:
         try:
-            rpc = await _on_same_host(rpc, hello)
+            rpc = await _on_same_host(rpc, hello, role)
         except BaseException:  # (cancelled on the way: the TCP connection goes too)
             await _close(rpc)
             raise

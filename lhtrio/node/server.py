@@ -33,7 +33,7 @@ from lhtrio.node.logs import InstanceLogs
 from lhtrio.node.ports import PortRange
 from lhtrio.node.service import NodeService
 from lhtrio.replica.names import validate_name
-from lhtrio.wire import Identity
+from lhtrio.wire import Identity, Role
 
 __all__ = ["serve_node", "DEFAULT_NBD_PORT", "DEFAULT_PORT_RANGE"]
 
@@ -90,7 +90,7 @@ async def serve_node(
                         service,
                         listen.host,
                         listen.port,
-                        identity=Identity(instance=f"node-{name}"),
+                        identity=Identity(instance=f"node-{name}", role=Role.NODE),
                     )
                 )
                 service.address = f"tcp://{bound[0]}:{bound[1]}"

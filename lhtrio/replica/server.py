@@ -18,7 +18,7 @@ from lhtrio.errors import InvalidArgumentError
 from lhtrio.net import Address, serve_rpc_at
 from lhtrio.replica.service import ReplicaService
 from lhtrio.replica.store import Replica
-from lhtrio.wire import Identity
+from lhtrio.wire import Identity, Role
 
 __all__ = ["open_or_create", "serve_replica"]
 
@@ -81,7 +81,9 @@ async def serve_replica(
                     serve_rpc_at,
                     listen,
                     service,
-                    identity=Identity(volume=volume, instance=instance),
+                    identity=Identity(
+                        volume=volume, instance=instance, role=Role.REPLICA, unnamed=False
+                    ),
                     threaded=threaded,
                     local=local,
                 )

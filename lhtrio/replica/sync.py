@@ -63,7 +63,7 @@ from lhtrio.replica import transfer
 from lhtrio.replica.checksum import CHECKSUM_METHOD
 from lhtrio.replica.store import Replica
 from lhtrio.replica.transfer import FileInfo, Range
-from lhtrio.wire import Call, Data
+from lhtrio.wire import Call, Data, Role
 from lhtrio.wire.control import converter
 
 __all__ = ["IN_FLIGHT", "REPORT_EVERY", "SyncStatus", "pull"]
@@ -136,7 +136,7 @@ async def pull(
     report(counters.status)
     run = functools.partial(trio.to_thread.run_sync, limiter=limiter)
     async with open_rpc_client(
-        source, volume=replica.volume, client=f"rebuild-{replica.instance}"
+        source, volume=replica.volume, client=f"rebuild-{replica.instance}", role=Role.REPLICA
     ) as src:
         infos = [
             converter.structure(await src.call_control("file_info", name=name), FileInfo)

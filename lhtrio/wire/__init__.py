@@ -12,7 +12,7 @@ from lhtrio.wire.codec import (
     encode_frame,
 )
 from lhtrio.wire.decoder import Decoder
-from lhtrio.wire.hello import LOCAL, Identity, answer_hello, check_hello_ok
+from lhtrio.wire.hello import LOCAL, Identity, Role, answer_hello, check_hello_ok
 from lhtrio.wire.messages import (
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
@@ -62,6 +62,7 @@ __all__ = [
     "Reply",
     "Request",
     "Result",
+    "Role",
     "UnknownTag",
     "Unmap",
     "Write",

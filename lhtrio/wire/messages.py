@@ -142,7 +142,8 @@ class Call(Request):
 class HelloOk(Reply):
     """The server's answer to :class:`Hello`. ``local``: where a client on the same host can
     reach the same server without TCP (``unix:@NAME``, a Unix socket in the abstract namespace);
-    only told to a client that announced the ``local`` feature."""
+    only told to a client that announced the ``local`` feature. ``role``: what the server is
+    (``replica``, ``engine``, ``node``), so that a client never takes one for another."""
 
     TAG: ClassVar[int] = 65
     version: int
@@ -150,6 +151,7 @@ class HelloOk(Reply):
     instance: str
     features: tuple[str, ...] = ()
     local: str = ""
+    role: str = ""
 
 
 @attrs.frozen

@@ -84,6 +84,7 @@ def examples() -> list[tuple[str, int, Message]]:
             1,
             HelloOk(1, "vol-a", "vol-a-r-1a2b", ("local",), "unix:@lhtrio-0123456789abcdef"),
         ),
+        ("hello-ok-replica", 1, HelloOk(1, "vol-a", "vol-a-r-1a2b", (), "", "replica")),
         ("ping", 2, Ping()),
         ("pong", 2, Pong()),
         ("read-4k", 3, Read(4096, 4096)),
