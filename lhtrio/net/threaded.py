@@ -47,19 +47,23 @@ from lhtrio.errors import LocalProtocolError
 from lhtrio.net.connection import Connection, Handler
 from lhtrio.net.transport import IOV_MAX, SocketTransport, Transport, advance
 from lhtrio.wire import (
+    Flush,
     Identity,
     Ping,
     Read,
     Reply,
     Unmap,
     Write,
+    Zero,
     encode,
 )
 
 __all__ = ["ThreadedConnection"]
 
-#: What the thread serves itself: page-cache work that never waits for the loop.
-_INLINE: Final = (Ping, Write, Read, Unmap)
+#: What the thread hands the handler itself: page-cache work that never waits for the loop, and
+#: Flush, whose handler notes on arrival, in the order of the requests, what it must make
+#: durable (the replica's capture) and returns the awaitable that does it on the loop.
+_INLINE: Final = (Ping, Write, Read, Unmap, Zero, Flush)
 _SHUT_GRACE: Final = 1.0
 
 

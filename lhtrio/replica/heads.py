@@ -14,6 +14,17 @@ A failure before 4 runs the rollback steps registered so far, newest first; a cr
 leaves only leftovers. Expand is a snapshot named ``expand-<bytes>`` (user_created false, label
 ``replica-expansion``) whose new head is larger. Revert is steps 1 and 4 with the chosen snapshot
 as parent, then the old head is deleted; snapshots newer than the target survive as a branch.
+
+Every ``.meta`` written records the disk's size (``Size``: the volume's size while the disk was
+the head), which :mod:`.layout` checks the file against at open.
+
+The request is checked completely before the first file is touched, with the rules every
+component uses (:mod:`lhtrio.models`): the snapshot name (in bytes of the longest file name made
+from it), the labels (Kubernetes rules, at most 64), the creation time (one that can be written
+back). Whatever is accepted reopens. An OS error that the request still causes (a size the file
+system cannot hold) is an :class:`~lhtrio.errors.InvalidArgumentError` (:func:`.ops.os_err`) and
+never fails the replica; the read index for a larger volume is allocated before the commit, so a
+size this process cannot index is refused the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from lhtrio.errors import AlreadyExistsError, ConflictError, InvalidArgumentError
+from lhtrio.models.names import validate_labels
 from lhtrio.replica import chain as chainlib
 from lhtrio.replica import fs, ops
 from lhtrio.replica import meta as metalib
@@ -42,6 +54,7 @@ from lhtrio.replica.names import (
     snapshot_file,
     snapshot_name,
 )
+from lhtrio.units import MAX_VOLUME_SIZE
 
 if TYPE_CHECKING:
     from lhtrio.replica.store import Replica
@@ -71,7 +84,7 @@ def _new_head(
     undo.append(drop_head)
     os.ftruncate(fd, size)
     os.fsync(fd)
-    head_meta = DiskMeta(name=head, parent=parent, created=created)
+    head_meta = DiskMeta(name=head, parent=parent, created=created, size=size)
     undo.append(lambda: fs.unlink_if_exists(dir_fd, meta_file(head)))
     metalib.store(dir_fd, meta_file(head), head_meta)
     return head, fd, head_meta
@@ -91,11 +104,15 @@ def snapshot(
             f"snapshot name {name!r} is a disk file name; give the bare snapshot name"
         )
     disk = snapshot_file(name)
-    if labels is not None and not ops.valid_labels(labels):
-        raise InvalidArgumentError(f"snapshot labels must map strings to strings, got {labels!r}")
+    if labels is not None:
+        labels = validate_labels(labels)
     stamp = ops.timestamp(created)
     dir_fd = r._dir_fd
-    if disk in r._disks or any(ops.exists(dir_fd, n) for n in (disk, meta_file(disk))):
+    try:
+        taken = disk in r._disks or any(ops.exists(dir_fd, n) for n in (disk, meta_file(disk)))
+    except OSError as exc:
+        raise ops.os_err(exc, r, f"cannot create snapshot {name}") from None
+    if taken:
         raise AlreadyExistsError(f"snapshot {name} already exists in replica {r.path}")
     if len(r._chain) >= MAX_CHAIN:
         raise ConflictError(
@@ -108,13 +125,15 @@ def snapshot(
     undo: list[Callable[[], object]] = []
     try:
         head, fd, head_meta = _new_head(r, disk, new_size, metalib.utc_now(), undo)
+        _grow_index(r, new_size, undo)
         snap_meta = DiskMeta(
             name=disk,
             parent=r._disks[old_head].parent,
             removed=False,
             user_created=bool(user_created),
             created=stamp,
-            labels=dict(labels) if labels is not None else None,
+            labels=labels,
+            size=r._meta.size,
         )
         undo.append(lambda: fs.unlink_if_exists(dir_fd, meta_file(disk)))
         metalib.store(dir_fd, meta_file(disk), snap_meta)
@@ -136,18 +155,36 @@ def snapshot(
     r._chain.append(head)
     r._fds.append(fd)
     r._index.add_layer()
-    if new_size != r._index.blocks << BLOCK_SHIFT:
-        r._index.expand(new_size >> BLOCK_SHIFT)
     r._refresh()
     ops.unlink_all(r, [old_head, checksum_file(old_head), meta_file(old_head)])
 
 
+def _grow_index(r: Replica, size: int, undo: list[Callable[[], object]]) -> None:
+    """Give the read index its entries for a volume of ``size`` bytes before the commit.
+
+    Allocated here, not after the commit, so that a size this process cannot index (a byte per
+    4 KiB: 256 MiB per TiB) is refused with the replica unchanged.
+    """
+    blocks = size >> BLOCK_SHIFT
+    before = r._index.blocks
+    if blocks == before:
+        return
+    try:
+        r._index.expand(blocks)
+    except MemoryError:
+        raise InvalidArgumentError(
+            f"cannot expand replica {r.path} to {size} bytes: its read index would need "
+            f"{blocks} bytes of memory, more than this process can allocate"
+        ) from None
+    undo.append(lambda: r._index.shrink(before))
+
+
 def expand(r: Replica, size: int) -> None:
     current = r._meta.size
-    if type(size) is not int or size % BLOCK_SIZE or size < current:
+    if type(size) is not int or size % BLOCK_SIZE or size < current or size > MAX_VOLUME_SIZE:
         raise InvalidArgumentError(
             f"cannot expand replica {r.path} from {current} to {size!r} bytes: the size must be a "
-            f"multiple of {BLOCK_SIZE} and not smaller"
+            f"multiple of {BLOCK_SIZE}, not smaller, and at most {MAX_VOLUME_SIZE}"
         )
     if size == current:
         return

@@ -183,6 +183,13 @@ class ReadIndex:
         self.loc.extend(bytes(blocks - self.blocks))
         self.blocks = blocks
 
+    def shrink(self, blocks: int) -> None:
+        """Undo an :meth:`expand` to ``blocks`` blocks (an expansion that did not commit)."""
+        if not 0 <= blocks <= self.blocks:
+            raise OutOfRangeError(f"cannot shrink an index of {self.blocks} blocks to {blocks}")
+        del self.loc[blocks:]
+        self.blocks = blocks
+
 
 def _check_layer_count(layers: int) -> None:
     if not 1 <= layers <= MAX_LAYERS:

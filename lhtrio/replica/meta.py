@@ -6,7 +6,12 @@ with the same eyes:
 - ``volume.meta`` — :class:`VolumeMeta`, JSON object with Go field names (``Size``, ``Head``,
   ``Dirty``, ``Rebuilding``, ``Error``, ``Parent``, ``SectorSize``, ``BackingFilePath``).
 - ``<disk>.img.meta`` — :class:`DiskMeta` (``Name``, ``Parent``, ``Removed``, ``UserCreated``,
-  ``Created`` as RFC 3339 UTC with second precision, ``Labels`` as an object or null).
+  ``Created`` as RFC 3339 UTC with second precision, ``Labels`` as an object or null), plus
+  ``Size``, lhtrio's own: the length the disk's file must have (see :mod:`.layout`). It is
+  optional on load (directories written before it existed lack it) and omitted when unknown;
+  Go's JSON reader ignores a key it does not know, so Longhorn-style readers still parse it.
+- ``lhtrio-replica.json`` — :class:`ReplicaIdentity`, lhtrio's own (``volume``, ``instance``):
+  which volume and replica instance the directory was created for.
 - ``<disk>.img.checksum`` — :class:`ChecksumInfo` (snake_case keys, as sparse-tools writes them).
 - ``revision.counter`` — 4096 bytes: the counter in ASCII decimal, NUL-padded.
 
@@ -15,6 +20,9 @@ Loads are strict on purpose: a missing key, an unexpected key, a duplicate key, 
 JSON type (``"5"`` for an integer, ``1`` for a boolean) or anything that does not parse raises
 :class:`~lhtrio.errors.CorruptMetadataError` naming the file and the problem. Metadata that is
 silently "repaired" on load is how replicas lose data; a human should look instead.
+
+Times are written and read by :mod:`lhtrio.models.times` (four-digit years, UTC, whole seconds):
+a time that was accepted can always be read back.
 
 Every write goes through :func:`lhtrio.replica.fs.write_atomic` (``.tmp``, fsync, rename, fsync of
 the directory), so a crash leaves either the old or the new content.
@@ -36,15 +44,18 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.v import format_exception
 
-from lhtrio.errors import CorruptMetadataError
+from lhtrio.errors import CorruptMetadataError, InvalidArgumentError
+from lhtrio.models import times
 from lhtrio.replica import fs
 
 __all__ = [
     "SECTOR_SIZE",
     "COUNTER_FILE_SIZE",
+    "MAX_COUNTER",
     "VolumeMeta",
     "DiskMeta",
     "ChecksumInfo",
+    "ReplicaIdentity",
     "converter",
     "format_time",
     "parse_time",
@@ -61,6 +72,8 @@ __all__ = [
 
 SECTOR_SIZE = 512
 COUNTER_FILE_SIZE = 4096
+#: The largest revision counter (Longhorn's is a Go int64; msgpack carries at most 64 bits).
+MAX_COUNTER = (1 << 63) - 1
 _META_LIMIT = 1 << 20  # no metadata file is legitimately this large
 
 T = TypeVar("T")
@@ -84,7 +97,9 @@ class VolumeMeta:
 class DiskMeta:
     """``<disk>.img.meta``: one disk of the chain. ``name`` and ``parent`` are disk file names.
 
-    ``labels`` must not be mutated (frozen values share it).
+    ``labels`` must not be mutated (frozen values share it). ``size`` is the length in bytes the
+    disk's file must have, None where it was not recorded (directories written before lhtrio
+    recorded it).
     """
 
     name: str
@@ -93,6 +108,7 @@ class DiskMeta:
     user_created: bool = False
     created: dt.datetime
     labels: dict[str, str] | None = None
+    size: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -110,23 +126,35 @@ class ChecksumInfo:
     silently_corrupted: bool = False
 
 
+@attrs.frozen(kw_only=True)
+class ReplicaIdentity:
+    """``lhtrio-replica.json``: the volume and the replica instance a directory was created for.
+
+    :meth:`~lhtrio.replica.store.Replica.open` refuses to serve the directory as anything else.
+    """
+
+    volume: str
+    instance: str
+
+
 def format_time(value: dt.datetime) -> str:
-    """RFC 3339, UTC, second precision: ``2026-11-22T10:00:00Z``."""
-    if value.tzinfo is None:
-        raise ValueError(f"timestamp {value!r} has no time zone")
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339, UTC, second precision, four-digit year: ``2026-11-22T10:00:00Z``.
+
+    InvalidArgumentError for a time without a zone or outside the years 0001-9999 in UTC.
+    """
+    return times.format_time(value)
 
 
-def parse_time(text: str) -> dt.datetime:
-    """Parse an RFC 3339 timestamp with a time zone; the result is in UTC."""
-    value = dt.datetime.fromisoformat(text)
-    if value.tzinfo is None or "T" not in text:
-        raise ValueError(f"{text!r} is not an RFC 3339 timestamp with a time zone")
-    return value.astimezone(dt.UTC)
+def parse_time(text: object) -> dt.datetime:
+    """An RFC 3339 timestamp with a time zone, in UTC, whole seconds.
+
+    InvalidArgumentError for anything :func:`format_time` could not write back.
+    """
+    return times.parse_time(text)
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return times.utc_now()
 
 
 # -- the converter --------------------------------------------------------------------------------
@@ -148,7 +176,14 @@ def _strict(kind: type[T], label: str) -> Callable[[Any, Any], T]:
 def _structure_time(value: Any, _: Any) -> dt.datetime:
     if type(value) is not str:
         raise TypeError(f"expected an RFC 3339 timestamp, got {json.dumps(value)}")
-    return parse_time(value)
+    try:
+        return parse_time(value)
+    except InvalidArgumentError as exc:
+        raise ValueError(exc.message) from None
+
+
+#: Keys a file may lack (written before lhtrio recorded them); omitted on write when unknown.
+_OPTIONAL: dict[type[Any], frozenset[str]] = {DiskMeta: frozenset({"Size"})}
 
 
 def _make_converter() -> cattrs.Converter:
@@ -159,8 +194,10 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(dt.datetime, _structure_time)
     conv.register_unstructure_hook(dt.datetime, format_time)
     for cls in (VolumeMeta, DiskMeta):
+        optional = _OPTIONAL.get(cls, frozenset())
         renames: dict[str, Any] = {
-            a.name: override(rename=_go_name(a.name)) for a in attrs.fields(cls)
+            a.name: override(rename=_go_name(a.name), omit_if_default=_go_name(a.name) in optional)
+            for a in attrs.fields(cls)
         }
         conv.register_structure_hook(
             cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **renames)
@@ -174,12 +211,15 @@ converter = _make_converter()
 
 
 def _keys(cls: type[Any]) -> list[str]:
-    if cls is ChecksumInfo:
+    if cls in (ChecksumInfo, ReplicaIdentity):
         return [a.name for a in attrs.fields(cls)]
     return [_go_name(a.name) for a in attrs.fields(cls)]
 
 
-def dumps(value: VolumeMeta | DiskMeta | ChecksumInfo) -> bytes:
+Metadata = VolumeMeta | DiskMeta | ChecksumInfo | ReplicaIdentity
+
+
+def dumps(value: Metadata) -> bytes:
     """Compact JSON, the way Go's encoding/json writes it."""
     return json.dumps(converter.unstructure(value), separators=(",", ":")).encode()
 
@@ -208,7 +248,8 @@ def loads(data: bytes, cls: type[T], *, where: str) -> T:
     if not isinstance(obj, dict):
         raise CorruptMetadataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     expected = _keys(cls)
-    missing = [k for k in expected if k not in obj]
+    optional = _OPTIONAL.get(cls, frozenset())
+    missing = [k for k in expected if k not in obj and k not in optional]
     if missing:
         raise CorruptMetadataError(f"{where}: missing field(s) {', '.join(missing)}")
     extra = sorted(k for k in obj if k not in expected)
@@ -235,7 +276,7 @@ def _describe(line: str, cls: type[Any]) -> str:
     if not problem:
         return line
     key, sep, rest = path.lstrip(".").partition("[")
-    if cls is not ChecksumInfo:
+    if cls not in (ChecksumInfo, ReplicaIdentity):
         key = _go_name(key)
     return f"field {key}{sep}{rest}: {problem}"
 
@@ -253,7 +294,7 @@ def load(dir_fd: int, name: str, cls: type[T], *, where: str) -> T:
     return loads(data, cls, where=where)
 
 
-def store(dir_fd: int, name: str, value: VolumeMeta | DiskMeta | ChecksumInfo) -> None:
+def store(dir_fd: int, name: str, value: Metadata) -> None:
     """Write a metadata file atomically and durably (raises OSError)."""
     fs.write_atomic(dir_fd, name, dumps(value))
 
@@ -262,8 +303,8 @@ def store(dir_fd: int, name: str, value: VolumeMeta | DiskMeta | ChecksumInfo) -
 
 
 def encode_counter(value: int) -> bytes:
-    if value < 0:
-        raise ValueError(f"revision counter must be >= 0, got {value}")
+    if not 0 <= value <= MAX_COUNTER:
+        raise ValueError(f"revision counter must be between 0 and {MAX_COUNTER}, got {value}")
     return str(value).encode("ascii").ljust(COUNTER_FILE_SIZE, b"\0")
 
 
@@ -278,6 +319,8 @@ def decode_counter(data: bytes, *, where: str) -> int:
         raise CorruptMetadataError(
             f"{where}: expected ASCII decimal digits padded with NUL bytes, got {shown!r}"
         )
+    if len(digits) > len(str(MAX_COUNTER)) or int(digits) > MAX_COUNTER:
+        raise CorruptMetadataError(f"{where}: the counter is larger than {MAX_COUNTER}")
     return int(digits)
 
 

@@ -7,12 +7,16 @@ A replica directory is Longhorn's layout (``longhorn-facts.md`` §1.1)::
     volume-head-NNN.img[.meta]       the live head (NNN at least three digits)
     volume-snap-NAME.img[.meta]      one snapshot
     volume-snap-NAME.img.checksum    optional cached hash of a snapshot file
+    lhtrio-replica.json              the volume and replica instance it belongs to (JSON)
+    volume.intent                    where writes may have been in flight (lhtrio.replica.intent)
     <any of the above>.tmp           an atomic write that a crash interrupted
 
 Snapshot, volume and instance names come from the network, so every name is validated before it is
-turned into a path: a name that could escape the directory (``/``, ``..``), that a shell or a CLI
-could take for an option (leading ``-``), that C code would cut short (NUL) or that is unreasonably
-long is refused with :class:`~lhtrio.errors.InvalidArgumentError`.
+turned into a path, by the rules of :mod:`lhtrio.models.names` (the same everywhere a name
+enters): a snapshot name that could escape the directory (``/``, ``..``), that a shell or a CLI
+could take for an option (leading ``-``), that holds a control character, or whose longest file
+name (``volume-snap-NAME.img.checksum.tmp``) would not fit the file system's 255 *bytes* is
+refused with :class:`~lhtrio.errors.InvalidArgumentError` before any file is touched.
 
 :func:`classify` is the inverse of the builders: every file name the store writes classifies as one
 of :class:`FileKind`, and anything else is an *unknown file*, which :meth:`Replica.open` refuses.
@@ -26,11 +30,20 @@ import re
 import attrs
 
 from lhtrio.errors import InvalidArgumentError
+from lhtrio.models.names import (
+    MAX_SNAPSHOT_NAME,
+    snapshot_name_problem,
+    validate_instance_name,
+    validate_snapshot_name,
+    validate_volume_name,
+)
 
 __all__ = [
     "MAX_NAME_LENGTH",
     "VOLUME_META",
     "REVISION_COUNTER",
+    "IDENTITY",
+    "INTENT",
     "HEAD_PREFIX",
     "SNAP_PREFIX",
     "IMG_SUFFIX",
@@ -52,10 +65,12 @@ __all__ = [
     "classify",
 ]
 
-MAX_NAME_LENGTH = 64
+MAX_NAME_LENGTH = MAX_SNAPSHOT_NAME
 
 VOLUME_META = "volume.meta"
 REVISION_COUNTER = "revision.counter"
+IDENTITY = "lhtrio-replica.json"
+INTENT = "volume.intent"
 HEAD_PREFIX = "volume-head-"
 SNAP_PREFIX = "volume-snap-"
 IMG_SUFFIX = ".img"
@@ -67,34 +82,18 @@ _HEAD_RE = re.compile(r"volume-head-(\d{3,})\.img")
 
 
 def validate_name(name: str, *, what: str = "snapshot") -> str:
-    """Return ``name`` if it is a safe snapshot/volume/instance name, else raise.
+    """Return ``name`` if it is a valid name of kind ``what``, else raise InvalidArgumentError.
 
-    ``what`` says which kind of name it is, for the error message.
+    ``what``: ``"snapshot"`` (the default), ``"volume"``, or ``"instance"``/``"node"`` (the
+    instance rule); the rules are :mod:`lhtrio.models.names`'.
     """
-    problem = _name_problem(name)
-    if problem is not None:
-        raise InvalidArgumentError(f"invalid {what} name {name!r}: {problem}")
-    return name
-
-
-def _name_problem(name: object) -> str | None:
-    if not isinstance(name, str):
-        return f"expected a string, got {type(name).__name__}"
-    if not name:
-        return "it is empty"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"it is {len(name)} characters long, the limit is {MAX_NAME_LENGTH}"
-    if "/" in name:
-        return "it contains '/'"
-    if "\0" in name:
-        return "it contains a NUL character"
-    if name in (".", ".."):
-        return "it is a relative directory name"
-    if ".." in name:
-        return "it contains '..'"
-    if name.startswith("-"):
-        return "it starts with '-'"
-    return None
+    if what == "snapshot":
+        return validate_snapshot_name(name)
+    if what == "volume":
+        return validate_volume_name(name)
+    if what in ("instance", "node"):
+        return validate_instance_name(name, what=what)
+    raise ValueError(f"unknown kind of name {what!r}")
 
 
 def head_file(number: int) -> str:
@@ -106,7 +105,7 @@ def head_file(number: int) -> str:
 
 def snapshot_file(name: str) -> str:
     """``volume-snap-NAME.img`` for a valid snapshot name."""
-    return f"{SNAP_PREFIX}{validate_name(name)}{IMG_SUFFIX}"
+    return f"{SNAP_PREFIX}{validate_snapshot_name(name)}{IMG_SUFFIX}"
 
 
 def meta_file(disk: str) -> str:
@@ -140,7 +139,7 @@ def snapshot_name(disk: str) -> str | None:
     if not (disk.startswith(SNAP_PREFIX) and disk.endswith(IMG_SUFFIX)):
         return None
     name = disk[len(SNAP_PREFIX) : -len(IMG_SUFFIX)]
-    return name if _name_problem(name) is None else None
+    return name if snapshot_name_problem(name) is None else None
 
 
 def disk_file(name_or_file: str) -> str:
@@ -163,6 +162,8 @@ class FileKind(enum.Enum):
     SNAP_IMG = "snap-img"
     SNAP_META = "snap-meta"
     SNAP_CHECKSUM = "snap-checksum"
+    IDENTITY = "identity"
+    INTENT = "intent"
     TMP = "tmp"
 
 
@@ -170,7 +171,8 @@ class FileKind(enum.Enum):
 class ParsedName:
     """What a file in a replica directory is.
 
-    ``disk`` is the disk file the name belongs to (``""`` for volume.meta and revision.counter);
+    ``disk`` is the disk file the name belongs to (``""`` for volume.meta, revision.counter and
+    the identity record);
     for a ``.tmp`` file, ``target`` is the parsed name of the file the write was for.
     """
 
@@ -192,6 +194,10 @@ def classify(filename: str) -> ParsedName | None:
         return ParsedName(kind=FileKind.VOLUME_META)
     if filename == REVISION_COUNTER:
         return ParsedName(kind=FileKind.REVISION_COUNTER)
+    if filename == IDENTITY:
+        return ParsedName(kind=FileKind.IDENTITY)
+    if filename == INTENT:
+        return ParsedName(kind=FileKind.INTENT)
     if filename.endswith(TMP_SUFFIX):
         target = classify(filename[: -len(TMP_SUFFIX)])
         if target is None or target.kind is FileKind.TMP:

@@ -11,17 +11,25 @@ two rules:
 - each changes files in an order with a single commit point (the rename of ``volume.meta`` or of
   one ``.meta``), so that every crash state is either the old state, the new state, or the old or
   new state plus leftovers that :mod:`.layout` recognises and removes at the next open.
+
+Errors (:func:`os_err`): an OS error that the *request* caused — a name the file system refuses
+(``ENAMETOOLONG``, ``EINVAL``), a size it cannot hold (``EFBIG``) — is an
+:class:`~lhtrio.errors.InvalidArgumentError` and leaves the replica as it was; only a commit that
+may not be durable fails the replica for good. The checks before each operation (names, labels,
+times, sizes) are meant to refuse such requests before any file is touched; this is the net below.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lhtrio.errors import InvalidArgumentError, NotFoundError, StorageError
+from lhtrio.errors import InvalidArgumentError, LhtrioError, NotFoundError, StorageError
+from lhtrio.models import times
 from lhtrio.replica import chain as chainlib
 from lhtrio.replica import fs
 from lhtrio.replica import meta as metalib
@@ -38,7 +46,6 @@ __all__ = [
     "rollback",
     "commit",
     "timestamp",
-    "valid_labels",
     "snapshot_disk",
     "unlink_all",
     "exists",
@@ -57,12 +64,24 @@ def disk_name(name: str) -> str:
     return disk_file(name)
 
 
-def os_err(exc: OSError, r: Replica, what: str) -> StorageError:
-    """The error to raise for ``exc``; a commit that may not be durable fails the replica."""
+#: OS errors that the arguments of a request cause, not the disk.
+_REQUEST_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EFBIG})
+
+
+def os_err(exc: OSError, r: Replica, what: str) -> LhtrioError:
+    """The error to raise for ``exc``; a commit that may not be durable fails the replica.
+
+    An error the request caused (see the module docstring) is an InvalidArgumentError.
+    """
     error = fs.os_error(exc, f"{what} in replica {r.path}")
     if isinstance(exc, fs.NotDurableError):
         r._failed = f"{error.message}; a change may not be durable, the replica must be rebuilt"
         return StorageError(r._failed)
+    if exc.errno in _REQUEST_ERRNOS:
+        return InvalidArgumentError(
+            f"{what} in replica {r.path}: the file system refused the request "
+            f"({exc.strerror or exc}); nothing was changed"
+        )
     return error
 
 
@@ -91,22 +110,18 @@ def commit(
 
 
 def timestamp(created: dt.datetime | str | None) -> dt.datetime:
+    """A creation time as it will be stored (UTC, whole seconds); now if None.
+
+    InvalidArgumentError for one that could not be written back (:mod:`lhtrio.models.times`).
+    """
     if created is None:
-        return metalib.utc_now()
-    if isinstance(created, str):
-        try:
-            return metalib.parse_time(created)
-        except ValueError:
-            raise InvalidArgumentError(f"created {created!r} is not an RFC 3339 time") from None
-    if created.tzinfo is None:
-        raise InvalidArgumentError(f"created {created!r} has no time zone")
-    return created.astimezone(dt.UTC).replace(microsecond=0)
-
-
-def valid_labels(labels: object) -> bool:
-    return isinstance(labels, dict) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    )
+        return times.utc_now()
+    if isinstance(created, dt.datetime):
+        return times.utc(created)
+    try:
+        return times.parse_time(created)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"created: {exc.message}") from None
 
 
 def snapshot_disk(r: Replica, name: str) -> tuple[str, DiskMeta]:
@@ -133,6 +148,7 @@ def unlink_all(r: Replica, names: list[str]) -> None:
 
 
 def exists(dir_fd: int, name: str) -> bool:
+    """Whether ``name`` exists in the directory (OSError for anything but "no such file")."""
     try:
         os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:

@@ -5,8 +5,8 @@ healthy *source*. The engine first takes the same system snapshot on both, so th
 parent of the same name and every write since reaches both heads. Then :func:`adopt` gives the
 target the source's graph — metadata only, in one short step under the replica's exclusive lock:
 
-1. every snapshot only the source has gets its ``.meta`` (the source's, verbatim) and then an
-   empty sparse ``.img`` of the source file's size, parents before children;
+1. every snapshot only the source has gets its ``.meta`` (the source's, with the file's size as
+   ``Size``) and then an empty sparse ``.img`` of that size, parents before children;
 2. every snapshot both have is resized to the source's size and gets the source's ``.meta``;
 3. every snapshot only the target has is deleted, children first (``.checksum``, ``.img``, then
    ``.meta``);
@@ -18,6 +18,12 @@ The data of the snapshot files arrives afterwards (:mod:`.sync`) straight into t
 stays meaningless until the engine verified the result: the replica records ``Rebuilding=true``
 before, and clears it only after, so an interrupted rebuild is never taken for a healthy replica
 (the engine sets such a replica to ERR at start; a new rebuild reuses what already arrived).
+
+The plan comes from the network and is checked as strictly as a snapshot request (names, labels,
+times, sizes that fit the volume and never shrink from parent to child): whatever ``adopt``
+accepts and writes must reopen. Step 2 resizes a file and then rewrites its ``.meta``; a crash in
+between leaves the two apart, which :mod:`.layout` accepts only while the replica is marked
+rebuilding. :func:`check_complete` is the check that clearing that mark requires.
 """
 
 from __future__ import annotations
@@ -29,24 +35,26 @@ from typing import TYPE_CHECKING
 import attrs
 
 from lhtrio.errors import ConflictError, CorruptMetadataError, InvalidArgumentError
+from lhtrio.models.names import validate_labels
 from lhtrio.replica import chain as chainlib
-from lhtrio.replica import fs, lifecycle, ops
+from lhtrio.replica import fs, layout, lifecycle, ops
 from lhtrio.replica import meta as metalib
 from lhtrio.replica.index import BLOCK_SIZE
-from lhtrio.replica.meta import DiskMeta
+from lhtrio.replica.meta import DiskMeta, ReplicaIdentity
 from lhtrio.replica.names import checksum_file, meta_file, snapshot_name
 
 if TYPE_CHECKING:
     from lhtrio.replica.store import Replica
 
-__all__ = ["PlannedDisk", "adopt", "reload"]
+__all__ = ["PlannedDisk", "adopt", "reload", "check_complete"]
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 @attrs.frozen(kw_only=True)
 class PlannedDisk:
-    """One snapshot file of the source: its metadata and the file's size in bytes."""
+    """One snapshot file of the source: its metadata and the file's size in bytes (which
+    :func:`adopt` records as the metadata's ``size``)."""
 
     meta: DiskMeta
     size: int
@@ -65,6 +73,18 @@ def _check_plan(r: Replica, plan: Mapping[str, PlannedDisk]) -> None:
             raise InvalidArgumentError(
                 f"rebuild plan: {name} has size {disk.size}, which does not fit volume "
                 f"{r.volume} ({r._meta.size} bytes)"
+            )
+        if disk.meta.labels is not None:
+            try:
+                validate_labels(disk.meta.labels)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(f"rebuild plan: {name}: {exc.message}") from None
+    for name, disk in plan.items():
+        above = plan.get(disk.meta.parent)
+        if above is not None and above.size > disk.size:
+            raise InvalidArgumentError(
+                f"rebuild plan: {disk.meta.parent} ({above.size} bytes) is larger than its "
+                f"child {name} ({disk.size} bytes), but a volume only grows"
             )
     parent = r._disks[head].parent
     if parent not in plan:
@@ -108,8 +128,9 @@ def adopt(r: Replica, plan: Mapping[str, PlannedDisk]) -> list[str]:
     try:
         for name in _depth_order(plan):
             disk = plan[name]
+            meta = attrs.evolve(disk.meta, size=disk.size)
             if name not in r._disks:
-                metalib.store(dir_fd, meta_file(name), disk.meta)
+                metalib.store(dir_fd, meta_file(name), meta)
                 fd = os.open(
                     name, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o644, dir_fd=dir_fd
                 )
@@ -121,8 +142,8 @@ def adopt(r: Replica, plan: Mapping[str, PlannedDisk]) -> list[str]:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            if name in r._disks and r._disks[name] != disk.meta:
-                metalib.store(dir_fd, meta_file(name), disk.meta)
+            if name in r._disks and r._disks[name] != meta:
+                metalib.store(dir_fd, meta_file(name), meta)
         doomed = [name for name in r._disks if name != head and name not in plan]
         children = chainlib.children_map({n: r._disks[n] for n in doomed})
         for name in _children_first(doomed, children):
@@ -159,7 +180,8 @@ def reload(r: Replica) -> None:
     revision counter is kept (a flush persisted it first).
     """
     r._flush_locked()
-    opened = lifecycle.rescan(r._dir_fd, r.path)
+    identity = ReplicaIdentity(volume=r.volume, instance=r.instance)
+    opened = lifecycle.rescan(r._dir_fd, r.path, identity)
     if opened.meta.size != r._meta.size:  # pragma: no cover - the directory is locked by us
         for fd in opened.fds[1:]:
             os.close(fd)
@@ -173,3 +195,28 @@ def reload(r: Replica) -> None:
     r._dirty_fds.clear()
     r._index.reset(len(r._chain))
     r._refresh()
+
+
+def check_complete(r: Replica) -> None:
+    """ConflictError unless every disk of ``r`` has the size :mod:`.layout` requires outside a
+    rebuild (an ``adopt`` that crashed half-way leaves files and ``.meta`` sizes apart)."""
+    lengths: dict[str, int] = {}
+    try:
+        for name in r._disks:
+            if name != r._meta.head:
+                lengths[name] = os.stat(name, dir_fd=r._dir_fd, follow_symlinks=False).st_size
+    except OSError as exc:
+        raise ops.os_err(exc, r, "cannot check the snapshot files' sizes") from None
+    try:
+        layout.check_sizes(
+            r._disks,
+            lengths,
+            head=r._meta.head,
+            volume_size=r._meta.size,
+            rebuilding=False,
+            where=lambda name: f"{r.path}/{name}",
+        )
+    except CorruptMetadataError as exc:
+        raise ConflictError(
+            f"replica {r.path} cannot leave the rebuild: {exc.message}; rebuild it again"
+        ) from None

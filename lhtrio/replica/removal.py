@@ -5,8 +5,9 @@ The actions (see :mod:`.chain` for when each applies), with their crash behaviou
 coalesce(source, target)
     Copy every data extent of the child ``target`` into the removed parent ``source``
     (``SEEK_DATA``/``SEEK_HOLE`` + ``os.copy_file_range``), extending ``source`` first if the child
-    is larger (after an expansion), then fdatasync. Only blocks that the child shadows change, so
-    the live chain reads the same at every instant; repeating it is harmless.
+    is larger (after an expansion) and recording its new ``Size`` in its ``.meta`` (a crash in
+    between is recognised at open, see :mod:`.layout`), then fdatasync. Only blocks that the child
+    shadows change, so the live chain reads the same at every instant; repeating it is harmless.
 replace(target, source)
     Link ``source`` to ``target.img.tmp`` and rename it over ``target.img`` (both names now hold
     the merged data: reads are unchanged), **commit** ``target``'s ``.meta`` with the grandparent as
@@ -98,6 +99,10 @@ def coalesce(r: Replica, source: str, target: str) -> None:
                     return  # an interrupted replace already linked them
                 if tgt_st.st_size > src_st.st_size:
                     os.ftruncate(src_fd, tgt_st.st_size)
+                    os.fsync(src_fd)
+                    grown = attrs.evolve(r._disks[src], size=tgt_st.st_size)
+                    metalib.store(r._dir_fd, meta_file(src), grown)
+                    r._disks[src] = grown
                 for offset, length in fs.data_extents(tgt_fd):
                     fs.copy_range(tgt_fd, src_fd, offset, length)
                 os.fdatasync(src_fd)

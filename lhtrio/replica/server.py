@@ -16,9 +16,10 @@ import trio
 
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.net import Address, serve_rpc_at
+from lhtrio.net.listeners import open_listeners, remove_unix_socket
 from lhtrio.replica.service import ReplicaService
 from lhtrio.replica.store import Replica
-from lhtrio.wire import Identity, Role
+from lhtrio.wire import ZERO, Identity, Role
 
 __all__ = ["open_or_create", "serve_replica"]
 
@@ -70,9 +71,17 @@ async def serve_replica(
     ``local`` (TCP only): also answer on a same-host Unix socket, offered to engines on this host
     in the hello (:func:`lhtrio.net.server._serve`).
     """
-    replica = await trio.to_thread.run_sync(
-        functools.partial(open_or_create, path, size=size, volume=volume, instance=instance)
-    )
+    # Listen first: an address in use is refused before the directory is created or opened.
+    listening = await open_listeners(listen)
+    try:
+        replica = await trio.to_thread.run_sync(
+            functools.partial(open_or_create, path, size=size, volume=volume, instance=instance)
+        )
+    except BaseException:
+        for listener in listening[0]:
+            await listener.aclose()
+        remove_unix_socket(listen)
+        raise
     try:
         async with trio.open_nursery() as nursery:
             service = ReplicaService(replica, nursery)
@@ -82,10 +91,15 @@ async def serve_replica(
                     listen,
                     service,
                     identity=Identity(
-                        volume=volume, instance=instance, role=Role.REPLICA, unnamed=False
+                        volume=volume,
+                        instance=instance,
+                        role=Role.REPLICA,
+                        unnamed=False,
+                        features=(ZERO,),
                     ),
                     threaded=threaded,
                     local=local,
+                    listening=listening,
                 )
             )
             logger.info("replica %s of volume %s serving %s on %s", instance, volume, path, bound)

@@ -21,8 +21,11 @@ What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.st
 * Quick control calls (``info``, ``allocation``, starting a purge or a sync) run inline on the
   event loop, beside the data path: they only read, or start a task.
 
-Control calls (``Call`` messages) and their arguments, validated by one cattrs converter; an
-unknown name is ``UNKNOWN_CALL``, bad arguments are ``INVALID_ARGUMENT``:
+Control calls (``Call`` messages) and their arguments, validated by one cattrs converter (every
+call, ``info`` included: unknown keys, missing keys and wrong types are refused); names, labels,
+times and addresses are then checked by the rules of :mod:`lhtrio.models` before the call takes
+the gate. An unknown name is ``UNKNOWN_CALL``, bad arguments are ``INVALID_ARGUMENT``, and no
+argument, however hostile, fails the replica or surfaces as ``INTERNAL``:
 
 =====================  ==========================================================  ============
 call                   arguments                                                   result
@@ -56,6 +59,11 @@ sync_start             source (address); files; existing; dirty=nil; dirty_file=
 sync_status            wait=0 (seconds to wait for a change)                       status
 sync_cancel                                                                        status
 reload                                                                             info
+*write intents* (:mod:`lhtrio.replica.intent`)
+intent_regions                                                                     [[off, len]]
+intent_rotate          (a new generation; no data request runs meanwhile)
+intent_clear           everything=false (unmark what the last two generations did  regions
+                       not write; true: all, when nothing is in flight)            still marked
 =====================  ==========================================================  ============
 
 The rebuild calls are explained in :mod:`lhtrio.replica.transfer` (source),
@@ -73,21 +81,39 @@ import attrs
 import trio
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, LhtrioError, UnknownCallError
-from lhtrio.replica import meta as metalib
-from lhtrio.replica import transfer
+from lhtrio.models.names import validate_labels, validate_snapshot_name
+from lhtrio.replica import ops, transfer
+from lhtrio.replica.calls import (
+    ActionArgs,
+    AdoptArgs,
+    ChecksumArgs,
+    ClearArgs,
+    CounterArgs,
+    DiffArgs,
+    MapArgs,
+    RangeArgs,
+    RangesArgs,
+    RebuildingArgs,
+    RevertArgs,
+    SnapshotArgs,
+    StatusArgs,
+    SyncArgs,
+    WaitArgs,
+    plan,
+    source_address,
+)
 from lhtrio.replica.chain import Action, ActionKind
-from lhtrio.replica.meta import DiskMeta
-from lhtrio.replica.rebuild import PlannedDisk
 from lhtrio.replica.store import Replica
 from lhtrio.replica.sync import SyncStatus, pull
 from lhtrio.wire import Call, Data, Done, Flush, Read, Reply, Request, Result, Unmap, Write
 from lhtrio.wire.control import NameArgs, NoArgs, SizeArgs, converter, structure_args
+from lhtrio.wire.messages import Zero, ZeroMode
 
 __all__ = ["ReplicaService", "PurgeStatus"]
 
 logger = logging.getLogger(__name__)
 
-_DATA = (Write, Read, Unmap)
+_DATA = (Write, Read, Unmap, Zero)
 
 
 @attrs.frozen(kw_only=True)
@@ -96,125 +122,6 @@ class PurgeStatus:
     done: int = 0
     total: int = 0
     error: str = ""
-
-
-# --- control-call arguments ----------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class WaitArgs:
-    wait: bool = False
-
-
-@attrs.frozen(kw_only=True)
-class SnapshotArgs:
-    name: str
-    user_created: bool = True
-    created: str | None = None
-    labels: dict[str, str] | None = None
-
-
-@attrs.frozen(kw_only=True)
-class ActionArgs:
-    kind: str
-    source: str
-    target: str = ""
-
-
-@attrs.frozen(kw_only=True)
-class RevertArgs:
-    name: str
-    created: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class RangeArgs:
-    offset: int
-    length: int
-
-
-@attrs.frozen(kw_only=True)
-class ChecksumArgs:
-    name: str
-    force: bool = False
-
-
-@attrs.frozen(kw_only=True)
-class RebuildingArgs:
-    rebuilding: bool
-
-
-@attrs.frozen(kw_only=True)
-class CounterArgs:
-    value: int
-
-
-@attrs.frozen(kw_only=True)
-class RangesArgs:
-    name: str
-    ranges: list[tuple[int, int]]
-
-
-@attrs.frozen(kw_only=True)
-class MapArgs:
-    name: str
-    offset: int = 0
-    limit: int = transfer.MAP_EXTENTS
-
-
-@attrs.frozen(kw_only=True)
-class DiffArgs:
-    name: str
-    groups: list[list[tuple[int, int]]]
-    digests: bytes
-
-
-@attrs.frozen(kw_only=True)
-class PlannedArgs:
-    parent: str
-    removed: bool
-    user_created: bool
-    created: str
-    labels: dict[str, str] | None
-    size: int
-
-
-@attrs.frozen(kw_only=True)
-class AdoptArgs:
-    disks: dict[str, PlannedArgs]
-
-
-@attrs.frozen(kw_only=True)
-class SyncArgs:
-    source: str
-    files: list[str]
-    existing: list[str]
-    dirty: list[tuple[int, int]] | None = None
-    dirty_file: str = ""
-
-
-@attrs.frozen(kw_only=True)
-class StatusArgs:
-    wait: float = 0.0
-
-
-def _plan(args: AdoptArgs) -> dict[str, PlannedDisk]:
-    plan = {}
-    for name, disk in args.disks.items():
-        try:
-            created = metalib.parse_time(disk.created)
-        except ValueError as exc:
-            raise InvalidArgumentError(f"adopt: {name}: bad creation time: {exc}") from None
-        meta = DiskMeta(
-            name=name,
-            parent=disk.parent,
-            removed=disk.removed,
-            user_created=disk.user_created,
-            created=created,
-            labels=disk.labels,
-        )
-        plan[name] = PlannedDisk(meta=meta, size=disk.size)
-    return plan
 
 
 # --- the handler ---------------------------------------------------------------------------------
@@ -244,7 +151,7 @@ class ReplicaService:
         self._purge_done = trio.Event()
         self._purge_done.set()
         self._calls: dict[str, Callable[[Call], Awaitable[Reply] | Reply]] = {
-            "info": lambda call: self._info(),
+            "info": self._info_call,
             "purge_status": self._purge_status,
             "allocation": self._allocation,
             "snapshot": self._snapshot,
@@ -267,6 +174,9 @@ class ReplicaService:
             "sync_status": self._sync_status,
             "sync_cancel": self._sync_cancel,
             "reload": self._reload,
+            "intent_regions": self._intent_regions,
+            "intent_rotate": self._intent_rotate,
+            "intent_clear": self._intent_clear,
         }
         self._sync = SyncStatus()
         self._sync_changed = trio.Event()
@@ -289,7 +199,7 @@ class ReplicaService:
         if self._gate is not None and cls is not Call:
             return self._after_gate(request)  # control calls queue on the control lock instead
         if cls is Flush:
-            return self._flush(Done(0))
+            return self._flush(Done(0), self.replica.capture())
         if isinstance(request, Call):
             handler = self._calls.get(request.name)
             if handler is None:
@@ -301,17 +211,34 @@ class ReplicaService:
             f"replica {self.replica.instance} does not handle {type(request).__name__}"
         )
 
-    def _data(self, request: Write | Read | Unmap) -> Reply | Awaitable[Reply]:
+    def _data(self, request: Write | Read | Unmap | Zero) -> Reply | Awaitable[Reply]:
         replica = self.replica
         if request.__class__ is Write:
             replica.write(request.offset, request.data)
             done = Done(len(request.data))
-            return self._flush(done) if request.fua else done
+            return self._flush(done, replica.capture()) if request.fua else done
         if request.__class__ is Read:
             buf = bytearray(request.length)
             replica.read_into(request.offset, memoryview(buf))
             return Data(buf)
+        if request.__class__ is Zero:
+            return Done(self._zero(request))
         return Done(replica.unmap(request.offset, request.length))
+
+    def _zero(self, request: Zero) -> int:
+        try:
+            mode = ZeroMode(request.mode)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"replica {self.replica.instance} does not know Zero mode {request.mode} "
+                f"(it knows {', '.join(f'{m.value} ({m.name})' for m in ZeroMode)})"
+            ) from None
+        return self.replica.zero(
+            request.offset,
+            request.length,
+            punch=mode is not ZeroMode.ALLOCATE,
+            fast=mode is ZeroMode.FAST,
+        )
 
     async def _after_gate(self, request: Request) -> Reply:
         """A request that arrived while the gate was held (not a Call): run it once it opens."""
@@ -336,9 +263,10 @@ class ReplicaService:
         if not self._data_lock.acquire(blocking=False):
             await trio.to_thread.run_sync(self._data_lock.acquire, limiter=self._limiter)
 
-    async def _flush(self, reply: Reply) -> Reply:
-        """Flush (in a worker thread, beside the data path), then answer ``reply``."""
-        await trio.to_thread.run_sync(self.replica.flush, limiter=self._limiter)
+    async def _flush(self, reply: Reply, token: int) -> Reply:
+        """Flush what was captured as ``token`` (in a worker thread, beside the data path: see
+        :meth:`Replica.capture` for why the capture is made on arrival), then answer ``reply``."""
+        await trio.to_thread.run_sync(self.replica.flush, token, limiter=self._limiter)
         return reply
 
     @asynccontextmanager
@@ -373,8 +301,16 @@ class ReplicaService:
     def _info(self) -> Reply:
         return Result(converter.unstructure(self.replica.info()))
 
+    def _info_call(self, call: Call) -> Reply:
+        structure_args(NoArgs, call)
+        return self._info()
+
     async def _snapshot(self, call: Call) -> Reply:
         args: SnapshotArgs = structure_args(SnapshotArgs, call)
+        validate_snapshot_name(args.name)
+        if args.labels is not None:
+            validate_labels(args.labels)
+        ops.timestamp(args.created)
         return await self._run(
             "snapshot",
             lambda: self.replica.snapshot(
@@ -470,6 +406,7 @@ class ReplicaService:
 
     async def _revert(self, call: Call) -> Reply:
         args: RevertArgs = structure_args(RevertArgs, call)
+        ops.timestamp(args.created)
         self._not_receiving("revert")
         return await self._run(
             f"revert to {args.name}", lambda: self.replica.revert(args.name, created=args.created)
@@ -537,19 +474,20 @@ class ReplicaService:
     # --- rebuild: target side --------------------------------------------------------------------
 
     async def _adopt(self, call: Call) -> Reply:
-        plan = _plan(structure_args(AdoptArgs, call))
+        planned = plan(structure_args(AdoptArgs, call))
         if self._sync.state == "syncing":
             raise ConflictError(f"replica {self.replica.instance} is receiving files already")
         existing: list[str] = []
 
         def adopt() -> None:
-            existing.extend(self.replica.adopt(plan))
+            existing.extend(self.replica.adopt(planned))
 
         await self._run("adopt", adopt)
         return Result(existing)
 
     def _sync_start(self, call: Call) -> Reply:
         args: SyncArgs = structure_args(SyncArgs, call)
+        source_address(args.source)
         if self._sync.state == "syncing":
             raise ConflictError(f"replica {self.replica.instance} is receiving files already")
         pos = 0
@@ -620,3 +558,27 @@ class ReplicaService:
         if self._sync.state == "syncing":
             raise ConflictError(f"replica {self.replica.instance} is still receiving files")
         return await self._run("reload", self.replica.reload)
+
+    # --- write intents (lhtrio.replica.intent; the engine's consistency sweep) ------------------
+
+    def _intent_regions(self, call: Call) -> Reply:
+        structure_args(NoArgs, call)
+        return Result([[offset, length] for offset, length in self.replica.intent_runs()])
+
+    async def _intent_rotate(self, call: Call) -> Reply:
+        structure_args(NoArgs, call)
+        await self._lock_data()  # not beside a data request (a connection's thread may run one)
+        try:
+            self.replica.intent_rotate()
+        finally:
+            self._data_lock.release()
+        return Result(None)
+
+    async def _intent_clear(self, call: Call) -> Reply:
+        args: ClearArgs = structure_args(ClearArgs, call)
+        await self._lock_data()
+        try:
+            left = self.replica.intent_clear(everything=args.everything)
+        finally:
+            self._data_lock.release()
+        return Result(left)

@@ -55,9 +55,10 @@ Concurrency contract
     runs them under its data lock, in a connection's thread or on the event loop).
     ``flush()`` may run in another thread at the same time, and so may ``coalesce`` (it only
     copies blocks into a removed snapshot that its child shadows, so no read sees the change, and
-    touches no in-memory structure; an unmap racing it leaves zeros or old data in a trimmed range,
-    both allowed). ``prune`` may not: it punches the parent where the head has data, and must see
-    only head data that its own flush made durable. Every other operation
+    touches no in-memory structure of the data path, only the disk's recorded size, under the
+    flush lock; an unmap racing it leaves zeros or old data in a trimmed range, both allowed).
+    ``prune`` may not: it punches the parent where the head has data, and must see only head
+    data that its own flush made durable. Every other operation
     (snapshot, revert, expand, replace, remove_disk, purge, close) must not overlap with
     data-path calls — the caller holds the equivalent of Longhorn's exclusive engine lock — but
     it may be called from any one thread; it serialises itself against ``flush()``. ``checksum()``
@@ -80,6 +81,7 @@ import attrs
 
 from lhtrio.errors import (
     InvalidArgumentError,
+    NotSupportedError,
     OutOfRangeError,
     ShuttingDownError,
     StorageError,
@@ -91,18 +93,22 @@ from lhtrio.replica import meta as metalib
 from lhtrio.replica.chain import Action
 from lhtrio.replica.index import BLOCK_SHIFT, BLOCK_SIZE, ReadIndex
 from lhtrio.replica.info import ReplicaInfo
-from lhtrio.replica.meta import ChecksumInfo, DiskMeta, VolumeMeta
-from lhtrio.replica.names import (
-    REVISION_COUNTER,
-    VOLUME_META,
-    validate_name,
-)
+from lhtrio.replica.intent import REGION_SHIFT, WriteIntent
+from lhtrio.replica.meta import ChecksumInfo, DiskMeta, ReplicaIdentity, VolumeMeta
+from lhtrio.replica.names import REVISION_COUNTER, VOLUME_META, validate_name
 from lhtrio.replica.rebuild import PlannedDisk
 
 __all__ = ["Replica"]
 
 _MASK = BLOCK_SIZE - 1
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _identity(volume: str, instance: str) -> ReplicaIdentity:
+    return ReplicaIdentity(
+        volume=validate_name(volume, what="volume"),
+        instance=validate_name(instance, what="instance"),
+    )
 
 
 @attrs.define(eq=False)
@@ -118,6 +124,8 @@ class Replica:
     _chain: list[str] = attrs.field(alias="chain")  # oldest first: layer i is _chain[i - 1]
     _fds: list[int] = attrs.field(alias="fds")  # _fds[i] is layer i's fd; _fds[0] unused
     _counter: int = attrs.field(alias="counter")
+    _intent: WriteIntent = attrs.field(alias="intent")
+    _recent: bytearray = attrs.field(init=False, repr=False)  # the intent's fast-path view
     _persisted: int = attrs.field(init=False)
     _index: ReadIndex = attrs.field(init=False)
     _loc: bytearray = attrs.field(init=False, repr=False)
@@ -125,6 +133,9 @@ class Replica:
     _limit: int = attrs.field(init=False)  # volume size while open, -1 once closed
     _closed: bool = attrs.field(init=False, default=False)
     _dirty_fds: set[int] = attrs.field(init=False, factory=set)
+    # (token, counter, files) a flush must make durable, in the order they were captured
+    _captures: list[tuple[int, int, set[int]]] = attrs.field(init=False, factory=list)
+    _tokens: int = attrs.field(init=False, default=0)
     _unmap_layers: int = attrs.field(init=False, default=1)
     _head_layer: int = attrs.field(init=False, default=1)
     _failed: str = attrs.field(init=False, default="")  # set by a failed flush, sticky
@@ -141,6 +152,7 @@ class Replica:
         self._head_fd = self._fds[-1]
         self._limit = self._meta.size
         self._scratch = memoryview(bytearray(2 * BLOCK_SIZE))
+        self._recent = self._intent.recent
         self._refresh()
 
     # -- lifetime ---------------------------------------------------------------------------------
@@ -149,25 +161,27 @@ class Replica:
     def create(cls, path: str, *, size: int, volume: str, instance: str) -> Replica:
         """Create a fresh replica in ``path`` (made if missing, else it must be empty); open it.
 
-        ``size`` must be a positive multiple of 4096. See :mod:`.lifecycle`.
+        ``size`` must be a positive multiple of 4096. The directory records ``volume`` and
+        ``instance``: it is never opened as another's. See :mod:`.lifecycle`.
         """
-        validate_name(volume, what="volume")
-        validate_name(instance, what="instance")
+        identity = _identity(volume, instance)
         path = os.path.abspath(path)
-        lifecycle.create_files(path, size)
+        lifecycle.create_files(path, size, identity)
         return cls.open(path, volume=volume, instance=instance)
 
     @classmethod
     def open(cls, path: str, *, volume: str, instance: str) -> Replica:
         """Validate and open the replica in ``path``; record Dirty=true.
 
-        Any inconsistency raises CorruptMetadataError naming the file and the problem, and leaves
-        the directory untouched; leftovers of a crashed operation (see :mod:`.layout`) are removed
-        only after that. While open the directory is locked: a second open raises ConflictError.
+        IdentityMismatchError, naming both, if the directory was created for another volume or
+        instance (a directory without that record is adopted as ``volume``'s, see
+        :mod:`.lifecycle`). Any inconsistency raises CorruptMetadataError naming the file and
+        the problem, and leaves the directory untouched; leftovers of a crashed operation (see
+        :mod:`.layout`) are removed only after that. While open the directory is locked: a
+        second open raises ConflictError.
         """
-        validate_name(volume, what="volume")
-        validate_name(instance, what="instance")
-        opened = lifecycle.open_files(os.path.abspath(path))
+        opened = lifecycle.open_files(os.path.abspath(path), _identity(volume, instance))
+        assert opened.intent is not None
         return cls(
             path=opened.path,
             volume=volume,
@@ -178,6 +192,7 @@ class Replica:
             chain=opened.chain,
             fds=opened.fds,
             counter=opened.counter,
+            intent=opened.intent,
         )
 
     def close(self) -> None:
@@ -213,6 +228,8 @@ class Replica:
             os.close(fd)
         del self._fds[1:]
         self._dirty_fds.clear()
+        self._captures.clear()
+        self._intent.close()
         os.close(self._dir_fd)
 
     @property
@@ -278,6 +295,11 @@ class Replica:
             self._range_error("write", offset, n)
         if n == 0:
             return
+        if (
+            self._recent.find(0, offset >> REGION_SHIFT, ((offset + n - 1) >> REGION_SHIFT) + 1)
+            >= 0
+        ):
+            self._intent.note(offset, n)  # not written in this generation: mark it durably first
         fd = self._head_fd
         try:
             if not (offset | n) & _MASK:
@@ -352,6 +374,7 @@ class Replica:
         freed = 0
         fds = self._fds[len(self._fds) - self._unmap_layers :]
         if length >= BLOCK_SIZE and stop > start:
+            self._intent.note(start, stop - start)
             try:
                 for fd in fds:
                     before = fs.allocated_bytes(fd)
@@ -365,6 +388,81 @@ class Replica:
             self._counter += 1
             self._dirty_fds.update(fds)
         return freed
+
+    def zero(self, offset: int, length: int, *, punch: bool = True, fast: bool = False) -> int:
+        """Make ``[offset, offset+length)`` read as zeros; return ``length``.
+
+        Whole 4 KiB blocks: where no older layer holds data (``SEEK_DATA`` on each), a hole is
+        punched in the head, which then reads as zeros; where one does, zeros are written into
+        the head, over that data's blocks only. ``punch=False`` writes zeros over every block
+        (the range stays allocated: NBD's ``NO_HOLE``). ``fast=True`` only punches: if an
+        older layer holds data in the range, NotSupportedError, and nothing is changed. The
+        partial blocks at either end are written as zeros (read-modify-write) in every mode.
+        Never ``fallocate(ZERO_RANGE)``: such ranges look like holes to ``SEEK_DATA``, and the
+        read index would then read the layer below.
+
+        Counts once for the revision counter, refused or not: replicas that receive the same
+        requests keep equal counters whatever their older layers hold.
+        """
+        end = offset + length
+        if offset < 0 or length < 0 or end > self._limit:
+            self._range_error("zero", offset, length)
+        if length == 0:
+            return 0
+        start = (offset + _MASK) & ~_MASK
+        stop = end & ~_MASK
+        fd = self._head_fd
+        try:
+            older: list[tuple[int, int]] = []  # blocks of [start, stop) an older layer holds
+            if start < stop and punch:
+                for layer in self._fds[1:-1]:
+                    for data, n in fs.data_extents(layer, start, stop):
+                        older.append((data & ~_MASK, min((data + n + _MASK) & ~_MASK, stop)))
+            if fast and older:
+                with self._lock:
+                    self._counter += 1
+                raise NotSupportedError(
+                    f"cannot zero {length} bytes at offset {offset} of volume {self.volume} "
+                    f"fast: older snapshots of replica {self.path} hold data there; zero "
+                    "without the fast flag"
+                )
+            self._intent.note(offset, length)
+            if start < stop:
+                if not punch:
+                    older = [(start, stop)]
+                pos = start
+                for data, hi in sorted(older):
+                    if hi <= pos:
+                        continue
+                    at = max(data, pos)
+                    fs.punch_hole(fd, pos, at - pos)
+                    self._index.forget(pos >> BLOCK_SHIFT, (at - pos) >> BLOCK_SHIFT)
+                    zeros = memoryview(bytes(min(hi - at, 1 << 20)))
+                    while at < hi:
+                        n = min(hi - at, len(zeros))
+                        done = os.pwrite(fd, zeros[:n], at)
+                        if done != n:
+                            fs.write_rest(fd, zeros[:n], at, done)
+                        self._index.mark_written(at >> BLOCK_SHIFT, n >> BLOCK_SHIFT)
+                        at += n
+                    pos = hi
+                fs.punch_hole(fd, pos, stop - pos)
+                self._index.forget(pos >> BLOCK_SHIFT, (stop - pos) >> BLOCK_SHIFT)
+            edges = [(offset, end)] if start > stop else [(offset, start), (stop, end)]
+            for lo, hi in edges:
+                if lo < hi:
+                    self._write_unaligned(fd, lo, memoryview(bytes(hi - lo)))
+        except OSError as exc:
+            # Part of the range may be zeroed: let its blocks be looked up again.
+            first = offset >> BLOCK_SHIFT
+            self._index.forget(first, ((end - 1) >> BLOCK_SHIFT) - first + 1)
+            raise fs.os_error(
+                exc, f"zeroing {length} bytes at {offset} in replica {self.path}"
+            ) from None
+        with self._lock:
+            self._counter += 1
+            self._dirty_fds.add(fd)
+        return length
 
     def _range_error(self, op: str, offset: int, length: int) -> NoReturn:
         if self._closed:
@@ -414,19 +512,43 @@ class Replica:
                 merged.append((size, allocated))
         return merged
 
-    def flush(self) -> None:
-        """Make every write and unmap so far durable, then persist the counter. Thread-safe."""
+    def capture(self) -> int:
+        """Take note of what a flush must make durable, *now*: the counter and the files written
+        since the previous capture; returns a token for :meth:`flush`.
+
+        The service captures when a Flush request arrives, in the order of the connection's
+        requests (the data path is synchronous): every replica of a volume receives the same
+        requests in the same order from its engine, so every replica that completes the same
+        flush persists the same counter, whatever writes arrived while the ``fdatasync`` ran.
+        Captured later (when the flush starts running), the counter would count those too, on
+        one replica and not another, and after a crash the others would look stale."""
+        with self._lock:
+            self._tokens += 1
+            self._captures.append((self._tokens, self._counter, self._dirty_fds))
+            self._dirty_fds = set()
+            return self._tokens
+
+    def flush(self, token: int | None = None) -> None:
+        """Make every write and unmap so far (with ``token``: up to that :meth:`capture`)
+        durable, then persist the counter. Thread-safe."""
         with self._flush_lock:
             self._check_open()
-            self._flush_locked()
+            self._flush_locked(token)
 
-    def _flush_locked(self) -> None:
-        if self._failed:
-            raise StorageError(self._failed)
-        with self._lock:
-            counter = self._counter
-            fds = self._dirty_fds
-            self._dirty_fds = set()
+    def _flush_locked(self, token: int | None = None) -> None:
+        if self.failed:
+            raise StorageError(self.failed)
+        if token is None:
+            token = self.capture()
+        with self._lock:  # this capture and every earlier one not flushed yet, in order
+            done = 0
+            while done < len(self._captures) and self._captures[done][0] <= token:
+                done += 1
+            if not done:
+                return  # an earlier flush that covered it completed (we waited for its lock)
+            counter = self._captures[done - 1][1]
+            fds = set().union(*(files for _, _, files in self._captures[:done]))
+            del self._captures[:done]
         try:
             for fd in fds:
                 os.fdatasync(fd)
@@ -455,8 +577,11 @@ class Replica:
 
     def set_revision_counter(self, value: int) -> None:
         """Flush, then set and persist the counter (the engine does this during a rebuild)."""
-        if type(value) is not int or value < 0:
-            raise InvalidArgumentError(f"revision counter must be an integer >= 0, got {value!r}")
+        if type(value) is not int or not 0 <= value <= metalib.MAX_COUNTER:
+            raise InvalidArgumentError(
+                f"revision counter must be an integer from 0 to {metalib.MAX_COUNTER}, "
+                f"got {value!r}"
+            )
         with self._flush_lock:
             self._check_usable()
             self._flush_locked()
@@ -470,13 +595,14 @@ class Replica:
 
     def _check_usable(self) -> None:
         self._check_open()
-        if self._failed:
-            raise StorageError(self._failed)
+        if self.failed:
+            raise StorageError(self.failed)
 
     @property
     def failed(self) -> str:
-        """Why the replica failed for good (a flush or a commit that may not be durable), or ""."""
-        return self._failed
+        """Why the replica failed for good (a flush, a commit or a write intent that may not be
+        durable), or ""."""
+        return self._failed or self._intent.failed
 
     # -- metadata ---------------------------------------------------------------------------------
 
@@ -486,9 +612,16 @@ class Replica:
         return self._meta.rebuilding
 
     def set_rebuilding(self, rebuilding: bool) -> None:
-        """Record in ``volume.meta`` whether a rebuild into this replica is in progress."""
+        """Record in ``volume.meta`` whether a rebuild into this replica is in progress.
+
+        Clearing the flag checks every snapshot file's size first (ConflictError if one is not
+        what its ``.meta`` records, see :mod:`.layout`): a replica leaves a rebuild only in a
+        state that reopens.
+        """
         with self._flush_lock:
             self._check_usable()
+            if not rebuilding and self._meta.rebuilding:
+                rebuild.check_complete(self)
             self._store_volume_meta(attrs.evolve(self._meta, rebuilding=bool(rebuilding)))
 
     def info(self) -> ReplicaInfo:
@@ -596,6 +729,25 @@ class Replica:
         with self._flush_lock:
             self._check_usable()
             heads.expand(self, size)
+            self._intent.resize(self._meta.size)  # after the commit: a shorter map is padded
+
+    # -- write intents (see :mod:`.intent`; the caller keeps the data path quiet) -----------------
+
+    def intent_runs(self) -> list[tuple[int, int]]:
+        """The regions where this replica may differ from its peers, as ``(offset, length)``."""
+        self._check_open()
+        return self._intent.runs()
+
+    def intent_rotate(self) -> None:
+        """Start a new generation of "written since" (no data-path call may run meanwhile)."""
+        self._check_usable()
+        self._intent.rotate()
+
+    def intent_clear(self, *, everything: bool = False) -> int:
+        """Unmark what was not written in the last two generations (``everything``: all of it);
+        how many regions stay marked. No data-path call may run meanwhile."""
+        self._check_usable()
+        return self._intent.clear(everything=everything)
 
     def checksum(self, name: str, *, force: bool = False) -> ChecksumInfo:
         """Hash snapshot ``name`` unless its recorded hash is still valid (see :mod:`.checksum`)."""

@@ -42,8 +42,21 @@ Measured with ``nox -s bench -- rebuild`` (figures and the yardstick in ``docs/b
   engine's long poll and its client's (0.27 s -> 0.02 s of the engine's CPU per GiB).
 
 Counters (:class:`SyncStatus`): ``total_bytes`` is the allocated size of the source files,
-``done_bytes`` how much of it was handled (compared, copied or skipped), ``sent_bytes`` how many
-bytes actually crossed the network.
+``done_bytes`` how much of it was handled so far. Every handled byte ends in exactly one of:
+
+* ``sent_bytes``: data the source sent (``file_read``), because the target lacked it, held other
+  bytes there, or the away log named it;
+* ``compared_bytes``: data the target held and proved equal by digests (only digests crossed);
+* ``known_bytes``: data the target held outside the engine's away log: equal by construction,
+  neither compared nor sent;
+* ``skipped_bytes``: the files skipped whole (equal recorded checksums).
+
+At the end the four add up to the source files' data (``total_bytes`` is their allocation, which
+on ext4 also counts the blocks of a large file's extent tree), and ``sent_bytes`` is exactly the
+data written into the target. A returning replica whose files were equal is thus rebuilt with
+``sent_bytes`` 0 and now says why: issue 16 saw "sent 0 B for 360 MiB synced", which was right —
+the 360 MiB had been compared, not copied — but nothing said so. Digests, maps and control
+replies are not counted anywhere (a few bytes per 2 MiB window).
 """
 
 from __future__ import annotations
@@ -89,6 +102,9 @@ class SyncStatus:
     total_bytes: int = 0
     done_bytes: int = 0
     sent_bytes: int = 0
+    compared_bytes: int = 0
+    known_bytes: int = 0
+    skipped_bytes: int = 0
     error: str = ""
 
 
@@ -176,7 +192,9 @@ async def _pull_file(
         if existed and info.checksum:
             ours = await run(transfer.recorded_checksum, replica, name, fd)
             if ours == info.checksum and os.fstat(fd).st_size == info.size:
-                counters.add(skipped_files=1, done_bytes=info.allocated)
+                counters.add(
+                    skipped_files=1, done_bytes=info.allocated, skipped_bytes=info.allocated
+                )
                 return
         direct = await run(transfer.open_direct, replica, name)
         writing = trio.Lock()
@@ -186,15 +204,19 @@ async def _pull_file(
             with mmap.mmap(-1, transfer.WINDOW) as memory, memoryview(memory) as bounce, work:
                 store = functools.partial(transfer.write_ranges, fd, direct=direct, bounce=bounce)
                 async for fresh, compare in work:
-                    ranges = fresh
+                    ranges, differ = fresh, []
                     if compare and (differ := await _changed(src, name, fd, compare, run)):
                         ranges = transfer.merge(sorted([*fresh, *differ]))
                     if ranges:
                         data = await _read(src, name, ranges)
                         async with writing:
                             await run(store, ranges, data)
-                        counters.add(sent_bytes=len(data))
-                    counters.add(done_bytes=sum(n for _, n in fresh) + sum(n for _, n in compare))
+                        counters.add(sent_bytes=data.nbytes)
+                    held = sum(n for _, n in compare)
+                    counters.add(
+                        done_bytes=sum(n for _, n in fresh) + held,
+                        compared_bytes=held - sum(n for _, n in differ),
+                    )
 
         async with trio.open_nursery() as nursery, receive:
             for _ in range(IN_FLIGHT):
@@ -253,7 +275,8 @@ async def _plan(
                     if changed:
                         page = transfer.merge(sorted([*page, *changed]))
                     if known:
-                        counters.add(done_bytes=sum(n for _, n in known))
+                        equal = sum(n for _, n in known)
+                        counters.add(done_bytes=equal, known_bytes=equal)
             for item in transfer.paired_windows(page, compare):
                 await work.send(item)
             if end >= info.size:

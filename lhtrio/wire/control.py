@@ -5,7 +5,8 @@ arguments of each call as a frozen attrs class and structures ``Call.args`` with
 :func:`structure_args`: unknown keys, missing required keys and wrongly typed values (no
 coercion: ``"5"`` is not an int) become one :class:`~lhtrio.errors.InvalidArgumentError` that names
 the call and every problem. Results are unstructured with :data:`converter` (datetimes as RFC 3339
-UTC, enums by value), so they travel as plain msgpack values.
+UTC by :func:`lhtrio.models.times.format_time`, four-digit years, so a peer can always parse them
+back; enums by value), so they travel as plain msgpack values.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import attrs
 import cattrs
 
 from lhtrio.errors import InvalidArgumentError
+from lhtrio.models.times import format_time
 from lhtrio.wire.messages import Call
 
 __all__ = ["NoArgs", "NameArgs", "SizeArgs", "converter", "strict_hook", "structure_args"]
@@ -86,7 +88,7 @@ def _list_hook(kind: Any) -> Callable[[Any, Any], Any]:
 
 
 converter.register_structure_hook_factory(_is_list, _list_hook)
-converter.register_unstructure_hook(dt.datetime, lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ"))
+converter.register_unstructure_hook(dt.datetime, format_time)
 converter.register_unstructure_hook_func(
     lambda t: isinstance(t, type) and issubclass(t, enum.Enum), lambda e: e.value
 )

@@ -53,6 +53,7 @@ class ThreadBackend(Backend):
         return super().__call__(request)
 
     async def flushed(self) -> Reply:
+        self.threads.setdefault("Flush awaited", set()).add(threading.get_ident())
         await trio.lowlevel.checkpoint()
         return Done(0)
 
@@ -107,7 +108,10 @@ async def test_data_requests_run_in_the_connection_thread_and_the_rest_on_the_lo
     (writer,) = backend.threads["Write"]
     assert writer != loop
     assert backend.threads["Read"] == {writer}
-    assert backend.threads["Flush"] == {loop}
+    # A Flush is handed to the handler in the thread, in the order of the requests (a replica
+    # notes there what it must make durable); the waiting it returns runs on the loop.
+    assert backend.threads["Flush"] == {writer}
+    assert backend.threads["Flush awaited"] == {loop}
     assert backend.threads["Call"] == {loop}
 
 

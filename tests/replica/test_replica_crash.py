@@ -177,6 +177,21 @@ def test_purge_crash_anywhere(rdir: Path) -> None:
     assert steps >= 15
 
 
+def expanded_purge_setup(r: Replica) -> None:
+    """An expansion snapshot with a child that is not the head: purge coalesces it, extending
+    its file to the child's size first (sizes are checked at open, see layout)."""
+    data_and_snapshots(r)
+    r.expand(2 * SIZE)
+    r.write(SIZE + BLOCK, fill(7, BLOCK))
+    r.snapshot("c")
+    r.write(0, fill(8, BLOCK))
+
+
+def test_purge_after_an_expansion_crash_anywhere(rdir: Path) -> None:
+    steps = crash_everywhere(rdir, expanded_purge_setup, lambda r: r.purge(), atomic=False)
+    assert steps >= 6
+
+
 def test_forced_remove_crash_anywhere(rdir: Path) -> None:
     def remove(r: Replica) -> None:
         if "volume-snap-b.img" in r.info().disks:

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lhtrio.errors import CorruptMetadataError
+from lhtrio.errors import CorruptMetadataError, InvalidArgumentError
 from lhtrio.replica import fs
 from lhtrio.replica import meta as m
-from lhtrio.replica.meta import ChecksumInfo, DiskMeta, VolumeMeta
+from lhtrio.replica.meta import ChecksumInfo, DiskMeta, ReplicaIdentity, VolumeMeta
 
 WHEN = dt.datetime(2026, 11, 22, 10, 0, 0, tzinfo=dt.UTC)
 
@@ -58,11 +58,52 @@ def test_times_are_utc_with_second_precision() -> None:
     local = dt.datetime(2026, 11, 22, 12, 0, 0, 999, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     assert m.format_time(local) == "2026-11-22T10:00:00Z"
     assert m.parse_time("2026-11-22T12:00:00+02:00") == WHEN
-    with pytest.raises(ValueError, match="time zone"):
+    with pytest.raises(InvalidArgumentError, match="time zone"):
         m.parse_time("2026-11-22T10:00:00")
-    with pytest.raises(ValueError, match="time zone"):
+    with pytest.raises(InvalidArgumentError, match="time zone"):
         m.format_time(dt.datetime(2026, 1, 1))
     assert m.utc_now().microsecond == 0
+
+
+def test_years_before_1000_are_written_with_four_digits() -> None:
+    """``strftime("%Y")`` writes year 999 as ``999``, which no RFC 3339 reader takes back."""
+    early = m.parse_time("0999-06-01T00:00:00Z")
+    assert m.format_time(early) == "0999-06-01T00:00:00Z"
+    value = DiskMeta(name="volume-snap-a.img", parent="", created=early)
+    assert b'"Created":"0999-06-01T00:00:00Z"' in m.dumps(value)
+    assert m.loads(m.dumps(value), DiskMeta, where="x") == value
+
+
+@pytest.mark.parametrize(
+    "text", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+01:00", "noon", "2026-11-22"]
+)
+def test_times_that_cannot_be_written_back_are_refused(text: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        m.parse_time(text)
+    raw = {"Name": "a", "Parent": "", "Removed": False, "UserCreated": True}
+    data = json.dumps({**raw, "Created": text, "Labels": None}).encode()
+    with pytest.raises(CorruptMetadataError, match="field Created"):
+        m.loads(data, DiskMeta, where="x")
+
+
+def test_disk_size_is_optional_on_load_and_omitted_when_unknown() -> None:
+    """``Size`` is lhtrio's own key: files written before it existed lack it."""
+    legacy = DiskMeta(name="volume-snap-a.img", parent="", created=WHEN)
+    assert b"Size" not in m.dumps(legacy)
+    assert m.loads(m.dumps(legacy), DiskMeta, where="x").size is None
+    sized = DiskMeta(name="volume-snap-a.img", parent="", created=WHEN, size=8192)
+    assert json.loads(m.dumps(sized))["Size"] == 8192
+    assert m.loads(m.dumps(sized), DiskMeta, where="x") == sized
+    with pytest.raises(CorruptMetadataError, match="field Size"):
+        m.loads(m.dumps(sized).replace(b"8192", b'"8192"'), DiskMeta, where="x")
+
+
+def test_identity_record_round_trip() -> None:
+    value = ReplicaIdentity(volume="vol1", instance="r1")
+    assert json.loads(m.dumps(value)) == {"volume": "vol1", "instance": "r1"}
+    assert m.loads(m.dumps(value), ReplicaIdentity, where="x") == value
+    with pytest.raises(CorruptMetadataError, match="missing field"):
+        m.loads(b'{"volume": "vol1"}', ReplicaIdentity, where="x")
 
 
 def test_checksum_info_round_trip() -> None:
@@ -156,8 +197,9 @@ def test_counter_encoding() -> None:
     assert data.rstrip(b"\0") == b"42"
     assert m.decode_counter(data, where="c") == 42
     assert m.decode_counter(m.encode_counter(0), where="c") == 0
-    with pytest.raises(ValueError, match=">= 0"):
-        m.encode_counter(-1)
+    for out_of_range in (-1, m.MAX_COUNTER + 1):
+        with pytest.raises(ValueError, match="between 0 and"):
+            m.encode_counter(out_of_range)
     for bad, problem in [
         (b"42", "2 bytes long"),
         (b"\0" * 4096, "digits"),
@@ -165,12 +207,14 @@ def test_counter_encoding() -> None:
         (b"-1".ljust(4096, b"\0"), "digits"),
         (b"1\x002".ljust(4096, b"\0"), "digits"),
         ("٣".encode().ljust(4096, b"\0"), "digits"),
+        (str(2**63).encode().ljust(4096, b"\0"), "larger than"),
+        (b"9" * 4096, "larger than"),
     ]:
         with pytest.raises(CorruptMetadataError, match=problem):
             m.decode_counter(bad, where="c")
 
 
-@given(st.integers(0, 2**63))
+@given(st.integers(0, m.MAX_COUNTER))
 def test_counter_round_trip(value: int) -> None:
     assert m.decode_counter(m.encode_counter(value), where="c") == value
 

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lhtrio.errors import InvalidArgumentError
+from lhtrio.models.names import snapshot_name_problem
 from lhtrio.replica import names
 from lhtrio.replica.names import FileKind, classify
 
@@ -18,21 +23,55 @@ from lhtrio.replica.names import FileKind, classify
         ("/abs", "'/'"),
         ("-x", "starts with '-'"),
         ("--force", "starts with '-'"),
-        ("a\0b", "NUL"),
+        ("a\0b", "control character"),
+        ("a\nb", "control character"),
+        ("\x7f", "control character"),
         (".", "relative directory"),
         ("..", "relative directory"),
         ("a..b", "'..'"),
         ("x" * 65, "65 characters"),
+        ("\U0001f600" * 60, "240 bytes long in UTF-8, the limit is 226"),
+        ("\ud800", "lone surrogate"),
     ],
 )
 def test_hostile_names_are_refused(name: str, problem: str) -> None:
     with pytest.raises(InvalidArgumentError, match="snapshot name") as info:
         names.validate_name(name)
     assert problem in str(info.value)
-    with pytest.raises(InvalidArgumentError, match="volume name"):
-        names.validate_name(name, what="volume")
     with pytest.raises(InvalidArgumentError):
         names.snapshot_file(name)
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a/b", "a b", "é", "a\0b", "x" * 64, "_x"])
+def test_volume_and_instance_names_follow_the_models_rules(name: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="invalid volume name"):
+        names.validate_name(name, what="volume")
+    with pytest.raises(InvalidArgumentError, match="invalid instance name"):
+        names.validate_name(name if len(name) < 64 else "x" * 129, what="instance")
+    with pytest.raises(InvalidArgumentError, match="invalid node name"):
+        names.validate_name(name if len(name) < 64 else "x" * 129, what="node")
+
+
+def test_volume_and_instance_names_accepted() -> None:
+    assert names.validate_name("vol-1.a_b", what="volume") == "vol-1.a_b"
+    assert names.validate_name("x" * 63, what="volume") == "x" * 63
+    assert names.validate_name("engine-" + "x" * 121, what="instance") == "engine-" + "x" * 121
+
+
+def test_the_longest_accepted_name_makes_file_names_the_file_system_takes(tmp_path: Path) -> None:
+    """Limits are in bytes of the longest file name made from a snapshot name: 226 bytes of
+    name fit ``volume-snap-NAME.img.checksum.tmp`` in 255; one more byte does not."""
+    longest = ("\U0001f600" * 56) + "ab"  # 226 bytes in 58 characters
+    assert len(longest.encode()) == 226
+    disk = names.snapshot_file(longest)
+    for name in (names.tmp_file(names.checksum_file(disk)), names.tmp_file(names.meta_file(disk))):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(InvalidArgumentError, match="227 bytes"):
+        names.snapshot_file(longest + "c")
+    with pytest.raises(OSError, match="too long") as info:  # what the rule prevents
+        (tmp_path / ("volume-snap-" + longest + "c.img.checksum.tmp")).write_bytes(b"")
+    assert info.value.errno == errno.ENAMETOOLONG
+    assert os.listdir(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["a", "x" * 64, "snap-1", "a.b", ".hidden", "UPPER_case", "é"])
@@ -85,6 +124,8 @@ def test_file_names() -> None:
         ("volume.meta.tmp", FileKind.TMP, ""),
         ("volume-snap-a.img.meta.tmp", FileKind.TMP, "volume-snap-a.img"),
         ("volume-snap-a.img.tmp", FileKind.TMP, "volume-snap-a.img"),
+        ("lhtrio-replica.json", FileKind.IDENTITY, ""),
+        ("lhtrio-replica.json.tmp", FileKind.TMP, ""),
     ],
 )
 def test_classify_known(filename: str, kind: FileKind, disk: str) -> None:
@@ -109,13 +150,15 @@ def test_classify_known(filename: str, kind: FileKind, disk: str) -> None:
         "volume-snap-a.img.snap_tmp",
         "volume-head-000.img.bak",
         "lost+found",
+        "lhtrio-replica.json.bak",
+        "volume-snap-a\x01b.img",
     ],
 )
 def test_classify_unknown(filename: str) -> None:
     assert classify(filename) is None
 
 
-_names = st.text(min_size=1, max_size=64).filter(lambda n: names._name_problem(n) is None)
+_names = st.text(min_size=1, max_size=64).filter(lambda n: snapshot_name_problem(n) is None)
 
 
 @given(_names)
@@ -140,7 +183,8 @@ def test_validation_either_accepts_or_raises_the_error(name: str) -> None:
     except InvalidArgumentError:
         return
     assert "/" not in name
-    assert "\0" not in name
+    assert all(ord(c) >= 32 and not 0x7F <= ord(c) < 0xA0 for c in name)
     assert ".." not in name
     assert not name.startswith("-")
     assert 0 < len(name) <= 64
+    assert len(name.encode()) <= 226

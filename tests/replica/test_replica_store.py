@@ -33,11 +33,18 @@ def test_create_layout(rdir: Path) -> None:
     r = Replica.create(str(rdir), size=16 * BLOCK, volume=VOLUME, instance=INSTANCE)
     try:
         assert sorted(os.listdir(rdir)) == [
+            "lhtrio-replica.json",
             "revision.counter",
             "volume-head-000.img",
             "volume-head-000.img.meta",
+            "volume.intent",
             "volume.meta",
         ]
+        assert json.loads((rdir / "lhtrio-replica.json").read_bytes()) == {
+            "volume": VOLUME,
+            "instance": INSTANCE,
+        }
+        assert json.loads((rdir / "volume-head-000.img.meta").read_bytes())["Size"] == 16 * BLOCK
         assert os.stat(rdir / "volume-head-000.img").st_size == 16 * BLOCK
         assert os.stat(rdir / "volume-head-000.img").st_blocks == 0
         meta = volume_meta(rdir)
@@ -167,6 +174,7 @@ def test_snapshot_layout_and_reads_through_the_chain(replica: Replica, rdir: Pat
     replica.write(2 * BLOCK + 5, b"abc")
     names = sorted(os.listdir(rdir))
     assert names == [
+        "lhtrio-replica.json",
         "revision.counter",
         "volume-head-002.img",
         "volume-head-002.img.meta",
@@ -174,6 +182,7 @@ def test_snapshot_layout_and_reads_through_the_chain(replica: Replica, rdir: Pat
         "volume-snap-s1.img.meta",
         "volume-snap-s2.img",
         "volume-snap-s2.img.meta",
+        "volume.intent",
         "volume.meta",
     ]
     s1 = json.loads((rdir / "volume-snap-s1.img.meta").read_bytes())
@@ -184,6 +193,7 @@ def test_snapshot_layout_and_reads_through_the_chain(replica: Replica, rdir: Pat
         "UserCreated": True,
         "Created": "2026-11-22T10:00:00Z",
         "Labels": {"k": "v"},
+        "Size": 64 * BLOCK,
     }
     head = json.loads((rdir / "volume-head-002.img.meta").read_bytes())
     assert head["Parent"] == "volume-snap-s2.img"
@@ -222,7 +232,7 @@ def test_snapshot_refusals(replica: Replica, rdir: Path) -> None:
         replica.snapshot("volume-head-009.img")
     with pytest.raises(InvalidArgumentError, match="RFC 3339"):
         replica.snapshot("t", created="yesterday")
-    with pytest.raises(InvalidArgumentError, match="labels"):
+    with pytest.raises(InvalidArgumentError, match="label 'a'"):
         replica.snapshot("t", labels={"a": 1})  # type: ignore[dict-item]
     assert tree(rdir) == before
 

@@ -486,7 +486,14 @@ def test_adopt_deletes_snapshots_only_the_target_has(src: Replica, tdir: Path, s
         assert tgt.adopt(plan_of(src)) == [RB]
         assert graph(tgt) == graph(src)
         head = tgt.info().head
-        expected = {"volume.meta", "revision.counter", head, head + ".meta"}
+        expected = {
+            "volume.meta",
+            "revision.counter",
+            "lhtrio-replica.json",
+            "volume.intent",
+            head,
+            head + ".meta",
+        }
         for name in (S1, S2, RB):
             expected |= {name, name + ".meta"}
         assert set(os.listdir(tdir)) == expected
@@ -510,6 +517,9 @@ def _bad_plans(plan: dict[str, PlannedDisk]) -> Iterator[tuple[str, dict[str, Pl
     yield "does not fit", with_disk(S2, size=SIZE - 1)
     yield "does not fit", with_disk(S2, size=-BLOCK)
     yield "not a snapshot file name", with_disk(S1, meta={"name": S2})
+    yield "larger than its child", with_disk(S2, size=SIZE - BLOCK)  # S1 is SIZE: no shrinking
+    yield "invalid value", with_disk(S1, meta={"labels": {"app": "\x01" * 100_000}})
+    yield "labels given", with_disk(S1, meta={"labels": {f"k{i}": "" for i in range(65)}})
     for bad in ("../x", "volume-head-009.img", "volume.meta", "volume-snap-../x.img"):
         moved = attrs.evolve(plan[S1], meta=attrs.evolve(plan[S1].meta, name=bad))
         yield "not a snapshot file name", plan | {bad: moved}
@@ -539,7 +549,7 @@ def test_adopt_refuses_a_bad_plan_and_changes_nothing(
     before_graph = graph(tgt)
     before = tree(tdir)
     cases = list(_bad_plans(plan))
-    assert len(cases) == 11
+    assert len(cases) == 14
     for match, bad in cases:
         with pytest.raises(InvalidArgumentError, match=match):
             tgt.adopt(bad)

@@ -103,9 +103,11 @@ async def test_bad_requests_get_clear_errors_and_change_nothing(tmp_path: Path) 
         info = await client.call_control("info")
         assert info["chain"] == ["volume-head-000.img"]
         assert sorted(os.listdir(d)) == [
+            "lhtrio-replica.json",
             "revision.counter",
             "volume-head-000.img",
             "volume-head-000.img.meta",
+            "volume.intent",
             "volume.meta",
         ]
 

@@ -257,3 +257,129 @@ async def test_hostile_map_or_diff_answers_fail_the_transfer(
         reply = await cb.call(Read(0, B))  # b keeps serving
         assert isinstance(reply, Data)
         assert reply.data == fill(1, B)
+
+
+# --- the counters ---------------------------------------------------------------------------------
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes the target writes into its snapshot files (the data that crossed, nothing else)."""
+    written = [0]
+    real = transfer.write_ranges
+
+    def write_ranges(fd: int, ranges: Any, data: memoryview, **kwargs: Any) -> None:
+        written[0] += sum(n for _, n in ranges)
+        real(fd, ranges, data, **kwargs)
+
+    monkeypatch.setattr(transfer, "write_ranges", write_ranges)
+    return written
+
+
+def accounted(status: dict[str, Any]) -> int:
+    parts = ("sent_bytes", "compared_bytes", "known_bytes", "skipped_bytes")
+    return sum(status[part] for part in parts)
+
+
+def data_of(directory: Path, files: Iterable[str]) -> int:
+    """The data bytes of these files (``total_bytes`` is their allocation, which on ext4 also
+    counts the blocks of large files' extent trees)."""
+    return sum(len(data_blocks(directory / name)) * B for name in files)
+
+
+async def test_the_counters_say_where_every_synced_byte_went(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16 #17: "sent 0 B for 360 MiB synced". Every byte of the source's data is sent,
+    proved equal by digests, known equal from the away log, or in a file skipped whole, and
+    the counters say which; ``sent_bytes`` is exactly what the target wrote."""
+    written = count_writes(monkeypatch)
+    a, b = await serve(nursery, tmp_path / "a"), await serve(nursery, tmp_path / "b")
+    rng = random.Random(11)
+    same = rng.randbytes(3 * MiB)
+    async with (
+        open_rpc_client(a, volume=VOLUME) as ca,
+        open_rpc_client(b, volume=VOLUME) as cb,
+    ):
+        for client in (ca, cb):  # the data both received before b went away
+            await client.call(Write(0, same))
+        changed = [(block * B, rng.randbytes(B)) for block in range(0, 3 * MiB // B, 50)]
+        for offset, data in [*changed, (5 * MiB, rng.randbytes(MiB))]:  # while b was away
+            await ca.call(Write(offset, data))
+        disks, existing = await begin(ca, cb, "rb")
+        await cb.call_control("sync_start", source=a, files=sorted(disks), existing=existing)
+        status = await wait_sync(cb)
+        assert status["state"] == "done", status
+        assert status["sent_bytes"] == written[0] == len(changed) * B + MiB
+        assert status["compared_bytes"] == 3 * MiB - len(changed) * B
+        assert status["known_bytes"] == status["skipped_bytes"] == 0
+        assert accounted(status) == data_of(tmp_path / "a", disks) == 4 * MiB
+        # Again, now that b holds everything: nothing is sent, and the status says why.
+        written[0] = 0
+        await cb.call_control("sync_start", source=a, files=sorted(disks), existing=[RB])
+        status = await wait_sync(cb)
+        assert status["sent_bytes"] == written[0] == 0
+        assert status["compared_bytes"] == 4 * MiB
+        # With an away log naming one changed block: the rest is known, that block is sent.
+        await cb.call(Write(0, b"\xee" * B))  # b's head: not part of the transfer
+        with (tmp_path / "b" / RB).open("r+b") as stale:  # as a lost write would leave it
+            stale.write(b"\xee" * B)
+        log = [(0, B)]
+        await cb.call_control(
+            "sync_start", source=a, files=[RB], existing=[RB], dirty=log, dirty_file=RB
+        )
+        status = await wait_sync(cb)
+        assert status["sent_bytes"] == written[0] == B
+        assert status["known_bytes"] == 4 * MiB - B
+        assert accounted(status) == 4 * MiB
+        assert (tmp_path / "b" / RB).read_bytes() == (tmp_path / "a" / RB).read_bytes()
+        # Equal recorded checksums: the file is skipped whole.
+        await ca.call_control("checksum", name=RB)
+        await cb.call_control("sync_start", source=a, files=[RB], existing=[RB])
+        assert (await wait_sync(cb))["skipped_bytes"] == 0  # b has no recorded checksum yet
+        written[0] = 0
+        await cb.call_control("sync_start", source=a, files=[RB], existing=[RB])
+        status = await wait_sync(cb)
+        assert status["skipped_files"] == 1
+        assert status["skipped_bytes"] == status["total_bytes"] == accounted(status)
+        assert status["sent_bytes"] == written[0] == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_sent_bytes_is_what_the_target_wrote_whatever_the_path(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Random histories (new and existing files, stale and equal data, with or without a log):
+    the counters add up, and ``sent_bytes`` is exactly the data written into the target."""
+    written = count_writes(monkeypatch)
+    rng = random.Random(seed)
+    a, b = await serve(nursery, tmp_path / "a"), await serve(nursery, tmp_path / "b")
+    async with (
+        open_rpc_client(a, volume=VOLUME) as ca,
+        open_rpc_client(b, volume=VOLUME) as cb,
+    ):
+        for step in range(rng.randrange(1, 4)):
+            for _ in range(rng.randrange(1, 12)):
+                offset = rng.randrange(SIZE // B) * B
+                data = rng.randbytes(min(rng.choice([B, 16 * B, MiB]), SIZE - offset))
+                await ca.call(Write(offset, data))
+                if rng.random() < 0.7:
+                    await cb.call(
+                        Write(offset, data if rng.random() < 0.8 else b"\xee" * len(data))
+                    )
+            if rng.random() < 0.5:
+                for client in (ca, cb):
+                    await client.call_control("snapshot", name=f"p{step}", created=STAMP)
+        disks, existing = await begin(ca, cb, "rb")
+        dirty = rng.choice([None, [], [(0, SIZE)], [(MiB, 2 * MiB)]])
+        await cb.call_control(
+            "sync_start",
+            source=a,
+            files=sorted(disks),
+            existing=existing,
+            dirty=dirty,
+            dirty_file=RB,
+        )
+        status = await wait_sync(cb)
+        assert status["state"] == "done", status
+        assert status["sent_bytes"] == written[0]
+        assert accounted(status) == data_of(tmp_path / "a", disks)
