@@ -23,7 +23,10 @@ HERE = Path(__file__).resolve().parent
 APT_FOR_TESTS: dict[str, str] = {
     "qemu-io": "qemu-utils",
     "qemu-img": "qemu-utils",
+    "qemu-nbd": "qemu-utils",  # the yardstick the NBD tests compare lhtrio with
     "nbdinfo": "libnbd-bin",
+    # libnbd's Python module (tests/frontend/libnbd_probe.py); nbdsh comes in the same package
+    "nbdsh": "python3-libnbd",
     "nbdcopy": "libnbd-bin",
     "nbdfuse": "nbdfuse",
     "fusermount3": "fuse3",

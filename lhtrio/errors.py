@@ -37,6 +37,7 @@ __all__ = [
     "NoSpaceError",
     "CorruptMetadataError",
     "ShuttingDownError",
+    "NotSupportedError",
     "InternalError",
     "error_from_code",
 ]
@@ -61,6 +62,7 @@ class ErrorCode(enum.IntEnum):
     NO_SPACE = 14
     CORRUPT = 15
     SHUTTING_DOWN = 16
+    NOT_SUPPORTED = 17
 
 
 class LhtrioError(Exception):
@@ -176,6 +178,14 @@ class ShuttingDownError(LhtrioError):
     code = ErrorCode.SHUTTING_DOWN
 
 
+class NotSupportedError(LhtrioError):
+    """The request cannot be done the way it asked, and nothing was changed (a fast ``Zero``
+    over data that only writing zeros can hide); the caller may ask again without the
+    constraint. A refusal, never a failure of the server that answers it."""
+
+    code = ErrorCode.NOT_SUPPORTED
+
+
 # The class each code is re-raised as on the receiving side.
 _BY_CODE: dict[ErrorCode, type[LhtrioError]] = {
     ErrorCode.INTERNAL: InternalError,
@@ -194,6 +204,7 @@ _BY_CODE: dict[ErrorCode, type[LhtrioError]] = {
     ErrorCode.NO_SPACE: NoSpaceError,
     ErrorCode.CORRUPT: CorruptMetadataError,
     ErrorCode.SHUTTING_DOWN: ShuttingDownError,
+    ErrorCode.NOT_SUPPORTED: NotSupportedError,
 }
 
 

@@ -6,10 +6,10 @@ them (both ends hash everything); knowing *where* it can differ makes a delta re
 changed. The engine sees every write, so it keeps, per failed replica, a bitmap of the 4 KiB
 blocks (one bit each: 32 KiB per GiB of volume, only while a replica is away) that it may lack:
 
-* what was written or unmapped since the last flush that completed before the failure — a crashed
-  replica may have lost that (its page cache died with it), including the failing batch; tracked
-  in 64 KiB units (:data:`UNIT`), a set that every completed flush empties;
-* every block written or unmapped while it is away.
+* what was written, unmapped or zeroed since the last flush that completed before the failure —
+  a crashed replica may have lost that (its page cache died with it), including the failing
+  batch; tracked in 64 KiB units (:data:`UNIT`), a set that every completed flush empties;
+* every block written, unmapped or zeroed while it is away.
 
 Everything else the returning replica holds is what the others hold: snapshot files never change
 after they are taken except through purge (coalesce), revert and expansion, and those discard
@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from lhtrio.wire import Flush, Request, Unmap, Write
+from lhtrio.wire.messages import Zero
 
 __all__ = ["BLOCK", "UNIT", "DirtyTracker"]
 
@@ -90,7 +91,7 @@ class DirtyTracker:
             if cls is Write:
                 start = request.offset  # type: ignore[attr-defined]
                 end = start + len(request.data) - 1  # type: ignore[attr-defined]
-            elif cls is Unmap:
+            elif cls is Unmap or cls is Zero:  # (a Zero refused by a fast mode: noted all the same)
                 start = request.offset  # type: ignore[attr-defined]
                 end = start + request.length - 1  # type: ignore[attr-defined]
             elif cls is Flush:

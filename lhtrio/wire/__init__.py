@@ -16,6 +16,7 @@ from lhtrio.wire.hello import LOCAL, Identity, Role, answer_hello, check_hello_o
 from lhtrio.wire.messages import (
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
+    ZERO,
     Buffer,
     Call,
     Data,
@@ -34,6 +35,8 @@ from lhtrio.wire.messages import (
     Result,
     Unmap,
     Write,
+    Zero,
+    ZeroMode,
 )
 
 __all__ = [
@@ -66,6 +69,9 @@ __all__ = [
     "UnknownTag",
     "Unmap",
     "Write",
+    "ZERO",
+    "Zero",
+    "ZeroMode",
     "answer_hello",
     "check_hello_ok",
     "encode",

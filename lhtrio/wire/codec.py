@@ -56,6 +56,7 @@ from lhtrio.wire.messages import (
     Read,
     Unmap,
     Write,
+    Zero,
 )
 
 __all__ = [
@@ -145,9 +146,11 @@ def _decode_generic(tag: int, head: list[Any], payload: Buffer) -> Message:
 
 
 def _check_ranges(message: Message) -> None:
-    if isinstance(message, Read | Unmap):
+    if isinstance(message, Read | Unmap | Zero):
         _offset(message.offset)
         _length(message.length)
+        if isinstance(message, Zero) and not 0 <= message.mode <= _MAX_U63:
+            raise LocalProtocolError(f"bad Zero mode {message.mode!r}: need an unsigned integer")
     elif isinstance(message, Write):
         _offset(message.offset)
 

@@ -16,6 +16,7 @@ a frozen attrs ``__init__`` called with keywords costs three times as much, meas
 
 from __future__ import annotations
 
+import enum
 from typing import Any, ClassVar, Final
 
 import attrs
@@ -34,6 +35,9 @@ __all__ = [
     "Unmap",
     "Flush",
     "Call",
+    "Zero",
+    "ZeroMode",
+    "ZERO",
     "HelloOk",
     "Pong",
     "Data",
@@ -135,6 +139,35 @@ class Call(Request):
     args: dict[str, Any] = attrs.field(factory=dict)
 
 
+#: The hello feature that announces :class:`Zero` (a peer that did not announce it is sent
+#: writes of zeros instead).
+ZERO: Final = "zero"
+
+
+class ZeroMode(enum.IntEnum):
+    """How a :class:`Zero` makes its range read as zeros (``protocol/README.md`` §4)."""
+
+    #: Punch the head where no older layer holds data (it then reads as zeros), write zeros
+    #: where one does. The default.
+    PUNCH = 0
+    #: Punch only: refuse with ``NOT_SUPPORTED``, changing nothing, if an older layer holds data.
+    FAST = 1
+    #: Write zeros, never punch: the range stays allocated (NBD's ``NO_HOLE``).
+    ALLOCATE = 2
+
+
+@attrs.frozen
+class Zero(Request):
+    """Make ``length`` bytes at ``offset`` read as zeros, without sending them (feature
+    ``zero``). ``mode`` is a :class:`ZeroMode` value; the receiver refuses one it does not know
+    with ``INVALID_ARGUMENT``."""
+
+    TAG: ClassVar[int] = 8
+    offset: int
+    length: int
+    mode: int = 0
+
+
 # --- replies -------------------------------------------------------------------------------------
 
 
@@ -211,6 +244,7 @@ MESSAGE_TYPES: Final[dict[int, type[Message]]] = {
         Unmap,
         Flush,
         Call,
+        Zero,
         HelloOk,
         Pong,
         Data,

@@ -297,6 +297,28 @@ def test_read_only_export_and_multi_conn_change_the_flags() -> None:
     assert event.transmission.flags == 0x107
 
 
+@pytest.mark.parametrize(
+    ("export", "flags"),
+    [
+        # SEND_CACHE 0x400 and SEND_FAST_ZERO 0x800 on top of FLAGS
+        (ExportInfo(name="vol", size=512, can_cache=True, can_fast_zero=True), FLAGS | 0xC00),
+        # FAST_ZERO only with WRITE_ZEROES (the spec: MUST be 0 without SEND_WRITE_ZEROES)
+        (ExportInfo(name="vol", size=512, can_zero=False, can_fast_zero=True), FLAGS & ~0x40),
+        (
+            ExportInfo(name="vol", size=512, read_only=True, can_cache=True, can_fast_zero=True),
+            0x1 | 0x2 | 0x4 | 0x8 | 0x400,
+        ),
+    ],
+)
+def test_cache_and_fast_zero_flags(export: ExportInfo, flags: int) -> None:
+    hs = Handshake(lambda name: export)
+    hs.data_to_send()
+    hs.receive_data(be(3, 4))
+    [event] = events(hs, option(EXPORT_NAME, b"vol"))
+    assert isinstance(event, Ready)
+    assert event.transmission.flags == flags
+
+
 # --- broken streams ---------------------------------------------------------------------------
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lhtrio.frontend.nbd.proto import (
     Buffer,
@@ -20,6 +22,8 @@ from lhtrio.frontend.nbd.proto import (
     read_reply_header,
     read_reply_header_size,
     simple_reply,
+    sparse_read_reply,
+    zero_spans,
 )
 
 from .nbd_helpers import CHUNK_MAGIC, EINVAL, EIO, SIMPLE_MAGIC, be
@@ -128,3 +132,83 @@ def test_block_status_chunk() -> None:
     )
     with pytest.raises(ValueError, match="nonzero length"):
         block_status_chunk(H, 1, [(0, 0)], length=10)
+
+
+# --- holes in structured reads ------------------------------------------------------------------
+
+
+def _zero_spans_model(data: bytes, offset: int) -> list[tuple[int, int]]:
+    """zero_spans written the slow, obvious way: block by block."""
+    n, first = len(data), -offset % 4096
+    whole = (n - first) // 4096 if first < n else 0
+    if not whole:
+        return [(0, n)] if n and not any(data) else []
+    spans: list[tuple[int, int]] = []
+    for b in range(whole):
+        start = first + 4096 * b
+        if not any(data[start : start + 4096]):
+            if spans and spans[-1][1] == start:
+                spans[-1] = (spans[-1][0], start + 4096)
+            else:
+                spans.append((start, start + 4096))
+    end = first + 4096 * whole
+    if spans and spans[0][0] == first and not any(data[:first]):
+        spans[0] = (0, spans[0][1])
+    if spans and spans[-1][1] == end and not any(data[end:]):
+        spans[-1] = (spans[-1][0], n)
+    return spans
+
+
+@st.composite
+def _sparse_data(draw: st.DrawFn) -> tuple[bytes, int]:
+    size = draw(st.sampled_from([1, 511, 4096, 4097, 12288, 20000, 70000, (1 << 20) + 300]))
+    data = bytearray(size)
+    for _ in range(draw(st.integers(0, 5))):
+        start = draw(st.integers(0, size - 1))
+        length = draw(st.sampled_from([1, 7, 4096, 5000, 300000]))
+        data[start : start + length] = b"\x01" * len(data[start : start + length])
+    return bytes(data), draw(st.sampled_from([0, 1, 512, 4095, 4096, 1 << 30]))
+
+
+@given(_sparse_data())
+def test_zero_spans_are_the_whole_zero_blocks(case: tuple[bytes, int]) -> None:
+    data, offset = case
+    assert zero_spans(data, offset) == _zero_spans_model(data, offset)
+    assert zero_spans(bytearray(data), offset) == _zero_spans_model(data, offset)
+
+
+@given(_sparse_data())
+def test_a_sparse_read_reply_is_valid_chunks_that_rebuild_the_data(case: tuple[bytes, int]) -> None:
+    data, offset = case
+    out: list[Buffer] = []
+    sparse_read_reply(out, H, offset, data)
+    wire = b"".join(bytes(b) for b in out)
+    rebuilt = bytearray(len(data))
+    covered = 0
+    done = False
+    while wire:
+        assert not done  # DONE only on the last chunk
+        assert wire[:4] == CHUNK_MAGIC
+        flags, kind = int.from_bytes(wire[4:6], "big"), int.from_bytes(wire[6:8], "big")
+        length = int.from_bytes(wire[16:20], "big")
+        payload, wire = wire[20 : 20 + length], wire[20 + length :]
+        at = int.from_bytes(payload[:8], "big") - offset
+        assert at == covered  # in order, contiguous, inside the request
+        if kind == 1:
+            rebuilt[at : at + length - 8] = payload[8:]
+            covered += length - 8
+        else:
+            assert kind == 2
+            assert length == 12
+            covered += int.from_bytes(payload[8:], "big")
+        done = bool(flags & 1)
+    assert done
+    assert covered == len(data)
+    assert bytes(rebuilt) == data
+
+
+def test_a_memoryview_is_sent_as_one_data_chunk() -> None:
+    out: list[Buffer] = []
+    sparse_read_reply(out, H, 0, memoryview(bytes(8192)))
+    assert out[0] == offset_data_header(H, 0, 8192)
+    assert len(out) == 2

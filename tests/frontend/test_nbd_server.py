@@ -11,7 +11,8 @@ from typing import Any
 
 import trio
 
-from lhtrio.frontend.nbd.server import MAX_INLINE, serve_nbd
+from lhtrio.frontend.nbd.connection import MAX_INLINE
+from lhtrio.frontend.nbd.server import serve_nbd
 from lhtrio.net import parse_address
 
 SIZE = 16 << 20

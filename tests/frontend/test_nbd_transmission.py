@@ -10,6 +10,7 @@ from lhtrio.frontend.nbd.proto import (
     MAX_BLOCK_SIZE,
     NEED_DATA,
     BlockStatus,
+    Cache,
     Disconnect,
     ExportInfo,
     Flush,
@@ -153,7 +154,6 @@ _PAST = "past the end of the export"
         (write(9, SIZE - 1, b"ab"), ENOSPC, _PAST),
         (write(9, 0, b"ab", DF), EINVAL, "flags 0x4"),
         (request(WRITE_ZEROES, 9, SIZE, 1), ENOSPC, _PAST),
-        (request(WRITE_ZEROES, 9, 0, MAX_BLOCK_SIZE + 1), EINVAL, "maximum block size"),
         (request(WRITE_ZEROES, 9, 0, 1, FAST_ZERO), EINVAL, "flags 0x10"),
         (request(TRIM, 9, 1, SIZE), EINVAL, _PAST),
         (request(TRIM, 9, 0, 1, NO_HOLE), EINVAL, "flags 0x2"),
@@ -174,11 +174,37 @@ def test_invalid_requests_get_the_right_error(data: bytes, error: int, text: str
     assert text in item.message
 
 
-def test_trim_and_block_status_are_not_capped_at_the_maximum_block_size() -> None:
-    big = ExportInfo(name="big", size=1 << 40)
+def test_commands_without_a_payload_are_not_capped_at_the_maximum_block_size() -> None:
+    big = ExportInfo(name="big", size=1 << 40, can_cache=True)
     dec = decoder(t=transmission(big))
     assert one(request(TRIM, 1, 0, 2**32 - 1), dec) == Trim(1, 0, 2**32 - 1, 0)
     assert one(request(BLOCK_STATUS, 2, 0, 2**32 - 1), dec) == BlockStatus(2, 0, 2**32 - 1, 0)
+    # issue 16 #19: a 40 MiB WRITE_ZEROES was refused with EINVAL (qemu-nbd accepts it)
+    assert one(request(WRITE_ZEROES, 3, 0, 40 << 20), dec) == WriteZeroes(3, 0, 40 << 20, 0)
+    assert one(request(WRITE_ZEROES, 4, 0, 2**32 - 1), dec) == WriteZeroes(4, 0, 2**32 - 1, 0)
+    assert one(request(CACHE, 5, 0, 2**32 - 1), dec) == Cache(5, 0, 2**32 - 1, 0)
+
+
+def test_cache_and_fast_zero_are_accepted_when_the_export_offers_them() -> None:
+    export = ExportInfo(name="vol", size=SIZE, can_cache=True, can_fast_zero=True)
+    dec = decoder(t=transmission(export))
+    assert one(request(CACHE, 1, 4096, 8192), dec) == Cache(1, 4096, 8192, 0)
+    assert one(request(CACHE, 2, 0, 0), dec) == Cache(2, 0, 0, 0)
+    zero = one(request(WRITE_ZEROES, 3, 0, 4096, FAST_ZERO | FUA), dec)
+    assert zero == WriteZeroes(3, 0, 4096, FAST_ZERO | FUA)
+    assert isinstance(zero, WriteZeroes)
+    assert zero.fast
+    assert zero.fua
+    assert not zero.no_hole
+    for data, error in (
+        (request(CACHE, 4, 0, 1, FUA), EINVAL),  # no flag is defined for CACHE
+        (request(CACHE, 4, SIZE, 1), EINVAL),
+        (request(READ, 4, 0, 1, FAST_ZERO), EINVAL),
+        (request(TRIM, 4, 0, 1, FAST_ZERO), EINVAL),
+    ):
+        item = one(data, dec)
+        assert isinstance(item, InvalidRequest)
+        assert item.error == error
 
 
 def test_what_was_not_negotiated_is_refused() -> None:

@@ -32,7 +32,7 @@ from lhtrio.wire import (
     Write,
     encode_frame,
 )
-from lhtrio.wire.messages import MESSAGE_TYPES
+from lhtrio.wire.messages import MESSAGE_TYPES, Zero, ZeroMode
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocol" / "vectors"
 
@@ -104,6 +104,14 @@ def examples() -> list[tuple[str, int, Message]]:
         ("error-out-of-range", 3, Error(9, "read of 4096 bytes at 1073741824 is past the end")),
         ("error-connection", 0, Error(2, "bad frame magic 0x0000 (expected 0x484c)")),
         ("goodbye", 0, Goodbye("server shutting down")),
+        ("zero", 14, Zero(4096, 1 << 20)),
+        ("zero-fast", 15, Zero(0, 32 << 20, ZeroMode.FAST)),
+        ("zero-allocate", 16, Zero(8192, 4096, ZeroMode.ALLOCATE)),
+        (
+            "error-not-supported",
+            15,
+            Error(17, "cannot zero 33554432 bytes at offset 0 fast: older snapshots hold data"),
+        ),
     ]
 
 
@@ -125,6 +133,9 @@ MALFORMED = [
     ),
     ("read-length-over-cap", "4c480000090000000000000094030700ce02000001", "LocalProtocolError"),
     ("bad-msgpack", "4c4800000200000000000000c1c1", "LocalProtocolError"),
+    ("zero-length-over-cap", "4c480000090000000000000094080700ce02000001", "LocalProtocolError"),
+    ("zero-without-length", "4c4800000600000000000000930807cd1000", "LocalProtocolError"),
+    ("zero-mode-negative", "4c4800000a00000000000000950807cd1000cd1000ff", "LocalProtocolError"),
     ("truncated-head", "4c480000050000000000000094", "NEED_DATA"),
 ]
 

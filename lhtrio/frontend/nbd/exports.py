@@ -36,6 +36,10 @@ class ExportInfo:
     can_fua: bool = True
     can_trim: bool = True
     can_zero: bool = True
+    #: ``NBD_CMD_FLAG_FAST_ZERO`` on WRITE_ZEROES (only with ``can_zero``).
+    can_fast_zero: bool = False
+    #: ``NBD_CMD_CACHE``.
+    can_cache: bool = False
 
 
 def transmission_flags(export: ExportInfo, *, structured_replies: bool) -> int:
@@ -51,6 +55,10 @@ def transmission_flags(export: ExportInfo, *, structured_replies: bool) -> int:
         flags |= TransmissionFlag.SEND_TRIM
     if export.can_zero and not export.read_only:
         flags |= TransmissionFlag.SEND_WRITE_ZEROES
+        if export.can_fast_zero:
+            flags |= TransmissionFlag.SEND_FAST_ZERO
+    if export.can_cache:
+        flags |= TransmissionFlag.SEND_CACHE
     if structured_replies:
         flags |= TransmissionFlag.SEND_DF
     if export.can_multi_conn:

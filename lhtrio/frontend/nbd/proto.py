@@ -85,10 +85,13 @@ from lhtrio.frontend.nbd.replies import (
     read_reply_header,
     read_reply_header_size,
     simple_reply,
+    sparse_read_reply,
+    zero_spans,
 )
 from lhtrio.frontend.nbd.requests import (
     BlockStatus,
     Buffer,
+    Cache,
     Disconnect,
     Flush,
     InvalidRequest,
@@ -135,6 +138,7 @@ __all__ = [
     "Write",
     "Flush",
     "Trim",
+    "Cache",
     "WriteZeroes",
     "BlockStatus",
     "Disconnect",
@@ -142,6 +146,8 @@ __all__ = [
     # replies
     "simple_reply",
     "error_reply",
+    "sparse_read_reply",
+    "zero_spans",
     "read_reply",
     "read_reply_header",
     "read_reply_header_size",

@@ -15,6 +15,14 @@ Design decisions:
   ``NBD_CMD_FLAG_DF`` always holds), errors are ``ERROR`` chunks carrying the message (the spec
   prefers them: the client can show the text), and other successes stay 16-byte simple replies
   (allowed, and smaller than a chunk).
+* **Holes in structured reads.** :func:`sparse_read_reply` sends the ranges of a read that are
+  all zeros as ``OFFSET_HOLE`` chunks (12 bytes each instead of the zeros), so that a
+  sparse-aware client skips them, as qemu-nbd's replies let it: runs of whole 4 KiB blocks of
+  the export (:func:`zero_spans`), found without a Python loop over the data in the common
+  case: the first byte of every block is gathered with one strided slice, and only blocks
+  that start with a zero byte are compared (``startswith``, a ``memcmp`` that stops at the first
+  nonzero byte). A 4 KiB read of data costs about 0.3 µs more; never used when the client sets
+  ``NBD_CMD_FLAG_DF`` (one data chunk then, zeros included).
 * **Block status** descriptors are clipped so that they never cover more than the request
   (the spec allows the last one to run past it; never doing so keeps every length within u32),
   zero-length extents are dropped, and ``REQ_ONE`` keeps only the first.
@@ -50,6 +58,8 @@ __all__ = [
     "block_status_chunk",
     "error_reply",
     "read_reply",
+    "sparse_read_reply",
+    "zero_spans",
     "read_reply_header",
     "read_reply_header_size",
     "pack_simple_reply_into",
@@ -68,6 +78,12 @@ _BLOCK_STATUS: Final = int(ChunkType.BLOCK_STATUS)
 _ERROR: Final = int(ChunkType.ERROR)
 _ERROR_OFFSET: Final = int(ChunkType.ERROR_OFFSET)
 _U32_MAX: Final = 0xFFFFFFFF
+_SHIFT: Final = 12
+_BLOCK: Final = 1 << _SHIFT  # holes are whole blocks of this size (the export's preferred size)
+_MASK: Final = _BLOCK - 1
+_ZERO_BLOCK: Final = bytes(_BLOCK)
+_ZERO_RUN: Final = memoryview(bytes(1 << 20))  # prefixes of it: runs are compared in one go
+_RUN_BLOCKS: Final = len(_ZERO_RUN) >> _SHIFT
 
 _pack_simple = SIMPLE_REPLY.pack
 _pack_chunk = CHUNK_HEADER.pack
@@ -231,3 +247,81 @@ def pack_read_reply_header_into(
         buf, pos, STRUCTURED_REPLY_MAGIC, _DONE, _OFFSET_DATA, handle, length + 8, offset
     )
     return DATA_CHUNK_HEADER_SIZE
+
+
+def zero_spans(data: Buffer, offset: int) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` ranges of ``data`` (read at export ``offset``) that are all zeros
+    and worth a hole chunk, in order: runs of whole 4 KiB blocks of the export, stretched to
+    the start or the end of ``data`` when the partial block there is zeros too, or all of a
+    read that holds no whole block and is all zeros. Empty for a ``memoryview`` (not searched).
+    """
+    n = len(data)
+    first = (-offset) & _MASK  # where the first block of the export starts in data
+    if n == _BLOCK and not first and not isinstance(data, memoryview):  # (the common read)
+        return [(0, n)] if not data[0] and data.startswith(_ZERO_BLOCK) else []
+    if not n or isinstance(data, memoryview):
+        return []
+    startswith = data.startswith
+    whole = (n - first) >> _SHIFT if first < n else 0
+    if not whole:
+        return [(0, n)] if startswith(_ZERO_BLOCK[:n] if n <= _BLOCK else bytes(n)) else []
+    samples = data[first::_BLOCK]  # the first byte of each block: most data blocks start nonzero
+    spans: list[tuple[int, int]] = []
+    i = samples.find(0)
+    while 0 <= i < whole:
+        start = first + (i << _SHIFT)
+        if not startswith(_ZERO_BLOCK, start):
+            i = samples.find(0, i + 1)
+            continue
+        stop = start + _BLOCK
+        i += 1
+        step = _RUN_BLOCKS  # gallop: as many blocks at once as are left (a MiB at most), halving
+        while i < whole and samples[i] == 0:
+            step = min(step, whole - i)
+            if startswith(_ZERO_RUN[: step << _SHIFT], stop):
+                stop += step << _SHIFT
+                i += step
+            elif step > 1:
+                step >>= 1
+            else:
+                break
+        spans.append((start, stop))
+        i = samples.find(0, i + 1)  # block i is not zeros (or is past the last whole block)
+    if spans:
+        head, tail = spans[0], spans[-1]
+        if head[0] == first and first and startswith(_ZERO_BLOCK[:first]):
+            spans[0] = (0, head[1])
+        end = first + (whole << _SHIFT)
+        if tail[1] == end < n and startswith(_ZERO_BLOCK[: n - end], end):
+            spans[-1] = (spans[-1][0], n)
+    return spans
+
+
+def sparse_read_reply(out: list[Buffer], handle: int, offset: int, data: Buffer) -> None:
+    """Append a successful structured READ's reply to ``out``: ``OFFSET_HOLE`` chunks for the
+    ranges of ``data`` that are zeros (:func:`zero_spans`), ``OFFSET_DATA`` chunks (header, then
+    a view of ``data``) for the rest; only the last chunk is flagged DONE. Never for a read with
+    ``NBD_CMD_FLAG_DF``."""
+    spans = zero_spans(data, offset)
+    if not spans:
+        read_reply(out, handle, offset, data, structured=True)
+        return
+    n = len(data)
+    pieces: list[tuple[int, int, bool]] = []  # (start, stop, hole)
+    pos = 0
+    for start, stop in spans:
+        if pos < start:
+            pieces.append((pos, start, False))
+        pieces.append((start, stop, True))
+        pos = stop
+    if pos < n:
+        pieces.append((pos, n, False))
+    view = memoryview(data)
+    last = len(pieces) - 1
+    for k, (start, stop, hole) in enumerate(pieces):
+        done = k == last
+        if hole:
+            out.append(offset_hole_chunk(handle, offset + start, stop - start, done=done))
+        else:
+            out.append(offset_data_header(handle, offset + start, stop - start, done=done))
+            out.append(view[start:stop])

@@ -19,6 +19,7 @@ __all__ = [
     "Write",
     "Flush",
     "Trim",
+    "Cache",
     "WriteZeroes",
     "BlockStatus",
     "Disconnect",
@@ -102,6 +103,13 @@ class Trim(Request):
     COMMAND = Command.TRIM
 
 
+class Cache(Request):
+    """A hint that the client will access the range soon (``NBD_CMD_CACHE``)."""
+
+    __slots__ = ()
+    COMMAND = Command.CACHE
+
+
 class WriteZeroes(Request):
     __slots__ = ()
     COMMAND = Command.WRITE_ZEROES
@@ -110,6 +118,11 @@ class WriteZeroes(Request):
     def no_hole(self) -> bool:
         """The zeroed range must stay allocated (``NBD_CMD_FLAG_NO_HOLE``)."""
         return bool(self.flags & CommandFlag.NO_HOLE)
+
+    @property
+    def fast(self) -> bool:
+        """Only if it is faster than writing zeros, else ENOTSUP (``NBD_CMD_FLAG_FAST_ZERO``)."""
+        return bool(self.flags & CommandFlag.FAST_ZERO)
 
 
 class BlockStatus(Request):
@@ -175,9 +188,12 @@ class InvalidRequest:
         )
 
 
-Item = Read | Write | Flush | Trim | WriteZeroes | BlockStatus | Disconnect | InvalidRequest
+Item = Read | Write | Flush | Trim | Cache | WriteZeroes | BlockStatus | Disconnect | InvalidRequest
 
 #: The request class of each command that has one (WRITE and DISC are built apart), by int.
 REQUEST_CLASSES: Final[
-    dict[int, type[Read] | type[Flush] | type[Trim] | type[WriteZeroes] | type[BlockStatus]]
-] = {int(cls.COMMAND): cls for cls in (Read, Flush, Trim, WriteZeroes, BlockStatus)}
+    dict[
+        int,
+        type[Read] | type[Flush] | type[Trim] | type[Cache] | type[WriteZeroes] | type[BlockStatus],
+    ]
+] = {int(cls.COMMAND): cls for cls in (Read, Flush, Trim, Cache, WriteZeroes, BlockStatus)}

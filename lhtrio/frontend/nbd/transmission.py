@@ -24,11 +24,13 @@ this module on the project machine):
   bytes, so that part stays small when large writes come in a run).
 * **Never partial.** A write is returned only once its whole payload is in. Validation happens
   here, per request, with the errors the spec asks for: an unknown command, a command or flag
-  that was not advertised, or a READ/WRITE_ZEROES longer than 32 MiB get ``EINVAL``; a request
-  past the end of the export gets ``ENOSPC`` for WRITE and WRITE_ZEROES and ``EINVAL`` otherwise
-  (the spec's SHOULDs); a write, trim or zero on a read-only export gets ``EPERM``; FLUSH with a
-  nonzero offset or length and BLOCK_STATUS of length zero get ``EINVAL``. TRIM and
-  BLOCK_STATUS lengths are not capped at 32 MiB (the spec bounds only payload-like commands).
+  that was not advertised, or a READ longer than 32 MiB get ``EINVAL``; a request past the end
+  of the export gets ``ENOSPC`` for WRITE and WRITE_ZEROES and ``EINVAL`` otherwise (the spec's
+  SHOULDs); a write, trim or zero on a read-only export gets ``EPERM``; FLUSH with a nonzero
+  offset or length and BLOCK_STATUS of length zero get ``EINVAL`` (as qemu-nbd answers). The
+  lengths of commands without a payload (TRIM, WRITE_ZEROES, CACHE, BLOCK_STATUS) are not capped
+  at 32 MiB: the spec bounds only payloads, and the engine splits large ones itself. Zero-length
+  READ, WRITE, TRIM, WRITE_ZEROES and CACHE are valid (the server answers them at once).
   An invalid WRITE's payload is read and thrown away (through the shared buffer, never
   allocated) and its :class:`~.requests.InvalidRequest` comes after it: data is never touched.
 * **What cannot be answered closes the connection**: a bad request magic (the stream is out of
@@ -77,7 +79,7 @@ DIRECT_MIN: Final = 64 << 10
 _HEADER: Final = REQUEST.size
 _unpack_request = REQUEST.unpack_from
 # Plain ints on the hot path: comparing an int with an IntEnum member costs several times more.
-_READ, _WRITE, _DISC, _FLUSH, _TRIM, _ZERO, _STATUS = (
+_READ, _WRITE, _DISC, _FLUSH, _TRIM, _CACHE, _ZERO, _STATUS = (
     int(c)
     for c in (
         Command.READ,
@@ -85,16 +87,24 @@ _READ, _WRITE, _DISC, _FLUSH, _TRIM, _ZERO, _STATUS = (
         Command.DISC,
         Command.FLUSH,
         Command.TRIM,
+        Command.CACHE,
         Command.WRITE_ZEROES,
         Command.BLOCK_STATUS,
     )
 )
-_FUA, _NO_HOLE, _DF, _REQ_ONE = (
-    int(f) for f in (CommandFlag.FUA, CommandFlag.NO_HOLE, CommandFlag.DF, CommandFlag.REQ_ONE)
+_FUA, _NO_HOLE, _DF, _REQ_ONE, _FAST_ZERO = (
+    int(f)
+    for f in (
+        CommandFlag.FUA,
+        CommandFlag.NO_HOLE,
+        CommandFlag.DF,
+        CommandFlag.REQ_ONE,
+        CommandFlag.FAST_ZERO,
+    )
 )
 
 
-_PAYLOAD_LIKE: Final = frozenset({_READ, _WRITE, _ZERO})
+_PAYLOAD_LIKE: Final = frozenset({_READ, _WRITE})
 _WRITING: Final = frozenset({_WRITE, _TRIM, _ZERO})
 
 
@@ -160,9 +170,11 @@ class TransmissionDecoder:
             if export.can_trim:
                 masks[_TRIM] = fua
             if export.can_zero:
-                masks[_ZERO] = fua | _NO_HOLE
+                masks[_ZERO] = fua | _NO_HOLE | (_FAST_ZERO if export.can_fast_zero else 0)
         if export.can_flush:
             masks[_FLUSH] = fua
+        if export.can_cache:
+            masks[_CACHE] = 0  # no flags are defined for it
         if transmission.meta_context is not None:
             masks[_STATUS] = fua | _REQ_ONE
         self._masks = masks
@@ -306,7 +318,7 @@ class TransmissionDecoder:
                 append(Write(handle, offset, length, flags, buf[start + _HEADER : stop]))
                 start = stop
             else:
-                cls = classes.get(command)  # FLUSH, TRIM, WRITE_ZEROES, BLOCK_STATUS
+                cls = classes.get(command)  # FLUSH, TRIM, CACHE, WRITE_ZEROES, BLOCK_STATUS
                 if cls is None or check(command, flags, offset, length, handle) is not None:
                     break
                 append(cls(handle, offset, length, flags))
