@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -21,6 +22,8 @@ from lhtrio import __version__
 from lhtrio.ctl import ctl
 from lhtrio.errors import LhtrioError
 from lhtrio.im import im
+from lhtrio.models.names import validate_instance_name, validate_volume_name
+from lhtrio.output import check_address, check_size, checked, nbd_uri
 from lhtrio.process import tune_gc, tune_malloc
 
 __all__ = ["main"]
@@ -39,19 +42,56 @@ def cli(verbose: int) -> None:
     )
 
 
+_check_volume = checked(validate_volume_name)
+_check_instance = checked(validate_instance_name)
+
+
+def _port_range(text: str) -> object:
+    from lhtrio.node.ports import parse_port_range
+
+    return parse_port_range(text)
+
+
+def _default_name(name: str, option: str, check: Callable[[str], object]) -> None:
+    """A usage error if ``name`` (the directory's name, ``option``'s default) is not valid."""
+    try:
+        check(name)
+    except LhtrioError as exc:
+        raise click.UsageError(
+            f"{exc} (the default of {option} is the directory's name): pass {option} NAME"
+        ) from None
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--size", help="Volume size (bytes or 1Gi, 512Mi, ...); needed to create a replica.")
+@click.option(
+    "--size",
+    metavar="SIZE",
+    callback=check_size,
+    help="Volume size: 10Gi, 1T, bytes (a multiple of 4096); needed to create a replica.",
+)
 @click.option(
     "--listen",
     default="127.0.0.1:0",
     show_default=True,
+    metavar="ADDRESS",
+    callback=check_address,
     help="HOST:PORT, or unix:PATH for an engine on the same host (strict-local).",
 )
-@click.option("--volume", help="Volume name (default: the directory's name).")
-@click.option("--instance", help="Replica instance name (default: the directory's name).")
+@click.option(
+    "--volume",
+    metavar="VOLUME",
+    callback=_check_volume,
+    help="Volume name [default: the directory's name].",
+)
+@click.option(
+    "--instance",
+    metavar="NAME",
+    callback=_check_instance,
+    help="Replica instance name [default: the directory's name].",
+)
 def replica(
-    directory: str, size: str | None, listen: str, volume: str | None, instance: str | None
+    directory: str, size: int | None, listen: str, volume: str | None, instance: str | None
 ) -> None:
     """Serve the replica in DIRECTORY (created if empty) until SIGTERM/SIGINT.
 
@@ -62,9 +102,15 @@ def replica(
     from lhtrio.units import parse_size
 
     name = os.path.basename(os.path.abspath(directory))
+    for given, option, check in (
+        (volume, "--volume", validate_volume_name),
+        (instance, "--instance", validate_instance_name),
+    ):
+        if given is None:
+            _default_name(name, option, check)
     address = parse_address(listen)
 
-    async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(stop: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(
                 functools.partial(
@@ -79,21 +125,54 @@ def replica(
             )
             click.echo(bound)
             sys.stdout.flush()
+            await stop.wait()
+            nursery.cancel_scope.cancel()  # a replica closes cleanly when cancelled
 
     _run(_until_signalled, run)
 
 
 @cli.command()
-@click.argument("volume")
-@click.option("--size", required=True, help="Volume size (bytes or 1Gi, 512Mi, ...).")
+@click.argument("volume", callback=_check_volume)
 @click.option(
-    "--replica", "replicas", multiple=True, required=True, help="tcp://HOST:PORT, repeatable."
+    "--size",
+    required=True,
+    metavar="SIZE",
+    callback=check_size,
+    help="Volume size: 10Gi, 1T, bytes (a multiple of 4096).",
 )
-@click.option("--listen", default="127.0.0.1:0", show_default=True, help="Control HOST:PORT.")
 @click.option(
-    "--nbd", default="127.0.0.1:10809", show_default=True, help="NBD HOST:PORT or unix:/path.sock."
+    "--replica",
+    "replicas",
+    multiple=True,
+    required=True,
+    metavar="ADDRESS",
+    callback=check_address,
+    help="A replica's address, tcp://HOST:PORT or unix:PATH; repeat the option for each replica.",
 )
-@click.option("--replica-timeout", default=8.0, show_default=True, help="Stall timeout, seconds.")
+@click.option(
+    "--listen",
+    default="127.0.0.1:0",
+    show_default=True,
+    metavar="HOST:PORT",
+    callback=check_address,
+    help="Where to listen for control calls (lhtrio ctl).",
+)
+@click.option(
+    "--nbd",
+    default="127.0.0.1:10809",
+    show_default=True,
+    metavar="ADDRESS",
+    callback=check_address,
+    help="Where to serve NBD clients: HOST:PORT or unix:/path.sock.",
+)
+@click.option(
+    "--replica-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=8.0,
+    metavar="SECONDS",
+    show_default=True,
+    help="Seconds a replica may stall before it is marked ERR (twice that for the last RW one).",
+)
 @click.option(
     "--salvage",
     is_flag=True,
@@ -116,9 +195,20 @@ def replica(
     show_default=True,
     help="Reach replicas on this host through the Unix socket they offer instead of TCP.",
 )
+@click.option(
+    "--intent-sweep",
+    type=click.FloatRange(0.05, 3600),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help=(
+        "How often the replicas' write-intent marks are cleared: a region stays marked (and is "
+        "compared after a crash) for one to two of these after its last write."
+    ),
+)
 def engine(
     volume: str,
-    size: str,
+    size: int,
     replicas: tuple[str, ...],
     listen: str,
     nbd: str,
@@ -126,6 +216,7 @@ def engine(
     salvage: bool,
     busy_poll: int,
     local_sockets: bool,
+    intent_sweep: float,
 ) -> None:
     """Serve VOLUME over NBD, replicated to every --replica, until SIGTERM/SIGINT.
 
@@ -138,9 +229,9 @@ def engine(
 
     control = parse_address(listen)
 
-    async def run() -> None:
+    async def run(stop: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
-            host, port = await nursery.start(
+            host, port, frontend = await nursery.start(
                 functools.partial(
                     serve_engine,
                     volume,
@@ -154,9 +245,12 @@ def engine(
                     linger=LINGER,
                     spin=busy_poll / 1e6,
                     local=local_sockets,
+                    sweep=intent_sweep,
+                    stop=stop,  # a graceful stop: the engine returns once it has drained
                 )
             )
             click.echo(f"tcp://{host}:{port}")
+            click.echo(frontend)
             sys.stdout.flush()
 
     _run(_until_signalled, run)
@@ -167,20 +261,61 @@ cli.add_command(im)
 
 
 @cli.command()
-@click.option("--name", required=True, help="The node's name (its Kubernetes node name).")
 @click.option(
-    "--data-dir", required=True, type=click.Path(file_okay=False), help="The node's first disk."
+    "--name",
+    required=True,
+    metavar="NAME",
+    callback=checked(functools.partial(validate_instance_name, what="node")),
+    help="The node's name (its Kubernetes node name).",
 )
 @click.option(
-    "--disk", "disks", multiple=True, type=click.Path(file_okay=False), help="More disks."
+    "--data-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The node's first disk, a directory (replicas go to DIR/replicas/NAME).",
 )
-@click.option("--advertise", default="127.0.0.1", show_default=True, help="This node's IP.")
-@click.option("--port-range", default="10000-10999", show_default=True, help="Ports for instances.")
-@click.option("--listen", help="Control HOST:PORT [default: ADVERTISE, any port].")
 @click.option(
-    "--nbd", help="NBD HOST:PORT for every volume of the node [default: ADVERTISE:10809]."
+    "--disk",
+    "disks",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Another disk, a directory; repeat the option for each disk.",
 )
-@click.option("--grace", default=30.0, show_default=True, help="Seconds to stop cleanly.")
+@click.option(
+    "--advertise",
+    default="127.0.0.1",
+    metavar="IP",
+    show_default=True,
+    help="This node's IP: where instances listen and what their addresses say.",
+)
+@click.option(
+    "--port-range",
+    default="10000-10999",
+    show_default=True,
+    metavar="LOW-HIGH",
+    callback=checked(_port_range),
+    help="Ports for the instances' control endpoints.",
+)
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    callback=check_address,
+    help="Where to listen for control calls (lhtrio im) [default: ADVERTISE, any port].",
+)
+@click.option(
+    "--nbd",
+    metavar="HOST:PORT",
+    callback=check_address,
+    help="NBD HOST:PORT for every volume of the node [default: ADVERTISE:10809].",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    metavar="SECONDS",
+    show_default=True,
+    help="Seconds to stop cleanly on SIGTERM.",
+)
 def node(
     name: str,
     data_dir: str,
@@ -193,8 +328,9 @@ def node(
 ) -> None:
     """Run this node's engines and replicas in one process until SIGTERM/SIGINT.
 
-    Prints the control address (tcp://HOST:PORT, for lhtrio im) and the NBD address on the first
-    two lines of stdout.
+    Prints the control address (tcp://HOST:PORT, for lhtrio im) and the NBD address
+    (nbd://HOST:PORT; each volume is the export nbd://HOST:PORT/VOLUME) on the first two lines of
+    stdout.
     """
     from lhtrio.net import parse_address
     from lhtrio.node.ports import parse_port_range
@@ -202,7 +338,7 @@ def node(
 
     low, high = parse_port_range(port_range)
 
-    async def run() -> None:
+    async def run(stop: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
             control, nbd_address = await nursery.start(
                 functools.partial(
@@ -218,8 +354,10 @@ def node(
                 )
             )
             click.echo(control)
-            click.echo(nbd_address)
+            click.echo(nbd_uri(nbd_address))  # nbd://HOST:PORT: a volume is .../VOLUME
             sys.stdout.flush()
+            await stop.wait()
+            nursery.cancel_scope.cancel()  # the node stops its instances in order, within --grace
 
     _run(_until_signalled, run)
 
@@ -237,20 +375,30 @@ def demo() -> None:
     _run(_until_signalled, run_demo)
 
 
-async def _until_signalled(main: Any) -> None:
-    """Run ``main`` until it returns or SIGINT/SIGTERM arrives; a signal cancels it cleanly."""
+async def _until_signalled(main: Callable[[trio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)`` until it returns.
+
+    The first SIGINT or SIGTERM sets ``stop``: ``main`` stops gracefully (an engine drains its
+    clients and flushes) and returns within its own deadline. A second signal cancels it at
+    once (an engine still flushes, shielded, for a few seconds).
+    """
+    stop = trio.Event()
+    log = logging.getLogger(__name__)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
                 async for signum in signals:
-                    logging.getLogger(__name__).info(
-                        "%s: shutting down", signal.Signals(signum).name
-                    )
-                    nursery.cancel_scope.cancel()
+                    name = signal.Signals(signum).name
+                    if not stop.is_set():
+                        log.warning("%s: stopping (send it again to stop at once)", name)
+                        stop.set()
+                    else:
+                        log.warning("%s again: stopping at once", name)
+                        nursery.cancel_scope.cancel()
 
             nursery.start_soon(watch)
-            await main()
+            await main(stop)
             nursery.cancel_scope.cancel()
 
 

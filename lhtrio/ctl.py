@@ -1,32 +1,39 @@
 """``lhtrio ctl``: the operator's client for a running engine's control endpoint.
 
-Every verb is one control call (see :mod:`lhtrio.engine.service`). ``-o json`` prints the result as
-JSON for scripts; the default is a readable table. Errors go to stderr with exit code 1.
+Every verb is one control call (see :mod:`lhtrio.engine.service`). ``-o json`` (before or after
+the verb) prints the result as JSON for scripts; the default is a readable table. Arguments are
+checked before anything is sent (usage errors exit 2); errors of the engine go to stderr with exit
+code 1. :mod:`lhtrio.output` has what this shares with ``lhtrio im``.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
+from lhtrio.models.names import validate_snapshot_name
 from lhtrio.net import open_rpc_client
-from lhtrio.output import output_option, run_client, show, table
-from lhtrio.units import format_size, human_size, parse_size
+from lhtrio.output import (
+    OUTPUTS,
+    Endpoint,
+    check_address,
+    check_labels,
+    check_size,
+    checked,
+    output_option,
+    run_client,
+    table,
+)
+from lhtrio.units import format_size, human_size
 from lhtrio.wire import Role
 
 __all__ = ["ctl"]
 
 
-def _call(engine: str, name: str, /, **args: Any) -> Any:
-    async def run() -> Any:
-        async with open_rpc_client(engine, client="lhtrio-ctl", role=Role.ENGINE) as client:
-            return await client.call_control(name, **args)
-
-    return run_client(run)
+ENGINE_ENV = "LHTRIO_ENGINE"
+check_snapshot = checked(validate_snapshot_name)
 
 
 def _render_info(info: dict[str, Any]) -> str:
@@ -63,14 +70,17 @@ def _rebuild_cell(rebuild: dict[str, Any] | None) -> str:
 
 
 def _render_rebuild(rebuild: dict[str, Any]) -> str:
+    kind = "delta" if rebuild.get("delta") else "full"
+    seconds = rebuild["seconds"]
+    rate = f", {human_size(int(rebuild['sent_bytes'] / seconds))}/s" if seconds > 0 else ""
     lines = [
         f"replica   {rebuild['address']}",
         f"source    {rebuild['source']}",
-        f"state     {rebuild['state']}",
-        f"progress  {human_size(rebuild['done_bytes'])} of {human_size(rebuild['total_bytes'])}"
-        f" allocated ({rebuild['files_done']}/{rebuild['files']} files, "
+        f"state     {rebuild['state']} ({kind} rebuild)",
+        f"synced    {human_size(rebuild['done_bytes'])} of {human_size(rebuild['total_bytes'])}"
+        f" allocated ({rebuild['files_done']} of {rebuild['files']} files, "
         f"{rebuild['skipped_files']} unchanged)",
-        f"sent      {human_size(rebuild['sent_bytes'])} in {rebuild['seconds']:.1f} s",
+        f"sent      {human_size(rebuild['sent_bytes'])} in {seconds:.1f} s{rate}",
     ]
     if rebuild["error"]:
         lines.append(f"error     {rebuild['error']}")
@@ -85,9 +95,9 @@ def _render_snapshots(snapshots: list[dict[str, Any]]) -> str:
                 s["name"],
                 s["parent"],
                 s["created"],
-                s["size"],
-                s["user_created"],
-                s["removed"],
+                human_size(s["size"]),
+                _yes(s["user_created"]),
+                _yes(s["removed"]),
                 ",".join(f"{k}={v}" for k, v in sorted(s["labels"].items())),
             ]
             for s in snapshots
@@ -95,154 +105,183 @@ def _render_snapshots(snapshots: list[dict[str, Any]]) -> str:
     )
 
 
+def _yes(flag: object) -> str:
+    return "yes" if flag else "no"
+
+
 @click.group()
-@click.option("--engine", required=True, help="The engine's control endpoint, HOST:PORT.")
+@click.option(
+    "--engine",
+    metavar="HOST:PORT",
+    envvar=ENGINE_ENV,
+    show_envvar=True,
+    callback=check_address,
+    help="The engine's control address (the first line `lhtrio engine` prints; `lhtrio im ls`).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(OUTPUTS),
+    default="table",
+    show_default=True,
+    help="Print tables, or JSON for scripts; also accepted after the verb.",
+)
 @click.pass_context
-def ctl(ctx: click.Context, engine: str) -> None:
-    """Inspect and operate a running engine."""
-    ctx.obj = functools.partial(_call, engine)
+def ctl(ctx: click.Context, engine: str | None, output: str) -> None:
+    """Inspect and operate a running engine: lhtrio ctl --engine HOST:PORT [-o json] VERB.
+
+    Every verb prints a table, or JSON with -o json (before or after the verb). Bad arguments
+    exit with code 2 before anything is sent; errors of the engine go to stderr with code 1.
+    """
+    ctx.obj = Endpoint(
+        address=engine,
+        what="engine",
+        command="ctl",
+        envvar=ENGINE_ENV,
+        role=Role.ENGINE,
+        output=output,
+    )
 
 
 @ctl.command()
 @output_option
 @click.pass_obj
-def info(call: Callable[..., Any], output: str) -> None:
-    """Volume, size, state, frontend and replicas."""
-    show(output, call("info"), _render_info)
+def info(engine: Endpoint) -> None:
+    """Show the volume's size, state, frontend and replicas."""
+    engine.show(engine.call("info"), _render_info)
 
 
 @ctl.command()
-@click.argument("size")
+@click.argument("size", metavar="SIZE", callback=check_size)
 @output_option
 @click.pass_obj
-def expand(call: Callable[..., Any], size: str, output: str) -> None:
-    """Grow the volume to SIZE (bytes or 10Gi, ...)."""
-    show(output, call("expand", size=parse_size(size)), _render_info)
+def expand(engine: Endpoint, size: int) -> None:
+    """Grow the volume and every replica to SIZE (10Gi, 1T, bytes; a multiple of 4096)."""
+    engine.show(engine.call("expand", size=size), _render_info)
 
 
 @ctl.group()
 def snapshot() -> None:
-    """Create, list, remove, purge and revert snapshots."""
+    """Create, list, remove, purge and revert the volume's snapshots."""
 
 
 @snapshot.command("create")
-@click.argument("name", required=False, default="")
-@click.option("--label", "labels", multiple=True, help="k=v, repeatable.")
+@click.argument("name", callback=check_snapshot, required=False)
+@click.option(
+    "--label",
+    "labels",
+    metavar="KEY=VALUE",
+    callback=check_labels,
+    multiple=True,
+    help="A label KEY=VALUE (Kubernetes label rules); repeat for more.",
+)
 @output_option
 @click.pass_obj
-def snapshot_create(
-    call: Callable[..., Any], name: str, labels: tuple[str, ...], output: str
-) -> None:
-    """Take a consistent snapshot on every replica (NAME defaults to a UUID)."""
-    parsed = {}
-    for label in labels:
-        key, sep, value = label.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"label {label!r} is not k=v", param_hint="--label")
-        parsed[key] = value
-    created = call("snapshot_create", name=name, labels=parsed)
-    show(output, {"name": created}, lambda v: v["name"])
+def snapshot_create(engine: Endpoint, name: str | None, labels: dict[str, str]) -> None:
+    """Take a consistent snapshot NAME on every replica (NAME defaults to a UUID)."""
+    created = engine.call("snapshot_create", name=name or "", labels=labels)
+    engine.show({"name": created}, lambda v: v["name"])
 
 
 @snapshot.command("ls")
 @output_option
 @click.pass_obj
-def snapshot_ls(call: Callable[..., Any], output: str) -> None:
-    """List snapshots (oldest first)."""
-    show(output, call("snapshot_ls"), _render_snapshots)
+def snapshot_ls(engine: Endpoint) -> None:
+    """List the snapshots, oldest first."""
+    engine.show(engine.call("snapshot_ls"), _render_snapshots)
 
 
 @snapshot.command("rm")
-@click.argument("name")
+@click.argument("name", callback=check_snapshot)
 @output_option
 @click.pass_obj
-def snapshot_rm(call: Callable[..., Any], name: str, output: str) -> None:
-    """Mark snapshot NAME removed (purge reclaims its space)."""
-    call("snapshot_rm", name=name)
-    show(output, {"removed": name}, lambda v: "")
+def snapshot_rm(engine: Endpoint, name: str) -> None:
+    """Mark snapshot NAME removed on every replica (snapshot purge reclaims its space)."""
+    engine.call("snapshot_rm", name=name)
+    engine.show({"removed": name}, lambda v: f"snapshot {name} marked removed")
 
 
 @snapshot.command("purge")
 @output_option
 @click.pass_obj
-def snapshot_purge(call: Callable[..., Any], output: str) -> None:
+def snapshot_purge(engine: Endpoint) -> None:
     """Reclaim the space of removed and system snapshots; waits until done."""
-    call("snapshot_purge")
-    show(output, {"purged": True}, lambda v: "")
+    engine.call("snapshot_purge")
+    engine.show({"purged": True}, lambda v: "purged")
 
 
 @snapshot.command("revert")
-@click.argument("name")
+@click.argument("name", callback=check_snapshot)
 @output_option
 @click.pass_obj
-def snapshot_revert(call: Callable[..., Any], name: str, output: str) -> None:
+def snapshot_revert(engine: Endpoint, name: str) -> None:
     """Revert the volume to snapshot NAME (stop the frontend first)."""
-    call("snapshot_revert", name=name)
-    show(output, {"reverted": name}, lambda v: "")
+    engine.call("snapshot_revert", name=name)
+    engine.show({"reverted": name}, lambda v: f"reverted to snapshot {name}")
 
 
 @ctl.group()
 def frontend() -> None:
-    """Stop or start the volume's frontend."""
+    """Stop or start serving the volume to clients."""
 
 
 @frontend.command("stop")
 @output_option
 @click.pass_obj
-def frontend_stop(call: Callable[..., Any], output: str) -> None:
+def frontend_stop(engine: Endpoint) -> None:
     """Stop serving clients (in-flight requests finish, data is flushed)."""
-    show(output, call("frontend_stop"), _render_info)
+    engine.show(engine.call("frontend_stop"), _render_info)
 
 
 @frontend.command("start")
 @output_option
 @click.pass_obj
-def frontend_start(call: Callable[..., Any], output: str) -> None:
+def frontend_start(engine: Endpoint) -> None:
     """Serve clients again."""
-    show(output, call("frontend_start"), _render_info)
+    engine.show(engine.call("frontend_start"), _render_info)
 
 
 @ctl.group()
 def replica() -> None:
-    """List or remove the volume's replicas."""
+    """List the volume's replicas, add one (rebuilt online) or remove one."""
 
 
 @replica.command("ls")
 @output_option
 @click.pass_obj
-def replica_ls(call: Callable[..., Any], output: str) -> None:
-    """Replicas with their mode (RW, WO, ERR)."""
-    show(output, call("replica_ls"), _render_replicas)
+def replica_ls(engine: Endpoint) -> None:
+    """List the replicas with their mode (RW, WO, ERR) and rebuild progress."""
+    engine.show(engine.call("replica_ls"), _render_replicas)
 
 
 @replica.command("rm")
-@click.argument("address")
+@click.argument("address", callback=check_address)
 @output_option
 @click.pass_obj
-def replica_rm(call: Callable[..., Any], address: str, output: str) -> None:
-    """Remove the replica at ADDRESS from the volume."""
-    show(output, call("replica_rm", address=address), _render_info)
+def replica_rm(engine: Endpoint, address: str) -> None:
+    """Remove the replica at ADDRESS from the volume (never the last RW one)."""
+    engine.show(engine.call("replica_rm", address=address), _render_info)
 
 
 @replica.command("add")
-@click.argument("address")
+@click.argument("address", callback=check_address)
 @click.option("--no-wait", is_flag=True, help="Return once the replica is WO (rebuilding).")
 @output_option
-@click.pass_context
-def replica_add(ctx: click.Context, address: str, no_wait: bool, output: str) -> None:
+@click.pass_obj
+def replica_add(engine: Endpoint, address: str, no_wait: bool) -> None:
     """Add the replica at ADDRESS and rebuild it from a healthy one while I/O goes on.
 
     Without --no-wait, shows the progress (bytes synced of bytes to sync) and returns when the
     replica is RW (exit 0) or the rebuild failed (exit 1).
     """
-    engine = ctx.parent.parent.params["engine"] if ctx.parent and ctx.parent.parent else ""
+    control = engine.require()
 
     async def run() -> dict[str, Any]:
-        async with open_rpc_client(engine, client="lhtrio-ctl", role=Role.ENGINE) as client:
+        async with open_rpc_client(control, client=engine.client, role=engine.role) as client:
             progress: dict[str, Any] = await client.call_control("replica_add", address=address)
             if no_wait:
                 return progress
-            with _Bar(enabled=output == "table" and sys.stderr.isatty()) as bar:
+            with _Bar(enabled=engine.output == "table" and sys.stderr.isatty()) as bar:
                 while progress["state"] not in ("done", "failed"):
                     bar.show(progress)
                     progress = await client.call_control("rebuild_status", wait=1.0)
@@ -250,7 +289,7 @@ def replica_add(ctx: click.Context, address: str, no_wait: bool, output: str) ->
             return progress
 
     result = run_client(run)
-    show(output, result, _render_rebuild)
+    engine.show(result, _render_rebuild)
     if result["state"] == "failed":
         sys.exit(1)
 
@@ -285,7 +324,7 @@ class _Bar:
 @ctl.command()
 @output_option
 @click.pass_obj
-def salvage(call: Callable[..., Any], output: str) -> None:
+def salvage(engine: Endpoint) -> None:
     """Serve a faulted volume again from the replica with the newest data."""
-    result = call("salvage")
-    show(output, result, lambda v: f"salvaged {v['address']}: {v['reason']}")
+    result = engine.call("salvage")
+    engine.show(result, lambda v: f"salvaged {v['address']}: {v['reason']}")

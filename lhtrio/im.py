@@ -1,32 +1,40 @@
 """``lhtrio im``: the operator's client for a node's instance manager.
 
-Every verb is one control call of :mod:`lhtrio.node.service`. ``-o json`` prints JSON; the default
-is a table. Errors go to stderr with exit code 1.
+Every verb is one control call of :mod:`lhtrio.node.service`. ``-o json`` (before or after the
+verb) prints JSON with the node's raw values; the default is a table. Arguments are checked before
+anything is sent (usage errors exit 2); errors of the node go to stderr with exit code 1.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
+from lhtrio.models.names import validate_instance_name, validate_volume_name
 from lhtrio.net import open_rpc_client
-from lhtrio.output import output_option, run_client, show, table
-from lhtrio.units import human_size, parse_size
+from lhtrio.output import (
+    OUTPUTS,
+    Endpoint,
+    check_address,
+    check_size,
+    checked,
+    format_list,
+    format_when,
+    nbd_uri,
+    output_option,
+    run_client,
+    table,
+)
+from lhtrio.units import format_size, human_size
 from lhtrio.wire import Role
 
 __all__ = ["im"]
 
-
-def _call(node: str, name: str, /, **args: Any) -> Any:
-    async def run() -> Any:
-        async with open_rpc_client(node, client="lhtrio-im", role=Role.NODE) as client:
-            return await client.call_control(name, **args)
-
-    return run_client(run)
+NODE_ENV = "LHTRIO_NODE"
+check_instance = checked(validate_instance_name)
+check_volume = checked(validate_volume_name)
 
 
 def _render_instances(instances: list[dict[str, Any]]) -> str:
@@ -48,14 +56,25 @@ def _render_instances(instances: list[dict[str, Any]]) -> str:
 
 
 def _render_instance(instance: dict[str, Any]) -> str:
-    return "\n".join(f"{key:<10} {value}" for key, value in instance.items())
+    return "\n".join(f"{key:<10} {_field(key, value)}".rstrip() for key, value in instance.items())
+
+
+def _field(key: str, value: Any) -> str:
+    """One field of an instance, for reading: sizes with units, times with their age, lists."""
+    if key == "size" and isinstance(value, int):
+        return f"{format_size(value)} ({value} bytes)"
+    if key == "started" and isinstance(value, int | float):
+        return format_when(value)
+    if isinstance(value, list | tuple):
+        return format_list(value)
+    return str(value)
 
 
 def _render_node(info: dict[str, Any]) -> str:
     lines = [
         f"node       {info['name']}",
         f"control    {info['address']}",
-        f"nbd        {info['nbd']}",
+        f"nbd        {nbd_uri(info['nbd'])}",
         f"ports      {info['port_range']} ({len(info['ports_in_use'])} in use)",
         f"instances  {info['instances']}",
         "",
@@ -78,58 +97,86 @@ def _render_node(info: dict[str, Any]) -> str:
 
 
 @click.group()
-@click.option("--node", required=True, help="The node's control endpoint, HOST:PORT.")
+@click.option(
+    "--node",
+    metavar="HOST:PORT",
+    envvar=NODE_ENV,
+    show_envvar=True,
+    callback=check_address,
+    help="The node's control address (the first line `lhtrio node` prints).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(OUTPUTS),
+    default="table",
+    show_default=True,
+    help="Print tables, or JSON for scripts; also accepted after the verb.",
+)
 @click.pass_context
-def im(ctx: click.Context, node: str) -> None:
-    """Inspect and operate a node's engine and replica instances."""
-    ctx.obj = functools.partial(_call, node)
+def im(ctx: click.Context, node: str | None, output: str) -> None:
+    """Inspect and operate a node's instances: lhtrio im --node HOST:PORT [-o json] VERB.
+
+    Every verb prints a table, or JSON with -o json (before or after the verb; log prints the
+    log lines). Bad arguments exit with code 2 before anything is sent; errors of the node go
+    to stderr with code 1.
+    """
+    ctx.obj = Endpoint(
+        address=node, what="node", command="im", envvar=NODE_ENV, role=Role.NODE, output=output
+    )
 
 
 @im.command()
 @output_option
 @click.pass_obj
-def info(call: Callable[..., Any], output: str) -> None:
-    """The node: addresses, port range, disks."""
-    show(output, call("node_info"), _render_node)
+def info(node: Endpoint) -> None:
+    """Show the node: its addresses, port range and disks."""
+    node.show(node.call("node_info"), _render_node)
 
 
 @im.command("ls")
 @output_option
 @click.pass_obj
-def ls(call: Callable[..., Any], output: str) -> None:
-    """Instances with their state."""
-    show(output, call("instance_list"), _render_instances)
+def ls(node: Endpoint) -> None:
+    """List the node's instances with their state."""
+    node.show(node.call("instance_list"), _render_instances)
 
 
 @im.command()
-@click.argument("name")
+@click.argument("name", callback=check_instance)
 @output_option
 @click.pass_obj
-def get(call: Callable[..., Any], name: str, output: str) -> None:
-    """One instance."""
-    show(output, call("instance_get", name=name), _render_instance)
+def get(node: Endpoint, name: str) -> None:
+    """Show instance NAME."""
+    node.show(node.call("instance_get", name=name), _render_instance)
 
 
 @im.command()
-@click.argument("name")
+@click.argument("name", callback=check_instance)
 @output_option
 @click.pass_obj
-def rm(call: Callable[..., Any], name: str, output: str) -> None:
+def rm(node: Endpoint, name: str) -> None:
     """Stop instance NAME cleanly and forget it (its data stays on disk)."""
-    show(output, call("instance_delete", name=name), _render_instance)
+    node.show(node.call("instance_delete", name=name), _render_instance)
 
 
 @im.command()
-@click.argument("name")
-@click.option("--tail", default=100, show_default=True, help="Lines to show first.")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
-@click.pass_context
-def log(ctx: click.Context, name: str, tail: int, follow: bool) -> None:
-    """The last log lines of instance NAME."""
-    node = ctx.parent.params["node"] if ctx.parent else ""
+@click.argument("name", callback=check_instance)
+@click.option(
+    "--tail",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="How many of the last lines to show first (0: every line the node kept).",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until interrupted.")
+@click.pass_obj
+def log(node: Endpoint, name: str, tail: int, follow: bool) -> None:
+    """Print the last log lines of instance NAME (as text, whatever -o says)."""
+    address = node.require()
 
     async def run() -> None:
-        async with open_rpc_client(node, client="lhtrio-im", role=Role.NODE) as client:
+        async with open_rpc_client(address, client=node.client, role=node.role) as client:
             after = 0
             found = await client.call_control("instance_log", name=name, limit=tail)
             while True:
@@ -146,56 +193,84 @@ def log(ctx: click.Context, name: str, tail: int, follow: bool) -> None:
 
 @im.group()
 def create() -> None:
-    """Start an instance (what the manager does; for operators and tests)."""
+    """Start a replica or an engine instance (what the manager does; for operators and tests)."""
 
 
 @create.command("replica")
-@click.argument("name")
-@click.option("--volume", required=True)
-@click.option("--size", required=True, help="Volume size (bytes or 1Gi, ...).")
-@click.option("--disk", default="", help="Disk UUID or path [default: the data dir].")
+@click.argument("name", callback=check_instance)
+@click.option(
+    "--volume",
+    required=True,
+    metavar="VOLUME",
+    callback=check_volume,
+    help="The volume the replica belongs to.",
+)
+@click.option(
+    "--size",
+    required=True,
+    metavar="SIZE",
+    callback=check_size,
+    help="Volume size: 10Gi, 1T, bytes (a multiple of 4096).",
+)
+@click.option(
+    "--disk",
+    default="",
+    metavar="UUID|PATH",
+    help="The disk to put it on, by UUID or path [default: the node's data dir].",
+)
 @output_option
 @click.pass_obj
-def create_replica(
-    call: Callable[..., Any], name: str, volume: str, size: str, disk: str, output: str
-) -> None:
-    """A replica of VOLUME in <disk>/replicas/NAME."""
-    instance = call(
-        "instance_create",
-        name=name,
-        type="replica",
-        volume=volume,
-        size=parse_size(size),
-        disk=disk,
+def create_replica(node: Endpoint, name: str, volume: str, size: int, disk: str) -> None:
+    """Start replica NAME of VOLUME in <disk>/replicas/NAME (reopened if it exists)."""
+    instance = node.call(
+        "instance_create", name=name, type="replica", volume=volume, size=size, disk=disk
     )
-    show(output, instance, _render_instance)
+    node.show(instance, _render_instance)
 
 
 @create.command("engine")
-@click.argument("name")
-@click.option("--volume", required=True)
-@click.option("--size", required=True, help="Volume size (bytes or 1Gi, ...).")
-@click.option("--replica", "replicas", multiple=True, required=True, help="Replica address.")
-@click.option("--salvage", is_flag=True)
+@click.argument("name", callback=check_instance)
+@click.option(
+    "--volume",
+    required=True,
+    metavar="VOLUME",
+    callback=check_volume,
+    help="The volume to serve (also its NBD export name).",
+)
+@click.option(
+    "--size",
+    required=True,
+    metavar="SIZE",
+    callback=check_size,
+    help="Volume size: 10Gi, 1T, bytes (a multiple of 4096).",
+)
+@click.option(
+    "--replica",
+    "replicas",
+    multiple=True,
+    required=True,
+    metavar="ADDRESS",
+    callback=check_address,
+    help="A replica's address (tcp://HOST:PORT); repeat the option for each replica.",
+)
+@click.option(
+    "--salvage",
+    is_flag=True,
+    help="If every replica would start ERR, serve from the one with the newest data anyway.",
+)
 @output_option
 @click.pass_obj
 def create_engine(
-    call: Callable[..., Any],
-    name: str,
-    volume: str,
-    size: str,
-    replicas: tuple[str, ...],
-    salvage: bool,
-    output: str,
+    node: Endpoint, name: str, volume: str, size: int, replicas: tuple[str, ...], salvage: bool
 ) -> None:
-    """An engine for VOLUME, served on the node's NBD port as export VOLUME."""
-    instance = call(
+    """Start engine NAME for VOLUME, served on the node's NBD port as export VOLUME."""
+    instance = node.call(
         "instance_create",
         name=name,
         type="engine",
         volume=volume,
-        size=parse_size(size),
+        size=size,
         replicas=list(replicas),
         salvage=salvage,
     )
-    show(output, instance, _render_instance)
+    node.show(instance, _render_instance)

@@ -1,22 +1,154 @@
-"""What the operator clients (``lhtrio ctl``, ``lhtrio im``) share: running a call, printing.
+"""What the operator commands share: parameter types, the endpoint of a call, printing.
 
-``-o json`` prints a result as JSON for scripts; the default renders a readable table. An lhtrio
-error is printed to stderr with exit code 1.
+* **Parameters** are checked while click parses them (:func:`check_size`, :func:`checked`,
+  :func:`check_labels`, :data:`check_address`), by the rules the servers apply
+  (:mod:`lhtrio.models.names`, :func:`lhtrio.units.parse_volume_size`), so a bad value is a
+  one-line usage error with exit code 2 before anything starts or is sent.
+* **The endpoint** (:class:`Endpoint`) is what one ``lhtrio ctl`` / ``lhtrio im`` invocation
+  talks to. ``--engine`` / ``--node`` (or ``LHTRIO_ENGINE`` / ``LHTRIO_NODE``) are needed only
+  when a call is made, so ``--help`` works anywhere without them.
+* **Output:** ``-o json`` (before or after the verb) prints a result as JSON for scripts, with
+  the server's raw values (bytes, epoch seconds, lists); the default renders a readable table
+  (sizes with units, times as RFC 3339 UTC and an age, lists comma-joined). An lhtrio error is
+  printed to stderr with exit code 1.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import attrs
 import click
 import trio
 
-from lhtrio.errors import LhtrioError
+from lhtrio.errors import InvalidArgumentError, LhtrioError
+from lhtrio.models.names import validate_labels
+from lhtrio.models.times import format_time
+from lhtrio.net import open_rpc_client, parse_address
+from lhtrio.units import parse_volume_size
+from lhtrio.wire import Role
 
-__all__ = ["run_client", "output_option", "show", "table"]
+__all__ = [
+    "OUTPUTS",
+    "Endpoint",
+    "check_address",
+    "check_labels",
+    "check_size",
+    "checked",
+    "format_age",
+    "format_list",
+    "format_when",
+    "nbd_uri",
+    "output_option",
+    "run_client",
+    "show",
+    "table",
+]
+
+OUTPUTS = ("table", "json")
+
+
+Callback = Callable[[click.Context, click.Parameter, Any], Any]
+
+
+def _usage(check: Callable[[Any], Any], value: Any, ctx: click.Context, param: Any) -> Any:
+    """``check(value)``, with its InvalidArgumentError turned into a usage error (exit code 2)."""
+    try:
+        return check(value)
+    except InvalidArgumentError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def checked(check: Callable[[str], object]) -> Callback:
+    """A click callback passing through the values ``check`` accepts (one, or each of several).
+
+    ``check`` raises InvalidArgumentError for a bad value: a usage error naming the parameter.
+    (Callbacks rather than ``click.ParamType`` subclasses: their typing differs across click 8.x.)
+    """
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        for item in value if isinstance(value, tuple) else (value,):
+            if item is not None:
+                _usage(check, item, ctx, param)
+        return value
+
+    return callback
+
+
+def check_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A volume size (``10Gi``, ``1T``, bytes) as an int: a positive multiple of 4096."""
+    return None if value is None else int(_usage(parse_volume_size, value, ctx, param))
+
+
+def check_labels(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` options as labels, under Kubernetes' rules; each key once."""
+    labels: dict[str, str] = {}
+    for text in value:
+        key, sep, label = text.partition("=")
+        if not sep:
+            raise click.BadParameter(f"label {text!r} is not KEY=VALUE", ctx=ctx, param=param)
+        if key in labels:
+            raise click.BadParameter(
+                f"label {key!r} is given twice ({labels[key]!r} and {label!r}): give it once",
+                ctx=ctx,
+                param=param,
+            )
+        labels[key] = label
+    return dict(_usage(validate_labels, labels, ctx, param))
+
+
+#: An endpoint address: ``HOST:PORT``, ``tcp://HOST:PORT`` or ``unix:PATH``.
+check_address = checked(parse_address)
+
+
+@attrs.define(kw_only=True)
+class Endpoint:
+    """The engine or node one ``lhtrio ctl`` / ``lhtrio im`` invocation talks to, and its output.
+
+    ``address`` may be empty while click parses (``--help`` needs no endpoint); :meth:`require`
+    turns a call without one into a usage error that says how to give it.
+    """
+
+    address: str | None
+    what: str  # "engine", "node": also the name of the option that gives the address
+    command: str  # "ctl", "im"
+    envvar: str
+    role: Role
+    output: str = "table"
+
+    @property
+    def client(self) -> str:
+        return f"lhtrio-{self.command}"
+
+    def require(self) -> str:
+        """The address; a usage error (exit code 2) if none was given."""
+        if not self.address:
+            raise click.UsageError(
+                f"no {self.what} given: put --{self.what} HOST:PORT before the verb "
+                f"(lhtrio {self.command} --{self.what} HOST:PORT VERB ...) or set {self.envvar}",
+                click.get_current_context(silent=True),
+            )
+        return self.address
+
+    def call(self, name: str, /, **args: Any) -> Any:
+        """One control call; an lhtrio error ends the command with exit code 1."""
+        address = self.require()
+
+        async def run() -> Any:
+            async with open_rpc_client(address, client=self.client, role=self.role) as client:
+                return await client.call_control(name, **args)
+
+        return run_client(run)
+
+    def show(self, value: Any, render: Callable[[Any], str]) -> None:
+        show(self.output, value, render)
 
 
 def run_client(run: Callable[[], Awaitable[Any]]) -> Any:
@@ -28,9 +160,21 @@ def run_client(run: Callable[[], Awaitable[Any]]) -> Any:
 
 
 def output_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``-o table|json`` after the verb; it overrides the one given before the verb."""
     return click.option(
-        "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+        "-o",
+        "--output",
+        type=click.Choice(OUTPUTS),
+        expose_value=False,
+        callback=_set_output,
+        help="Print a table or JSON for scripts (overrides -o given before the verb).",
     )(func)
+
+
+def _set_output(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    endpoint = ctx.find_object(Endpoint)
+    if value is not None and endpoint is not None:
+        endpoint.output = value
 
 
 def show(output: str, value: Any, render: Callable[[Any], str]) -> None:
@@ -49,3 +193,47 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in cells
     )
+
+
+def format_list(values: Iterable[Any]) -> str:
+    """``['a', 'b']`` -> ``a, b``."""
+    return ", ".join(str(v) for v in values)
+
+
+def format_age(seconds: float) -> str:
+    """``200`` -> ``3m``: seconds below 2 minutes, minutes below 2 hours, hours below 2 days."""
+    seconds = int(seconds)
+    for unit, size, limit in (("s", 1, 120), ("m", 60, 120 * 60), ("h", 3600, 48 * 3600)):
+        if seconds < limit:
+            return f"{seconds // size}{unit}"
+    return f"{seconds // 86400}d"
+
+
+def format_when(epoch: float, *, now: float | None = None) -> str:
+    """``2026-12-04T18:20:01Z (3m ago)`` for seconds since the epoch; empty for 0 (never)."""
+    if not epoch:
+        return ""
+    try:
+        text = format_time(dt.datetime.fromtimestamp(epoch, dt.UTC))
+    except (OverflowError, ValueError, OSError, LhtrioError):
+        return str(epoch)
+    age = (time.time() if now is None else now) - epoch
+    return f"{text} ({format_age(age)} ago)" if age >= 0 else f"{text} (in {format_age(-age)})"
+
+
+def nbd_uri(address: str, export: str = "") -> str:
+    """The NBD URI a client uses for ``address`` (``tcp://H:P`` -> ``nbd://H:P[/EXPORT]``).
+
+    A Unix socket becomes ``nbd+unix:///EXPORT?socket=PATH``; anything but ``tcp://`` and
+    ``unix:`` addresses (as ``str(Address)`` writes them) is returned unchanged.
+    """
+    try:
+        if not address.startswith(("tcp://", "unix:")):
+            return address
+        parsed = parse_address(address)
+    except InvalidArgumentError:
+        return address
+    if parsed.is_unix:
+        return f"nbd+unix:///{export}?socket={parsed.path}"
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"nbd://{host}:{parsed.port}" + (f"/{export}" if export else "")
