@@ -45,7 +45,8 @@ async def _tool(*cmd: str) -> str:
     return out
 
 
-async def run_demo(directory: str | None = None) -> None:
+async def run_demo(stop: trio.Event, directory: str | None = None) -> None:
+    """The demo; ``stop`` (set by SIGINT/SIGTERM) ends it early, stopping the engine gracefully."""
     missing = [tool for tool in ("qemu-io", "nbdinfo") if shutil.which(tool) is None]
     if missing:
         raise click.ClickException(
@@ -62,39 +63,52 @@ async def run_demo(directory: str | None = None) -> None:
             replicas: list[tuple[str, trio.CancelScope]] = [
                 await replica_nursery.start(_replica, os.path.join(base, f"r{n}")) for n in range(3)
             ]
+            engine_stop = trio.Event()
             try:
                 async with trio.open_nursery() as nursery:
-                    host, port = await nursery.start(
+                    host, port, _ = await nursery.start(
                         functools.partial(
                             serve_engine,
                             VOLUME,
                             SIZE,
                             [address for address, _ in replicas],
                             frontend=functools.partial(serve_nbd, parse_address(f"unix:{socket}")),
+                            stop=engine_stop,
                         )
                     )
                     _say(f"volume '{VOLUME}' ({format_size(SIZE)}), 3 replicas in {base}")
                     _say(f"  NBD:     {uri}")
                     _say(f"  control: lhtrio ctl --engine {host}:{port} info")
-                    async with open_rpc_client(
-                        f"{host}:{port}", client="demo", role=Role.ENGINE
-                    ) as ctl:
-                        await _walkthrough(ctl, uri, replicas)
-                        await _rebuild(
-                            ctl,
-                            replicas,
-                            functools.partial(replica_nursery.start, _replica),
-                            os.path.join(base, "r1"),
-                        )
-                        if sys.stdin.isatty():
-                            _say(f"\nserving {uri} — try: qemu-io -f raw -c 'read -v 0 64' '{uri}'")
-                            _say("press Ctrl-C to stop")
-                            await trio.sleep_forever()
-                    nursery.cancel_scope.cancel()
+                    async with trio.open_nursery() as walk:  # a signal ends the walkthrough early
+                        walk.start_soon(_cancel_when, stop, walk.cancel_scope)
+                        async with open_rpc_client(
+                            f"{host}:{port}", client="demo", role=Role.ENGINE
+                        ) as ctl:
+                            await _walkthrough(ctl, uri, replicas)
+                            await _rebuild(
+                                ctl,
+                                replicas,
+                                functools.partial(replica_nursery.start, _replica),
+                                os.path.join(base, "r1"),
+                            )
+                            if sys.stdin.isatty():
+                                _say(
+                                    f"\nserving {uri} — try: qemu-io -f raw -c 'read -v 0 64' "
+                                    f"'{uri}'"
+                                )
+                                _say("press Ctrl-C to stop")
+                                await stop.wait()
+                        walk.cancel_scope.cancel()
+                    engine_stop.set()  # the engine drains its clients, flushes, and returns
             finally:
                 for _, scope in replicas:
                     scope.cancel()
     _say("stopped: the engine flushed, every replica closed cleanly")
+
+
+async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 async def _replica(

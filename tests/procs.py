@@ -18,10 +18,20 @@ SAFETY_NET = 120
 
 @attrs.define
 class Proc:
-    """A running ``lhtrio`` subcommand and the first line it printed (its address)."""
+    """A running ``lhtrio`` subcommand and the first line it printed (its address).
+
+    ``stderr`` grows with what the process writes there (its log)."""
 
     process: trio.Process
     address: str
+    stderr: bytearray = attrs.field(factory=bytearray)
+
+    async def wait_logged(self, text: str) -> None:
+        """Poll, with a deadline, until the process logged ``text`` (another process's state,
+        which nothing can signal)."""
+        with trio.fail_after(30):
+            while text.encode() not in self.stderr:  # noqa: ASYNC110
+                await trio.sleep(0.01)
 
     def kill(self) -> None:
         self.process.kill()
@@ -38,13 +48,12 @@ async def lhtrio(*args: str) -> AsyncIterator[Proc]:
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "lhtrio", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    errors = b""
+    errors = bytearray()
 
     async def collect() -> None:
-        nonlocal errors
         assert proc.stderr is not None
         while chunk := await proc.stderr.receive_some():
-            errors += chunk
+            errors.extend(chunk)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(collect)
@@ -58,7 +67,7 @@ async def lhtrio(*args: str) -> AsyncIterator[Proc]:
                         await proc.wait()
                         raise AssertionError(f"lhtrio {args[0]} did not start: {errors.decode()}")
                     line += chunk
-            yield Proc(proc, line.decode().strip())
+            yield Proc(proc, line.decode().strip(), errors)
         finally:
             if proc.returncode is None:
                 proc.kill()

@@ -15,8 +15,10 @@ Longhorn's ``AddReplica`` (``longhorn-facts.md`` §4.1), with the data moving re
    source's (same snapshots, same parents); the source's revision counter is copied; the target
    clears ``Rebuilding`` and becomes RW.
 
-One rebuild per volume at a time, and none beside a purge or an expansion (:attr:`Volume.busy`);
-revert is refused while a replica is WO. Any failure — the source or the target dying, a chain
+One rebuild per volume at a time, and none beside a purge or an expansion
+(:meth:`Volume.begin`); revert is refused while a replica is WO. A rebuild that succeeded purges
+the system snapshots (:func:`~lhtrio.engine.purge.purge_after_rebuild`): without that, one more
+piles up per rebuild. Any failure — the source or the target dying, a chain
 that does not verify — sets the target to ERR and ends the rebuild; the volume keeps serving, and
 ``replica add`` may be run again (a target keeps what it received: the next transfer only sends
 what differs).
@@ -25,7 +27,6 @@ what differs).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import time
 import uuid
@@ -34,6 +35,7 @@ from typing import Any
 import attrs
 import trio
 
+from lhtrio.engine.purge import purge_after_rebuild
 from lhtrio.engine.replicaset import Member, Mode
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import (
@@ -43,7 +45,9 @@ from lhtrio.errors import (
     LhtrioError,
     StorageError,
 )
+from lhtrio.models.times import format_time, utc_now
 from lhtrio.net import RpcClient, parse_address
+from lhtrio.units import format_size
 
 __all__ = ["Rebuild", "add_replica"]
 
@@ -51,7 +55,17 @@ logger = logging.getLogger(__name__)
 
 POLL: float = 0.5
 #: The target's transfer counters (``sync_status``) that a rebuild's progress mirrors.
-_COUNTERS = ("files", "files_done", "skipped_files", "total_bytes", "done_bytes", "sent_bytes")
+_COUNTERS = (
+    "files",
+    "files_done",
+    "skipped_files",
+    "total_bytes",
+    "done_bytes",
+    "sent_bytes",
+    "compared_bytes",  # found equal by comparing digests
+    "known_bytes",  # known equal from the away log (a delta rebuild)
+    "skipped_bytes",  # in files whose recorded checksum matched
+)
 
 
 @attrs.define(eq=False)
@@ -67,6 +81,9 @@ class Rebuild:
     total_bytes: int = 0
     done_bytes: int = 0
     sent_bytes: int = 0
+    compared_bytes: int = 0
+    known_bytes: int = 0
+    skipped_bytes: int = 0
     error: str = ""
     started: float = attrs.field(factory=time.time)
     finished: float = 0.0
@@ -118,36 +135,30 @@ async def add_replica(volume: Volume, address: str) -> Rebuild:
         parse_address(address)
     except ValueError as exc:
         raise InvalidArgumentError(str(exc)) from None
-    if volume.busy:
-        raise ConflictError(f"volume {volume.name} is busy ({volume.busy}): try again later")
     replicas = volume.replicas
-    if replicas.rebuilding:
-        raise ConflictError(f"volume {volume.name} is rebuilding a replica already")
-    if not replicas.readers:
-        raise StorageError(
-            f"volume {volume.name} is faulted: no RW replica to rebuild from (lhtrio ctl salvage)"
-        )
     old = replicas.by_address(address)
     if old is not None and old.mode is not Mode.ERR:
         raise AlreadyExistsError(f"{address} is already a replica of volume {volume.name}")
-    volume.busy = "rebuild"
+    await volume.begin("rebuild")
+    try:
+        _check_can_rebuild(volume)
+    except BaseException:
+        volume.end()
+        raise
     progress = Rebuild(address=address)
     member = Member(address, Mode.WO)
     try:
         await volume.attach(member)
         target = _client(volume, member)
         info = await _control(volume, target, "info")
-        if info["size"] != volume.size:
-            raise InvalidArgumentError(
-                f"replica {address} is {info['size']} bytes, the volume {volume.size}"
-            )
+        _check_size(volume, address, info["size"])
         member.identity = (info["instance"], info["path"])
         if old is None or old.identity != member.identity:
             volume.dirty.forget(address)  # another replica at that address: its log says nothing
         await _control(volume, target, "sync_cancel")
         await _control(volume, target, "set_rebuilding", rebuilding=True)
         name = str(uuid.uuid4())
-        created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = format_time(utc_now())
         async with volume.quiesced():
             await volume.flush_quiesced()
             members = [*replicas.writers, member]
@@ -160,17 +171,35 @@ async def add_replica(volume: Volume, address: str) -> Rebuild:
             replicas.add(member)
             progress.dirty = volume.dirty.take(address)  # from here on, writes reach it
             progress.snapshot = f"volume-snap-{name}.img"
-    except (LhtrioError, _RebuildError) as exc:
-        volume.busy = ""
+    except BaseException as exc:  # whatever it was, the volume must not stay busy
+        volume.end()
         volume.dirty.forget(address)
         volume.fail(member, f"could not start the rebuild: {exc}")
-        if isinstance(exc, LhtrioError):
-            raise
-        raise StorageError(f"could not start the rebuild of {address}: {exc}") from None
+        if isinstance(exc, _RebuildError):
+            raise StorageError(f"could not start the rebuild of {address}: {exc}") from None
+        raise
     volume.rebuild = progress
     logger.info("volume %s: rebuilding %s (WO)", volume.name, address)
     volume.nursery.start_soon(_run, volume, member, progress)
     return progress
+
+
+def _check_can_rebuild(volume: Volume) -> None:
+    if volume.replicas.rebuilding:
+        raise ConflictError(f"volume {volume.name} is rebuilding a replica already")
+    if not volume.replicas.readers:
+        raise StorageError(
+            f"volume {volume.name} is faulted: no RW replica to rebuild from (lhtrio ctl salvage)"
+        )
+
+
+def _check_size(volume: Volume, address: str, size: int) -> None:
+    if size != volume.size:
+        raise InvalidArgumentError(
+            f"replica {address} is {format_size(size)} ({size} bytes), volume {volume.name} is "
+            f"{format_size(volume.size)} ({volume.size} bytes): create the replica with the "
+            "volume's size"
+        )
 
 
 def _check_alive(member: Member) -> None:
@@ -212,8 +241,12 @@ async def _run(volume: Volume, member: Member, progress: Rebuild) -> None:
             with trio.move_on_after(1), contextlib.suppress(LhtrioError):
                 await client.call_control("sync_cancel")
         volume.fail(member, f"rebuild failed: {why}")
+    else:
+        volume.end()
+        await purge_after_rebuild(volume)  # its system snapshot is not needed any more
     finally:
-        volume.busy = ""
+        if volume.busy == "rebuild":
+            volume.end()
 
 
 async def _rebuild(volume: Volume, member: Member, progress: Rebuild) -> None:

@@ -3,7 +3,9 @@
 Modes follow Longhorn (``longhorn-facts.md`` §3.3): ``RW`` replicas take writes and serve reads,
 ``WO`` replicas (being rebuilt) take writes only, ``ERR`` replicas take nothing and never come
 back in this engine's life (the operator removes and re-adds them). The volume is *healthy* while
-every replica is RW, *degraded* while at least one RW replica remains, *faulted* with none.
+it has at least as many RW replicas as it should have (``desired``: the replicas it was started
+with), *degraded* while it has fewer but at least one, *faulted* with none (Longhorn's
+robustness: a replica removed by the operator still counts as missing).
 
 Three decisions live here:
 
@@ -36,6 +38,7 @@ __all__ = [
     "StartDecision",
     "decide_start",
     "choose_salvage",
+    "salvage_refusals",
 ]
 
 
@@ -74,9 +77,12 @@ class ReplicaSet:
     ``readers``, ``rebuilding``) are kept computed instead of being rebuilt per request.
     """
 
-    def __init__(self, members: Iterable[Member], *, short_timeout: float = 8.0) -> None:
+    def __init__(
+        self, members: Iterable[Member], *, short_timeout: float = 8.0, desired: int | None = None
+    ) -> None:
         self.members = list(members)
         self.short_timeout = short_timeout
+        self.desired = len(self.members) if desired is None else desired
         self._next_reader = itertools.count()
         self._changed()
 
@@ -109,7 +115,7 @@ class ReplicaSet:
         readers = len(self.readers)
         if not readers:
             return Health.FAULTED
-        return Health.HEALTHY if readers == len(self.members) else Health.DEGRADED
+        return Health.HEALTHY if readers >= max(self.desired, 1) else Health.DEGRADED
 
     def read_order(self) -> list[Member]:
         """RW replicas in round-robin order: the first serves the read, the rest are fallbacks."""
@@ -210,6 +216,17 @@ def _salvage_key(info: Mapping[str, Any]) -> tuple[bool, int, int, int]:
         int(info["head_allocated"]),
         int(info["last_modify_time"]),
     )
+
+
+def salvage_refusals(infos: Sequence[tuple[str, dict[str, Any] | str]], *, size: int) -> list[str]:
+    """Why each replica that :func:`choose_salvage` passes over cannot serve the volume."""
+    reasons = []
+    for address, info in infos:
+        if isinstance(info, str):
+            reasons.append(f"{address}: {info}")
+        elif info["size"] != size:
+            reasons.append(f"{address}: its size {info['size']} differs from the volume's {size}")
+    return reasons
 
 
 def choose_salvage(

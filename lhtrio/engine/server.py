@@ -1,84 +1,55 @@
 """``serve_engine``: one volume's engine — replica links, control endpoint and frontend.
 
 The engine does not know which frontend it serves (NBD today): the composition root passes a
-:class:`Frontend`, a callable that serves a :class:`~lhtrio.engine.volume.Volume` until cancelled
-and reports its address through ``task_status``. The control endpoint speaks protocol v1 control
-calls (:mod:`lhtrio.engine.service`); ``lhtrio ctl`` is its client.
+:class:`~lhtrio.engine.frontend.Frontend` (:mod:`lhtrio.engine.frontend`). The control endpoint
+speaks protocol v1 control calls (:mod:`lhtrio.engine.service`); ``lhtrio ctl`` is its client.
 
 Start-up (``longhorn-facts.md`` §3.4): connect every replica, read their state, set replicas that
 cannot be reached, have another size, or are stale (revision counter behind) to ERR, then serve.
-Shutdown: stop the frontend first (its in-flight requests finish), flush the replicas, close.
+A volume name that is not a valid name, or replicas that all have another size than the one the
+engine was given, are refused before anything is served.
+
+**Stopping.** ``stop`` (an event the composition root sets on SIGTERM, or the node when it
+deletes the instance) is the graceful way: the frontend drains (no new requests; those in flight
+finish and are answered), every replica is flushed, then the engine returns, all within
+:data:`STOP_DEADLINE`. Cancellation is the hard way: the frontend ends at once (its clients see
+their in-flight requests fail), but the final flush still runs, shielded, for up to
+:data:`FLUSH_DEADLINE`. Either way the replica links (shielded, so that the flush can use them)
+are closed when the engine ends, also when it fails to start.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Sequence
-from typing import Any, Final, NoReturn, Protocol
+from collections.abc import Sequence
+from typing import Any, Final
 
-import attrs
 import trio
 
+from lhtrio.engine.consistency import SWEEP_INTERVAL, Resync, resync, sweep_intents
+from lhtrio.engine.frontend import Frontend, FrontendControl
 from lhtrio.engine.replicaset import Member, Mode, ReplicaSet, decide_start
 from lhtrio.engine.service import EngineService
 from lhtrio.engine.volume import Volume
-from lhtrio.errors import LhtrioError
+from lhtrio.errors import InvalidArgumentError, LhtrioError
+from lhtrio.models.names import validate_volume_name
 from lhtrio.net import serve_rpc
 from lhtrio.net.reactor import open_reactor
+from lhtrio.units import format_size
 from lhtrio.wire import Identity, Role
 
-__all__ = ["Frontend", "FrontendControl", "serve_engine", "LINGER"]
+__all__ = ["Frontend", "FrontendControl", "serve_engine", "LINGER", "STOP_DEADLINE"]
 
 #: How long the frontend of an engine with a process of its own may wait in place for the
 #: replicas' answers to its client's one request (``linger``; :mod:`lhtrio.net.reactor`).
 LINGER: Final = 0.002
+#: The longest a graceful stop takes: the frontend's drain, then the final flush.
+STOP_DEADLINE: Final = 40.0
+#: The longest the final flush of a cancelled engine takes.
+FLUSH_DEADLINE: Final = 10.0
 
 logger = logging.getLogger(__name__)
-
-
-class Frontend(Protocol):
-    def __call__(
-        self, volume: Volume, *, task_status: trio.TaskStatus[str] = ...
-    ) -> Awaitable[None]: ...
-
-
-@attrs.define(eq=False)
-class FrontendControl:
-    """Starts and stops the frontend task; ``address`` is where it serves while running."""
-
-    frontend: Frontend | None
-    volume: Volume
-    nursery: trio.Nursery
-    address: str = ""
-    _scope: trio.CancelScope | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._scope is not None
-
-    async def start(self) -> None:
-        if self.frontend is None or self._scope is not None:
-            return
-        self.address = await self.nursery.start(self._run)
-
-    async def _run(self, task_status: trio.TaskStatus[str]) -> None:
-        assert self.frontend is not None
-        with trio.CancelScope() as scope:
-            self._scope = scope
-            try:
-                await self.frontend(self.volume, task_status=task_status)
-            finally:
-                self._scope = None
-
-    async def stop(self) -> None:
-        """Stop serving; in-flight requests finish first (the volume is quiesced)."""
-        scope = self._scope
-        if scope is None:
-            return
-        async with self.volume.quiesced():
-            scope.cancel()  # (it may have ended meanwhile: the engine is being cancelled too)
-        await self.volume.flush()
 
 
 async def serve_engine(
@@ -94,9 +65,12 @@ async def serve_engine(
     linger: float = 0.0,
     spin: float = 0.0,
     local: bool = True,
-    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
-) -> NoReturn:
-    """Run the engine of ``volume_name`` until cancelled; reports the control endpoint.
+    sweep: float = SWEEP_INTERVAL,
+    stop: trio.Event | None = None,
+    task_status: trio.TaskStatus[tuple[str, int, str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the engine of ``volume_name`` until ``stop`` is set (then stop gracefully and
+    return) or until cancelled; reports ``(host, port, frontend address)`` once serving.
 
     ``salvage``: if no replica qualifies as RW at start, serve from the best one anyway
     (:func:`~lhtrio.engine.replicaset.choose_salvage`). ``linger``: how long the frontend may
@@ -105,8 +79,14 @@ async def serve_engine(
     hold up every other volume's I/O. ``spin``: how much of that wait may busy-poll for the
     client's next request (:meth:`lhtrio.net.reactor.Reactor.wait`). ``local``: reach replicas
     on this host through the same-host socket they offer, not TCP
-    (:func:`lhtrio.net.open_rpc_client`).
+    (:func:`lhtrio.net.open_rpc_client`). ``sweep``: how often the replicas' write-intent
+    marks are cleared (:mod:`lhtrio.engine.consistency`).
     """
+    validate_volume_name(volume_name)
+    if size <= 0 or size % 4096:
+        raise InvalidArgumentError(
+            f"volume {volume_name}: size {size} is not a positive multiple of 4096 bytes"
+        )
     async with open_reactor() as reactor, trio.open_nursery() as nursery:
         members = [Member(address, Mode.RW) for address in replicas]
         volume = Volume(
@@ -119,43 +99,57 @@ async def serve_engine(
             spin=spin,
             local=local,
         )
-        await _connect_all(volume, nursery, salvage=salvage)
         frontend_control = FrontendControl(frontend, volume, nursery)
-        service = EngineService(volume, frontend_control)
-        bound = await nursery.start(
-            functools.partial(
-                serve_rpc,
-                service,
-                host,
-                port,
-                identity=Identity(
-                    volume=volume_name, instance=f"engine-{volume_name}", role=Role.ENGINE
-                ),
-            )
-        )
-        await frontend_control.start()
-        logger.info(
-            "engine of volume %s: control on %s:%d, frontend %s, replicas %s",
-            volume_name,
-            *bound,
-            frontend_control.address or "none",
-            ", ".join(f"{m.address} {m.mode.value}" for m in members),
-        )
-        task_status.started(bound)
+        progress = Resync()
         try:
-            await trio.sleep_forever()
+            await _connect_all(volume, nursery, salvage=salvage)
+            await resync(volume, progress)  # replicas read the same before anything is served
+            nursery.start_soon(functools.partial(sweep_intents, volume, interval=sweep))
+            service = EngineService(volume, frontend_control, resync=progress)
+            bound = await nursery.start(
+                functools.partial(
+                    serve_rpc,
+                    service,
+                    host,
+                    port,
+                    identity=Identity(
+                        volume=volume_name, instance=f"engine-{volume_name}", role=Role.ENGINE
+                    ),
+                )
+            )
+            await frontend_control.start()
+            logger.info(
+                "engine of volume %s: control on %s:%d, frontend %s, replicas %s",
+                volume_name,
+                *bound,
+                frontend_control.address or "none",
+                ", ".join(f"{m.address} {m.mode.value}" for m in members),
+            )
+            task_status.started((bound[0], bound[1], frontend_control.address))
+            await (trio.Event() if stop is None else stop).wait()  # no stop: until cancelled
+            logger.info("engine of volume %s: stopping", volume_name)
+            with trio.move_on_after(STOP_DEADLINE) as late:
+                await _shutdown(volume, frontend_control)
+            if late.cancelled_caught:
+                logger.warning(
+                    "engine of volume %s did not stop within %g s; closing anyway",
+                    volume_name,
+                    STOP_DEADLINE,
+                )
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True), trio.move_on_after(FLUSH_DEADLINE) as late:
+                await _shutdown(volume, frontend_control)
+            if late.cancelled_caught:
+                logger.warning(
+                    "engine of volume %s: the final flush did not finish within %g s",
+                    volume_name,
+                    FLUSH_DEADLINE,
+                )
+            raise
         finally:
-            try:
-                with trio.CancelScope(shield=True), trio.move_on_after(10) as late:
-                    await _shutdown(volume, frontend_control)
-                if late.cancelled_caught:
-                    logger.warning(
-                        "engine of volume %s: the final flush did not finish within 10 s",
-                        volume_name,
-                    )
-            finally:
-                volume.close_links()  # whatever happened: the shielded links must end
-    raise AssertionError("unreachable")  # pragma: no cover
+            volume.close_links()  # whatever happened: the shielded links must end
+        nursery.cancel_scope.cancel()
+    logger.info("engine of volume %s stopped", volume_name)
 
 
 async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) -> None:
@@ -175,6 +169,7 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
         else:
             infos.append((member.address, info))
             member.identity = (info["instance"], info["path"])
+    _check_sizes(volume, infos)
     decision = decide_start(infos, size=volume.size, salvage=salvage)
     for member in members:
         mode = decision.modes[member.address]
@@ -195,9 +190,26 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
         )
 
 
+def _check_sizes(volume: Volume, infos: list[tuple[str, dict[str, Any] | str]]) -> None:
+    """Refuse to start when every replica that answered has another size than the engine's:
+    the engine was given the wrong size (a replica of another size alone just starts ERR)."""
+    sizes = {address: info["size"] for address, info in infos if not isinstance(info, str)}
+    if sizes and all(s != volume.size for s in sizes.values()):
+        found = ", ".join(
+            f"{address} is {format_size(s)} ({s} bytes)" for address, s in sizes.items()
+        )
+        raise InvalidArgumentError(
+            f"volume {volume.name}: the engine was given {volume.size} bytes, but {found}; "
+            f"start the engine with the replicas' size"
+        )
+
+
 async def _shutdown(volume: Volume, frontend: FrontendControl) -> None:
     try:
         await frontend.stop()  # in-flight requests finish first
         await volume.flush()
+        if volume.replicas.writers:
+            # Nothing in flight, every replica flushed: no region can differ between them.
+            await volume.control_all("intent_clear", everything=True)
     except LhtrioError as exc:
         logger.warning("final flush of volume %s failed: %s", volume.name, exc)

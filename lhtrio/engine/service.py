@@ -32,13 +32,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lhtrio.engine.purge import purge
 from lhtrio.engine.rebuild import add_replica
-from lhtrio.errors import ConflictError, NotFoundError, UnknownCallError
+from lhtrio.errors import AlreadyExistsError, ConflictError, NotFoundError, UnknownCallError
+from lhtrio.models.names import validate_labels, validate_snapshot_name
 from lhtrio.wire import Call, Reply, Request, Result
 from lhtrio.wire.control import NameArgs, NoArgs, SizeArgs, structure_args
 
 if TYPE_CHECKING:
-    from lhtrio.engine.server import FrontendControl
+    from lhtrio.engine.consistency import Resync
+    from lhtrio.engine.frontend import FrontendControl
     from lhtrio.engine.volume import Volume
 
 __all__ = ["EngineService"]
@@ -60,9 +63,12 @@ class _Address:
 class EngineService:
     """``handler(request)`` for the engine's control endpoint."""
 
-    def __init__(self, volume: Volume, frontend: FrontendControl) -> None:
+    def __init__(
+        self, volume: Volume, frontend: FrontendControl, *, resync: Resync | None = None
+    ) -> None:
         self.volume = volume
         self.frontend = frontend
+        self.resync = resync
         self._calls: dict[str, Callable[[Call], Awaitable[Any]]] = {
             "info": self._info,
             "snapshot_create": self._snapshot_create,
@@ -100,10 +106,11 @@ class EngineService:
             "size": volume.size,
             "state": volume.replicas.health.value,
             "frontend": {
-                "state": "running" if self.frontend.running else "stopped",
-                "address": self.frontend.address if self.frontend.running else "",
+                "state": self.frontend.state.value,
+                "address": self.frontend.address,
             },
             "replicas": self._replicas(),
+            "resync": self.resync.as_dict() if self.resync is not None else None,
         }
 
     def _replicas(self) -> list[dict[str, Any]]:
@@ -128,8 +135,13 @@ class EngineService:
 
     async def _snapshot_create(self, call: Call) -> Any:
         args: _Create = structure_args(_Create, call)
-        name = args.name or str(uuid.uuid4())
-        await self.volume.snapshot(name, labels=args.labels, user_created=True)
+        # Checked here, before I/O pauses: a request that is invalid never reaches a replica.
+        name = validate_snapshot_name(args.name) if args.name else str(uuid.uuid4())
+        labels = validate_labels(args.labels)
+        info = await self.volume.info_of_one()
+        if f"{SNAP_PREFIX}{name}{SNAP_SUFFIX}" in info["disks"]:
+            raise AlreadyExistsError(f"volume {self.volume.name} has a snapshot {name!r} already")
+        await self.volume.snapshot(name, labels=labels, user_created=True)
         return name
 
     async def _snapshot_ls(self, call: Call) -> Any:
@@ -157,6 +169,7 @@ class EngineService:
 
     async def _snapshot_rm(self, call: Call) -> Any:
         args: NameArgs = structure_args(NameArgs, call)
+        validate_snapshot_name(args.name)
         await self._require_snapshot(args.name)
         async with self.volume.quiesced():  # not between a rebuild's look at the graph and adopt
             await self.volume.control_all("mark_removed", name=args.name)
@@ -164,31 +177,12 @@ class EngineService:
 
     async def _snapshot_purge(self, call: Call) -> Any:
         structure_args(NoArgs, call)
-        volume = self.volume
-        if volume.replicas.rebuilding or volume.busy:
-            raise ConflictError(
-                f"volume {volume.name} is {volume.busy or 'rebuilding'}: purge refused"
-            )
-        volume.busy = "purge"
-        volume.dirty.forget()  # coalesce rewrites snapshot files: away logs no longer hold
-        try:
-            await volume.control_all("purge")
-            statuses = await volume.control_all("purge_status", wait=True)
-        finally:
-            volume.dirty.forget()
-            volume.busy = ""
-        errors = [f"{a}: {s['error']}" for a, s in statuses.items() if s["error"]]
-        if errors:
-            raise ConflictError(f"purge failed on {'; '.join(errors)}")
+        await purge(self.volume)
         return None
 
     async def _snapshot_revert(self, call: Call) -> Any:
         args: NameArgs = structure_args(NameArgs, call)
-        volume = self.volume
-        if volume.replicas.rebuilding or volume.busy:
-            raise ConflictError(
-                f"volume {volume.name} is {volume.busy or 'rebuilding'}: revert refused"
-            )
+        validate_snapshot_name(args.name)
         if self.frontend.running:
             raise ConflictError(
                 f"volume {self.volume.name}: stop the frontend before reverting "

@@ -38,21 +38,23 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
 
 from lhtrio.engine.dirty import DirtyTracker
-from lhtrio.engine.replicaset import Member, Mode, ReplicaSet, choose_salvage
+from lhtrio.engine.replicaset import Member, Mode, ReplicaSet, choose_salvage, salvage_refusals
 from lhtrio.errors import (
     AlreadyExistsError,
     ConflictError,
     ConnectionLostError,
+    ErrorCode,
     InvalidArgumentError,
     LhtrioError,
     NotFoundError,
+    NotSupportedError,
     OutOfRangeError,
     ShuttingDownError,
     StorageError,
@@ -74,6 +76,7 @@ from lhtrio.wire import (
     Write,
     encode,
 )
+from lhtrio.wire.messages import ZERO, Zero, ZeroMode
 
 if TYPE_CHECKING:
     from lhtrio.engine.rebuild import Rebuild
@@ -89,14 +92,22 @@ JOIN_MAX: Final = 512 << 10
 _BLOCK: Final = 4096
 _MASK: Final = _BLOCK - 1
 _ZEROS: Final = memoryview(bytes(MAX_IO))
+#: Pieces of one trim or zeroing sent at once (8 x 32 MiB): a 1 TiB trim goes out a batch at
+#: a time, never as 32768 requests in every replica's queue.
+ZERO_BATCH: Final = 8
+_NOT_SUPPORTED: Final = int(ErrorCode.NOT_SUPPORTED)
+#: Errors of a control call that are the request's fault, not the replica's.
+_CALLER_ERRORS: Final = (AlreadyExistsError, NotFoundError, InvalidArgumentError, ConflictError)
 _T = TypeVar("_T")
 
 
-def _chunks(offset: int, length: int) -> list[tuple[int, int]]:
-    """``(offset, length)`` pieces of at most MAX_IO bytes (the wire's cap per request)."""
-    return [
-        (off, min(MAX_IO, offset + length - off)) for off in range(offset, offset + length, MAX_IO)
-    ]
+def _chunks(offset: int, length: int) -> Iterator[list[tuple[int, int]]]:
+    """``(offset, length)`` pieces of at most MAX_IO bytes (the wire's cap per request), in
+    batches of at most ZERO_BATCH pieces; nothing at all for a zero length."""
+    end = offset + length
+    for first in range(offset, end, MAX_IO * ZERO_BATCH):
+        last = min(first + MAX_IO * ZERO_BATCH, end)
+        yield [(off, min(MAX_IO, last - off)) for off in range(first, last, MAX_IO)]
 
 
 async def _completed(start: Callable[[Callable[[_T], None]], object]) -> _T:
@@ -127,7 +138,8 @@ class _Fanout:
     ``waiting`` maps the submitted batch of each replica not heard from yet to that replica. Each
     answer (delivered by the volume's reactor, or a broken link) moves its replica to
     ``acked`` or ``failed``; the last one runs ``on_done`` right there. ``replies`` are the first
-    acknowledging replica's (a read's data).
+    acknowledging replica's (a read's data). ``refused``: for fast ``Zero`` requests only, the
+    ``(replica, request index)`` pairs answered ``NOT_SUPPORTED`` (an answer, not a failure).
     """
 
     __slots__ = (
@@ -137,6 +149,7 @@ class _Fanout:
         "flush",
         "gated",
         "on_done",
+        "refused",
         "replies",
         "start",
         "waiting",
@@ -152,6 +165,7 @@ class _Fanout:
         self.failed: list[Member] = []
         self.replies: list[Reply] | None = None
         self.flush: set[int] | None = None
+        self.refused: list[tuple[Member, int]] | None = None
 
 
 class Volume:
@@ -188,7 +202,11 @@ class Volume:
         self._fanouts: set[_Fanout] = set()  # in flight, watched for stalls
         self._watchdog: trio.CancelScope | None = None
         self.dirty = DirtyTracker(size)  # away logs of failed replicas (engine.dirty)
-        self.busy = ""  # a long operation that excludes others: "rebuild", "purge", "expand"
+        self.wrote = False  # a write went out since the last write-intent sweep (consistency)
+        self.busy = ""  # a long operation that excludes others: see begin()
+        self._automatic = False  # the long operation running was started by the engine itself
+        self._idle = trio.Event()
+        self._idle.set()
         self.rebuild: Rebuild | None = None  # the current or last rebuild (engine.rebuild)
 
     @property
@@ -220,6 +238,7 @@ class Volume:
                     seqs=self._seqs,
                     reactor=self._reactor,
                     local=self._local,
+                    features=(ZERO,),
                 ) as client:
                     self._clients[member.address] = client
                     task_status.started()
@@ -278,6 +297,26 @@ class Volume:
         scope = self._links.get(member.address)
         if scope is not None:
             scope.cancel()
+
+    # --- long operations -------------------------------------------------------------------------
+
+    async def begin(self, what: str, *, automatic: bool = False) -> None:
+        """Start long operation ``what`` ("rebuild", "purge", "expand", "revert"); they exclude
+        each other. ConflictError while another runs, except one the engine started itself
+        (``automatic``: the purge of system snapshots after a rebuild), which an operator's
+        operation waits for instead. End it with :meth:`end`."""
+        while self.busy and self._automatic and not automatic:
+            await self._idle.wait()
+        if self.busy:
+            raise ConflictError(
+                f"volume {self.name} is busy ({self.busy}): {what} refused; try again later"
+            )
+        self.busy, self._automatic, self._idle = what, automatic, trio.Event()
+
+    def end(self) -> None:
+        """The long operation started by :meth:`begin` is over."""
+        self.busy, self._automatic = "", False
+        self._idle.set()
 
     # --- I/O gate --------------------------------------------------------------------------------
 
@@ -422,9 +461,90 @@ class Volume:
             self.check_range(offset, len(data))
         await self._write([Write(offset, data, fua) for offset, data, fua in writes])
 
-    async def write_zeroes(self, offset: int, length: int, *, fua: bool) -> None:
+    async def write_zeroes(
+        self, offset: int, length: int, *, fua: bool, fast: bool = False, punch: bool = True
+    ) -> None:
+        """Make the range read as zeros, without sending zeros: ``Zero`` requests to every
+        writer, in pieces of at most MAX_IO bytes, ZERO_BATCH at a time. Each replica punches
+        its head where no older snapshot holds data and writes zeros over the rest
+        (``punch=False``: writes zeros everywhere, the range stays allocated). While a replica
+        is rebuilt (it must not punch), or if a writer did not announce ``zero``, zeros are
+        written instead, aligned as every write then is.
+
+        ``fast``: only if punching alone does it. NotSupportedError, and nothing changed, if
+        every replica refused every piece (older snapshots hold data there), zeros would have
+        to be written, or ``punch`` is False. Replicas that disagree (some punched, some
+        refused) are brought level by zeroing the refused pieces the default way on every
+        writer, and the request succeeds: replicas never differ, and a refusal never fails one.
+        """
         self.check_range(offset, length)
-        await self._write([Write(off, _ZEROS[:n], fua) for off, n in _chunks(offset, length)])
+        if length and fast and not punch:
+            raise NotSupportedError(
+                f"volume {self.name}: a fast zero cannot keep the range allocated (NO_HOLE); "
+                "zero without the fast flag"
+            )
+        changed = False  # a piece was zeroed: a fast request can no longer be refused
+        for batch in _chunks(offset, length):
+            zero = False
+            async with self._io():
+                # Checked inside the gate: a replica joins as WO only while I/O is paused.
+                if not self.replicas.rebuilding and self._speak_zero():
+                    zero = True
+                    if fast and not changed:
+                        await self._zero_fast(batch)
+                    else:
+                        mode = ZeroMode.PUNCH if punch else ZeroMode.ALLOCATE
+                        await self._send_checked([Zero(off, n, mode) for off, n in batch])
+            if not zero:
+                if fast and not changed:
+                    why = "is being rebuilt" if self.replicas.rebuilding else "does not speak zero"
+                    raise NotSupportedError(
+                        f"volume {self.name} cannot zero fast now: a replica {why}, so zeros "
+                        "would have to be written; zero without the fast flag"
+                    )
+                await self._write([Write(off, _ZEROS[:n], False) for off, n in batch])
+            changed = True
+        if fua and changed:
+            await self.flush()
+
+    def _speak_zero(self) -> bool:
+        """Whether every connected writer announced ``zero`` in its hello."""
+        for member in self.replicas.writers:
+            client = self._clients.get(member.address)
+            if client is not None and (client.server is None or ZERO not in client.server.features):
+                return False
+        return True
+
+    async def _zero_fast(self, batch: list[tuple[int, int]]) -> None:
+        """Fast ``Zero`` pieces to every writer (inside the I/O gate). NotSupportedError if every
+        replica refused every piece; the pieces that some refused are then zeroed the default
+        way on every writer (the others punch again: a no-op that keeps counters in step)."""
+        requests = [Zero(off, n, ZeroMode.FAST) for off, n in batch]
+        fanouts: list[_Fanout] = []
+
+        def start(done: Callable[[LhtrioError | None], None]) -> None:
+            writers = self.replicas.writers
+            fanouts.append(
+                self._start(requests, writers, self._write_settled, done=done, refusals=True)
+            )
+
+        error = await _completed(start)
+        if error is not None:
+            raise error
+        refused = fanouts[0].refused
+        assert refused is not None
+        by_piece: dict[int, set[Member]] = {}
+        for member, index in refused:
+            by_piece.setdefault(index, set()).add(member)
+        answered = set(fanouts[0].acked)
+        if len(by_piece) == len(requests) and all(answered <= who for who in by_piece.values()):
+            raise NotSupportedError(
+                f"cannot zero {sum(n for _, n in batch)} bytes at offset {batch[0][0]} of volume "
+                f"{self.name} fast: older snapshots hold data there; zero without the fast flag"
+            )
+        rest = [batch[index] for index in sorted(by_piece)]
+        if rest:
+            await self._send_checked([Zero(off, n, ZeroMode.PUNCH) for off, n in rest])
 
     async def _write(self, requests: Sequence[Write]) -> None:
         async with self._io():
@@ -468,10 +588,14 @@ class Volume:
         return Write(start, buf, write.fua)
 
     async def trim(self, offset: int, length: int) -> None:
+        """Unmap the range on every writer, in pieces of at most MAX_IO bytes, ZERO_BATCH at a
+        time (nothing at all for a zero length)."""
         self.check_range(offset, length)
-        if self.replicas.rebuilding:
-            return  # a rebuilding replica must not see unmaps (longhorn/longhorn#7103)
-        await self._fan_out([Unmap(off, n) for off, n in _chunks(offset, length)])
+        for batch in _chunks(offset, length):
+            async with self._io():
+                if self.replicas.rebuilding:
+                    return  # a rebuilding replica must not see unmaps (longhorn/longhorn#7103)
+                await self._send_checked([Unmap(off, n) for off, n in batch])
 
     async def flush(self) -> None:
         await self._fan_out([Flush()])
@@ -540,18 +664,30 @@ class Volume:
         writing: bool = True,
         done: Callable[[Any], None] | None = None,
         gated: bool = False,
+        refusals: bool = False,
     ) -> _Fanout:
         """Send ``requests`` to ``members`` now, one ``writev`` each; ``on_done`` runs when every
         one of them answered or was failed (possibly before this returns, if none could be sent).
         ``writing=False``: reads, which the away logs need not see. ``done`` and ``gated`` are
-        kept on the fan-out for ``on_done`` (:meth:`_write_settled`).
+        kept on the fan-out for ``on_done`` (:meth:`_write_settled`). ``refusals``: a
+        ``NOT_SUPPORTED`` answer is collected in ``refused``, not a failure (fast ``Zero``).
+        An empty batch settles at once, as if every member had acknowledged it.
         """
         fanout = _Fanout(on_done, trio.current_time())
         if done is not None:
             fanout.done = done
         fanout.gated = gated
+        if not requests:  # (nothing would ever answer it)
+            fanout.acked = list(members)
+            fanout.replies = []
+            self._settle(fanout)
+            return fanout
+        if refusals:
+            fanout.refused = []
         if writing:
             fanout.flush = self.dirty.note(requests)
+            if requests and requests[0].__class__ is not Flush:
+                self.wrote = True
         count = len(requests)
         first = self._seqs.take(count)
         parts: list[Buffer] = []
@@ -601,6 +737,10 @@ class Volume:
             replies = pending.replies
             for reply in replies:
                 if reply.__class__ is Error:
+                    if reply.code == _NOT_SUPPORTED and fanout.refused is not None:
+                        index = next(i for i, r in enumerate(replies) if r is reply)
+                        fanout.refused.append((member, index))
+                        continue
                     error = error_from_code(reply.code, reply.message)
                     self.fail(member, f"{type(error).__name__}: {error}")
                     fanout.failed.append(member)
@@ -691,6 +831,8 @@ class Volume:
     async def allocation(self, offset: int, length: int) -> list[tuple[int, bool]]:
         """``(length, allocated)`` extents covering the range, from one RW replica."""
         self.check_range(offset, length)
+        if not length:
+            return []
         for member in self.replicas.read_order():
             client = self._clients.get(member.address)
             if client is None:
@@ -710,11 +852,13 @@ class Volume:
     ) -> dict[str, Any]:
         """Run control ``call`` on every writer (or ``members``) in parallel.
 
-        Replicas that fail are set to ERR, except for errors about the request itself
-        (already exists, not found, invalid, conflict), which are raised after all answered.
+        Replicas that fail are set to ERR, except when the request is at fault: an error about
+        the request itself (already exists, not found, invalid, conflict), or an error that
+        *every* replica answered (each refused, so none changed: a bad request, never a reason
+        to fail a replica). Those are raised, naming the volume, after all answered.
         """
         results: dict[str, Any] = {}
-        caller_errors: list[LhtrioError] = []
+        refused: dict[Member, LhtrioError] = {}
 
         async def one(member: Member) -> None:
             client = self._clients.get(member.address)
@@ -723,16 +867,21 @@ class Volume:
                 return
             try:
                 results[member.address] = await client.call_control(call, **args)
-            except (AlreadyExistsError, NotFoundError, InvalidArgumentError, ConflictError) as exc:
-                caller_errors.append(exc)
             except LhtrioError as exc:
-                self.fail(member, f"{call} failed: {exc}")
+                refused[member] = exc
 
         async with trio.open_nursery() as nursery:
             for member in self.replicas.writers if members is None else members:
                 nursery.start_soon(one, member)
-        if caller_errors:
-            raise caller_errors[0]
+        unanimous = bool(refused) and not results and all(e.remote for e in refused.values())
+        blamed: LhtrioError | None = None
+        for member, exc in refused.items():
+            if unanimous or isinstance(exc, _CALLER_ERRORS):
+                blamed = blamed or exc
+                continue
+            self.fail(member, f"{call} failed: {exc}")
+        if blamed is not None:
+            raise type(blamed)(f"volume {self.name}: {blamed.message}", remote=blamed.remote)
         if not any(m.mode is Mode.RW for m in self.replicas.members):
             raise StorageError(f"volume {self.name} is faulted; {call} reached no RW replica")
         return results
@@ -754,24 +903,30 @@ class Volume:
             )
         if size == self.size:
             return
-        if self.replicas.rebuilding or self.busy:
-            raise ConflictError(
-                f"volume {self.name} is {self.busy or 'rebuilding'}: expansion refused"
-            )
-        async with self.quiesced():
-            await self._send_all([Flush()])
-            await self.control_all("expand", size=size)
-            self.size = size
-            self.dirty.resize(size)
+        await self.begin("expansion")
+        try:
+            if self.replicas.rebuilding:
+                raise ConflictError(
+                    f"volume {self.name} is rebuilding a replica: expansion refused"
+                )
+            async with self.quiesced():
+                await self._send_all([Flush()])
+                await self.control_all("expand", size=size)
+                self.size = size
+                self.dirty.resize(size)
+        finally:
+            self.end()
 
     async def revert(self, name: str) -> None:
-        if self.replicas.rebuilding or self.busy:
-            raise ConflictError(
-                f"volume {self.name} is {self.busy or 'rebuilding'}: revert refused"
-            )
-        async with self.quiesced():
-            self.dirty.forget()
-            await self.control_all("revert", name=name, members=self.replicas.readers)
+        await self.begin("revert")
+        try:
+            if self.replicas.rebuilding:
+                raise ConflictError(f"volume {self.name} is rebuilding a replica: revert refused")
+            async with self.quiesced():
+                self.dirty.forget()
+                await self.control_all("revert", name=name, members=self.replicas.readers)
+        finally:
+            self.end()
 
     async def info_of_one(self) -> dict[str, Any]:
         """``info`` of one RW replica (snapshots, chain)."""
@@ -823,7 +978,7 @@ class Volume:
         if chosen is None:
             raise StorageError(
                 f"volume {self.name}: no replica can be salvaged "
-                f"({'; '.join(f'{a}: {i}' for a, i in infos if isinstance(i, str))})"
+                f"({'; '.join(salvage_refusals(infos, size=self.size)) or 'it has no replicas'})"
             )
         address, why = chosen
         salvaged = self.replicas.by_address(address)

@@ -110,11 +110,15 @@ async def serve_rpc_at(
     max_concurrency: int = 64,
     threaded: bool = False,
     local: bool = False,
+    listening: tuple[list[trio.SocketListener], Address] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Like :func:`serve_rpc` on any address (``tcp://HOST:PORT`` or ``unix:PATH``).
 
-    Reports the bound address as a string (``tcp://127.0.0.1:34567``, ``unix:/run/r1.sock``).
+    ``listening``: listeners already opened on ``address`` (by :func:`open_listeners`), for a
+    caller that must know the address is free before it does anything else (a replica binds
+    before it creates its directory). Reports the bound address as a string
+    (``tcp://127.0.0.1:34567``, ``unix:/run/r1.sock``).
     """
     await _serve(
         address,
@@ -123,6 +127,7 @@ async def serve_rpc_at(
         max_concurrency=max_concurrency,
         threaded=threaded,
         local=local,
+        listening=listening,
         task_status=task_status,
         report=str,
     )
@@ -138,6 +143,7 @@ async def _serve(
     local: bool,
     task_status: trio.TaskStatus[Any],
     report: Callable[[Address], object],
+    listening: tuple[list[trio.SocketListener], Address] | None = None,
 ) -> NoReturn:
     """Serve on ``address``; with ``local`` (TCP only), on a same-host Unix socket as well.
 
@@ -151,7 +157,7 @@ async def _serve(
     token is random), so the identity check is the one of any connection. Clients on other hosts
     cannot connect to it and stay on TCP. The messages are the same on both.
     """
-    listeners, bound = await open_listeners(address)
+    listeners, bound = listening or await open_listeners(address)
     if local and not address.is_unix:
         shortcut = Address(path=f"@lhtrio-{secrets.token_hex(16)}")
         listeners += (await open_listeners(shortcut))[0]

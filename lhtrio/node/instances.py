@@ -11,11 +11,13 @@ Longhorn's instance manager starts an OS process per engine and replica (``longh
 * **Isolation.** Each instance runs in its own *shielded* cancel scope: an exception in it puts
   that instance in ``error`` (logged once, with the traceback) and nothing else notices; the
   node's own cancellation does not reach it either, so the node can stop instances in order.
-* **Stop.** :meth:`Supervisor.delete` cancels the instance's scope (``stopping``); the instance's
-  own shutdown runs (an engine stops its frontend after in-flight requests, flushes, closes its
-  replica links; a replica flushes and records ``Dirty=false``), then it is ``stopped``, its port
-  is free and it is forgotten. :meth:`Supervisor.shutdown` does that for every instance, engines
-  first (so their final flushes reach the replicas), within a grace period.
+* **Stop.** :meth:`Supervisor.delete` stops an instance (``stopping``) and forgets it once it is
+  ``stopped`` (its port free again). An engine is asked to stop (its ``stop`` event): its
+  frontend drains (no new requests, those in flight finished and answered), it flushes its
+  replicas and closes its links; only an engine that outlives its own deadline is cancelled. A
+  replica is cancelled: it flushes and records ``Dirty=false``. :meth:`Supervisor.shutdown` does
+  that for every instance, engines first (so their final flushes reach the replicas), within a
+  grace period.
 * **NBD.** Engines do not open listeners of their own: their frontend publishes the volume in the
   node's :class:`~lhtrio.frontend.nbd.server.ExportRegistry`, served on the node's one NBD port.
 
@@ -36,7 +38,7 @@ from typing import Any
 import attrs
 import trio
 
-from lhtrio.engine.server import serve_engine
+from lhtrio.engine.server import STOP_DEADLINE, serve_engine
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import (
     AlreadyExistsError,
@@ -57,6 +59,9 @@ from lhtrio.replica.server import serve_replica
 __all__ = ["Kind", "State", "InstanceSpec", "Instance", "NodeContext", "Supervisor"]
 
 logger = logging.getLogger(__name__)
+
+#: The longest :meth:`Supervisor.delete` waits for an engine's own graceful stop.
+ENGINE_STOP_DEADLINE = STOP_DEADLINE + 5
 
 
 class Kind(enum.Enum):
@@ -100,7 +105,9 @@ class Instance:
     directory: str = ""
     started: float = 0.0
     scope: trio.CancelScope | None = None
+    stop: trio.Event = attrs.field(factory=trio.Event)  # asks an engine to stop gracefully
     stopped: trio.Event = attrs.field(factory=trio.Event)
+    volume: Volume | None = None  # an engine's volume, while its frontend runs
 
     @property
     def name(self) -> str:
@@ -122,6 +129,12 @@ class Instance:
         if spec.kind is Kind.ENGINE:
             out["replicas"] = list(spec.replicas)
             out["frontend"] = self.frontend
+            volume = self.volume
+            out["health"] = volume.replicas.health.value if volume is not None else ""
+            if volume is not None and not volume.replicas.readers and not self.error:
+                out["error"] = "volume faulted: " + "; ".join(
+                    f"{m.address}: {m.error}" for m in volume.replicas.members
+                )
         else:
             out["directory"] = self.directory
         return out
@@ -150,6 +163,8 @@ def _describe(exc: BaseException) -> str:
 def _in_use(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return any(_in_use(e) for e in exc.exceptions)
+    if isinstance(exc, LhtrioError):  # open_listeners says so, keeping the OSError as the cause
+        return exc.__cause__ is not None and _in_use(exc.__cause__)
     return isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
 
 
@@ -320,21 +335,29 @@ class Supervisor:
                         frontend=functools.partial(self._nbd_frontend, instance),
                         short_timeout=spec.replica_timeout,
                         salvage=spec.salvage,
+                        stop=instance.stop,
                     )
                 )
                 task_status.started(f"tcp://{bound[0]}:{bound[1]}")
 
     async def _nbd_frontend(
-        self, instance: Instance, volume: Volume, *, task_status: trio.TaskStatus[str]
+        self,
+        instance: Instance,
+        volume: Volume,
+        *,
+        shutdown: trio.Event,
+        task_status: trio.TaskStatus[str],
     ) -> None:
-        """An engine's frontend on the node: its volume in the node's NBD exports."""
-        async with self.ctx.registry.export(volume):
-            instance.frontend = nbd_uri(self.ctx.nbd, volume.name)
-            task_status.started(instance.frontend)
-            try:
-                await trio.sleep_forever()
-            finally:
-                instance.frontend = ""
+        """An engine's frontend on the node: its volume in the node's NBD exports until
+        ``shutdown``; leaving the export's block normally drains its connections."""
+        instance.volume = volume
+        try:
+            async with self.ctx.registry.export(volume):
+                instance.frontend = nbd_uri(self.ctx.nbd, volume.name)
+                task_status.started(instance.frontend)
+                await shutdown.wait()
+        finally:
+            instance.frontend = ""
 
     # --- stop ------------------------------------------------------------------------------------
 
@@ -351,17 +374,27 @@ class Supervisor:
         return instance
 
     async def _stop(self, instances: Iterable[Instance]) -> None:
+        """Stop ``instances`` and wait until they have: engines gracefully (their deadline is
+        their own, see :func:`~lhtrio.engine.server.serve_engine`), replicas by cancellation."""
         waiting = []
         for instance in instances:
             if instance.scope is not None and not instance.stopped.is_set():
                 if instance.state is not State.ERROR:
                     instance.state = State.STOPPING
-                instance.scope.cancel()
+                if instance.spec.kind is Kind.ENGINE and instance.state is not State.ERROR:
+                    instance.stop.set()
+                else:
+                    instance.scope.cancel()
                 waiting.append(instance)
         if waiting:
             self._notify()
         for instance in waiting:
-            await instance.stopped.wait()
+            with trio.move_on_after(ENGINE_STOP_DEADLINE):
+                await instance.stopped.wait()
+            if instance.scope is not None and not instance.stopped.is_set():
+                logger.warning("instance %s did not stop in time; cancelling it", instance.name)
+                instance.scope.cancel()
+                await instance.stopped.wait()
 
     async def shutdown(self, grace: float) -> None:
         """Stop every instance: engines first, then replicas; force what outlives ``grace``."""

@@ -17,6 +17,9 @@ import attrs
 import pytest
 import trio
 
+from lhtrio.errors import InvalidArgumentError
+from lhtrio.net import open_rpc_client
+from lhtrio.wire import Role
 from tests.procs import Proc, ctl, engine, replica, run, uri
 
 MiB = 1 << 20
@@ -449,13 +452,22 @@ async def test_hostile_names_through_the_cli_change_nothing(tmp_path: Path) -> N
                 sys.executable, "-m", "lhtrio", "ctl", "--engine", control, "snapshot", "create",
                 "--", hostile, check=False,
             )  # fmt: skip
-            assert result.returncode == 1
+            assert result.returncode == 2  # a usage error: the CLI checks names first
             assert b"invalid snapshot name" in result.stderr
         refused = await run(
             sys.executable, "-m", "lhtrio", "ctl", "--engine", control, "snapshot", "revert",
             "../../etc", check=False,
         )  # fmt: skip
-        assert refused.returncode == 1
+        assert refused.returncode == 2
+        # The engine refuses them itself too, before they reach a replica (another client).
+        async with open_rpc_client(control, role=Role.ENGINE) as client:
+            for hostile in ("../x", "a/b", "-x", "x" * 65, "\U0001f600" * 60, "a\nb"):
+                with pytest.raises(InvalidArgumentError, match="invalid snapshot name"):
+                    await client.call_control("snapshot_create", name=hostile)
+            with pytest.raises(InvalidArgumentError, match="label"):
+                await client.call_control(
+                    "snapshot_create", name="s", labels={"k": "\x00" * 100_000}
+                )
         info = await ctl(control, "info")
         assert info["state"] == "healthy"  # a bad request is the caller's error, not a replica's
         assert {d: sorted(os.listdir(d)) for d in vol.dirs} == before

@@ -28,7 +28,7 @@ from lhtrio.errors import OutOfRangeError, StorageError
 from lhtrio.net import parse_address, serve_rpc
 from lhtrio.net.reactor import open_reactor
 from lhtrio.replica.server import serve_replica
-from lhtrio.wire import Call, Identity, Reply, Request, Result, Write
+from lhtrio.wire import Call, Identity, Reply, Request, Result, Role, Write
 from tests.net.polls import RecordedPolls
 
 MiB = 1 << 20
@@ -157,7 +157,11 @@ async def replicas(tmp_path: Path, healthy: int, stalled: int) -> AsyncIterator[
         for _ in range(stalled):
             host, port = await nursery.start(
                 functools.partial(
-                    serve_rpc, _stalling, "127.0.0.1", 0, identity=Identity(volume="v")
+                    serve_rpc,
+                    _stalling,
+                    "127.0.0.1",
+                    0,
+                    identity=Identity(volume="v", role=Role.REPLICA),
                 )
             )
             addresses.append(f"tcp://{host}:{port}")

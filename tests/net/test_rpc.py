@@ -24,7 +24,7 @@ from lhtrio.errors import (
 )
 from lhtrio.net import RpcClient, connect_rpc, open_rpc_client, serve_rpc, serve_rpc_connection
 from lhtrio.net._nursery import open_connection_nursery
-from lhtrio.net.client import Pending
+from lhtrio.net.client import HELLO_TIMEOUT, Pending
 from lhtrio.net.transport import make_transport
 from lhtrio.wire import (
     NEED_DATA,
@@ -43,6 +43,7 @@ from lhtrio.wire import (
     Reply,
     Request,
     Result,
+    Role,
     Write,
     encode,
     encode_frame,
@@ -446,3 +447,37 @@ async def test_a_closed_socket_transport_never_writes_to_a_reused_descriptor() -
             os.close(number)
         other.close()
         peer.close()
+
+
+async def test_a_peer_that_never_answers_the_hello_is_given_up_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def mute(stream: trio.SocketStream) -> None:  # an HTTP server waiting for a request
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(
+            functools.partial(trio.serve_tcp, mute, 0, host="127.0.0.1")
+        )
+        port = listener.socket.getsockname()[1]
+        start = trio.current_time()
+        with pytest.raises(ConnectionLostError, match="did not answer the hello within 10 s"):
+            async with open_rpc_client(f"127.0.0.1:{port}", volume="v"):
+                pass  # pragma: no cover
+        assert trio.current_time() - start == pytest.approx(HELLO_TIMEOUT)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_endpoint_of_another_role_is_refused_by_name() -> None:
+    engine = Identity(volume="vol-a", instance="engine-vol-a", role=Role.ENGINE)
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(
+            functools.partial(serve_rpc, Backend(), "127.0.0.1", 0, identity=engine)
+        )
+        with pytest.raises(IdentityMismatchError, match=r"is an engine .*not a replica"):
+            async with open_rpc_client(f"{host}:{port}", volume="vol-a", role=Role.REPLICA):
+                pass  # pragma: no cover
+        async with open_rpc_client(f"{host}:{port}", role=Role.ENGINE) as client:
+            assert client.server is not None
+            assert client.server.role == "engine"
+        nursery.cancel_scope.cancel()

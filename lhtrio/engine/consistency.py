@@ -1,0 +1,212 @@
+"""Replicas that read the same after a crash: the engine's side of the write-intent maps.
+
+Every replica keeps a durable map of the regions where writes may have been in flight
+(:mod:`lhtrio.replica.intent` explains the map and why it is correct). The engine does two
+things with it:
+
+* :func:`resync`, at start, before anything is served: the union of the RW replicas' marked
+  regions is read from every RW replica and compared; wherever one differs from the *source* (the
+  first RW replica: any of them holds a value that was written, and all of them hold every flushed
+  write, since their persisted revision counters are equal), the differing 4 KiB blocks are
+  written to it. Then every replica is flushed, their revision counters are made equal again (the
+  resync's own writes counted only on the replicas they went to) and their maps cleared. From
+  then on each block reads the same from every replica, and that value is one that was written.
+  Outside the marked regions the replicas agree by construction, so a restart after a crash
+  costs a read of the regions that were being written, not of the volume (Linux md's write-intent
+  bitmap and DRBD's activity log do the same).
+* :func:`sweep_intents`, while serving: every :data:`SWEEP_INTERVAL` seconds, if anything was
+  written since the last sweep (or marks remain), it rotates every replica's generation with no
+  write in flight (quiesced for the time of one round trip), flushes, and has every replica clear
+  what was not written in the last two generations. So a region stays marked for 5-10 s after its
+  last write, and a replica re-marks (one ``fdatasync`` of its map) only regions that went quiet
+  that long.
+
+Cost, measured with ``nox -s bench -- nbd`` (``docs/benchmarks.md``): a mark per region and
+generation on the replicas' data path, and one short quiesce and one flush per volume every
+5 s under writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import trio
+
+from lhtrio.engine.replicaset import Member, Mode
+from lhtrio.errors import LhtrioError
+from lhtrio.units import human_size
+from lhtrio.wire import Data, Read, Write
+
+if TYPE_CHECKING:
+    from lhtrio.engine.volume import Volume
+
+__all__ = ["SWEEP_INTERVAL", "CHUNK", "Resync", "resync", "sweep_intents"]
+
+logger = logging.getLogger(__name__)
+
+SWEEP_INTERVAL: Final = 5.0
+#: Bytes read from every replica at a time while resyncing (the map's region size).
+CHUNK: Final = 4 << 20
+_BLOCK: Final = 4096
+
+
+@attrs.define
+class Resync:
+    """What the start-up resync did (``ctl info`` shows it)."""
+
+    state: str = "idle"  # idle, running, done, failed
+    source: str = ""
+    total_bytes: int = 0
+    done_bytes: int = 0
+    differing_blocks: int = 0
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for offset, length in sorted(ranges):
+        if out and offset <= out[-1][0] + out[-1][1]:
+            start, size = out[-1]
+            out[-1] = (start, max(size, offset + length - start))
+        else:
+            out.append((offset, length))
+    return out
+
+
+async def resync(volume: Volume, progress: Resync) -> None:
+    """Make the RW replicas equal where their write-intent maps say they may differ (see the
+    module docstring), reporting in ``progress``. Runs before the volume is served; a replica
+    that fails on the way is set to ERR, as on the data path."""
+    readers = list(volume.replicas.readers)
+    if not readers:
+        return
+    marked = await volume.control_all("intent_regions", members=readers)
+    regions = _merge(
+        [(int(o), int(n)) for ranges in marked.values() for o, n in ranges if int(n) > 0]
+    )
+    regions = [(o, min(n, volume.size - o)) for o, n in regions if o < volume.size]
+    if regions and len(readers) > 1:
+        total = sum(n for _, n in regions)
+        progress.state, progress.total_bytes = "running", total
+        logger.warning(
+            "volume %s: %s in %d ranges may differ between replicas after an unclean stop; "
+            "comparing them before serving",
+            volume.name,
+            human_size(total),
+            len(regions),
+        )
+        try:
+            for offset, length in regions:
+                for start in range(offset, offset + length, CHUNK):
+                    await _compare(volume, progress, start, min(CHUNK, offset + length - start))
+                    progress.done_bytes += min(CHUNK, offset + length - start)
+            await volume.flush()
+            await _equal_counters(volume)
+        except LhtrioError as exc:
+            progress.state, progress.error = "failed", str(exc)
+            raise
+        progress.state = "done"
+        logger.warning(
+            "volume %s: replicas compared (%s) from %s: %d blocks differed and were made equal",
+            volume.name,
+            human_size(total),
+            progress.source,
+            progress.differing_blocks,
+        )
+    writers = list(volume.replicas.writers)
+    if writers:
+        await volume.control_all("intent_clear", members=writers, everything=True)
+
+
+async def _compare(volume: Volume, progress: Resync, offset: int, length: int) -> None:
+    """Read ``[offset, offset+length)`` from every RW replica; write the source's blocks to
+    every replica that differs."""
+    readers = list(volume.replicas.readers)
+    copies: list[tuple[Member, bytes]] = []
+    for member in readers:
+        data = await _read(volume, member, offset, length)
+        if data is not None:
+            copies.append((member, data))
+    if len(copies) < 2:
+        return
+    source, truth = copies[0]
+    progress.source = source.address
+    for member, data in copies[1:]:
+        if data == truth:
+            continue
+        writes = [
+            Write(offset + at, truth[at : at + _BLOCK])
+            for at in range(0, length, _BLOCK)
+            if data[at : at + _BLOCK] != truth[at : at + _BLOCK]
+        ]
+        progress.differing_blocks += len(writes)
+        await _send(volume, member, writes)
+
+
+async def _read(volume: Volume, member: Member, offset: int, length: int) -> bytes | None:
+    client = volume.client(member)
+    if client is None or member.mode is not Mode.RW:
+        return None
+    try:
+        with trio.fail_after(volume.replicas.timeout(member)):
+            (reply,) = await client.call_many([Read(offset, length)])
+    except (LhtrioError, trio.TooSlowError) as exc:
+        volume.fail(member, f"resync read failed: {str(exc) or 'timed out'}")
+        return None
+    if not isinstance(reply, Data) or len(reply.data) != length:
+        volume.fail(member, f"resync read answered with {reply!r}")
+        return None
+    return bytes(reply.data)
+
+
+async def _send(volume: Volume, member: Member, writes: list[Write]) -> None:
+    client = volume.client(member)
+    if client is None:
+        return
+    try:
+        with trio.fail_after(volume.replicas.timeout(member)):
+            replies = await client.call_many(writes)
+    except (LhtrioError, trio.TooSlowError) as exc:
+        volume.fail(member, f"resync write failed: {str(exc) or 'timed out'}")
+        return
+    for reply in replies:
+        if isinstance(reply, LhtrioError):
+            volume.fail(member, f"resync write failed: {reply}")
+            return
+
+
+async def _equal_counters(volume: Volume) -> None:
+    """After the resync the replicas hold the same data; make their revision counters say so
+    (the resync's writes counted only where they went), or the next start would take the
+    source for stale."""
+    readers = list(volume.replicas.readers)
+    infos = await volume.control_all("info", members=readers)
+    if not infos:
+        return
+    value = max(int(info["revision_counter"]) for info in infos.values())
+    await volume.control_all("set_revision_counter", members=readers, value=value)
+
+
+async def sweep_intents(volume: Volume, *, interval: float = SWEEP_INTERVAL) -> None:
+    """Clear the replicas' write-intent marks as writes become durable everywhere (see the
+    module docstring). Runs until cancelled."""
+    marks = True  # what the replicas hold is unknown until the first sweep
+    while True:
+        await trio.sleep(interval)
+        if not (volume.wrote or marks) or not volume.replicas.readers:
+            continue
+        try:
+            async with volume.quiesced():  # no write in flight while the generations turn
+                volume.wrote = False
+                await volume.control_all("intent_rotate")
+            await volume.flush()  # every write before the rotation is durable everywhere
+            left = await volume.control_all("intent_clear")
+        except LhtrioError as exc:
+            logger.warning("volume %s: write-intent sweep failed: %s", volume.name, exc)
+            continue
+        marks = any(int(n) for n in left.values())
