@@ -23,7 +23,14 @@ from lhtrio.ctl import ctl
 from lhtrio.errors import LhtrioError
 from lhtrio.im import im
 from lhtrio.models.names import validate_instance_name, validate_volume_name
-from lhtrio.output import check_address, check_size, checked, nbd_uri
+from lhtrio.output import (
+    check_address,
+    check_size,
+    checked,
+    nbd_uri,
+    replicas_option,
+    size_option,
+)
 from lhtrio.process import tune_gc, tune_malloc
 
 __all__ = ["main"]
@@ -133,22 +140,8 @@ def replica(
 
 @cli.command()
 @click.argument("volume", callback=_check_volume)
-@click.option(
-    "--size",
-    required=True,
-    metavar="SIZE",
-    callback=check_size,
-    help="Volume size: 10Gi, 1T, bytes (a multiple of 4096).",
-)
-@click.option(
-    "--replica",
-    "replicas",
-    multiple=True,
-    required=True,
-    metavar="ADDRESS",
-    callback=check_address,
-    help="A replica's address, tcp://HOST:PORT or unix:PATH; repeat the option for each replica.",
-)
+@size_option
+@replicas_option
 @click.option(
     "--listen",
     default="127.0.0.1:0",

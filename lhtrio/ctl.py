@@ -16,12 +16,12 @@ import click
 from lhtrio.models.names import validate_snapshot_name
 from lhtrio.net import open_rpc_client
 from lhtrio.output import (
-    OUTPUTS,
     Endpoint,
     check_address,
     check_labels,
     check_size,
     checked,
+    group_output_option,
     output_option,
     run_client,
     table,
@@ -118,14 +118,7 @@ def _yes(flag: object) -> str:
     callback=check_address,
     help="The engine's control address (the first line `lhtrio engine` prints; `lhtrio im ls`).",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(OUTPUTS),
-    default="table",
-    show_default=True,
-    help="Print tables, or JSON for scripts; also accepted after the verb.",
-)
+@group_output_option
 @click.pass_context
 def ctl(ctx: click.Context, engine: str | None, output: str) -> None:
     """Inspect and operate a running engine: lhtrio ctl --engine HOST:PORT [-o json] VERB.

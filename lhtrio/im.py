@@ -15,16 +15,17 @@ import click
 from lhtrio.models.names import validate_instance_name, validate_volume_name
 from lhtrio.net import open_rpc_client
 from lhtrio.output import (
-    OUTPUTS,
     Endpoint,
     check_address,
-    check_size,
     checked,
     format_list,
     format_when,
+    group_output_option,
     nbd_uri,
     output_option,
+    replicas_option,
     run_client,
+    size_option,
     table,
 )
 from lhtrio.units import format_size, human_size
@@ -45,7 +46,7 @@ def _render_instances(instances: list[dict[str, Any]]) -> str:
                 i["name"],
                 i["type"],
                 i["volume"],
-                i["state"],
+                _state(i),
                 i["address"],
                 i.get("frontend") or i.get("directory", ""),
                 i["error"],
@@ -53,6 +54,14 @@ def _render_instances(instances: list[dict[str, Any]]) -> str:
             for i in instances
         ],
     )
+
+
+def _state(instance: dict[str, Any]) -> str:
+    """``running``, or for an engine ``running (degraded)`` when its volume is not healthy."""
+    health = instance.get("health", "")
+    if health and health != "healthy" and instance["state"] == "running":
+        return f"{instance['state']} ({health})"
+    return str(instance["state"])
 
 
 def _render_instance(instance: dict[str, Any]) -> str:
@@ -105,14 +114,7 @@ def _render_node(info: dict[str, Any]) -> str:
     callback=check_address,
     help="The node's control address (the first line `lhtrio node` prints).",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(OUTPUTS),
-    default="table",
-    show_default=True,
-    help="Print tables, or JSON for scripts; also accepted after the verb.",
-)
+@group_output_option
 @click.pass_context
 def im(ctx: click.Context, node: str | None, output: str) -> None:
     """Inspect and operate a node's instances: lhtrio im --node HOST:PORT [-o json] VERB.
@@ -205,13 +207,7 @@ def create() -> None:
     callback=check_volume,
     help="The volume the replica belongs to.",
 )
-@click.option(
-    "--size",
-    required=True,
-    metavar="SIZE",
-    callback=check_size,
-    help="Volume size: 10Gi, 1T, bytes (a multiple of 4096).",
-)
+@size_option
 @click.option(
     "--disk",
     default="",
@@ -237,22 +233,8 @@ def create_replica(node: Endpoint, name: str, volume: str, size: int, disk: str)
     callback=check_volume,
     help="The volume to serve (also its NBD export name).",
 )
-@click.option(
-    "--size",
-    required=True,
-    metavar="SIZE",
-    callback=check_size,
-    help="Volume size: 10Gi, 1T, bytes (a multiple of 4096).",
-)
-@click.option(
-    "--replica",
-    "replicas",
-    multiple=True,
-    required=True,
-    metavar="ADDRESS",
-    callback=check_address,
-    help="A replica's address (tcp://HOST:PORT); repeat the option for each replica.",
-)
+@size_option
+@replicas_option
 @click.option(
     "--salvage",
     is_flag=True,

@@ -45,6 +45,9 @@ __all__ = [
     "format_when",
     "nbd_uri",
     "output_option",
+    "group_output_option",
+    "size_option",
+    "replicas_option",
     "run_client",
     "show",
     "table",
@@ -168,6 +171,42 @@ def output_option(func: Callable[..., Any]) -> Callable[..., Any]:
         expose_value=False,
         callback=_set_output,
         help="Print a table or JSON for scripts (overrides -o given before the verb).",
+    )(func)
+
+
+def group_output_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``-o table|json`` before the verb (``lhtrio ctl -o json info``)."""
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(OUTPUTS),
+        default="table",
+        show_default=True,
+        help="Print tables, or JSON for scripts; also accepted after the verb.",
+    )(func)
+
+
+def size_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--size SIZE``, required, checked where it is parsed (:func:`check_size`)."""
+    return click.option(
+        "--size",
+        required=True,
+        metavar="SIZE",
+        callback=check_size,
+        help="Volume size: 10Gi, 1T, bytes (a multiple of 4096).",
+    )(func)
+
+
+def replicas_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--replica ADDRESS``, repeated, at least once."""
+    return click.option(
+        "--replica",
+        "replicas",
+        multiple=True,
+        required=True,
+        metavar="ADDRESS",
+        callback=check_address,
+        help="A replica's address, tcp://HOST:PORT or unix:PATH; repeat it for each replica.",
     )(func)
 
 

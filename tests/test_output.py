@@ -129,3 +129,12 @@ def test_rebuild_report_gives_every_amount_with_its_unit() -> None:
         "synced    360.0 MiB of 360.0 MiB allocated (3 of 3 files, 1 unchanged)",
         "sent      300.0 MiB in 2.0 s, 150.0 MiB/s",
     ]
+
+
+def test_im_ls_shows_an_engine_whose_volume_is_not_healthy() -> None:
+    faulted = {**_engine_instance(time.time()), "health": "faulted", "error": "volume faulted: x"}
+    healthy = {**_engine_instance(time.time()), "name": "e2", "health": "healthy"}
+    rows = im._render_instances([faulted, healthy]).splitlines()
+    assert "running (faulted)" in rows[1]
+    assert "volume faulted: x" in rows[1]
+    assert "running (" not in rows[2]

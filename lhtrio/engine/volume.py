@@ -51,6 +51,7 @@ from lhtrio.errors import (
     ConflictError,
     ConnectionLostError,
     ErrorCode,
+    HandshakeError,
     InvalidArgumentError,
     LhtrioError,
     NotFoundError,
@@ -193,6 +194,7 @@ class Volume:
         self._local = local  # reach replicas on this host by their same-host sockets
         self._clients: dict[str, RpcClient] = {}
         self._links: dict[str, trio.CancelScope] = {}
+        self._refusals: dict[str, LhtrioError] = {}  # why a link could not be made (attach())
         self._inflight = 0
         self._lone = False  # the batch started last is one request (see _may_spin())
         self._drained = trio.Event()
@@ -222,10 +224,11 @@ class Volume:
         """Hold the connection to ``member`` open; ping it; fail it when the link breaks.
 
         Reports started once connected, or once the replica was failed for being unreachable.
-        The link is shielded from the engine's own cancellation: on shutdown the engine flushes
-        through it first, then calls :meth:`close_links`.
+        Once connected, the link is shielded from the engine's own cancellation: on shutdown the
+        engine flushes through it first, then calls :meth:`close_links` (while it connects, a
+        cancelled engine just gives up on it).
         """
-        scope = trio.CancelScope(shield=True)
+        scope = trio.CancelScope()
         self._links[member.address] = scope
         started = False
         with scope:
@@ -240,6 +243,7 @@ class Volume:
                     local=self._local,
                     features=(ZERO,),
                 ) as client:
+                    scope.shield = True
                     self._clients[member.address] = client
                     task_status.started()
                     started = True
@@ -254,6 +258,8 @@ class Volume:
                             self.fail(member, "did not answer a ping in time")
                             return
             except LhtrioError as exc:
+                if not started:
+                    self._refusals[member.address] = exc
                 self.fail(member, str(exc))
             finally:
                 # Only our own entries: the replica may be back already, under a new link.
@@ -265,10 +271,19 @@ class Volume:
             task_status.started()
 
     async def attach(self, member: Member) -> None:
-        """Connect ``member`` (not yet in the set); StorageError if it cannot be reached."""
+        """Connect ``member`` (not yet in the set). Refused when nothing answers there
+        (NotFoundError), something that is not this volume's replica does (IdentityMismatch,
+        VersionMismatch), or it fails otherwise (StorageError)."""
+        self._refusals.pop(member.address, None)
         await self._nursery.start(self.connect, member)
         if member.mode is Mode.ERR:
-            raise StorageError(f"cannot use replica {member.address}: {member.error}")
+            cause = self._refusals.pop(member.address, None)
+            what = f"cannot use replica {member.address}: {member.error}"
+            if isinstance(cause, HandshakeError):
+                raise type(cause)(what)
+            if isinstance(cause, ConnectionLostError):
+                raise NotFoundError(f"{what}; is a replica of volume {self.name} running there?")
+            raise StorageError(what)
 
     def close_links(self) -> None:
         """End every replica link (engine shutdown; the replicas stay as they are)."""

@@ -23,10 +23,12 @@ from lhtrio.engine.replicaset import Health, Member, Mode, ReplicaSet
 from lhtrio.engine.server import serve_engine
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import (
+    AlreadyExistsError,
     IdentityMismatchError,
     InvalidArgumentError,
     LhtrioError,
     NoSpaceError,
+    NotFoundError,
     StorageError,
 )
 from lhtrio.net import open_rpc_client, serve_rpc
@@ -222,3 +224,20 @@ async def test_a_frontend_that_ignores_its_stop_is_cancelled_at_the_drain_deadli
             start = trio.current_time()
         took = trio.current_time() - start
         assert frontendlib.DRAIN_DEADLINE <= took < frontendlib.DRAIN_DEADLINE + 5
+
+
+async def test_a_snapshot_error_names_the_volume_and_is_found_before_io_pauses(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    mock_clock.autojump_threshold = AUTOJUMP
+    async with replicas(tmp_path, healthy=2, stalled=0) as addresses, trio.open_nursery() as n:
+        host, port, _ = await n.start(functools.partial(serve_engine, "v", 4 * MiB, addresses))
+        async with open_rpc_client(f"{host}:{port}", role=Role.ENGINE) as client:
+            await client.call_control("snapshot_create", name="s1")
+            with pytest.raises(AlreadyExistsError, match=r"^volume v has a snapshot 's1'"):
+                await client.call_control("snapshot_create", name="s1")
+            with pytest.raises(NotFoundError, match=r"^volume v has no snapshot 'nope'"):
+                await client.call_control("snapshot_rm", name="nope")
+            info = await client.call_control("info")
+        assert [r["mode"] for r in info["replicas"]] == ["RW", "RW"]
+        n.cancel_scope.cancel()

@@ -272,3 +272,20 @@ async def test_fifty_volumes_on_one_node_all_serve_io(tmp_path: Path) -> None:
         info = await n.call("node_info")
         assert info["instances"] == 100
         assert len(info["ports_in_use"]) == 100
+
+
+async def test_a_faulted_engine_is_reported_with_its_health_and_why(tmp_path: Path) -> None:
+    async with node(tmp_path) as n:
+        await n.call(
+            "instance_create",
+            name="e1",
+            type="engine",
+            volume="v1",
+            size=16 * MiB,
+            replicas=["tcp://127.0.0.1:1"],  # nothing answers there
+        )
+        engine = await n.call("instance_get", name="e1")
+        assert engine["state"] == "running"  # the engine runs: its volume is faulted
+        assert engine["health"] == "faulted"
+        assert "volume faulted" in engine["error"]
+        assert "tcp://127.0.0.1:1" in engine["error"]
