@@ -82,6 +82,14 @@ def _render_rebuild(rebuild: dict[str, Any]) -> str:
         f"{rebuild['skipped_files']} unchanged)",
         f"sent      {human_size(rebuild['sent_bytes'])} in {seconds:.1f} s{rate}",
     ]
+    # Why less was sent than synced: data the new replica already held.
+    equal = [
+        (rebuild.get("compared_bytes", 0), "compared equal"),
+        (rebuild.get("known_bytes", 0), "known equal from the away log"),
+        (rebuild.get("skipped_bytes", 0), "in unchanged files"),
+    ]
+    if any(n for n, _ in equal):
+        lines.append("kept      " + ", ".join(f"{human_size(n)} {why}" for n, why in equal if n))
     if rebuild["error"]:
         lines.append(f"error     {rebuild['error']}")
     return "\n".join(lines)

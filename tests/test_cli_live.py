@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -101,3 +102,24 @@ async def test_im_shows_times_lists_and_the_nodes_nbd_uri(tmp_path: Path) -> Non
         nbd = info["nbd"].removeprefix("tcp://")
         assert f"nbd        nbd://{nbd}" in (await text(*im, "info")).splitlines()
         assert raw["frontend"] == f"nbd://{nbd}/v"
+
+
+async def test_ctl_pointed_at_something_that_is_not_an_engine_says_so(tmp_path: Path) -> None:
+    async def mute(stream: trio.SocketStream) -> None:  # an HTTP server waiting for a request
+        await trio.sleep_forever()
+
+    async with procs.replica(tmp_path / "r0", "vol", "16Mi") as rep, trio.open_nursery() as n:
+        (listener,) = await n.start(functools.partial(trio.serve_tcp, mute, 0, host="127.0.0.1"))
+        silent = f"127.0.0.1:{listener.socket.getsockname()[1]}"
+        for address, said in ((rep.address, "is a replica"), (silent, "did not answer")):
+            with trio.fail_after(30):
+                result = await trio.run_process(
+                    [sys.executable, "-m", "lhtrio", "ctl", "--engine", address, "info"],
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+            assert result.returncode == 1
+            assert said.encode() in result.stderr, result.stderr
+            assert b"Traceback" not in result.stderr
+        n.cancel_scope.cancel()

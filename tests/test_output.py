@@ -138,3 +138,26 @@ def test_im_ls_shows_an_engine_whose_volume_is_not_healthy() -> None:
     assert "running (faulted)" in rows[1]
     assert "volume faulted: x" in rows[1]
     assert "running (" not in rows[2]
+
+
+def test_a_rebuild_that_sent_little_says_where_the_rest_was() -> None:
+    # Issue 16: "sent 0 B" for 360 MiB synced read like a counting bug; the rest was kept.
+    rebuild = {
+        "address": "tcp://127.0.0.1:9502",
+        "source": "tcp://127.0.0.1:9501",
+        "state": "done",
+        "files": 2,
+        "files_done": 2,
+        "skipped_files": 0,
+        "total_bytes": 360 << 20,
+        "done_bytes": 360 << 20,
+        "sent_bytes": 0,
+        "compared_bytes": 40 << 20,
+        "known_bytes": 320 << 20,
+        "skipped_bytes": 0,
+        "seconds": 1.0,
+        "delta": True,
+        "error": "",
+    }
+    lines = ctl._render_rebuild(rebuild).splitlines()
+    assert lines[-1] == "kept      40.0 MiB compared equal, 320.0 MiB known equal from the away log"

@@ -70,9 +70,11 @@ def answer_hello(hello: Hello, me: Identity) -> HelloOk:
         )
     _check_names(hello.volume, hello.instance)
     if not hello.volume and me.volume and not me.unnamed:
+        kind = me.role.value if me.role is not None else "endpoint"
         raise IdentityMismatchError(
-            f"this endpoint serves volume {me.volume!r} ({_who(me.role, me.instance)}): a "
-            "client must name the volume it expects in its hello"
+            f"this endpoint is {_article(kind)} {kind} of volume {me.volume!r} (instance "
+            f"{me.instance!r}); it takes only clients that name the volume in their hello "
+            "(an engine does): check the address"
         )
     _check_identity(hello.volume, hello.instance, me.volume, me.instance, me.role)
     supported = (*me.features, LOCAL) if me.local else me.features

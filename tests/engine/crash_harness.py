@@ -192,10 +192,11 @@ class CrashVolume:
             )
         )
 
-    async def rw_replicas(self) -> list[str]:
+    async def started(self) -> tuple[list[str], dict[str, Any]]:
+        """The RW replicas of the engine just started, and what its start-up resync did."""
         assert self.engine is not None
         info = await ctl(self.engine.address, "info")
-        return [r["address"] for r in info["replicas"] if r["mode"] == "RW"]
+        return [r["address"] for r in info["replicas"] if r["mode"] == "RW"], info["resync"]
 
     async def rebuild_the_rest(self) -> int:
         """Add every replica that is not RW back (rebuilt from an RW one), so that the next
@@ -279,7 +280,7 @@ async def crash_round(
         for name in list(vol.replicas):
             await vol.start_replica(name, create=False)
     await vol.start_engine(sweep=next_sweep)
-    rw = await vol.rw_replicas()
+    rw, resynced = await vol.started()
     assert rw, "no replica came back RW"
     images = [await read_all(address, vol.size) for address in rw]
     for address, image in zip(rw[1:], images[1:], strict=True):
@@ -293,7 +294,14 @@ async def crash_round(
     for block in range(blocks):
         ledger.check(block, read_stamp(block, images[0][block * BLOCK : (block + 1) * BLOCK]))
     rebuilt = await vol.rebuild_the_rest()  # a replica left stale is added back for the next round
-    return {"rw": len(rw), "rebuilt": rebuilt, "writes": ledger.writes, "flushes": ledger.flushes}
+    return {
+        "rw": len(rw),
+        "rebuilt": rebuilt,
+        "writes": ledger.writes,
+        "flushes": ledger.flushes,
+        "compared_bytes": resynced["total_bytes"],
+        "differing_blocks": resynced["differing_blocks"],
+    }
 
 
 @asynccontextmanager

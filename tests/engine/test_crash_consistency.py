@@ -8,6 +8,8 @@ series (docs/engine.md reports one); CI runs a few rounds of each kind, from a f
 
 from __future__ import annotations
 
+import json
+import os
 import random
 from pathlib import Path
 
@@ -16,6 +18,25 @@ import pytest
 from tests.engine.crash_harness import Ledger, crash_round, crash_volume, rounds
 
 SIZE = 24 << 20  # six write-intent regions
+
+
+def report(everything: bool, seen: list[dict[str, int]]) -> None:
+    """With ``LHTRIO_CRASH_REPORT=FILE``, append a line of JSON with what the rounds saw."""
+    path = os.environ.get("LHTRIO_CRASH_REPORT")
+    if path:
+        totals = {key: sum(s[key] for s in seen) for key in ("rebuilt", "differing_blocks")}
+        line = {
+            "kill": "everything" if everything else "engine",
+            "rounds": len(seen),
+            "writes": seen[-1]["writes"] if seen else 0,
+            "flushes": seen[-1]["flushes"] if seen else 0,
+            "rounds_with_differences": sum(1 for s in seen if s["differing_blocks"]),
+            "compared_mib": sum(s["compared_bytes"] for s in seen) >> 20,
+            "min_rw": min((s["rw"] for s in seen), default=0),
+            **totals,
+        }
+        with open(path, "a") as f:
+            f.write(json.dumps(line) + "\n")
 
 
 @pytest.mark.parametrize("everything", [False, True], ids=["engine", "everything"])
@@ -43,6 +64,7 @@ async def test_replicas_read_the_same_after_the_engine_is_killed(
             except Exception as exc:  # raised below: inside, every restart's context wraps it
                 failure = exc
                 break
+    report(everything, seen)
     if failure is not None:
         raise failure
     assert seen[-1]["flushes"] >= rounds()  # every round wrote and flushed before the kill

@@ -118,7 +118,7 @@ async def test_adding_something_that_is_not_a_replica_is_refused_and_leaves_the_
 
 async def test_a_replica_refuses_a_client_that_does_not_name_the_volume(tmp_path: Path) -> None:
     async with replicas(tmp_path, healthy=1, stalled=0) as (address,):
-        with pytest.raises(IdentityMismatchError, match="must name the volume"):
+        with pytest.raises(IdentityMismatchError, match="only clients that name the volume"):
             async with open_rpc_client(address, client="nameless engine"):
                 pass  # pragma: no cover
         with pytest.raises(IdentityMismatchError, match="malformed hello"):
