@@ -16,19 +16,22 @@ things with it:
   bitmap and DRBD's activity log do the same).
 * :func:`sweep_intents`, while serving: every :data:`SWEEP_INTERVAL` seconds, if anything was
   written since the last sweep (or marks remain), it rotates every replica's generation with no
-  write in flight (quiesced for the time of one round trip), flushes, and has every replica clear
-  what was not written in the last two generations. So a region stays marked for 5-10 s after its
-  last write, and a replica re-marks (one ``fdatasync`` of its map) only regions that went quiet
-  that long.
+  write in flight (quiesced for the time of one round trip), waits for the next flush (the
+  client's: a sweep flushes itself only when none came for :data:`OWN_FLUSH_AFTER` intervals,
+  since a flush forces the replicas' dirty pages to disk, which a writing client pays for), and
+  has every replica clear what was not written in the last two generations. So with a client
+  that flushes, a region stays marked for 5-10 s after its last write, and a replica re-marks (one
+  ``fdatasync`` of its map) only regions that went quiet that long.
 
 Cost, measured with ``nox -s bench -- nbd`` (``docs/benchmarks.md``): a mark per region and
-generation on the replicas' data path, and one short quiesce and one flush per volume every
-5 s under writes.
+generation on the replicas' data path, one short quiesce per volume every 5 s under writes, and
+a flush of its own when the client does not flush for 30 s.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -47,6 +50,8 @@ __all__ = ["SWEEP_INTERVAL", "CHUNK", "Resync", "resync", "sweep_intents"]
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL: Final = 5.0
+#: A sweep waits this many intervals for a client's flush before it flushes itself.
+OWN_FLUSH_AFTER: Final = 6
 #: Bytes read from every replica at a time while resyncing (the map's region size).
 CHUNK: Final = 4 << 20
 _BLOCK: Final = 4096
@@ -192,9 +197,15 @@ async def _equal_counters(volume: Volume) -> None:
     await volume.control_all("set_revision_counter", members=readers, value=value)
 
 
-async def sweep_intents(volume: Volume, *, interval: float = SWEEP_INTERVAL) -> None:
+async def sweep_intents(
+    volume: Volume,
+    *,
+    interval: float = SWEEP_INTERVAL,
+    swept: Callable[[int], object] | None = None,
+) -> None:
     """Clear the replicas' write-intent marks as writes become durable everywhere (see the
-    module docstring). Runs until cancelled."""
+    module docstring). Runs until cancelled; ``swept`` is told how many regions stay marked
+    (on the replica that has most) after each sweep."""
     marks = True  # what the replicas hold is unknown until the first sweep
     while True:
         await trio.sleep(interval)
@@ -204,9 +215,17 @@ async def sweep_intents(volume: Volume, *, interval: float = SWEEP_INTERVAL) -> 
             async with volume.quiesced():  # no write in flight while the generations turn
                 volume.wrote = False
                 await volume.control_all("intent_rotate")
-            await volume.flush()  # every write before the rotation is durable everywhere
+                mark = volume.flush_mark
+            # Every write before the rotation must be durable everywhere: a client's next flush
+            # does it (clients flush often); without one, the sweep flushes itself, rarely, for
+            # a flush forces the replicas' dirty pages out, which costs a writing client.
+            if not await volume.flushed_since(mark, OWN_FLUSH_AFTER * interval):
+                await volume.flush()
             left = await volume.control_all("intent_clear")
         except LhtrioError as exc:
             logger.warning("volume %s: write-intent sweep failed: %s", volume.name, exc)
             continue
-        marks = any(int(n) for n in left.values())
+        most = max((int(n) for n in left.values()), default=0)
+        marks = most > 0
+        if swept is not None:
+            swept(most)

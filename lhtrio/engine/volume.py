@@ -148,6 +148,7 @@ class _Fanout:
         "done",
         "failed",
         "flush",
+        "flush_number",
         "gated",
         "on_done",
         "refused",
@@ -166,6 +167,7 @@ class _Fanout:
         self.failed: list[Member] = []
         self.replies: list[Reply] | None = None
         self.flush: set[int] | None = None
+        self.flush_number = 0  # a fan-out with a Flush: its number (Volume.flushes_since())
         self.refused: list[tuple[Member, int]] | None = None
 
 
@@ -205,6 +207,9 @@ class Volume:
         self._watchdog: trio.CancelScope | None = None
         self.dirty = DirtyTracker(size)  # away logs of failed replicas (engine.dirty)
         self.wrote = False  # a write went out since the last write-intent sweep (consistency)
+        self._flushes_started = 0  # flush fan-outs started, and the newest one answered:
+        self._flushes_done = 0  # see flushes_since()
+        self._flushed = trio.Event()
         self.busy = ""  # a long operation that excludes others: see begin()
         self._automatic = False  # the long operation running was started by the engine itself
         self._idle = trio.Event()
@@ -612,6 +617,20 @@ class Volume:
                     return  # a rebuilding replica must not see unmaps (longhorn/longhorn#7103)
                 await self._send_checked([Unmap(off, n) for off, n in batch])
 
+    @property
+    def flush_mark(self) -> int:
+        """How many flushes were started so far (for :meth:`flushed_since`)."""
+        return self._flushes_started
+
+    async def flushed_since(self, mark: int, patience: float) -> bool:
+        """Wait up to ``patience`` seconds for a flush started after :attr:`flush_mark` was
+        ``mark`` to be answered by every replica still writing (a client's, or anyone's);
+        whether one was."""
+        with trio.move_on_after(patience):
+            while self._flushes_done <= mark:
+                await self._flushed.wait()
+        return self._flushes_done > mark
+
     async def flush(self) -> None:
         await self._fan_out([Flush()])
 
@@ -701,7 +720,10 @@ class Volume:
             fanout.refused = []
         if writing:
             fanout.flush = self.dirty.note(requests)
-            if requests and requests[0].__class__ is not Flush:
+            if fanout.flush is not None:
+                self._flushes_started += 1
+                fanout.flush_number = self._flushes_started
+            elif requests[0].__class__ is not Flush:
                 self.wrote = True
         count = len(requests)
         first = self._seqs.take(count)
@@ -779,6 +801,10 @@ class Volume:
         self._fanouts.discard(fanout)
         if fanout.flush is not None:
             self.dirty.flushed(fanout.flush)  # answered by every replica still writing
+            if fanout.flush_number > self._flushes_done:
+                self._flushes_done = fanout.flush_number
+                self._flushed.set()
+                self._flushed = trio.Event()
         try:
             fanout.on_done(fanout)
         except Exception:  # a bug must not take the replica link that delivered it down
