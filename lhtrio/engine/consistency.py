@@ -19,13 +19,15 @@ things with it:
   write in flight (quiesced for the time of one round trip), waits for the next flush (the
   client's: a sweep flushes itself only when none came for :data:`OWN_FLUSH_AFTER` intervals,
   since a flush forces the replicas' dirty pages to disk, which a writing client pays for), and
-  has every replica clear what was not written in the last two generations. So with a client
-  that flushes, a region stays marked for 5-10 s after its last write, and a replica re-marks (one
+  has every replica clear what was not written in the last two generations (a region written on
+  and on stays marked, instead of being cleared and marked again at every sweep). Once nothing
+  was written since the last rotation, the next sweep clears every mark. So with a client that
+  flushes, a region stays marked for 5-10 s after its last write, and a replica re-marks (one
   ``fdatasync`` of its map) only regions that went quiet that long.
 
 Cost, measured with ``nox -s bench -- nbd`` (``docs/benchmarks.md``): a mark per region and
 generation on the replicas' data path, one short quiesce per volume every 5 s under writes, and
-a flush of its own when the client does not flush for 30 s.
+a flush of its own when the client does not flush for a minute.
 """
 
 from __future__ import annotations
@@ -50,8 +52,10 @@ __all__ = ["SWEEP_INTERVAL", "CHUNK", "Resync", "resync", "sweep_intents"]
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL: Final = 5.0
-#: A sweep waits this many intervals for a client's flush before it flushes itself.
-OWN_FLUSH_AFTER: Final = 6
+#: A sweep waits this many intervals (a minute) for a client's flush before it flushes itself:
+#: by then the kernel has written most dirty pages back (it does after 30 s), so the flush is
+#: cheap for the client.
+OWN_FLUSH_AFTER: Final = 12
 #: Bytes read from every replica at a time while resyncing (the map's region size).
 CHUNK: Final = 4 << 20
 _BLOCK: Final = 4096
@@ -197,6 +201,11 @@ async def _equal_counters(volume: Volume) -> None:
     await volume.control_all("set_revision_counter", members=readers, value=value)
 
 
+def _written(volume: Volume) -> bool:
+    """Whether a write went out since the last rotation (read anew: it changes while waiting)."""
+    return volume.wrote
+
+
 async def sweep_intents(
     volume: Volume,
     *,
@@ -206,22 +215,35 @@ async def sweep_intents(
     """Clear the replicas' write-intent marks as writes become durable everywhere (see the
     module docstring). Runs until cancelled; ``swept`` is told how many regions stay marked
     (on the replica that has most) after each sweep."""
-    marks = True  # what the replicas hold is unknown until the first sweep
+    marks = False  # the start-up resync cleared every map
+    durable = True  # a flush after the last rotation was answered
     while True:
         await trio.sleep(interval)
         if not (volume.wrote or marks) or not volume.replicas.readers:
             continue
         try:
-            async with volume.quiesced():  # no write in flight while the generations turn
-                volume.wrote = False
-                await volume.control_all("intent_rotate")
-                mark = volume.flush_mark
-            # Every write before the rotation must be durable everywhere: a client's next flush
-            # does it (clients flush often); without one, the sweep flushes itself, rarely, for
-            # a flush forces the replicas' dirty pages out, which costs a writing client.
-            if not await volume.flushed_since(mark, OWN_FLUSH_AFTER * interval):
-                await volume.flush()
-            left = await volume.control_all("intent_clear")
+            if volume.wrote:
+                async with volume.quiesced():  # no write in flight while the generations turn
+                    volume.wrote = durable = False
+                    await volume.control_all("intent_rotate")
+                    mark = volume.flush_mark
+                # Every write before the rotation must be durable everywhere: a client's next
+                # flush does it (clients flush often); without one the sweep flushes itself,
+                # rarely (a flush forces the replicas' dirty pages out: a writing client pays).
+                if not await volume.flushed_since(mark, OWN_FLUSH_AFTER * interval):
+                    await volume.flush()
+                durable = True
+                left = await volume.control_all("intent_clear")
+            else:
+                # Nothing written since the last rotation, and a flush after it came: every
+                # mark left is durable everywhere. (Quiesced: a write may not start meanwhile.)
+                if not durable:  # (a sweep failed between its rotation and its flush)
+                    await volume.flush()
+                    durable = True
+                async with volume.quiesced():
+                    if _written(volume):  # (one may have started before the pause)
+                        continue
+                    left = await volume.control_all("intent_clear", everything=True)
         except LhtrioError as exc:
             logger.warning("volume %s: write-intent sweep failed: %s", volume.name, exc)
             continue
