@@ -18,8 +18,8 @@ __all__ = [
     "ErrorCode",
     "LhtrioError",
     "ProtocolError",
-    "LocalProtocolError",
     "RemoteProtocolError",
+    "LocalProtocolError",
     "FrameTooLargeError",
     "HandshakeError",
     "VersionMismatchError",
@@ -90,15 +90,18 @@ class ProtocolError(LhtrioError):
     code = ErrorCode.MALFORMED
 
 
-class LocalProtocolError(ProtocolError):
-    """We received something that violates the protocol; the connection cannot continue."""
-
-
 class RemoteProtocolError(ProtocolError):
-    """The peer told us that *we* violated the protocol."""
+    """The peer sent bytes that violate the protocol; the connection cannot continue.
+
+    Named as h11 names it: *remote* is the peer's fault, *local* our own misuse.
+    """
 
 
-class FrameTooLargeError(LocalProtocolError):
+class LocalProtocolError(ProtocolError):
+    """We were asked to do something the protocol does not allow (our own misuse)."""
+
+
+class FrameTooLargeError(RemoteProtocolError):
     """A frame header announced more bytes than the negotiated cap."""
 
     code = ErrorCode.FRAME_TOO_LARGE
@@ -189,8 +192,8 @@ class NotSupportedError(LhtrioError):
 # The class each code is re-raised as on the receiving side.
 _BY_CODE: dict[ErrorCode, type[LhtrioError]] = {
     ErrorCode.INTERNAL: InternalError,
-    ErrorCode.MALFORMED: RemoteProtocolError,
-    ErrorCode.FRAME_TOO_LARGE: RemoteProtocolError,
+    ErrorCode.MALFORMED: LocalProtocolError,
+    ErrorCode.FRAME_TOO_LARGE: LocalProtocolError,
     ErrorCode.VERSION_MISMATCH: VersionMismatchError,
     ErrorCode.IDENTITY_MISMATCH: IdentityMismatchError,
     ErrorCode.UNKNOWN_MESSAGE: UnknownMessageError,

@@ -8,12 +8,13 @@ anything is sent (usage errors exit 2); errors of the node go to stderr with exi
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
+from lhtrio.clients.node import NodeClient
+from lhtrio.models.instance import Instance, InstanceKind, NodeInfo
 from lhtrio.models.names import validate_instance_name, validate_volume_name
-from lhtrio.net import open_rpc_client
+from lhtrio.net import RpcClient
 from lhtrio.output import (
     Endpoint,
     check_address,
@@ -24,12 +25,12 @@ from lhtrio.output import (
     nbd_uri,
     output_option,
     replicas_option,
-    run_client,
     size_option,
     table,
 )
 from lhtrio.units import format_size, human_size
 from lhtrio.wire import Role
+from lhtrio.wire.control import converter
 
 __all__ = ["im"]
 
@@ -38,37 +39,30 @@ check_instance = checked(validate_instance_name)
 check_volume = checked(validate_volume_name)
 
 
-def _render_instances(instances: list[dict[str, Any]]) -> str:
+def _render_instances(instances: list[Instance]) -> str:
     return table(
         ["NAME", "TYPE", "VOLUME", "STATE", "ADDRESS", "FRONTEND/DIRECTORY", "ERROR"],
         [
             [
-                i["name"],
-                i["type"],
-                i["volume"],
-                _state(i),
-                i["address"],
-                i.get("frontend") or i.get("directory", ""),
-                i["error"],
+                i.name,
+                i.type.value,
+                i.volume,
+                i.state_text,
+                i.address,
+                i.frontend or i.directory or "",
+                i.error,
             ]
             for i in instances
         ],
     )
 
 
-def _state(instance: dict[str, Any]) -> str:
-    """``running``, or for an engine ``running (degraded)`` when its volume is not healthy."""
-    health = instance.get("health", "")
-    if health and health != "healthy" and instance["state"] == "running":
-        return f"{instance['state']} ({health})"
-    return str(instance["state"])
+def _render_instance(instance: Instance) -> str:
+    fields = converter.unstructure(instance)
+    return "\n".join(f"{key:<10} {_field(key, value)}".rstrip() for key, value in fields.items())
 
 
-def _render_instance(instance: dict[str, Any]) -> str:
-    return "\n".join(f"{key:<10} {_field(key, value)}".rstrip() for key, value in instance.items())
-
-
-def _field(key: str, value: Any) -> str:
+def _field(key: str, value: object) -> str:
     """One field of an instance, for reading: sizes with units, times with their age, lists."""
     if key == "size" and isinstance(value, int):
         return f"{format_size(value)} ({value} bytes)"
@@ -79,26 +73,26 @@ def _field(key: str, value: Any) -> str:
     return str(value)
 
 
-def _render_node(info: dict[str, Any]) -> str:
+def _render_node(info: NodeInfo) -> str:
     lines = [
-        f"node       {info['name']}",
-        f"control    {info['address']}",
-        f"nbd        {nbd_uri(info['nbd'])}",
-        f"ports      {info['port_range']} ({len(info['ports_in_use'])} in use)",
-        f"instances  {info['instances']}",
+        f"node       {info.name}",
+        f"control    {info.address}",
+        f"nbd        {nbd_uri(info.nbd)}",
+        f"ports      {info.port_range} ({len(info.ports_in_use)} in use)",
+        f"instances  {info.instances}",
         "",
         table(
             ["DISK", "PATH", "CAPACITY", "AVAILABLE", "SCHEDULED", "REPLICAS"],
             [
                 [
-                    d["uuid"],
-                    d["path"],
-                    human_size(d["capacity"]),
-                    human_size(d["available"]),
-                    human_size(d["scheduled"]),
-                    len(d["replicas"]),
+                    d.uuid,
+                    d.path,
+                    human_size(d.capacity),
+                    human_size(d.available),
+                    human_size(d.scheduled),
+                    len(d.replicas),
                 ]
-                for d in info["disks"]
+                for d in info.disks
             ],
         ),
     ]
@@ -133,7 +127,7 @@ def im(ctx: click.Context, node: str | None, output: str) -> None:
 @click.pass_obj
 def info(node: Endpoint) -> None:
     """Show the node: its addresses, port range and disks."""
-    node.show(node.call("node_info"), _render_node)
+    node.show(node.run(lambda rpc: NodeClient(rpc).info()), _render_node)
 
 
 @im.command("ls")
@@ -141,7 +135,7 @@ def info(node: Endpoint) -> None:
 @click.pass_obj
 def ls(node: Endpoint) -> None:
     """List the node's instances with their state."""
-    node.show(node.call("instance_list"), _render_instances)
+    node.show(node.run(lambda rpc: NodeClient(rpc).instances()), _render_instances)
 
 
 @im.command()
@@ -150,7 +144,7 @@ def ls(node: Endpoint) -> None:
 @click.pass_obj
 def get(node: Endpoint, name: str) -> None:
     """Show instance NAME."""
-    node.show(node.call("instance_get", name=name), _render_instance)
+    node.show(node.run(lambda rpc: NodeClient(rpc).get(name)), _render_instance)
 
 
 @im.command()
@@ -159,7 +153,7 @@ def get(node: Endpoint, name: str) -> None:
 @click.pass_obj
 def rm(node: Endpoint, name: str) -> None:
     """Stop instance NAME cleanly and forget it (its data stays on disk)."""
-    node.show(node.call("instance_delete", name=name), _render_instance)
+    node.show(node.run(lambda rpc: NodeClient(rpc).delete(name)), _render_instance)
 
 
 @im.command()
@@ -175,22 +169,21 @@ def rm(node: Endpoint, name: str) -> None:
 @click.pass_obj
 def log(node: Endpoint, name: str, tail: int, follow: bool) -> None:
     """Print the last log lines of instance NAME (as text, whatever -o says)."""
-    address = node.require()
 
-    async def run() -> None:
-        async with open_rpc_client(address, client=node.client, role=node.role) as client:
-            after = 0
-            found = await client.call_control("instance_log", name=name, limit=tail)
-            while True:
-                for seq, text in found["lines"]:
-                    click.echo(text)
-                    after = seq
-                sys.stdout.flush()
-                if not follow:
-                    return
-                found = await client.call_control("instance_log", name=name, after=after, wait=30)
+    async def run(rpc: RpcClient) -> None:
+        client = NodeClient(rpc)
+        after = 0
+        found = await client.log(name, limit=tail)
+        while True:
+            for seq, text in found.lines:
+                click.echo(text)
+                after = seq
+            sys.stdout.flush()
+            if not follow:
+                return
+            found = await client.log(name, after=after, wait=30)
 
-    run_client(run)
+    node.run(run)
 
 
 @im.group()
@@ -218,8 +211,10 @@ def create() -> None:
 @click.pass_obj
 def create_replica(node: Endpoint, name: str, volume: str, size: int, disk: str) -> None:
     """Start replica NAME of VOLUME in <disk>/replicas/NAME (reopened if it exists)."""
-    instance = node.call(
-        "instance_create", name=name, type="replica", volume=volume, size=size, disk=disk
+    instance = node.run(
+        lambda rpc: NodeClient(rpc).create(
+            name, InstanceKind.REPLICA, volume=volume, size=size, disk=disk
+        )
     )
     node.show(instance, _render_instance)
 
@@ -246,13 +241,14 @@ def create_engine(
     node: Endpoint, name: str, volume: str, size: int, replicas: tuple[str, ...], salvage: bool
 ) -> None:
     """Start engine NAME for VOLUME, served on the node's NBD port as export VOLUME."""
-    instance = node.call(
-        "instance_create",
-        name=name,
-        type="engine",
-        volume=volume,
-        size=size,
-        replicas=list(replicas),
-        salvage=salvage,
+    instance = node.run(
+        lambda rpc: NodeClient(rpc).create(
+            name,
+            InstanceKind.ENGINE,
+            volume=volume,
+            size=size,
+            replicas=list(replicas),
+            salvage=salvage,
+        )
     )
     node.show(instance, _render_instance)

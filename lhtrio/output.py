@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import click
@@ -29,9 +29,10 @@ import trio
 from lhtrio.errors import InvalidArgumentError, LhtrioError
 from lhtrio.models.names import validate_labels
 from lhtrio.models.times import format_time
-from lhtrio.net import open_rpc_client, parse_address
+from lhtrio.net import RpcClient, open_rpc_client, parse_address
 from lhtrio.units import parse_volume_size
 from lhtrio.wire import Role
+from lhtrio.wire.control import converter
 
 __all__ = [
     "OUTPUTS",
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 OUTPUTS = ("table", "json")
+
+T = TypeVar("T")
 
 
 Callback = Callable[[click.Context, click.Parameter, Any], Any]
@@ -150,6 +153,17 @@ class Endpoint:
 
         return run_client(run)
 
+    def run(self, work: Callable[[RpcClient], Awaitable[T]]) -> T:
+        """``await work(rpc)`` on a connection to the endpoint; an lhtrio error exits 1."""
+        address = self.require()
+
+        async def run() -> T:
+            async with open_rpc_client(address, client=self.client, role=self.role) as client:
+                return await work(client)
+
+        result: T = run_client(run)
+        return result
+
     def show(self, value: Any, render: Callable[[Any], str]) -> None:
         show(self.output, value, render)
 
@@ -217,8 +231,9 @@ def _set_output(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 def show(output: str, value: Any, render: Callable[[Any], str]) -> None:
+    """``value`` rendered for reading, or as JSON (a record as it travels on the wire)."""
     if output == "json":
-        click.echo(json.dumps(value, indent=2, sort_keys=True))
+        click.echo(json.dumps(converter.unstructure(value), indent=2, sort_keys=True))
     else:
         text = render(value)
         if text:

@@ -9,6 +9,8 @@ import time
 import pytest
 
 from lhtrio import ctl, im, output
+from lhtrio.models.instance import Instance, NodeInfo
+from lhtrio.wire.control import converter
 
 WHEN = dt.datetime(2026, 12, 4, 18, 20, 1, 558469, tzinfo=dt.UTC).timestamp()
 
@@ -64,7 +66,7 @@ def _engine_instance(started: float) -> dict[str, object]:
 
 def test_im_get_shows_times_sizes_and_lists_for_reading() -> None:
     started = time.time() - 200
-    text = im._render_instance(_engine_instance(started))
+    text = im._render_instance(converter.structure(_engine_instance(started), Instance))
     lines = dict([*line.split(maxsplit=1), ""][:2] for line in text.splitlines())
     day = dt.datetime.fromtimestamp(started, dt.UTC).strftime("%Y-%m-%d")
     assert re.fullmatch(rf"{day}T\d\d:\d\d:\d\dZ \(3m ago\)", lines["started"])
@@ -84,7 +86,7 @@ def test_im_info_shows_the_nodes_nbd_address_as_an_nbd_uri() -> None:
         "instances": 1,
         "disks": [],
     }
-    lines = im._render_node(info).splitlines()
+    lines = im._render_node(converter.structure(info, NodeInfo)).splitlines()
     assert "nbd        nbd://127.0.0.1:10809" in lines
     assert "control    tcp://127.0.0.1:40000" in lines
 
@@ -134,7 +136,8 @@ def test_rebuild_report_gives_every_amount_with_its_unit() -> None:
 def test_im_ls_shows_an_engine_whose_volume_is_not_healthy() -> None:
     faulted = {**_engine_instance(time.time()), "health": "faulted", "error": "volume faulted: x"}
     healthy = {**_engine_instance(time.time()), "name": "e2", "health": "healthy"}
-    rows = im._render_instances([faulted, healthy]).splitlines()
+    rows = im._render_instances(converter.structure([faulted, healthy], list[Instance]))
+    rows = rows.splitlines()
     assert "running (faulted)" in rows[1]
     assert "volume faulted: x" in rows[1]
     assert "running (" not in rows[2]

@@ -39,6 +39,8 @@ import attrs
 import trio
 
 from lhtrio.bench._util import Server, record, stop_process, table
+from lhtrio.clients.node import NodeClient
+from lhtrio.models.instance import InstanceKind
 from lhtrio.net import RpcClient, open_rpc_client
 from lhtrio.wire import Role
 
@@ -125,19 +127,13 @@ def _node(scratch: Path) -> Iterator[tuple[Server, _Stop]]:
 async def _create_volume(client: RpcClient, volume: str, size: int) -> tuple[float, float, str]:
     """Replica then engine; (replica seconds, engine seconds, NBD URI)."""
     start = time.perf_counter()
-    replica = await client.call_control(
-        "instance_create", name=f"{volume}-r", type="replica", volume=volume, size=size
-    )
+    node = NodeClient(client)
+    replica = await node.create(f"{volume}-r", InstanceKind.REPLICA, volume=volume, size=size)
     middle = time.perf_counter()
-    engine = await client.call_control(
-        "instance_create",
-        name=f"{volume}-e",
-        type="engine",
-        volume=volume,
-        size=size,
-        replicas=[replica["address"]],
+    engine = await node.create(
+        f"{volume}-e", InstanceKind.ENGINE, volume=volume, size=size, replicas=[replica.address]
     )
-    return middle - start, time.perf_counter() - middle, str(engine["frontend"])
+    return middle - start, time.perf_counter() - middle, str(engine.frontend)
 
 
 async def _create(node: Server, volumes: int) -> _Created:

@@ -35,7 +35,7 @@ import attrs
 import outcome
 import trio
 
-from lhtrio.errors import ConnectionLostError, LhtrioError, LocalProtocolError, error_from_code
+from lhtrio.errors import ConnectionLostError, LhtrioError, RemoteProtocolError, error_from_code
 from lhtrio.net._nursery import open_connection_nursery
 from lhtrio.net.address import Address, parse_address
 from lhtrio.net.reactor import Reactor
@@ -79,7 +79,7 @@ _EXPECTED_FAILURES: Final = (
     trio.BrokenResourceError,
     trio.ClosedResourceError,
     OSError,
-    LocalProtocolError,
+    RemoteProtocolError,
 )
 
 

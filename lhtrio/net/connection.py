@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from lhtrio.errors import HandshakeError, LhtrioError, LocalProtocolError, UnknownMessageError
+from lhtrio.errors import HandshakeError, LhtrioError, RemoteProtocolError, UnknownMessageError
 from lhtrio.net._nursery import open_connection_nursery
 from lhtrio.net.transport import Outbox, Transport
 from lhtrio.wire import (
@@ -70,7 +70,7 @@ class Connection:
             try:
                 if await self.handshake():
                     await self.read_loop(nursery)
-            except LocalProtocolError as exc:
+            except RemoteProtocolError as exc:
                 logger.warning("closing connection from %s: %s", self.peer, exc)
                 self.queue(0, error_reply(exc))
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -90,7 +90,7 @@ class Connection:
                 return False
         seq, hello = item
         if not isinstance(hello, Hello):
-            raise LocalProtocolError(f"expected Hello as the first message, got {hello!r}")
+            raise RemoteProtocolError(f"expected Hello as the first message, got {hello!r}")
         self.peer = hello.client or self.peer
         try:
             ok = answer_hello(hello, self.identity)

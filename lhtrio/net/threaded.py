@@ -43,7 +43,7 @@ from typing import Any, Final
 
 import trio
 
-from lhtrio.errors import LocalProtocolError
+from lhtrio.errors import RemoteProtocolError
 from lhtrio.net.connection import Connection, Handler
 from lhtrio.net.transport import IOV_MAX, SocketTransport, Transport, advance
 from lhtrio.wire import (
@@ -178,7 +178,7 @@ class ThreadedConnection(Connection):
         shared = _SharedSend(self.transport, token)
         self.out.transport = shared
         ended = trio.Event()
-        error: LocalProtocolError | trio.BrokenResourceError | None = None
+        error: RemoteProtocolError | trio.BrokenResourceError | None = None
         try:
             async with trio.open_nursery() as guard:
                 guard.start_soon(self._shut_when_cancelled, shared, ended)
@@ -213,7 +213,7 @@ class ThreadedConnection(Connection):
 
     def _run(
         self, token: trio.lowlevel.TrioToken, shared: _SharedSend
-    ) -> LocalProtocolError | None:
+    ) -> RemoteProtocolError | None:
         """The thread: serve until EOF (None), a malformed frame (its error) or a broken socket
         (raises BrokenResourceError)."""
         decoder, slots, fd = self.decoder, self.slots, shared.fd
@@ -221,7 +221,7 @@ class ThreadedConnection(Connection):
         while True:
             try:
                 items = decoder.drain()
-            except LocalProtocolError as exc:
+            except RemoteProtocolError as exc:
                 if out:
                     shared.send_blocking(out)
                 return exc
@@ -253,7 +253,7 @@ class ThreadedConnection(Connection):
             if not n:
                 try:
                     decoder.eof()
-                except LocalProtocolError as exc:
+                except RemoteProtocolError as exc:
                     return exc
                 return None
             decoder.commit(n)

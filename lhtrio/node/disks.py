@@ -17,6 +17,7 @@ import uuid
 import attrs
 
 from lhtrio.errors import CorruptMetadataError, InvalidArgumentError, NotFoundError
+from lhtrio.models.instance import DiskStatus
 from lhtrio.replica import fs
 from lhtrio.replica.names import validate_name
 
@@ -65,20 +66,20 @@ def open_disk(path: str) -> Disk:
         os.close(dir_fd)
 
 
-def disk_status(disk: Disk, replicas: dict[str, int]) -> dict[str, object]:
+def disk_status(disk: Disk, replicas: dict[str, int]) -> DiskStatus:
     """``replicas``: instance name -> volume size of the replicas scheduled on ``disk``."""
     try:
         st = os.statvfs(disk.path)
     except OSError as exc:
         raise fs.os_error(exc, f"cannot stat disk {disk.path}") from None
-    return {
-        "uuid": disk.uuid,
-        "path": disk.path,
-        "capacity": st.f_blocks * st.f_frsize,
-        "available": st.f_bavail * st.f_frsize,
-        "scheduled": sum(replicas.values()),
-        "replicas": {name: disk.replica_dir(name) for name in sorted(replicas)},
-    }
+    return DiskStatus(
+        uuid=disk.uuid,
+        path=disk.path,
+        capacity=st.f_blocks * st.f_frsize,
+        available=st.f_bavail * st.f_frsize,
+        scheduled=sum(replicas.values()),
+        replicas={name: disk.replica_dir(name) for name in sorted(replicas)},
+    )
 
 
 def find_disk(disks: list[Disk], key: str) -> Disk:

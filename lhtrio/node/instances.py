@@ -26,14 +26,12 @@ Everything an instance logs carries its name (:mod:`lhtrio.node.logs`).
 
 from __future__ import annotations
 
-import enum
 import errno
 import functools
 import logging
 import socket
 import time
 from collections.abc import Iterable
-from typing import Any
 
 import attrs
 import trio
@@ -49,6 +47,8 @@ from lhtrio.errors import (
     StorageError,
 )
 from lhtrio.frontend.nbd.server import ExportRegistry, nbd_uri
+from lhtrio.models.instance import Instance as InstanceRecord
+from lhtrio.models.instance import InstanceKind, InstanceState
 from lhtrio.net import Address
 from lhtrio.node.disks import Disk, find_disk
 from lhtrio.node.logs import InstanceLogs, current_instance
@@ -64,18 +64,8 @@ logger = logging.getLogger(__name__)
 ENGINE_STOP_DEADLINE = STOP_DEADLINE + 5
 
 
-class Kind(enum.Enum):
-    ENGINE = "engine"
-    REPLICA = "replica"
-
-
-class State(enum.Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    ERROR = "error"
-
+Kind = InstanceKind
+State = InstanceState
 
 _ALIVE = (State.STARTING, State.RUNNING, State.STOPPING)
 
@@ -113,31 +103,35 @@ class Instance:
     def name(self) -> str:
         return self.spec.name
 
-    def as_dict(self) -> dict[str, Any]:
+    def record(self) -> InstanceRecord:
+        """What callers read about this instance (:class:`lhtrio.models.instance.Instance`)."""
         spec = self.spec
-        out: dict[str, Any] = {
-            "name": spec.name,
-            "type": spec.kind.value,
-            "volume": spec.volume,
-            "size": spec.size,
-            "state": self.state.value,
-            "error": self.error,
-            "port": self.port,
-            "address": self.address,
-            "started": self.started,
-        }
-        if spec.kind is Kind.ENGINE:
-            out["replicas"] = list(spec.replicas)
-            out["frontend"] = self.frontend
-            volume = self.volume
-            out["health"] = volume.replicas.health.value if volume is not None else ""
-            if volume is not None and not volume.replicas.readers and not self.error:
-                out["error"] = "volume faulted: " + "; ".join(
-                    f"{m.address}: {m.error}" for m in volume.replicas.members
-                )
-        else:
-            out["directory"] = self.directory
-        return out
+        record = InstanceRecord(
+            name=spec.name,
+            type=spec.kind,
+            volume=spec.volume,
+            size=spec.size,
+            state=self.state,
+            error=self.error,
+            port=self.port,
+            address=self.address,
+            started=self.started,
+        )
+        if spec.kind is not Kind.ENGINE:
+            return attrs.evolve(record, directory=self.directory)
+        volume = self.volume
+        error = self.error
+        if volume is not None and not volume.replicas.readers and not error:
+            error = "volume faulted: " + "; ".join(
+                f"{m.address}: {m.error}" for m in volume.replicas.members
+            )
+        return attrs.evolve(
+            record,
+            error=error,
+            replicas=list(spec.replicas),
+            frontend=self.frontend,
+            health=volume.replicas.health.value if volume is not None else "",
+        )
 
 
 @attrs.frozen(kw_only=True)

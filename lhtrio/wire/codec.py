@@ -23,7 +23,7 @@ Design decisions (measured with ``nox -s bench -- wire``, figures in ``docs/benc
   ``DIRECT_MIN`` bytes); a payload of ``DIRECT_MIN`` bytes or more gets its own ``bytearray`` and
   :meth:`Decoder.receive_buffer` hands out that bytearray's free tail, so the transport receives
   straight into the buffer the message will own: zero copies after the kernel's.
-* **Errors are sticky.** After :class:`~lhtrio.errors.LocalProtocolError` the decoder raises the
+* **Errors are sticky.** After :class:`~lhtrio.errors.RemoteProtocolError` the decoder raises the
   same error forever; the connection must be closed (after an error reply, by the RPC layer).
 
 Forward compatibility inside version 1: decoders ignore trailing head fields they do not know, and
@@ -42,7 +42,7 @@ import attrs
 import cattrs
 import msgpack
 
-from lhtrio.errors import LocalProtocolError
+from lhtrio.errors import RemoteProtocolError
 from lhtrio.wire.control import strict_hook
 from lhtrio.wire.messages import (
     MESSAGE_TYPES,
@@ -140,7 +140,7 @@ def _decode_generic(tag: int, head: list[Any], payload: Buffer) -> Message:
     try:
         message = converter.structure(fields, cls)
     except Exception as exc:
-        raise LocalProtocolError(f"bad {cls.__name__} message: {exc!r}") from None
+        raise RemoteProtocolError(f"bad {cls.__name__} message: {exc!r}") from None
     _check_ranges(message)
     return message
 
@@ -150,7 +150,7 @@ def _check_ranges(message: Message) -> None:
         _offset(message.offset)
         _length(message.length)
         if isinstance(message, Zero) and not 0 <= message.mode <= _MAX_U63:
-            raise LocalProtocolError(f"bad Zero mode {message.mode!r}: need an unsigned integer")
+            raise RemoteProtocolError(f"bad Zero mode {message.mode!r}: need an unsigned integer")
     elif isinstance(message, Write):
         _offset(message.offset)
 
@@ -160,19 +160,19 @@ def _check_ranges(message: Message) -> None:
 
 def _offset(value: Any) -> int:
     if type(value) is not int or not 0 <= value <= _MAX_U63:
-        raise LocalProtocolError(f"bad offset {value!r}: need an integer in 0..2**63-1")
+        raise RemoteProtocolError(f"bad offset {value!r}: need an integer in 0..2**63-1")
     return value
 
 
 def _length(value: Any) -> int:
     if type(value) is not int or not 0 <= value <= DEFAULT_MAX_DATA:
-        raise LocalProtocolError(f"bad length {value!r}: need an integer in 0..{DEFAULT_MAX_DATA}")
+        raise RemoteProtocolError(f"bad length {value!r}: need an integer in 0..{DEFAULT_MAX_DATA}")
     return value
 
 
 def _flag(value: Any) -> bool:
     if type(value) is not bool:
-        raise LocalProtocolError(f"bad flag {value!r}: need a boolean")
+        raise RemoteProtocolError(f"bad flag {value!r}: need a boolean")
     return value
 
 
@@ -252,7 +252,7 @@ def _dec_data(_: list[Any], data: Buffer) -> Message:
 def _dec_done(h: list[Any], _: Buffer) -> Message:
     count = h[2] if len(h) > 2 else 0
     if type(count) is not int or count < 0:
-        raise LocalProtocolError(f"bad Done count {count!r}")
+        raise RemoteProtocolError(f"bad Done count {count!r}")
     return Done(count)
 
 

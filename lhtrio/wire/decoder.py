@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from lhtrio.errors import FrameTooLargeError, LocalProtocolError
+from lhtrio.errors import FrameTooLargeError, RemoteProtocolError
 from lhtrio.wire.buffers import PEEK, feed, unfilled
 from lhtrio.wire.codec import (
     _DECODERS,
@@ -76,7 +76,7 @@ class Decoder:
         self._peek = False  # a large payload just ended: the next receive takes PEEK at most
         #: The protocol error that stopped decoding, raised by every later call. A reader loop
         #: checks it after a batch: :meth:`drain` returns the good frames before a bad one first.
-        self.error: LocalProtocolError | None = None
+        self.error: RemoteProtocolError | None = None
 
     @property
     def buffered(self) -> int:
@@ -130,13 +130,13 @@ class Decoder:
     def next_message(self) -> tuple[int, Message] | NeedData:
         """The next complete ``(seq, message)``, or :data:`NEED_DATA`.
 
-        Raises :class:`~lhtrio.errors.LocalProtocolError` on malformed input, and from then on.
+        Raises :class:`~lhtrio.errors.RemoteProtocolError` on malformed input, and from then on.
         """
         if self.error is not None:
             raise self.error
         try:
             return self._next()
-        except LocalProtocolError as exc:
+        except RemoteProtocolError as exc:
             self.error = exc
             raise
 
@@ -182,7 +182,7 @@ class Decoder:
         try:
             while (next_item := self.next_message()) is not NEED_DATA:
                 out.append(next_item)
-        except LocalProtocolError:
+        except RemoteProtocolError:
             if not out:
                 raise
         return out
@@ -192,7 +192,7 @@ class Decoder:
         if self.error is not None:
             raise self.error
         if self.buffered:
-            self.error = LocalProtocolError(
+            self.error = RemoteProtocolError(
                 f"connection closed in the middle of a frame ({self.buffered} bytes pending)"
             )
             raise self.error
@@ -204,11 +204,11 @@ class Decoder:
                 return NEED_DATA
             magic, flags, head_len, data_len = _unpack_prefix(buf, self._start)
             if magic != MAGIC:
-                raise LocalProtocolError(f"bad frame magic 0x{magic:04x} (expected 0x{MAGIC:04x})")
+                raise RemoteProtocolError(f"bad frame magic 0x{magic:04x} (expected 0x{MAGIC:04x})")
             if flags:
-                raise LocalProtocolError(f"frame flags 0x{flags:04x} are not defined in v1")
+                raise RemoteProtocolError(f"frame flags 0x{flags:04x} are not defined in v1")
             if not head_len:
-                raise LocalProtocolError("frame head is empty (a head is at least [tag, seq])")
+                raise RemoteProtocolError("frame head is empty (a head is at least [tag, seq])")
             if head_len > self.max_head:
                 raise FrameTooLargeError(f"frame head of {head_len} bytes (cap {self.max_head})")
             if data_len > self.max_data:
@@ -257,17 +257,17 @@ class Decoder:
         try:
             head = _unpackb(raw)
         except Exception as exc:
-            raise LocalProtocolError(f"frame head is not valid msgpack: {exc!r}") from None
+            raise RemoteProtocolError(f"frame head is not valid msgpack: {exc!r}") from None
         if type(head) is not list or len(head) < 2:
-            raise LocalProtocolError("frame head must be an array [tag, seq, ...]")
+            raise RemoteProtocolError("frame head must be an array [tag, seq, ...]")
         tag, seq = head[0], head[1]
         if type(tag) is not int or type(seq) is not int or not 0 <= seq <= _MAX_SEQ:
-            raise LocalProtocolError(f"bad tag {tag!r} or seq {seq!r} in frame head")
+            raise RemoteProtocolError(f"bad tag {tag!r} or seq {seq!r} in frame head")
         cls = MESSAGE_TYPES.get(tag)
         if cls is not None and not cls.PAYLOAD and self._data_len:
-            raise LocalProtocolError(f"{cls.__name__} frame must not carry a payload")
+            raise RemoteProtocolError(f"{cls.__name__} frame must not carry a payload")
         if len(head) < _MIN_HEAD.get(tag, 2):
-            raise LocalProtocolError(f"{cls.__name__ if cls else tag} head has too few fields")
+            raise RemoteProtocolError(f"{cls.__name__ if cls else tag} head has too few fields")
         return head
 
     def _build(self, head: list[Any], payload: Buffer) -> tuple[int, Message]:
@@ -287,5 +287,5 @@ def decode_generic(frame: Buffer) -> tuple[int, Message]:
     decoder.generic = True
     item = decoder.next_message()
     if item is NEED_DATA or decoder.buffered:
-        raise LocalProtocolError("decode_generic needs exactly one whole frame")
+        raise RemoteProtocolError("decode_generic needs exactly one whole frame")
     return item

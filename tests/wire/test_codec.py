@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lhtrio.errors import FrameTooLargeError, LocalProtocolError
+from lhtrio.errors import FrameTooLargeError, RemoteProtocolError
 from lhtrio.wire import (
     NEED_DATA,
     Call,
@@ -151,8 +151,8 @@ def test_fuzz_garbage_decodes_or_raises_protocol_error(garbage: bytes, split: in
             decoder.receive_data(garbage[i : i + split])
             decoder.drain()
         decoder.eof()
-    except LocalProtocolError:
-        with pytest.raises(LocalProtocolError):  # and it stays broken
+    except RemoteProtocolError:
+        with pytest.raises(RemoteProtocolError):  # and it stays broken
             decoder.next_message()
     assert len(decoder._buf) <= PREFIX_SIZE + 256 + DIRECT_MIN
 
@@ -170,7 +170,7 @@ def test_fuzz_mutated_frames(message: Message, position: int, byte: int) -> None
     try:
         decoder.receive_data(bytes(data))
         decoder.drain()
-    except LocalProtocolError:
+    except RemoteProtocolError:
         pass
 
 
@@ -188,10 +188,10 @@ def test_frame_cap_is_checked_before_buffering() -> None:
 def test_errors_are_sticky() -> None:
     decoder = Decoder()
     decoder.receive_data(b"\x00" * PREFIX_SIZE)
-    with pytest.raises(LocalProtocolError, match="magic") as first:
+    with pytest.raises(RemoteProtocolError, match="magic") as first:
         decoder.next_message()
     decoder.receive_data(encode_frame(1, Ping()))
-    with pytest.raises(LocalProtocolError) as again:
+    with pytest.raises(RemoteProtocolError) as again:
         decoder.drain()
     assert again.value is first.value
 
@@ -200,7 +200,7 @@ def test_good_frames_before_a_bad_one_are_delivered_first() -> None:
     decoder = Decoder()
     decoder.receive_data(encode_frame(1, Ping()) + encode_frame(2, Ping()) + b"\x00" * PREFIX_SIZE)
     assert decoder.drain() == [(1, Ping()), (2, Ping())]
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(RemoteProtocolError):
         decoder.drain()
 
 
@@ -208,7 +208,7 @@ def test_eof_in_the_middle_of_a_frame() -> None:
     decoder = Decoder()
     decoder.receive_data(encode_frame(1, Ping())[:-1])
     assert decoder.drain() == []
-    with pytest.raises(LocalProtocolError, match="middle of a frame"):
+    with pytest.raises(RemoteProtocolError, match="middle of a frame"):
         decoder.eof()
 
 
@@ -241,9 +241,9 @@ def test_forward_compatible_heads() -> None:
     ],
 )
 def test_bad_fields_are_protocol_errors(head: list[Any], data: bytes, match: str) -> None:
-    with pytest.raises(LocalProtocolError, match=match):
+    with pytest.raises(RemoteProtocolError, match=match):
         decode_all(frame(head, data))
-    with pytest.raises(LocalProtocolError, match=match):
+    with pytest.raises(RemoteProtocolError, match=match):
         decode_all(frame(head, data), drain=True)
 
 

@@ -117,25 +117,25 @@ def examples() -> list[tuple[str, int, Message]]:
 
 # Byte strings every v1 decoder must reject, and the error class lhtrio raises for each.
 MALFORMED = [
-    ("bad-magic", "4c4900000300000000000000920207", "LocalProtocolError"),
-    ("flags-set", "4c4801000300000000000000920207", "LocalProtocolError"),
-    ("empty-head", "4c4800000000000000000000", "LocalProtocolError"),
+    ("bad-magic", "4c4900000300000000000000920207", "RemoteProtocolError"),
+    ("flags-set", "4c4801000300000000000000920207", "RemoteProtocolError"),
+    ("empty-head", "4c4800000000000000000000", "RemoteProtocolError"),
     ("head-over-cap", "4c480000010010000000000000", "FrameTooLargeError"),
     ("data-over-cap", "4c48000003000000010000020092 0207".replace(" ", ""), "FrameTooLargeError"),
-    ("head-not-array", "4c480000010000000000000007", "LocalProtocolError"),
-    ("head-too-short", "4c48000002000000000000009102", "LocalProtocolError"),
-    ("seq-negative", "4c48000003000000000000009202ff", "LocalProtocolError"),
-    ("payload-on-ping", "4c480000030000000100000092020700", "LocalProtocolError"),
+    ("head-not-array", "4c480000010000000000000007", "RemoteProtocolError"),
+    ("head-too-short", "4c48000002000000000000009102", "RemoteProtocolError"),
+    ("seq-negative", "4c48000003000000000000009202ff", "RemoteProtocolError"),
+    ("payload-on-ping", "4c480000030000000100000092020700", "RemoteProtocolError"),
     (
         "read-offset-string",
         "4c48000006000000000000009403 07a1 61 04".replace(" ", ""),
-        "LocalProtocolError",
+        "RemoteProtocolError",
     ),
-    ("read-length-over-cap", "4c480000090000000000000094030700ce02000001", "LocalProtocolError"),
-    ("bad-msgpack", "4c4800000200000000000000c1c1", "LocalProtocolError"),
-    ("zero-length-over-cap", "4c480000090000000000000094080700ce02000001", "LocalProtocolError"),
-    ("zero-without-length", "4c4800000600000000000000930807cd1000", "LocalProtocolError"),
-    ("zero-mode-negative", "4c4800000a00000000000000950807cd1000cd1000ff", "LocalProtocolError"),
+    ("read-length-over-cap", "4c480000090000000000000094030700ce02000001", "RemoteProtocolError"),
+    ("bad-msgpack", "4c4800000200000000000000c1c1", "RemoteProtocolError"),
+    ("zero-length-over-cap", "4c480000090000000000000094080700ce02000001", "RemoteProtocolError"),
+    ("zero-without-length", "4c4800000600000000000000930807cd1000", "RemoteProtocolError"),
+    ("zero-mode-negative", "4c4800000a00000000000000950807cd1000cd1000ff", "RemoteProtocolError"),
     ("truncated-head", "4c480000050000000000000094", "NEED_DATA"),
 ]
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from lhtrio.errors import LocalProtocolError
+from lhtrio.errors import RemoteProtocolError
 
 __all__ = ["NbdProtocolError"]
 
 
-class NbdProtocolError(LocalProtocolError):
+class NbdProtocolError(RemoteProtocolError):
     """An NBD client sent something the server cannot answer within the protocol.
 
     Raised by the sans-I/O handshake and request decoder for a broken stream (bad magic,

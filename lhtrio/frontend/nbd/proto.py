@@ -39,7 +39,7 @@ normal close; answer :class:`InvalidRequest` with :func:`error_reply` (it picks 
 shape a refused READ needs). ``decoder.size`` may be raised after an expansion.
 
 Every broken stream raises :class:`NbdProtocolError` (a
-:class:`~lhtrio.errors.LocalProtocolError`), sticky, and the server closes the connection.
+:class:`~lhtrio.errors.RemoteProtocolError`), sticky, and the server closes the connection.
 Everything else a client can send is answered within the protocol. The fuzz invariant of the
 tests: arbitrary bytes give events, request items or that error, nothing else, in bounded
 memory.

@@ -1,0 +1,82 @@
+"""The node's control calls (its instance manager; ``lhtrio im`` and the manager call them).
+
+================  ====================================================  =========================
+call              arguments                                             result
+================  ====================================================  =========================
+node_info                                                               :class:`NodeInfo`
+disk_list                                                               [:class:`DiskStatus`]
+instance_create   name; type (engine|replica); volume; size;            :class:`Instance`
+                  replicas=[] (engine); disk="" (replica: UUID or
+                  path); salvage=false; replica_timeout=8
+instance_delete   name                                                  instance (stopped)
+instance_get      name                                                  instance
+instance_list                                                           [instance]
+instance_watch    version=0; wait=0 (seconds)                           :class:`InstanceWatch`
+instance_log      name; after=0; wait=0; limit=0                        :class:`LogLines`
+================  ====================================================  =========================
+
+Waits are capped at :data:`MAX_WAIT` seconds by the node.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from lhtrio.models.instance import (
+    DiskStatus,
+    Instance,
+    InstanceKind,
+    InstanceWatch,
+    LogLines,
+    NodeInfo,
+)
+from lhtrio.wire.control import CallTable, NameArgs, NoArgs, omit_when_default
+
+__all__ = [
+    "CALLS",
+    "CreateArgs",
+    "LogArgs",
+    "MAX_WAIT",
+    "WatchArgs",
+]
+
+MAX_WAIT = 60.0
+
+
+@attrs.frozen(kw_only=True)
+class CreateArgs:
+    name: str
+    type: InstanceKind
+    volume: str
+    size: int
+    replicas: list[str] = attrs.field(factory=list)
+    disk: str = ""
+    salvage: bool = False
+    replica_timeout: float = 8.0
+
+
+@attrs.frozen(kw_only=True)
+class WatchArgs:
+    version: int = 0
+    wait: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class LogArgs:
+    name: str
+    after: int = 0
+    wait: float = 0.0
+    limit: int = 0
+
+
+omit_when_default(Instance, "replicas", "frontend", "health", "directory")
+
+CALLS = CallTable("node")
+NODE_INFO = CALLS.call("node_info", NoArgs, NodeInfo)
+DISK_LIST = CALLS.call("disk_list", NoArgs, list[DiskStatus])
+INSTANCE_CREATE = CALLS.call("instance_create", CreateArgs, Instance)
+INSTANCE_DELETE = CALLS.call("instance_delete", NameArgs, Instance)
+INSTANCE_GET = CALLS.call("instance_get", NameArgs, Instance)
+INSTANCE_LIST = CALLS.call("instance_list", NoArgs, list[Instance])
+INSTANCE_WATCH = CALLS.call("instance_watch", WatchArgs, InstanceWatch)
+INSTANCE_LOG = CALLS.call("instance_log", LogArgs, LogLines)
