@@ -94,6 +94,14 @@ def _number(value: Any, _: Any) -> float:
 converter.register_structure_hook(float, _number)
 
 
+def _nil(value: Any, _: Any) -> None:
+    if value is not None:
+        raise TypeError(f"expected nil, got {type(value).__name__}")
+
+
+converter.register_structure_hook(type(None), _nil)
+
+
 def _is_list(kind: Any) -> bool:
     return getattr(kind, "__origin__", None) is list
 
@@ -185,6 +193,10 @@ class CallTable:
         spec: CallSpec[A, R] = CallSpec(self.service, name, args, result)
         self._specs[name] = spec
         return spec
+
+    def optional(self, name: str, args: type[A], result: type[R]) -> CallSpec[A, R | None]:
+        """A call whose result is a ``result`` or nil."""
+        return self.call(name, args, result | None)  # type: ignore[arg-type]
 
     def get(self, name: str) -> CallSpec[Any, Any] | None:
         return self._specs.get(name)
