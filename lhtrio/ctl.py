@@ -1,7 +1,9 @@
 """``lhtrio ctl``: the operator's client for a running engine's control endpoint.
 
-Every verb is one control call (see :mod:`lhtrio.engine.service`). ``-o json`` (before or after
-the verb) prints the result as JSON for scripts; the default is a readable table. Arguments are
+Every verb is one control call of :mod:`lhtrio.wire.calls.engine`, made through
+:class:`~lhtrio.clients.engine.EngineClient`; the renderers take its records
+(:mod:`lhtrio.models.engine`). ``-o json`` (before or after the verb) prints the record as it
+travels on the wire, for scripts; the default is a readable table. Arguments are
 checked before anything is sent (usage errors exit 2); errors of the engine go to stderr with exit
 code 1. :mod:`lhtrio.output` has what this shares with ``lhtrio im``.
 """
@@ -9,12 +11,15 @@ code 1. :mod:`lhtrio.output` has what this shares with ``lhtrio im``.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
+from lhtrio.clients.engine import EngineClient
+from lhtrio.errors import NotFoundError
+from lhtrio.models.engine import RebuildProgress, RebuildState, ReplicaLink, Snapshot, VolumeInfo
 from lhtrio.models.names import validate_snapshot_name
-from lhtrio.net import open_rpc_client
+from lhtrio.models.times import format_time
+from lhtrio.net import RpcClient
 from lhtrio.output import (
     Endpoint,
     check_address,
@@ -23,7 +28,6 @@ from lhtrio.output import (
     checked,
     group_output_option,
     output_option,
-    run_client,
     table,
 )
 from lhtrio.units import format_size, human_size
@@ -36,84 +40,81 @@ ENGINE_ENV = "LHTRIO_ENGINE"
 check_snapshot = checked(validate_snapshot_name)
 
 
-def _render_info(info: dict[str, Any]) -> str:
-    frontend = info["frontend"]
+def _render_info(info: VolumeInfo) -> str:
+    frontend = info.frontend
     lines = [
-        f"volume    {info['volume']}",
-        f"size      {format_size(info['size'])} ({info['size']} bytes)",
-        f"state     {info['state']}",
-        f"frontend  {frontend['state']} {frontend['address']}".rstrip(),
+        f"volume    {info.volume}",
+        f"size      {format_size(info.size)} ({info.size} bytes)",
+        f"state     {info.state.value}",
+        f"frontend  {frontend.state.value} {frontend.address}".rstrip(),
         "",
-        _render_replicas(info["replicas"]),
+        _render_replicas(info.replicas),
     ]
     return "\n".join(lines)
 
 
-def _render_replicas(replicas: list[dict[str, Any]]) -> str:
+def _render_replicas(replicas: list[ReplicaLink]) -> str:
     return table(
         ["ADDRESS", "MODE", "LINK", "REBUILD", "ERROR"],
-        [
-            [r["address"], r["mode"], r["link"], _rebuild_cell(r.get("rebuild")), r["error"]]
-            for r in replicas
-        ],
+        [[r.address, r.mode.value, r.link, _rebuild_cell(r.rebuild), r.error] for r in replicas],
     )
 
 
-def _rebuild_cell(rebuild: dict[str, Any] | None) -> str:
-    if not rebuild:
+def _rebuild_cell(rebuild: RebuildProgress | None) -> str:
+    if rebuild is None:
         return ""
-    total = rebuild["total_bytes"]
-    percent = 100 * rebuild["done_bytes"] // total if total else 0
-    if rebuild["state"] in ("syncing", "starting"):
-        return f"{rebuild['state']} {percent}%"
-    return str(rebuild["state"])
+    total = rebuild.total_bytes
+    percent = 100 * rebuild.done_bytes // total if total else 0
+    if rebuild.state in (RebuildState.SYNCING, RebuildState.STARTING):
+        return f"{rebuild.state.value} {percent}%"
+    return str(rebuild.state.value)
 
 
-def _render_rebuild(rebuild: dict[str, Any]) -> str:
-    kind = "delta" if rebuild.get("delta") else "full"
-    seconds = rebuild["seconds"]
-    rate = f", {human_size(int(rebuild['sent_bytes'] / seconds))}/s" if seconds > 0 else ""
+def _render_rebuild(rebuild: RebuildProgress) -> str:
+    kind = "delta" if rebuild.delta else "full"
+    seconds = rebuild.seconds
+    rate = f", {human_size(int(rebuild.sent_bytes / seconds))}/s" if seconds > 0 else ""
     lines = [
-        f"replica   {rebuild['address']}",
-        f"source    {rebuild['source']}",
-        f"state     {rebuild['state']} ({kind} rebuild)",
-        f"synced    {human_size(rebuild['done_bytes'])} of {human_size(rebuild['total_bytes'])}"
-        f" allocated ({rebuild['files_done']} of {rebuild['files']} files, "
-        f"{rebuild['skipped_files']} unchanged)",
-        f"sent      {human_size(rebuild['sent_bytes'])} in {seconds:.1f} s{rate}",
+        f"replica   {rebuild.address}",
+        f"source    {rebuild.source}",
+        f"state     {rebuild.state.value} ({kind} rebuild)",
+        f"synced    {human_size(rebuild.done_bytes)} of {human_size(rebuild.total_bytes)}"
+        f" allocated ({rebuild.files_done} of {rebuild.files} files, "
+        f"{rebuild.skipped_files} unchanged)",
+        f"sent      {human_size(rebuild.sent_bytes)} in {seconds:.1f} s{rate}",
     ]
     # Why less was sent than synced: data the new replica already held.
     equal = [
-        (rebuild.get("compared_bytes", 0), "compared equal"),
-        (rebuild.get("known_bytes", 0), "known equal from the away log"),
-        (rebuild.get("skipped_bytes", 0), "in unchanged files"),
+        (rebuild.compared_bytes, "compared equal"),
+        (rebuild.known_bytes, "known equal from the away log"),
+        (rebuild.skipped_bytes, "in unchanged files"),
     ]
     if any(n for n, _ in equal):
         lines.append("kept      " + ", ".join(f"{human_size(n)} {why}" for n, why in equal if n))
-    if rebuild["error"]:
-        lines.append(f"error     {rebuild['error']}")
+    if rebuild.error:
+        lines.append(f"error     {rebuild.error}")
     return "\n".join(lines)
 
 
-def _render_snapshots(snapshots: list[dict[str, Any]]) -> str:
+def _render_snapshots(snapshots: list[Snapshot]) -> str:
     return table(
         ["NAME", "PARENT", "CREATED", "SIZE", "USER", "REMOVED", "LABELS"],
         [
             [
-                s["name"],
-                s["parent"],
-                s["created"],
-                human_size(s["size"]),
-                _yes(s["user_created"]),
-                _yes(s["removed"]),
-                ",".join(f"{k}={v}" for k, v in sorted(s["labels"].items())),
+                s.name,
+                s.parent,
+                format_time(s.created),
+                human_size(s.size),
+                _yes(s.user_created),
+                _yes(s.removed),
+                ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())),
             ]
             for s in snapshots
         ],
     )
 
 
-def _yes(flag: object) -> str:
+def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
@@ -149,7 +150,7 @@ def ctl(ctx: click.Context, engine: str | None, output: str) -> None:
 @click.pass_obj
 def info(engine: Endpoint) -> None:
     """Show the volume's size, state, frontend and replicas."""
-    engine.show(engine.call("info"), _render_info)
+    engine.show(engine.run(lambda rpc: EngineClient(rpc).info()), _render_info)
 
 
 @ctl.command()
@@ -158,7 +159,7 @@ def info(engine: Endpoint) -> None:
 @click.pass_obj
 def expand(engine: Endpoint, size: int) -> None:
     """Grow the volume and every replica to SIZE (10Gi, 1T, bytes; a multiple of 4096)."""
-    engine.show(engine.call("expand", size=size), _render_info)
+    engine.show(engine.run(lambda rpc: EngineClient(rpc).expand(size)), _render_info)
 
 
 @ctl.group()
@@ -180,8 +181,8 @@ def snapshot() -> None:
 @click.pass_obj
 def snapshot_create(engine: Endpoint, name: str | None, labels: dict[str, str]) -> None:
     """Take a consistent snapshot NAME on every replica (NAME defaults to a UUID)."""
-    created = engine.call("snapshot_create", name=name or "", labels=labels)
-    engine.show({"name": created}, lambda v: v["name"])
+    created = engine.run(lambda rpc: EngineClient(rpc).snapshot_create(name or "", labels))
+    engine.show({"name": created}, lambda _: created)
 
 
 @snapshot.command("ls")
@@ -189,7 +190,7 @@ def snapshot_create(engine: Endpoint, name: str | None, labels: dict[str, str]) 
 @click.pass_obj
 def snapshot_ls(engine: Endpoint) -> None:
     """List the snapshots, oldest first."""
-    engine.show(engine.call("snapshot_ls"), _render_snapshots)
+    engine.show(engine.run(lambda rpc: EngineClient(rpc).snapshot_ls()), _render_snapshots)
 
 
 @snapshot.command("rm")
@@ -198,8 +199,8 @@ def snapshot_ls(engine: Endpoint) -> None:
 @click.pass_obj
 def snapshot_rm(engine: Endpoint, name: str) -> None:
     """Mark snapshot NAME removed on every replica (snapshot purge reclaims its space)."""
-    engine.call("snapshot_rm", name=name)
-    engine.show({"removed": name}, lambda v: f"snapshot {name} marked removed")
+    engine.run(lambda rpc: EngineClient(rpc).snapshot_rm(name))
+    engine.show({"removed": name}, lambda _: f"snapshot {name} marked removed")
 
 
 @snapshot.command("purge")
@@ -207,8 +208,8 @@ def snapshot_rm(engine: Endpoint, name: str) -> None:
 @click.pass_obj
 def snapshot_purge(engine: Endpoint) -> None:
     """Reclaim the space of removed and system snapshots; waits until done."""
-    engine.call("snapshot_purge")
-    engine.show({"purged": True}, lambda v: "purged")
+    engine.run(lambda rpc: EngineClient(rpc).snapshot_purge())
+    engine.show({"purged": True}, lambda _: "purged")
 
 
 @snapshot.command("revert")
@@ -217,8 +218,8 @@ def snapshot_purge(engine: Endpoint) -> None:
 @click.pass_obj
 def snapshot_revert(engine: Endpoint, name: str) -> None:
     """Revert the volume to snapshot NAME (stop the frontend first)."""
-    engine.call("snapshot_revert", name=name)
-    engine.show({"reverted": name}, lambda v: f"reverted to snapshot {name}")
+    engine.run(lambda rpc: EngineClient(rpc).snapshot_revert(name))
+    engine.show({"reverted": name}, lambda _: f"reverted to snapshot {name}")
 
 
 @ctl.group()
@@ -231,7 +232,7 @@ def frontend() -> None:
 @click.pass_obj
 def frontend_stop(engine: Endpoint) -> None:
     """Stop serving clients (in-flight requests finish, data is flushed)."""
-    engine.show(engine.call("frontend_stop"), _render_info)
+    engine.show(engine.run(lambda rpc: EngineClient(rpc).frontend_stop()), _render_info)
 
 
 @frontend.command("start")
@@ -239,7 +240,7 @@ def frontend_stop(engine: Endpoint) -> None:
 @click.pass_obj
 def frontend_start(engine: Endpoint) -> None:
     """Serve clients again."""
-    engine.show(engine.call("frontend_start"), _render_info)
+    engine.show(engine.run(lambda rpc: EngineClient(rpc).frontend_start()), _render_info)
 
 
 @ctl.group()
@@ -252,7 +253,7 @@ def replica() -> None:
 @click.pass_obj
 def replica_ls(engine: Endpoint) -> None:
     """List the replicas with their mode (RW, WO, ERR) and rebuild progress."""
-    engine.show(engine.call("replica_ls"), _render_replicas)
+    engine.show(engine.run(lambda rpc: EngineClient(rpc).replica_ls()), _render_replicas)
 
 
 @replica.command("rm")
@@ -261,7 +262,7 @@ def replica_ls(engine: Endpoint) -> None:
 @click.pass_obj
 def replica_rm(engine: Endpoint, address: str) -> None:
     """Remove the replica at ADDRESS from the volume (never the last RW one)."""
-    engine.show(engine.call("replica_rm", address=address), _render_info)
+    engine.show(engine.run(lambda rpc: EngineClient(rpc).replica_rm(address)), _render_info)
 
 
 @replica.command("add")
@@ -275,23 +276,28 @@ def replica_add(engine: Endpoint, address: str, no_wait: bool) -> None:
     Without --no-wait, shows the progress (bytes synced of bytes to sync) and returns when the
     replica is RW (exit 0) or the rebuild failed (exit 1).
     """
-    control = engine.require()
 
-    async def run() -> dict[str, Any]:
-        async with open_rpc_client(control, client=engine.client, role=engine.role) as client:
-            progress: dict[str, Any] = await client.call_control("replica_add", address=address)
-            if no_wait:
-                return progress
-            with _Bar(enabled=engine.output == "table" and sys.stderr.isatty()) as bar:
-                while progress["state"] not in ("done", "failed"):
-                    bar.show(progress)
-                    progress = await client.call_control("rebuild_status", wait=1.0)
-                bar.show(progress)
+    async def run(rpc: RpcClient) -> RebuildProgress:
+        client = EngineClient(rpc)
+        progress = await client.replica_add(address)
+        if no_wait:
             return progress
+        with _Bar(enabled=engine.output == "table" and sys.stderr.isatty()) as bar:
+            while progress.running:
+                bar.show(progress)
+                latest = await client.rebuild_status(wait=1.0)
+                if latest is None:  # the engine keeps its last rebuild: it was restarted
+                    raise NotFoundError(
+                        f"engine {rpc.peer} has no rebuild of {address} any more (restarted?): "
+                        "see lhtrio ctl replica ls"
+                    )
+                progress = latest
+            bar.show(progress)
+        return progress
 
-    result = run_client(run)
+    result = engine.run(run)
     engine.show(result, _render_rebuild)
-    if result["state"] == "failed":
+    if result.state is RebuildState.FAILED:
         sys.exit(1)
 
 
@@ -308,15 +314,15 @@ class _Bar:
         if self.enabled:
             click.echo("", err=True)
 
-    def show(self, progress: dict[str, Any]) -> None:
+    def show(self, progress: RebuildProgress) -> None:
         if not self.enabled:
             return
-        total, done = progress["total_bytes"], progress["done_bytes"]
+        total, done = progress.total_bytes, progress.done_bytes
         fraction = done / total if total else 0.0
         filled = int(30 * fraction)
         click.echo(
-            f"\r{progress['state']:<9} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%} "
-            f"{human_size(done)}/{human_size(total)}, sent {human_size(progress['sent_bytes'])}",
+            f"\r{progress.state.value:<9} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%} "
+            f"{human_size(done)}/{human_size(total)}, sent {human_size(progress.sent_bytes)}",
             err=True,
             nl=False,
         )
@@ -327,5 +333,5 @@ class _Bar:
 @click.pass_obj
 def salvage(engine: Endpoint) -> None:
     """Serve a faulted volume again from the replica with the newest data."""
-    result = engine.call("salvage")
-    engine.show(result, lambda v: f"salvaged {v['address']}: {v['reason']}")
+    result = engine.run(lambda rpc: EngineClient(rpc).salvage())
+    engine.show(result, lambda v: f"salvaged {v.address}: {v.reason}")

@@ -143,16 +143,6 @@ class Endpoint:
             )
         return self.address
 
-    def call(self, name: str, /, **args: Any) -> Any:
-        """One control call; an lhtrio error ends the command with exit code 1."""
-        address = self.require()
-
-        async def run() -> Any:
-            async with open_rpc_client(address, client=self.client, role=self.role) as client:
-                return await client.call_control(name, **args)
-
-        return run_client(run)
-
     def run(self, work: Callable[[RpcClient], Awaitable[T]]) -> T:
         """``await work(rpc)`` on a connection to the endpoint; an lhtrio error exits 1."""
         address = self.require()
@@ -164,7 +154,7 @@ class Endpoint:
         result: T = run_client(run)
         return result
 
-    def show(self, value: Any, render: Callable[[Any], str]) -> None:
+    def show(self, value: T, render: Callable[[T], str]) -> None:
         show(self.output, value, render)
 
 
@@ -230,7 +220,7 @@ def _set_output(ctx: click.Context, param: click.Parameter, value: str | None) -
         endpoint.output = value
 
 
-def show(output: str, value: Any, render: Callable[[Any], str]) -> None:
+def show(output: str, value: T, render: Callable[[T], str]) -> None:
     """``value`` rendered for reading, or as JSON (a record as it travels on the wire)."""
     if output == "json":
         click.echo(json.dumps(converter.unstructure(value), indent=2, sort_keys=True))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lhtrio.cli import cli
+from lhtrio.wire import Call, Reply, Request
+from lhtrio.wire import Result as ControlResult
 
 CLEAN_ENV: dict[str, str | None] = {"LHTRIO_ENGINE": None, "LHTRIO_NODE": None}
 
@@ -147,13 +150,32 @@ def test_a_malformed_endpoint_is_a_usage_error(group: str) -> None:
 
 # --- -o -------------------------------------------------------------------------------------
 
-INFO = {
+INFO = {  # as an engine answers info: every key (``resync`` nil without a start-up resync)
     "volume": "v",
     "size": 64 << 20,
     "state": "healthy",
     "frontend": {"state": "running", "address": "unix:/run/v.sock"},
     "replicas": [],
+    "resync": None,
 }
+
+
+def fake_engine(monkeypatch: pytest.MonkeyPatch, answer: Callable[[Call], Any]) -> None:
+    """Every connection the command opens reaches a fake engine: control call ``call`` answers
+    ``answer(call)`` (a wire value, as a real engine sends it)."""
+
+    class Engine:
+        peer = "tcp://127.0.0.1:9"
+
+        async def call(self, request: Request) -> Reply:
+            assert isinstance(request, Call), request
+            return ControlResult(answer(request))
+
+    @asynccontextmanager
+    async def connect(address: str, **options: Any) -> AsyncIterator[Engine]:
+        yield Engine()
+
+    monkeypatch.setattr("lhtrio.output.open_rpc_client", connect)
 
 
 @pytest.fixture
@@ -161,11 +183,11 @@ def canned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every control call answers INFO; the list collects the calls' names."""
     calls: list[str] = []
 
-    def call(self: Any, name: str, /, **args: Any) -> Any:
-        calls.append(name)
+    def answer(call: Call) -> Any:
+        calls.append(call.name)
         return INFO
 
-    monkeypatch.setattr("lhtrio.output.Endpoint.call", call)
+    fake_engine(monkeypatch, answer)
     return calls
 
 
@@ -302,11 +324,11 @@ def test_snapshot_labels_are_checked_before_the_engine_is_called(
 def test_valid_names_and_labels_reach_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[dict[str, Any]] = []
 
-    def call(self: Any, name: str, /, **args: Any) -> Any:
-        sent.append({"call": name, **args})
-        return args["name"] or "a-uuid"
+    def answer(call: Call) -> Any:
+        sent.append({"call": call.name, **call.args})
+        return call.args["name"] or "a-uuid"
 
-    monkeypatch.setattr("lhtrio.output.Endpoint.call", call)
+    fake_engine(monkeypatch, answer)
     result = invoke(
         "ctl", "--engine", "127.0.0.1:9", "snapshot", "create", "s1",
         "--label", "app=db", "--label", "example.com/tier=", "-o", "json",
@@ -320,3 +342,82 @@ def test_valid_names_and_labels_reach_the_engine(monkeypatch: pytest.MonkeyPatch
         {"call": "snapshot_create", "name": "s1", "labels": {"app": "db", "example.com/tier": ""}},
         {"call": "snapshot_create", "name": "", "labels": {}},
     ]
+
+
+# --- replica add ----------------------------------------------------------------------------
+
+
+def _rebuild(state: str, done: int) -> dict[str, Any]:
+    """A rebuild's progress as an engine sends it."""
+    return {
+        "address": "tcp://127.0.0.1:9502",
+        "source": "tcp://127.0.0.1:9501",
+        "state": state,
+        "files": 1,
+        "files_done": 1 if done else 0,
+        "skipped_files": 0,
+        "total_bytes": 8 << 20,
+        "done_bytes": done,
+        "sent_bytes": done,
+        "compared_bytes": 0,
+        "known_bytes": 0,
+        "skipped_bytes": 0,
+        "seconds": 0.5,
+        "delta": False,
+        "error": "" if state != "failed" else "replica went away",
+    }
+
+
+@pytest.mark.parametrize(("last", "code"), [("done", 0), ("failed", 1)])
+def test_replica_add_follows_the_rebuild_to_its_end(
+    monkeypatch: pytest.MonkeyPatch, last: str, code: int
+) -> None:
+    answers = [_rebuild("starting", 0), _rebuild("syncing", 4 << 20), _rebuild(last, 8 << 20)]
+    sent: list[dict[str, Any]] = []
+
+    def answer(call: Call) -> Any:
+        sent.append({"call": call.name, **call.args})
+        return answers[len(sent) - 1]
+
+    fake_engine(monkeypatch, answer)
+    result = invoke(
+        "ctl", "--engine", "127.0.0.1:9", "replica", "add", "127.0.0.1:9502", "-o", "json"
+    )
+    assert result.exit_code == code, result.output
+    assert json.loads(result.output) == answers[-1]
+    assert sent == [
+        {"call": "replica_add", "address": "127.0.0.1:9502"},
+        {"call": "rebuild_status", "wait": 1.0},
+        {"call": "rebuild_status", "wait": 1.0},
+    ]
+    sent.clear()
+    table = invoke("ctl", "--engine", "127.0.0.1:9", "replica", "add", "127.0.0.1:9502")
+    assert table.exit_code == code, table.output
+    assert f"state     {last} (full rebuild)" in table.output.splitlines()
+
+
+def test_replica_add_no_wait_returns_the_first_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+
+    def answer(call: Call) -> Any:
+        sent.append(call.name)
+        return _rebuild("starting", 0)
+
+    fake_engine(monkeypatch, answer)
+    args = ("replica", "add", "127.0.0.1:9502", "--no-wait", "-o", "json")
+    result = invoke("ctl", "--engine", "127.0.0.1:9", *args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == _rebuild("starting", 0)
+    assert sent == ["replica_add"]
+
+
+def test_replica_add_says_so_when_the_engine_forgot_the_rebuild(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_engine(
+        monkeypatch, lambda call: _rebuild("starting", 0) if call.name == "replica_add" else None
+    )
+    result = invoke("ctl", "--engine", "127.0.0.1:9", "replica", "add", "127.0.0.1:9502")
+    assert result.exit_code == 1, result.output
+    assert "has no rebuild of 127.0.0.1:9502 any more" in result.output
+    assert "Traceback" not in result.output

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from lhtrio import ctl, im, output
+from lhtrio.models.engine import RebuildProgress, Snapshot
 from lhtrio.models.instance import Instance, NodeInfo
 from lhtrio.wire.control import converter
 
@@ -105,7 +106,7 @@ def test_snapshot_sizes_are_human_sizes_like_every_other_table() -> None:
             "in_chain": True,
         }
     ]
-    header, row = ctl._render_snapshots(snapshots).splitlines()
+    header, row = ctl._render_snapshots(converter.structure(snapshots, list[Snapshot])).splitlines()
     assert header.split() == ["NAME", "PARENT", "CREATED", "SIZE", "USER", "REMOVED", "LABELS"]
     assert row.split() == ["s1", "2026-12-04T18:20:01Z", "3.2", "MiB", "yes", "no", "app=db,tier=1"]
 
@@ -125,7 +126,7 @@ def test_rebuild_report_gives_every_amount_with_its_unit() -> None:
         "delta": False,
         "error": "",
     }
-    lines = ctl._render_rebuild(rebuild).splitlines()
+    lines = ctl._render_rebuild(converter.structure(rebuild, RebuildProgress)).splitlines()
     assert lines[2:] == [
         "state     done (full rebuild)",
         "synced    360.0 MiB of 360.0 MiB allocated (3 of 3 files, 1 unchanged)",
@@ -162,5 +163,5 @@ def test_a_rebuild_that_sent_little_says_where_the_rest_was() -> None:
         "delta": True,
         "error": "",
     }
-    lines = ctl._render_rebuild(rebuild).splitlines()
+    lines = ctl._render_rebuild(converter.structure(rebuild, RebuildProgress)).splitlines()
     assert lines[-1] == "kept      40.0 MiB compared equal, 320.0 MiB known equal from the away log"

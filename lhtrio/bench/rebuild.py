@@ -58,6 +58,7 @@ from typing import Any
 import trio
 
 from lhtrio.bench._util import Server, child_process, record, table
+from lhtrio.clients.replica import ReplicaClient
 from lhtrio.errors import LhtrioError
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Flush, Reply, Request, Write
@@ -254,10 +255,11 @@ def _hash_snapshots(volume: _Volume, roles: Sequence[str]) -> None:
     """Record a checksum of every snapshot file of the replicas ``roles`` (``checksum`` calls)."""
 
     async def hash_all(role: str) -> None:
-        async with open_rpc_client(volume.addresses[role], volume=volume.name) as client:
+        async with open_rpc_client(volume.addresses[role], volume=volume.name) as rpc:
+            client = ReplicaClient(rpc)
             for path in volume.snapshot_files(role):
                 name = path.name.removeprefix("volume-snap-").removesuffix(".img")
-                await client.call_control("checksum", name=name)
+                await client.checksum(name)
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:
