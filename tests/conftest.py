@@ -1,9 +1,25 @@
-"""Test-wide settings: Hypothesis profiles (CI runs derandomized, so a red run is reproducible)."""
+"""Test-wide settings: Hypothesis profiles (CI runs derandomized, so a red run is reproducible),
+the test layers, and a per-test timeout.
+
+**Layers.** Every test is in one of three layers, by marker:
+
+* unmarked — the unit layer: in-process, no other program; ``pytest -m "not real and not slow"``
+  runs it in well under a minute on this 2-core machine;
+* ``real`` — drives real programs: qemu-io/qemu-img/nbdinfo/nbdsh/nbdcopy/fio, or ``lhtrio``
+  processes (the modules in :data:`REAL_MODULES`); ``pytest -m real`` runs only these;
+* ``slow`` — in-process, but takes seconds: a crash or stateful property search, timing rules
+  measured on the real clock (``@pytest.mark.slow`` on the test).
+
+``pytest`` with no ``-m`` (what CI runs) runs all three. A hang fails the test after
+``timeout`` seconds (pytest-timeout, ``[tool.pytest.ini_options]``) instead of eating the CI run.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -11,3 +27,31 @@ settings.register_profile(
     "ci", parent=settings.get_profile("dev"), derandomize=True, print_blob=True
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+HERE = Path(__file__).resolve().parent
+
+#: Test modules whose tests drive real programs (NBD clients, fio, lhtrio processes).
+REAL_MODULES = frozenset(
+    {
+        "engine/test_crash_consistency.py",
+        "engine/test_engine_clients.py",
+        "engine/test_nbd_libnbd.py",
+        "engine/test_rebuild.py",
+        "frontend/test_nbd_negotiation.py",
+        "frontend/test_nbd_requests.py",
+        "frontend/test_nbd_server.py",
+        "frontend/test_nbd_tools.py",
+        "node/test_node.py",
+        "node/test_node_process.py",
+        "replica_server/test_replica_server.py",
+        "test_cli_live.py",
+        "test_demo.py",
+        "test_process_stops.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(HERE).as_posix() in REAL_MODULES:
+            item.add_marker(pytest.mark.real)

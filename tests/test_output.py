@@ -137,8 +137,8 @@ def test_rebuild_report_gives_every_amount_with_its_unit() -> None:
 def test_im_ls_shows_an_engine_whose_volume_is_not_healthy() -> None:
     faulted = {**_engine_instance(time.time()), "health": "faulted", "error": "volume faulted: x"}
     healthy = {**_engine_instance(time.time()), "name": "e2", "health": "healthy"}
-    rows = im._render_instances(converter.structure([faulted, healthy], list[Instance]))
-    rows = rows.splitlines()
+    text = im._render_instances(converter.structure([faulted, healthy], list[Instance]))
+    rows = text.splitlines()
     assert "running (faulted)" in rows[1]
     assert "volume faulted: x" in rows[1]
     assert "running (" not in rows[2]

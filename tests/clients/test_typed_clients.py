@@ -15,7 +15,7 @@ from lhtrio.clients.engine import EngineClient
 from lhtrio.clients.replica import ReplicaClient
 from lhtrio.engine.server import serve_engine
 from lhtrio.engine.volume import Volume
-from lhtrio.models.engine import FrontendState, RebuildState, VolumeHealth
+from lhtrio.models.engine import FrontendState, RebuildProgress, RebuildState, VolumeHealth
 from lhtrio.models.replica import ActionKind, ReplicaMode, SyncState, snapshot_of
 from lhtrio.net import Address, open_rpc_client
 from lhtrio.replica.server import serve_replica
@@ -26,7 +26,10 @@ SIZE = 4 * MiB
 
 
 async def _no_frontend(
-    volume: Volume, *, shutdown: trio.Event, task_status: trio.TaskStatus[str]
+    volume: Volume,
+    *,
+    shutdown: trio.Event,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     task_status.started("none://")
     await shutdown.wait()
@@ -89,8 +92,9 @@ async def test_every_engine_call_answers_its_declared_type(tmp_path: Path) -> No
         await engine.snapshot_revert(generated)
         assert (await engine.frontend_start()).frontend.state is FrontendState.RUNNING
         assert await engine.rebuild_status() is None
-        progress = await engine.replica_add(spare)
-        assert progress.address == spare
+        added = await engine.replica_add(spare)
+        assert added.address == spare
+        progress: RebuildProgress | None = added
         while progress is not None and progress.running:
             progress = await engine.rebuild_status(wait=5.0)
         assert progress is not None

@@ -96,7 +96,12 @@ class Backend:
 
 @asynccontextmanager
 async def memory_pair(
-    backend: Backend, *, max_concurrency: int = 64, **hello: str
+    backend: Backend,
+    *,
+    max_concurrency: int = 64,
+    volume: str = "vol-a",
+    instance: str = "",
+    client: str = "",
 ) -> AsyncIterator[RpcClient]:
     client_stream, server_stream = trio.testing.memory_stream_pair()
     async with open_connection_nursery() as nursery:
@@ -109,8 +114,10 @@ async def memory_pair(
                 max_concurrency=max_concurrency,
             )
         )
-        async with connect_rpc(client_stream, **{"volume": "vol-a", **hello}) as client:
-            yield client
+        async with connect_rpc(
+            client_stream, volume=volume, instance=instance, client=client
+        ) as rpc:
+            yield rpc
         nursery.cancel_scope.cancel()
 
 
