@@ -54,7 +54,7 @@ _check_instance = checked(validate_instance_name)
 
 
 def _port_range(text: str) -> object:
-    from lhtrio.node.ports import parse_port_range
+    from lhtrio.instances.ports import parse_port_range
 
     return parse_port_range(text)
 
@@ -325,8 +325,8 @@ def node(
     (nbd://HOST:PORT; each volume is the export nbd://HOST:PORT/VOLUME) on the first two lines of
     stdout.
     """
+    from lhtrio.instances.ports import parse_port_range
     from lhtrio.net import parse_address
-    from lhtrio.node.ports import parse_port_range
     from lhtrio.node.server import serve_node
 
     low, high = parse_port_range(port_range)

@@ -1,6 +1,6 @@
 """``lhtrio im``: the operator's client for a node's instance manager.
 
-Every verb is one control call of :mod:`lhtrio.node.service`. ``-o json`` (before or after the
+Every verb is one control call of :mod:`lhtrio.instances.service`. ``-o json`` (before or after the
 verb) prints JSON with the node's raw values; the default is a table. Arguments are checked before
 anything is sent (usage errors exit 2); errors of the node go to stderr with exit code 1.
 """

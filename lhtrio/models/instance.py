@@ -1,8 +1,8 @@
 """What a node's instance manager reports: instances, disks, the node itself.
 
 The records callers read (``lhtrio im``, the manager, the API): frozen values, no trio, no I/O.
-The node's supervisor (:mod:`lhtrio.node.instances`) builds them; :mod:`lhtrio.wire.calls.node`
-says which call returns which.
+The node's supervisor (:mod:`lhtrio.instances.supervisor`) builds them;
+:mod:`lhtrio.wire.calls.node` says which call returns which.
 """
 
 from __future__ import annotations

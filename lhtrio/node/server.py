@@ -2,13 +2,14 @@
 
 Composition (each part in its own module):
 
-* a control endpoint (protocol v1, :mod:`lhtrio.node.service`) for the instance-manager API;
+* a control endpoint (protocol v1, :mod:`lhtrio.instances.service`) for the instance-manager API;
 * one NBD listener for every engine on the node (an
   :class:`~lhtrio.frontend.nbd.server.ExportRegistry`: ``nbd://NODE:10809/VOLUME``), so a node
   needs one NBD port, not one per volume;
-* the supervisor (:mod:`lhtrio.node.instances`) whose nursery runs every instance in its own
+* the supervisor (:mod:`lhtrio.instances.supervisor`) whose nursery runs every instance in its own
   shielded cancel scope;
-* per-instance logs (:mod:`lhtrio.node.logs`) and disks with identities (:mod:`lhtrio.node.disks`).
+* per-instance logs (:mod:`lhtrio.instances.logs`) and disks with identities
+  (:mod:`lhtrio.instances.disks`).
 
 Shutdown (SIGTERM/SIGINT cancel the caller's scope): the listeners stop accepting at once; then,
 shielded, every engine stops — its frontend after in-flight requests, then a flush of its
@@ -26,12 +27,12 @@ from collections.abc import Sequence
 import trio
 
 from lhtrio.frontend.nbd.server import ExportRegistry, serve_nbd_registry
+from lhtrio.instances.disks import open_disk
+from lhtrio.instances.logs import InstanceLogs
+from lhtrio.instances.ports import PortRange
+from lhtrio.instances.service import NodeService
+from lhtrio.instances.supervisor import NodeContext, Supervisor
 from lhtrio.net import Address, serve_rpc
-from lhtrio.node.disks import open_disk
-from lhtrio.node.instances import NodeContext, Supervisor
-from lhtrio.node.logs import InstanceLogs
-from lhtrio.node.ports import PortRange
-from lhtrio.node.service import NodeService
 from lhtrio.replica.names import validate_name
 from lhtrio.wire import Identity, Role
 

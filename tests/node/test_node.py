@@ -18,9 +18,9 @@ import pytest
 import trio
 
 from lhtrio.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, StorageError
+from lhtrio.instances import supervisor as instances_module
+from lhtrio.instances.disks import IDENTITY_FILE
 from lhtrio.net import Address, RpcClient, open_rpc_client
-from lhtrio.node import instances as instances_module
-from lhtrio.node.disks import IDENTITY_FILE
 from lhtrio.node.server import serve_node
 from lhtrio.replica.server import serve_replica
 from tests.procs import run

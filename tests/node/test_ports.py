@@ -7,7 +7,7 @@ import contextlib
 import pytest
 
 from lhtrio.errors import InvalidArgumentError, NoSpaceError
-from lhtrio.node.ports import PortRange, parse_port_range
+from lhtrio.instances.ports import PortRange, parse_port_range
 
 
 def test_parse_port_range() -> None:

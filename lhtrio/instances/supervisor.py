@@ -21,7 +21,7 @@ Longhorn's instance manager starts an OS process per engine and replica (``longh
 * **NBD.** Engines do not open listeners of their own: their frontend publishes the volume in the
   node's :class:`~lhtrio.frontend.nbd.server.ExportRegistry`, served on the node's one NBD port.
 
-Everything an instance logs carries its name (:mod:`lhtrio.node.logs`).
+Everything an instance logs carries its name (:mod:`lhtrio.instances.logs`).
 """
 
 from __future__ import annotations
@@ -47,12 +47,12 @@ from lhtrio.errors import (
     StorageError,
 )
 from lhtrio.frontend.nbd.server import ExportRegistry, nbd_uri
+from lhtrio.instances.disks import Disk, find_disk
+from lhtrio.instances.logs import InstanceLogs, current_instance
+from lhtrio.instances.ports import PortRange
 from lhtrio.models.instance import Instance as InstanceRecord
 from lhtrio.models.instance import InstanceKind, InstanceState
 from lhtrio.net import Address
-from lhtrio.node.disks import Disk, find_disk
-from lhtrio.node.logs import InstanceLogs, current_instance
-from lhtrio.node.ports import PortRange
 from lhtrio.replica.names import validate_name
 from lhtrio.replica.server import serve_replica
 

@@ -9,6 +9,8 @@ replace streams. The calls, their arguments and results are declared in
 
 from __future__ import annotations
 
+from lhtrio.instances.disks import disk_status
+from lhtrio.instances.supervisor import InstanceSpec, Supervisor
 from lhtrio.models.instance import (
     DiskStatus,
     Instance,
@@ -16,8 +18,6 @@ from lhtrio.models.instance import (
     LogLines,
     NodeInfo,
 )
-from lhtrio.node.disks import disk_status
-from lhtrio.node.instances import InstanceSpec, Supervisor
 from lhtrio.wire.calls import node as calls
 from lhtrio.wire.calls.node import MAX_WAIT, CreateArgs, LogArgs, WatchArgs
 from lhtrio.wire.control import Dispatcher, NameArgs, NoArgs
