@@ -23,12 +23,13 @@ Three decisions live here:
 
 from __future__ import annotations
 
-import enum
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
+
+from lhtrio.models.volume import Health, Mode
 
 __all__ = [
     "Mode",
@@ -40,18 +41,6 @@ __all__ = [
     "choose_salvage",
     "salvage_refusals",
 ]
-
-
-class Mode(enum.Enum):
-    RW = "RW"
-    WO = "WO"
-    ERR = "ERR"
-
-
-class Health(enum.Enum):
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"
-    FAULTED = "faulted"
 
 
 @attrs.define(eq=False)
