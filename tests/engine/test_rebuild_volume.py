@@ -167,6 +167,20 @@ async def test_salvage_serves_a_faulted_volume_from_the_newest_replica(tmp_path:
         assert await vol.read_batch([(0, 4096)]) == [b"\x02" * 4096]
 
 
+async def test_salvage_waits_its_turn_behind_another_long_operation(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=1, stalled=0) as (a,), volume([a]) as vol:
+        vol.links.fail(vol.replicas.members[0], "gone")
+        await vol.operation.begin(VolumeOperation.PURGE)
+        with pytest.raises(ConflictError, match=r"busy \(purge\): salvage refused"):
+            await operations.salvage(vol)
+        assert vol.replicas.health is Health.FAULTED  # nothing changed
+        vol.operation.end()
+        address, _ = await operations.salvage(vol)
+        assert address == a
+        assert vol.operation.state is VolumeOperation.NONE
+        assert await vol.read_batch([(0, 4096)]) == [bytes(4096)]
+
+
 async def test_a_returning_replica_is_compared_only_where_its_away_log_says(
     tmp_path: Path,
 ) -> None:
