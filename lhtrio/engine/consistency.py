@@ -94,7 +94,7 @@ async def resync(volume: Volume, progress: Resync) -> None:
     readers = list(volume.replicas.readers)
     if not readers:
         return
-    marked = await volume.control_all("intent_regions", members=readers)
+    marked = await volume.control.all("intent_regions", members=readers)
     regions = _merge(
         [(int(o), int(n)) for ranges in marked.values() for o, n in ranges if int(n) > 0]
     )
@@ -129,7 +129,7 @@ async def resync(volume: Volume, progress: Resync) -> None:
         )
     writers = list(volume.replicas.writers)
     if writers:
-        await volume.control_all("intent_clear", members=writers, everything=True)
+        await volume.control.all("intent_clear", members=writers, everything=True)
 
 
 async def _compare(volume: Volume, progress: Resync, offset: int, length: int) -> None:
@@ -158,34 +158,34 @@ async def _compare(volume: Volume, progress: Resync, offset: int, length: int) -
 
 
 async def _read(volume: Volume, member: Member, offset: int, length: int) -> bytes | None:
-    client = volume.client(member)
+    client = volume.links.client(member)
     if client is None or member.mode is not Mode.RW:
         return None
     try:
         with trio.fail_after(volume.replicas.timeout(member)):
             (reply,) = await client.call_many([Read(offset, length)])
     except (LhtrioError, trio.TooSlowError) as exc:
-        volume.fail(member, f"resync read failed: {str(exc) or 'timed out'}")
+        volume.links.fail(member, f"resync read failed: {str(exc) or 'timed out'}")
         return None
     if not isinstance(reply, Data) or len(reply.data) != length:
-        volume.fail(member, f"resync read answered with {reply!r}")
+        volume.links.fail(member, f"resync read answered with {reply!r}")
         return None
     return bytes(reply.data)
 
 
 async def _send(volume: Volume, member: Member, writes: list[Write]) -> None:
-    client = volume.client(member)
+    client = volume.links.client(member)
     if client is None:
         return
     try:
         with trio.fail_after(volume.replicas.timeout(member)):
             replies = await client.call_many(writes)
     except (LhtrioError, trio.TooSlowError) as exc:
-        volume.fail(member, f"resync write failed: {str(exc) or 'timed out'}")
+        volume.links.fail(member, f"resync write failed: {str(exc) or 'timed out'}")
         return
     for reply in replies:
         if isinstance(reply, LhtrioError):
-            volume.fail(member, f"resync write failed: {reply}")
+            volume.links.fail(member, f"resync write failed: {reply}")
             return
 
 
@@ -194,16 +194,16 @@ async def _equal_counters(volume: Volume) -> None:
     (the resync's writes counted only where they went), or the next start would take the
     source for stale."""
     readers = list(volume.replicas.readers)
-    infos = await volume.control_all("info", members=readers)
+    infos = await volume.control.all("info", members=readers)
     if not infos:
         return
     value = max(int(info["revision_counter"]) for info in infos.values())
-    await volume.control_all("set_revision_counter", members=readers, value=value)
+    await volume.control.all("set_revision_counter", members=readers, value=value)
 
 
 def _written(volume: Volume) -> bool:
     """Whether a write went out since the last rotation (read anew: it changes while waiting)."""
-    return volume.wrote
+    return volume.fanouts.wrote
 
 
 async def sweep_intents(
@@ -219,21 +219,21 @@ async def sweep_intents(
     durable = True  # a flush after the last rotation was answered
     while True:
         await trio.sleep(interval)
-        if not (volume.wrote or marks) or not volume.replicas.readers:
+        if not (volume.fanouts.wrote or marks) or not volume.replicas.readers:
             continue
         try:
-            if volume.wrote:
+            if volume.fanouts.wrote:
                 async with volume.quiesced():  # no write in flight while the generations turn
-                    volume.wrote = durable = False
-                    await volume.control_all("intent_rotate")
-                    mark = volume.flush_mark
+                    volume.fanouts.wrote = durable = False
+                    await volume.control.all("intent_rotate")
+                    mark = volume.fanouts.flush_mark
                 # Every write before the rotation must be durable everywhere: a client's next
                 # flush does it (clients flush often); without one the sweep flushes itself,
                 # rarely (a flush forces the replicas' dirty pages out: a writing client pays).
-                if not await volume.flushed_since(mark, OWN_FLUSH_AFTER * interval):
+                if not await volume.fanouts.flushed_since(mark, OWN_FLUSH_AFTER * interval):
                     await volume.flush()
                 durable = True
-                left = await volume.control_all("intent_clear")
+                left = await volume.control.all("intent_clear")
             else:
                 # Nothing written since the last rotation, and a flush after it came: every
                 # mark left is durable everywhere. (Quiesced: a write may not start meanwhile.)
@@ -243,7 +243,7 @@ async def sweep_intents(
                 async with volume.quiesced():
                     if _written(volume):  # (one may have started before the pause)
                         continue
-                    left = await volume.control_all("intent_clear", everything=True)
+                    left = await volume.control.all("intent_clear", everything=True)
         except LhtrioError as exc:
             logger.warning("volume %s: write-intent sweep failed: %s", volume.name, exc)
             continue

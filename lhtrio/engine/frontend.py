@@ -15,12 +15,13 @@ the backstop for one that ignores its ``shutdown``.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
 import trio
+
+from lhtrio.models.volume import FrontendState
 
 if TYPE_CHECKING:
     from lhtrio.engine.volume import Volume
@@ -38,12 +39,6 @@ class Frontend(Protocol):
     ) -> Awaitable[None]:
         """Serve ``volume`` until cancelled or until ``shutdown`` is set; then stop taking
         requests, finish and answer those in flight, and return."""
-
-
-class FrontendState(enum.Enum):
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
 
 
 @attrs.define(eq=False)

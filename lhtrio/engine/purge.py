@@ -3,7 +3,7 @@
 Each replica runs its own purge (:mod:`lhtrio.replica.removal`: system snapshots are marked
 removed, then every removed snapshot is deleted, coalesced into its child or pruned), in the
 background beside the data path; the engine starts them together and waits for all. A purge
-excludes rebuilds, expansions and reverts (:meth:`~lhtrio.engine.volume.Volume.begin`), and
+excludes the other long operations (:mod:`lhtrio.engine.operation_gate`), and
 drops the away logs (coalescing rewrites snapshot files behind them).
 
 After a rebuild the engine purges by itself (``automatic``): every rebuild takes a system
@@ -15,12 +15,10 @@ operation that arrives meanwhile waits for that purge instead of being refused.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+from lhtrio.engine.volume import Volume
 from lhtrio.errors import ConflictError, LhtrioError
-
-if TYPE_CHECKING:
-    from lhtrio.engine.volume import Volume
+from lhtrio.models.volume import VolumeOperation
 
 __all__ = ["purge", "purge_after_rebuild"]
 
@@ -30,16 +28,16 @@ logger = logging.getLogger(__name__)
 async def purge(volume: Volume, *, automatic: bool = False) -> None:
     """Purge every replica of ``volume`` and wait until all are done; ConflictError naming the
     replicas whose purge failed."""
-    await volume.begin("purge", automatic=automatic)
+    await volume.operation.begin(VolumeOperation.PURGE, automatic=automatic)
     try:
         if volume.replicas.rebuilding:
             raise ConflictError(f"volume {volume.name} is rebuilding a replica: purge refused")
         volume.dirty.forget()  # coalesce rewrites snapshot files: away logs no longer hold
-        await volume.control_all("purge")
-        statuses = await volume.control_all("purge_status", wait=True)
+        await volume.control.all("purge")
+        statuses = await volume.control.all("purge_status", wait=True)
     finally:
         volume.dirty.forget()
-        volume.end()
+        volume.operation.end()
     errors = [f"{a}: {s['error']}" for a, s in statuses.items() if s["error"]]
     if errors:
         raise ConflictError(f"volume {volume.name}: purge failed on {'; '.join(errors)}")

@@ -14,7 +14,7 @@ Three decisions live here:
 * **Staleness at start.** A replica whose persisted revision counter is below the highest one
   missed writes that the others acknowledged and flushed: it starts in ERR. The engine keeps this
   sound for acknowledged writes that were *not* flushed yet: when it fails a replica it flushes
-  the survivors before it answers the client (see :mod:`lhtrio.engine.volume`), so their persisted
+  the survivors before it answers the client (see :mod:`lhtrio.engine.fanout`), so their persisted
   counters move past anything the failed replica can have. A replica whose ``volume.meta`` says a
   rebuild into it did not finish starts in ERR too: its snapshot files may be partial.
 * **Salvage** (every replica ERR): the newest persisted revision counter wins, ties go to the
@@ -23,12 +23,13 @@ Three decisions live here:
 
 from __future__ import annotations
 
-import enum
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
+
+from lhtrio.models.volume import Health, Mode
 
 __all__ = [
     "Mode",
@@ -40,18 +41,6 @@ __all__ = [
     "choose_salvage",
     "salvage_refusals",
 ]
-
-
-class Mode(enum.Enum):
-    RW = "RW"
-    WO = "WO"
-    ERR = "ERR"
-
-
-class Health(enum.Enum):
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"
-    FAULTED = "faulted"
 
 
 @attrs.define(eq=False)

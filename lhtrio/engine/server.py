@@ -147,7 +147,7 @@ async def serve_engine(
                 )
             raise
         finally:
-            volume.close_links()  # whatever happened: the shielded links must end
+            volume.links.close()  # whatever happened: the shielded links must end
         nursery.cancel_scope.cancel()
     logger.info("engine of volume %s stopped", volume_name)
 
@@ -155,10 +155,10 @@ async def serve_engine(
 async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) -> None:
     members = list(volume.replicas.members)
     for member in members:
-        await nursery.start(volume.connect, member)
+        await nursery.start(volume.links.connect, member)
     infos: list[tuple[str, dict[str, Any] | str]] = []
     for member in members:
-        client = volume.client(member)
+        client = volume.links.client(member)
         if client is None:
             infos.append((member.address, member.error or "unreachable"))
             continue
@@ -174,7 +174,7 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
     for member in members:
         mode = decision.modes[member.address]
         if mode is Mode.ERR:
-            volume.fail(member, decision.reasons[member.address])
+            volume.links.fail(member, decision.reasons[member.address])
             continue
         member.synced = True  # the newest data: from here on, an away log can track it
         if member.address in decision.reasons:
@@ -210,6 +210,6 @@ async def _shutdown(volume: Volume, frontend: FrontendControl) -> None:
         await volume.flush()
         if volume.replicas.writers:
             # Nothing in flight, every replica flushed: no region can differ between them.
-            await volume.control_all("intent_clear", everything=True)
+            await volume.control.all("intent_clear", everything=True)
     except LhtrioError as exc:
         logger.warning("final flush of volume %s failed: %s", volume.name, exc)

@@ -21,7 +21,9 @@ rebuild_status     wait=0 (seconds to wait for progress)          rebuild progre
 salvage                                                           chosen address and why
 =================  =============================================  ===============================
 
-Rebuild, salvage and the rules between long operations are in :mod:`lhtrio.engine.rebuild`.
+Adding a replica is in :mod:`lhtrio.engine.replica_add`, snapshots, expansion, revert and salvage
+in :mod:`lhtrio.engine.operations`, the rule between long operations in
+:mod:`lhtrio.engine.operation_gate`.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from lhtrio.engine import operations
 from lhtrio.engine.purge import purge
-from lhtrio.engine.rebuild import add_replica
+from lhtrio.engine.replica_add import add_replica
 from lhtrio.errors import AlreadyExistsError, ConflictError, NotFoundError, UnknownCallError
 from lhtrio.models.names import validate_labels, validate_snapshot_name
 from lhtrio.wire import Call, Reply, Request, Result
@@ -117,7 +120,7 @@ class EngineService:
         rebuild = self.volume.rebuild
         replicas: list[dict[str, Any]] = []
         for m in self.volume.replicas.members:
-            client = self.volume.client(m)
+            client = self.volume.links.client(m)
             replica: dict[str, Any] = {
                 "address": m.address,
                 "mode": m.mode.value,
@@ -138,15 +141,15 @@ class EngineService:
         # Checked here, before I/O pauses: a request that is invalid never reaches a replica.
         name = validate_snapshot_name(args.name) if args.name else str(uuid.uuid4())
         labels = validate_labels(args.labels)
-        info = await self.volume.info_of_one()
+        info = await self.volume.control.info_of_one()
         if f"{SNAP_PREFIX}{name}{SNAP_SUFFIX}" in info["disks"]:
             raise AlreadyExistsError(f"volume {self.volume.name} has a snapshot {name!r} already")
-        await self.volume.snapshot(name, labels=labels, user_created=True)
+        await operations.snapshot(self.volume, name, labels=labels, user_created=True)
         return name
 
     async def _snapshot_ls(self, call: Call) -> Any:
         structure_args(NoArgs, call)
-        info = await self.volume.info_of_one()
+        info = await self.volume.control.info_of_one()
         snapshots = []
         for disk in info["disks"].values():
             file = disk["name"]
@@ -172,7 +175,7 @@ class EngineService:
         validate_snapshot_name(args.name)
         await self._require_snapshot(args.name)
         async with self.volume.quiesced():  # not between a rebuild's look at the graph and adopt
-            await self.volume.control_all("mark_removed", name=args.name)
+            await self.volume.control.all("mark_removed", name=args.name)
         return None
 
     async def _snapshot_purge(self, call: Call) -> Any:
@@ -189,11 +192,11 @@ class EngineService:
                 "(lhtrio ctl frontend stop)"
             )
         await self._require_snapshot(args.name)
-        await self.volume.revert(args.name)
+        await operations.revert(self.volume, args.name)
         return None
 
     async def _require_snapshot(self, name: str) -> None:
-        info = await self.volume.info_of_one()
+        info = await self.volume.control.info_of_one()
         disk = info["disks"].get(f"{SNAP_PREFIX}{name}{SNAP_SUFFIX}")
         if disk is None:
             raise NotFoundError(f"volume {self.volume.name} has no snapshot {name!r}")
@@ -210,7 +213,7 @@ class EngineService:
 
     async def _expand(self, call: Call) -> Any:
         args: SizeArgs = structure_args(SizeArgs, call)
-        await self.volume.expand(args.size)
+        await operations.expand(self.volume, args.size)
         return self.info()
 
     async def _replica_ls(self, call: Call) -> Any:
@@ -219,7 +222,7 @@ class EngineService:
 
     async def _replica_rm(self, call: Call) -> Any:
         args: _Address = structure_args(_Address, call)
-        self.volume.remove_replica(args.address)
+        operations.remove_replica(self.volume, args.address)
         return self.info()
 
     async def _replica_add(self, call: Call) -> Any:
@@ -237,7 +240,7 @@ class EngineService:
 
     async def _salvage(self, call: Call) -> Any:
         structure_args(NoArgs, call)
-        address, why = await self.volume.salvage()
+        address, why = await operations.salvage(self.volume)
         return {"address": address, "reason": why, "info": self.info()}
 
 

@@ -95,7 +95,7 @@ async def test_a_sweep_rides_on_the_clients_flushes(
                 break
         # Two sweeps after the last write, each as soon as a client's flush came.
         assert trio.current_time() - start <= 4 * SWEEP_INTERVAL
-        assert vol.flush_mark == (trio.current_time() - start) // (SWEEP_INTERVAL / 2)
+        assert vol.fanouts.flush_mark == (trio.current_time() - start) // (SWEEP_INTERVAL / 2)
         for address in addresses:
             assert await _call(address, "intent_regions") == []
         nursery.cancel_scope.cancel()
@@ -121,11 +121,11 @@ async def test_without_the_clients_flushes_a_sweep_flushes_itself_rarely(
         took = trio.current_time() - start
         # The sweep waited that long for a client's flush, then flushed itself: once.
         assert OWN_FLUSH_AFTER * SWEEP_INTERVAL <= took < (OWN_FLUSH_AFTER + 2) * SWEEP_INTERVAL
-        assert vol.flush_mark == 1
+        assert vol.fanouts.flush_mark == 1
         # Nothing written since: the next sweep clears the rest, with no flush of its own.
         assert await sweeps.receive() == 0
         assert trio.current_time() - start < (OWN_FLUSH_AFTER + 3) * SWEEP_INTERVAL
-        assert vol.flush_mark == 1
+        assert vol.fanouts.flush_mark == 1
         for address in addresses:
             assert await _call(address, "intent_regions") == []
         nursery.cancel_scope.cancel()

@@ -18,7 +18,7 @@ import trio
 import trio.testing
 
 from lhtrio.engine import frontend as frontendlib
-from lhtrio.engine.rebuild import add_replica
+from lhtrio.engine.replica_add import add_replica
 from lhtrio.engine.replicaset import Health, Member, Mode, ReplicaSet
 from lhtrio.engine.server import serve_engine
 from lhtrio.engine.volume import Volume
@@ -31,6 +31,7 @@ from lhtrio.errors import (
     NotFoundError,
     StorageError,
 )
+from lhtrio.models.volume import VolumeOperation
 from lhtrio.net import open_rpc_client, serve_rpc
 from lhtrio.wire import Call, Identity, Reply, Request, Result, Role
 from tests.engine.test_volume import AUTOJUMP, MiB, replicas, volume
@@ -87,7 +88,7 @@ async def test_an_error_every_replica_answers_is_the_requests_and_fails_none() -
         addresses = await _fake_replicas(nursery, [_refusing(full), _refusing(full)])
         async with volume(addresses) as vol:
             with pytest.raises(NoSpaceError, match=r"^volume v: no space"):
-                await vol.control_all("snapshot", name="s1")
+                await vol.control.all("snapshot", name="s1")
             assert [m.mode for m in vol.replicas.members] == [Mode.RW, Mode.RW]
         nursery.cancel_scope.cancel()
 
@@ -96,7 +97,7 @@ async def test_a_replica_that_alone_fails_a_control_call_is_failed(tmp_path: Pat
     async with trio.open_nursery() as nursery:
         broken = await _fake_replicas(nursery, [_refusing(StorageError("disk gone"))])
         async with replicas(tmp_path, healthy=1, stalled=0) as good, volume(good + broken) as vol:
-            await vol.control_all("snapshot", name="s1")
+            await vol.control.all("snapshot", name="s1")
             assert [m.mode for m in vol.replicas.members] == [Mode.RW, Mode.ERR]
             assert "disk gone" in vol.replicas.members[1].error
         nursery.cancel_scope.cancel()
@@ -111,7 +112,7 @@ async def test_adding_something_that_is_not_a_replica_is_refused_and_leaves_the_
             # The engine's own control endpoint answers to volume "v" too, but it is an engine.
             with pytest.raises(LhtrioError, match=r"is an engine.*not a replica"):
                 await add_replica(vol, f"tcp://{host}:{port}")
-            assert vol.busy == ""
+            assert vol.operation.state is VolumeOperation.NONE
             assert vol.replicas.health is Health.HEALTHY
         n.cancel_scope.cancel()
 

@@ -193,10 +193,10 @@ async def volume(addresses: Sequence[str], *, modes: Sequence[Mode] = ()) -> Asy
         vol = Volume("v", SIZE, ReplicaSet(members), nursery, reactor)
         try:
             for member in members:
-                await nursery.start(vol.connect, member)
+                await nursery.start(vol.links.connect, member)
             yield vol
         finally:
-            vol.close_links()
+            vol.links.close()
 
 
 def _counters(stores: list[Replica]) -> set[int]:

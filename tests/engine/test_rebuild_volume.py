@@ -9,7 +9,8 @@ import pytest
 import trio
 import trio.testing
 
-from lhtrio.engine.rebuild import add_replica
+from lhtrio.engine import operations
+from lhtrio.engine.replica_add import add_replica
 from lhtrio.engine.replicaset import Health, Member, Mode
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import (
@@ -18,6 +19,7 @@ from lhtrio.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from lhtrio.models.volume import VolumeOperation
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Data, Read
 from tests.engine.test_volume import replicas, volume
@@ -36,7 +38,7 @@ async def _read_replica(address: str, offset: int, length: int) -> bytes:
 async def _add_wo(vol: Volume, address: str) -> Member:
     """A WO member, as a rebuild adds it, without transferring anything."""
     member = Member(address, Mode.WO)
-    await vol.attach(member)
+    await vol.links.attach(member)
     vol.replicas.add(member)
     return member
 
@@ -89,7 +91,7 @@ async def test_add_replica_copies_the_chain_and_switches_it_to_rw(tmp_path: Path
     async with replicas(tmp_path, healthy=2, stalled=0) as (rw, target), volume([rw]) as vol:
         first = os.urandom(MiB)
         await vol.write_batch([(0, first, False)])
-        await vol.snapshot("s1", labels={}, user_created=True)
+        await operations.snapshot(vol, "s1", labels={}, user_created=True)
         await vol.write_batch([(2 * MiB, b"\x66" * 4096, False)])
         progress = await add_replica(vol, target)
         assert [m.mode for m in vol.replicas.members] == [Mode.RW, Mode.WO]
@@ -124,17 +126,17 @@ async def test_one_rebuild_at_a_time_and_no_purge_revert_or_expand_beside_it(
             await add_replica(vol, rw)
         with pytest.raises(InvalidArgumentError):
             await add_replica(vol, "nonsense://x")
-        vol.busy = "purge"
+        vol.operation.state = VolumeOperation.PURGE
         with pytest.raises(ConflictError, match="busy \\(purge\\)"):
             await add_replica(vol, wo)
-        vol.busy = ""
+        vol.operation.state = VolumeOperation.NONE
         await _add_wo(vol, wo)
         with pytest.raises(ConflictError, match="rebuilding a replica already"):
             await add_replica(vol, other)
         with pytest.raises(ConflictError, match="revert refused"):
-            await vol.revert("s1")
+            await operations.revert(vol, "s1")
         with pytest.raises(ConflictError, match="expansion refused"):
-            await vol.expand(8 * MiB)
+            await operations.expand(vol, 8 * MiB)
         assert [m.address for m in vol.replicas.members] == [rw, wo]
 
 
@@ -143,26 +145,40 @@ async def test_a_rebuild_that_cannot_start_leaves_the_volume_as_it_was(tmp_path:
         with pytest.raises(NotFoundError, match=r"cannot use replica.*is a replica of volume v"):
             await add_replica(vol, f"unix:{tmp_path}/nobody.sock")
         assert [(m.address, m.mode) for m in vol.replicas.members] == [(rw, Mode.RW)]
-        assert vol.busy == ""
+        assert vol.operation.state is VolumeOperation.NONE
         await vol.write_batch([(0, b"x" * 4096, False)])
 
 
 async def test_salvage_serves_a_faulted_volume_from_the_newest_replica(tmp_path: Path) -> None:
     async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
         with pytest.raises(ConflictError, match="not faulted"):
-            await vol.salvage()
+            await operations.salvage(vol)
         await vol.write_batch([(0, b"\x01" * 4096, False)])
         await vol.flush()
-        vol.fail(vol.replicas.members[0], "gone")  # a misses the next writes
+        vol.links.fail(vol.replicas.members[0], "gone")  # a misses the next writes
         await vol.write_batch([(0, b"\x02" * 4096, False)])
         await vol.flush()
-        vol.fail(vol.replicas.members[1], "gone")
+        vol.links.fail(vol.replicas.members[1], "gone")
         assert vol.replicas.health is Health.FAULTED
-        address, why = await vol.salvage()
+        address, why = await operations.salvage(vol)
         assert address == b
         assert "newest persisted revision counter" in why
         assert [m.mode for m in vol.replicas.members] == [Mode.ERR, Mode.RW]
         assert await vol.read_batch([(0, 4096)]) == [b"\x02" * 4096]
+
+
+async def test_salvage_waits_its_turn_behind_another_long_operation(tmp_path: Path) -> None:
+    async with replicas(tmp_path, healthy=1, stalled=0) as (a,), volume([a]) as vol:
+        vol.links.fail(vol.replicas.members[0], "gone")
+        await vol.operation.begin(VolumeOperation.PURGE)
+        with pytest.raises(ConflictError, match=r"busy \(purge\): salvage refused"):
+            await operations.salvage(vol)
+        assert vol.replicas.health is Health.FAULTED  # nothing changed
+        vol.operation.end()
+        address, _ = await operations.salvage(vol)
+        assert address == a
+        assert vol.operation.state is VolumeOperation.NONE
+        assert await vol.read_batch([(0, 4096)]) == [bytes(4096)]
 
 
 async def test_a_returning_replica_is_compared_only_where_its_away_log_says(
@@ -175,7 +191,7 @@ async def test_a_returning_replica_is_compared_only_where_its_away_log_says(
             member.identity = (info["instance"], info["path"])
         await vol.write_batch([(0, os.urandom(4 * MiB), False)])
         await vol.flush()
-        vol.fail(vol.replicas.members[1], "cut off")  # b's process lives on: it comes back
+        vol.links.fail(vol.replicas.members[1], "cut off")  # b's process lives on: it comes back
         changed = os.urandom(8192)
         await vol.write_batch([(3 * MiB, changed, False)])  # while b is away
         progress = await add_replica(vol, b)
@@ -191,7 +207,7 @@ async def test_without_a_trustworthy_log_everything_held_is_compared(tmp_path: P
     async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
         await vol.write_batch([(0, os.urandom(4 * MiB), False)])
         await vol.flush()
-        vol.fail(vol.replicas.members[1], "cut off")
+        vol.links.fail(vol.replicas.members[1], "cut off")
         await vol.write_batch([(3 * MiB, os.urandom(8192), False)])
         # The engine never learnt which replica lives at b (no identity): no delta.
         progress = await add_replica(vol, b)
@@ -211,7 +227,7 @@ async def test_a_second_return_sends_only_what_changed_since_the_first(tmp_path:
         await vol.write_batch([(0, os.urandom(4 * MiB), False)])
         await vol.flush()
         for offset in (MiB, 2 * MiB):  # two departures, two returns
-            vol.fail(vol.replicas.by_address(b), "cut off")  # type: ignore[arg-type]
+            vol.links.fail(vol.replicas.by_address(b), "cut off")  # type: ignore[arg-type]
             await vol.write_batch([(offset, os.urandom(4096), False)])
             progress = await add_replica(vol, b)
             await _until_rebuilt(vol)
@@ -225,9 +241,9 @@ async def test_a_replica_that_was_behind_when_it_failed_gets_no_away_log(tmp_pat
     async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
         behind = vol.replicas.members[1]
         behind.synced = False  # as a replica set ERR at start (stale, unreachable) would be
-        vol.fail(behind, "stale")
+        vol.links.fail(behind, "stale")
         assert not vol.dirty.has(b)  # it may lack more than this engine ever saw
-        vol.fail(vol.replicas.members[0], "gone")
+        vol.links.fail(vol.replicas.members[0], "gone")
         assert vol.dirty.has(a)
 
 
@@ -236,16 +252,16 @@ async def test_a_replica_back_under_a_new_link_keeps_it_when_the_old_link_ends(
 ) -> None:
     """The old link's task may end after the new link registered: it must leave that alone
     (it used to drop the new link by address, so the volume lost its client and, at shutdown,
-    the link that close_links() should have ended)."""
+    the link that links.close() should have ended)."""
     async with replicas(tmp_path, healthy=2, stalled=0) as (_, b), volume([_, b]) as vol:
         for _round in range(10):
             old = vol.replicas.by_address(b)
             assert old is not None
-            vol.fail(old, "cut off")
+            vol.links.fail(old, "cut off")
             vol.replicas.remove(old)
             new = await _add_wo(vol, b)
             await trio.testing.wait_all_tasks_blocked()  # the old link's task has ended
-            assert vol.client(new) is not None
+            assert vol.links.client(new) is not None
             await vol.write_batch([(0, b"x" * 4096, False)])
             assert new.mode is Mode.WO
 
@@ -257,9 +273,10 @@ async def test_system_snapshots_of_rebuilds_do_not_pile_up(tmp_path: Path) -> No
             await add_replica(vol, target)
             await _until_rebuilt(vol)
             await vol.write_batch([(MiB, b"\x12" * 4096, False)])
-            await vol.begin("check")  # waits for the purge the engine runs after a rebuild
-            vol.end()
-        info = await vol.info_of_one()
+            # An operator's operation waits for the purge the engine runs after a rebuild.
+            await vol.operation.begin(VolumeOperation.EXPANSION)
+            vol.operation.end()
+        info = await vol.control.info_of_one()
         system = [
             name
             for name, disk in info["disks"].items()

@@ -15,6 +15,7 @@ import pytest
 import trio
 import trio.testing
 
+from lhtrio.engine import operations
 from lhtrio.engine.replicaset import (
     Health,
     Member,
@@ -178,10 +179,10 @@ async def volume(
         vol = Volume("v", 4 * MiB, ReplicaSet(members), nursery, reactor, linger=linger, spin=spin)
         try:
             for member in members:
-                await nursery.start(vol.connect, member)
+                await nursery.start(vol.links.connect, member)
             yield vol
         finally:
-            vol.close_links()  # also when the test failed: its links would hold the nursery open
+            vol.links.close()  # also when the test failed: its links would hold the nursery open
 
 
 async def test_a_stalled_replica_is_failed_after_8_seconds(
@@ -215,16 +216,16 @@ async def test_writes_reach_every_replica_and_reads_fail_over(tmp_path: Path) ->
         await vol.write_batch([(0, b"a" * 4096, False), (8192, b"b" * 100, True)])
         for _ in range(3):  # round robin over every replica
             assert await vol.read_batch([(0, 4096), (8192, 100)]) == [b"a" * 4096, b"b" * 100]
-        vol.fail(vol.replicas.members[0], "test")
+        vol.links.fail(vol.replicas.members[0], "test")
         assert await vol.read_batch([(8192, 100)]) == [b"b" * 100]
-        infos = [await vol.client(m).call_control("info") for m in vol.replicas.members[1:]]  # type: ignore[union-attr]
+        infos = [await vol.links.client(m).call_control("info") for m in vol.replicas.members[1:]]  # type: ignore[union-attr]
         assert {i["revision_counter"] for i in infos} == {2}
 
 
 async def test_snapshot_reaches_every_replica_with_the_same_name(tmp_path: Path) -> None:
     async with replicas(tmp_path, healthy=2, stalled=0) as addresses, volume(addresses) as vol:
         await vol.write_batch([(0, b"s" * 4096, False)])
-        await vol.snapshot("s1", labels={"k": "v"}, user_created=True)
+        await operations.snapshot(vol, "s1", labels={"k": "v"}, user_created=True)
         for n in range(2):
             assert (tmp_path / f"r{n}" / "volume-snap-s1.img").exists()
 
@@ -302,7 +303,7 @@ async def test_started_writes_and_reads_complete_by_callback(tmp_path: Path) -> 
             assert vol.start_reads([(0, 4096), (4096, 512)], outcomes)
             assert await outcomes.next() == [b"w" * 4096, b"v" * 512]
         for member in vol.replicas.members:
-            info = await vol.client(member).call_control("info")  # type: ignore[union-attr]
+            info = await vol.links.client(member).call_control("info")  # type: ignore[union-attr]
             assert info["revision_counter"] == 2
 
 
@@ -320,7 +321,7 @@ async def test_a_started_write_survives_a_stalled_replica(
         assert (healthy.mode, stalled.mode) == (Mode.RW, Mode.ERR)
         assert "stalled: no answer within 8 s" in stalled.error
         # The survivor was flushed before the write was answered: its counter is persisted.
-        info = await vol.client(healthy).call_control("info")  # type: ignore[union-attr]
+        info = await vol.links.client(healthy).call_control("info")  # type: ignore[union-attr]
         assert info["persisted_revision_counter"] == info["revision_counter"] == 1
 
 
@@ -330,7 +331,7 @@ async def test_a_started_read_fails_over_from_a_stalled_replica(
     mock_clock.autojump_threshold = AUTOJUMP
     async with replicas(tmp_path, healthy=1, stalled=1) as addresses, volume(addresses) as vol:
         healthy, stalled = vol.replicas.members
-        await vol.client(healthy).call_many([Write(0, b"r" * 4096)])  # type: ignore[union-attr]
+        await vol.links.client(healthy).call_many([Write(0, b"r" * 4096)])  # type: ignore[union-attr]
         outcomes = _Outcomes()
         start = trio.current_time()
         for _ in range(2):  # round robin: one of the two reads asks the stalled one first
@@ -386,7 +387,7 @@ async def test_a_lingering_volume_busy_polls_for_a_lone_request_never_for_a_batc
                 ([(0, b"s" * 4096, False), (8192, b"t" * 4096, False)], False),
             ]:
                 outcomes = _Outcomes()
-                polls = RecordedPolls(vol._reactor, note=functools.partial(len, outcomes.items))
+                polls = RecordedPolls(vol.reactor, note=functools.partial(len, outcomes.items))
                 assert vol.start_writes(writes, outcomes)
                 assert not vol.linger(client.fileno())  # the client sends nothing: budget ends it
                 assert outcomes.items == [None]
@@ -417,7 +418,7 @@ async def test_start_refuses_while_paused_and_out_of_range(tmp_path: Path) -> No
 
 async def test_started_io_on_a_faulted_volume_fails_at_once(tmp_path: Path) -> None:
     async with replicas(tmp_path, healthy=1, stalled=0) as addresses, volume(addresses) as vol:
-        vol.fail(vol.replicas.members[0], "test")
+        vol.links.fail(vol.replicas.members[0], "test")
         outcomes = _Outcomes()
         assert vol.start_writes([(0, b"x" * 4096, False)], outcomes)
         assert isinstance(outcomes.items.pop(), StorageError)

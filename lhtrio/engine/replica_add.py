@@ -1,4 +1,4 @@
-"""Online rebuild: add a replica to a live volume and fill it from a healthy one.
+"""Adding a replica: the engine's side of an online rebuild, filling it from a healthy one.
 
 Longhorn's ``AddReplica`` (``longhorn-facts.md`` §4.1), with the data moving replica to replica:
 
@@ -15,26 +15,29 @@ Longhorn's ``AddReplica`` (``longhorn-facts.md`` §4.1), with the data moving re
    source's (same snapshots, same parents); the source's revision counter is copied; the target
    clears ``Rebuilding`` and becomes RW.
 
-One rebuild per volume at a time, and none beside a purge or an expansion
-(:meth:`Volume.begin`); revert is refused while a replica is WO. A rebuild that succeeded purges
-the system snapshots (:func:`~lhtrio.engine.purge.purge_after_rebuild`): without that, one more
-piles up per rebuild. Any failure — the source or the target dying, a chain
-that does not verify — sets the target to ERR and ends the rebuild; the volume keeps serving, and
-``replica add`` may be run again (a target keeps what it received: the next transfer only sends
-what differs).
+A rebuild is a long operation (:class:`~lhtrio.models.volume.VolumeOperation`): one per volume
+at a time, and none beside a purge, an expansion, a revert or a salvage
+(:class:`~lhtrio.engine.operation_gate.OperationGate`); revert and expansion are refused while a
+replica is WO. The replica side is :mod:`lhtrio.replica.rebuild` (adopt) and
+:mod:`lhtrio.replica.sync` (transfer); the progress it reports, :mod:`lhtrio.engine.progress`.
+
+A rebuild that succeeded purges the system snapshots
+(:func:`~lhtrio.engine.purge.purge_after_rebuild`): without that, one more piles up per rebuild.
+Any failure — the source or the target dying, a chain that does not verify — sets the target to
+ERR and ends the rebuild; the volume keeps serving, and ``replica add`` may be run again (a
+target keeps what it received: the next transfer only sends what differs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
 import uuid
 from typing import Any
 
-import attrs
 import trio
 
+from lhtrio.engine.progress import COUNTERS, RebuildProgress
 from lhtrio.engine.purge import purge_after_rebuild
 from lhtrio.engine.replicaset import Member, Mode
 from lhtrio.engine.volume import Volume
@@ -46,86 +49,22 @@ from lhtrio.errors import (
     StorageError,
 )
 from lhtrio.models.times import format_time, utc_now
+from lhtrio.models.volume import VolumeOperation
 from lhtrio.net import RpcClient, parse_address
 from lhtrio.units import format_size
 
-__all__ = ["Rebuild", "add_replica"]
+__all__ = ["add_replica"]
 
 logger = logging.getLogger(__name__)
 
 POLL: float = 0.5
-#: The target's transfer counters (``sync_status``) that a rebuild's progress mirrors.
-_COUNTERS = (
-    "files",
-    "files_done",
-    "skipped_files",
-    "total_bytes",
-    "done_bytes",
-    "sent_bytes",
-    "compared_bytes",  # found equal by comparing digests
-    "known_bytes",  # known equal from the away log (a delta rebuild)
-    "skipped_bytes",  # in files whose recorded checksum matched
-)
-
-
-@attrs.define(eq=False)
-class Rebuild:
-    """The progress of one rebuild, as ``replica ls`` and ``replica add`` show it."""
-
-    address: str
-    source: str = ""
-    state: str = "starting"  # starting, syncing, verifying, done, failed
-    files: int = 0
-    files_done: int = 0
-    skipped_files: int = 0
-    total_bytes: int = 0
-    done_bytes: int = 0
-    sent_bytes: int = 0
-    compared_bytes: int = 0
-    known_bytes: int = 0
-    skipped_bytes: int = 0
-    error: str = ""
-    started: float = attrs.field(factory=time.time)
-    finished: float = 0.0
-    dirty: list[tuple[int, int]] | None = None  # the away log's ranges, if it had one
-    snapshot: str = ""  # the system snapshot (file) taken to start: the target's old head
-    _changed: trio.Event = attrs.field(factory=trio.Event, repr=False)
-
-    @property
-    def running(self) -> bool:
-        return self.state not in ("done", "failed")
-
-    def update(self, **changes: Any) -> None:
-        for key, value in changes.items():
-            setattr(self, key, value)
-        if not self.running:
-            self.finished = time.time()
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_changed(self, patience: float) -> None:
-        if self.running:
-            with trio.move_on_after(patience):
-                await self._changed.wait()
-
-    def as_dict(self) -> dict[str, Any]:
-        end = self.finished or time.time()
-        return {
-            "address": self.address,
-            "source": self.source,
-            "state": self.state,
-            **{key: getattr(self, key) for key in _COUNTERS},
-            "seconds": round(end - self.started, 3),
-            "delta": self.dirty is not None,
-            "error": self.error,
-        }
 
 
 class _RebuildError(Exception):
     pass
 
 
-async def add_replica(volume: Volume, address: str) -> Rebuild:
+async def add_replica(volume: Volume, address: str) -> RebuildProgress:
     """Steps 1-2 (see the module docstring); step 3 onwards runs in the engine's nursery.
 
     Returns once the target is WO. Raises (and leaves the volume as it was) when the rebuild
@@ -139,16 +78,16 @@ async def add_replica(volume: Volume, address: str) -> Rebuild:
     old = replicas.by_address(address)
     if old is not None and old.mode is not Mode.ERR:
         raise AlreadyExistsError(f"{address} is already a replica of volume {volume.name}")
-    await volume.begin("rebuild")
+    await volume.operation.begin(VolumeOperation.REBUILD)
     try:
         _check_can_rebuild(volume)
     except BaseException:
-        volume.end()
+        volume.operation.end()
         raise
-    progress = Rebuild(address=address)
+    progress = RebuildProgress(address=address)
     member = Member(address, Mode.WO)
     try:
-        await volume.attach(member)
+        await volume.links.attach(member)
         target = _client(volume, member)
         info = await _control(volume, target, "info")
         _check_size(volume, address, info["size"])
@@ -162,7 +101,7 @@ async def add_replica(volume: Volume, address: str) -> Rebuild:
         async with volume.quiesced():
             await volume.flush_quiesced()
             members = [*replicas.writers, member]
-            await volume.control_all(
+            await volume.control.all(
                 "snapshot", members=members, name=name, user_created=False, created=created
             )
             _check_alive(member)
@@ -172,9 +111,9 @@ async def add_replica(volume: Volume, address: str) -> Rebuild:
             progress.dirty = volume.dirty.take(address)  # from here on, writes reach it
             progress.snapshot = f"volume-snap-{name}.img"
     except BaseException as exc:  # whatever it was, the volume must not stay busy
-        volume.end()
+        volume.operation.end()
         volume.dirty.forget(address)
-        volume.fail(member, f"could not start the rebuild: {exc}")
+        volume.links.fail(member, f"could not start the rebuild: {exc}")
         if isinstance(exc, _RebuildError):
             raise StorageError(f"could not start the rebuild of {address}: {exc}") from None
         raise
@@ -208,7 +147,7 @@ def _check_alive(member: Member) -> None:
 
 
 def _client(volume: Volume, member: Member) -> RpcClient:
-    client = volume.client(member)
+    client = volume.links.client(member)
     if client is None:
         raise _RebuildError(member.error or "not connected")
     return client
@@ -226,7 +165,7 @@ def _graph(info: dict[str, Any]) -> dict[str, str]:
     return graph
 
 
-async def _run(volume: Volume, member: Member, progress: Rebuild) -> None:
+async def _run(volume: Volume, member: Member, progress: RebuildProgress) -> None:
     try:
         await _rebuild(volume, member, progress)
     except Exception as exc:  # whatever went wrong, the volume keeps serving
@@ -236,20 +175,20 @@ async def _run(volume: Volume, member: Member, progress: Rebuild) -> None:
         else:
             logger.exception("volume %s: rebuild of %s crashed", volume.name, member.address)
         progress.update(state="failed", error=why)
-        client = volume.client(member)
+        client = volume.links.client(member)
         if client is not None:
             with trio.move_on_after(1), contextlib.suppress(LhtrioError):
                 await client.call_control("sync_cancel")
-        volume.fail(member, f"rebuild failed: {why}")
+        volume.links.fail(member, f"rebuild failed: {why}")
     else:
-        volume.end()
+        volume.operation.end()
         await purge_after_rebuild(volume)  # its system snapshot is not needed any more
     finally:
-        if volume.busy == "rebuild":
-            volume.end()
+        if volume.operation.state is VolumeOperation.REBUILD:
+            volume.operation.end()
 
 
-async def _rebuild(volume: Volume, member: Member, progress: Rebuild) -> None:
+async def _rebuild(volume: Volume, member: Member, progress: RebuildProgress) -> None:
     target = _client(volume, member)
     readers = volume.replicas.readers
     if not readers:
@@ -279,7 +218,7 @@ async def _rebuild(volume: Volume, member: Member, progress: Rebuild) -> None:
     )
     progress.update(state="syncing")
     while True:
-        progress.update(**{key: status[key] for key in _COUNTERS})
+        progress.update(**{key: status[key] for key in COUNTERS})
         if status["state"] != "syncing":
             break
         if member.mode is not Mode.WO:
