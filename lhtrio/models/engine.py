@@ -11,11 +11,11 @@ import enum
 
 import attrs
 
-from lhtrio.models.replica import ReplicaMode, TransferCounters
+from lhtrio.models.replica import TransferCounters
+from lhtrio.models.volume import FrontendState, Health, Mode
 
 __all__ = [
     "FrontendInfo",
-    "FrontendState",
     "RebuildProgress",
     "RebuildState",
     "ReplicaLink",
@@ -23,23 +23,8 @@ __all__ = [
     "ResyncStatus",
     "SalvageResult",
     "Snapshot",
-    "VolumeHealth",
     "VolumeInfo",
 ]
-
-
-class VolumeHealth(enum.Enum):
-    """The engine's view of its replicas: all RW, some RW (or a rebuild missing), none."""
-
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"
-    FAULTED = "faulted"
-
-
-class FrontendState(enum.Enum):
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
 
 
 @attrs.frozen(kw_only=True)
@@ -79,7 +64,7 @@ class ReplicaLink:
     is the target of one."""
 
     address: str
-    mode: ReplicaMode
+    mode: Mode
     error: str = ""
     link: str = ""
     rebuild: RebuildProgress | None = None
@@ -110,7 +95,7 @@ class VolumeInfo:
 
     volume: str
     size: int
-    state: VolumeHealth
+    state: Health
     frontend: FrontendInfo
     replicas: list[ReplicaLink]
     resync: ResyncStatus | None = None

@@ -2,8 +2,9 @@
 
 Frozen records with no trio and no I/O, read by the engine, ``lhtrio ctl``, the manager and
 (later) backups; :mod:`lhtrio.wire.calls.replica` says which call returns which. Disk names are
-the replica's file names (``volume-snap-<name>.img``, ``volume-head-NNN.img``): only the replica
-package makes them; :func:`snapshot_of` reads the snapshot name back out of one for callers.
+the replica's file names (``volume-snap-<name>.img``, ``volume-head-NNN.img``), as in Longhorn,
+where engine and replica share one naming helper: :func:`snapshot_disk` and :func:`snapshot_of`
+are that helper here, so that nobody else spells a file name.
 """
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ __all__ = [
     "PurgeStatus",
     "RemovalAction",
     "ReplicaInfo",
-    "ReplicaMode",
     "SyncState",
     "SyncStatus",
     "TransferCounters",
+    "snapshot_disk",
     "snapshot_of",
 ]
 
 _SNAP_PREFIX, _SNAP_SUFFIX = "volume-snap-", ".img"
+
+
+def snapshot_disk(name: str) -> str:
+    """The disk (file) name of snapshot ``name`` on a replica."""
+    return f"{_SNAP_PREFIX}{name}{_SNAP_SUFFIX}"
 
 
 def snapshot_of(disk: str) -> str | None:
@@ -36,14 +42,6 @@ def snapshot_of(disk: str) -> str | None:
     if disk.startswith(_SNAP_PREFIX) and disk.endswith(_SNAP_SUFFIX):
         return disk[len(_SNAP_PREFIX) : -len(_SNAP_SUFFIX)]
     return None
-
-
-class ReplicaMode(enum.Enum):
-    """A replica as its engine uses it: read-write, write-only (rebuilding), failed."""
-
-    RW = "RW"
-    WO = "WO"
-    ERR = "ERR"
 
 
 @attrs.frozen(kw_only=True)

@@ -15,8 +15,9 @@ from lhtrio.clients.engine import EngineClient
 from lhtrio.clients.replica import ReplicaClient
 from lhtrio.engine.server import serve_engine
 from lhtrio.engine.volume import Volume
-from lhtrio.models.engine import FrontendState, RebuildProgress, RebuildState, VolumeHealth
-from lhtrio.models.replica import ActionKind, ReplicaMode, SyncState, snapshot_of
+from lhtrio.models.engine import RebuildProgress, RebuildState
+from lhtrio.models.replica import ActionKind, SyncState, snapshot_of
+from lhtrio.models.volume import FrontendState, Health, Mode
 from lhtrio.net import Address, open_rpc_client
 from lhtrio.replica.server import serve_replica
 from lhtrio.wire import Role
@@ -72,9 +73,9 @@ async def test_every_engine_call_answers_its_declared_type(tmp_path: Path) -> No
         info = await engine.info()
         assert info.volume == "v"
         assert info.size == SIZE
-        assert info.state is VolumeHealth.HEALTHY
+        assert info.state is Health.HEALTHY
         assert [r.address for r in info.replicas] == members
-        assert {r.mode for r in info.replicas} == {ReplicaMode.RW}
+        assert {r.mode for r in info.replicas} == {Mode.RW}
         assert await engine.snapshot_create("s1", {"app": "db"}) == "s1"
         generated = await engine.snapshot_create()
         snapshots = {s.name: s for s in await engine.snapshot_ls()}
@@ -101,7 +102,7 @@ async def test_every_engine_call_answers_its_declared_type(tmp_path: Path) -> No
         assert progress.state is RebuildState.DONE, progress
         links = await engine.replica_ls()
         assert {link.address: link.mode for link in links} == dict.fromkeys(
-            [*members, spare], ReplicaMode.RW
+            [*members, spare], Mode.RW
         )
         after = await engine.replica_rm(members[0])
         assert members[0] not in [r.address for r in after.replicas]
