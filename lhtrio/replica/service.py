@@ -1,6 +1,6 @@
 """The replica's wire handler: protocol v1 requests mapped onto a :class:`Replica`.
 
-What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.store`):
+What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.datapath`):
 
 * **Data path inline.** Read, Write and Unmap are page-cache syscalls of a few KiB: they return
   their reply at once, so the RPC layer answers a whole receive's batch of requests with one send.
@@ -67,7 +67,7 @@ intent_clear           everything=false (unmark what the last two generations di
 =====================  ==========================================================  ============
 
 The rebuild calls are explained in :mod:`lhtrio.replica.transfer` (source),
-:mod:`lhtrio.replica.rebuild` (``adopt``, ``reload``) and :mod:`lhtrio.replica.sync` (the transfer).
+:mod:`lhtrio.replica.adopt` (``adopt``, ``reload``) and :mod:`lhtrio.replica.sync` (the transfer).
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ import trio
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, LhtrioError, UnknownCallError
 from lhtrio.models.names import validate_labels, validate_snapshot_name
-from lhtrio.replica import ops, transfer
+from lhtrio.replica import meta as metalib
+from lhtrio.replica import transfer
 from lhtrio.replica.calls import (
     ActionArgs,
     AdoptArgs,
@@ -310,7 +311,7 @@ class ReplicaService:
         validate_snapshot_name(args.name)
         if args.labels is not None:
             validate_labels(args.labels)
-        ops.timestamp(args.created)
+        metalib.creation_time(args.created)
         return await self._run(
             "snapshot",
             lambda: self.replica.snapshot(
@@ -406,7 +407,7 @@ class ReplicaService:
 
     async def _revert(self, call: Call) -> Reply:
         args: RevertArgs = structure_args(RevertArgs, call)
-        ops.timestamp(args.created)
+        metalib.creation_time(args.created)
         self._not_receiving("revert")
         return await self._run(
             f"revert to {args.name}", lambda: self.replica.revert(args.name, created=args.created)
@@ -441,7 +442,7 @@ class ReplicaService:
     async def _file_info(self, call: Call) -> Reply:
         args: NameArgs = structure_args(NameArgs, call)
         info = await trio.to_thread.run_sync(
-            transfer.file_info, self.replica, args.name, limiter=self._limiter
+            transfer.file_info, self.replica.layers, args.name, limiter=self._limiter
         )
         return Result(converter.unstructure(info))
 
@@ -449,7 +450,7 @@ class ReplicaService:
         args: MapArgs = structure_args(MapArgs, call)
         extents = await trio.to_thread.run_sync(
             transfer.file_map,
-            self.replica,
+            self.replica.layers,
             args.name,
             args.offset,
             min(args.limit, transfer.MAP_EXTENTS),
@@ -460,14 +461,19 @@ class ReplicaService:
     async def _file_diff(self, call: Call) -> Reply:
         args: DiffArgs = structure_args(DiffArgs, call)
         differ = await trio.to_thread.run_sync(
-            transfer.diff, self.replica, args.name, args.groups, args.digests, limiter=self._limiter
+            transfer.diff,
+            self.replica.layers,
+            args.name,
+            args.groups,
+            args.digests,
+            limiter=self._limiter,
         )
         return Result(differ)
 
     async def _file_read(self, call: Call) -> Reply:
         args: RangesArgs = structure_args(RangesArgs, call)
         data = await trio.to_thread.run_sync(
-            transfer.read_ranges, self.replica, args.name, args.ranges, limiter=self._limiter
+            transfer.read_ranges, self.replica.layers, args.name, args.ranges, limiter=self._limiter
         )
         return Data(data)
 
