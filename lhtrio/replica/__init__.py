@@ -26,6 +26,16 @@ from __future__ import annotations
 from lhtrio.replica.chain import Action, ActionKind
 from lhtrio.replica.info import DiskInfo, ReplicaInfo
 from lhtrio.replica.meta import ChecksumInfo
+from lhtrio.replica.reader import SnapshotReader, open_snapshot_reader
 from lhtrio.replica.store import Replica
 
-__all__ = ["Action", "ActionKind", "ChecksumInfo", "DiskInfo", "Replica", "ReplicaInfo"]
+__all__ = [
+    "Action",
+    "ActionKind",
+    "ChecksumInfo",
+    "DiskInfo",
+    "Replica",
+    "ReplicaInfo",
+    "SnapshotReader",
+    "open_snapshot_reader",
+]
