@@ -2,13 +2,23 @@
 
 The on-disk store is synchronous and does I/O only (no trio, no networking):
 
-- :mod:`.store` — :class:`Replica`: create/open/close, the data path, flush and the revision
-  counter (its guarantee is documented there), and the structural operations;
+- :mod:`.store` — :class:`Replica`, the facade: create/open/close and the structural operations;
+- :mod:`.datapath` — its base: the data path, flush and the revision counter (its guarantee and
+  the concurrency contract are documented there);
+- :mod:`.layers` — :class:`~.layers.Layers`, the open chain (layer files, metadata, read index,
+  head) that the structural operations work on;
+- :mod:`.snapshots`, :mod:`.removal`, :mod:`.checksum`, :mod:`.adopt`, :mod:`.transfer` — the
+  structural operations: snapshot, revert, expand; removal and purge; snapshot hashes; a rebuild
+  target adopting its source's disk graph; the file operations of a rebuild (both ends);
+- :mod:`.reader` — :func:`open_snapshot_reader`: a snapshot's extents and blocks, read from a
+  directory no engine opened (for backups);
 - :mod:`.names`, :mod:`.meta`, :mod:`.fs` — file names, metadata formats, file-system primitives;
 - :mod:`.index`, :mod:`.chain` — the read index and the chain logic (pure);
-- :mod:`.layout`, :mod:`.lifecycle` — validating and opening a directory, crash leftovers;
-- :mod:`.heads`, :mod:`.removal`, :mod:`.checksum` — snapshot, revert, expand; removal and purge;
-  snapshot hashes.
+- :mod:`.layout`, :mod:`.lifecycle` — validating and opening a directory, crash leftovers.
+
+Above the store, with trio: :mod:`.sync` (a rebuild target pulling files), :mod:`.gate` (the
+service's data path and gate), :mod:`.calls` (control-call arguments), :mod:`.service` (the wire
+handler) and :mod:`.server` (``serve_replica``).
 """
 
 from __future__ import annotations
@@ -16,6 +26,16 @@ from __future__ import annotations
 from lhtrio.replica.chain import Action, ActionKind
 from lhtrio.replica.info import DiskInfo, ReplicaInfo
 from lhtrio.replica.meta import ChecksumInfo
+from lhtrio.replica.reader import SnapshotReader, open_snapshot_reader
 from lhtrio.replica.store import Replica
 
-__all__ = ["Action", "ActionKind", "ChecksumInfo", "DiskInfo", "Replica", "ReplicaInfo"]
+__all__ = [
+    "Action",
+    "ActionKind",
+    "ChecksumInfo",
+    "DiskInfo",
+    "Replica",
+    "ReplicaInfo",
+    "SnapshotReader",
+    "open_snapshot_reader",
+]

@@ -15,8 +15,8 @@ from lhtrio.errors import InvalidArgumentError
 from lhtrio.net import parse_address
 from lhtrio.replica import meta as metalib
 from lhtrio.replica import transfer
+from lhtrio.replica.adopt import PlannedDisk
 from lhtrio.replica.meta import DiskMeta
-from lhtrio.replica.rebuild import PlannedDisk
 
 __all__ = [
     "WaitArgs",

@@ -9,7 +9,8 @@ changes while hashing makes the result worthless (ConflictError). A missing or u
 is simply recomputed: it is a cache.
 
 Hashing reads a snapshot, which the data path never writes, so it may run in a worker thread
-alongside reads and writes; only the record is written under the replica's flush lock.
+alongside reads and writes; only the record is written under the layers' lock (the store's
+flush lock).
 """
 
 from __future__ import annotations
@@ -18,18 +19,15 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import attrs
 
 from lhtrio.errors import ConflictError, CorruptMetadataError, StorageError
-from lhtrio.replica import fs, ops
+from lhtrio.replica import fs
 from lhtrio.replica import meta as metalib
+from lhtrio.replica.layers import Layers
 from lhtrio.replica.meta import ChecksumInfo
 from lhtrio.replica.names import checksum_file
-
-if TYPE_CHECKING:
-    from lhtrio.replica.store import Replica
 
 __all__ = ["CHECKSUM_METHOD", "checksum"]
 
@@ -41,19 +39,22 @@ _HASH_CHUNK = 1 << 20
 _ZEROS = memoryview(bytes(_HASH_CHUNK))
 
 
-def checksum(r: Replica, name: str, *, force: bool) -> ChecksumInfo:
-    disk, _ = ops.snapshot_disk(r, name)
-    where = f"{r.path}/{checksum_file(disk)}"
+def checksum(layers: Layers, name: str, *, force: bool) -> ChecksumInfo:
+    """The checksum of snapshot ``name``: the recorded one if still valid (and not ``force``),
+    else a new hash, recorded. Runs beside the data path; takes the layers' lock only to write
+    the record."""
+    disk, _ = layers.snapshot_disk(name)
+    where = f"{layers.path}/{checksum_file(disk)}"
     try:
         recorded: ChecksumInfo | None = metalib.load(
-            r._dir_fd, checksum_file(disk), ChecksumInfo, where=where
+            layers.dir_fd, checksum_file(disk), ChecksumInfo, where=where
         )
     except CorruptMetadataError as exc:
         # A missing or damaged cache is simply recomputed.
-        logger.debug("replica %s: ignoring %s", r.path, exc)
+        logger.debug("replica %s: ignoring %s", layers.path, exc)
         recorded = None
     try:
-        fd = os.open(disk, os.O_RDONLY | _O_CLOEXEC | os.O_NOFOLLOW, dir_fd=r._dir_fd)
+        fd = layers.open(disk, os.O_RDONLY | _O_CLOEXEC | os.O_NOFOLLOW)
         try:
             ctime = os.fstat(fd).st_ctime_ns
             valid = (
@@ -73,11 +74,11 @@ def checksum(r: Replica, name: str, *, force: bool) -> ChecksumInfo:
             result = ChecksumInfo(
                 method=CHECKSUM_METHOD, checksum=digest, change_time=ctime, last_hashed_at=now
             )
-        with r._flush_lock:
-            r._check_open()
-            metalib.store(r._dir_fd, checksum_file(disk), result)
+        with layers.lock:
+            layers.check_open()
+            metalib.store(layers.dir_fd, checksum_file(disk), result)
     except OSError as exc:
-        raise ops.os_err(exc, r, f"cannot hash snapshot {name}") from None
+        raise layers.error(exc, f"cannot hash snapshot {name}") from None
     return result
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "format_time",
     "parse_time",
     "utc_now",
+    "creation_time",
     "dumps",
     "loads",
     "load",
@@ -155,6 +156,21 @@ def parse_time(text: object) -> dt.datetime:
 
 def utc_now() -> dt.datetime:
     return times.utc_now()
+
+
+def creation_time(created: dt.datetime | str | None) -> dt.datetime:
+    """A disk's creation time as it will be stored (UTC, whole seconds); now if None.
+
+    InvalidArgumentError for one that could not be written back (:mod:`lhtrio.models.times`).
+    """
+    if created is None:
+        return times.utc_now()
+    if isinstance(created, dt.datetime):
+        return times.utc(created)
+    try:
+        return times.parse_time(created)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"created: {exc.message}") from None
 
 
 # -- the converter --------------------------------------------------------------------------------

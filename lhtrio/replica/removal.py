@@ -1,4 +1,4 @@
-"""Removing snapshots: mark removed, the four actions, and purge.
+"""Removing snapshots: mark removed, the four actions, and purge (on the :class:`~.layers.Layers`).
 
 The actions (see :mod:`.chain` for when each applies), with their crash behaviour:
 
@@ -28,19 +28,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import attrs
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, NotFoundError
 from lhtrio.replica import chain as chainlib
-from lhtrio.replica import fs, ops
+from lhtrio.replica import fs
 from lhtrio.replica import meta as metalib
 from lhtrio.replica.chain import Action, ActionKind
-from lhtrio.replica.names import checksum_file, disk_file, is_head_file, meta_file, tmp_file
-
-if TYPE_CHECKING:
-    from lhtrio.replica.store import Replica
+from lhtrio.replica.layers import Layers
+from lhtrio.replica.names import (
+    VOLUME_META,
+    checksum_file,
+    disk_file,
+    is_head_file,
+    meta_file,
+    tmp_file,
+)
 
 __all__ = [
     "mark_removed",
@@ -49,50 +53,55 @@ __all__ = [
     "prune",
     "remove_disk",
     "apply",
+    "start_purge",
     "purge",
 ]
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def mark_removed(r: Replica, name: str) -> None:
+def mark_removed(layers: Layers, name: str) -> None:
     disk = disk_file(name)
-    if disk == r._meta.head or is_head_file(disk):
+    if disk == layers.head or is_head_file(disk):
         raise InvalidArgumentError(f"{name} is the volume head; it cannot be marked removed")
-    found = r._disks.get(disk)
+    found = layers.disk(disk)
     if found is None or found.removed:
         return
-    updated = attrs.evolve(found, removed=True)
     try:
-        metalib.store(r._dir_fd, meta_file(disk), updated)
+        layers.write_disk_meta(disk, attrs.evolve(found, removed=True))
     except OSError as exc:
-        raise ops.os_err(exc, r, f"cannot mark {name} removed") from None
-    r._disks[disk] = updated
-    r._refresh()
+        raise layers.error(exc, f"cannot mark {name} removed") from None
 
 
-def _parent_and_child(r: Replica, source: str, target: str, *, head_child: bool) -> tuple[str, str]:
-    src, src_meta = ops.snapshot_disk(r, source)
+def _parent_and_child(
+    layers: Layers, source: str, target: str, *, head_child: bool
+) -> tuple[str, str]:
+    src, src_meta = layers.snapshot_disk(source)
     tgt = disk_file(target)
-    if tgt not in r._disks:
-        raise NotFoundError(f"disk {target} does not exist in replica {r.path}")
-    if r._disks[tgt].parent != src:
+    tgt_meta = layers.disk(tgt)
+    if tgt_meta is None:
+        raise NotFoundError(f"disk {target} does not exist in replica {layers.path}")
+    if tgt_meta.parent != src:
         raise InvalidArgumentError(f"{tgt} is not a child of {src}")
     if not src_meta.removed:
         raise ConflictError(f"{src} is not marked removed; mark it removed first")
-    if head_child != (tgt == r._meta.head):
+    if head_child != (tgt == layers.head):
         which = "must" if head_child else "must not"
         raise InvalidArgumentError(f"{tgt} {which} be the volume head for this operation")
     return src, tgt
 
 
-def coalesce(r: Replica, source: str, target: str) -> None:
-    src, tgt = _parent_and_child(r, source, target, head_child=False)
-    r._flush_locked()
+def _open_rw(layers: Layers, disk: str) -> int:
+    return layers.open(disk, os.O_RDWR | _O_CLOEXEC | os.O_NOFOLLOW)
+
+
+def coalesce(layers: Layers, source: str, target: str) -> None:
+    src, tgt = _parent_and_child(layers, source, target, head_child=False)
+    layers.flush()
     try:
-        src_fd = ops.open_disk(r, src)
+        src_fd = _open_rw(layers, src)
         try:
-            tgt_fd = os.open(tgt, os.O_RDONLY | _O_CLOEXEC | os.O_NOFOLLOW, dir_fd=r._dir_fd)
+            tgt_fd = layers.open(tgt, os.O_RDONLY | _O_CLOEXEC | os.O_NOFOLLOW)
             try:
                 src_st, tgt_st = os.fstat(src_fd), os.fstat(tgt_fd)
                 if (src_st.st_dev, src_st.st_ino) == (tgt_st.st_dev, tgt_st.st_ino):
@@ -100,9 +109,8 @@ def coalesce(r: Replica, source: str, target: str) -> None:
                 if tgt_st.st_size > src_st.st_size:
                     os.ftruncate(src_fd, tgt_st.st_size)
                     os.fsync(src_fd)
-                    grown = attrs.evolve(r._disks[src], size=tgt_st.st_size)
-                    metalib.store(r._dir_fd, meta_file(src), grown)
-                    r._disks[src] = grown
+                    grown = attrs.evolve(layers.disks[src], size=tgt_st.st_size)
+                    layers.write_disk_meta(src, grown)
                 for offset, length in fs.data_extents(tgt_fd):
                     fs.copy_range(tgt_fd, src_fd, offset, length)
                 os.fdatasync(src_fd)
@@ -111,17 +119,17 @@ def coalesce(r: Replica, source: str, target: str) -> None:
         finally:
             os.close(src_fd)
     except OSError as exc:
-        raise ops.os_err(exc, r, f"cannot coalesce {tgt} into {src}") from None
+        raise layers.error(exc, f"cannot coalesce {tgt} into {src}") from None
 
 
-def replace(r: Replica, target: str, source: str) -> None:
-    src, tgt = _parent_and_child(r, source, target, head_child=False)
-    if chainlib.children_map(r._disks)[src] != [tgt]:
+def replace(layers: Layers, target: str, source: str) -> None:
+    src, tgt = _parent_and_child(layers, source, target, head_child=False)
+    if layers.children()[src] != [tgt]:
         raise ConflictError(f"{src} has other children than {tgt}; it cannot be replaced")
-    r._flush_locked()
-    dir_fd = r._dir_fd
-    grandparent = r._disks[src].parent
-    updated = attrs.evolve(r._disks[tgt], parent=grandparent)
+    layers.flush()
+    dir_fd = layers.dir_fd
+    grandparent = layers.disks[src].parent
+    updated = attrs.evolve(layers.disks[tgt], parent=grandparent)
     try:
         fs.unlink_if_exists(dir_fd, checksum_file(tgt))
         fs.unlink_if_exists(dir_fd, tmp_file(tgt))
@@ -130,95 +138,89 @@ def replace(r: Replica, target: str, source: str) -> None:
         fs.fsync_dir(dir_fd)
         metalib.store(dir_fd, meta_file(tgt), updated)  # the commit point
     except OSError as exc:
-        raise ops.os_err(exc, r, f"cannot replace {tgt} with {src}") from None
-    r._disks[tgt] = updated
-    del r._disks[src]
-    if src in r._chain:
-        layer = r._chain.index(src) + 1  # the source's layer; the target is the next one up
-        ops.close_layer(r, layer + 1)  # the target's old file; the source's fd is the merged one
-        del r._chain[layer - 1]
-        r._index.merge_down(layer)
-    r._refresh()
-    ops.unlink_all(r, [src, checksum_file(src), meta_file(src)])
+        raise layers.error(exc, f"cannot replace {tgt} with {src}") from None
+    layers.merge_into_child(src, tgt, updated)
+    layers.unlink_all([src, checksum_file(src), meta_file(src)])
 
 
-def prune(r: Replica, source: str, target: str) -> None:
-    src, tgt = _parent_and_child(r, source, target, head_child=True)
-    r._flush_locked()
+def prune(layers: Layers, source: str, target: str) -> None:
+    src, tgt = _parent_and_child(layers, source, target, head_child=True)
+    layers.flush()
     try:
-        src_fd = ops.open_disk(r, src)
+        src_fd = _open_rw(layers, src)
         try:
-            for offset, length in fs.data_extents(r._head_fd):
+            for offset, length in fs.data_extents(layers.fds[-1]):
                 fs.punch_hole(src_fd, offset, length)
             os.fdatasync(src_fd)
         finally:
             os.close(src_fd)
     except OSError as exc:
-        raise ops.os_err(exc, r, f"cannot prune {src} by {tgt}") from None
+        raise layers.error(exc, f"cannot prune {src} by {tgt}") from None
 
 
-def remove_disk(r: Replica, name: str, *, force: bool = False) -> None:
-    disk, found = ops.snapshot_disk(r, name)
-    kids = chainlib.children_map(r._disks)[disk]
+def remove_disk(layers: Layers, name: str, *, force: bool = False) -> None:
+    disk, found = layers.snapshot_disk(name)
+    kids = layers.children()[disk]
     if len(kids) > 1:
         raise ConflictError(f"snapshot {name} has {len(kids)} children; it cannot be removed")
     if kids and not force:
         raise ConflictError(
             f"snapshot {name} has a child ({kids[0]}); purge it (coalesce + replace) or force"
         )
-    r._flush_locked()
-    dir_fd = r._dir_fd
+    layers.flush()
+    dir_fd = layers.dir_fd
     try:
         if kids:
             # Marked removed first: a crash after the child is re-parented leaves this disk as a
             # removed leaf, which the next purge deletes, instead of a resurrected snapshot.
             if not found.removed:
                 found = attrs.evolve(found, removed=True)
-                metalib.store(dir_fd, meta_file(disk), found)
-                r._disks[disk] = found
+                layers.write_disk_meta(disk, found)
             child = kids[0]
-            reparented = attrs.evolve(r._disks[child], parent=found.parent)
-            metalib.store(dir_fd, meta_file(child), reparented)
-            r._disks[child] = reparented
-            if child == r._meta.head:
-                r._store_volume_meta(attrs.evolve(r._meta, parent=found.parent))
+            reparented = attrs.evolve(layers.disks[child], parent=found.parent)
+            layers.write_disk_meta(child, reparented)
+            if child == layers.head:
+                vmeta = attrs.evolve(layers.meta, parent=found.parent)
+                try:
+                    layers.write_volume_meta(vmeta)
+                except OSError as exc:
+                    raise layers.error(exc, f"cannot write {VOLUME_META}") from None
         for leftover in (disk, checksum_file(disk)):
             fs.unlink_if_exists(dir_fd, leftover)
         fs.unlink_if_exists(dir_fd, meta_file(disk))  # the commit point
         fs.fsync_dir(dir_fd)
     except OSError as exc:
-        raise ops.os_err(exc, r, f"cannot remove {disk}") from None
-    del r._disks[disk]
-    if disk in r._chain:
-        layer = r._chain.index(disk) + 1
-        ops.close_layer(r, layer)
-        del r._chain[layer - 1]
-        r._index.remove_layer(layer)
-    r._refresh()
+        raise layers.error(exc, f"cannot remove {disk}") from None
+    layers.drop_disk(disk)
 
 
-def apply(r: Replica, action: Action) -> None:
+def apply(layers: Layers, action: Action) -> None:
     if action.kind is ActionKind.REMOVE:
-        remove_disk(r, action.source)
+        remove_disk(layers, action.source)
     elif action.kind is ActionKind.COALESCE:
-        coalesce(r, action.source, action.target)
+        coalesce(layers, action.source, action.target)
     elif action.kind is ActionKind.REPLACE:
-        replace(r, action.target, action.source)
+        replace(layers, action.target, action.source)
     else:
-        prune(r, action.source, action.target)
+        prune(layers, action.source, action.target)
 
 
-def purge(r: Replica, progress: Callable[[int, int], None] | None) -> None:
-    r._flush_locked()
-    for disk in chainlib.purge_marks(r._disks, r._meta.head):
-        mark_removed(r, disk)
-    order = chainlib.purge_order(r._disks, r._meta.head)
+def start_purge(layers: Layers) -> list[str]:
+    """Flush, mark every system snapshot removed; the removed disks in purge order."""
+    layers.flush()
+    for disk in chainlib.purge_marks(layers.disks, layers.head):
+        mark_removed(layers, disk)
+    return chainlib.purge_order(layers.disks, layers.head)
+
+
+def purge(layers: Layers, progress: Callable[[int, int], None] | None) -> None:
+    order = start_purge(layers)
     if progress is not None:
         progress(0, len(order))
     for done, disk in enumerate(order, 1):
-        found = r._disks.get(disk)
+        found = layers.disk(disk)
         if found is not None and found.removed:
-            for action in chainlib.prepare_remove(r._disks, r._meta.head, disk):
-                apply(r, action)
+            for action in chainlib.prepare_remove(layers.disks, layers.head, disk):
+                apply(layers, action)
         if progress is not None:
             progress(done, len(order))

@@ -1,25 +1,10 @@
 """The replica's wire handler: protocol v1 requests mapped onto a :class:`Replica`.
 
-What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.store`):
-
-* **Data path inline.** Read, Write and Unmap are page-cache syscalls of a few KiB: they return
-  their reply at once, so the RPC layer answers a whole receive's batch of requests with one send.
-  ``lhtrio replica`` serves each connection from a thread of its own (:mod:`lhtrio.net.threaded`),
-  so they run in that thread, one at a time under the *data lock* (the store's data path is
-  single-threaded). The gate (below) is checked inside the lock, and a control operation takes
-  the lock once after setting the gate: a data request already running finishes first, later
-  ones wait. Called on the event loop (a test, a stream that is not a socket) it works the same.
-* **Flush and FUA in a worker thread.** ``fdatasync`` can take milliseconds; it runs under
-  ``trio.to_thread.run_sync`` with a capacity limiter while writes keep flowing (the store allows
-  ``flush()`` to overlap the data path).
-* **Control operations are exclusive.** Snapshot, revert, expand, removal steps and the other
-  state changes run one at a time, in a worker thread (they fsync metadata), while the service
-  holds its *gate*: data requests that arrive meanwhile wait for the gate instead of running
-  inline. This is Longhorn's exclusive replica lock; the fast path pays one uncontended lock.
-  A purge runs step by step: its coalesce steps (which may copy gigabytes) run beside the data
-  path; only its short steps (marking, replace, prune, remove) hold the gate.
-* Quick control calls (``info``, ``allocation``, starting a purge or a sync) run inline on the
-  event loop, beside the data path: they only read, or start a task.
+Data requests, ``Flush`` and the gate that control operations hold are the base class's,
+:class:`~lhtrio.replica.gate.Gate` (what runs where is explained there). Quick control calls
+(``info``, ``allocation``, starting a purge or a sync) run inline on the event loop, beside the
+data path: they only read, or start a task; the others run in a worker thread, one at a time,
+with the gate held.
 
 Control calls (``Call`` messages) and their arguments, validated by one cattrs converter (every
 call, ``info`` included: unknown keys, missing keys and wrong types are refused); names, labels,
@@ -67,22 +52,21 @@ intent_clear           everything=false (unmark what the last two generations di
 =====================  ==========================================================  ============
 
 The rebuild calls are explained in :mod:`lhtrio.replica.transfer` (source),
-:mod:`lhtrio.replica.rebuild` (``adopt``, ``reload``) and :mod:`lhtrio.replica.sync` (the transfer).
+:mod:`lhtrio.replica.adopt` (``adopt``, ``reload``) and :mod:`lhtrio.replica.sync` (the transfer).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import attrs
 import trio
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, LhtrioError, UnknownCallError
 from lhtrio.models.names import validate_labels, validate_snapshot_name
-from lhtrio.replica import ops, transfer
+from lhtrio.replica import meta as metalib
+from lhtrio.replica import transfer
 from lhtrio.replica.calls import (
     ActionArgs,
     AdoptArgs,
@@ -103,17 +87,15 @@ from lhtrio.replica.calls import (
     source_address,
 )
 from lhtrio.replica.chain import Action, ActionKind
+from lhtrio.replica.gate import Gate
 from lhtrio.replica.store import Replica
 from lhtrio.replica.sync import SyncStatus, pull
-from lhtrio.wire import Call, Data, Done, Flush, Read, Reply, Request, Result, Unmap, Write
+from lhtrio.wire import Call, Data, Reply, Result
 from lhtrio.wire.control import NameArgs, NoArgs, SizeArgs, converter, structure_args
-from lhtrio.wire.messages import Zero, ZeroMode
 
 __all__ = ["ReplicaService", "PurgeStatus"]
 
 logger = logging.getLogger(__name__)
-
-_DATA = (Write, Read, Unmap, Zero)
 
 
 @attrs.frozen(kw_only=True)
@@ -127,7 +109,7 @@ class PurgeStatus:
 # --- the handler ---------------------------------------------------------------------------------
 
 
-class ReplicaService:
+class ReplicaService(Gate):
     """``handler(request)`` for :func:`lhtrio.net.serve_rpc`, serving one open replica.
 
     Background work (a purge) runs in ``nursery``; the caller owns it and closes the replica after
@@ -141,12 +123,8 @@ class ReplicaService:
         *,
         limiter: trio.CapacityLimiter | None = None,
     ) -> None:
-        self.replica = replica
+        super().__init__(replica, limiter=limiter)
         self._nursery = nursery
-        self._limiter = limiter or trio.CapacityLimiter(4)
-        self._gate: trio.Event | None = None
-        self._data_lock = threading.Lock()
-        self._control = trio.Lock()
         self._purge = PurgeStatus()
         self._purge_done = trio.Event()
         self._purge_done.set()
@@ -182,114 +160,13 @@ class ReplicaService:
         self._sync_changed = trio.Event()
         self._sync_scope: trio.CancelScope | None = None
 
-    def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
-        cls = request.__class__
-        if cls in _DATA:
-            # Possibly called from a connection's own thread (lhtrio.net.threaded): data requests
-            # run one at a time under the data lock, and the gate is checked inside it, so a
-            # control operation that set the gate and then took the lock once runs alone.
-            lock = self._data_lock
-            lock.acquire()  # cheaper than ``with`` on this path
-            try:
-                if self._gate is None:
-                    return self._data(request)  # type: ignore[arg-type]
-            finally:
-                lock.release()
-            return self._after_gate(request)
-        if self._gate is not None and cls is not Call:
-            return self._after_gate(request)  # control calls queue on the control lock instead
-        if cls is Flush:
-            return self._flush(Done(0), self.replica.capture())
-        if isinstance(request, Call):
-            handler = self._calls.get(request.name)
-            if handler is None:
-                raise UnknownCallError(
-                    f"replica {self.replica.instance} has no control call {request.name!r}"
-                )
-            return handler(request)
-        raise UnknownCallError(
-            f"replica {self.replica.instance} does not handle {type(request).__name__}"
-        )
-
-    def _data(self, request: Write | Read | Unmap | Zero) -> Reply | Awaitable[Reply]:
-        replica = self.replica
-        if request.__class__ is Write:
-            replica.write(request.offset, request.data)
-            done = Done(len(request.data))
-            return self._flush(done, replica.capture()) if request.fua else done
-        if request.__class__ is Read:
-            buf = bytearray(request.length)
-            replica.read_into(request.offset, memoryview(buf))
-            return Data(buf)
-        if request.__class__ is Zero:
-            return Done(self._zero(request))
-        return Done(replica.unmap(request.offset, request.length))
-
-    def _zero(self, request: Zero) -> int:
-        try:
-            mode = ZeroMode(request.mode)
-        except ValueError:
-            raise InvalidArgumentError(
-                f"replica {self.replica.instance} does not know Zero mode {request.mode} "
-                f"(it knows {', '.join(f'{m.value} ({m.name})' for m in ZeroMode)})"
-            ) from None
-        return self.replica.zero(
-            request.offset,
-            request.length,
-            punch=mode is not ZeroMode.ALLOCATE,
-            fast=mode is ZeroMode.FAST,
-        )
-
-    async def _after_gate(self, request: Request) -> Reply:
-        """A request that arrived while the gate was held (not a Call): run it once it opens."""
-        while True:
-            while self._gate is not None:
-                await self._gate.wait()
-            if request.__class__ not in _DATA:
-                result = self(request)
-                break
-            await self._lock_data()
-            try:
-                if self._gate is None:
-                    result = self._data(request)
-                    break
-            finally:
-                self._data_lock.release()
-        return result if isinstance(result, Reply) else await result
-
-    async def _lock_data(self) -> None:
-        """Take the data lock without blocking the loop (a connection's thread may hold it for
-        the length of one data request)."""
-        if not self._data_lock.acquire(blocking=False):
-            await trio.to_thread.run_sync(self._data_lock.acquire, limiter=self._limiter)
-
-    async def _flush(self, reply: Reply, token: int) -> Reply:
-        """Flush what was captured as ``token`` (in a worker thread, beside the data path: see
-        :meth:`Replica.capture` for why the capture is made on arrival), then answer ``reply``."""
-        await trio.to_thread.run_sync(self.replica.flush, token, limiter=self._limiter)
-        return reply
-
-    @asynccontextmanager
-    async def _exclusive(self, what: str) -> AsyncIterator[None]:
-        """One control operation at a time, with the gate held (no data request runs)."""
-        if self._control.locked():
-            logger.debug(
-                "replica %s: %s waits for another control operation", self.replica.instance, what
+    def _call(self, call: Call) -> Reply | Awaitable[Reply]:
+        handler = self._calls.get(call.name)
+        if handler is None:
+            raise UnknownCallError(
+                f"replica {self.replica.instance} has no control call {call.name!r}"
             )
-        async with self._control, self._gate_held():
-            yield
-
-    @asynccontextmanager
-    async def _gate_held(self) -> AsyncIterator[None]:
-        """Data requests that arrive inside wait for the end of the block."""
-        gate = self._gate = trio.Event()
-        try:
-            await self._lock_data()  # a data request running in a connection's thread finished
-            self._data_lock.release()
-            yield
-        finally:
-            self._gate = None
-            gate.set()
+        return handler(call)
 
     async def _run(self, what: str, fn: Callable[[], object]) -> Reply:
         async with self._exclusive(what):
@@ -310,7 +187,7 @@ class ReplicaService:
         validate_snapshot_name(args.name)
         if args.labels is not None:
             validate_labels(args.labels)
-        ops.timestamp(args.created)
+        metalib.creation_time(args.created)
         return await self._run(
             "snapshot",
             lambda: self.replica.snapshot(
@@ -406,7 +283,7 @@ class ReplicaService:
 
     async def _revert(self, call: Call) -> Reply:
         args: RevertArgs = structure_args(RevertArgs, call)
-        ops.timestamp(args.created)
+        metalib.creation_time(args.created)
         self._not_receiving("revert")
         return await self._run(
             f"revert to {args.name}", lambda: self.replica.revert(args.name, created=args.created)
@@ -441,7 +318,7 @@ class ReplicaService:
     async def _file_info(self, call: Call) -> Reply:
         args: NameArgs = structure_args(NameArgs, call)
         info = await trio.to_thread.run_sync(
-            transfer.file_info, self.replica, args.name, limiter=self._limiter
+            transfer.file_info, self.replica.layers, args.name, limiter=self._limiter
         )
         return Result(converter.unstructure(info))
 
@@ -449,7 +326,7 @@ class ReplicaService:
         args: MapArgs = structure_args(MapArgs, call)
         extents = await trio.to_thread.run_sync(
             transfer.file_map,
-            self.replica,
+            self.replica.layers,
             args.name,
             args.offset,
             min(args.limit, transfer.MAP_EXTENTS),
@@ -460,14 +337,19 @@ class ReplicaService:
     async def _file_diff(self, call: Call) -> Reply:
         args: DiffArgs = structure_args(DiffArgs, call)
         differ = await trio.to_thread.run_sync(
-            transfer.diff, self.replica, args.name, args.groups, args.digests, limiter=self._limiter
+            transfer.diff,
+            self.replica.layers,
+            args.name,
+            args.groups,
+            args.digests,
+            limiter=self._limiter,
         )
         return Result(differ)
 
     async def _file_read(self, call: Call) -> Reply:
         args: RangesArgs = structure_args(RangesArgs, call)
         data = await trio.to_thread.run_sync(
-            transfer.read_ranges, self.replica, args.name, args.ranges, limiter=self._limiter
+            transfer.read_ranges, self.replica.layers, args.name, args.ranges, limiter=self._limiter
         )
         return Data(data)
 

@@ -1,107 +1,48 @@
 """The replica store: a directory of sparse files behind a synchronous, fast data path.
 
 A :class:`Replica` is one open replica directory (layout in :mod:`lhtrio.replica.names`, format in
-:mod:`lhtrio.replica.meta`). It does no networking and knows nothing of trio: the service around it
-decides which calls run on the event loop (the data path: page-cache ``pread``/``pwrite`` of a few
-KiB) and which go to a worker thread (``flush``, snapshots, purge, checksums).
+:mod:`lhtrio.replica.meta`) and the facade the service uses. It does no networking and knows
+nothing of trio. Its parts:
 
-Data path
-    4 KiB blocks. An aligned write is one ``os.pwrite`` of the caller's buffer into the head; an
-    unaligned write reads the partial first/last blocks through the chain, patches them and writes
-    ``[first block, middle of the caller's buffer, last block]`` with one ``os.pwritev`` — the head
-    only ever holds whole blocks. A read groups blocks by the layer that holds them
-    (:class:`~lhtrio.replica.index.ReadIndex`) and ``os.preadv``\\ s each run straight into the
-    caller's buffer; blocks no layer holds read as zeros (a hole of the oldest layer, or past the
-    end of a layer that predates an expansion). Unmap follows Longhorn (``longhorn-facts.md`` §2.6):
-    the range shrinks inwards to 4 KiB alignment, requests under 4 KiB are ignored, holes are
-    punched in the head and in every *removed* ancestor directly below it that has no other child.
-    Trimmed blocks then read as whatever the chain below the trimmed layers holds.
+- the data path, the flush and the revision counter — with the guarantee and the concurrency
+  contract every caller relies on — are its base class, :class:`~lhtrio.replica.datapath.DataPath`;
+- the chain it serves (layer files, their metadata, the read index, the head) is a
+  :class:`~lhtrio.replica.layers.Layers`;
+- creating and opening a directory is :mod:`.lifecycle`; the structural operations are
+  :mod:`.snapshots` (snapshot, expand, revert), :mod:`.removal` (mark removed, coalesce, replace,
+  prune, remove, purge), :mod:`.checksum` and :mod:`.adopt` (a rebuild target taking its source's
+  disk graph); the file operations of a rebuild (both ends) are :mod:`.transfer`. Each works on
+  the :class:`Layers`, never on the Replica.
 
-Revision counter — the guarantee
-    The counter lives in memory: +1 for every write and every unmap, counted once the data is in
-    the page cache. ``flush()`` — also run by ``close()`` and first thing by every snapshot-type
-    operation — does, serialised against other flushes:
-
-    1. under the data-path lock, capture ``C`` = the counter and ``F`` = the files written since
-       the previous flush (the data path starts a new set);
-    2. ``fdatasync`` every file in ``F``;
-    3. persist ``C`` in ``revision.counter`` (temp file, fsync, rename, directory fsync).
-
-    **Guarantee: the persisted counter never exceeds the number of writes and unmaps that are
-    durable.** A write counted in ``C`` finished its ``pwrite`` before step 1 and put its file in
-    ``F`` (or in an earlier set, synced by an earlier flush that completed before this one
-    started), so step 2 made it durable before step 3 wrote ``C``.
-
-    Consequences, for replicas A and B that started with equal counters:
-
-    - if B stopped receiving writes at write *k* (it failed it, or was cut off: the engine sends
-      nothing more to a replica that failed a write) and A acknowledged write *k* and then
-      completed a flush, A's persisted counter is higher than B's from then on, whatever else
-      happens to either, kills included: B never counted write *k*, A persisted it;
-    - if both completed the same flushes and B missed any write that one of those flushes covered,
-      B's persisted counter is lower.
-
-    A replica killed between flushes loses the counts since its last flush (the counter is a lower
-    bound): it may be judged stale although its data survived, and is rebuilt — safe. It never
-    gains counts for data it does not have. This costs nothing per write, where Longhorn's
-    synchronous per-write counter update halves write IOPS.
-
-    A failed ``fdatasync`` makes the replica failed for good: every later flush, snapshot-type
-    operation and close raises StorageError and the counter is never persisted again (after such
-    an error Linux may drop the dirty pages, and a retry would report success for lost data).
-
-Concurrency contract
-    ``read_into``/``read``/``write``/``unmap`` are called from one thread at a time (the service
-    runs them under its data lock, in a connection's thread or on the event loop).
-    ``flush()`` may run in another thread at the same time, and so may ``coalesce`` (it only
-    copies blocks into a removed snapshot that its child shadows, so no read sees the change, and
-    touches no in-memory structure of the data path, only the disk's recorded size, under the
-    flush lock; an unmap racing it leaves zeros or old data in a trimmed range, both allowed).
-    ``prune`` may not: it punches the parent where the head has data, and must see only head
-    data that its own flush made durable. Every other operation
-    (snapshot, revert, expand, replace, remove_disk, purge, close) must not overlap with
-    data-path calls — the caller holds the equivalent of Longhorn's exclusive engine lock — but
-    it may be called from any one thread; it serialises itself against ``flush()``. ``checksum()``
-    reads a snapshot file and may overlap with the data path.
+Each structural method below holds the flush lock (``Layers.lock``), checks that the replica is
+usable, runs the operation, and then lets the data path re-read what it caches from the chain —
+also when the operation failed half-way.
 
 No global state, no I/O in ``__init__``: :meth:`Replica.create` and :meth:`Replica.open` do the I/O.
-Structural operations live in :mod:`.heads`, :mod:`.removal`, :mod:`.checksum` and :mod:`.rebuild`;
-the file operations of a rebuild (both ends) in :mod:`.transfer`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
-from collections.abc import Callable, Mapping
-from typing import NoReturn
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import attrs
 
-from lhtrio.errors import (
-    InvalidArgumentError,
-    NotSupportedError,
-    OutOfRangeError,
-    ShuttingDownError,
-    StorageError,
-)
+from lhtrio.replica import adopt as adoption
 from lhtrio.replica import chain as chainlib
 from lhtrio.replica import checksum as checksums
-from lhtrio.replica import fs, heads, lifecycle, ops, rebuild, removal
-from lhtrio.replica import meta as metalib
-from lhtrio.replica.chain import Action
-from lhtrio.replica.index import BLOCK_SHIFT, BLOCK_SIZE, ReadIndex
+from lhtrio.replica import fs, lifecycle, removal, snapshots
+from lhtrio.replica.adopt import PlannedDisk
+from lhtrio.replica.chain import Action, ActionKind
+from lhtrio.replica.datapath import DataPath
 from lhtrio.replica.info import ReplicaInfo
-from lhtrio.replica.intent import REGION_SHIFT, WriteIntent
-from lhtrio.replica.meta import ChecksumInfo, DiskMeta, ReplicaIdentity, VolumeMeta
-from lhtrio.replica.names import REVISION_COUNTER, VOLUME_META, validate_name
-from lhtrio.replica.rebuild import PlannedDisk
+from lhtrio.replica.layers import Layers
+from lhtrio.replica.meta import ChecksumInfo, ReplicaIdentity
+from lhtrio.replica.names import VOLUME_META, disk_file, validate_name
 
 __all__ = ["Replica"]
-
-_MASK = BLOCK_SIZE - 1
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _identity(volume: str, instance: str) -> ReplicaIdentity:
@@ -112,48 +53,8 @@ def _identity(volume: str, instance: str) -> ReplicaIdentity:
 
 
 @attrs.define(eq=False)
-class Replica:
+class Replica(DataPath):
     """One open replica directory. Build it with :meth:`create` or :meth:`open`."""
-
-    path: str
-    volume: str
-    instance: str
-    _dir_fd: int = attrs.field(alias="dir_fd")
-    _meta: VolumeMeta = attrs.field(alias="meta")
-    _disks: dict[str, DiskMeta] = attrs.field(alias="disks")
-    _chain: list[str] = attrs.field(alias="chain")  # oldest first: layer i is _chain[i - 1]
-    _fds: list[int] = attrs.field(alias="fds")  # _fds[i] is layer i's fd; _fds[0] unused
-    _counter: int = attrs.field(alias="counter")
-    _intent: WriteIntent = attrs.field(alias="intent")
-    _recent: bytearray = attrs.field(init=False, repr=False)  # the intent's fast-path view
-    _persisted: int = attrs.field(init=False)
-    _index: ReadIndex = attrs.field(init=False)
-    _loc: bytearray = attrs.field(init=False, repr=False)
-    _head_fd: int = attrs.field(init=False)
-    _limit: int = attrs.field(init=False)  # volume size while open, -1 once closed
-    _closed: bool = attrs.field(init=False, default=False)
-    _dirty_fds: set[int] = attrs.field(init=False, factory=set)
-    # (token, counter, files) a flush must make durable, in the order they were captured
-    _captures: list[tuple[int, int, set[int]]] = attrs.field(init=False, factory=list)
-    _tokens: int = attrs.field(init=False, default=0)
-    _unmap_layers: int = attrs.field(init=False, default=1)
-    _head_layer: int = attrs.field(init=False, default=1)
-    _failed: str = attrs.field(init=False, default="")  # set by a failed flush, sticky
-    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
-    _flush_lock: threading.RLock = attrs.field(init=False, factory=threading.RLock, repr=False)
-    _scratch: memoryview = attrs.field(init=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._persisted = self._counter
-        self._index = ReadIndex(
-            self._meta.size >> BLOCK_SHIFT, len(self._chain), fs.resolver(self._fds, self.path)
-        )
-        self._loc = self._index.loc
-        self._head_fd = self._fds[-1]
-        self._limit = self._meta.size
-        self._scratch = memoryview(bytearray(2 * BLOCK_SIZE))
-        self._recent = self._intent.recent
-        self._refresh()
 
     # -- lifetime ---------------------------------------------------------------------------------
 
@@ -180,17 +81,14 @@ class Replica:
         :mod:`.layout`) are removed only after that. While open the directory is locked: a
         second open raises ConflictError.
         """
-        opened = lifecycle.open_files(os.path.abspath(path), _identity(volume, instance))
+        identity = _identity(volume, instance)
+        opened = lifecycle.open_files(os.path.abspath(path), identity)
         assert opened.intent is not None
         return cls(
             path=opened.path,
             volume=volume,
             instance=instance,
-            dir_fd=opened.dir_fd,
-            meta=opened.meta,
-            disks=opened.disks,
-            chain=opened.chain,
-            fds=opened.fds,
+            layers=Layers.from_opened(opened, identity),
             counter=opened.counter,
             intent=opened.intent,
         )
@@ -198,16 +96,14 @@ class Replica:
     def close(self) -> None:
         """Flush, persist the counter, record Dirty=false, release the files. Idempotent."""
         with self._flush_lock:
-            if self._closed:
+            if self.closed:
                 return
             try:
                 self._flush_locked()
-                vmeta = attrs.evolve(self._meta, dirty=False)
                 try:
-                    metalib.store(self._dir_fd, VOLUME_META, vmeta)
+                    self._layers.write_volume_meta(attrs.evolve(self._layers.meta, dirty=False))
                 except OSError as exc:
                     raise fs.os_error(exc, f"cannot write {self.path}/{VOLUME_META}") from None
-                self._meta = vmeta
             finally:
                 self._release()
 
@@ -218,23 +114,8 @@ class Replica:
         and for dropping a replica whose disk failed.
         """
         with self._flush_lock:
-            if not self._closed:
+            if not self.closed:
                 self._release()
-
-    def _release(self) -> None:
-        self._closed = True
-        self._limit = -1
-        for fd in self._fds[1:]:
-            os.close(fd)
-        del self._fds[1:]
-        self._dirty_fds.clear()
-        self._captures.clear()
-        self._intent.close()
-        os.close(self._dir_fd)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def __enter__(self) -> Replica:
         return self
@@ -242,374 +123,28 @@ class Replica:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- data path --------------------------------------------------------------------------------
-
     @property
-    def size(self) -> int:
-        return self._meta.size
+    def layers(self) -> Layers:
+        """The open chain, for the rebuild's file transfer (:mod:`.transfer`, :mod:`.sync`)."""
+        return self._layers
 
-    def read_into(self, offset: int, buf: memoryview) -> None:
-        """Fill ``buf`` (a writable byte memoryview) with the volume's bytes at ``offset``."""
-        n = buf.nbytes
-        end = offset + n
-        if offset < 0 or end > self._limit:
-            self._range_error("read", offset, n)
-        if n == 0:
-            return
-        first = offset >> BLOCK_SHIFT
-        last = (end - 1) >> BLOCK_SHIFT
-        fds = self._fds
-        try:
-            if first == last:
-                fd = fds[self._loc[first] or self._index.lookup(first)]
-                got = os.preadv(fd, [buf], offset)
-                if got != n:
-                    fs.read_rest(fd, buf, offset, got)
-                return
-            for layer, block, count in self._index.runs(first, last - first + 1):
-                lo = block << BLOCK_SHIFT
-                lo = max(lo, offset)
-                hi = min((block + count) << BLOCK_SHIFT, end)
-                part = buf[lo - offset : hi - offset]
-                fd = fds[layer]
-                got = os.preadv(fd, [part], lo)
-                if got != hi - lo:
-                    fs.read_rest(fd, part, lo, got)
-        except OSError as exc:
-            raise fs.os_error(
-                exc, f"read of {n} bytes at {offset} in replica {self.path}"
-            ) from None
-
-    def read(self, offset: int, length: int) -> bytes:
-        """The volume's ``length`` bytes at ``offset`` (a copy; prefer :meth:`read_into`)."""
-        if length < 0:
-            self._range_error("read", offset, length)
-        buf = bytearray(length)
-        self.read_into(offset, memoryview(buf))
-        return bytes(buf)
-
-    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        """Write ``data`` (a contiguous byte buffer) at ``offset`` into the head."""
-        n = len(data)
-        if offset < 0 or offset + n > self._limit:
-            self._range_error("write", offset, n)
-        if n == 0:
-            return
-        if (
-            self._recent.find(0, offset >> REGION_SHIFT, ((offset + n - 1) >> REGION_SHIFT) + 1)
-            >= 0
-        ):
-            self._intent.note(offset, n)  # not written in this generation: mark it durably first
-        fd = self._head_fd
-        try:
-            if not (offset | n) & _MASK:
-                done = os.pwrite(fd, data, offset)
-                if done != n:
-                    fs.write_rest(fd, memoryview(data), offset, done)
-                if n == BLOCK_SIZE:
-                    self._loc[offset >> BLOCK_SHIFT] = self._head_layer
-                else:
-                    self._index.mark_written(offset >> BLOCK_SHIFT, n >> BLOCK_SHIFT)
-            else:
-                self._write_unaligned(fd, offset, memoryview(data))
-        except OSError as exc:
-            # The head may hold part of the data now: let those blocks be looked up again.
-            first = offset >> BLOCK_SHIFT
-            self._index.forget(first, ((offset + n - 1) >> BLOCK_SHIFT) - first + 1)
-            raise fs.os_error(
-                exc, f"write of {n} bytes at {offset} in replica {self.path}"
-            ) from None
-        lock = self._lock
-        lock.acquire()  # cheaper than ``with`` on this path
-        try:
-            self._counter += 1
-            self._dirty_fds.add(fd)
-        finally:
-            lock.release()
-
-    def _write_unaligned(self, fd: int, offset: int, view: memoryview) -> None:
-        n = len(view)
-        end = offset + n
-        first = offset >> BLOCK_SHIFT
-        last = (end - 1) >> BLOCK_SHIFT
-        start = first << BLOCK_SHIFT
-        head_cut = offset - start
-        if first == last:
-            block = self._scratch[:BLOCK_SIZE]
-            self.read_into(start, block)
-            block[head_cut : head_cut + n] = view
-            iov = [block]
-        else:
-            iov = []
-            mid_from = 0
-            mid_to = n
-            if head_cut:
-                block = self._scratch[:BLOCK_SIZE]
-                self.read_into(start, block)
-                mid_from = BLOCK_SIZE - head_cut
-                block[head_cut:] = view[:mid_from]
-                iov.append(block)
-            tail_len = end & _MASK
-            if tail_len:
-                mid_to = n - tail_len
-            if mid_to > mid_from:
-                iov.append(view[mid_from:mid_to])
-            if tail_len:
-                tail = self._scratch[BLOCK_SIZE:]
-                self.read_into(last << BLOCK_SHIFT, tail)
-                tail[:tail_len] = view[mid_to:]
-                iov.append(tail)
-        total = (last - first + 1) << BLOCK_SHIFT
-        done = os.pwritev(fd, iov, start)
-        if done != total:
-            fs.write_rest(fd, memoryview(b"".join(iov)), start, done)
-        self._index.mark_written(first, last - first + 1)
-
-    def unmap(self, offset: int, length: int) -> int:
-        """Trim ``[offset, offset+length)``; return the number of bytes of disk space freed."""
-        if offset < 0 or length < 0 or offset + length > self._limit:
-            self._range_error("unmap", offset, length)
-        start = (offset + _MASK) & ~_MASK
-        stop = (offset + length) & ~_MASK
-        freed = 0
-        fds = self._fds[len(self._fds) - self._unmap_layers :]
-        if length >= BLOCK_SIZE and stop > start:
-            self._intent.note(start, stop - start)
-            try:
-                for fd in fds:
-                    before = fs.allocated_bytes(fd)
-                    fs.punch_hole(fd, start, stop - start)
-                    freed += before - fs.allocated_bytes(fd)
-            except OSError as exc:
-                raise fs.os_error(exc, f"unmap at {offset} in replica {self.path}") from None
-            finally:
-                self._index.forget(start >> BLOCK_SHIFT, (stop - start) >> BLOCK_SHIFT)
-        with self._lock:
-            self._counter += 1
-            self._dirty_fds.update(fds)
-        return freed
-
-    def zero(self, offset: int, length: int, *, punch: bool = True, fast: bool = False) -> int:
-        """Make ``[offset, offset+length)`` read as zeros; return ``length``.
-
-        Whole 4 KiB blocks: where no older layer holds data (``SEEK_DATA`` on each), a hole is
-        punched in the head, which then reads as zeros; where one does, zeros are written into
-        the head, over that data's blocks only. ``punch=False`` writes zeros over every block
-        (the range stays allocated: NBD's ``NO_HOLE``). ``fast=True`` only punches: if an
-        older layer holds data in the range, NotSupportedError, and nothing is changed. The
-        partial blocks at either end are written as zeros (read-modify-write) in every mode.
-        Never ``fallocate(ZERO_RANGE)``: such ranges look like holes to ``SEEK_DATA``, and the
-        read index would then read the layer below.
-
-        Counts once for the revision counter, refused or not: replicas that receive the same
-        requests keep equal counters whatever their older layers hold.
-        """
-        end = offset + length
-        if offset < 0 or length < 0 or end > self._limit:
-            self._range_error("zero", offset, length)
-        if length == 0:
-            return 0
-        start = (offset + _MASK) & ~_MASK
-        stop = end & ~_MASK
-        fd = self._head_fd
-        try:
-            older: list[tuple[int, int]] = []  # blocks of [start, stop) an older layer holds
-            if start < stop and punch:
-                for layer in self._fds[1:-1]:
-                    for data, n in fs.data_extents(layer, start, stop):
-                        older.append((data & ~_MASK, min((data + n + _MASK) & ~_MASK, stop)))
-            if fast and older:
-                with self._lock:
-                    self._counter += 1
-                raise NotSupportedError(
-                    f"cannot zero {length} bytes at offset {offset} of volume {self.volume} "
-                    f"fast: older snapshots of replica {self.path} hold data there; zero "
-                    "without the fast flag"
-                )
-            self._intent.note(offset, length)
-            if start < stop:
-                if not punch:
-                    older = [(start, stop)]
-                pos = start
-                for data, hi in sorted(older):
-                    if hi <= pos:
-                        continue
-                    at = max(data, pos)
-                    fs.punch_hole(fd, pos, at - pos)
-                    self._index.forget(pos >> BLOCK_SHIFT, (at - pos) >> BLOCK_SHIFT)
-                    zeros = memoryview(bytes(min(hi - at, 1 << 20)))
-                    while at < hi:
-                        n = min(hi - at, len(zeros))
-                        done = os.pwrite(fd, zeros[:n], at)
-                        if done != n:
-                            fs.write_rest(fd, zeros[:n], at, done)
-                        self._index.mark_written(at >> BLOCK_SHIFT, n >> BLOCK_SHIFT)
-                        at += n
-                    pos = hi
-                fs.punch_hole(fd, pos, stop - pos)
-                self._index.forget(pos >> BLOCK_SHIFT, (stop - pos) >> BLOCK_SHIFT)
-            edges = [(offset, end)] if start > stop else [(offset, start), (stop, end)]
-            for lo, hi in edges:
-                if lo < hi:
-                    self._write_unaligned(fd, lo, memoryview(bytes(hi - lo)))
-        except OSError as exc:
-            # Part of the range may be zeroed: let its blocks be looked up again.
-            first = offset >> BLOCK_SHIFT
-            self._index.forget(first, ((end - 1) >> BLOCK_SHIFT) - first + 1)
-            raise fs.os_error(
-                exc, f"zeroing {length} bytes at {offset} in replica {self.path}"
-            ) from None
-        with self._lock:
-            self._counter += 1
-            self._dirty_fds.add(fd)
-        return length
-
-    def _range_error(self, op: str, offset: int, length: int) -> NoReturn:
-        if self._closed:
-            raise ShuttingDownError(f"replica {self.path} is closed")
-        raise OutOfRangeError(
-            f"{op} of {length} bytes at offset {offset} is outside volume {self.volume} "
-            f"({self._meta.size} bytes)"
-        )
-
-    # -- flush and revision counter ---------------------------------------------------------------
-
-    def allocation(self, offset: int, length: int) -> list[tuple[int, bool]]:
-        """``(length, allocated)`` extents covering ``[offset, offset+length)`` in order.
-
-        A range is allocated when any layer of the live chain holds data there (found with
-        SEEK_DATA/SEEK_HOLE on every layer); everything else reads as zeros. Feeds NBD
-        ``base:allocation`` block status.
-        """
-        end = offset + length
-        if offset < 0 or length < 0 or end > self._limit:
-            self._range_error("map", offset, length)
-        spans: list[tuple[int, int]] = []
-        try:
-            for fd in self._fds[1:]:
-                for start, size in fs.data_extents(fd, offset, end):
-                    spans.append((start, start + size))
-        except OSError as exc:
-            raise fs.os_error(exc, f"mapping replica {self.path}") from None
-        spans.sort()
-        out: list[tuple[int, bool]] = []
-        pos = offset
-        for start, stop in spans:
-            if stop <= pos:
-                continue
-            if start > pos:
-                out.append((start - pos, False))
-                pos = start
-            out.append((stop - pos, True))
-            pos = stop
-        if pos < end:
-            out.append((end - pos, False))
-        merged: list[tuple[int, bool]] = []
-        for size, allocated in out:
-            if merged and merged[-1][1] == allocated:
-                merged[-1] = (merged[-1][0] + size, allocated)
-            else:
-                merged.append((size, allocated))
-        return merged
-
-    def capture(self) -> int:
-        """Take note of what a flush must make durable, *now*: the counter and the files written
-        since the previous capture; returns a token for :meth:`flush`.
-
-        The service captures when a Flush request arrives, in the order of the connection's
-        requests (the data path is synchronous): every replica of a volume receives the same
-        requests in the same order from its engine, so every replica that completes the same
-        flush persists the same counter, whatever writes arrived while the ``fdatasync`` ran.
-        Captured later (when the flush starts running), the counter would count those too, on
-        one replica and not another, and after a crash the others would look stale."""
-        with self._lock:
-            self._tokens += 1
-            self._captures.append((self._tokens, self._counter, self._dirty_fds))
-            self._dirty_fds = set()
-            return self._tokens
-
-    def flush(self, token: int | None = None) -> None:
-        """Make every write and unmap so far (with ``token``: up to that :meth:`capture`)
-        durable, then persist the counter. Thread-safe."""
-        with self._flush_lock:
-            self._check_open()
-            self._flush_locked(token)
-
-    def _flush_locked(self, token: int | None = None) -> None:
-        if self.failed:
-            raise StorageError(self.failed)
-        if token is None:
-            token = self.capture()
-        with self._lock:  # this capture and every earlier one not flushed yet, in order
-            done = 0
-            while done < len(self._captures) and self._captures[done][0] <= token:
-                done += 1
-            if not done:
-                return  # an earlier flush that covered it completed (we waited for its lock)
-            counter = self._captures[done - 1][1]
-            fds = set().union(*(files for _, _, files in self._captures[:done]))
-            del self._captures[:done]
-        try:
-            for fd in fds:
-                os.fdatasync(fd)
-        except OSError as exc:
-            # After a failed fdatasync the kernel may have dropped the dirty pages and a retry
-            # would "succeed": the replica can no longer prove what is durable. Sticky failure.
-            error = fs.os_error(exc, f"flush of replica {self.path} failed")
-            self._failed = f"{error.message}; the replica must be rebuilt"
-            raise error from None
-        if counter != self._persisted:
-            try:
-                metalib.store_counter(self._dir_fd, REVISION_COUNTER, counter)
-            except OSError as exc:
-                raise fs.os_error(exc, f"cannot persist {self.path}/{REVISION_COUNTER}") from None
-            self._persisted = counter
-
-    @property
-    def revision_counter(self) -> int:
-        """Writes and unmaps counted so far (in memory)."""
-        return self._counter
-
-    @property
-    def persisted_revision_counter(self) -> int:
-        """The value ``revision.counter`` holds (never more than the durable writes)."""
-        return self._persisted
-
-    def set_revision_counter(self, value: int) -> None:
-        """Flush, then set and persist the counter (the engine does this during a rebuild)."""
-        if type(value) is not int or not 0 <= value <= metalib.MAX_COUNTER:
-            raise InvalidArgumentError(
-                f"revision counter must be an integer from 0 to {metalib.MAX_COUNTER}, "
-                f"got {value!r}"
-            )
+    @contextmanager
+    def _changing(self) -> Iterator[Layers]:
+        """Hold the flush lock on a usable replica for a structural change of the layers; let
+        the data path re-read them afterwards, whatever happened."""
         with self._flush_lock:
             self._check_usable()
-            self._flush_locked()
-            with self._lock:
-                self._counter = value
-            self._flush_locked()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ShuttingDownError(f"replica {self.path} is closed")
-
-    def _check_usable(self) -> None:
-        self._check_open()
-        if self.failed:
-            raise StorageError(self.failed)
-
-    @property
-    def failed(self) -> str:
-        """Why the replica failed for good (a flush, a commit or a write intent that may not be
-        durable), or ""."""
-        return self._failed or self._intent.failed
+            try:
+                yield self._layers
+            finally:
+                self._refresh()
 
     # -- metadata ---------------------------------------------------------------------------------
 
     @property
     def rebuilding(self) -> bool:
         """Whether ``volume.meta`` records a rebuild into this replica in progress."""
-        return self._meta.rebuilding
+        return self._layers.meta.rebuilding
 
     def set_rebuilding(self, rebuilding: bool) -> None:
         """Record in ``volume.meta`` whether a rebuild into this replica is in progress.
@@ -620,16 +155,39 @@ class Replica:
         """
         with self._flush_lock:
             self._check_usable()
-            if not rebuilding and self._meta.rebuilding:
-                rebuild.check_complete(self)
-            self._store_volume_meta(attrs.evolve(self._meta, rebuilding=bool(rebuilding)))
+            layers = self._layers
+            if not rebuilding and layers.meta.rebuilding:
+                adoption.check_complete(layers)
+            try:
+                layers.write_volume_meta(attrs.evolve(layers.meta, rebuilding=bool(rebuilding)))
+            except OSError as exc:
+                raise layers.error(exc, f"cannot write {VOLUME_META}") from None
 
     def info(self) -> ReplicaInfo:
         with self._flush_lock:
             self._check_open()
-            return ops.info(self)
+            layers = self._layers
+            disks, head = layers.describe()
+            vmeta = layers.meta
+            return ReplicaInfo(
+                path=self.path,
+                volume=self.volume,
+                instance=self.instance,
+                size=vmeta.size,
+                sector_size=vmeta.sector_size,
+                head=vmeta.head,
+                parent=vmeta.parent,
+                dirty=vmeta.dirty,
+                rebuilding=vmeta.rebuilding,
+                revision_counter=self.revision_counter,
+                persisted_revision_counter=self.persisted_revision_counter,
+                chain=tuple(reversed(layers.chain)),
+                disks=disks,
+                head_allocated=head.st_blocks * 512,
+                last_modify_time=head.st_mtime_ns,
+            )
 
-    # -- snapshots (implemented in ops) -----------------------------------------------------------
+    # -- snapshots (implemented in snapshots and removal) -----------------------------------------
 
     def snapshot(
         self,
@@ -644,51 +202,55 @@ class Replica:
         ``created`` is an RFC 3339 timestamp (the engine passes one value to every replica);
         default now. AlreadyExistsError if the snapshot exists.
         """
-        with self._flush_lock:
-            self._check_usable()
-            heads.snapshot(self, name, user_created=user_created, created=created, labels=labels)
+        with self._changing() as layers:
+            snapshots.snapshot(
+                layers, name, user_created=user_created, created=created, labels=labels
+            )
 
     def mark_removed(self, name: str) -> None:
         """Mark a snapshot removed (purge reclaims it later). No-op if it does not exist."""
-        with self._flush_lock:
-            self._check_usable()
-            removal.mark_removed(self, name)
+        with self._changing() as layers:
+            removal.mark_removed(layers, name)
 
     def prepare_remove(self, name: str) -> list[Action]:
         """The actions that would remove snapshot ``name`` (it must be marked removed)."""
         with self._flush_lock:
             self._check_open()
-            return chainlib.prepare_remove(self._disks, self._meta.head, ops.disk_name(name))
+            layers = self._layers
+            return chainlib.prepare_remove(layers.disks, layers.head, disk_file(name))
 
     def coalesce(self, source: str, target: str) -> None:
-        """Copy the data of ``target`` (the child) into ``source`` (its removed parent)."""
+        """Copy the data of ``target`` (the child) into ``source`` (its removed parent).
+
+        May run beside the data path (see :mod:`.datapath`): it changes nothing the data path
+        caches, so the data path does not re-read the layers afterwards.
+        """
         with self._flush_lock:
             self._check_usable()
-            removal.coalesce(self, source, target)
+            removal.coalesce(self._layers, source, target)
 
     def replace(self, target: str, source: str) -> None:
         """Let the coalesced ``source`` take the name of its child ``target``; drop ``source``."""
-        with self._flush_lock:
-            self._check_usable()
-            removal.replace(self, target, source)
+        with self._changing() as layers:
+            removal.replace(layers, target, source)
 
     def prune(self, source: str, target: str) -> None:
         """Punch holes in ``source`` (removed) wherever its child ``target``, the head, has data."""
-        with self._flush_lock:
-            self._check_usable()
-            removal.prune(self, source, target)
+        with self._changing() as layers:
+            removal.prune(layers, source, target)
 
     def remove_disk(self, name: str, *, force: bool = False) -> None:
         """Delete a snapshot without children (``force``: also one with one child, losing data)."""
-        with self._flush_lock:
-            self._check_usable()
-            removal.remove_disk(self, name, force=force)
+        with self._changing() as layers:
+            removal.remove_disk(layers, name, force=force)
 
     def apply(self, action: Action) -> None:
         """Run one action returned by :meth:`prepare_remove`."""
-        with self._flush_lock:
-            self._check_usable()
-            removal.apply(self, action)
+        if action.kind is ActionKind.COALESCE:
+            self.coalesce(action.source, action.target)
+            return
+        with self._changing() as layers:
+            removal.apply(layers, action)
 
     def start_purge(self) -> list[str]:
         """Mark system snapshots removed; return the removed disks in purge order.
@@ -697,16 +259,12 @@ class Replica:
         beside the data path): for each disk, :meth:`prepare_remove` it (it may no longer
         apply) and :meth:`apply` the actions.
         """
-        with self._flush_lock:
-            self._check_usable()
-            self._flush_locked()
-            for disk in chainlib.purge_marks(self._disks, self._meta.head):
-                removal.mark_removed(self, disk)
-            return chainlib.purge_order(self._disks, self._meta.head)
+        with self._changing() as layers:
+            return removal.start_purge(layers)
 
     def is_removed(self, disk: str) -> bool:
         """Whether ``disk`` still exists and is marked removed."""
-        found = self._disks.get(disk)
+        found = self._layers.disk(disk)
         return found is not None and found.removed
 
     def purge(self, progress: Callable[[int, int], None] | None = None) -> None:
@@ -714,22 +272,24 @@ class Replica:
 
         ``progress(done, total)`` is called before the first and after every processed snapshot.
         """
-        with self._flush_lock:
-            self._check_usable()
-            removal.purge(self, progress)
+        with self._changing() as layers:
+            removal.purge(layers, progress)
 
     def revert(self, name: str, *, created: dt.datetime | str | None = None) -> None:
         """Start a new, empty head on top of snapshot ``name``; the old head is discarded."""
-        with self._flush_lock:
-            self._check_usable()
-            heads.revert(self, name, created=created)
+        with self._changing() as layers:
+            snapshots.revert(layers, name, created=created)
 
     def expand(self, size: int) -> None:
         """Grow the volume to ``size`` (a multiple of 4096) via system snapshot ``expand-SIZE``."""
-        with self._flush_lock:
-            self._check_usable()
-            heads.expand(self, size)
-            self._intent.resize(self._meta.size)  # after the commit: a shorter map is padded
+        with self._changing() as layers:
+            snapshots.expand(layers, size)
+            self._intent.resize(layers.size)  # after the commit: a shorter map is padded
+
+    def checksum(self, name: str, *, force: bool = False) -> ChecksumInfo:
+        """Hash snapshot ``name`` unless its recorded hash is still valid (see :mod:`.checksum`)."""
+        self._check_open()
+        return checksums.checksum(self._layers, name, force=force)
 
     # -- write intents (see :mod:`.intent`; the caller keeps the data path quiet) -----------------
 
@@ -749,44 +309,14 @@ class Replica:
         self._check_usable()
         return self._intent.clear(everything=everything)
 
-    def checksum(self, name: str, *, force: bool = False) -> ChecksumInfo:
-        """Hash snapshot ``name`` unless its recorded hash is still valid (see :mod:`.checksum`)."""
-        self._check_open()
-        return checksums.checksum(self, name, force=force)
-
-    # -- rebuild (implemented in rebuild) ---------------------------------------------------------
+    # -- rebuild target (implemented in adopt) ----------------------------------------------------
 
     def adopt(self, plan: Mapping[str, PlannedDisk]) -> list[str]:
-        """Take the rebuild source's disk graph (see :mod:`.rebuild`); the files it already had."""
-        with self._flush_lock:
-            self._check_usable()
-            return rebuild.adopt(self, plan)
+        """Take the rebuild source's disk graph (see :mod:`.adopt`); the files it already had."""
+        with self._changing() as layers:
+            return adoption.adopt(layers, plan)
 
     def reload(self) -> None:
         """Re-read and reopen the chain from the directory (after a rebuild filled it)."""
-        with self._flush_lock:
-            self._check_usable()
-            rebuild.reload(self)
-
-    # -- helpers for ops --------------------------------------------------------------------------
-
-    def _store_volume_meta(self, vmeta: VolumeMeta) -> None:
-        try:
-            metalib.store(self._dir_fd, VOLUME_META, vmeta)
-        except OSError as exc:
-            raise ops.os_err(exc, self, f"cannot write {VOLUME_META}") from None
-        self._meta = vmeta
-
-    def _refresh(self) -> None:
-        """Recompute what depends on the disk graph (after any structural change)."""
-        self._head_fd = self._fds[-1]
-        self._head_layer = len(self._chain)
-        assert self._index.layers == self._head_layer == len(self._fds) - 1
-        self._limit = self._meta.size
-        children = chainlib.children_map(self._disks)
-        layers = 1
-        for disk in reversed(self._chain[:-1]):
-            if not self._disks[disk].removed or len(children[disk]) != 1:
-                break
-            layers += 1
-        self._unmap_layers = layers
+        with self._changing() as layers:
+            adoption.reload(layers)

@@ -74,6 +74,7 @@ from lhtrio.errors import ProtocolError
 from lhtrio.net import RpcClient, open_rpc_client
 from lhtrio.replica import transfer
 from lhtrio.replica.checksum import CHECKSUM_METHOD
+from lhtrio.replica.layers import Layers
 from lhtrio.replica.store import Replica
 from lhtrio.replica.transfer import FileInfo, Range
 from lhtrio.wire import Call, Data, Role
@@ -162,7 +163,7 @@ async def pull(
         for info in infos:
             await _pull_file(
                 src,
-                replica,
+                replica.layers,
                 info,
                 existed=info.name in existing,
                 dirty=None if dirty is None else dirty if info.name == dirty_file else (),
@@ -177,7 +178,7 @@ async def pull(
 
 async def _pull_file(
     src: RpcClient,
-    replica: Replica,
+    layers: Layers,
     info: FileInfo,
     *,
     existed: bool,
@@ -186,17 +187,17 @@ async def _pull_file(
     run: Callable[..., Any],
 ) -> None:
     name = info.name
-    fd: int = await run(functools.partial(transfer.open_snapshot, replica, name, write=True))
+    fd: int = await run(functools.partial(transfer.open_snapshot, layers, name, write=True))
     direct = -1
     try:
         if existed and info.checksum:
-            ours = await run(transfer.recorded_checksum, replica, name, fd)
+            ours = await run(transfer.recorded_checksum, layers, name, fd)
             if ours == info.checksum and os.fstat(fd).st_size == info.size:
                 counters.add(
                     skipped_files=1, done_bytes=info.allocated, skipped_bytes=info.allocated
                 )
                 return
-        direct = await run(transfer.open_direct, replica, name)
+        direct = await run(transfer.open_direct, layers, name)
         writing = trio.Lock()
         send, receive = trio.open_memory_channel[_Work](4 * IN_FLIGHT)
 
@@ -226,7 +227,7 @@ async def _pull_file(
             )
         await run(os.fdatasync, fd)
         if info.checksum:
-            await run(transfer.record_checksum, replica, name, fd, info.checksum, CHECKSUM_METHOD)
+            await run(transfer.record_checksum, layers, name, fd, info.checksum, CHECKSUM_METHOD)
     finally:
         os.close(fd)
         if direct >= 0:

@@ -33,19 +33,16 @@ import itertools
 import os
 import threading
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import attrs
 
 from lhtrio.errors import CorruptMetadataError, InvalidArgumentError, NotFoundError
-from lhtrio.replica import fs, ops
+from lhtrio.replica import fs
 from lhtrio.replica import meta as metalib
 from lhtrio.replica.index import BLOCK_SIZE
+from lhtrio.replica.layers import Layers
 from lhtrio.replica.meta import ChecksumInfo
 from lhtrio.replica.names import checksum_file, snapshot_name
-
-if TYPE_CHECKING:
-    from lhtrio.replica.store import Replica
 
 __all__ = [
     "WINDOW",
@@ -99,39 +96,39 @@ class FileInfo:
     checksum: str
 
 
-def open_snapshot(r: Replica, name: str, *, write: bool = False) -> int:
-    """Open snapshot file ``name`` of ``r`` (not the head, nothing else); NotFoundError if none."""
-    return _open(r, name, (os.O_RDWR if write else os.O_RDONLY) | _O_CLOEXEC | os.O_NOFOLLOW)
+def open_snapshot(layers: Layers, name: str, *, write: bool = False) -> int:
+    """Open snapshot file ``name`` (not the head, nothing else); NotFoundError if none."""
+    flags = (os.O_RDWR if write else os.O_RDONLY) | _O_CLOEXEC | os.O_NOFOLLOW
+    return _open(layers, name, flags)
 
 
-def open_direct(r: Replica, name: str) -> int:
+def open_direct(layers: Layers, name: str) -> int:
     """Snapshot file ``name`` opened for writing with ``O_DIRECT``; -1 where that is unsupported."""
     if not _O_DIRECT:
         return -1
-    return _open(r, name, os.O_WRONLY | _O_CLOEXEC | os.O_NOFOLLOW | _O_DIRECT, direct=True)
+    return _open(layers, name, os.O_WRONLY | _O_CLOEXEC | os.O_NOFOLLOW | _O_DIRECT, direct=True)
 
 
-def _open(r: Replica, name: str, flags: int, *, direct: bool = False) -> int:
+def _open(layers: Layers, name: str, flags: int, *, direct: bool = False) -> int:
     if snapshot_name(name) is None:
         raise InvalidArgumentError(f"{name!r} is not a snapshot file name")
-    if name not in r._disks:  # (a head's name is not a snapshot name: refused above)
-        raise NotFoundError(f"replica {r.path} has no snapshot file {name}")
+    if layers.disk(name) is None:  # (a head's name is not a snapshot name: refused above)
+        raise NotFoundError(f"replica {layers.path} has no snapshot file {name}")
     try:
-        return os.open(name, flags, dir_fd=r._dir_fd)
+        return layers.open(name, flags)
     except FileNotFoundError:
-        raise NotFoundError(f"replica {r.path} has no snapshot file {name}") from None
+        raise NotFoundError(f"replica {layers.path} has no snapshot file {name}") from None
     except OSError as exc:
         if direct and exc.errno == errno.EINVAL:
             return -1  # the file system has no direct I/O (tmpfs before Linux 6.6)
-        raise ops.os_err(exc, r, f"cannot open {name}") from None
+        raise layers.error(exc, f"cannot open {name}") from None
 
 
-def recorded_checksum(r: Replica, name: str, fd: int) -> str:
+def recorded_checksum(layers: Layers, name: str, fd: int) -> str:
     """The recorded checksum of snapshot file ``name`` (open as ``fd``) if still valid, else ""."""
+    where = f"{layers.path}/{checksum_file(name)}"
     try:
-        recorded = metalib.load(
-            r._dir_fd, checksum_file(name), ChecksumInfo, where=f"{r.path}/{checksum_file(name)}"
-        )
+        recorded = metalib.load(layers.dir_fd, checksum_file(name), ChecksumInfo, where=where)
     except CorruptMetadataError:
         return ""  # missing or damaged: it is only a cache
     if recorded.silently_corrupted or recorded.change_time != os.fstat(fd).st_ctime_ns:
@@ -139,34 +136,34 @@ def recorded_checksum(r: Replica, name: str, fd: int) -> str:
     return recorded.checksum
 
 
-def record_checksum(r: Replica, name: str, fd: int, checksum: str, method: str) -> None:
+def record_checksum(layers: Layers, name: str, fd: int, checksum: str, method: str) -> None:
     """Record ``checksum`` for the file just received (its ctime now), as the source had it."""
-    with r._flush_lock:
-        r._check_open()
+    with layers.lock:
+        layers.check_open()
         info = ChecksumInfo(
             method=method,
             checksum=checksum,
             change_time=os.fstat(fd).st_ctime_ns,
             last_hashed_at=metalib.utc_now(),
         )
-        metalib.store(r._dir_fd, checksum_file(name), info)
+        metalib.store(layers.dir_fd, checksum_file(name), info)
 
 
-def file_info(r: Replica, name: str) -> FileInfo:
-    fd = open_snapshot(r, name)
+def file_info(layers: Layers, name: str) -> FileInfo:
+    fd = open_snapshot(layers, name)
     try:
         st = os.fstat(fd)
         return FileInfo(
             name=name,
             size=st.st_size,
             allocated=st.st_blocks * 512,
-            checksum=recorded_checksum(r, name, fd),
+            checksum=recorded_checksum(layers, name, fd),
         )
     finally:
         os.close(fd)
 
 
-def file_map(r: Replica, name: str, offset: int = 0, limit: int | None = None) -> list[Range]:
+def file_map(layers: Layers, name: str, offset: int = 0, limit: int | None = None) -> list[Range]:
     """The data extents of snapshot file ``name`` from ``offset`` on, in order; at most ``limit``.
 
     An extent that starts before ``offset`` is cut there. The service caps ``limit`` at
@@ -175,12 +172,12 @@ def file_map(r: Replica, name: str, offset: int = 0, limit: int | None = None) -
     """
     if offset < 0 or (limit is not None and limit <= 0):
         raise InvalidArgumentError(f"file_map: bad offset {offset} or limit {limit}")
-    fd = open_snapshot(r, name)
+    fd = open_snapshot(layers, name)
     try:
         extents = fs.data_extents(fd, offset)
         return list(extents if limit is None else itertools.islice(extents, limit))
     except OSError as exc:
-        raise ops.os_err(exc, r, f"cannot map {name}") from None
+        raise layers.error(exc, f"cannot map {name}") from None
     finally:
         os.close(fd)
 
@@ -342,7 +339,7 @@ def _scratch(size: int) -> memoryview:
     return memoryview(buf)[:size]
 
 
-def diff(r: Replica, name: str, groups: Sequence[Sequence[Range]], theirs: bytes) -> list[int]:
+def diff(layers: Layers, name: str, groups: Sequence[Sequence[Range]], theirs: bytes) -> list[int]:
     """Indices of the ``groups`` whose digest here differs from ``theirs`` (the target's)."""
     if len(groups) > MAX_RANGES:
         raise InvalidArgumentError(f"file_diff: {len(groups)} groups, at most {MAX_RANGES}")
@@ -351,13 +348,13 @@ def diff(r: Replica, name: str, groups: Sequence[Sequence[Range]], theirs: bytes
             f"file_diff: {len(groups)} groups need {DIGEST_SIZE * len(groups)} digest bytes, "
             f"got {len(theirs)}"
         )
-    fd = open_snapshot(r, name)
+    fd = open_snapshot(layers, name)
     try:
         size = os.fstat(fd).st_size
         check_ranges([rng for group in groups for rng in group], size, what="file_diff")
         ours = digests(fd, groups)
     except OSError as exc:
-        raise ops.os_err(exc, r, f"cannot hash {name}") from None
+        raise layers.error(exc, f"cannot hash {name}") from None
     finally:
         os.close(fd)
     return [
@@ -368,9 +365,9 @@ def diff(r: Replica, name: str, groups: Sequence[Sequence[Range]], theirs: bytes
     ]
 
 
-def read_ranges(r: Replica, name: str, ranges: Sequence[Range]) -> bytearray:
+def read_ranges(layers: Layers, name: str, ranges: Sequence[Range]) -> bytearray:
     """The bytes of ``ranges`` of snapshot file ``name``, concatenated."""
-    fd = open_snapshot(r, name)
+    fd = open_snapshot(layers, name)
     try:
         total = check_ranges(ranges, os.fstat(fd).st_size, what="file_read")
         buf = bytearray(total)
@@ -380,7 +377,7 @@ def read_ranges(r: Replica, name: str, ranges: Sequence[Range]) -> bytearray:
             _read_into(fd, view[at : at + length], offset)
             at += length
     except OSError as exc:
-        raise ops.os_err(exc, r, f"cannot read {name}") from None
+        raise layers.error(exc, f"cannot read {name}") from None
     finally:
         os.close(fd)
     return buf

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from lhtrio.replica import fs, ops
+from lhtrio.replica import fs
+from lhtrio.replica.layers import Layers
 from lhtrio.replica.store import Replica
 
 from .replica_helpers import BLOCK, INSTANCE, VOLUME, assert_clean, fill, open_replica
@@ -49,7 +50,7 @@ def inject(mp: pytest.MonkeyPatch, crash_at: int) -> None:
         wrap(fs, name)
     for name in ("link", "rename", "ftruncate", "fdatasync"):
         wrap(os, name)
-    mp.setattr(ops, "rollback", lambda *args: None)
+    mp.setattr(Layers, "rollback", lambda *args: None)
 
 
 def structure(r: Replica) -> tuple[tuple[str, ...], tuple[tuple[str, str, bool], ...]]:

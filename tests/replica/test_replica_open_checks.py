@@ -21,7 +21,7 @@ from lhtrio.errors import (
     InvalidArgumentError,
 )
 from lhtrio.replica import fs
-from lhtrio.replica.rebuild import PlannedDisk
+from lhtrio.replica.adopt import PlannedDisk
 from lhtrio.replica.server import open_or_create
 from lhtrio.replica.store import Replica
 

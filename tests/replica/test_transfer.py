@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, NotFoundError
 from lhtrio.replica import fs, transfer
+from lhtrio.replica.adopt import PlannedDisk
 from lhtrio.replica.meta import DiskMeta
-from lhtrio.replica.rebuild import PlannedDisk
 from lhtrio.replica.store import Replica
 from lhtrio.replica.transfer import DIGEST_SIZE, MAX_BYTES, MAX_RANGES, WINDOW
 
@@ -132,12 +132,12 @@ def graph(r: Replica) -> dict[str, Any]:
 def copy_files(src: Replica, dst: Replica) -> None:
     """Fill ``dst``'s snapshot files from ``src``'s, window by window, holes punched; reload."""
     for name in plan_of(src):
-        extents = transfer.file_map(src, name)
-        fd = transfer.open_snapshot(dst, name, write=True)
+        extents = transfer.file_map(src.layers, name)
+        fd = transfer.open_snapshot(dst.layers, name, write=True)
         try:
-            transfer.punch_outside(fd, extents, transfer.file_info(src, name).size)
+            transfer.punch_outside(fd, extents, transfer.file_info(src.layers, name).size)
             for window in transfer.windows(extents):
-                data = transfer.read_ranges(src, name, window)
+                data = transfer.read_ranges(src.layers, name, window)
                 transfer.write_ranges(fd, window, memoryview(data))
         finally:
             os.close(fd)
@@ -309,26 +309,26 @@ def test_open_snapshot_serves_only_snapshot_files_of_the_graph(
     (sdir / "volume-snap-stray.img").write_bytes(b"secret")
     before = tree(sdir)
     with pytest.raises(error):
-        transfer.open_snapshot(src, name)
+        transfer.open_snapshot(src.layers, name)
     for call in (transfer.file_info, transfer.file_map):
         with pytest.raises(error):
-            call(src, name)
+            call(src.layers, name)
     with pytest.raises(error):
-        transfer.read_ranges(src, name, [(0, BLOCK)])
+        transfer.read_ranges(src.layers, name, [(0, BLOCK)])
     with pytest.raises(error):
-        transfer.diff(src, name, [[(0, BLOCK)]], bytes(DIGEST_SIZE))
+        transfer.diff(src.layers, name, [[(0, BLOCK)]], bytes(DIGEST_SIZE))
     assert tree(sdir) == before
 
 
 def test_open_snapshot_is_read_only_unless_asked(src: Replica) -> None:
-    fd = transfer.open_snapshot(src, S1)
+    fd = transfer.open_snapshot(src.layers, S1)
     try:
         assert os.pread(fd, 4, 0) == fill(1, 4)
         with pytest.raises(OSError, match="Bad file descriptor"):
             os.pwrite(fd, b"x", 0)
     finally:
         os.close(fd)
-    fd = transfer.open_snapshot(src, S1, write=True)
+    fd = transfer.open_snapshot(src.layers, S1, write=True)
     try:
         assert os.pwrite(fd, b"x", 0) == 1
     finally:
@@ -336,34 +336,34 @@ def test_open_snapshot_is_read_only_unless_asked(src: Replica) -> None:
 
 
 def test_file_info_and_map(src: Replica, sdir: Path) -> None:
-    info = transfer.file_info(src, S1)
+    info = transfer.file_info(src.layers, S1)
     st_ = os.stat(sdir / S1)
     assert info == transfer.FileInfo(name=S1, size=SIZE, allocated=st_.st_blocks * 512, checksum="")
     assert info.allocated >= 12 * BLOCK
-    assert transfer.file_map(src, S1) == [(0, 8 * BLOCK), (20 * BLOCK, 4 * BLOCK)]
-    assert transfer.file_map(src, S2) == [(4 * BLOCK, 2 * BLOCK), (40 * BLOCK, BLOCK)]
-    assert transfer.file_map(src, RB) == [(50 * BLOCK, BLOCK)]
+    assert transfer.file_map(src.layers, S1) == [(0, 8 * BLOCK), (20 * BLOCK, 4 * BLOCK)]
+    assert transfer.file_map(src.layers, S2) == [(4 * BLOCK, 2 * BLOCK), (40 * BLOCK, BLOCK)]
+    assert transfer.file_map(src.layers, RB) == [(50 * BLOCK, BLOCK)]
 
 
 def test_file_info_reports_the_recorded_checksum_while_valid(src: Replica, sdir: Path) -> None:
     recorded = src.checksum(S1)
-    assert transfer.file_info(src, S1).checksum == recorded.checksum != ""
-    assert transfer.file_info(src, S2).checksum == ""  # never hashed
+    assert transfer.file_info(src.layers, S1).checksum == recorded.checksum != ""
+    assert transfer.file_info(src.layers, S2).checksum == ""  # never hashed
     (sdir / (S2 + ".checksum")).write_bytes(b"{not json")  # a damaged cache is no checksum
-    assert transfer.file_info(src, S2).checksum == ""
+    assert transfer.file_info(src.layers, S2).checksum == ""
     os.utime(sdir / S1)  # any change of the file's ctime invalidates the record
-    assert transfer.file_info(src, S1).checksum == ""
+    assert transfer.file_info(src.layers, S1).checksum == ""
 
 
 def test_record_checksum_is_valid_until_the_file_changes(src: Replica) -> None:
-    fd = transfer.open_snapshot(src, S2, write=True)
+    fd = transfer.open_snapshot(src.layers, S2, write=True)
     try:
-        assert transfer.recorded_checksum(src, S2, fd) == ""
-        transfer.record_checksum(src, S2, fd, "cafe", "sha512")
-        assert transfer.recorded_checksum(src, S2, fd) == "cafe"
+        assert transfer.recorded_checksum(src.layers, S2, fd) == ""
+        transfer.record_checksum(src.layers, S2, fd, "cafe", "sha512")
+        assert transfer.recorded_checksum(src.layers, S2, fd) == "cafe"
         assert src.checksum(S2).method == "sha512"
         os.pwrite(fd, b"change", 0)
-        assert transfer.recorded_checksum(src, S2, fd) == ""
+        assert transfer.recorded_checksum(src.layers, S2, fd) == ""
     finally:
         os.close(fd)
 
@@ -371,10 +371,10 @@ def test_record_checksum_is_valid_until_the_file_changes(src: Replica) -> None:
 def test_read_ranges_concatenates_and_reads_holes_as_zeros(src: Replica, sdir: Path) -> None:
     content = (sdir / S1).read_bytes()
     ranges = [(20 * BLOCK, BLOCK), (0, 10), (10 * BLOCK, BLOCK), (SIZE - 1, 1)]
-    got = transfer.read_ranges(src, S1, ranges)
+    got = transfer.read_ranges(src.layers, S1, ranges)
     assert bytes(got) == b"".join(content[o : o + n] for o, n in ranges)
     assert got[10 + BLOCK : 10 + 2 * BLOCK] == bytes(BLOCK)
-    assert transfer.read_ranges(src, S1, []) == b""
+    assert transfer.read_ranges(src.layers, S1, []) == b""
 
 
 @pytest.mark.parametrize(
@@ -383,27 +383,30 @@ def test_read_ranges_concatenates_and_reads_holes_as_zeros(src: Replica, sdir: P
 )
 def test_read_ranges_refuses_bad_ranges(src: Replica, ranges: list[tuple[int, int]]) -> None:
     with pytest.raises(InvalidArgumentError, match="file_read"):
-        transfer.read_ranges(src, S1, ranges)
+        transfer.read_ranges(src.layers, S1, ranges)
 
 
 def test_diff_names_the_groups_that_differ(src: Replica, sdir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     copy.write_bytes((sdir / S1).read_bytes())
-    groups = [*transfer.windows(transfer.file_map(src, S1), 8 * BLOCK), [(60 * BLOCK, BLOCK)]]
+    groups = [
+        *transfer.windows(transfer.file_map(src.layers, S1), 8 * BLOCK),
+        [(60 * BLOCK, BLOCK)],
+    ]
     assert len(groups) == 3
     fd = os.open(copy, os.O_RDWR)
     try:
-        assert transfer.diff(src, S1, groups, transfer.digests(fd, groups)) == []
+        assert transfer.diff(src.layers, S1, groups, transfer.digests(fd, groups)) == []
         os.pwrite(fd, b"!", 21 * BLOCK + 5)
         os.pwrite(fd, b"!", 60 * BLOCK)  # a hole on the source: data here differs too
-        assert transfer.diff(src, S1, groups, transfer.digests(fd, groups)) == [1, 2]
+        assert transfer.diff(src.layers, S1, groups, transfer.digests(fd, groups)) == [1, 2]
         ours = transfer.digests(fd, groups)
     finally:
         os.close(fd)
     with pytest.raises(InvalidArgumentError, match="digest bytes"):
-        transfer.diff(src, S1, groups, ours[:-1])
+        transfer.diff(src.layers, S1, groups, ours[:-1])
     with pytest.raises(InvalidArgumentError, match="outside the file"):
-        transfer.diff(src, S1, [[(SIZE - BLOCK, 2 * BLOCK)]], ours[:DIGEST_SIZE])
+        transfer.diff(src.layers, S1, [[(SIZE - BLOCK, 2 * BLOCK)]], ours[:DIGEST_SIZE])
 
 
 # --- adopt ----------------------------------------------------------------------------------------
@@ -582,7 +585,7 @@ def test_reload_sees_files_filled_underneath(src: Replica, tgt: Replica) -> None
     # adopt moves no data: rb keeps the target's blocks until the sync, the new s1 is empty
     assert tgt.read(0, 6 * BLOCK) == b"\xee" * 2 * BLOCK + bytes(4 * BLOCK)
     tgt.write(3 * BLOCK, b"h" * BLOCK)  # the head's data wins over anything filled below
-    fd = transfer.open_snapshot(tgt, S1, write=True)
+    fd = transfer.open_snapshot(tgt.layers, S1, write=True)
     try:
         os.pwrite(fd, b"s" * 3 * BLOCK, 2 * BLOCK)
     finally:

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.net import RpcClient, open_rpc_client
 from lhtrio.replica import transfer
+from lhtrio.replica.layers import Layers
 from lhtrio.replica.server import serve_replica
 from lhtrio.replica.store import Replica
 from lhtrio.wire import Data, Read, Write
@@ -109,19 +110,19 @@ def fragmented(tmp_path: Path) -> Replica:
 
 def test_file_map_pages_add_up_to_the_whole_map(fragmented: Replica) -> None:
     try:
-        whole = transfer.file_map(fragmented, RB)
+        whole = transfer.file_map(fragmented.layers, RB)
         assert len(whole) == 21
         pages, offset = [], 0
-        while page := transfer.file_map(fragmented, RB, offset, 3):
+        while page := transfer.file_map(fragmented.layers, RB, offset, 3):
             assert len(page) <= 3
             pages += page
             offset = page[-1][0] + page[-1][1]
         assert pages == whole
-        assert transfer.file_map(fragmented, RB, MiB + B) == [(MiB + B, 2 * B)]  # cut there
-        assert transfer.file_map(fragmented, RB, 2 * SIZE) == []
+        assert transfer.file_map(fragmented.layers, RB, MiB + B) == [(MiB + B, 2 * B)]  # cut there
+        assert transfer.file_map(fragmented.layers, RB, 2 * SIZE) == []
         for offset, limit in ((-1, None), (0, 0), (0, -5)):
             with pytest.raises(InvalidArgumentError):
-                transfer.file_map(fragmented, RB, offset, limit)
+                transfer.file_map(fragmented.layers, RB, offset, limit)
     finally:
         fragmented.close()
 
@@ -170,11 +171,11 @@ def test_open_direct_falls_back_when_the_file_system_refuses(
         return real(path, flags, *args, **kwargs)
 
     try:
-        fd = transfer.open_direct(fragmented, RB)
+        fd = transfer.open_direct(fragmented.layers, RB)
         if fd >= 0:
             os.close(fd)
         monkeypatch.setattr(os, "open", no_direct)
-        assert transfer.open_direct(fragmented, RB) == -1
+        assert transfer.open_direct(fragmented.layers, RB) == -1
     finally:
         fragmented.close()
 
@@ -206,7 +207,7 @@ async def test_a_map_of_many_pages_copies_and_compares_every_part(
     real_map = transfer.file_map
     pages: list[tuple[int, int | None]] = []
 
-    def file_map(r: Replica, name: str, offset: int = 0, limit: int | None = None) -> Any:
+    def file_map(r: Layers, name: str, offset: int = 0, limit: int | None = None) -> Any:
         pages.append((offset, limit))
         return real_map(r, name, offset, limit)
 

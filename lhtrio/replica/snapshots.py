@@ -1,4 +1,4 @@
-"""New heads: snapshot, expand, revert.
+"""Snapshots and new heads: snapshot, expand, revert (each run on the :class:`~.layers.Layers`).
 
 Snapshot and expand follow Longhorn's ``createDisk`` (``longhorn-facts.md`` §2.1), reordered so
 that a crash at any point is recognisable (see :mod:`.layout`):
@@ -22,8 +22,8 @@ The request is checked completely before the first file is touched, with the rul
 component uses (:mod:`lhtrio.models`): the snapshot name (in bytes of the longest file name made
 from it), the labels (Kubernetes rules, at most 64), the creation time (one that can be written
 back). Whatever is accepted reopens. An OS error that the request still causes (a size the file
-system cannot hold) is an :class:`~lhtrio.errors.InvalidArgumentError` (:func:`.ops.os_err`) and
-never fails the replica; the read index for a larger volume is allocated before the commit, so a
+system cannot hold) is an :class:`~lhtrio.errors.InvalidArgumentError` (:meth:`.Layers.error`)
+and never fails the replica; the read index for a larger volume is allocated before the commit, so a
 size this process cannot index is refused the same way.
 """
 
@@ -32,17 +32,17 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import attrs
 
 from lhtrio.errors import AlreadyExistsError, ConflictError, InvalidArgumentError
 from lhtrio.models.names import validate_labels
 from lhtrio.replica import chain as chainlib
-from lhtrio.replica import fs, ops
+from lhtrio.replica import fs
 from lhtrio.replica import meta as metalib
 from lhtrio.replica.chain import MAX_CHAIN
 from lhtrio.replica.index import BLOCK_SHIFT, BLOCK_SIZE
+from lhtrio.replica.layers import Layers
 from lhtrio.replica.meta import DiskMeta
 from lhtrio.replica.names import (
     VOLUME_META,
@@ -56,9 +56,6 @@ from lhtrio.replica.names import (
 )
 from lhtrio.units import MAX_VOLUME_SIZE
 
-if TYPE_CHECKING:
-    from lhtrio.replica.store import Replica
-
 __all__ = ["EXPANSION_LABEL", "snapshot", "expand", "revert"]
 
 EXPANSION_LABEL = "replica-expansion"
@@ -66,16 +63,16 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _new_head(
-    r: Replica, parent: str, size: int, created: dt.datetime, undo: list[Callable[[], object]]
+    layers: Layers, parent: str, size: int, created: dt.datetime, undo: list[Callable[[], object]]
 ) -> tuple[str, int, DiskMeta]:
     """Steps 1 of snapshot/revert: an empty head file plus its .meta; returns (name, fd, meta)."""
-    number = head_number(r._meta.head)
+    number = head_number(layers.head)
     assert number is not None
     head = head_file(number + 1)
-    dir_fd = r._dir_fd
+    dir_fd = layers.dir_fd
     for stale in (head, meta_file(head), checksum_file(head)):
         fs.unlink_if_exists(dir_fd, stale)  # a leftover of an earlier failure
-    fd = os.open(head, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    fd = layers.open(head, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC)
 
     def drop_head() -> None:
         os.close(fd)
@@ -91,7 +88,7 @@ def _new_head(
 
 
 def snapshot(
-    r: Replica,
+    layers: Layers,
     name: str,
     *,
     user_created: bool,
@@ -106,34 +103,37 @@ def snapshot(
     disk = snapshot_file(name)
     if labels is not None:
         labels = validate_labels(labels)
-    stamp = ops.timestamp(created)
-    dir_fd = r._dir_fd
+    stamp = metalib.creation_time(created)
+    dir_fd = layers.dir_fd
     try:
-        taken = disk in r._disks or any(ops.exists(dir_fd, n) for n in (disk, meta_file(disk)))
-    except OSError as exc:
-        raise ops.os_err(exc, r, f"cannot create snapshot {name}") from None
-    if taken:
-        raise AlreadyExistsError(f"snapshot {name} already exists in replica {r.path}")
-    if len(r._chain) >= MAX_CHAIN:
-        raise ConflictError(
-            f"replica {r.path} has {len(r._chain)} disks in its chain, the limit is {MAX_CHAIN}; "
-            f"purge removed snapshots first"
+        taken = layers.disk(disk) is not None or any(
+            layers.exists(n) for n in (disk, meta_file(disk))
         )
-    r._flush_locked()
-    old_head = r._meta.head
-    new_size = r._meta.size if size is None else size
+    except OSError as exc:
+        raise layers.error(exc, f"cannot create snapshot {name}") from None
+    if taken:
+        raise AlreadyExistsError(f"snapshot {name} already exists in replica {layers.path}")
+    if len(layers.chain) >= MAX_CHAIN:
+        raise ConflictError(
+            f"replica {layers.path} has {len(layers.chain)} disks in its chain, the limit is "
+            f"{MAX_CHAIN}; purge removed snapshots first"
+        )
+    layers.flush()
+    old_head = layers.head
+    old_size = layers.size
+    new_size = old_size if size is None else size
     undo: list[Callable[[], object]] = []
     try:
-        head, fd, head_meta = _new_head(r, disk, new_size, metalib.utc_now(), undo)
-        _grow_index(r, new_size, undo)
+        head, fd, head_meta = _new_head(layers, disk, new_size, metalib.utc_now(), undo)
+        _grow_index(layers, new_size, undo)
         snap_meta = DiskMeta(
             name=disk,
-            parent=r._disks[old_head].parent,
+            parent=layers.disks[old_head].parent,
             removed=False,
             user_created=bool(user_created),
             created=stamp,
             labels=labels,
-            size=r._meta.size,
+            size=old_size,
         )
         undo.append(lambda: fs.unlink_if_exists(dir_fd, meta_file(disk)))
         metalib.store(dir_fd, meta_file(disk), snap_meta)
@@ -141,55 +141,48 @@ def snapshot(
         undo.append(lambda: fs.unlink_if_exists(dir_fd, disk))
         fs.fsync_dir(dir_fd)
     except BaseException as exc:
-        ops.rollback(r, undo, exc)
+        layers.rollback(undo, exc)
         if isinstance(exc, OSError):
-            raise ops.os_err(exc, r, f"cannot create snapshot {name}") from None
+            raise layers.error(exc, f"cannot create snapshot {name}") from None
         raise
-    vmeta = attrs.evolve(r._meta, head=head, parent=disk, size=new_size)
-    ops.commit(r, VOLUME_META, vmeta, undo, f"cannot create snapshot {name}")
-    r._meta = vmeta
-    del r._disks[old_head]
-    r._disks[disk] = snap_meta
-    r._disks[head] = head_meta
-    r._chain[-1] = disk
-    r._chain.append(head)
-    r._fds.append(fd)
-    r._index.add_layer()
-    r._refresh()
-    ops.unlink_all(r, [old_head, checksum_file(old_head), meta_file(old_head)])
+    vmeta = attrs.evolve(layers.meta, head=head, parent=disk, size=new_size)
+    layers.commit(VOLUME_META, vmeta, undo, f"cannot create snapshot {name}")
+    layers.push_head(vmeta, snap_meta, head_meta, fd)
+    layers.unlink_all([old_head, checksum_file(old_head), meta_file(old_head)])
 
 
-def _grow_index(r: Replica, size: int, undo: list[Callable[[], object]]) -> None:
+def _grow_index(layers: Layers, size: int, undo: list[Callable[[], object]]) -> None:
     """Give the read index its entries for a volume of ``size`` bytes before the commit.
 
     Allocated here, not after the commit, so that a size this process cannot index (a byte per
     4 KiB: 256 MiB per TiB) is refused with the replica unchanged.
     """
+    index = layers.index
     blocks = size >> BLOCK_SHIFT
-    before = r._index.blocks
+    before = index.blocks
     if blocks == before:
         return
     try:
-        r._index.expand(blocks)
+        index.expand(blocks)
     except MemoryError:
         raise InvalidArgumentError(
-            f"cannot expand replica {r.path} to {size} bytes: its read index would need "
+            f"cannot expand replica {layers.path} to {size} bytes: its read index would need "
             f"{blocks} bytes of memory, more than this process can allocate"
         ) from None
-    undo.append(lambda: r._index.shrink(before))
+    undo.append(lambda: index.shrink(before))
 
 
-def expand(r: Replica, size: int) -> None:
-    current = r._meta.size
+def expand(layers: Layers, size: int) -> None:
+    current = layers.size
     if type(size) is not int or size % BLOCK_SIZE or size < current or size > MAX_VOLUME_SIZE:
         raise InvalidArgumentError(
-            f"cannot expand replica {r.path} from {current} to {size!r} bytes: the size must be a "
-            f"multiple of {BLOCK_SIZE}, not smaller, and at most {MAX_VOLUME_SIZE}"
+            f"cannot expand replica {layers.path} from {current} to {size!r} bytes: the size "
+            f"must be a multiple of {BLOCK_SIZE}, not smaller, and at most {MAX_VOLUME_SIZE}"
         )
     if size == current:
         return
     snapshot(
-        r,
+        layers,
         f"expand-{size}",
         user_created=False,
         created=None,
@@ -198,44 +191,34 @@ def expand(r: Replica, size: int) -> None:
     )
 
 
-def revert(r: Replica, name: str, *, created: dt.datetime | str | None = None) -> None:
-    disk, target = ops.snapshot_disk(r, name)
+def revert(layers: Layers, name: str, *, created: dt.datetime | str | None = None) -> None:
+    disk, target = layers.snapshot_disk(name)
     if target.removed:
         raise ConflictError(f"snapshot {name} is marked removed; cannot revert to it")
-    new_chain = chainlib.live_chain(r._disks, disk)
+    new_chain = chainlib.live_chain(layers.disks, disk)
     if len(new_chain) >= MAX_CHAIN:
         raise ConflictError(f"reverting to {name} would make a chain over {MAX_CHAIN} disks")
-    stamp = ops.timestamp(created)
-    r._flush_locked()
-    old_head = r._meta.head
+    stamp = metalib.creation_time(created)
+    layers.flush()
+    old_head = layers.head
     undo: list[Callable[[], object]] = []
     new_fds: list[int] = []
     try:
-        head, fd, head_meta = _new_head(r, disk, r._meta.size, stamp, undo)
+        head, fd, head_meta = _new_head(layers, disk, layers.size, stamp, undo)
 
         def close_new() -> None:
             for opened in new_fds:
                 os.close(opened)
 
         undo.append(close_new)
-        new_fds.extend(ops.open_disk(r, layer) for layer in reversed(new_chain))
+        flags = os.O_RDWR | _O_CLOEXEC | os.O_NOFOLLOW
+        new_fds.extend(layers.open(layer, flags) for layer in reversed(new_chain))
     except BaseException as exc:
-        ops.rollback(r, undo, exc)
+        layers.rollback(undo, exc)
         if isinstance(exc, OSError):
-            raise ops.os_err(exc, r, f"cannot revert to {name}") from None
+            raise layers.error(exc, f"cannot revert to {name}") from None
         raise
-    vmeta = attrs.evolve(r._meta, head=head, parent=disk)
-    ops.commit(r, VOLUME_META, vmeta, undo, f"cannot revert to {name}")
-    r._meta = vmeta
-    for old in r._fds[1:]:
-        os.close(old)
-    del r._fds[1:]
-    r._fds.extend(new_fds)
-    r._fds.append(fd)
-    del r._disks[old_head]
-    r._disks[head] = head_meta
-    r._chain[:] = [*reversed(new_chain), head]
-    r._dirty_fds.clear()  # flushed above; the old head's data is discarded
-    r._index.reset(len(r._chain))
-    r._refresh()
-    ops.unlink_all(r, [old_head, checksum_file(old_head), meta_file(old_head)])
+    vmeta = attrs.evolve(layers.meta, head=head, parent=disk)
+    layers.commit(VOLUME_META, vmeta, undo, f"cannot revert to {name}")
+    layers.replace_chain(vmeta, [*reversed(new_chain), head], [*new_fds, fd], head_meta)
+    layers.unlink_all([old_head, checksum_file(old_head), meta_file(old_head)])

@@ -1,4 +1,4 @@
-"""The target side of a rebuild: adopt the source's disk graph, then reload (no trio, no network).
+"""A rebuild target adopts its source's disk graph, then reloads (no trio, no network).
 
 A rebuild (``longhorn-facts.md`` §4.1) makes a *target* replica hold every snapshot file of a
 healthy *source*. The engine first takes the same system snapshot on both, so their heads have a
@@ -10,7 +10,8 @@ target the source's graph — metadata only, in one short step under the replica
 2. every snapshot both have is resized to the source's size and gets the source's ``.meta``;
 3. every snapshot only the target has is deleted, children first (``.checksum``, ``.img``, then
    ``.meta``);
-4. the store is reloaded (:func:`reload`): the chain is validated and reopened from the directory.
+4. the layers are reloaded (:func:`reload`): the chain is validated and reopened from the
+   directory.
 
 Each step leaves a directory that :mod:`.layout` accepts: a ``.meta`` without its ``.img`` is a
 leaf outside the live chain (a leftover), and every ``.meta`` written names a parent that exists.
@@ -30,21 +31,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import attrs
 
 from lhtrio.errors import ConflictError, CorruptMetadataError, InvalidArgumentError
 from lhtrio.models.names import validate_labels
 from lhtrio.replica import chain as chainlib
-from lhtrio.replica import fs, layout, lifecycle, ops
+from lhtrio.replica import fs, layout, lifecycle
 from lhtrio.replica import meta as metalib
 from lhtrio.replica.index import BLOCK_SIZE
-from lhtrio.replica.meta import DiskMeta, ReplicaIdentity
+from lhtrio.replica.layers import Layers
+from lhtrio.replica.meta import DiskMeta
 from lhtrio.replica.names import checksum_file, meta_file, snapshot_name
-
-if TYPE_CHECKING:
-    from lhtrio.replica.store import Replica
 
 __all__ = ["PlannedDisk", "adopt", "reload", "check_complete"]
 
@@ -60,8 +58,9 @@ class PlannedDisk:
     size: int
 
 
-def _check_plan(r: Replica, plan: Mapping[str, PlannedDisk]) -> None:
-    head = r._meta.head
+def _check_plan(layers: Layers, plan: Mapping[str, PlannedDisk]) -> None:
+    head = layers.head
+    volume_size = layers.size
     for name, disk in plan.items():
         if snapshot_name(name) is None or name != disk.meta.name:
             raise InvalidArgumentError(f"rebuild plan: {name!r} is not a snapshot file name")
@@ -69,10 +68,10 @@ def _check_plan(r: Replica, plan: Mapping[str, PlannedDisk]) -> None:
             raise InvalidArgumentError(
                 f"rebuild plan: the parent {disk.meta.parent} of {name} is not in the plan"
             )
-        if disk.size < 0 or disk.size > r._meta.size or disk.size % BLOCK_SIZE:
+        if disk.size < 0 or disk.size > volume_size or disk.size % BLOCK_SIZE:
             raise InvalidArgumentError(
                 f"rebuild plan: {name} has size {disk.size}, which does not fit volume "
-                f"{r.volume} ({r._meta.size} bytes)"
+                f"{layers.identity.volume} ({volume_size} bytes)"
             )
         if disk.meta.labels is not None:
             try:
@@ -86,14 +85,14 @@ def _check_plan(r: Replica, plan: Mapping[str, PlannedDisk]) -> None:
                 f"rebuild plan: {disk.meta.parent} ({above.size} bytes) is larger than its "
                 f"child {name} ({disk.size} bytes), but a volume only grows"
             )
-    parent = r._disks[head].parent
-    if parent not in plan:
+    head_meta = layers.disks[head]
+    if head_meta.parent not in plan:
         raise ConflictError(
-            f"replica {r.path}: its head's parent {parent or '(none)'} is not among the source's "
-            "snapshots; the engine snapshots both before a rebuild"
+            f"replica {layers.path}: its head's parent {head_meta.parent or '(none)'} is not "
+            "among the source's snapshots; the engine snapshots both before a rebuild"
         )
     try:
-        chainlib.validate({n: d.meta for n, d in plan.items()} | {head: r._disks[head]}, head)
+        chainlib.validate({n: d.meta for n, d in plan.items()} | {head: head_meta}, head)
     except CorruptMetadataError as exc:
         raise InvalidArgumentError(f"rebuild plan: {exc.message}") from None
 
@@ -111,48 +110,49 @@ def _depth_order(plan: Mapping[str, PlannedDisk]) -> list[str]:
     return sorted(plan, key=lambda name: (depth(name), name))
 
 
-def adopt(r: Replica, plan: Mapping[str, PlannedDisk]) -> list[str]:
-    """Give ``r`` the disk graph of ``plan`` (see the module docstring); reload ``r``.
+def adopt(layers: Layers, plan: Mapping[str, PlannedDisk]) -> list[str]:
+    """Give ``layers`` the disk graph of ``plan`` (see the module docstring); reload them.
 
     Returns the snapshot files the target already had (a returning replica): the sync compares
-    those instead of copying them. Caller: the store, under its flush lock, with no data-path call
-    running; ``r`` must be marked rebuilding.
+    those instead of copying them. Caller: the store, under the layers' lock, with no data-path
+    call running; the replica must be marked rebuilding.
     """
-    if not r._meta.rebuilding:
-        raise ConflictError(f"replica {r.path} is not marked rebuilding: refusing to adopt files")
-    _check_plan(r, plan)
-    r._flush_locked()
-    dir_fd = r._dir_fd
-    head = r._meta.head
-    existing = sorted(name for name in plan if name in r._disks)
+    if not layers.meta.rebuilding:
+        raise ConflictError(
+            f"replica {layers.path} is not marked rebuilding: refusing to adopt files"
+        )
+    _check_plan(layers, plan)
+    layers.flush()
+    dir_fd = layers.dir_fd
+    head = layers.head
+    disks = dict(layers.disks)
+    existing = sorted(name for name in plan if name in disks)
     try:
         for name in _depth_order(plan):
             disk = plan[name]
             meta = attrs.evolve(disk.meta, size=disk.size)
-            if name not in r._disks:
+            if name not in disks:
                 metalib.store(dir_fd, meta_file(name), meta)
-                fd = os.open(
-                    name, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o644, dir_fd=dir_fd
-                )
+                fd = layers.open(name, os.O_RDWR | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC)
             else:
-                fd = os.open(name, os.O_RDWR | _O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+                fd = layers.open(name, os.O_RDWR | _O_CLOEXEC | os.O_NOFOLLOW)
             try:
                 if os.fstat(fd).st_size != disk.size:
                     os.ftruncate(fd, disk.size)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            if name in r._disks and r._disks[name] != meta:
+            if name in disks and disks[name] != meta:
                 metalib.store(dir_fd, meta_file(name), meta)
-        doomed = [name for name in r._disks if name != head and name not in plan]
-        children = chainlib.children_map({n: r._disks[n] for n in doomed})
+        doomed = [name for name in disks if name != head and name not in plan]
+        children = chainlib.children_map({n: disks[n] for n in doomed})
         for name in _children_first(doomed, children):
             for file in (checksum_file(name), name, meta_file(name)):
                 fs.unlink_if_exists(dir_fd, file)
         fs.fsync_dir(dir_fd)
     except OSError as exc:
-        raise ops.os_err(exc, r, "cannot adopt the source's snapshots") from None
-    reload(r)
+        raise layers.error(exc, "cannot adopt the source's snapshots") from None
+    reload(layers)
     return existing
 
 
@@ -173,50 +173,42 @@ def _children_first(names: list[str], children: Mapping[str, list[str]]) -> list
     return order
 
 
-def reload(r: Replica) -> None:
-    """Re-read and reopen ``r``'s chain from its directory (files were replaced underneath).
+def reload(layers: Layers) -> None:
+    """Re-read and reopen the chain of ``layers`` from the directory (files were replaced
+    underneath).
 
-    Caller: the store, under its flush lock, with no data-path call running. The in-memory
+    Caller: the store, under the layers' lock, with no data-path call running. The in-memory
     revision counter is kept (a flush persisted it first).
     """
-    r._flush_locked()
-    identity = ReplicaIdentity(volume=r.volume, instance=r.instance)
-    opened = lifecycle.rescan(r._dir_fd, r.path, identity)
-    if opened.meta.size != r._meta.size:  # pragma: no cover - the directory is locked by us
+    layers.flush()
+    opened = lifecycle.rescan(layers.dir_fd, layers.path, layers.identity)
+    if opened.meta.size != layers.size:  # pragma: no cover - the directory is locked by us
         for fd in opened.fds[1:]:
             os.close(fd)
-        raise ConflictError(f"replica {r.path} changed size while it was open")
-    for fd in r._fds[1:]:
-        os.close(fd)
-    r._fds[1:] = opened.fds[1:]
-    r._meta = opened.meta
-    r._disks = opened.disks
-    r._chain[:] = opened.chain
-    r._dirty_fds.clear()
-    r._index.reset(len(r._chain))
-    r._refresh()
+        raise ConflictError(f"replica {layers.path} changed size while it was open")
+    layers.reopen(opened)
 
 
-def check_complete(r: Replica) -> None:
-    """ConflictError unless every disk of ``r`` has the size :mod:`.layout` requires outside a
-    rebuild (an ``adopt`` that crashed half-way leaves files and ``.meta`` sizes apart)."""
+def check_complete(layers: Layers) -> None:
+    """ConflictError unless every disk has the size :mod:`.layout` requires outside a rebuild
+    (an ``adopt`` that crashed half-way leaves files and ``.meta`` sizes apart)."""
     lengths: dict[str, int] = {}
     try:
-        for name in r._disks:
-            if name != r._meta.head:
-                lengths[name] = os.stat(name, dir_fd=r._dir_fd, follow_symlinks=False).st_size
+        for name in layers.disks:
+            if name != layers.head:
+                lengths[name] = layers.stat(name).st_size
     except OSError as exc:
-        raise ops.os_err(exc, r, "cannot check the snapshot files' sizes") from None
+        raise layers.error(exc, "cannot check the snapshot files' sizes") from None
     try:
         layout.check_sizes(
-            r._disks,
+            layers.disks,
             lengths,
-            head=r._meta.head,
-            volume_size=r._meta.size,
+            head=layers.head,
+            volume_size=layers.size,
             rebuilding=False,
-            where=lambda name: f"{r.path}/{name}",
+            where=lambda name: f"{layers.path}/{name}",
         )
     except CorruptMetadataError as exc:
         raise ConflictError(
-            f"replica {r.path} cannot leave the rebuild: {exc.message}; rebuild it again"
+            f"replica {layers.path} cannot leave the rebuild: {exc.message}; rebuild it again"
         ) from None

@@ -1,0 +1,166 @@
+"""The replica service's data path and gate: data requests beside exclusive control operations.
+
+What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.datapath`):
+
+* **Data path inline.** Read, Write and Unmap are page-cache syscalls of a few KiB: they return
+  their reply at once, so the RPC layer answers a whole receive's batch of requests with one send.
+  ``lhtrio replica`` serves each connection from a thread of its own (:mod:`lhtrio.net.threaded`),
+  so they run in that thread, one at a time under the *data lock* (the store's data path is
+  single-threaded). The gate (below) is checked inside the lock, and a control operation takes
+  the lock once after setting the gate: a data request already running finishes first, later
+  ones wait. Called on the event loop (a test, a stream that is not a socket) it works the same.
+* **Flush and FUA in a worker thread.** ``fdatasync`` can take milliseconds; it runs under
+  ``trio.to_thread.run_sync`` with a capacity limiter while writes keep flowing (the store allows
+  ``flush()`` to overlap the data path).
+* **Control operations are exclusive.** Snapshot, revert, expand, removal steps and the other
+  state changes run one at a time, in a worker thread (they fsync metadata), while the service
+  holds its *gate*: data requests that arrive meanwhile wait for the gate instead of running
+  inline. This is Longhorn's exclusive replica lock; the fast path pays one uncontended lock.
+  A purge runs step by step: its coalesce steps (which may copy gigabytes) run beside the data
+  path; only its short steps (marking, replace, prune, remove) hold the gate.
+
+:class:`Gate` is the base of :class:`~lhtrio.replica.service.ReplicaService`: it answers data
+requests and ``Flush`` itself and hands every ``Call`` to :meth:`Gate._call`, which the service
+answers from its table of control calls; control calls run their operation inside
+:meth:`Gate._exclusive` (or, for a purge's steps, :meth:`Gate._gate_held`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+
+import trio
+
+from lhtrio.errors import InvalidArgumentError, UnknownCallError
+from lhtrio.replica.store import Replica
+from lhtrio.wire import Call, Data, Done, Flush, Read, Reply, Request, Unmap, Write
+from lhtrio.wire.messages import Zero, ZeroMode
+
+__all__ = ["Gate"]
+
+logger = logging.getLogger(__name__)
+
+_DATA = (Write, Read, Unmap, Zero)
+
+
+class Gate:
+    """``handler(request)`` for :func:`lhtrio.net.serve_rpc`: the data path of one open replica
+    and the gate of its control operations (see the module docstring)."""
+
+    def __init__(self, replica: Replica, *, limiter: trio.CapacityLimiter | None = None) -> None:
+        self.replica = replica
+        self._limiter = limiter or trio.CapacityLimiter(4)
+        self._gate: trio.Event | None = None
+        self._data_lock = threading.Lock()
+        self._control = trio.Lock()
+
+    def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
+        cls = request.__class__
+        if cls in _DATA:
+            # Possibly called from a connection's own thread (lhtrio.net.threaded): data requests
+            # run one at a time under the data lock, and the gate is checked inside it, so a
+            # control operation that set the gate and then took the lock once runs alone.
+            lock = self._data_lock
+            lock.acquire()  # cheaper than ``with`` on this path
+            try:
+                if self._gate is None:
+                    return self._data(request)  # type: ignore[arg-type]
+            finally:
+                lock.release()
+            return self._after_gate(request)
+        if self._gate is not None and cls is not Call:
+            return self._after_gate(request)  # control calls queue on the control lock instead
+        if cls is Flush:
+            return self._flush(Done(0), self.replica.capture())
+        if isinstance(request, Call):
+            return self._call(request)
+        raise UnknownCallError(
+            f"replica {self.replica.instance} does not handle {type(request).__name__}"
+        )
+
+    def _call(self, call: Call) -> Reply | Awaitable[Reply]:
+        """Answer a control call (the service's table)."""
+        raise UnknownCallError(f"replica {self.replica.instance} has no control calls")
+
+    def _data(self, request: Write | Read | Unmap | Zero) -> Reply | Awaitable[Reply]:
+        replica = self.replica
+        if request.__class__ is Write:
+            replica.write(request.offset, request.data)
+            done = Done(len(request.data))
+            return self._flush(done, replica.capture()) if request.fua else done
+        if request.__class__ is Read:
+            buf = bytearray(request.length)
+            replica.read_into(request.offset, memoryview(buf))
+            return Data(buf)
+        if request.__class__ is Zero:
+            return Done(self._zero(request))
+        return Done(replica.unmap(request.offset, request.length))
+
+    def _zero(self, request: Zero) -> int:
+        try:
+            mode = ZeroMode(request.mode)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"replica {self.replica.instance} does not know Zero mode {request.mode} "
+                f"(it knows {', '.join(f'{m.value} ({m.name})' for m in ZeroMode)})"
+            ) from None
+        return self.replica.zero(
+            request.offset,
+            request.length,
+            punch=mode is not ZeroMode.ALLOCATE,
+            fast=mode is ZeroMode.FAST,
+        )
+
+    async def _after_gate(self, request: Request) -> Reply:
+        """A request that arrived while the gate was held (not a Call): run it once it opens."""
+        while True:
+            while self._gate is not None:
+                await self._gate.wait()
+            if request.__class__ not in _DATA:
+                result = self(request)
+                break
+            await self._lock_data()
+            try:
+                if self._gate is None:
+                    result = self._data(request)
+                    break
+            finally:
+                self._data_lock.release()
+        return result if isinstance(result, Reply) else await result
+
+    async def _lock_data(self) -> None:
+        """Take the data lock without blocking the loop (a connection's thread may hold it for
+        the length of one data request)."""
+        if not self._data_lock.acquire(blocking=False):
+            await trio.to_thread.run_sync(self._data_lock.acquire, limiter=self._limiter)
+
+    async def _flush(self, reply: Reply, token: int) -> Reply:
+        """Flush what was captured as ``token`` (in a worker thread, beside the data path: see
+        :meth:`Replica.capture` for why the capture is made on arrival), then answer ``reply``."""
+        await trio.to_thread.run_sync(self.replica.flush, token, limiter=self._limiter)
+        return reply
+
+    @asynccontextmanager
+    async def _exclusive(self, what: str) -> AsyncIterator[None]:
+        """One control operation at a time, with the gate held (no data request runs)."""
+        if self._control.locked():
+            logger.debug(
+                "replica %s: %s waits for another control operation", self.replica.instance, what
+            )
+        async with self._control, self._gate_held():
+            yield
+
+    @asynccontextmanager
+    async def _gate_held(self) -> AsyncIterator[None]:
+        """Data requests that arrive inside wait for the end of the block."""
+        gate = self._gate = trio.Event()
+        try:
+            await self._lock_data()  # a data request running in a connection's thread finished
+            self._data_lock.release()
+            yield
+        finally:
+            self._gate = None
+            gate.set()
