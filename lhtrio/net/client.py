@@ -38,6 +38,7 @@ import trio
 from lhtrio.errors import ConnectionLostError, LhtrioError, RemoteProtocolError, error_from_code
 from lhtrio.net._nursery import open_connection_nursery
 from lhtrio.net.address import Address, parse_address
+from lhtrio.net.pending import Pending, SeqSource
 from lhtrio.net.reactor import Reactor
 from lhtrio.net.transport import Outbox, Transport, make_transport
 from lhtrio.wire import (
@@ -49,7 +50,6 @@ from lhtrio.wire import (
     Goodbye,
     Hello,
     HelloOk,
-    Message,
     Ping,
     Reply,
     Request,
@@ -90,126 +90,6 @@ class ClientStatistics:
     sends: int
     replies_received: int
     receives: int
-
-
-class SeqSource:
-    """Sequence numbers, possibly shared by several connections.
-
-    Connections that share a source never use the same number, so one batch of frames, encoded
-    once, can be sent on all of them (:meth:`RpcClient.submit_encoded`): an engine packs a write
-    batch once for all its replicas.
-    """
-
-    __slots__ = ("next",)
-
-    def __init__(self) -> None:
-        self.next = 1
-
-    def take(self, count: int) -> int:
-        """The first of ``count`` fresh consecutive numbers."""
-        first = self.next
-        self.next = first + count
-        return first
-
-
-class Pending:
-    """A submitted batch of requests (:meth:`RpcClient.submit`): :meth:`wait` for its replies, or
-    have ``callback`` called with it once they are all in (or the connection broke).
-
-    Several batches can be submitted to several connections and waited for afterwards, in one
-    task. With a callback nobody waits at all: the reader (task or reactor) that receives the last
-    reply runs it, which is how an engine completes a write on every replica without a task
-    switch (:mod:`lhtrio.engine.volume`). ``owner`` is free for the submitter's bookkeeping.
-
-    Once done: ``replies`` holds the raw replies in request order (``Error`` messages as they
-    came), ``error`` the ConnectionLostError if the connection broke first; :meth:`result` is the
-    friendlier form.
-    """
-
-    __slots__ = (
-        "_callback",
-        "_client",
-        "_first",
-        "_missing",
-        "_task",
-        "done",
-        "error",
-        "owner",
-        "replies",
-    )
-
-    def __init__(
-        self,
-        client: RpcClient,
-        first: int,
-        count: int,
-        callback: Callable[[Pending], None] | None = None,
-    ) -> None:
-        self._client = client
-        self._first = first
-        self._missing = count
-        self.replies: list[Any] = [None] * count
-        self._task: trio.lowlevel.Task | None = None
-        self.error: ConnectionLostError | None = None
-        self._callback = callback
-        self.done = not count
-        self.owner: Any = None
-
-    def _deliver(self, seq: int, reply: Message) -> None:
-        self.replies[seq - self._first] = reply
-        self._missing -= 1
-        if not self._missing:
-            self._finish()
-
-    def _break(self, error: ConnectionLostError) -> None:
-        if not self.done:
-            self.error = error
-            self._finish()
-
-    def _finish(self) -> None:
-        self.done = True
-        if self._task is not None:
-            trio.lowlevel.reschedule(self._task, outcome.Value(None))
-            self._task = None
-        callback, self._callback = self._callback, None
-        if callback is not None:
-            callback(self)
-
-    def forget(self) -> None:
-        """Stop caring: late replies are dropped and the callback is not called."""
-        self._callback = None
-        self.done = True
-        pending = self._client._pending
-        for seq in range(self._first, self._first + len(self.replies)):
-            pending.pop(seq, None)
-
-    def result(self) -> list[Reply | LhtrioError]:
-        """The replies of a done batch in request order, an error reply as its exception *in the
-        list*; raises ConnectionLostError if the connection broke first."""
-        if self.error is not None:
-            raise self.error
-        return [
-            error_from_code(r.code, r.message) if r.__class__ is Error else r for r in self.replies
-        ]
-
-    async def wait(self) -> list[Reply | LhtrioError]:
-        """Wait for :meth:`result`.
-
-        Cancellation: the batch is forgotten (late replies are dropped); its requests may or may
-        not have been executed.
-        """
-        if not self.done:
-            self._task = trio.lowlevel.current_task()
-
-            def abort(_: Any) -> trio.lowlevel.Abort:
-                self._task = None
-                self.forget()
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
-        else:
-            await trio.lowlevel.checkpoint()
-        return self.result()
 
 
 class RpcClient:
@@ -290,7 +170,7 @@ class RpcClient:
         """
         if self._broken is not None:
             raise self._broken
-        batch = Pending(self, first, count, callback)
+        batch = Pending(self._pending, first, count, callback)
         out = self._out
         out.buffers += frames
         out.frames += count
@@ -370,7 +250,7 @@ class RpcClient:
         self._pending.clear()
         for waiter in waiters:  # an Outcome can be unwrapped once: one per waiter
             if isinstance(waiter, Pending):
-                waiter._break(self._broken)
+                waiter.break_off(self._broken)
             else:
                 trio.lowlevel.reschedule(waiter, outcome.Error(self._broken))
         self._out.close()
@@ -386,7 +266,7 @@ class RpcClient:
             self._replies += 1
             waiter = pending.pop(seq, None)
             if waiter.__class__ is Pending:
-                waiter._deliver(seq, reply)
+                waiter.deliver(seq, reply)
             elif waiter is not None:
                 trio.lowlevel.reschedule(waiter, outcome.Value(reply))  # type: ignore[arg-type]
             elif reply.__class__ is Goodbye:
