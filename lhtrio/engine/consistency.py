@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
 
 from lhtrio.engine.replicaset import Member, Mode
 from lhtrio.errors import LhtrioError
+from lhtrio.models.engine import ResyncState, ResyncStatus
 from lhtrio.units import human_size
 from lhtrio.wire import Data, Read, Write
 
@@ -61,19 +62,35 @@ CHUNK: Final = 4 << 20
 _BLOCK: Final = 4096
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Resync:
-    """What the start-up resync did (``ctl info`` shows it)."""
+    """What the start-up resync did (``ctl info`` shows :meth:`record`)."""
 
-    state: str = "idle"  # idle, running, done, failed
-    source: str = ""
-    total_bytes: int = 0
-    done_bytes: int = 0
-    differing_blocks: int = 0
-    error: str = ""
+    status: ResyncStatus = attrs.field(factory=ResyncStatus)
 
-    def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+    def record(self) -> ResyncStatus:
+        return self.status
+
+    def begin(self, total_bytes: int) -> None:
+        self.status = attrs.evolve(self.status, state=ResyncState.RUNNING, total_bytes=total_bytes)
+
+    def compared(self, source: str, differing_blocks: int = 0) -> None:
+        """Replicas were compared with ``source``; ``differing_blocks`` more were written."""
+        self.status = attrs.evolve(
+            self.status,
+            source=source,
+            differing_blocks=self.status.differing_blocks + differing_blocks,
+        )
+
+    def advance(self, done_bytes: int) -> None:
+        self.status = attrs.evolve(self.status, done_bytes=self.status.done_bytes + done_bytes)
+
+    def end(self, error: str | None = None) -> None:
+        """Done, or (``error``) failed."""
+        if error is None:
+            self.status = attrs.evolve(self.status, state=ResyncState.DONE)
+        else:
+            self.status = attrs.evolve(self.status, state=ResyncState.FAILED, error=error)
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -94,14 +111,14 @@ async def resync(volume: Volume, progress: Resync) -> None:
     readers = list(volume.replicas.readers)
     if not readers:
         return
-    marked = await volume.control.all("intent_regions", members=readers)
-    regions = _merge(
-        [(int(o), int(n)) for ranges in marked.values() for o, n in ranges if int(n) > 0]
+    marked = await volume.control.all(
+        "intent_regions", lambda replica: replica.intent_regions(), members=readers
     )
+    regions = _merge([(o, n) for ranges in marked.values() for o, n in ranges if n > 0])
     regions = [(o, min(n, volume.size - o)) for o, n in regions if o < volume.size]
     if regions and len(readers) > 1:
         total = sum(n for _, n in regions)
-        progress.state, progress.total_bytes = "running", total
+        progress.begin(total)
         logger.warning(
             "volume %s: %s in %d ranges may differ between replicas after an unclean stop; "
             "comparing them before serving",
@@ -113,23 +130,25 @@ async def resync(volume: Volume, progress: Resync) -> None:
             for offset, length in regions:
                 for start in range(offset, offset + length, CHUNK):
                     await _compare(volume, progress, start, min(CHUNK, offset + length - start))
-                    progress.done_bytes += min(CHUNK, offset + length - start)
+                    progress.advance(min(CHUNK, offset + length - start))
             await volume.flush()
             await _equal_counters(volume)
         except LhtrioError as exc:
-            progress.state, progress.error = "failed", str(exc)
+            progress.end(str(exc))
             raise
-        progress.state = "done"
+        progress.end()
         logger.warning(
             "volume %s: replicas compared (%s) from %s: %d blocks differed and were made equal",
             volume.name,
             human_size(total),
-            progress.source,
-            progress.differing_blocks,
+            progress.status.source,
+            progress.status.differing_blocks,
         )
     writers = list(volume.replicas.writers)
     if writers:
-        await volume.control.all("intent_clear", members=writers, everything=True)
+        await volume.control.all(
+            "intent_clear", lambda replica: replica.intent_clear(everything=True), members=writers
+        )
 
 
 async def _compare(volume: Volume, progress: Resync, offset: int, length: int) -> None:
@@ -144,7 +163,7 @@ async def _compare(volume: Volume, progress: Resync, offset: int, length: int) -
     if len(copies) < 2:
         return
     source, truth = copies[0]
-    progress.source = source.address
+    progress.compared(source.address)
     for member, data in copies[1:]:
         if data == truth:
             continue
@@ -153,7 +172,7 @@ async def _compare(volume: Volume, progress: Resync, offset: int, length: int) -
             for at in range(0, length, _BLOCK)
             if data[at : at + _BLOCK] != truth[at : at + _BLOCK]
         ]
-        progress.differing_blocks += len(writes)
+        progress.compared(source.address, len(writes))
         await _send(volume, member, writes)
 
 
@@ -194,11 +213,15 @@ async def _equal_counters(volume: Volume) -> None:
     (the resync's writes counted only where they went), or the next start would take the
     source for stale."""
     readers = list(volume.replicas.readers)
-    infos = await volume.control.all("info", members=readers)
+    infos = await volume.control.all("info", lambda replica: replica.info(), members=readers)
     if not infos:
         return
-    value = max(int(info["revision_counter"]) for info in infos.values())
-    await volume.control.all("set_revision_counter", members=readers, value=value)
+    value = max(info.revision_counter for info in infos.values())
+    await volume.control.all(
+        "set_revision_counter",
+        lambda replica: replica.set_revision_counter(value),
+        members=readers,
+    )
 
 
 def _written(volume: Volume) -> bool:
@@ -225,7 +248,7 @@ async def sweep_intents(
             if volume.fanouts.wrote:
                 async with volume.quiesced():  # no write in flight while the generations turn
                     volume.fanouts.wrote = durable = False
-                    await volume.control.all("intent_rotate")
+                    await volume.control.all("intent_rotate", lambda r: r.intent_rotate())
                     mark = volume.fanouts.flush_mark
                 # Every write before the rotation must be durable everywhere: a client's next
                 # flush does it (clients flush often); without one the sweep flushes itself,
@@ -233,7 +256,7 @@ async def sweep_intents(
                 if not await volume.fanouts.flushed_since(mark, OWN_FLUSH_AFTER * interval):
                     await volume.flush()
                 durable = True
-                left = await volume.control.all("intent_clear")
+                left = await volume.control.all("intent_clear", lambda r: r.intent_clear())
             else:
                 # Nothing written since the last rotation, and a flush after it came: every
                 # mark left is durable everywhere. (Quiesced: a write may not start meanwhile.)
@@ -243,11 +266,13 @@ async def sweep_intents(
                 async with volume.quiesced():
                     if _written(volume):  # (one may have started before the pause)
                         continue
-                    left = await volume.control.all("intent_clear", everything=True)
+                    left = await volume.control.all(
+                        "intent_clear", lambda r: r.intent_clear(everything=True)
+                    )
         except LhtrioError as exc:
             logger.warning("volume %s: write-intent sweep failed: %s", volume.name, exc)
             continue
-        most = max((int(n) for n in left.values()), default=0)
+        most = max(left.values(), default=0)
         marks = most > 0
         if swept is not None:
             swept(most)

@@ -1,7 +1,9 @@
 """Control calls to a volume's replicas: one call on every writer, and who is to blame if it fails.
 
 :meth:`ControlCalls.all` runs a control call (snapshot, expand, purge, the write-intent calls...)
-on every writer in parallel. A replica that alone fails a call the others did is failed: its
+on every writer in parallel, through each one's :class:`~lhtrio.clients.replica.ReplicaClient`:
+``await volume.control.all("expand", lambda replica: replica.expand(size))`` answers each
+replica's typed result by address. A replica that alone fails a call the others did is failed: its
 state now differs. But a call that *every* replica refused changed nothing anywhere: it is the
 request's error, raised naming the volume, and fails no replica; so is an error about the request
 itself (already exists, not found, invalid, conflict).
@@ -9,11 +11,12 @@ itself (already exists, not found, invalid, conflict).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, TypeVar
 
 import trio
 
+from lhtrio.clients.replica import ReplicaClient
 from lhtrio.engine.links import ReplicaLinks
 from lhtrio.engine.replicaset import Member, Mode
 from lhtrio.errors import (
@@ -24,11 +27,14 @@ from lhtrio.errors import (
     NotFoundError,
     StorageError,
 )
+from lhtrio.models.replica import ReplicaInfo
 
 __all__ = ["ControlCalls"]
 
 #: Errors of a control call that are the request's fault, not the replica's.
 _CALLER_ERRORS: Final = (AlreadyExistsError, NotFoundError, InvalidArgumentError, ConflictError)
+
+R = TypeVar("R")
 
 
 class ControlCalls:
@@ -40,26 +46,31 @@ class ControlCalls:
         self._links = links
 
     async def all(
-        self, call: str, /, *, members: Sequence[Member] | None = None, **args: Any
-    ) -> dict[str, Any]:
-        """Run control ``call`` on every writer (or ``members``) in parallel; the results by
-        address.
+        self,
+        what: str,
+        call: Callable[[ReplicaClient], Awaitable[R]],
+        /,
+        *,
+        members: Sequence[Member] | None = None,
+    ) -> dict[str, R]:
+        """Run ``call`` (control call ``what``, made on a replica's client) on every writer
+        (or ``members``) in parallel; the results by address.
 
         Replicas that fail are set to ERR, except when the request is at fault: an error about
         the request itself (already exists, not found, invalid, conflict), or an error that
         *every* replica answered (each refused, so none changed: a bad request, never a reason
         to fail a replica). Those are raised, naming the volume, after all answered.
         """
-        results: dict[str, Any] = {}
+        results: dict[str, R] = {}
         refused: dict[Member, LhtrioError] = {}
 
         async def one(member: Member) -> None:
-            client = self._links.client(member)
+            client = self._links.control(member)
             if client is None:
                 self._links.fail(member, "not connected")
                 return
             try:
-                results[member.address] = await client.call_control(call, **args)
+                results[member.address] = await call(client)
             except LhtrioError as exc:
                 refused[member] = exc
 
@@ -72,20 +83,20 @@ class ControlCalls:
             if unanimous or isinstance(exc, _CALLER_ERRORS):
                 blamed = blamed or exc
                 continue
-            self._links.fail(member, f"{call} failed: {exc}")
+            self._links.fail(member, f"{what} failed: {exc}")
         if blamed is not None:
             raise type(blamed)(f"volume {self.name}: {blamed.message}", remote=blamed.remote)
         if not any(m.mode is Mode.RW for m in self.replicas.members):
-            raise StorageError(f"volume {self.name} is faulted; {call} reached no RW replica")
+            raise StorageError(f"volume {self.name} is faulted; {what} reached no RW replica")
         return results
 
-    async def info_of_one(self) -> dict[str, Any]:
+    async def info_of_one(self) -> ReplicaInfo:
         """``info`` of one RW replica (snapshots, chain)."""
         for member in self.replicas.read_order():
-            client = self._links.client(member)
+            client = self._links.control(member)
             if client is not None:
                 try:
-                    info: dict[str, Any] = await client.call_control("info")
+                    info = await client.info()
                 except LhtrioError as exc:
                     self._links.fail(member, f"info failed: {exc}")
                     continue

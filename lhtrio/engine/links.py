@@ -22,6 +22,7 @@ from typing import Final
 
 import trio
 
+from lhtrio.clients.replica import ReplicaClient
 from lhtrio.engine.dirty import DirtyTracker
 from lhtrio.engine.operation_gate import OperationGate
 from lhtrio.engine.replicaset import Member, Mode, ReplicaSet
@@ -156,6 +157,11 @@ class ReplicaLinks:
 
     def client(self, member: Member) -> RpcClient | None:
         return self.clients.get(member.address)
+
+    def control(self, member: Member) -> ReplicaClient | None:
+        """The typed control calls of ``member`` over its link (None while not connected)."""
+        rpc = self.clients.get(member.address)
+        return None if rpc is None else ReplicaClient(rpc)
 
     def fail(self, member: Member, why: str) -> None:
         """Set ``member`` to ERR and drop its connection."""

@@ -12,10 +12,10 @@ so a snapshot cannot slip between them). The other long operations are the rebui
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import trio
 
+from lhtrio.clients.replica import ReplicaClient
 from lhtrio.engine.replicaset import Mode, choose_salvage, salvage_refusals
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import (
@@ -25,6 +25,7 @@ from lhtrio.errors import (
     NotFoundError,
     StorageError,
 )
+from lhtrio.models.replica import ReplicaInfo
 from lhtrio.models.volume import VolumeOperation
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Role
@@ -40,7 +41,10 @@ async def snapshot(
     """Flush and snapshot every writer with the same name, I/O quiesced."""
     async with volume.quiesced():
         await volume.flush_quiesced()
-        await volume.control.all("snapshot", name=name, labels=labels, user_created=user_created)
+        await volume.control.all(
+            "snapshot",
+            lambda replica: replica.snapshot(name, labels=labels, user_created=user_created),
+        )
 
 
 async def expand(volume: Volume, size: int) -> None:
@@ -58,7 +62,7 @@ async def expand(volume: Volume, size: int) -> None:
             raise ConflictError(f"volume {volume.name} is rebuilding a replica: expansion refused")
         async with volume.quiesced():
             await volume.flush_quiesced()
-            await volume.control.all("expand", size=size)
+            await volume.control.all("expand", lambda replica: replica.expand(size))
             volume.size = size
             volume.dirty.resize(size)
     finally:
@@ -73,7 +77,9 @@ async def revert(volume: Volume, name: str) -> None:
             raise ConflictError(f"volume {volume.name} is rebuilding a replica: revert refused")
         async with volume.quiesced():
             volume.dirty.forget()
-            await volume.control.all("revert", name=name, members=volume.replicas.readers)
+            await volume.control.all(
+                "revert", lambda replica: replica.revert(name), members=volume.replicas.readers
+            )
     finally:
         volume.operation.end()
 
@@ -108,7 +114,7 @@ async def salvage(volume: Volume) -> tuple[str, str]:
 
 
 async def _salvage(volume: Volume) -> tuple[str, str]:
-    infos: list[tuple[str, dict[str, Any] | str]] = []
+    infos: list[tuple[str, ReplicaInfo | str]] = []
     for member in volume.replicas.members:
         try:
             with trio.fail_after(volume.replicas.short_timeout):
@@ -118,7 +124,7 @@ async def _salvage(volume: Volume) -> tuple[str, str]:
                     client=f"engine-{volume.name}",
                     role=Role.REPLICA,
                 ) as client:
-                    infos.append((member.address, await client.call_control("info")))
+                    infos.append((member.address, await ReplicaClient(client).info()))
         except (LhtrioError, trio.TooSlowError) as exc:
             infos.append((member.address, str(exc) or "did not answer in time"))
     chosen = choose_salvage(infos, size=volume.size)

@@ -33,12 +33,14 @@ async def purge(volume: Volume, *, automatic: bool = False) -> None:
         if volume.replicas.rebuilding:
             raise ConflictError(f"volume {volume.name} is rebuilding a replica: purge refused")
         volume.dirty.forget()  # coalesce rewrites snapshot files: away logs no longer hold
-        await volume.control.all("purge")
-        statuses = await volume.control.all("purge_status", wait=True)
+        await volume.control.all("purge", lambda replica: replica.purge())
+        statuses = await volume.control.all(
+            "purge_status", lambda replica: replica.purge_status(wait=True)
+        )
     finally:
         volume.dirty.forget()
         volume.operation.end()
-    errors = [f"{a}: {s['error']}" for a, s in statuses.items() if s["error"]]
+    errors = [f"{a}: {s.error}" for a, s in statuses.items() if s.error]
     if errors:
         raise ConflictError(f"volume {volume.name}: purge failed on {'; '.join(errors)}")
 

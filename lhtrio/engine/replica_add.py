@@ -20,6 +20,7 @@ at a time, and none beside a purge, an expansion, a revert or a salvage
 (:class:`~lhtrio.engine.operation_gate.OperationGate`); revert and expansion are refused while a
 replica is WO. The replica side is :mod:`lhtrio.replica.rebuild` (adopt) and
 :mod:`lhtrio.replica.sync` (transfer); the progress it reports, :mod:`lhtrio.engine.progress`.
+Every call to a replica goes through its :class:`~lhtrio.clients.replica.ReplicaClient`.
 
 A rebuild that succeeded purges the system snapshots
 (:func:`~lhtrio.engine.purge.purge_after_rebuild`): without that, one more piles up per rebuild.
@@ -33,11 +34,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import trio
 
-from lhtrio.engine.progress import COUNTERS, RebuildProgress
+from lhtrio.clients.replica import ReplicaClient
+from lhtrio.engine.progress import RebuildTracker
 from lhtrio.engine.purge import purge_after_rebuild
 from lhtrio.engine.replicaset import Member, Mode
 from lhtrio.engine.volume import Volume
@@ -48,10 +51,13 @@ from lhtrio.errors import (
     LhtrioError,
     StorageError,
 )
+from lhtrio.models.engine import RebuildState
+from lhtrio.models.replica import ReplicaInfo, SyncState, snapshot_disk
 from lhtrio.models.times import format_time, utc_now
 from lhtrio.models.volume import VolumeOperation
-from lhtrio.net import RpcClient, parse_address
+from lhtrio.net import parse_address
 from lhtrio.units import format_size
+from lhtrio.wire.calls.replica import PlannedArgs
 
 __all__ = ["add_replica"]
 
@@ -59,12 +65,14 @@ logger = logging.getLogger(__name__)
 
 POLL: float = 0.5
 
+R = TypeVar("R")
+
 
 class _RebuildError(Exception):
     pass
 
 
-async def add_replica(volume: Volume, address: str) -> RebuildProgress:
+async def add_replica(volume: Volume, address: str) -> RebuildTracker:
     """Steps 1-2 (see the module docstring); step 3 onwards runs in the engine's nursery.
 
     Returns once the target is WO. Raises (and leaves the volume as it was) when the rebuild
@@ -84,32 +92,34 @@ async def add_replica(volume: Volume, address: str) -> RebuildProgress:
     except BaseException:
         volume.operation.end()
         raise
-    progress = RebuildProgress(address=address)
+    progress = RebuildTracker(address=address)
     member = Member(address, Mode.WO)
     try:
         await volume.links.attach(member)
         target = _client(volume, member)
-        info = await _control(volume, target, "info")
-        _check_size(volume, address, info["size"])
-        member.identity = (info["instance"], info["path"])
+        info = await _control(volume, target.info())
+        _check_size(volume, address, info.size)
+        member.identity = (info.instance, info.path)
         if old is None or old.identity != member.identity:
             volume.dirty.forget(address)  # another replica at that address: its log says nothing
-        await _control(volume, target, "sync_cancel")
-        await _control(volume, target, "set_rebuilding", rebuilding=True)
+        await _control(volume, target.sync_cancel())
+        await _control(volume, target.set_rebuilding(True))
         name = str(uuid.uuid4())
         created = format_time(utc_now())
         async with volume.quiesced():
             await volume.flush_quiesced()
             members = [*replicas.writers, member]
             await volume.control.all(
-                "snapshot", members=members, name=name, user_created=False, created=created
+                "snapshot",
+                lambda replica: replica.snapshot(name, user_created=False, created=created),
+                members=members,
             )
             _check_alive(member)
             if old is not None and old in replicas.members:
                 replicas.remove(old)
             replicas.add(member)
             progress.dirty = volume.dirty.take(address)  # from here on, writes reach it
-            progress.snapshot = f"volume-snap-{name}.img"
+            progress.snapshot = snapshot_disk(name)
     except BaseException as exc:  # whatever it was, the volume must not stay busy
         volume.operation.end()
         volume.dirty.forget(address)
@@ -146,26 +156,43 @@ def _check_alive(member: Member) -> None:
         raise _RebuildError(member.error)
 
 
-def _client(volume: Volume, member: Member) -> RpcClient:
-    client = volume.links.client(member)
+def _client(volume: Volume, member: Member) -> ReplicaClient:
+    client = volume.links.control(member)
     if client is None:
         raise _RebuildError(member.error or "not connected")
     return client
 
 
-async def _control(volume: Volume, client: RpcClient, call: str, /, **args: Any) -> Any:
+async def _control(volume: Volume, call: Awaitable[R]) -> R:
+    """``call``'s result, within the time a replica may take for a control call."""
     with trio.fail_after(2 * volume.replicas.short_timeout):
-        return await client.call_control(call, **args)
+        return await call
 
 
-def _graph(info: dict[str, Any]) -> dict[str, str]:
-    """Snapshot file → parent, plus the head's parent under the key ``""``."""
-    graph = {name: disk["parent"] for name, disk in info["disks"].items() if name != info["head"]}
-    graph[""] = info["parent"]
+def _graph(info: ReplicaInfo) -> dict[str, str]:
+    """Snapshot disk → parent, plus the head's parent under the key ``""``."""
+    graph = {name: disk.parent for name, disk in info.disks.items() if name != info.head}
+    graph[""] = info.parent
     return graph
 
 
-async def _run(volume: Volume, member: Member, progress: RebuildProgress) -> None:
+def _planned(info: ReplicaInfo) -> dict[str, PlannedArgs]:
+    """The snapshot disks of ``info`` as a rebuild's target adopts them."""
+    return {
+        name: PlannedArgs(
+            parent=disk.parent,
+            removed=disk.removed,
+            user_created=disk.user_created,
+            created=format_time(disk.created),
+            labels=disk.labels,
+            size=disk.size,
+        )
+        for name, disk in info.disks.items()
+        if name != info.head
+    }
+
+
+async def _run(volume: Volume, member: Member, progress: RebuildTracker) -> None:
     try:
         await _rebuild(volume, member, progress)
     except Exception as exc:  # whatever went wrong, the volume keeps serving
@@ -174,11 +201,11 @@ async def _run(volume: Volume, member: Member, progress: RebuildProgress) -> Non
             logger.warning("volume %s: rebuild of %s failed: %s", volume.name, member.address, why)
         else:
             logger.exception("volume %s: rebuild of %s crashed", volume.name, member.address)
-        progress.update(state="failed", error=why)
-        client = volume.links.client(member)
+        progress.update(state=RebuildState.FAILED, error=why)
+        client = volume.links.control(member)
         if client is not None:
             with trio.move_on_after(1), contextlib.suppress(LhtrioError):
-                await client.call_control("sync_cancel")
+                await client.sync_cancel()
         volume.links.fail(member, f"rebuild failed: {why}")
     else:
         volume.operation.end()
@@ -188,7 +215,7 @@ async def _run(volume: Volume, member: Member, progress: RebuildProgress) -> Non
             volume.operation.end()
 
 
-async def _rebuild(volume: Volume, member: Member, progress: RebuildProgress) -> None:
+async def _rebuild(volume: Volume, member: Member, progress: RebuildTracker) -> None:
     target = _client(volume, member)
     readers = volume.replicas.readers
     if not readers:
@@ -196,59 +223,52 @@ async def _rebuild(volume: Volume, member: Member, progress: RebuildProgress) ->
     source = readers[0]
     progress.update(source=source.address)
     async with volume.quiesced():
-        info = await _control(volume, _client(volume, source), "info")
-        disks = {
-            name: {
-                key: disk[key]
-                for key in ("parent", "removed", "user_created", "created", "labels", "size")
-            }
-            for name, disk in info["disks"].items()
-            if name != info["head"]
-        }
-        existing = await _control(volume, target, "adopt", disks=disks)
+        info = await _control(volume, _client(volume, source).info())
+        disks = _planned(info)
+        existing = await _control(volume, target.adopt(disks))
     status = await _control(
         volume,
-        target,
-        "sync_start",
-        source=source.address,
-        files=sorted(disks),
-        existing=existing,
-        dirty=progress.dirty,
-        dirty_file=progress.snapshot,
+        target.sync_start(
+            source.address,
+            sorted(disks),
+            existing,
+            dirty=progress.dirty,
+            dirty_file=progress.snapshot,
+        ),
     )
-    progress.update(state="syncing")
+    progress.update(state=RebuildState.SYNCING)
     while True:
-        progress.update(**{key: status[key] for key in COUNTERS})
-        if status["state"] != "syncing":
+        progress.update(counters=status)
+        if status.state is not SyncState.SYNCING:
             break
         if member.mode is not Mode.WO:
             raise _RebuildError(member.error or "the target failed")
         if source.mode is not Mode.RW:
             raise _RebuildError(f"the source {source.address} failed: {source.error}")
-        status = await _control(volume, target, "sync_status", wait=POLL)
-    if status["state"] != "done":
-        raise _RebuildError(f"transfer {status['state']}: {status['error']}")
-    progress.update(state="verifying")
+        status = await _control(volume, target.sync_status(wait=POLL))
+    if status.state is not SyncState.DONE:
+        raise _RebuildError(f"transfer {status.state.value}: {status.error}")
+    progress.update(state=RebuildState.VERIFYING)
     async with volume.quiesced():
         await volume.flush_quiesced()
         if member.mode is not Mode.WO or source.mode is not Mode.RW:
             raise _RebuildError(member.error or source.error or "a replica failed")
-        rebuilt = await _control(volume, target, "reload")
-        info = await _control(volume, _client(volume, source), "info")
+        rebuilt = await _control(volume, target.reload())
+        info = await _control(volume, _client(volume, source).info())
         if _graph(rebuilt) != _graph(info):
             raise _RebuildError(
                 f"the rebuilt chain differs from the source's: {sorted(_graph(rebuilt).items())} "
                 f"!= {sorted(_graph(info).items())}"
             )
-        await _control(volume, target, "set_revision_counter", value=info["revision_counter"])
-        await _control(volume, target, "set_rebuilding", rebuilding=False)
+        await _control(volume, target.set_revision_counter(info.revision_counter))
+        await _control(volume, target.set_rebuilding(False))
         volume.replicas.promote(member)
-    progress.update(state="done")
+    progress.update(state=RebuildState.DONE)
     logger.info(
         "volume %s: %s rebuilt from %s, now RW (%d bytes sent of %d)",
         volume.name,
         member.address,
         source.address,
-        progress.sent_bytes,
-        progress.total_bytes,
+        progress.counters.sent_bytes,
+        progress.counters.total_bytes,
     )

@@ -24,11 +24,11 @@ Three decisions live here:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import attrs
 
+from lhtrio.models.replica import ReplicaInfo
 from lhtrio.models.volume import Health, Mode
 
 __all__ = [
@@ -153,7 +153,7 @@ class StartDecision:
 
 
 def decide_start(
-    infos: Sequence[tuple[str, dict[str, Any] | str]], *, size: int, salvage: bool = False
+    infos: Sequence[tuple[str, ReplicaInfo | str]], *, size: int, salvage: bool = False
 ) -> StartDecision:
     """Choose each replica's mode from its ``info`` (or the error text of reaching it).
 
@@ -167,19 +167,17 @@ def decide_start(
     for address, info in infos:
         if isinstance(info, str):
             modes[address], reasons[address] = Mode.ERR, info
-        elif info["size"] != size:
+        elif info.size != size:
             modes[address] = Mode.ERR
-            reasons[address] = f"replica size {info['size']} differs from the volume's {size}"
-        elif info["rebuilding"]:
+            reasons[address] = f"replica size {info.size} differs from the volume's {size}"
+        elif info.rebuilding:
             modes[address] = Mode.ERR
             reasons[address] = (
                 "a rebuild into it did not finish: its snapshots are incomplete; add it again "
                 "(lhtrio ctl replica add)"
             )
         else:
-            counter = info["persisted_revision_counter"]
-            assert isinstance(counter, int)
-            counters[address] = counter
+            counters[address] = info.persisted_revision_counter
     newest = max(counters.values(), default=0)
     for address, counter in counters.items():
         if counter < newest:
@@ -198,28 +196,28 @@ def decide_start(
     return StartDecision(size=size, modes=modes, reasons=reasons)
 
 
-def _salvage_key(info: Mapping[str, Any]) -> tuple[bool, int, int, int]:
+def _salvage_key(info: ReplicaInfo) -> tuple[bool, int, int, int]:
     return (
-        not info["rebuilding"],
-        int(info["persisted_revision_counter"]),
-        int(info["head_allocated"]),
-        int(info["last_modify_time"]),
+        not info.rebuilding,
+        info.persisted_revision_counter,
+        info.head_allocated,
+        info.last_modify_time,
     )
 
 
-def salvage_refusals(infos: Sequence[tuple[str, dict[str, Any] | str]], *, size: int) -> list[str]:
+def salvage_refusals(infos: Sequence[tuple[str, ReplicaInfo | str]], *, size: int) -> list[str]:
     """Why each replica that :func:`choose_salvage` passes over cannot serve the volume."""
     reasons = []
     for address, info in infos:
         if isinstance(info, str):
             reasons.append(f"{address}: {info}")
-        elif info["size"] != size:
-            reasons.append(f"{address}: its size {info['size']} differs from the volume's {size}")
+        elif info.size != size:
+            reasons.append(f"{address}: its size {info.size} differs from the volume's {size}")
     return reasons
 
 
 def choose_salvage(
-    infos: Sequence[tuple[str, dict[str, Any] | str]], *, size: int
+    infos: Sequence[tuple[str, ReplicaInfo | str]], *, size: int
 ) -> tuple[str, str] | None:
     """The replica to serve a faulted volume again, and why it was chosen; None if none can.
 
@@ -230,7 +228,7 @@ def choose_salvage(
     usable = [
         (address, info)
         for address, info in infos
-        if not isinstance(info, str) and info["size"] == size
+        if not isinstance(info, str) and info.size == size
     ]
     if not usable:
         return None
@@ -245,6 +243,6 @@ def choose_salvage(
             if runner[2] == key[2]:
                 why.append("newest modification")
         why.append(f"over {', '.join(a for a, _ in ranked[1:])}")
-    if best["rebuilding"]:
+    if best.rebuilding:
         why.append("WARNING: its rebuild did not finish, data may be incomplete")
     return address, "; ".join(why)

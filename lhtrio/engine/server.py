@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import trio
 
@@ -34,6 +34,7 @@ from lhtrio.engine.service import EngineService
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import InvalidArgumentError, LhtrioError
 from lhtrio.models.names import validate_volume_name
+from lhtrio.models.replica import ReplicaInfo
 from lhtrio.net import serve_rpc
 from lhtrio.net.reactor import open_reactor
 from lhtrio.units import format_size
@@ -156,19 +157,19 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
     members = list(volume.replicas.members)
     for member in members:
         await nursery.start(volume.links.connect, member)
-    infos: list[tuple[str, dict[str, Any] | str]] = []
+    infos: list[tuple[str, ReplicaInfo | str]] = []
     for member in members:
-        client = volume.links.client(member)
+        client = volume.links.control(member)
         if client is None:
             infos.append((member.address, member.error or "unreachable"))
             continue
         try:
-            info = await client.call_control("info")
+            info = await client.info()
         except LhtrioError as exc:
             infos.append((member.address, str(exc)))
         else:
             infos.append((member.address, info))
-            member.identity = (info["instance"], info["path"])
+            member.identity = (info.instance, info.path)
     _check_sizes(volume, infos)
     decision = decide_start(infos, size=volume.size, salvage=salvage)
     for member in members:
@@ -190,10 +191,10 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
         )
 
 
-def _check_sizes(volume: Volume, infos: list[tuple[str, dict[str, Any] | str]]) -> None:
+def _check_sizes(volume: Volume, infos: list[tuple[str, ReplicaInfo | str]]) -> None:
     """Refuse to start when every replica that answered has another size than the engine's:
     the engine was given the wrong size (a replica of another size alone just starts ERR)."""
-    sizes = {address: info["size"] for address, info in infos if not isinstance(info, str)}
+    sizes = {address: info.size for address, info in infos if not isinstance(info, str)}
     if sizes and all(s != volume.size for s in sizes.values()):
         found = ", ".join(
             f"{address} is {format_size(s)} ({s} bytes)" for address, s in sizes.items()
@@ -210,6 +211,8 @@ async def _shutdown(volume: Volume, frontend: FrontendControl) -> None:
         await volume.flush()
         if volume.replicas.writers:
             # Nothing in flight, every replica flushed: no region can differ between them.
-            await volume.control.all("intent_clear", everything=True)
+            await volume.control.all(
+                "intent_clear", lambda replica: replica.intent_clear(everything=True)
+            )
     except LhtrioError as exc:
         logger.warning("final flush of volume %s failed: %s", volume.name, exc)

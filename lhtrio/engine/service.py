@@ -1,25 +1,10 @@
-"""The engine's control endpoint: protocol v1 ``Call`` handlers (``lhtrio ctl`` is the client).
+"""The engine's control endpoint: the calls of :mod:`lhtrio.wire.calls.engine`, dispatched.
 
-=================  =============================================  ===============================
-call               arguments                                      result
-=================  =============================================  ===============================
-info                                                              volume, size, state, frontend,
-                                                                  replicas
-snapshot_create    name=<uuid>; labels={}                         name
-snapshot_ls                                                       list of snapshots
-snapshot_rm        name                                           (marks it removed everywhere)
-snapshot_purge                                                    (waits for every replica)
-snapshot_revert    name (frontend must be stopped)
-frontend_stop / frontend_start                                    info
-expand             size                                           info
-replica_ls                                                        list of replicas (a rebuilding
-                                                                  one with its progress)
-replica_rm         address                                        info
-replica_add        address                                        rebuild progress (returns once
-                                                                  the replica is WO)
-rebuild_status     wait=0 (seconds to wait for progress)          rebuild progress, or nil
-salvage                                                           chosen address and why
-=================  =============================================  ===============================
+``lhtrio ctl`` (through :class:`~lhtrio.clients.engine.EngineClient`), the node and, later, the
+manager call them. The table there lists every call with its arguments and result; each result is
+a record of :mod:`lhtrio.models.engine`. The :class:`~lhtrio.wire.control.Dispatcher` refuses
+unknown calls and malformed arguments before a handler runs; the handlers check what needs more
+than a type (snapshot names, labels, whether a snapshot exists) before any I/O pauses.
 
 Adding a replica is in :mod:`lhtrio.engine.replica_add`, snapshots, expansion, revert and salvage
 in :mod:`lhtrio.engine.operations`, the rule between long operations in
@@ -29,18 +14,25 @@ in :mod:`lhtrio.engine.operations`, the rule between long operations in
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import TYPE_CHECKING
 
 from lhtrio.engine import operations
 from lhtrio.engine.purge import purge
 from lhtrio.engine.replica_add import add_replica
-from lhtrio.errors import AlreadyExistsError, ConflictError, NotFoundError, UnknownCallError
+from lhtrio.errors import AlreadyExistsError, ConflictError, NotFoundError
+from lhtrio.models.engine import (
+    FrontendInfo,
+    RebuildProgress,
+    ReplicaLink,
+    SalvageResult,
+    Snapshot,
+    VolumeInfo,
+)
 from lhtrio.models.names import validate_labels, validate_snapshot_name
-from lhtrio.wire import Call, Reply, Request, Result
-from lhtrio.wire.control import NameArgs, NoArgs, SizeArgs, structure_args
+from lhtrio.models.replica import DiskInfo, ReplicaInfo, snapshot_of
+from lhtrio.wire.calls import engine as calls
+from lhtrio.wire.calls.engine import MAX_WAIT, AddressArgs, CreateSnapshotArgs, WaitArgs
+from lhtrio.wire.control import Dispatcher, NameArgs, NoArgs, SizeArgs
 
 if TYPE_CHECKING:
     from lhtrio.engine.consistency import Resync
@@ -49,142 +41,96 @@ if TYPE_CHECKING:
 
 __all__ = ["EngineService"]
 
-SNAP_PREFIX, SNAP_SUFFIX = "volume-snap-", ".img"
 
-
-@attrs.frozen(kw_only=True)
-class _Create:
-    name: str = ""
-    labels: dict[str, str] = attrs.field(factory=dict)
-
-
-@attrs.frozen(kw_only=True)
-class _Address:
-    address: str
-
-
-class EngineService:
+class EngineService(Dispatcher):
     """``handler(request)`` for the engine's control endpoint."""
 
     def __init__(
         self, volume: Volume, frontend: FrontendControl, *, resync: Resync | None = None
     ) -> None:
+        super().__init__(calls.CALLS, what="engine")
         self.volume = volume
         self.frontend = frontend
         self.resync = resync
-        self._calls: dict[str, Callable[[Call], Awaitable[Any]]] = {
-            "info": self._info,
-            "snapshot_create": self._snapshot_create,
-            "snapshot_ls": self._snapshot_ls,
-            "snapshot_rm": self._snapshot_rm,
-            "snapshot_purge": self._snapshot_purge,
-            "snapshot_revert": self._snapshot_revert,
-            "frontend_stop": self._frontend_stop,
-            "frontend_start": self._frontend_start,
-            "expand": self._expand,
-            "replica_ls": self._replica_ls,
-            "replica_rm": self._replica_rm,
-            "replica_add": self._replica_add,
-            "rebuild_status": self._rebuild_status,
-            "salvage": self._salvage,
-        }
+        self.bind(calls.INFO, self._info)
+        self.bind(calls.SNAPSHOT_CREATE, self._snapshot_create)
+        self.bind(calls.SNAPSHOT_LS, self._snapshot_ls)
+        self.bind(calls.SNAPSHOT_RM, self._snapshot_rm)
+        self.bind(calls.SNAPSHOT_PURGE, self._snapshot_purge)
+        self.bind(calls.SNAPSHOT_REVERT, self._snapshot_revert)
+        self.bind(calls.FRONTEND_STOP, self._frontend_stop)
+        self.bind(calls.FRONTEND_START, self._frontend_start)
+        self.bind(calls.EXPAND, self._expand)
+        self.bind(calls.REPLICA_LS, self._replica_ls)
+        self.bind(calls.REPLICA_RM, self._replica_rm)
+        self.bind(calls.REPLICA_ADD, self._replica_add)
+        self.bind(calls.REBUILD_STATUS, self._rebuild_status)
+        self.bind(calls.SALVAGE, self._salvage)
+        self.check()
 
-    def __call__(self, request: Request) -> Awaitable[Reply]:
-        if not isinstance(request, Call):
-            raise UnknownCallError(
-                f"the engine control endpoint takes control calls, not {type(request).__name__}"
-            )
-        handler = self._calls.get(request.name)
-        if handler is None:
-            raise UnknownCallError(f"the engine has no control call {request.name!r}")
-        return self._result(handler, request)
-
-    async def _result(self, handler: Callable[[Call], Awaitable[Any]], call: Call) -> Reply:
-        return Result(await handler(call))
-
-    def info(self) -> dict[str, Any]:
+    def info(self) -> VolumeInfo:
         volume = self.volume
-        return {
-            "volume": volume.name,
-            "size": volume.size,
-            "state": volume.replicas.health.value,
-            "frontend": {
-                "state": self.frontend.state.value,
-                "address": self.frontend.address,
-            },
-            "replicas": self._replicas(),
-            "resync": self.resync.as_dict() if self.resync is not None else None,
-        }
+        return VolumeInfo(
+            volume=volume.name,
+            size=volume.size,
+            state=volume.replicas.health,
+            frontend=FrontendInfo(state=self.frontend.state, address=self.frontend.address),
+            replicas=self._replicas(),
+            resync=None if self.resync is None else self.resync.record(),
+        )
 
-    def _replicas(self) -> list[dict[str, Any]]:
+    def _replicas(self) -> list[ReplicaLink]:
         rebuild = self.volume.rebuild
-        replicas: list[dict[str, Any]] = []
-        for m in self.volume.replicas.members:
-            client = self.volume.links.client(m)
-            replica: dict[str, Any] = {
-                "address": m.address,
-                "mode": m.mode.value,
-                "error": m.error,
-                "link": "" if client is None else _link(m.address, client.via),
-            }
-            if rebuild is not None and rebuild.address == m.address:
-                replica["rebuild"] = rebuild.as_dict()
-            replicas.append(replica)
-        return replicas
+        links = self.volume.links
+        return [
+            ReplicaLink(
+                address=m.address,
+                mode=m.mode,
+                error=m.error,
+                link="" if (client := links.client(m)) is None else _link(m.address, client.via),
+                rebuild=(
+                    rebuild.record()
+                    if rebuild is not None and rebuild.address == m.address
+                    else None
+                ),
+            )
+            for m in self.volume.replicas.members
+        ]
 
-    async def _info(self, call: Call) -> Any:
-        structure_args(NoArgs, call)
+    async def _info(self, _: NoArgs) -> VolumeInfo:
         return self.info()
 
-    async def _snapshot_create(self, call: Call) -> Any:
-        args: _Create = structure_args(_Create, call)
+    async def _snapshot_create(self, args: CreateSnapshotArgs) -> str:
         # Checked here, before I/O pauses: a request that is invalid never reaches a replica.
         name = validate_snapshot_name(args.name) if args.name else str(uuid.uuid4())
         labels = validate_labels(args.labels)
         info = await self.volume.control.info_of_one()
-        if f"{SNAP_PREFIX}{name}{SNAP_SUFFIX}" in info["disks"]:
+        if info.snapshot(name) is not None:
             raise AlreadyExistsError(f"volume {self.volume.name} has a snapshot {name!r} already")
         await operations.snapshot(self.volume, name, labels=labels, user_created=True)
         return name
 
-    async def _snapshot_ls(self, call: Call) -> Any:
-        structure_args(NoArgs, call)
+    async def _snapshot_ls(self, _: NoArgs) -> list[Snapshot]:
         info = await self.volume.control.info_of_one()
-        snapshots = []
-        for disk in info["disks"].values():
-            file = disk["name"]
-            if not file.startswith(SNAP_PREFIX):
-                continue
-            snapshots.append(
-                {
-                    "name": _snapshot_name(file),
-                    "parent": _snapshot_name(disk["parent"]),
-                    "children": [_snapshot_name(c) for c in disk["children"]],
-                    "created": disk["created"],
-                    "user_created": disk["user_created"],
-                    "removed": disk["removed"],
-                    "size": disk["allocated"],
-                    "labels": disk["labels"] or {},
-                    "in_chain": file in info["chain"],
-                }
-            )
-        return sorted(snapshots, key=lambda s: (s["created"], s["name"]))
+        snapshots = [
+            _snapshot(name, disk, info)
+            for disk in info.disks.values()
+            if (name := snapshot_of(disk.name)) is not None
+        ]
+        return sorted(snapshots, key=lambda s: (s.created, s.name))
 
-    async def _snapshot_rm(self, call: Call) -> Any:
-        args: NameArgs = structure_args(NameArgs, call)
+    async def _snapshot_rm(self, args: NameArgs) -> None:
         validate_snapshot_name(args.name)
         await self._require_snapshot(args.name)
         async with self.volume.quiesced():  # not between a rebuild's look at the graph and adopt
-            await self.volume.control.all("mark_removed", name=args.name)
-        return None
+            await self.volume.control.all(
+                "mark_removed", lambda replica: replica.mark_removed(args.name)
+            )
 
-    async def _snapshot_purge(self, call: Call) -> Any:
-        structure_args(NoArgs, call)
+    async def _snapshot_purge(self, _: NoArgs) -> None:
         await purge(self.volume)
-        return None
 
-    async def _snapshot_revert(self, call: Call) -> Any:
-        args: NameArgs = structure_args(NameArgs, call)
+    async def _snapshot_revert(self, args: NameArgs) -> None:
         validate_snapshot_name(args.name)
         if self.frontend.running:
             raise ConflictError(
@@ -193,66 +139,60 @@ class EngineService:
             )
         await self._require_snapshot(args.name)
         await operations.revert(self.volume, args.name)
-        return None
 
     async def _require_snapshot(self, name: str) -> None:
         info = await self.volume.control.info_of_one()
-        disk = info["disks"].get(f"{SNAP_PREFIX}{name}{SNAP_SUFFIX}")
-        if disk is None:
+        if info.snapshot(name) is None:
             raise NotFoundError(f"volume {self.volume.name} has no snapshot {name!r}")
 
-    async def _frontend_stop(self, call: Call) -> Any:
-        structure_args(NoArgs, call)
+    async def _frontend_stop(self, _: NoArgs) -> VolumeInfo:
         await self.frontend.stop()
         return self.info()
 
-    async def _frontend_start(self, call: Call) -> Any:
-        structure_args(NoArgs, call)
+    async def _frontend_start(self, _: NoArgs) -> VolumeInfo:
         await self.frontend.start()
         return self.info()
 
-    async def _expand(self, call: Call) -> Any:
-        args: SizeArgs = structure_args(SizeArgs, call)
+    async def _expand(self, args: SizeArgs) -> VolumeInfo:
         await operations.expand(self.volume, args.size)
         return self.info()
 
-    async def _replica_ls(self, call: Call) -> Any:
-        structure_args(NoArgs, call)
+    async def _replica_ls(self, _: NoArgs) -> list[ReplicaLink]:
         return self._replicas()
 
-    async def _replica_rm(self, call: Call) -> Any:
-        args: _Address = structure_args(_Address, call)
+    async def _replica_rm(self, args: AddressArgs) -> VolumeInfo:
         operations.remove_replica(self.volume, args.address)
         return self.info()
 
-    async def _replica_add(self, call: Call) -> Any:
-        args: _Address = structure_args(_Address, call)
-        progress = await add_replica(self.volume, args.address)
-        return progress.as_dict()
+    async def _replica_add(self, args: AddressArgs) -> RebuildProgress:
+        return (await add_replica(self.volume, args.address)).record()
 
-    async def _rebuild_status(self, call: Call) -> Any:
-        args: _Wait = structure_args(_Wait, call)
+    async def _rebuild_status(self, args: WaitArgs) -> RebuildProgress | None:
         rebuild = self.volume.rebuild
         if rebuild is None:
             return None
-        await rebuild.wait_changed(min(max(args.wait, 0.0), 60.0))
-        return rebuild.as_dict()
+        await rebuild.wait_changed(min(max(args.wait, 0.0), MAX_WAIT))
+        return rebuild.record()
 
-    async def _salvage(self, call: Call) -> Any:
-        structure_args(NoArgs, call)
+    async def _salvage(self, _: NoArgs) -> SalvageResult:
         address, why = await operations.salvage(self.volume)
-        return {"address": address, "reason": why, "info": self.info()}
+        return SalvageResult(address=address, reason=why, info=self.info())
 
 
-@attrs.frozen(kw_only=True)
-class _Wait:
-    wait: float = 0.0
-
-
-def _snapshot_name(file: str) -> str:
-    if file.startswith(SNAP_PREFIX) and file.endswith(SNAP_SUFFIX):
-        return file[len(SNAP_PREFIX) : -len(SNAP_SUFFIX)]
-    return file
+def _snapshot(name: str, disk: DiskInfo, info: ReplicaInfo) -> Snapshot:
+    """Snapshot ``name`` (on ``disk``) as a volume's snapshot; its relatives by snapshot name
+    (a child that is the head keeps its disk name)."""
+    return Snapshot(
+        name=name,
+        parent=snapshot_of(disk.parent) or disk.parent,
+        children=[snapshot_of(child) or child for child in disk.children],
+        created=disk.created,
+        user_created=disk.user_created,
+        removed=disk.removed,
+        size=disk.allocated,
+        labels=disk.labels or {},
+        in_chain=disk.name in info.chain,
+    )
 
 
 def _link(address: str, via: str) -> str:

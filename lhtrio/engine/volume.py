@@ -64,7 +64,7 @@ from lhtrio.engine.dirty import DirtyTracker
 from lhtrio.engine.fanout import Fanout, Fanouts, completed
 from lhtrio.engine.links import ReplicaLinks
 from lhtrio.engine.operation_gate import OperationGate
-from lhtrio.engine.progress import RebuildProgress
+from lhtrio.engine.progress import RebuildTracker
 from lhtrio.engine.replicaset import Member, ReplicaSet
 from lhtrio.errors import LhtrioError, NotSupportedError, OutOfRangeError
 from lhtrio.net.reactor import Reactor
@@ -135,7 +135,7 @@ class Volume:
         )
         self.fanouts = Fanouts(name, replicas, self.links, self.dirty, self._left)
         self.control = ControlCalls(self.links)
-        self.rebuild: RebuildProgress | None = None
+        self.rebuild: RebuildTracker | None = None
         # The I/O gate: batches let through and not done yet, and the pause of quiesced().
         self._inflight = 0
         self._lone = False  # the batch started last is one request (see _may_spin())
@@ -307,15 +307,14 @@ class Volume:
         if not length:
             return []
         for member in self.replicas.read_order():
-            client = self.links.clients.get(member.address)
+            client = self.links.control(member)
             if client is None:
                 continue
             try:
                 with trio.fail_after(self.replicas.timeout(member)):
-                    extents = await client.call_control("allocation", offset=offset, length=length)
+                    return await client.allocation(offset, length)
             except (LhtrioError, trio.TooSlowError):
                 continue
-            return [(int(n), bool(data)) for n, data in extents]
         return [(length, True)]  # unknown: report data, which is always safe
 
     async def write_batch(self, writes: Sequence[tuple[int, Buffer, bool]]) -> None:

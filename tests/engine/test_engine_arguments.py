@@ -180,4 +180,4 @@ def test_the_strategies_cover_every_engine_call() -> None:
     from lhtrio.engine.service import EngineService
 
     nothing: Any = None
-    assert set(EngineService(nothing, nothing)._calls) == set(CALLS)
+    assert {spec.name for spec in EngineService(nothing, nothing).table} == set(CALLS)

@@ -88,7 +88,7 @@ async def test_an_error_every_replica_answers_is_the_requests_and_fails_none() -
         addresses = await _fake_replicas(nursery, [_refusing(full), _refusing(full)])
         async with volume(addresses) as vol:
             with pytest.raises(NoSpaceError, match=r"^volume v: no space"):
-                await vol.control.all("snapshot", name="s1")
+                await vol.control.all("snapshot", lambda replica: replica.snapshot("s1"))
             assert [m.mode for m in vol.replicas.members] == [Mode.RW, Mode.RW]
         nursery.cancel_scope.cancel()
 
@@ -97,7 +97,7 @@ async def test_a_replica_that_alone_fails_a_control_call_is_failed(tmp_path: Pat
     async with trio.open_nursery() as nursery:
         broken = await _fake_replicas(nursery, [_refusing(StorageError("disk gone"))])
         async with replicas(tmp_path, healthy=1, stalled=0) as good, volume(good + broken) as vol:
-            await vol.control.all("snapshot", name="s1")
+            await vol.control.all("snapshot", lambda replica: replica.snapshot("s1"))
             assert [m.mode for m in vol.replicas.members] == [Mode.RW, Mode.ERR]
             assert "disk gone" in vol.replicas.members[1].error
         nursery.cancel_scope.cancel()

@@ -19,6 +19,7 @@ from lhtrio.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from lhtrio.models.engine import RebuildState
 from lhtrio.models.volume import VolumeOperation
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Data, Read
@@ -97,9 +98,9 @@ async def test_add_replica_copies_the_chain_and_switches_it_to_rw(tmp_path: Path
         assert [m.mode for m in vol.replicas.members] == [Mode.RW, Mode.WO]
         await vol.write_batch([(3 * MiB, b"\x77" * 4096, False)])  # during the rebuild
         await _until_rebuilt(vol)
-        assert progress.state == "done", progress.error
+        assert progress.state is RebuildState.DONE, progress.error
         assert [m.mode for m in vol.replicas.members] == [Mode.RW, Mode.RW]
-        assert progress.sent_bytes == progress.total_bytes >= MiB + 4096
+        assert progress.counters.sent_bytes == progress.counters.total_bytes >= MiB + 4096
         whole = await _read_replica(rw, 0, 4 * MiB)
         assert await _read_replica(target, 0, 4 * MiB) == whole
         assert whole[:MiB] == first
@@ -197,9 +198,9 @@ async def test_a_returning_replica_is_compared_only_where_its_away_log_says(
         progress = await add_replica(vol, b)
         assert progress.dirty == [(3 * MiB, 8192)]
         await _until_rebuilt(vol)
-        assert progress.state == "done", progress.error
-        assert progress.as_dict()["delta"] is True
-        assert progress.sent_bytes == len(changed)  # the rest was not even compared
+        assert progress.state is RebuildState.DONE, progress.error
+        assert progress.record().delta is True
+        assert progress.counters.sent_bytes == len(changed)  # the rest was not even compared
         assert await _read_replica(b, 0, 4 * MiB) == await _read_replica(a, 0, 4 * MiB)
 
 
@@ -213,8 +214,8 @@ async def test_without_a_trustworthy_log_everything_held_is_compared(tmp_path: P
         progress = await add_replica(vol, b)
         assert progress.dirty is None
         await _until_rebuilt(vol)
-        assert progress.state == "done", progress.error
-        assert progress.sent_bytes == 8192  # found by comparing every held block
+        assert progress.state is RebuildState.DONE, progress.error
+        assert progress.counters.sent_bytes == 8192  # found by comparing every held block
         assert await _read_replica(b, 0, 4 * MiB) == await _read_replica(a, 0, 4 * MiB)
 
 
@@ -231,9 +232,9 @@ async def test_a_second_return_sends_only_what_changed_since_the_first(tmp_path:
             await vol.write_batch([(offset, os.urandom(4096), False)])
             progress = await add_replica(vol, b)
             await _until_rebuilt(vol)
-            assert progress.state == "done", progress.error
+            assert progress.state is RebuildState.DONE, progress.error
             # Only this departure's block: the first one's is in an older snapshot now.
-            assert progress.sent_bytes == 4096
+            assert progress.counters.sent_bytes == 4096
             assert await _read_replica(b, 0, 4 * MiB) == await _read_replica(a, 0, 4 * MiB)
 
 
@@ -278,12 +279,10 @@ async def test_system_snapshots_of_rebuilds_do_not_pile_up(tmp_path: Path) -> No
             vol.operation.end()
         info = await vol.control.info_of_one()
         system = [
-            name
-            for name, disk in info["disks"].items()
-            if name != info["head"] and not disk["user_created"]
+            name for name, disk in info.disks.items() if name != info.head and not disk.user_created
         ]
         # The first rebuild's snapshot was coalesced away; the second's is marked removed and
         # pruned (its child is the head), and goes with the next purge.
         assert len(system) == 1
-        assert info["disks"][system[0]]["removed"]
+        assert info.disks[system[0]].removed
         assert await _read_replica(b, 0, MiB) == b"\x11" * MiB

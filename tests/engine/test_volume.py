@@ -26,6 +26,7 @@ from lhtrio.engine.replicaset import (
 )
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import OutOfRangeError, StorageError
+from lhtrio.models.replica import ReplicaInfo
 from lhtrio.net import parse_address, serve_rpc
 from lhtrio.net.reactor import open_reactor
 from lhtrio.replica.server import serve_replica
@@ -38,13 +39,36 @@ MiB = 1 << 20
 AUTOJUMP = 0.5
 
 
+def _info(
+    counter: int, *, head: int = 0, mtime: int = 0, rebuilding: bool = False, size: int = MiB
+) -> ReplicaInfo:
+    """A replica's ``info`` with what the start decision and salvage read."""
+    return ReplicaInfo(
+        path="/r",
+        volume="v",
+        instance="r",
+        size=size,
+        sector_size=512,
+        head="volume-head-000.img",
+        parent="",
+        dirty=False,
+        rebuilding=rebuilding,
+        revision_counter=counter,
+        persisted_revision_counter=counter,
+        chain=("volume-head-000.img",),
+        disks={},
+        head_allocated=head,
+        last_modify_time=mtime,
+    )
+
+
 def test_decide_start_refuses_stale_wrong_size_and_unreachable() -> None:
-    info = {"size": MiB, "persisted_revision_counter": 7, "rebuilding": False}
+    info = _info(7)
     decision = decide_start(
         [
             ("a", info),
-            ("b", {**info, "persisted_revision_counter": 5}),
-            ("c", {**info, "size": 2 * MiB}),
+            ("b", _info(5)),
+            ("c", _info(7, size=2 * MiB)),
             ("d", "connection refused"),
             ("e", info),
         ],
@@ -62,16 +86,6 @@ def test_decide_start_refuses_stale_wrong_size_and_unreachable() -> None:
     assert decision.reasons["d"] == "connection refused"
 
 
-def _info(counter: int, *, head: int = 0, mtime: int = 0, rebuilding: bool = False) -> Any:
-    return {
-        "size": MiB,
-        "persisted_revision_counter": counter,
-        "head_allocated": head,
-        "last_modify_time": mtime,
-        "rebuilding": rebuilding,
-    }
-
-
 def test_decide_start_refuses_an_unfinished_rebuild_even_with_the_newest_counter() -> None:
     decision = decide_start([("a", _info(3)), ("b", _info(9, rebuilding=True))], size=MiB)
     assert decision.modes == {"a": Mode.RW, "b": Mode.ERR}
@@ -82,7 +96,11 @@ def test_salvage_only_when_nothing_qualifies_and_it_picks_the_newest_data() -> N
     healthy = decide_start([("a", _info(3)), ("b", _info(5))], size=MiB, salvage=True)
     assert healthy.modes == {"a": Mode.ERR, "b": Mode.RW}
     assert "salvaged" not in healthy.reasons.get("b", "")
-    stuck = [("a", _info(3, rebuilding=True)), ("b", _info(5, rebuilding=True)), ("c", "down")]
+    stuck: list[tuple[str, ReplicaInfo | str]] = [
+        ("a", _info(3, rebuilding=True)),
+        ("b", _info(5, rebuilding=True)),
+        ("c", "down"),
+    ]
     assert Mode.RW not in decide_start(stuck, size=MiB).modes.values()
     salvaged = decide_start(stuck, size=MiB, salvage=True)
     assert salvaged.modes == {"a": Mode.ERR, "b": Mode.RW, "c": Mode.ERR}
@@ -106,7 +124,7 @@ def test_choose_salvage_breaks_ties_by_head_size_then_mtime() -> None:
     finished_first = choose_salvage([("a", _info(2)), ("b", _info(8, rebuilding=True))], size=MiB)
     assert finished_first is not None
     assert finished_first[0] == "a"
-    assert choose_salvage([("a", "down"), ("b", {**_info(1), "size": 2 * MiB})], size=MiB) is None
+    assert choose_salvage([("a", "down"), ("b", _info(1, size=2 * MiB))], size=MiB) is None
 
 
 def test_health_timeouts_and_round_robin() -> None:

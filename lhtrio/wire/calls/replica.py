@@ -50,7 +50,7 @@ from lhtrio.models.replica import (
     ReplicaInfo,
     SyncStatus,
 )
-from lhtrio.wire.control import CallTable, NameArgs, NoArgs, SizeArgs
+from lhtrio.wire.control import CallTable, NameArgs, NoArgs, SizeArgs, omit_when_default
 from lhtrio.wire.messages import Data
 
 __all__ = [
@@ -181,6 +181,10 @@ class StatusArgs:
 class ClearArgs:
     everything: bool = False
 
+
+# Optional arguments travel only when given (as the calls were made before they were typed).
+omit_when_default(SnapshotArgs, "created", "labels")
+omit_when_default(RevertArgs, "created")
 
 CALLS = CallTable("replica")
 INFO = CALLS.call("info", NoArgs, ReplicaInfo)
