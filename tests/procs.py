@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +76,18 @@ async def lhtrio(*args: str) -> AsyncIterator[Proc]:
             nursery.cancel_scope.cancel()
 
 
-def replica(directory: Path, volume: str, size: str | None = "64Mi", *, unix: bool = False) -> Any:
+def replica(
+    directory: Path, volume: str, size: str | None = "64Mi", *, unix: bool = False
+) -> AbstractAsyncContextManager[Proc]:
     args = ["replica", str(directory), "--volume", volume, "--instance", directory.name]
     if unix:
         args += ["--listen", f"unix:{directory}.sock"]
     return lhtrio(*args, *(["--size", size] if size else []))
 
 
-def engine(volume: str, size: str, replicas: Sequence[str], socket: Path, *extra: str) -> Any:
+def engine(
+    volume: str, size: str, replicas: Sequence[str], socket: Path, *extra: str
+) -> AbstractAsyncContextManager[Proc]:
     args = ["engine", volume, "--size", size, "--nbd", f"unix:{socket}"]
     for address in replicas:
         args += ["--replica", address]

@@ -56,7 +56,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def _no_frontend(
-    volume: Volume, *, shutdown: trio.Event, task_status: trio.TaskStatus[str]
+    volume: Volume,
+    *,
+    shutdown: trio.Event,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     task_status.started("none://")
     await shutdown.wait()

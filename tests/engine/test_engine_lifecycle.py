@@ -175,13 +175,16 @@ async def test_a_graceful_stop_lets_the_frontend_finish_what_it_took_then_flushe
     seen: list[str] = []
 
     async def frontend(
-        vol: Volume, *, shutdown: trio.Event, task_status: trio.TaskStatus[str]
+        volume: Volume,
+        *,
+        shutdown: trio.Event,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started("fake://front")
         await shutdown.wait()
         seen.append("shutdown")
         # A request that was in flight when the stop came: it must still reach the replicas.
-        await vol.write_batch([(0, b"d" * 4096, False)])
+        await volume.write_batch([(0, b"d" * 4096, False)])
         seen.append("answered")
 
     stop = trio.Event()
@@ -208,7 +211,10 @@ async def test_a_frontend_that_ignores_its_stop_is_cancelled_at_the_drain_deadli
     mock_clock.autojump_threshold = AUTOJUMP
 
     async def stubborn(
-        vol: Volume, *, shutdown: trio.Event, task_status: trio.TaskStatus[str]
+        volume: Volume,
+        *,
+        shutdown: trio.Event,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started("fake://stubborn")
         await trio.sleep_forever()

@@ -39,10 +39,11 @@ class Cluster:
 
     async def start_engine(self, *names: str, extra: tuple[str, ...] = ()) -> str:
         addresses = [f"unix:{self.dir(n)}.sock" for n in names]
-        self.engine = await self.stack.enter_async_context(
+        proc = await self.stack.enter_async_context(
             engine("vol", "64Mi", addresses, self.socket, "--replica-timeout", "4", *extra)
         )
-        return self.engine.address
+        self.engine = proc
+        return proc.address
 
     @property
     def control(self) -> str:
