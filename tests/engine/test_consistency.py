@@ -11,6 +11,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
@@ -67,6 +68,7 @@ async def test_replicas_that_differ_where_writes_were_in_flight_are_made_equal(
         assert await _call(a, "intent_regions") == await _call(b, "intent_regions") == []
 
 
+@pytest.mark.slow
 async def test_a_sweep_rides_on_the_clients_flushes(
     tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:
@@ -101,6 +103,7 @@ async def test_a_sweep_rides_on_the_clients_flushes(
         nursery.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_without_the_clients_flushes_a_sweep_flushes_itself_rarely(
     tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:

@@ -205,6 +205,7 @@ async def test_a_graceful_stop_lets_the_frontend_finish_what_it_took_then_flushe
                 assert info["persisted_revision_counter"] == info["revision_counter"] >= 1
 
 
+@pytest.mark.slow
 async def test_a_frontend_that_ignores_its_stop_is_cancelled_at_the_drain_deadline(
     tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:

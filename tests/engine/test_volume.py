@@ -203,6 +203,7 @@ async def volume(
             vol.links.close()  # also when the test failed: its links would hold the nursery open
 
 
+@pytest.mark.slow
 async def test_a_stalled_replica_is_failed_after_8_seconds(
     tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:
@@ -217,6 +218,7 @@ async def test_a_stalled_replica_is_failed_after_8_seconds(
         assert await vol.read_batch([(0, 4096)]) == [b"x" * 4096]
 
 
+@pytest.mark.slow
 async def test_the_last_replica_gets_16_seconds_then_the_volume_faults(
     tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:
@@ -325,6 +327,7 @@ async def test_started_writes_and_reads_complete_by_callback(tmp_path: Path) -> 
             assert info["revision_counter"] == 2
 
 
+@pytest.mark.slow
 async def test_a_started_write_survives_a_stalled_replica(
     tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:
@@ -343,6 +346,7 @@ async def test_a_started_write_survives_a_stalled_replica(
         assert info["persisted_revision_counter"] == info["revision_counter"] == 1
 
 
+@pytest.mark.slow
 async def test_a_started_read_fails_over_from_a_stalled_replica(
     tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:
