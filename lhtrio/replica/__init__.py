@@ -17,25 +17,18 @@ The on-disk store is synchronous and does I/O only (no trio, no networking):
 - :mod:`.layout`, :mod:`.lifecycle` — validating and opening a directory, crash leftovers.
 
 Above the store, with trio: :mod:`.sync` (a rebuild target pulling files), :mod:`.gate` (the
-service's data path and gate), :mod:`.calls` (control-call arguments), :mod:`.service` (the wire
-handler) and :mod:`.server` (``serve_replica``).
+service's data path and gate), :mod:`.calls` (the checks of control-call arguments that need more
+than a type), :mod:`.service` (the control calls, dispatched from their table) and
+:mod:`.server` (``serve_replica``).
+
+What a replica reports (:class:`~lhtrio.models.replica.ReplicaInfo`, ``Checksum``, ``FileInfo``,
+``SyncStatus``, ...) is declared once in :mod:`lhtrio.models.replica`, its control calls (name,
+arguments, result) in :mod:`lhtrio.wire.calls.replica`.
 """
 
 from __future__ import annotations
 
-from lhtrio.replica.chain import Action, ActionKind
-from lhtrio.replica.info import DiskInfo, ReplicaInfo
-from lhtrio.replica.meta import ChecksumInfo
 from lhtrio.replica.reader import SnapshotReader, open_snapshot_reader
 from lhtrio.replica.store import Replica
 
-__all__ = [
-    "Action",
-    "ActionKind",
-    "ChecksumInfo",
-    "DiskInfo",
-    "Replica",
-    "ReplicaInfo",
-    "SnapshotReader",
-    "open_snapshot_reader",
-]
+__all__ = ["Replica", "SnapshotReader", "open_snapshot_reader"]

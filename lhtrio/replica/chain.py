@@ -6,7 +6,8 @@ revert (the older branch survives), so the disks form a forest; the *live chain*
 the head to the root.
 
 The removal machinery is Longhorn's (``longhorn-facts.md`` §2.2-2.3), with Longhorn's naming:
-in every :class:`Action`, ``source`` is the disk being removed and ``target`` its child.
+in every :class:`~lhtrio.models.replica.RemovalAction` (the record ``prepare_remove`` returns),
+``source`` is the disk being removed and ``target`` its child.
 
 - no children → ``remove(source)``;
 - one child that is not the head → ``coalesce(source, target)`` (copy the child's data into the
@@ -23,20 +24,16 @@ after every branch below it, when it has the best chance of having a single chil
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 
-import attrs
-
 from lhtrio.errors import ConflictError, CorruptMetadataError, InvalidArgumentError, NotFoundError
+from lhtrio.models.replica import ActionKind, RemovalAction
 from lhtrio.replica.index import MAX_LAYERS
 from lhtrio.replica.meta import DiskMeta
 from lhtrio.replica.names import VOLUME_META, meta_file
 
 __all__ = [
     "MAX_CHAIN",
-    "ActionKind",
-    "Action",
     "children_map",
     "validate",
     "live_chain",
@@ -46,22 +43,6 @@ __all__ = [
 ]
 
 MAX_CHAIN = MAX_LAYERS
-
-
-class ActionKind(enum.Enum):
-    REMOVE = "remove"
-    COALESCE = "coalesce"
-    REPLACE = "replace"
-    PRUNE = "prune"
-
-
-@attrs.frozen(kw_only=True)
-class Action:
-    """One step of removing ``source``; ``target`` is its child (``""`` for remove)."""
-
-    kind: ActionKind
-    source: str
-    target: str = ""
 
 
 def children_map(disks: Mapping[str, DiskMeta]) -> dict[str, list[str]]:
@@ -133,7 +114,7 @@ def live_chain(disks: Mapping[str, DiskMeta], head: str) -> list[str]:
     return chain
 
 
-def prepare_remove(disks: Mapping[str, DiskMeta], head: str, name: str) -> list[Action]:
+def prepare_remove(disks: Mapping[str, DiskMeta], head: str, name: str) -> list[RemovalAction]:
     """The actions that remove the disk ``name`` (which must be marked removed)."""
     if name == head:
         raise InvalidArgumentError(f"{name} is the volume head; it cannot be removed")
@@ -144,15 +125,15 @@ def prepare_remove(disks: Mapping[str, DiskMeta], head: str, name: str) -> list[
         raise ConflictError(f"disk {name} is not marked removed; mark it removed first")
     kids = children_map(disks)[name]
     if not kids:
-        return [Action(kind=ActionKind.REMOVE, source=name)]
+        return [RemovalAction(kind=ActionKind.REMOVE, source=name)]
     if len(kids) > 1:
         return []
     child = kids[0]
     if child == head:
-        return [Action(kind=ActionKind.PRUNE, source=name, target=child)]
+        return [RemovalAction(kind=ActionKind.PRUNE, source=name, target=child)]
     return [
-        Action(kind=ActionKind.COALESCE, source=name, target=child),
-        Action(kind=ActionKind.REPLACE, source=name, target=child),
+        RemovalAction(kind=ActionKind.COALESCE, source=name, target=child),
+        RemovalAction(kind=ActionKind.REPLACE, source=name, target=child),
     ]
 
 

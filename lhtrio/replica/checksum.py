@@ -23,10 +23,10 @@ from collections.abc import Callable
 import attrs
 
 from lhtrio.errors import ConflictError, CorruptMetadataError, StorageError
+from lhtrio.models.replica import Checksum
 from lhtrio.replica import fs
 from lhtrio.replica import meta as metalib
 from lhtrio.replica.layers import Layers
-from lhtrio.replica.meta import ChecksumInfo
 from lhtrio.replica.names import checksum_file
 
 __all__ = ["CHECKSUM_METHOD", "checksum"]
@@ -39,15 +39,15 @@ _HASH_CHUNK = 1 << 20
 _ZEROS = memoryview(bytes(_HASH_CHUNK))
 
 
-def checksum(layers: Layers, name: str, *, force: bool) -> ChecksumInfo:
+def checksum(layers: Layers, name: str, *, force: bool) -> Checksum:
     """The checksum of snapshot ``name``: the recorded one if still valid (and not ``force``),
     else a new hash, recorded. Runs beside the data path; takes the layers' lock only to write
     the record."""
     disk, _ = layers.snapshot_disk(name)
     where = f"{layers.path}/{checksum_file(disk)}"
     try:
-        recorded: ChecksumInfo | None = metalib.load(
-            layers.dir_fd, checksum_file(disk), ChecksumInfo, where=where
+        recorded: Checksum | None = metalib.load(
+            layers.dir_fd, checksum_file(disk), Checksum, where=where
         )
     except CorruptMetadataError as exc:
         # A missing or damaged cache is simply recomputed.
@@ -71,7 +71,7 @@ def checksum(layers: Layers, name: str, *, force: bool) -> ChecksumInfo:
         if valid and recorded is not None and recorded.checksum != digest:
             result = attrs.evolve(recorded, last_hashed_at=now, silently_corrupted=True)
         else:
-            result = ChecksumInfo(
+            result = Checksum(
                 method=CHECKSUM_METHOD, checksum=digest, change_time=ctime, last_hashed_at=now
             )
         with layers.lock:

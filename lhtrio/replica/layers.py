@@ -50,11 +50,11 @@ from lhtrio.errors import (
     ShuttingDownError,
     StorageError,
 )
+from lhtrio.models.replica import DiskInfo
 from lhtrio.replica import chain as chainlib
 from lhtrio.replica import fs
 from lhtrio.replica import meta as metalib
 from lhtrio.replica.index import BLOCK_SHIFT, ReadIndex
-from lhtrio.replica.info import DiskInfo
 from lhtrio.replica.lifecycle import Opened
 from lhtrio.replica.meta import DiskMeta, ReplicaIdentity, VolumeMeta
 from lhtrio.replica.names import VOLUME_META, disk_file, is_head_file, meta_file

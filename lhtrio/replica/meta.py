@@ -12,7 +12,12 @@ with the same eyes:
   Go's JSON reader ignores a key it does not know, so Longhorn-style readers still parse it.
 - ``lhtrio-replica.json`` — :class:`ReplicaIdentity`, lhtrio's own (``volume``, ``instance``):
   which volume and replica instance the directory was created for.
-- ``<disk>.img.checksum`` — :class:`ChecksumInfo` (snake_case keys, as sparse-tools writes them).
+- ``<disk>.img.checksum`` — :class:`lhtrio.models.replica.Checksum`, the record the ``checksum``
+  call returns, declared once (snake_case keys, as sparse-tools writes them: ``method``,
+  ``checksum``, ``change_time`` — the file's ctime in nanoseconds when it was hashed; a later
+  ctime means the file changed —, ``last_hashed_at``, ``silently_corrupted``). This module's
+  converter reads and writes it, not the wire's; ``tests/replica/test_replica_meta.py`` pins the
+  file's keys and values, so a change of the record that would change the file fails there.
 - ``revision.counter`` — 4096 bytes: the counter in ASCII decimal, NUL-padded.
 
 One cattrs converter (:data:`converter`) maps snake_case attributes to the on-disk key names.
@@ -37,7 +42,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 import cattrs
@@ -46,6 +51,7 @@ from cattrs.v import format_exception
 
 from lhtrio.errors import CorruptMetadataError, InvalidArgumentError
 from lhtrio.models import times
+from lhtrio.models.replica import Checksum
 from lhtrio.replica import fs
 
 __all__ = [
@@ -54,7 +60,6 @@ __all__ = [
     "MAX_COUNTER",
     "VolumeMeta",
     "DiskMeta",
-    "ChecksumInfo",
     "ReplicaIdentity",
     "converter",
     "format_time",
@@ -113,21 +118,6 @@ class DiskMeta:
 
 
 @attrs.frozen(kw_only=True)
-class ChecksumInfo:
-    """``<disk>.img.checksum``: a cached hash of a snapshot file.
-
-    ``change_time`` is the file's ctime in nanoseconds when it was hashed; a later ctime means the
-    file changed and must be hashed again.
-    """
-
-    method: str
-    checksum: str
-    change_time: int
-    last_hashed_at: dt.datetime
-    silently_corrupted: bool = False
-
-
-@attrs.frozen(kw_only=True)
 class ReplicaIdentity:
     """``lhtrio-replica.json``: the volume and the replica instance a directory was created for.
 
@@ -180,8 +170,8 @@ def _go_name(attribute: str) -> str:
     return "".join(part.capitalize() for part in attribute.split("_"))
 
 
-def _strict(kind: type[T], label: str) -> Callable[[Any, Any], T]:
-    def structure(value: Any, _: Any) -> T:
+def _strict(kind: type[T], label: str) -> Callable[[object, object], T]:
+    def structure(value: object, _: object) -> T:
         if type(value) is not kind:
             raise TypeError(f"expected {label}, got {json.dumps(value)}")
         return value
@@ -189,7 +179,7 @@ def _strict(kind: type[T], label: str) -> Callable[[Any, Any], T]:
     return structure
 
 
-def _structure_time(value: Any, _: Any) -> dt.datetime:
+def _structure_time(value: object, _: object) -> dt.datetime:
     if type(value) is not str:
         raise TypeError(f"expected an RFC 3339 timestamp, got {json.dumps(value)}")
     try:
@@ -199,7 +189,7 @@ def _structure_time(value: Any, _: Any) -> dt.datetime:
 
 
 #: Keys a file may lack (written before lhtrio recorded them); omitted on write when unknown.
-_OPTIONAL: dict[type[Any], frozenset[str]] = {DiskMeta: frozenset({"Size"})}
+_OPTIONAL: dict[type[object], frozenset[str]] = {DiskMeta: frozenset({"Size"})}
 
 
 def _make_converter() -> cattrs.Converter:
@@ -227,12 +217,12 @@ converter = _make_converter()
 
 
 def _keys(cls: type[Any]) -> list[str]:
-    if cls in (ChecksumInfo, ReplicaIdentity):
+    if cls in (Checksum, ReplicaIdentity):
         return [a.name for a in attrs.fields(cls)]
     return [_go_name(a.name) for a in attrs.fields(cls)]
 
 
-Metadata = VolumeMeta | DiskMeta | ChecksumInfo | ReplicaIdentity
+Metadata = VolumeMeta | DiskMeta | Checksum | ReplicaIdentity
 
 
 def dumps(value: Metadata) -> bytes:
@@ -240,8 +230,8 @@ def dumps(value: Metadata) -> bytes:
     return json.dumps(converter.unstructure(value), separators=(",", ":")).encode()
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
     for key, value in pairs:
         if key in result:
             raise ValueError(f"key {key!r} appears twice")
@@ -249,7 +239,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
@@ -286,13 +276,13 @@ def _say(exc: BaseException, _: type | None) -> str:
     return format_exception(exc, None)
 
 
-def _describe(line: str, cls: type[Any]) -> str:
+def _describe(line: str, cls: type[object]) -> str:
     """``"problem @ $.size"`` → ``"field Size: problem"`` (on-disk key names)."""
     problem, _, path = line.rpartition(" @ $")
     if not problem:
         return line
     key, sep, rest = path.lstrip(".").partition("[")
-    if cls not in (ChecksumInfo, ReplicaIdentity):
+    if cls not in (Checksum, ReplicaIdentity):
         key = _go_name(key)
     return f"field {key}{sep}{rest}: {problem}"
 

@@ -37,6 +37,7 @@ from lhtrio.models.names import (
     validate_snapshot_name,
     validate_volume_name,
 )
+from lhtrio.models.replica import snapshot_disk, snapshot_of
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -45,7 +46,6 @@ __all__ = [
     "IDENTITY",
     "INTENT",
     "HEAD_PREFIX",
-    "SNAP_PREFIX",
     "IMG_SUFFIX",
     "META_SUFFIX",
     "CHECKSUM_SUFFIX",
@@ -71,8 +71,9 @@ VOLUME_META = "volume.meta"
 REVISION_COUNTER = "revision.counter"
 IDENTITY = "lhtrio-replica.json"
 INTENT = "volume.intent"
+# Snapshot files are spelled by lhtrio.models.replica.snapshot_disk/snapshot_of (the one naming
+# helper, shared with the engine); heads are the replica's alone.
 HEAD_PREFIX = "volume-head-"
-SNAP_PREFIX = "volume-snap-"
 IMG_SUFFIX = ".img"
 META_SUFFIX = ".meta"
 CHECKSUM_SUFFIX = ".checksum"
@@ -105,7 +106,7 @@ def head_file(number: int) -> str:
 
 def snapshot_file(name: str) -> str:
     """``volume-snap-NAME.img`` for a valid snapshot name."""
-    return f"{SNAP_PREFIX}{validate_snapshot_name(name)}{IMG_SUFFIX}"
+    return snapshot_disk(validate_snapshot_name(name))
 
 
 def meta_file(disk: str) -> str:
@@ -136,10 +137,8 @@ def is_head_file(disk: str) -> bool:
 
 def snapshot_name(disk: str) -> str | None:
     """The NAME of ``volume-snap-NAME.img`` if it is a valid name, else None."""
-    if not (disk.startswith(SNAP_PREFIX) and disk.endswith(IMG_SUFFIX)):
-        return None
-    name = disk[len(SNAP_PREFIX) : -len(IMG_SUFFIX)]
-    return name if snapshot_name_problem(name) is None else None
+    name = snapshot_of(disk)
+    return name if name is not None and snapshot_name_problem(name) is None else None
 
 
 def disk_file(name_or_file: str) -> str:

@@ -32,10 +32,10 @@ from collections.abc import Callable
 import attrs
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, NotFoundError
+from lhtrio.models.replica import ActionKind, RemovalAction
 from lhtrio.replica import chain as chainlib
 from lhtrio.replica import fs
 from lhtrio.replica import meta as metalib
-from lhtrio.replica.chain import Action, ActionKind
 from lhtrio.replica.layers import Layers
 from lhtrio.replica.names import (
     VOLUME_META,
@@ -194,7 +194,7 @@ def remove_disk(layers: Layers, name: str, *, force: bool = False) -> None:
     layers.drop_disk(disk)
 
 
-def apply(layers: Layers, action: Action) -> None:
+def apply(layers: Layers, action: RemovalAction) -> None:
     if action.kind is ActionKind.REMOVE:
         remove_disk(layers, action.source)
     elif action.kind is ActionKind.COALESCE:

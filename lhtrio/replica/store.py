@@ -30,16 +30,15 @@ from contextlib import contextmanager
 
 import attrs
 
+from lhtrio.models.replica import ActionKind, Checksum, RemovalAction, ReplicaInfo
 from lhtrio.replica import adopt as adoption
 from lhtrio.replica import chain as chainlib
 from lhtrio.replica import checksum as checksums
 from lhtrio.replica import fs, lifecycle, removal, snapshots
 from lhtrio.replica.adopt import PlannedDisk
-from lhtrio.replica.chain import Action, ActionKind
 from lhtrio.replica.datapath import DataPath
-from lhtrio.replica.info import ReplicaInfo
 from lhtrio.replica.layers import Layers
-from lhtrio.replica.meta import ChecksumInfo, ReplicaIdentity
+from lhtrio.replica.meta import ReplicaIdentity
 from lhtrio.replica.names import VOLUME_META, disk_file, validate_name
 
 __all__ = ["Replica"]
@@ -212,7 +211,7 @@ class Replica(DataPath):
         with self._changing() as layers:
             removal.mark_removed(layers, name)
 
-    def prepare_remove(self, name: str) -> list[Action]:
+    def prepare_remove(self, name: str) -> list[RemovalAction]:
         """The actions that would remove snapshot ``name`` (it must be marked removed)."""
         with self._flush_lock:
             self._check_open()
@@ -244,7 +243,7 @@ class Replica(DataPath):
         with self._changing() as layers:
             removal.remove_disk(layers, name, force=force)
 
-    def apply(self, action: Action) -> None:
+    def apply(self, action: RemovalAction) -> None:
         """Run one action returned by :meth:`prepare_remove`."""
         if action.kind is ActionKind.COALESCE:
             self.coalesce(action.source, action.target)
@@ -286,7 +285,7 @@ class Replica(DataPath):
             snapshots.expand(layers, size)
             self._intent.resize(layers.size)  # after the commit: a shorter map is padded
 
-    def checksum(self, name: str, *, force: bool = False) -> ChecksumInfo:
+    def checksum(self, name: str, *, force: bool = False) -> Checksum:
         """Hash snapshot ``name`` unless its recorded hash is still valid (see :mod:`.checksum`)."""
         self._check_open()
         return checksums.checksum(self._layers, name, force=force)

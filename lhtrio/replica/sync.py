@@ -41,8 +41,10 @@ Measured with ``nox -s bench -- rebuild`` (figures and the yardstick in ``docs/b
 * **Progress is reported at most every** :data:`REPORT_EVERY` seconds: each report wakes the
   engine's long poll and its client's (0.27 s -> 0.02 s of the engine's CPU per GiB).
 
-Counters (:class:`SyncStatus`): ``total_bytes`` is the allocated size of the source files,
-``done_bytes`` how much of it was handled so far. Every handled byte ends in exactly one of:
+Counters (:class:`~lhtrio.models.replica.TransferCounters`, declared once, carried by the
+replica's ``SyncStatus`` and the engine's rebuild progress): ``total_bytes`` is the allocated
+size of the source files, ``done_bytes`` how much of it was handled so far. Every handled byte
+ends in exactly one of:
 
 * ``sent_bytes``: data the source sent (``file_read``), because the target lacked it, held other
   bytes there, or the away log named it;
@@ -64,23 +66,24 @@ from __future__ import annotations
 import functools
 import mmap
 import os
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, Protocol, TypeVar, TypeVarTuple, Unpack
 
 import attrs
 import trio
 
+from lhtrio.clients.replica import ReplicaClient
 from lhtrio.errors import ProtocolError
-from lhtrio.net import RpcClient, open_rpc_client
+from lhtrio.models.replica import FileInfo, SyncState, SyncStatus
+from lhtrio.net import open_rpc_client
 from lhtrio.replica import transfer
 from lhtrio.replica.checksum import CHECKSUM_METHOD
 from lhtrio.replica.layers import Layers
 from lhtrio.replica.store import Replica
-from lhtrio.replica.transfer import FileInfo, Range
-from lhtrio.wire import Call, Data, Role
-from lhtrio.wire.control import converter
+from lhtrio.replica.transfer import Range
+from lhtrio.wire import Role
 
-__all__ = ["IN_FLIGHT", "REPORT_EVERY", "SyncStatus", "pull"]
+__all__ = ["IN_FLIGHT", "REPORT_EVERY", "pull"]
 
 IN_FLIGHT: Final = 4
 #: Windows holding at most this many 4 KiB blocks to compare are compared per block at once.
@@ -90,23 +93,21 @@ REPORT_EVERY: Final = 0.1
 
 _Work = tuple[list[Range], list[Range]]  # one window's ranges: to read, to compare first
 
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
-@attrs.frozen(kw_only=True)
-class SyncStatus:
-    """Where a transfer stands. ``state``: idle, syncing, done, failed or cancelled."""
 
-    state: str = "idle"
-    source: str = ""
-    files: int = 0
-    files_done: int = 0
-    skipped_files: int = 0
-    total_bytes: int = 0
-    done_bytes: int = 0
-    sent_bytes: int = 0
-    compared_bytes: int = 0
-    known_bytes: int = 0
-    skipped_bytes: int = 0
-    error: str = ""
+class _Run(Protocol):
+    """``trio.to_thread.run_sync`` with the transfer's capacity limiter."""
+
+    def __call__(self, fn: Callable[[Unpack[Ts]], T], /, *args: *Ts) -> Awaitable[T]: ...
+
+
+def _runner(limiter: trio.CapacityLimiter) -> _Run:
+    async def run(fn: Callable[[Unpack[Ts]], T], /, *args: *Ts) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
+
+    return run
 
 
 @attrs.define
@@ -149,16 +150,15 @@ async def pull(
     ``report`` with every change of the counters; returns the final status (state ``done``).
     Errors propagate (the caller records them).
     """
-    counters = _Counters(SyncStatus(state="syncing", source=source, files=len(files)), report)
+    status = SyncStatus(state=SyncState.SYNCING, source=source, files=len(files))
+    counters = _Counters(status, report)
     report(counters.status)
-    run = functools.partial(trio.to_thread.run_sync, limiter=limiter)
+    run = _runner(limiter)
     async with open_rpc_client(
         source, volume=replica.volume, client=f"rebuild-{replica.instance}", role=Role.REPLICA
-    ) as src:
-        infos = [
-            converter.structure(await src.call_control("file_info", name=name), FileInfo)
-            for name in files
-        ]
+    ) as rpc:
+        src = ReplicaClient(rpc)
+        infos = [await src.file_info(name) for name in files]
         counters.add(total_bytes=sum(info.allocated for info in infos))
         for info in infos:
             await _pull_file(
@@ -171,23 +171,25 @@ async def pull(
                 run=run,
             )
             counters.add(files_done=1)
-    done = attrs.evolve(counters.status, state="done", done_bytes=counters.status.total_bytes)
+    done = attrs.evolve(
+        counters.status, state=SyncState.DONE, done_bytes=counters.status.total_bytes
+    )
     report(done)
     return done
 
 
 async def _pull_file(
-    src: RpcClient,
+    src: ReplicaClient,
     layers: Layers,
     info: FileInfo,
     *,
     existed: bool,
     dirty: Sequence[Range] | None,
     counters: _Counters,
-    run: Callable[..., Any],
+    run: _Run,
 ) -> None:
     name = info.name
-    fd: int = await run(functools.partial(transfer.open_snapshot, layers, name, write=True))
+    fd = await run(functools.partial(transfer.open_snapshot, layers, name, write=True))
     direct = -1
     try:
         if existed and info.checksum:
@@ -235,7 +237,7 @@ async def _pull_file(
 
 
 async def _plan(
-    src: RpcClient,
+    src: ReplicaClient,
     info: FileInfo,
     fd: int,
     *,
@@ -243,7 +245,7 @@ async def _plan(
     dirty: Sequence[Range] | None,
     counters: _Counters,
     work: trio.MemorySendChannel[_Work],
-    run: Callable[..., Any],
+    run: _Run,
 ) -> None:
     """Fetch the source's map page by page and queue its windows (punching stray data first).
 
@@ -253,14 +255,8 @@ async def _plan(
     async with work:
         offset = 0
         while True:
-            page = _extents(
-                await src.call_control(
-                    "file_map", name=info.name, offset=offset, limit=transfer.MAP_EXTENTS
-                ),
-                offset,
-                info.size,
-                src.peer,
-            )
+            page = await src.file_map(info.name, offset=offset, limit=transfer.MAP_EXTENTS)
+            _check_page(page, offset, info.size, src.rpc.peer)
             end = page[-1][0] + page[-1][1] if page else info.size
             compare: list[Range] = []
             if existed:
@@ -285,26 +281,20 @@ async def _plan(
             offset = end
 
 
-def _extents(value: Any, offset: int, size: int, peer: str) -> list[Range]:
-    """A ``file_map`` page checked: whole-number ranges in order, inside ``[offset, size)``."""
-    extents: list[Range] = []
+def _check_page(page: list[Range], offset: int, size: int, peer: str) -> None:
+    """A ``file_map`` page (its shape checked by the client) in order, inside ``[offset, size)``."""
     pos = offset
-    for item in value if type(value) is list else [None]:
-        start, length = item if type(item) is list and len(item) == 2 else (None, None)
-        if type(start) is not int or type(length) is not int:
-            raise ProtocolError(f"{peer} answered file_map with {item!r}, not [offset, length]")
+    for start, length in page:
         if start < pos or length <= 0 or start + length > size:
             raise ProtocolError(
                 f"{peer} answered file_map with extents out of order or outside "
                 f"[{offset}, {size}): [{start}, {length}]"
             )
-        extents.append((start, length))
         pos = start + length
-    return extents
 
 
 async def _changed(
-    src: RpcClient, name: str, fd: int, ranges: list[Range], run: Callable[..., Any]
+    src: ReplicaClient, name: str, fd: int, ranges: list[Range], run: _Run
 ) -> list[Range]:
     """The parts of ``ranges`` (one window's) whose bytes differ from the source's.
 
@@ -315,21 +305,19 @@ async def _changed(
     groups = transfer.blocks(ranges)
     if len(groups) > FEW_BLOCKS:
         ours = await run(transfer.digests, fd, [ranges])
-        if not await src.call_control("file_diff", name=name, groups=[ranges], digests=ours):
+        if not await src.file_diff(name, [ranges], ours):
             return []
     ours = await run(transfer.digests, fd, groups)
-    differ = await src.call_control("file_diff", name=name, groups=groups, digests=ours)
-    if type(differ) is not list or not all(type(i) is int and 0 <= i < len(groups) for i in differ):
-        raise ProtocolError(f"{src.peer} answered file_diff with indices out of range")
+    differ = await src.file_diff(name, groups, ours)
+    if not all(0 <= i < len(groups) for i in differ):
+        raise ProtocolError(f"{src.rpc.peer} answered file_diff with indices out of range")
     return transfer.merge(groups[i][0] for i in differ)
 
 
-async def _read(src: RpcClient, name: str, ranges: list[Range]) -> memoryview:
-    reply = await src.call(Call("file_read", {"name": name, "ranges": ranges}))
-    if not isinstance(reply, Data):
-        raise ProtocolError(f"{src.peer} answered file_read with {type(reply).__name__}")
+async def _read(src: ReplicaClient, name: str, ranges: list[Range]) -> memoryview:
+    reply = await src.file_read(name, ranges)
     expected = sum(length for _, length in ranges)
     data = memoryview(reply.data)
     if data.nbytes != expected:
-        raise ProtocolError(f"{src.peer} sent {data.nbytes} bytes for {expected} asked")
+        raise ProtocolError(f"{src.rpc.peer} sent {data.nbytes} bytes for {expected} asked")
     return data

@@ -34,15 +34,14 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 
-import attrs
-
 from lhtrio.errors import CorruptMetadataError, InvalidArgumentError, NotFoundError
+from lhtrio.models.replica import Checksum, FileInfo
 from lhtrio.replica import fs
 from lhtrio.replica import meta as metalib
 from lhtrio.replica.index import BLOCK_SIZE
 from lhtrio.replica.layers import Layers
-from lhtrio.replica.meta import ChecksumInfo
 from lhtrio.replica.names import checksum_file, snapshot_name
+from lhtrio.wire.calls.replica import MAP_EXTENTS
 
 __all__ = [
     "WINDOW",
@@ -51,7 +50,6 @@ __all__ = [
     "MAX_BYTES",
     "MAP_EXTENTS",
     "Range",
-    "FileInfo",
     "DIRECT_MIN",
     "DIRECT_ALIGN",
     "open_snapshot",
@@ -77,23 +75,12 @@ WINDOW = 2 << 20
 DIGEST_SIZE = 16
 MAX_RANGES = 8192
 MAX_BYTES = 32 << 20
-MAP_EXTENTS = 16384
 DIRECT_MIN = 64 << 10
 DIRECT_ALIGN = 4096
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 Range = tuple[int, int]
-
-
-@attrs.frozen(kw_only=True)
-class FileInfo:
-    """A snapshot file as the source sees it; ``checksum`` is "" unless recorded and valid."""
-
-    name: str
-    size: int
-    allocated: int
-    checksum: str
 
 
 def open_snapshot(layers: Layers, name: str, *, write: bool = False) -> int:
@@ -128,7 +115,7 @@ def recorded_checksum(layers: Layers, name: str, fd: int) -> str:
     """The recorded checksum of snapshot file ``name`` (open as ``fd``) if still valid, else ""."""
     where = f"{layers.path}/{checksum_file(name)}"
     try:
-        recorded = metalib.load(layers.dir_fd, checksum_file(name), ChecksumInfo, where=where)
+        recorded = metalib.load(layers.dir_fd, checksum_file(name), Checksum, where=where)
     except CorruptMetadataError:
         return ""  # missing or damaged: it is only a cache
     if recorded.silently_corrupted or recorded.change_time != os.fstat(fd).st_ctime_ns:
@@ -140,7 +127,7 @@ def record_checksum(layers: Layers, name: str, fd: int, checksum: str, method: s
     """Record ``checksum`` for the file just received (its ctime now), as the source had it."""
     with layers.lock:
         layers.check_open()
-        info = ChecksumInfo(
+        info = Checksum(
             method=method,
             checksum=checksum,
             change_time=os.fstat(fd).st_ctime_ns,
@@ -150,6 +137,8 @@ def record_checksum(layers: Layers, name: str, fd: int, checksum: str, method: s
 
 
 def file_info(layers: Layers, name: str) -> FileInfo:
+    """Snapshot file ``name`` as a rebuild's target needs to know it (``checksum``: "" unless
+    recorded and still valid)."""
     fd = open_snapshot(layers, name)
     try:
         st = os.fstat(fd)

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from lhtrio.errors import CorruptMetadataError, StorageError
-from lhtrio.replica import intent as intentlib
 from lhtrio.replica.intent import HEADER, REGION, WriteIntent
 
 NAME = "volume.intent"
@@ -132,7 +131,7 @@ def test_a_mark_that_cannot_be_made_durable_fails_for_good(
     def broken_sync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(intentlib.os, "fdatasync", broken_sync)
+    monkeypatch.setattr("lhtrio.replica.intent.os.fdatasync", broken_sync)
     with pytest.raises(StorageError, match=r"write intent.*must be rebuilt"):
         intent.note(0, 4096)
     monkeypatch.undo()

@@ -5,8 +5,8 @@ import datetime as dt
 import pytest
 
 from lhtrio.errors import ConflictError, CorruptMetadataError, InvalidArgumentError, NotFoundError
+from lhtrio.models.replica import ActionKind, RemovalAction
 from lhtrio.replica import chain
-from lhtrio.replica.chain import Action, ActionKind
 from lhtrio.replica.meta import DiskMeta
 
 WHEN = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
@@ -89,15 +89,15 @@ def test_prepare_remove_cases() -> None:
     }
     graph = disks(spec)
     assert chain.prepare_remove(graph, HEAD, snap("a")) == [
-        Action(kind=ActionKind.COALESCE, source=snap("a"), target=snap("b")),
-        Action(kind=ActionKind.REPLACE, source=snap("a"), target=snap("b")),
+        RemovalAction(kind=ActionKind.COALESCE, source=snap("a"), target=snap("b")),
+        RemovalAction(kind=ActionKind.REPLACE, source=snap("a"), target=snap("b")),
     ]
     assert chain.prepare_remove(graph, HEAD, snap("b")) == []
     assert chain.prepare_remove(graph, HEAD, snap("c")) == [
-        Action(kind=ActionKind.PRUNE, source=snap("c"), target=HEAD)
+        RemovalAction(kind=ActionKind.PRUNE, source=snap("c"), target=HEAD)
     ]
     assert chain.prepare_remove(graph, HEAD, snap("d")) == [
-        Action(kind=ActionKind.REMOVE, source=snap("d"))
+        RemovalAction(kind=ActionKind.REMOVE, source=snap("d"))
     ]
     with pytest.raises(ConflictError, match="not marked removed"):
         chain.prepare_remove(graph, HEAD, snap("e"))

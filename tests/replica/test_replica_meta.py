@@ -10,9 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lhtrio.errors import CorruptMetadataError, InvalidArgumentError
+from lhtrio.models.replica import Checksum
 from lhtrio.replica import fs
 from lhtrio.replica import meta as m
-from lhtrio.replica.meta import ChecksumInfo, DiskMeta, ReplicaIdentity, VolumeMeta
+from lhtrio.replica.meta import DiskMeta, ReplicaIdentity, VolumeMeta
 
 WHEN = dt.datetime(2026, 11, 22, 10, 0, 0, tzinfo=dt.UTC)
 
@@ -107,7 +108,7 @@ def test_identity_record_round_trip() -> None:
 
 
 def test_checksum_info_round_trip() -> None:
-    value = ChecksumInfo(method="blake2b-256", checksum="ab", change_time=123, last_hashed_at=WHEN)
+    value = Checksum(method="blake2b-256", checksum="ab", change_time=123, last_hashed_at=WHEN)
     raw = json.loads(m.dumps(value))
     assert raw == {
         "method": "blake2b-256",
@@ -116,7 +117,7 @@ def test_checksum_info_round_trip() -> None:
         "last_hashed_at": "2026-11-22T10:00:00Z",
         "silently_corrupted": False,
     }
-    assert m.loads(m.dumps(value), ChecksumInfo, where="x") == value
+    assert m.loads(m.dumps(value), Checksum, where="x") == value
 
 
 _GOOD = {

@@ -35,8 +35,8 @@ from hypothesis.stateful import (
 )
 
 from lhtrio.errors import AlreadyExistsError
+from lhtrio.models.replica import ActionKind
 from lhtrio.replica import chain as chainlib
-from lhtrio.replica.chain import ActionKind
 from lhtrio.replica.meta import DiskMeta
 from lhtrio.replica.names import head_file, snapshot_file
 from lhtrio.replica.store import Replica

@@ -17,8 +17,8 @@ from lhtrio.errors import (
     ShuttingDownError,
     StorageError,
 )
+from lhtrio.models.replica import ActionKind, RemovalAction
 from lhtrio.replica import fs
-from lhtrio.replica.chain import Action, ActionKind
 from lhtrio.replica.store import Replica
 
 from .replica_helpers import BLOCK, INSTANCE, VOLUME, fill, open_replica, tree
@@ -246,7 +246,9 @@ def test_mark_removed(replica: Replica, rdir: Path) -> None:
     replica.mark_removed("volume-snap-s1.img")
     assert json.loads((rdir / "volume-snap-s1.img.meta").read_bytes())["Removed"] is True
     assert replica.prepare_remove("s1") == [
-        Action(kind=ActionKind.PRUNE, source="volume-snap-s1.img", target="volume-head-001.img")
+        RemovalAction(
+            kind=ActionKind.PRUNE, source="volume-snap-s1.img", target="volume-head-001.img"
+        )
     ]
 
 

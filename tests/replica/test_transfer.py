@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, NotFoundError
+from lhtrio.models.replica import FileInfo
 from lhtrio.replica import fs, transfer
 from lhtrio.replica.adopt import PlannedDisk
 from lhtrio.replica.meta import DiskMeta
@@ -338,7 +339,7 @@ def test_open_snapshot_is_read_only_unless_asked(src: Replica) -> None:
 def test_file_info_and_map(src: Replica, sdir: Path) -> None:
     info = transfer.file_info(src.layers, S1)
     st_ = os.stat(sdir / S1)
-    assert info == transfer.FileInfo(name=S1, size=SIZE, allocated=st_.st_blocks * 512, checksum="")
+    assert info == FileInfo(name=S1, size=SIZE, allocated=st_.st_blocks * 512, checksum="")
     assert info.allocated >= 12 * BLOCK
     assert transfer.file_map(src.layers, S1) == [(0, 8 * BLOCK), (20 * BLOCK, 4 * BLOCK)]
     assert transfer.file_map(src.layers, S2) == [(4 * BLOCK, 2 * BLOCK), (40 * BLOCK, BLOCK)]

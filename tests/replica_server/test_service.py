@@ -50,7 +50,7 @@ async def test_data_waits_while_a_control_operation_holds_the_gate(
             assert not isinstance(pending, Reply)
 
             async def finish() -> None:
-                results.append(await pending)  # type: ignore[misc]
+                results.append(await pending)
 
             nursery.start_soon(finish)
             await trio.testing.wait_all_tasks_blocked()
@@ -104,7 +104,7 @@ async def test_one_purge_at_a_time(service: ReplicaService) -> None:
     async with service._exclusive("hold"):
         assert isinstance(await answer(service, Call("purge")), Result)
         with pytest.raises(ConflictError, match="already purging"):
-            service(Call("purge"))
+            await answer(service, Call("purge"))
 
 
 async def test_unknown_call(service: ReplicaService) -> None:
@@ -116,7 +116,7 @@ async def test_writes_flow_while_a_purge_coalesces(
     service: ReplicaService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 
-    from lhtrio.replica.chain import ActionKind
+    from lhtrio.models.replica import ActionKind
 
     replica = service.replica
     replica.write(0, b"1" * 4096)
