@@ -113,9 +113,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on lhtrio/."""
+    """mypy --strict on lhtrio/ and tests/."""
     _install(session, "typecheck")
-    session.run("mypy", "lhtrio")
+    session.run("mypy", "lhtrio", "tests")
 
 
 @nox.session

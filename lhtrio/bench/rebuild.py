@@ -60,6 +60,7 @@ import trio
 from lhtrio.bench._util import Server, child_process, record, table
 from lhtrio.clients.replica import ReplicaClient
 from lhtrio.errors import LhtrioError
+from lhtrio.models.replica import snapshot_of
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Flush, Reply, Request, Write
 
@@ -190,7 +191,8 @@ class _Volume:
         )
 
     def snapshot_files(self, role: str) -> list[Path]:
-        return sorted(self.directory(role).glob("volume-snap-*.img"))
+        files = self.directory(role).glob("*.img")
+        return sorted(path for path in files if snapshot_of(path.name) is not None)
 
     def add(self, role: str) -> dict[str, Any]:
         """Time ``lhtrio ctl replica add`` of replica ``role`` until it is RW."""
@@ -258,8 +260,7 @@ def _hash_snapshots(volume: _Volume, roles: Sequence[str]) -> None:
         async with open_rpc_client(volume.addresses[role], volume=volume.name) as rpc:
             client = ReplicaClient(rpc)
             for path in volume.snapshot_files(role):
-                name = path.name.removeprefix("volume-snap-").removesuffix(".img")
-                await client.checksum(name)
+                await client.checksum(snapshot_of(path.name) or path.name)
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from lhtrio.errors import InvalidArgumentError
+from lhtrio.models.replica import snapshot_disk
 
 __all__ = [
     "MAX_VOLUME_NAME",
@@ -45,8 +46,8 @@ MAX_VOLUME_NAME: Final = 63
 MAX_INSTANCE_NAME: Final = 128
 MAX_SNAPSHOT_NAME: Final = 64
 NAME_MAX: Final = 255  # bytes in one file name (Linux)
-#: ``volume-snap-`` + NAME + ``.img.checksum.tmp``: the longest file name a snapshot gets.
-MAX_SNAPSHOT_BYTES: Final = NAME_MAX - len("volume-snap-.img.checksum.tmp")
+#: A snapshot's file name + ``.checksum.tmp``: the longest file name a snapshot gets.
+MAX_SNAPSHOT_BYTES: Final = NAME_MAX - len(snapshot_disk("") + ".checksum.tmp")
 MAX_LABELS: Final = 64
 
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
