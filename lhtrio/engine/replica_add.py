@@ -8,7 +8,7 @@ Longhorn's ``AddReplica`` (``longhorn-facts.md`` §4.1), with the data moving re
    target, add the target as WO. From here it receives every write (unaligned ones aligned by
    the engine, :meth:`Volume._write_aligned`), is never read, and unmap is suspended.
 3. **Adopt**, quiesced (milliseconds): the target takes the disk graph of one RW *source*
-   (:mod:`lhtrio.replica.rebuild`); snapshot operations cannot slip in between.
+   (:mod:`lhtrio.replica.adopt`); snapshot operations cannot slip in between.
 4. **Transfer**, I/O flowing: the target pulls every snapshot file from the source
    (:mod:`lhtrio.replica.sync`), sparse- and delta-aware; the engine long-polls its progress.
 5. **Verify and switch**, quiesced: flush; the target reloads its chain, which must equal the
@@ -18,7 +18,7 @@ Longhorn's ``AddReplica`` (``longhorn-facts.md`` §4.1), with the data moving re
 A rebuild is a long operation (:class:`~lhtrio.models.volume.VolumeOperation`): one per volume
 at a time, and none beside a purge, an expansion, a revert or a salvage
 (:class:`~lhtrio.engine.operation_gate.OperationGate`); revert and expansion are refused while a
-replica is WO. The replica side is :mod:`lhtrio.replica.rebuild` (adopt) and
+replica is WO. The replica side is :mod:`lhtrio.replica.adopt` (adopt) and
 :mod:`lhtrio.replica.sync` (transfer); the progress it reports, :mod:`lhtrio.engine.progress`.
 Every call to a replica goes through its :class:`~lhtrio.clients.replica.ReplicaClient`.
 
