@@ -33,6 +33,7 @@ __all__ = [
     "NotFoundError",
     "AlreadyExistsError",
     "ConflictError",
+    "GoneError",
     "StorageError",
     "NoSpaceError",
     "CorruptMetadataError",
@@ -156,9 +157,15 @@ class AlreadyExistsError(LhtrioError):
 
 
 class ConflictError(LhtrioError):
-    """The operation conflicts with one in progress (a rebuild, a purge, a revert)."""
+    """The operation conflicts with one in progress (a rebuild, a purge, a revert), or with a
+    change made since the caller read the object (a stale ``resourceVersion``: read it again)."""
 
     code = ErrorCode.CONFLICT
+
+
+class GoneError(ConflictError):
+    """A watch asked to resume from a revision the store no longer keeps: list again, then watch
+    from the list's revision (Kubernetes' 410 Gone)."""
 
 
 class StorageError(LhtrioError):

@@ -1,0 +1,325 @@
+"""The embedded store: one SQLite file (stdlib, WAL) shared by every node process of one host.
+
+Nothing to install or run: ``lhtrio node --store sqlite:PATH`` on each node of a host points at
+the same file. The rules are :mod:`lhtrio.manager.store.rules`, applied inside one ``BEGIN
+IMMEDIATE`` transaction per change (SQLite lets one writer at a time in; other processes wait up
+to :data:`BUSY_TIMEOUT`), so two processes updating one object from the same version get one
+success and one ConflictError, never a lost update.
+
+Tables: ``objects`` (kind, name → revision, document), ``changes`` (the change log: revision →
+kind, name, type, document; what watches read) and ``meta`` (the next revision and the compacted
+one). Commits are ``synchronous=FULL``: a change the store acknowledged survives a power cut.
+
+**Watches across processes.** SQLite has no notification, so a store keeps one poller task that
+looks at the write-ahead log's size and modification time every :data:`POLL` seconds (an
+``os.stat``, no query, no thread) and wakes its watchers when it changed; a change made by this
+process wakes them at once. A woken watcher reads the change log after its last revision (a
+range scan of the primary key, in the store's worker thread). ``docs/benchmarks.md`` has how long
+a change takes to reach another process's watch. Every query runs in one worker thread at a
+time (``trio.to_thread`` with a limiter of one): the connection is never shared between threads.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import functools
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Final, TypeVar
+
+import trio
+
+from lhtrio.errors import CorruptMetadataError, GoneError, NotFoundError, StorageError
+from lhtrio.manager.store import rules
+from lhtrio.manager.store.api import Document, EventType, Listing, WatchEvent
+
+__all__ = ["BUSY_TIMEOUT", "KEEP", "POLL", "SqliteStore", "open_sqlite_store"]
+
+#: How often the poller looks for changes made by other processes (seconds).
+POLL: Final = 0.02
+#: How long a writer waits for another process's transaction (seconds).
+BUSY_TIMEOUT: Final = 10.0
+#: Changes kept in the log for watches to resume from; older ones are compacted away.
+KEEP: Final = 10_000
+#: A watcher reads at most this many changes per query.
+PAGE: Final = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, name TEXT NOT NULL, revision INTEGER NOT NULL, document TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    revision INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL,
+    type TEXT NOT NULL, document TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted', 0);
+"""
+
+T = TypeVar("T")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _decode(text: str, where: str) -> Document:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CorruptMetadataError(f"store: {where} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CorruptMetadataError(f"store: {where} is not a JSON object")
+    return value
+
+
+def _encode(document: Document) -> str:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
+class SqliteStore:
+    """:class:`~lhtrio.manager.store.api.Store` in one SQLite file; get one from
+    :func:`open_sqlite_store`."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, *, clock: Callable[[], dt.datetime]):
+        self.path = path
+        self._db = db
+        self._clock = clock
+        self._limiter = trio.CapacityLimiter(1)
+        self._changed = trio.Event()
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        try:
+            return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise StorageError(f"store {self.path}: {exc}") from exc
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0])
+
+    def _current(self, kind: str, name: str) -> Document | None:
+        row = self._db.execute(
+            "SELECT document FROM objects WHERE kind = ? AND name = ?", (kind, name)
+        ).fetchone()
+        return None if row is None else _decode(row[0], f"{kind} {name!r}")
+
+    def _write(
+        self, kind: str, name: str, make: Callable[[Document | None, int], rules.Change]
+    ) -> rules.Change:
+        """One change in one IMMEDIATE transaction (the rules see the current document)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            revision = self._meta("revision") + 1
+            change = make(self._current(kind, name), revision)
+            event = change.event
+            if event is not None:
+                if change.stored is None:
+                    db.execute("DELETE FROM objects WHERE kind = ? AND name = ?", (kind, name))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)",
+                        (kind, name, revision, _encode(change.stored)),
+                    )
+                db.execute(
+                    "INSERT INTO changes VALUES (?, ?, ?, ?, ?)",
+                    (revision, kind, name, event.type.value, _encode(event.document)),
+                )
+                db.execute("UPDATE meta SET value = ? WHERE key = 'revision'", (revision,))
+                if revision % 1000 == 0:
+                    self._compact(revision - KEEP)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return change
+
+    def _compact(self, revision: int) -> None:
+        if revision > self._meta("compacted"):
+            self._db.execute("DELETE FROM changes WHERE revision <= ?", (revision,))
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'compacted'", (revision,))
+
+    async def _change(
+        self, kind: str, name: str, make: Callable[[Document | None, int], rules.Change]
+    ) -> rules.Change:
+        change = await self._run(lambda: self._write(kind, name, make))
+        if change.event is not None:
+            self._notify()
+        return change
+
+    # --- the interface -------------------------------------------------------------------------
+
+    async def get(self, kind: str, name: str) -> Document:
+        rules.check_key(kind, name)
+        found = await self._run(lambda: self._current(kind, name))
+        if found is None:
+            raise NotFoundError(f"{kind} {name!r} does not exist")
+        return found
+
+    async def list(self, kind: str) -> Listing:
+        rules.check_key(kind, "x")
+
+        def read() -> Listing:
+            db = self._db
+            db.execute("BEGIN")  # one snapshot: the documents and the revision agree
+            try:
+                rows = db.execute(
+                    "SELECT name, document FROM objects WHERE kind = ? ORDER BY name", (kind,)
+                ).fetchall()
+                revision = self._meta("revision")
+            finally:
+                db.execute("COMMIT")
+            return Listing([_decode(d, f"{kind} {n!r}") for n, d in rows], revision)
+
+        return await self._run(read)
+
+    async def create(self, document: Document) -> Document:
+        kind, name = rules.key(document)
+        uid, now = str(uuid.uuid4()), self._clock()
+        change = await self._change(
+            kind,
+            name,
+            lambda current, rev: rules.create(current, document, revision=rev, uid=uid, now=now),
+        )
+        assert change.stored is not None
+        return change.stored
+
+    async def update(self, document: Document) -> Document:
+        kind, name = rules.key(document)
+        change = await self._change(
+            kind, name, lambda current, rev: rules.update(current, document, revision=rev)
+        )
+        if change.stored is not None:
+            return change.stored
+        assert change.event is not None
+        return change.event.document
+
+    async def delete(
+        self, kind: str, name: str, *, resource_version: str | None = None
+    ) -> Document | None:
+        rules.check_key(kind, name)
+        now = self._clock()
+        change = await self._change(
+            kind,
+            name,
+            lambda current, rev: rules.delete(
+                current, kind, name, resource_version=resource_version, revision=rev, now=now
+            ),
+        )
+        return change.stored
+
+    async def compact(self, revision: int) -> None:
+        def compact() -> None:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._compact(min(revision, self._meta("revision")))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+        await self._run(compact)
+
+    @asynccontextmanager
+    async def watch(self, kind: str, revision: int) -> AsyncIterator[AsyncIterator[WatchEvent]]:
+        rules.check_key(kind, "x")
+        await self._run(lambda: self._since(kind, revision))  # GoneError now, not at the first read
+        events = self._events(kind, revision)
+        try:
+            yield events
+        finally:
+            await events.aclose()  # the block may leave mid-iteration
+
+    def _since(self, kind: str, revision: int) -> tuple[builtins.list[WatchEvent], int]:
+        """Changes of ``kind`` after ``revision`` (a page), and the last revision looked at."""
+        compacted = self._meta("compacted")
+        if revision < compacted:
+            raise GoneError(
+                f"revision {revision} was compacted (the store keeps changes after "
+                f"{compacted}): list {kind} again and watch from the list's revision"
+            )
+        rows = self._db.execute(
+            "SELECT revision, kind, type, document FROM changes WHERE revision > ? "
+            "ORDER BY revision LIMIT ?",
+            (revision, PAGE),
+        ).fetchall()
+        events = [
+            WatchEvent(EventType(t), _decode(d, f"change {r}"), r)
+            for r, k, t, d in rows
+            if k == kind
+        ]
+        return events, rows[-1][0] if rows else revision
+
+    async def _events(self, kind: str, revision: int) -> AsyncGenerator[WatchEvent, None]:
+        seen = revision
+        while True:
+            changed = self._changed  # a change after this read wakes us
+            events, last = await self._run(functools.partial(self._since, kind, seen))
+            for event in events:
+                yield event
+            if last - seen < PAGE:
+                await changed.wait()
+            seen = last
+
+    async def _poll(self, interval: float) -> None:
+        """Wake the watchers when another process wrote (the WAL changed) and once a second."""
+        wal = Path(f"{self.path}-wal")
+        last: tuple[int, int, int] | None = None
+        quiet = 0.0
+        while True:
+            await trio.sleep(interval)
+            quiet += interval
+            try:
+                st = os.stat(wal)
+                mark = (st.st_ino, st.st_size, st.st_mtime_ns)
+            except FileNotFoundError:
+                mark = (0, 0, 0)
+            if mark != last or quiet >= 1.0:
+                last, quiet = mark, 0.0
+                self._notify()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(_SCHEMA)
+    return db
+
+
+@asynccontextmanager
+async def open_sqlite_store(
+    path: str | os.PathLike[str],
+    *,
+    poll: float = POLL,
+    clock: Callable[[], dt.datetime] = _now,
+) -> AsyncIterator[SqliteStore]:
+    """The store in the SQLite file ``path`` (created if missing), until the block ends."""
+    where = Path(path)
+    try:
+        db = await trio.to_thread.run_sync(_connect, where)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open the store {where}: {exc}") from exc
+    store = SqliteStore(where, db, clock=clock)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store._poll, poll)
+            yield store
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(db.close, limiter=store._limiter)
