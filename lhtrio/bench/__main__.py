@@ -15,6 +15,7 @@ SUITES = {
     "nbd": "lhtrio.bench.nbd",
     "rebuild": "lhtrio.bench.rebuild",
     "node": "lhtrio.bench.node",
+    "store": "lhtrio.bench.store",
 }
 
 

@@ -10,13 +10,15 @@ Tables: ``objects`` (kind, name → revision, document), ``changes`` (the change
 kind, name, type, document; what watches read) and ``meta`` (the next revision and the compacted
 one). Commits are ``synchronous=FULL``: a change the store acknowledged survives a power cut.
 
-**Watches across processes.** SQLite has no notification, so a store keeps one poller task that
-looks at the write-ahead log's size and modification time every :data:`POLL` seconds (an
-``os.stat``, no query, no thread) and wakes its watchers when it changed; a change made by this
-process wakes them at once. A woken watcher reads the change log after its last revision (a
-range scan of the primary key, in the store's worker thread). ``docs/benchmarks.md`` has how long
-a change takes to reach another process's watch. Every query runs in one worker thread at a
-time (``trio.to_thread`` with a limiter of one): the connection is never shared between threads.
+**Watches across processes.** SQLite has no notification, but every commit writes the
+write-ahead log: a store keeps one task that waits on inotify (``inotify_simple``: a maintained
+wrapper of the three syscalls) for writes to the store's WAL, from any process, and wakes its
+watchers; a change made by this process wakes them at once. A woken watcher reads the change log
+after its last revision (a range scan of the primary key, in the store's worker thread). An idle
+store costs nothing but a wake-up every :data:`SAFETY` seconds (the net under a missed event).
+``docs/benchmarks.md`` has how long a change takes to reach another process's watch. Every query
+runs in one worker thread at a time (``trio.to_thread`` with a limiter of one): the connection is
+never shared between threads.
 """
 
 from __future__ import annotations
@@ -34,15 +36,18 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 import trio
+from inotify_simple import INotify, flags
 
 from lhtrio.errors import CorruptMetadataError, GoneError, NotFoundError, StorageError
 from lhtrio.manager.store import rules
 from lhtrio.manager.store.api import Document, EventType, Listing, WatchEvent
 
-__all__ = ["BUSY_TIMEOUT", "KEEP", "POLL", "SqliteStore", "open_sqlite_store"]
+__all__ = ["BUSY_TIMEOUT", "KEEP", "SAFETY", "SqliteStore", "open_sqlite_store"]
 
-#: How often the poller looks for changes made by other processes (seconds).
-POLL: Final = 0.02
+#: Watchers also look for changes this often (seconds) if no write woke them (a safety net).
+SAFETY: Final = 5.0
+#: After a write to the WAL, watchers are woken again after these pauses (see ``_follow``).
+SETTLE: Final = (0.001, 0.003, 0.01)
 #: How long a writer waits for another process's transaction (seconds).
 BUSY_TIMEOUT: Final = 10.0
 #: Changes kept in the log for watches to resume from; older ones are compacted away.
@@ -275,21 +280,29 @@ class SqliteStore:
                 await changed.wait()
             seen = last
 
-    async def _poll(self, interval: float) -> None:
-        """Wake the watchers when another process wrote (the WAL changed) and once a second."""
-        wal = Path(f"{self.path}-wal")
-        last: tuple[int, int, int] | None = None
-        quiet = 0.0
-        while True:
-            await trio.sleep(interval)
-            quiet += interval
-            try:
-                st = os.stat(wal)
-                mark = (st.st_ino, st.st_size, st.st_mtime_ns)
-            except FileNotFoundError:
-                mark = (0, 0, 0)
-            if mark != last or quiet >= 1.0:
-                last, quiet = mark, 0.0
+    async def _follow(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Wake the watchers whenever a process writes the WAL (inotify on the store's
+        directory, so a WAL that is recreated is still seen), and every :data:`SAFETY` s.
+
+        A commit becomes visible when its writer updates the WAL index (``-shm``, written
+        through a memory map: no inotify event) just *after* its last WAL write: a watcher woken
+        by that write may look too early. So the watchers are woken again :data:`SETTLE` seconds
+        later, until the WAL has been quiet for the whole sequence.
+        """
+        wal = f"{self.path.name}-wal"
+        with INotify() as inotify:
+            inotify.add_watch(self.path.parent, flags.MODIFY | flags.CREATE | flags.MOVED_TO)
+            task_status.started()
+            settle: list[float] = []
+            while True:
+                with trio.move_on_after(settle[0] if settle else SAFETY) as idle:
+                    await trio.lowlevel.wait_readable(inotify.fileno())
+                if wal in {event.name for event in inotify.read(timeout=0)}:
+                    settle = list(SETTLE)  # written: wake now, and again as it settles
+                elif settle:
+                    settle.pop(0)
+                elif not idle.cancelled_caught:
+                    continue  # another file of the directory
                 self._notify()
 
 
@@ -305,7 +318,6 @@ def _connect(path: Path) -> sqlite3.Connection:
 async def open_sqlite_store(
     path: str | os.PathLike[str],
     *,
-    poll: float = POLL,
     clock: Callable[[], dt.datetime] = _now,
 ) -> AsyncIterator[SqliteStore]:
     """The store in the SQLite file ``path`` (created if missing), until the block ends."""
@@ -317,7 +329,7 @@ async def open_sqlite_store(
     store = SqliteStore(where, db, clock=clock)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(store._poll, poll)
+            await nursery.start(store._follow)
             yield store
             nursery.cancel_scope.cancel()
     finally:
