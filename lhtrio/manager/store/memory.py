@@ -9,7 +9,7 @@ import copy
 import datetime as dt
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import trio
 
@@ -118,8 +118,13 @@ class MemoryStore:
         self._compacted = max(self._compacted, min(revision, self._revision))
         self._log = [e for e in self._log if e.revision > self._compacted]
 
+    def watch(
+        self, kind: str, revision: int
+    ) -> AbstractAsyncContextManager[AsyncIterator[WatchEvent]]:
+        return self._watch(kind, revision)
+
     @asynccontextmanager
-    async def watch(self, kind: str, revision: int) -> AsyncIterator[AsyncIterator[WatchEvent]]:
+    async def _watch(self, kind: str, revision: int) -> AsyncIterator[AsyncIterator[WatchEvent]]:
         rules.check_key(kind, "x")
         if revision < self._compacted:
             raise GoneError(

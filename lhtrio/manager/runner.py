@@ -1,0 +1,144 @@
+"""Run a reconciler: feed it the names of one kind from a list and a watch, a few at a time.
+
+``run_reconciler(store, kind, reconcile)`` keeps calling ``await reconcile(name)`` for every
+object of ``kind`` whose state may have changed — level-triggered: ``reconcile`` reads the
+object (or finds it gone) and makes the world match it; it is not told what changed. The rules of
+who runs when are :class:`lhtrio.manager.queue.WorkQueue`'s (coalescing, never one name twice
+at once, backoff on failure). Here:
+
+* **List, then watch** from the list's revision; a watch that falls behind the store's kept
+  changes (:class:`~lhtrio.errors.GoneError`) or breaks lists again (nothing is missed: every
+  listed name is reconciled).
+* **Periodic resync**: every ``resync`` seconds every known name is reconciled again, so a
+  reconcile that depends on something outside the store (an instance, a node's lease) converges
+  without an event.
+* A failing reconcile is logged and retried with backoff; it never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import trio
+
+from lhtrio.errors import GoneError, LhtrioError
+from lhtrio.manager.queue import WorkQueue
+from lhtrio.manager.store.api import Store
+from lhtrio.manager.store.rules import metadata
+
+__all__ = ["RESYNC", "WORKERS", "Reconcile", "run_reconciler"]
+
+logger = logging.getLogger(__name__)
+
+#: Every known object is reconciled again this often (seconds).
+RESYNC: Final = 30.0
+#: Objects of one kind reconciled at the same time (never the same object twice).
+WORKERS: Final = 4
+#: Pause before listing again after the store failed (seconds).
+RELIST_PAUSE: Final = 1.0
+
+Reconcile = Callable[[str], Awaitable[None]]
+
+
+class _Work:
+    """The queue and the wake-up of the workers waiting on it."""
+
+    def __init__(self) -> None:
+        self.queue = WorkQueue()
+        self._changed = trio.Event()
+
+    def poke(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def add(self, name: str) -> None:
+        self.queue.add(name)
+        self.poke()
+
+    async def next(self) -> str:
+        while True:
+            name = self.queue.get(trio.current_time())
+            if name is not None:
+                return name
+            changed, due = self._changed, self.queue.next_time()
+            with trio.move_on_at(math.inf if due is None else due):
+                await changed.wait()
+
+
+async def run_reconciler(
+    store: Store,
+    kind: str,
+    reconcile: Reconcile,
+    *,
+    workers: int = WORKERS,
+    resync: float = RESYNC,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Reconcile every object of ``kind`` until cancelled (see the module docstring); started
+    once the first list was read."""
+    work = _Work()
+    known: set[str] = set()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_feed, store, kind, work, known)
+        nursery.start_soon(_resync, work, known, resync)
+        for _ in range(workers):
+            nursery.start_soon(_worker, kind, work, reconcile)
+        task_status.started()
+
+
+async def _feed(
+    store: Store,
+    kind: str,
+    work: _Work,
+    known: set[str],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    started = False
+    while True:
+        try:
+            listing = await store.list(kind)
+            names = {str(metadata(d)["name"]) for d in listing.documents}
+            for name in known - names:  # deleted while we were not watching
+                work.add(name)
+            known.clear()
+            known.update(names)
+            for name in sorted(names):
+                work.add(name)
+            if not started:
+                task_status.started()
+                started = True
+            async with store.watch(kind, listing.revision) as events:
+                async for event in events:
+                    name = str(metadata(event.document)["name"])
+                    known.add(name)
+                    work.add(name)
+        except GoneError as exc:
+            logger.info("%s watch: %s; listing again", kind, exc)
+        except LhtrioError as exc:
+            logger.warning("%s watch failed: %s; listing again in %.0f s", kind, exc, RELIST_PAUSE)
+            await trio.sleep(RELIST_PAUSE)
+
+
+async def _resync(work: _Work, known: set[str], every: float) -> None:
+    while True:
+        await trio.sleep(every)
+        for name in sorted(known):
+            work.queue.add(name)
+        work.poke()
+
+
+async def _worker(kind: str, work: _Work, reconcile: Reconcile) -> None:
+    queue = work.queue
+    while True:
+        name = await work.next()
+        try:
+            await reconcile(name)
+        except Exception as exc:  # a reconcile's bug or failure must not stop the others
+            delay = queue.failed(name, trio.current_time())
+            logger.warning("reconcile %s %s failed (again in %.1f s): %s", kind, name, delay, exc)
+        else:
+            queue.done(name)
+        work.poke()
