@@ -1,10 +1,11 @@
 """A node's heartbeat lease in the store, and the set of nodes whose leases are valid.
 
-:func:`keep_lease` renews the node's ``Lease`` document every :data:`RENEW` seconds (creating it
-on the first start, taking it back after a restart); :func:`available_nodes` reads every lease
-and says which nodes are up (:mod:`lhtrio.manager.ownership` has the rules). A node that stops
-(killed, partitioned from the store) simply stops renewing: after :data:`DURATION` seconds the
-others see it down and take its objects over.
+:func:`keep_lease` renews the node's ``NodeLease`` (:mod:`lhtrio.models.cluster.lease`) every
+:data:`RENEW` seconds (creating it on the first start, taking it back after a restart);
+:func:`available_nodes` reads every lease and says which nodes are up
+(:mod:`lhtrio.manager.ownership` has the rules). A node that stops (killed, partitioned from the
+store) simply stops renewing: after :data:`DURATION` seconds the others see it down and take
+its objects over.
 """
 
 from __future__ import annotations
@@ -14,45 +15,36 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
+import attrs
 import trio
 
-from lhtrio.errors import AlreadyExistsError, ConflictError, LhtrioError, NotFoundError
-from lhtrio.manager.ownership import available, lease_of
-from lhtrio.manager.store.api import Document, Store
-from lhtrio.models.times import format_time
+from lhtrio.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    CorruptMetadataError,
+    LhtrioError,
+    NotFoundError,
+)
+from lhtrio.manager.ownership import available
+from lhtrio.manager.store.api import Store
+from lhtrio.manager.store.codec import from_document, to_document
+from lhtrio.models.cluster.lease import NodeLease, NodeLeaseSpec
+from lhtrio.models.cluster.meta import ObjectMeta
 
 __all__ = ["DURATION", "KIND", "RENEW", "available_nodes", "keep_lease"]
 
 logger = logging.getLogger(__name__)
 
-KIND: Final = "Lease"
+KIND: Final = NodeLease.KIND
 #: How long a lease is valid after its renewal (seconds): Kubernetes' node lease default is 40;
 #: shorter here so that a volume attached to a lost node moves sooner.
-DURATION: Final = 15.0
+DURATION: Final = 15
 #: How often a node renews its lease (a third of its duration: two renewals may fail).
 RENEW: Final = 5.0
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _lease(node: str, now: dt.datetime, duration: float, base: Document | None) -> Document:
-    document: Document = (
-        dict(base)
-        if base is not None
-        else {
-            "apiVersion": "lhtrio.io/v1",
-            "kind": KIND,
-            "metadata": {"name": node},
-        }
-    )
-    document["spec"] = {
-        "holderIdentity": node,
-        "renewTime": format_time(now),
-        "leaseDurationSeconds": duration,
-    }
-    return document
 
 
 async def renew(
@@ -64,17 +56,25 @@ async def renew(
 ) -> None:
     """Renew (or create) ``node``'s lease once; a concurrent change is retried from a fresh read."""
     while True:
+        now = clock()
         try:
-            current = await store.get(KIND, node)
+            current = from_document(NodeLease, await store.get(KIND, node))
         except NotFoundError:
+            spec = NodeLeaseSpec(
+                holder_identity=node,
+                lease_duration_seconds=int(duration),
+                acquire_time=now,
+                renew_time=now,
+            )
             try:
-                await store.create(_lease(node, clock(), duration, None))
+                await store.create(to_document(NodeLease(meta=ObjectMeta(name=node), spec=spec)))
             except AlreadyExistsError:  # another process created it meanwhile: update it
                 continue
             else:
                 return
+        spec = attrs.evolve(current.spec, renew_time=now, lease_duration_seconds=int(duration))
         try:
-            await store.update(_lease(node, clock(), duration, current))
+            await store.update(to_document(attrs.evolve(current, spec=spec)))
         except ConflictError:
             continue
         else:
@@ -104,7 +104,13 @@ async def keep_lease(
 async def available_nodes(
     store: Store, *, clock: Callable[[], dt.datetime] = _utcnow
 ) -> frozenset[str]:
-    """The nodes whose leases are valid now."""
+    """The nodes whose leases are valid now (a lease that does not read counts as expired: a
+    node that cannot be read is not trusted to be up)."""
     listing = await store.list(KIND)
-    leases = [lease for d in listing.documents if (lease := lease_of(d)) is not None]
+    leases = []
+    for document in listing.documents:
+        try:
+            leases.append(from_document(NodeLease, document))
+        except CorruptMetadataError as exc:
+            logger.warning("ignoring a lease: %s", exc)
     return available(leases, clock())

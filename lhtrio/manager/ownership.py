@@ -1,9 +1,8 @@
 """Who reconciles what: node leases and ownership, as pure rules (longhorn-facts §6.6).
 
-Every node keeps a heartbeat lease in the store (:mod:`lhtrio.manager.lease`): a ``Lease``
-document shaped like Kubernetes' ``coordination.k8s.io`` Lease (``spec.holderIdentity``,
-``spec.renewTime``, ``spec.leaseDurationSeconds``), named after the node. A node is *available*
-while its lease was renewed within its duration.
+Every node keeps a heartbeat lease in the store (:mod:`lhtrio.manager.lease`): a ``NodeLease``
+(:mod:`lhtrio.models.cluster.lease`, Kubernetes' Lease fields), named after the node. A node is
+*available* while its lease was renewed within its duration.
 
 An object is reconciled by exactly one node's manager, its owner (``status.ownerID``). A manager
 is responsible for an object when it is the object's *preferred* owner (a volume's attach node,
@@ -16,50 +15,16 @@ taker: the available node that sorts first, so two nodes never fight over an orp
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-import attrs
+from lhtrio.models.cluster.lease import NodeLease, lease_expired
 
-from lhtrio.errors import InvalidArgumentError
-from lhtrio.models.times import parse_time
-
-__all__ = ["LeaseView", "available", "lease_of", "responsible"]
+__all__ = ["available", "responsible"]
 
 
-@attrs.frozen
-class LeaseView:
-    """A node's lease as the rules read it."""
-
-    holder: str
-    renewed: dt.datetime
-    duration: float
-
-    def valid(self, now: dt.datetime) -> bool:
-        return (now - self.renewed).total_seconds() < self.duration
-
-
-def lease_of(document: Mapping[str, object]) -> LeaseView | None:
-    """The lease a ``Lease`` document holds; None if it is malformed (it then counts as
-    expired: a node that cannot be read is not trusted to be up)."""
-    spec = document.get("spec")
-    if not isinstance(spec, dict):
-        return None
-    holder, renewed, duration = (
-        spec.get("holderIdentity"),
-        spec.get("renewTime"),
-        spec.get("leaseDurationSeconds"),
-    )
-    if not isinstance(holder, str) or not isinstance(duration, int | float):
-        return None
-    try:
-        return LeaseView(holder, parse_time(renewed), float(duration))
-    except InvalidArgumentError:
-        return None
-
-
-def available(leases: Iterable[LeaseView], now: dt.datetime) -> frozenset[str]:
-    """The nodes whose leases are valid at ``now``."""
-    return frozenset(lease.holder for lease in leases if lease.valid(now))
+def available(leases: Iterable[NodeLease], now: dt.datetime) -> frozenset[str]:
+    """The nodes whose leases have not expired at ``now``."""
+    return frozenset(lease.meta.name for lease in leases if not lease_expired(lease.spec, now))
 
 
 def responsible(me: str, *, owner: str, preferred: str, up: frozenset[str]) -> bool:

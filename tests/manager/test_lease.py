@@ -65,4 +65,4 @@ async def test_a_restarted_node_takes_its_lease_back(clock: trio.testing.MockClo
     assert await available_nodes(store, clock=now) == frozenset()
     await renew(store, "n1", clock=now)
     assert await available_nodes(store, clock=now) == {"n1"}
-    assert len((await store.list("Lease")).documents) == 1
+    assert len((await store.list("NodeLease")).documents) == 1

@@ -7,7 +7,9 @@ import itertools
 
 import pytest
 
-from lhtrio.manager.ownership import LeaseView, available, lease_of, responsible
+from lhtrio.manager.ownership import available, responsible
+from lhtrio.models.cluster.lease import NodeLease, NodeLeaseSpec
+from lhtrio.models.cluster.meta import ObjectMeta
 
 T0 = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 NODES = ("n1", "n2", "n3")
@@ -48,39 +50,16 @@ def test_for_every_layout_at_most_one_node_and_one_if_any_is_up() -> None:
                 assert set(chosen) <= set(up)
 
 
+def lease(node: str, renewed: dt.datetime, duration: int = 15) -> NodeLease:
+    spec = NodeLeaseSpec(holder_identity=node, lease_duration_seconds=duration, renew_time=renewed)
+    return NodeLease(meta=ObjectMeta(name=node), spec=spec)
+
+
 def test_a_lease_is_valid_for_its_duration() -> None:
     leases = [
-        LeaseView("n1", T0, 15),
-        LeaseView("n2", T0 - dt.timedelta(seconds=15), 15),
-        LeaseView("n3", T0 - dt.timedelta(seconds=14.9), 15),
+        lease("n1", T0),
+        lease("n2", T0 - dt.timedelta(seconds=15)),
+        lease("n3", T0 - dt.timedelta(seconds=14)),
+        NodeLease(meta=ObjectMeta(name="n4")),  # never renewed
     ]
     assert available(leases, T0) == {"n1", "n3"}
-
-
-@pytest.mark.parametrize(
-    "spec",
-    [
-        None,
-        {},
-        {"holderIdentity": "n1", "renewTime": "yesterday", "leaseDurationSeconds": 15},
-        {"holderIdentity": "n1", "renewTime": "2026-12-04T12:00:00", "leaseDurationSeconds": 15},
-        {"holderIdentity": 1, "renewTime": "2026-12-04T12:00:00Z", "leaseDurationSeconds": 15},
-        {"holderIdentity": "n1", "renewTime": "2026-12-04T12:00:00Z", "leaseDurationSeconds": "x"},
-    ],
-)
-def test_a_malformed_lease_is_no_lease(spec: object) -> None:
-    assert lease_of({"kind": "Lease", "spec": spec}) is None
-
-
-def test_a_lease_document_is_read() -> None:
-    lease = lease_of(
-        {
-            "kind": "Lease",
-            "spec": {
-                "holderIdentity": "n1",
-                "renewTime": "2026-12-04T12:00:00Z",
-                "leaseDurationSeconds": 15,
-            },
-        }
-    )
-    assert lease == LeaseView("n1", T0, 15.0)
