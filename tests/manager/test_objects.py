@@ -1,0 +1,92 @@
+"""Typed access to the store: validated writes, and read-modify-write that never loses a change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+import pytest
+import trio
+
+from lhtrio.errors import ConflictError, InvalidArgumentError, NotFoundError
+from lhtrio.manager.objects import Objects
+from lhtrio.manager.store.memory import MemoryStore
+from lhtrio.models.cluster import ObjectMeta, Volume
+from lhtrio.models.cluster.volume import VolumeSpec
+
+GiB = 1 << 30
+
+
+def volume(name: str, replicas: int = 3) -> Volume:
+    return Volume(
+        meta=ObjectMeta(name=name), spec=VolumeSpec(size=GiB, number_of_replicas=replicas)
+    )
+
+
+def with_replicas(n: int) -> Callable[[Volume], Volume]:
+    def apply(v: Volume) -> Volume:
+        return attrs.evolve(v, spec=attrs.evolve(v.spec, number_of_replicas=n))
+
+    return apply
+
+
+async def test_objects_round_trip_with_their_versions() -> None:
+    objects = Objects(MemoryStore())
+    created = await objects.create(volume("v1"))
+    assert created.meta.resource_version > 0
+    assert created.meta.uid
+    assert await objects.get(Volume, "v1") == created
+    listed, revision = await objects.list(Volume)
+    assert listed == [created]
+    assert revision == created.meta.resource_version
+
+
+async def test_an_invalid_object_is_never_written() -> None:
+    store = MemoryStore()
+    objects = Objects(store)
+    with pytest.raises(InvalidArgumentError):
+        await objects.create(volume("v1", replicas=0))
+    with pytest.raises(InvalidArgumentError):
+        await objects.create(volume("../x"))
+    assert (await store.list("Volume")).documents == []
+    created = await objects.create(volume("v1"))
+    with pytest.raises(InvalidArgumentError):
+        await objects.update(with_replicas(100)(created))
+    assert await objects.get(Volume, "v1") == created
+
+
+async def test_change_reapplies_on_a_conflict_and_loses_nothing() -> None:
+    objects = Objects(MemoryStore())
+    await objects.create(volume("v1"))
+    calls = 0
+
+    def add_one(v: Volume) -> Volume:
+        nonlocal calls
+        calls += 1
+        return with_replicas(v.spec.number_of_replicas + 1)(v)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(objects.change, Volume, "v1", add_one)
+    assert (await objects.get(Volume, "v1")).spec.number_of_replicas == 8
+    assert calls >= 5
+
+
+async def test_change_writes_nothing_when_nothing_changes_and_fails_on_a_missing_object() -> None:
+    objects = Objects(MemoryStore())
+    created = await objects.create(volume("v1"))
+    assert await objects.change(Volume, "v1", lambda v: v) == created
+    assert (await objects.get(Volume, "v1")).meta.resource_version == created.meta.resource_version
+    with pytest.raises(NotFoundError):
+        await objects.change(Volume, "v2", lambda v: v)
+
+
+async def test_delete_refuses_an_object_that_changed_since_it_was_read() -> None:
+    objects = Objects(MemoryStore())
+    first = await objects.create(volume("v1"))
+    await objects.update(with_replicas(2)(first))
+    with pytest.raises(ConflictError):
+        await objects.delete(first)
+    await objects.delete(await objects.get(Volume, "v1"))
+    with pytest.raises(NotFoundError):
+        await objects.get(Volume, "v1")
