@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import click
@@ -57,6 +58,12 @@ def _port_range(text: str) -> object:
     from lhtrio.instances.ports import parse_port_range
 
     return parse_port_range(text)
+
+
+def _store_url(text: str) -> object:
+    from lhtrio.manager.store.open import check_store_url
+
+    return check_store_url(text)
 
 
 def _default_name(name: str, option: str, check: Callable[[str], object]) -> None:
@@ -309,6 +316,15 @@ cli.add_command(im)
     show_default=True,
     help="Seconds to stop cleanly on SIGTERM.",
 )
+@click.option(
+    "--store",
+    metavar="URL",
+    envvar="LHTRIO_STORE",
+    show_envvar=True,
+    callback=checked(_store_url),
+    help="Join the control plane: sqlite:PATH (one file shared by the nodes of a host) or "
+    "memory:. The node registers itself and its disks there and keeps its lease.",
+)
 def node(
     name: str,
     data_dir: str,
@@ -318,6 +334,7 @@ def node(
     listen: str | None,
     nbd: str | None,
     grace: float,
+    store: str | None,
 ) -> None:
     """Run this node's engines and replicas in one process until SIGTERM/SIGINT.
 
@@ -326,13 +343,16 @@ def node(
     stdout.
     """
     from lhtrio.instances.ports import parse_port_range
+    from lhtrio.manager.store.open import open_store
     from lhtrio.net import parse_address
     from lhtrio.node.server import serve_node
 
     low, high = parse_port_range(port_range)
 
     async def run(stop: trio.Event) -> None:
-        async with trio.open_nursery() as nursery:
+        async with AsyncExitStack() as stack:
+            desired = await stack.enter_async_context(open_store(store)) if store else None
+            nursery = await stack.enter_async_context(trio.open_nursery())
             control, nbd_address = await nursery.start(
                 functools.partial(
                     serve_node,
@@ -344,6 +364,7 @@ def node(
                     nbd=parse_address(nbd) if nbd else None,
                     port_range=(low, high),
                     grace=grace,
+                    store=desired,
                 )
             )
             click.echo(control)

@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Sequence
 
 import trio
 
 from lhtrio.frontend.nbd.server import ExportRegistry, serve_nbd_registry
-from lhtrio.instances.disks import open_disk
+from lhtrio.instances.disks import Disk, open_disk
 from lhtrio.instances.logs import InstanceLogs
 from lhtrio.instances.ports import PortRange
 from lhtrio.instances.service import NodeService
 from lhtrio.instances.supervisor import NodeContext, Supervisor
+from lhtrio.manager.node_agent import DiskFacts, run_node_agent
+from lhtrio.manager.store.api import Store
 from lhtrio.net import Address, serve_rpc
 from lhtrio.replica.names import validate_name
 from lhtrio.wire import Identity, Role
@@ -45,6 +48,23 @@ DEFAULT_PORT_RANGE = (10000, 10999)
 GRACE = 30.0
 
 
+def _disk_facts(disks: Sequence[Disk]) -> list[DiskFacts]:
+    """What the control plane records of the node's disks (named by their UUIDs)."""
+    facts = []
+    for disk in disks:
+        st = os.statvfs(disk.path)
+        facts.append(
+            DiskFacts(
+                name=disk.uuid,
+                uuid=disk.uuid,
+                path=disk.path,
+                maximum=st.f_blocks * st.f_frsize,
+                available=st.f_bavail * st.f_frsize,
+            )
+        )
+    return facts
+
+
 async def serve_node(
     name: str,
     data_dir: str,
@@ -56,13 +76,15 @@ async def serve_node(
     port_range: tuple[int, int] = DEFAULT_PORT_RANGE,
     grace: float = GRACE,
     keep_log_lines: int = 1000,
+    store: Store | None = None,
     task_status: trio.TaskStatus[tuple[str, str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run node ``name`` until cancelled; reports (control address, NBD address).
 
     Instances bind ``host`` (the address the node advertises); the control endpoint binds
     ``listen`` (default ``host``, any port) and the NBD listener ``nbd`` (default ``host``:10809);
-    port 0 picks a free one.
+    port 0 picks a free one. With a ``store`` the node joins the control plane: it registers
+    its ``Node`` and its disks there and keeps its lease (:mod:`lhtrio.manager.node_agent`).
     """
     listen = listen or Address(host=host, port=0)
     nbd_at = nbd or Address(host=host, port=DEFAULT_NBD_PORT)
@@ -95,6 +117,12 @@ async def serve_node(
                     )
                 )
                 service.address = f"tcp://{bound[0]}:{bound[1]}"
+                if store is not None:
+                    await outer.start(
+                        functools.partial(
+                            run_node_agent, store, name, functools.partial(_disk_facts, opened)
+                        )
+                    )
                 logger.info(
                     "node %s: control on %s, NBD on %s, ports %d-%d, disks %s",
                     name,

@@ -1,0 +1,84 @@
+"""A node with a store joins the control plane: its Node (with its disks) and its lease appear;
+a restart keeps what an operator set on the Node."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+from click.testing import CliRunner
+
+from lhtrio.cli import cli
+from lhtrio.manager.lease import available_nodes
+from lhtrio.manager.objects import Objects
+from lhtrio.manager.store.memory import MemoryStore
+from lhtrio.models.cluster import Node
+from lhtrio.models.cluster.meta import get_condition
+from lhtrio.models.cluster.node import CONDITION_READY
+from lhtrio.net import Address
+from lhtrio.node.server import serve_node
+
+
+async def _run_node(store: MemoryStore, data: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            functools.partial(
+                serve_node,
+                "n1",
+                str(data),
+                host="127.0.0.1",
+                nbd=Address(host="127.0.0.1", port=0),
+                port_range=(42000, 42099),
+                store=store,
+            )
+        )
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_node_registers_itself_and_its_disks_and_keeps_a_lease(tmp_path: Path) -> None:
+    store = MemoryStore()
+    await _run_node(store, tmp_path / "data")
+    objects = Objects(store)
+    node = await objects.get(Node, "n1")
+    ((name, disk),) = node.spec.disks.items()
+    assert disk.path == str(tmp_path / "data")
+    status = node.status.disk_status[name]
+    assert status.disk_uuid == name
+    assert 0 < status.storage_available <= status.storage_maximum
+    ready = get_condition(node.status.conditions, CONDITION_READY)
+    assert ready is not None
+    assert ready.status
+    assert await available_nodes(store) == {"n1"}
+
+
+async def test_a_restarted_node_keeps_the_operators_settings(tmp_path: Path) -> None:
+    store = MemoryStore()
+    await _run_node(store, tmp_path / "data")
+    objects = Objects(store)
+    node = await objects.get(Node, "n1")
+    ((name, disk),) = node.spec.disks.items()
+    tuned = attrs.evolve(
+        node,
+        spec=attrs.evolve(
+            node.spec,
+            allow_scheduling=False,
+            tags=("ssd",),
+            disks={name: attrs.evolve(disk, storage_reserved=1 << 30)},
+        ),
+    )
+    await objects.update(tuned)
+    await _run_node(store, tmp_path / "data")
+    again = await objects.get(Node, "n1")
+    assert again.spec == tuned.spec
+
+
+@pytest.mark.parametrize("url", ["etcd://127.0.0.1:2379", "sqlite:", "memory:x", "nope"])
+def test_an_unknown_store_is_a_usage_error(tmp_path: Path, url: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["node", "--name", "n1", "--data-dir", str(tmp_path), "--store", url]
+    )
+    assert result.exit_code == 2
+    assert "unknown store" in result.output
