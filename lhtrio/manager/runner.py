@@ -75,15 +75,19 @@ async def run_reconciler(
     *,
     workers: int = WORKERS,
     resync: float = RESYNC,
+    nudges: trio.MemoryReceiveChannel[str] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Reconcile every object of ``kind`` until cancelled (see the module docstring); started
-    once the first list was read."""
+    once the first list was read. Names received on ``nudges`` are reconciled too (something
+    outside the store changed: an instance stopped)."""
     work = _Work()
     known: set[str] = set()
     async with trio.open_nursery() as nursery:
         await nursery.start(_feed, store, kind, work, known)
         nursery.start_soon(_resync, work, known, resync)
+        if nudges is not None:
+            nursery.start_soon(_nudged, work, nudges)
         for _ in range(workers):
             nursery.start_soon(_worker, kind, work, reconcile)
         task_status.started()
@@ -120,6 +124,11 @@ async def _feed(
         except LhtrioError as exc:
             logger.warning("%s watch failed: %s; listing again in %.0f s", kind, exc, RELIST_PAUSE)
             await trio.sleep(RELIST_PAUSE)
+
+
+async def _nudged(work: _Work, nudges: trio.MemoryReceiveChannel[str]) -> None:
+    async for name in nudges:
+        work.add(name)
 
 
 async def _resync(work: _Work, known: set[str], every: float) -> None:

@@ -33,6 +33,7 @@ from lhtrio.instances.logs import InstanceLogs
 from lhtrio.instances.ports import PortRange
 from lhtrio.instances.service import NodeService
 from lhtrio.instances.supervisor import NodeContext, Supervisor
+from lhtrio.manager.manager import run_manager
 from lhtrio.manager.node_agent import DiskFacts, run_node_agent
 from lhtrio.manager.store.api import Store
 from lhtrio.net import Address, serve_rpc
@@ -123,6 +124,7 @@ async def serve_node(
                             run_node_agent, store, name, functools.partial(_disk_facts, opened)
                         )
                     )
+                    await outer.start(run_manager, store, name, service.address)
                 logger.info(
                     "node %s: control on %s, NBD on %s, ports %d-%d, disks %s",
                     name,

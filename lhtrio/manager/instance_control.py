@@ -1,0 +1,177 @@
+"""Replica and Engine objects made real on their node: the instance reconcilers.
+
+The manager of node N reconciles the ``Replica`` and ``Engine`` objects placed on N
+(``spec.node_id``): it makes N's instance manager run them or not (``spec.desire_state``) and
+writes what it sees into their status (state, address; an engine's endpoint and its view of each
+replica's mode). It reaches the instances only through the instance manager's client
+(:class:`lhtrio.clients.node.NodeClient`, and :class:`~lhtrio.clients.engine.EngineClient` for an
+engine's replica modes), never by importing the engine or the replica.
+
+Each reconcile is level-triggered (it compares the object with the instance as it is now) and
+writes status with :meth:`~lhtrio.manager.objects.Objects.change`, so it never overwrites a change
+of the spec it did not see. An instance whose object is gone is stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+
+from lhtrio.clients.engine import EngineClient
+from lhtrio.clients.node import NodeClient
+from lhtrio.errors import LhtrioError, NotFoundError
+from lhtrio.manager.objects import Objects
+from lhtrio.models.cluster import Engine, Replica
+from lhtrio.models.cluster.instance import DesireState
+from lhtrio.models.cluster.instance import InstanceState as ObjectState
+from lhtrio.models.instance import Instance, InstanceKind, InstanceState
+from lhtrio.models.volume import Mode
+from lhtrio.net import open_rpc_client, parse_address
+from lhtrio.wire import Role
+
+__all__ = ["InstanceControl"]
+
+logger = logging.getLogger(__name__)
+
+_STATES = {state: ObjectState(state.value) for state in InstanceState}
+
+
+def _address(instance: Instance) -> tuple[str, int]:
+    if not instance.address:
+        return "", 0
+    address = parse_address(instance.address)
+    return address.host, address.port
+
+
+@attrs.frozen
+class InstanceControl:
+    """The reconcilers of node ``node``'s replicas and engines (see the module docstring)."""
+
+    objects: Objects
+    node: str
+    instances: NodeClient
+
+    async def _instance(self, name: str) -> Instance | None:
+        try:
+            return await self.instances.get(name)
+        except NotFoundError:
+            return None
+
+    async def _stop(self, name: str) -> None:
+        instance = await self._instance(name)
+        if instance is not None:
+            await self.instances.delete(name)
+
+    # --- replicas ----------------------------------------------------------------------------
+
+    async def reconcile_replica(self, name: str) -> None:
+        try:
+            replica = await self.objects.get(Replica, name)
+        except NotFoundError:
+            await self._stop(name)  # its object is gone
+            return
+        if replica.spec.node_id != self.node:
+            return  # another node's (taking over a down node's status is the volume's job)
+        instance = await self._instance(name)
+        wanted = replica.spec.desire_state is DesireState.RUNNING and not replica.failed
+        if wanted and (instance is None or instance.state not in _ALIVE):
+            instance = await self.instances.create(
+                name,
+                InstanceKind.REPLICA,
+                volume=replica.spec.volume_name,
+                size=replica.spec.volume_size,
+                disk=replica.spec.disk_id,
+            )
+        elif not wanted and instance is not None:
+            instance = await self.instances.delete(name)
+        await self.objects.change(Replica, name, lambda r: _replica_status(r, instance, self.node))
+
+    # --- engines -----------------------------------------------------------------------------
+
+    async def reconcile_engine(self, name: str) -> None:
+        try:
+            engine = await self.objects.get(Engine, name)
+        except NotFoundError:
+            await self._stop(name)
+            return
+        if engine.spec.node_id != self.node:
+            return
+        instance = await self._instance(name)
+        wanted = engine.spec.desire_state is DesireState.RUNNING
+        addresses = sorted(engine.spec.replica_address_map.values())
+        if wanted and (instance is None or instance.state not in _ALIVE):
+            instance = await self.instances.create(
+                name,
+                InstanceKind.ENGINE,
+                volume=engine.spec.volume_name,
+                size=engine.spec.volume_size,
+                replicas=[f"tcp://{a}" if "://" not in a else a for a in addresses],
+                salvage=engine.spec.salvage_requested,
+            )
+        elif not wanted and instance is not None:
+            instance = await self.instances.delete(name)
+        modes = await self._modes(engine, instance)
+        await self.objects.change(
+            Engine, name, lambda e: _engine_status(e, instance, self.node, modes)
+        )
+
+    async def _modes(self, engine: Engine, instance: Instance | None) -> dict[str, str]:
+        """The engine's view of each replica (by replica name); empty while it does not run."""
+        if instance is None or instance.state is not InstanceState.RUNNING or not instance.address:
+            return {}
+        by_address = {
+            (a if "://" in a else f"tcp://{a}"): n
+            for n, a in engine.spec.replica_address_map.items()
+        }
+        try:
+            async with open_rpc_client(
+                instance.address, client=f"manager-{self.node}", role=Role.ENGINE
+            ) as rpc:
+                info = await EngineClient(rpc).info()
+        except LhtrioError as exc:
+            logger.info("engine %s: no replica modes yet: %s", engine.meta.name, exc)
+            return {}
+        return {
+            by_address[link.address]: link.mode.value
+            for link in info.replicas
+            if link.address in by_address
+        }
+
+
+_ALIVE = (InstanceState.STARTING, InstanceState.RUNNING)
+
+
+def _replica_status(replica: Replica, instance: Instance | None, node: str) -> Replica:
+    host, port = _address(instance) if instance is not None else ("", 0)
+    state = _STATES[instance.state] if instance is not None else ObjectState.STOPPED
+    status = attrs.evolve(
+        replica.status,
+        owner_id=node,
+        current_state=state,
+        ip=host,
+        port=port,
+        started=state is ObjectState.RUNNING,
+    )
+    return attrs.evolve(replica, status=status)
+
+
+def _engine_status(
+    engine: Engine, instance: Instance | None, node: str, modes: dict[str, str]
+) -> Engine:
+    host, port = _address(instance) if instance is not None else ("", 0)
+    state = _STATES[instance.state] if instance is not None else ObjectState.STOPPED
+    running = state is ObjectState.RUNNING
+    status = attrs.evolve(
+        engine.status,
+        owner_id=node,
+        current_state=state,
+        ip=host,
+        port=port,
+        started=running,
+        endpoint=(instance.frontend or "") if running and instance is not None else "",
+        current_size=engine.spec.volume_size if running else engine.status.current_size,
+        current_replica_address_map=dict(engine.spec.replica_address_map) if running else {},
+        replica_mode_map={name: Mode(mode) for name, mode in modes.items()},
+    )
+    return attrs.evolve(engine, status=status)

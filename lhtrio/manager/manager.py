@@ -1,0 +1,86 @@
+"""The manager nursery of one node: the reconcilers it runs, composed.
+
+``run_manager(store, node, control)`` runs, until cancelled, the reconcilers of the objects this
+node is responsible for — today the ``Replica`` and ``Engine`` objects placed on it
+(:mod:`lhtrio.manager.instance_control`), through its own instance manager at ``control`` — and
+a watch of that instance manager (``instance_watch``) that nudges the reconciler of any instance
+that changed (an engine that stopped, a replica that failed), so the store learns of it without
+waiting for the periodic resync.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import trio
+
+from lhtrio.clients.node import NodeClient
+from lhtrio.errors import LhtrioError
+from lhtrio.manager.instance_control import InstanceControl
+from lhtrio.manager.objects import Objects
+from lhtrio.manager.runner import run_reconciler
+from lhtrio.manager.store.api import Store
+from lhtrio.models.cluster import Engine, Replica
+from lhtrio.models.instance import InstanceKind
+from lhtrio.net import open_rpc_client
+from lhtrio.wire import Role
+
+__all__ = ["run_manager"]
+
+logger = logging.getLogger(__name__)
+
+#: How long one ``instance_watch`` long poll waits (seconds).
+WATCH_WAIT = 30.0
+
+
+async def run_manager(
+    store: Store,
+    node: str,
+    control: str,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run node ``node``'s reconcilers until cancelled; started once they have listed."""
+    async with open_rpc_client(control, client=f"manager-{node}", role=Role.NODE) as rpc:
+        instances = NodeClient(rpc)
+        control_ = InstanceControl(Objects(store), node, instances)
+        replicas_in, replicas_out = trio.open_memory_channel[str](256)
+        engines_in, engines_out = trio.open_memory_channel[str](256)
+        async with trio.open_nursery() as nursery:
+            for kind, reconcile, nudges in (
+                (Replica.KIND, control_.reconcile_replica, replicas_out),
+                (Engine.KIND, control_.reconcile_engine, engines_out),
+            ):
+                await nursery.start(
+                    functools.partial(run_reconciler, store, kind, reconcile, nudges=nudges)
+                )
+            nursery.start_soon(
+                _watch_instances,
+                instances,
+                {InstanceKind.REPLICA: replicas_in, InstanceKind.ENGINE: engines_in},
+            )
+            task_status.started()
+
+
+async def _watch_instances(
+    instances: NodeClient, nudge: dict[InstanceKind, trio.MemorySendChannel[str]]
+) -> None:
+    """Nudge the reconciler of every instance whose state, address or error changed."""
+    seen: dict[str, tuple[str, str, str]] = {}
+    kinds: dict[str, InstanceKind] = {}
+    version = 0
+    while True:
+        try:
+            watched = await instances.watch(version, WATCH_WAIT)
+        except LhtrioError as exc:
+            logger.warning("instance watch failed: %s", exc)
+            await trio.sleep(1.0)
+            continue
+        version = watched.version
+        now = {i.name: (i.state.value, i.address, i.error) for i in watched.instances}
+        kinds.update((i.name, i.type) for i in watched.instances)
+        for name in sorted(set(now) | set(seen)):
+            if now.get(name) != seen.get(name):
+                await nudge[kinds[name]].send(name)
+        seen = now

@@ -1,0 +1,151 @@
+"""A node's manager makes its Replica and Engine objects real: one node in process, its store in
+memory, objects written as the volume reconciler will write them, instances checked through the
+node's instance manager."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import attrs
+import trio
+
+from lhtrio.clients.node import NodeClient
+from lhtrio.manager.objects import Objects
+from lhtrio.manager.store.memory import MemoryStore
+from lhtrio.models.cluster import Engine, ObjectMeta, Replica
+from lhtrio.models.cluster.engine import EngineSpec
+from lhtrio.models.cluster.instance import DesireState, InstanceState
+from lhtrio.models.cluster.replica import ReplicaSpec
+from lhtrio.models.cluster.validate import ClusterObject
+from lhtrio.models.volume import Mode
+from lhtrio.net import Address, open_rpc_client
+from lhtrio.node.server import serve_node
+
+MiB = 1 << 20
+
+
+@attrs.frozen
+class Cluster:
+    store: MemoryStore
+    objects: Objects
+    instances: NodeClient
+
+
+@asynccontextmanager
+async def one_node(tmp_path: Path) -> AsyncIterator[Cluster]:
+    store = MemoryStore()
+    async with trio.open_nursery() as nursery:
+        control, _ = await nursery.start(
+            functools.partial(
+                serve_node,
+                "n1",
+                str(tmp_path / "data"),
+                host="127.0.0.1",
+                nbd=Address(host="127.0.0.1", port=0),
+                port_range=(42100, 42199),
+                store=store,
+            )
+        )
+        async with open_rpc_client(control, client="test") as rpc:
+            yield Cluster(store, Objects(store), NodeClient(rpc))
+        nursery.cancel_scope.cancel()
+
+
+T = TypeVar("T", bound=ClusterObject)
+
+
+async def until(cluster: Cluster, kind: type[T], name: str, done: Callable[[T], bool]) -> T:
+    """The object once ``done`` holds for it, watching the store (no sleeps)."""
+    with trio.fail_after(60):
+        while True:
+            _, revision = await cluster.objects.list(kind)
+            current = await cluster.objects.get(kind, name)
+            if done(current):
+                return current
+            async with cluster.store.watch(kind.KIND, revision) as events:
+                async for _ in events:
+                    break
+
+
+def replica(name: str, desire: DesireState = DesireState.RUNNING) -> Replica:
+    return Replica(
+        meta=ObjectMeta(name=name),
+        spec=ReplicaSpec(volume_name="v", volume_size=4 * MiB, node_id="n1", desire_state=desire),
+    )
+
+
+async def test_a_replica_object_runs_reports_and_stops(tmp_path: Path) -> None:
+    async with one_node(tmp_path) as cluster:
+        await cluster.objects.create(replica("v-r-00000001"))
+        running = await until(
+            cluster,
+            Replica,
+            "v-r-00000001",
+            lambda r: r.status.current_state is InstanceState.RUNNING,
+        )
+        assert running.status.ip == "127.0.0.1"
+        assert 42100 <= running.status.port <= 42199
+        assert running.status.owner_id == "n1"
+        assert (await cluster.instances.get("v-r-00000001")).address.endswith(
+            f":{running.status.port}"
+        )
+
+        await cluster.objects.change(
+            Replica,
+            "v-r-00000001",
+            lambda r: attrs.evolve(r, spec=attrs.evolve(r.spec, desire_state=DesireState.STOPPED)),
+        )
+        await until(
+            cluster,
+            Replica,
+            "v-r-00000001",
+            lambda r: r.status.current_state is InstanceState.STOPPED,
+        )
+        assert [i.name for i in await cluster.instances.instances()] == []
+
+
+async def test_an_engine_object_serves_its_replicas_and_reports_their_modes(
+    tmp_path: Path,
+) -> None:
+    async with one_node(tmp_path) as cluster:
+        await cluster.objects.create(replica("v-r-00000001"))
+        r = await until(
+            cluster,
+            Replica,
+            "v-r-00000001",
+            lambda r: r.status.current_state is InstanceState.RUNNING,
+        )
+        engine = Engine(
+            meta=ObjectMeta(name="v-e-0"),
+            spec=EngineSpec(
+                volume_name="v",
+                volume_size=4 * MiB,
+                node_id="n1",
+                desire_state=DesireState.RUNNING,
+                replica_address_map={"v-r-00000001": f"{r.status.ip}:{r.status.port}"},
+            ),
+        )
+        await cluster.objects.create(engine)
+        served = await until(cluster, Engine, "v-e-0", lambda e: bool(e.status.replica_mode_map))
+        assert served.status.current_state is InstanceState.RUNNING
+        assert served.status.endpoint.startswith("nbd://127.0.0.1:")
+        assert served.status.endpoint.endswith("/v")
+        assert served.status.replica_mode_map == {"v-r-00000001": Mode.RW}
+
+        await cluster.objects.delete(await cluster.objects.get(Engine, "v-e-0"))
+        await until_gone(cluster.instances, "v-e-0")  # its object is gone: the engine stops
+
+
+async def until_gone(instances: NodeClient, name: str) -> None:
+    """Until instance ``name`` is no longer on the node (the instance manager's long poll)."""
+    version = 0
+    with trio.fail_after(60):
+        while True:
+            watched = await instances.watch(version, 5)
+            if name not in [i.name for i in watched.instances]:
+                return
+            version = watched.version
