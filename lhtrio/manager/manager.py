@@ -1,7 +1,8 @@
 """The manager nursery of one node: the reconcilers it runs, composed.
 
 ``run_manager(store, node, control)`` runs, until cancelled, the reconcilers of the objects this
-node is responsible for — today the ``Replica`` and ``Engine`` objects placed on it
+node is responsible for — the volumes it owns (:mod:`lhtrio.manager.volume_control`, nudged when
+one of their replicas or engines changes) and the ``Replica`` and ``Engine`` objects placed on it
 (:mod:`lhtrio.manager.instance_control`), through its own instance manager at ``control`` — and
 a watch of that instance manager (``instance_watch``) that nudges the reconciler of any instance
 that changed (an engine that stopped, a replica that failed), so the store learns of it without
@@ -21,7 +22,8 @@ from lhtrio.manager.instance_control import InstanceControl
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import run_reconciler
 from lhtrio.manager.store.api import Store
-from lhtrio.models.cluster import Engine, Replica
+from lhtrio.manager.volume_control import VolumeControl, follow_members
+from lhtrio.models.cluster import Engine, Replica, Volume
 from lhtrio.models.instance import InstanceKind
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Role
@@ -44,17 +46,22 @@ async def run_manager(
     """Run node ``node``'s reconcilers until cancelled; started once they have listed."""
     async with open_rpc_client(control, client=f"manager-{node}", role=Role.NODE) as rpc:
         instances = NodeClient(rpc)
-        control_ = InstanceControl(Objects(store), node, instances)
+        objects = Objects(store)
+        control_ = InstanceControl(objects, node, instances)
+        volumes = VolumeControl(objects, node)
         replicas_in, replicas_out = trio.open_memory_channel[str](256)
         engines_in, engines_out = trio.open_memory_channel[str](256)
+        volumes_in, volumes_out = trio.open_memory_channel[str](256)
         async with trio.open_nursery() as nursery:
             for kind, reconcile, nudges in (
                 (Replica.KIND, control_.reconcile_replica, replicas_out),
                 (Engine.KIND, control_.reconcile_engine, engines_out),
+                (Volume.KIND, volumes.reconcile_volume, volumes_out),
             ):
                 await nursery.start(
                     functools.partial(run_reconciler, store, kind, reconcile, nudges=nudges)
                 )
+            nursery.start_soon(follow_members, store, volumes_in)
             nursery.start_soon(
                 _watch_instances,
                 instances,

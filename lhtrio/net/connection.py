@@ -111,8 +111,12 @@ class Connection:
                     out.buffers += encode(seq, result)
                 else:
                     out.flush(now=False)  # replies so far go while the handler waits
-                    await self.limit.acquire()
-                    nursery.start_soon(self.finish, seq, request, result)
+                    try:
+                        await self.limit.acquire()
+                        nursery.start_soon(self.finish, seq, request, result)
+                    except BaseException:
+                        _discard(result)  # the connection ends before the handler could run
+                        raise
             out.flush(now=True)  # the batch's replies, in one send
             if decoder.error is not None:  # a bad frame followed the batch
                 raise decoder.error
@@ -181,3 +185,10 @@ class Connection:
             contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
         ):
             await self.transport.send(encode(0, Goodbye(reason=reason)))
+
+
+def _discard(pending: Awaitable[Reply]) -> None:
+    """Close a handler's coroutine that will never run (no "never awaited" warning for it)."""
+    close = getattr(pending, "close", None)
+    if close is not None:
+        close()

@@ -239,6 +239,8 @@ class ThreadedConnection(Connection):
                 try:
                     token.run_sync_soon(self._hand_over, seq, request, result)
                 except trio.RunFinishedError:
+                    if hasattr(result, "close"):
+                        result.close()  # the handler's coroutine will never run
                     return None
             if out:
                 shared.send_blocking(out)

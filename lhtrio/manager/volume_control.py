@@ -1,0 +1,128 @@
+"""The volume reconciler's I/O shell: read what a volume's plan needs, write what the plan says.
+
+The decisions are pure (:func:`lhtrio.manager.volume_plan.plan_volume`); this module only reads
+the volume, its replicas and engine, the nodes, their leases and the settings, and writes the
+plan back: new and changed replicas, the engine, the volume's status (owned by this node), and at
+the end of a deletion the volume's finalizer. Any conflict or failure is raised: the runner tries
+the volume again (the next plan starts from what the store holds then). A volume is reconciled
+by the node responsible for it (:mod:`lhtrio.manager.ownership`: its attach node if that one is
+up, else its current owner, else an agreed taker).
+
+The volume's reconciler is nudged when one of its replicas or its engine changes
+(:func:`follow_members`), so an engine's report of a failed replica reaches the volume at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Iterator
+
+import attrs
+import trio
+
+from lhtrio.errors import GoneError, LhtrioError, NotFoundError
+from lhtrio.manager.lease import available_nodes
+from lhtrio.manager.objects import Objects
+from lhtrio.manager.ownership import responsible
+from lhtrio.manager.placement import node_views
+from lhtrio.manager.settings import read_settings
+from lhtrio.manager.store.api import Store
+from lhtrio.manager.store.codec import from_document
+from lhtrio.manager.volume_plan import plan_volume
+from lhtrio.models.cluster import Engine, Node, Replica, Volume
+from lhtrio.models.cluster.engine import engine_name
+
+__all__ = ["FINALIZER", "VolumeControl", "follow_members"]
+
+logger = logging.getLogger(__name__)
+
+#: Held by every volume until its engine and replicas are gone.
+FINALIZER = "lhtrio.io/volume"
+
+
+def _suffixes() -> Iterator[str]:
+    while True:
+        yield secrets.token_hex(4)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@attrs.frozen
+class VolumeControl:
+    objects: Objects
+    node: str
+
+    async def reconcile_volume(self, name: str) -> None:
+        objects = self.objects
+        try:
+            volume = await objects.get(Volume, name)
+        except NotFoundError:
+            return  # gone: its finalizer released after its members were deleted
+        up = await available_nodes(objects.store)
+        preferred = volume.spec.node_id
+        if not responsible(self.node, owner=volume.status.owner_id, preferred=preferred, up=up):
+            return
+        replicas = [r for r in (await objects.list(Replica))[0] if r.spec.volume_name == name]
+        try:
+            engine: Engine | None = await objects.get(Engine, engine_name(name))
+        except NotFoundError:
+            engine = None
+        nodes, _ = await objects.list(Node)
+        plan = plan_volume(
+            volume,
+            replicas,
+            engine,
+            nodes=node_views(nodes, up),
+            up=up,
+            settings=await read_settings(objects),
+            now=_utcnow(),
+            suffixes=_suffixes(),
+        )
+        for replica in plan.create_replicas:
+            await objects.create(replica)
+        for replica in plan.update_replicas:
+            await objects.update(replica)
+        for replica_name in plan.delete_replicas:
+            current = await objects.get(Replica, replica_name)
+            await objects.delete(current)
+        if plan.delete_engine and engine is not None:
+            await objects.delete(engine)
+        elif plan.engine is not None:
+            if engine is None:
+                await objects.create(plan.engine)
+            elif plan.engine != engine:
+                await objects.update(plan.engine)
+        wanted = plan.volume
+        if wanted.status.owner_id != self.node:
+            wanted = attrs.evolve(wanted, status=attrs.evolve(wanted.status, owner_id=self.node))
+        if plan.release_finalizer:
+            finalizers = tuple(f for f in wanted.meta.finalizers if f != FINALIZER)
+            wanted = attrs.evolve(wanted, meta=attrs.evolve(wanted.meta, finalizers=finalizers))
+        if wanted != volume:
+            await objects.update(wanted)
+
+
+async def follow_members(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
+    """Nudge the volume of every replica or engine that changes."""
+
+    async def follow(kind: type[Replica] | type[Engine]) -> None:
+        while True:
+            try:
+                listing = await store.list(kind.KIND)
+                async with store.watch(kind.KIND, listing.revision) as events:
+                    async for event in events:
+                        member = from_document(kind, event.document)
+                        await nudge.send(member.spec.volume_name)
+            except GoneError:
+                continue
+            except LhtrioError as exc:
+                logger.warning("following %s for their volumes failed: %s", kind.KIND, exc)
+                await trio.sleep(1.0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow, Replica)
+        nursery.start_soon(follow, Engine)
