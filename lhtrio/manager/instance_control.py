@@ -65,14 +65,14 @@ class InstanceControl:
 
     # --- replicas ----------------------------------------------------------------------------
 
-    async def reconcile_replica(self, name: str) -> None:
+    async def reconcile_replica(self, name: str) -> float | None:
         try:
             replica = await self.objects.get(Replica, name)
         except NotFoundError:
             await self._stop(name)  # its object is gone
-            return
+            return None
         if replica.spec.node_id != self.node:
-            return  # another node's (taking over a down node's status is the volume's job)
+            return None  # another node's (taking over a down node's status is the volume's job)
         instance = await self._instance(name)
         wanted = replica.spec.desire_state is DesireState.RUNNING and not replica.failed
         if wanted and (instance is None or instance.state not in _ALIVE):
@@ -86,17 +86,18 @@ class InstanceControl:
         elif not wanted and instance is not None:
             instance = await self.instances.delete(name)
         await self.objects.change(Replica, name, lambda r: _replica_status(r, instance, self.node))
+        return None
 
     # --- engines -----------------------------------------------------------------------------
 
-    async def reconcile_engine(self, name: str) -> None:
+    async def reconcile_engine(self, name: str) -> float | None:
         try:
             engine = await self.objects.get(Engine, name)
         except NotFoundError:
             await self._stop(name)
-            return
+            return None
         if engine.spec.node_id != self.node:
-            return
+            return None
         instance = await self._instance(name)
         wanted = engine.spec.desire_state is DesireState.RUNNING
         addresses = sorted(engine.spec.replica_address_map.values())
@@ -115,20 +116,23 @@ class InstanceControl:
         await self.objects.change(
             Engine, name, lambda e: _engine_status(e, instance, self.node, modes)
         )
+        # While a replica is rebuilt (WO) nothing tells the store when it is RW: look again.
+        return REBUILD_POLL if Mode.WO.value in modes.values() else None
 
     async def _modes(self, engine: Engine, instance: Instance | None) -> dict[str, str]:
-        """The engine's view of each replica (by replica name); empty while it does not run."""
+        """Bring a running engine's replicas in line with ``spec.replica_address_map`` (remove
+        the ones no longer in it, add — rebuild — the ones missing or failed), then its view of
+        each replica's mode, by replica name; empty while it does not run."""
         if instance is None or instance.state is not InstanceState.RUNNING or not instance.address:
             return {}
-        by_address = {
-            (a if "://" in a else f"tcp://{a}"): n
-            for n, a in engine.spec.replica_address_map.items()
-        }
+        by_address = {_url(a): n for n, a in engine.spec.replica_address_map.items()}
         try:
             async with open_rpc_client(
                 instance.address, client=f"manager-{self.node}", role=Role.ENGINE
             ) as rpc:
-                info = await EngineClient(rpc).info()
+                client = EngineClient(rpc)
+                await _sync_members(engine.meta.name, client, set(by_address))
+                info = await client.info()
         except LhtrioError as exc:
             logger.info("engine %s: no replica modes yet: %s", engine.meta.name, exc)
             return {}
@@ -139,7 +143,31 @@ class InstanceControl:
         }
 
 
+def _url(address: str) -> str:
+    return address if "://" in address else f"tcp://{address}"
+
+
+async def _sync_members(name: str, client: EngineClient, wanted: set[str]) -> None:
+    """Remove the replicas ``wanted`` lacks; add one missing (or failed) replica at a time (a
+    rebuild: it returns once the replica is WO; the engine finishes it in the background)."""
+    links = {link.address: link for link in await client.replica_ls()}
+    for address in sorted(set(links) - wanted):
+        try:
+            await client.replica_rm(address)
+        except LhtrioError as exc:  # e.g. the last RW replica: never removed
+            logger.info("engine %s keeps %s: %s", name, address, exc)
+    rebuilding = any(link.mode is Mode.WO for link in links.values())
+    missing = sorted(a for a in wanted if a not in links or links[a].mode is Mode.ERR)
+    if missing and not rebuilding:
+        try:
+            await client.replica_add(missing[0])
+        except LhtrioError as exc:
+            logger.info("engine %s: adding %s failed: %s", name, missing[0], exc)
+
+
 _ALIVE = (InstanceState.STARTING, InstanceState.RUNNING)
+#: How often an engine with a replica being rebuilt is looked at again (seconds).
+REBUILD_POLL = 1.0
 
 
 def _replica_status(replica: Replica, instance: Instance | None, node: str) -> Replica:

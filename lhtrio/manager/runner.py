@@ -40,7 +40,9 @@ WORKERS: Final = 4
 #: Pause before listing again after the store failed (seconds).
 RELIST_PAUSE: Final = 1.0
 
-Reconcile = Callable[[str], Awaitable[None]]
+#: ``await reconcile(name)``: None when done, or the seconds after which to look again (a
+#: change is under way outside the store, such as a rebuild, and no event will tell of its end).
+Reconcile = Callable[[str], Awaitable[float | None]]
 
 
 class _Work:
@@ -144,10 +146,12 @@ async def _worker(kind: str, work: _Work, reconcile: Reconcile) -> None:
     while True:
         name = await work.next()
         try:
-            await reconcile(name)
+            again = await reconcile(name)
         except Exception as exc:  # a reconcile's bug or failure must not stop the others
             delay = queue.failed(name, trio.current_time())
             logger.warning("reconcile %s %s failed (again in %.1f s): %s", kind, name, delay, exc)
         else:
             queue.done(name)
+            if again is not None:
+                queue.add_after(name, trio.current_time() + again)
         work.poke()

@@ -56,16 +56,16 @@ class VolumeControl:
     objects: Objects
     node: str
 
-    async def reconcile_volume(self, name: str) -> None:
+    async def reconcile_volume(self, name: str) -> float | None:
         objects = self.objects
         try:
             volume = await objects.get(Volume, name)
         except NotFoundError:
-            return  # gone: its finalizer released after its members were deleted
+            return None  # gone: its finalizer released after its members were deleted
         up = await available_nodes(objects.store)
         preferred = volume.spec.node_id
         if not responsible(self.node, owner=volume.status.owner_id, preferred=preferred, up=up):
-            return
+            return None
         replicas = [r for r in (await objects.list(Replica))[0] if r.spec.volume_name == name]
         try:
             engine: Engine | None = await objects.get(Engine, engine_name(name))
@@ -104,6 +104,7 @@ class VolumeControl:
             wanted = attrs.evolve(wanted, meta=attrs.evolve(wanted.meta, finalizers=finalizers))
         if wanted != volume:
             await objects.update(wanted)
+        return None
 
 
 async def follow_members(store: Store, nudge: trio.MemorySendChannel[str]) -> None:

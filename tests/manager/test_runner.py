@@ -165,3 +165,21 @@ async def test_a_watch_that_is_gone_lists_again_and_misses_nothing(
         assert store.watches == 2
         assert set(seen.names()) == {"a", "b"}
         nursery.cancel_scope.cancel()
+
+
+async def test_a_reconcile_may_ask_to_be_run_again_later(clock: trio.testing.MockClock) -> None:
+    store = MemoryStore()
+    await store.create(doc("rebuilding"))
+    times: list[float] = []
+
+    async def reconcile(name: str) -> float | None:
+        times.append(trio.current_time())
+        return 2.0 if len(times) < 3 else None  # "a rebuild is under way": look again
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            functools.partial(run_reconciler, store, "Volume", reconcile, resync=1e6)
+        )
+        await trio.sleep(30)
+        assert [round(t) for t in times] == [0, 2, 4]
+        nursery.cancel_scope.cancel()

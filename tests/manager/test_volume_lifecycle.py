@@ -20,6 +20,7 @@ from lhtrio.manager.volume_control import FINALIZER
 from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume
 from lhtrio.models.cluster.validate import ClusterObject
 from lhtrio.models.cluster.volume import Robustness, VolumeSpec, VolumeState
+from lhtrio.models.volume import Mode
 from lhtrio.net import Address, open_rpc_client
 from lhtrio.node.server import serve_node
 
@@ -128,3 +129,43 @@ async def test_a_volume_lives_on_three_nodes_and_leaves_nothing_behind(tmp_path:
         assert await members(cluster) == ([], [])
         for node in cluster.nodes.values():
             assert [i.name for i in await node.instances() if i.state.value != "stopped"] == []
+
+
+async def test_a_replica_that_stops_is_failed_then_reused_and_rebuilt(tmp_path: Path) -> None:
+    async with three_nodes(tmp_path) as cluster:
+        objects = cluster.objects
+        await objects.create(
+            Volume(
+                meta=ObjectMeta(name="v", finalizers=(FINALIZER,)),
+                spec=VolumeSpec(size=16 * MiB, number_of_replicas=3, node_id="n1"),
+            )
+        )
+        await until(
+            cluster,
+            Volume,
+            "v",
+            lambda v: (
+                v.status.state is VolumeState.ATTACHED and v.status.robustness is Robustness.HEALTHY
+            ),
+        )
+        replicas, _ = await members(cluster)
+        (lost,) = [r for r in replicas if r.spec.node_id == "n3"]
+        await cluster.nodes["n3"].delete(lost.meta.name)  # its process is gone
+        await until(
+            cluster,
+            Volume,
+            "v",
+            lambda v: v.status.robustness is Robustness.DEGRADED,
+        )
+        healed = await until(
+            cluster, Volume, "v", lambda v: v.status.robustness is Robustness.HEALTHY
+        )
+        assert healed.status.state is VolumeState.ATTACHED
+        replicas, (engine,) = await members(cluster)
+        assert lost.meta.name in [r.meta.name for r in replicas]
+        back = await objects.get(Replica, lost.meta.name)  # the same replica, back in place
+        assert back.spec.failed_at is None
+        assert back.status.port != lost.status.port  # a new instance
+        assert engine.status.replica_mode_map == dict.fromkeys(
+            sorted(r.meta.name for r in replicas), Mode.RW
+        )
