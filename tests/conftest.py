@@ -41,6 +41,7 @@ REAL_MODULES = frozenset(
         "frontend/test_nbd_requests.py",
         "frontend/test_nbd_server.py",
         "frontend/test_nbd_tools.py",
+        "manager/test_cluster_processes.py",
         "manager/test_sqlite_store.py",
         "node/test_node.py",
         "node/test_node_process.py",

@@ -116,8 +116,12 @@ class InstanceControl:
         await self.objects.change(
             Engine, name, lambda e: _engine_status(e, instance, self.node, modes)
         )
-        # While a replica is rebuilt (WO) nothing tells the store when it is RW: look again.
-        return REBUILD_POLL if Mode.WO.value in modes.values() else None
+        # Nothing tells the store when an engine's view of its replicas changes (a replica lost,
+        # a rebuild done): look again, often while a replica is rebuilt (Longhorn's engine
+        # monitor polls every 5 s too).
+        if Mode.WO.value in modes.values():
+            return REBUILD_POLL
+        return ENGINE_MONITOR if instance is not None and instance.state in _ALIVE else None
 
     async def _modes(self, engine: Engine, instance: Instance | None) -> dict[str, str]:
         """Bring a running engine's replicas in line with ``spec.replica_address_map`` (remove
@@ -168,6 +172,8 @@ async def _sync_members(name: str, client: EngineClient, wanted: set[str]) -> No
 _ALIVE = (InstanceState.STARTING, InstanceState.RUNNING)
 #: How often an engine with a replica being rebuilt is looked at again (seconds).
 REBUILD_POLL = 1.0
+#: How often a running engine's view of its replicas is read again (seconds).
+ENGINE_MONITOR = 5.0
 
 
 def _replica_status(replica: Replica, instance: Instance | None, node: str) -> Replica:

@@ -30,6 +30,7 @@ class WorkQueue:
         self._ready: list[str] = []  # FIFO of names to hand out now
         self._waiting: set[str] = set()  # in _ready, or scheduled in _later
         self._later: list[tuple[float, int, str]] = []  # (when, seq, name) heap
+        self._delayed: dict[str, int] = {}  # name -> seq of its live entry in _later
         self._seq = 0
         self._running: set[str] = set()
         self._dirty: set[str] = set()  # added while running: once more when done
@@ -37,9 +38,12 @@ class WorkQueue:
         self._min, self._max = backoff_min, backoff_max
 
     def add(self, name: str) -> None:
-        """Reconcile ``name`` (soon, once)."""
+        """Reconcile ``name`` (soon, once): now, also if it was scheduled for later."""
         if name in self._running:
             self._dirty.add(name)
+        elif name in self._delayed:
+            del self._delayed[name]  # its entry in _later is dead now
+            self._ready.append(name)
         elif name not in self._waiting:
             self._waiting.add(name)
             self._ready.append(name)
@@ -51,12 +55,16 @@ class WorkQueue:
         elif name not in self._waiting:
             self._waiting.add(name)
             self._seq += 1
+            self._delayed[name] = self._seq
             heapq.heappush(self._later, (when, self._seq, name))
 
     def get(self, now: float) -> str | None:
         """The next name to reconcile now (it is then running), or None."""
         while self._later and self._later[0][0] <= now:
-            self._ready.append(heapq.heappop(self._later)[2])
+            _, seq, name = heapq.heappop(self._later)
+            if self._delayed.get(name) == seq:
+                del self._delayed[name]
+                self._ready.append(name)
         while self._ready:
             name = self._ready.pop(0)
             if name in self._waiting:
@@ -67,6 +75,8 @@ class WorkQueue:
 
     def next_time(self) -> float | None:
         """When the earliest delayed name is due (None: nothing delayed)."""
+        while self._later and self._delayed.get(self._later[0][2]) != self._later[0][1]:
+            heapq.heappop(self._later)  # brought forward by an add meanwhile
         return self._later[0][0] if self._later else None
 
     def done(self, name: str) -> None:

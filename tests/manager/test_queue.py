@@ -60,6 +60,9 @@ def test_an_add_brings_a_delayed_name_forward() -> None:
     queue.add_after("a", 10.0)
     assert queue.next_time() == 10.0
     assert queue.get(5.0) is None
-    queue.add("a")  # already waiting (delayed): one entry
+    queue.add("a")  # changed meanwhile: now, once
     assert len(queue) == 1
-    assert queue.get(10.0) == "a"
+    assert queue.get(5.0) == "a"
+    assert queue.next_time() is None  # the later entry is gone
+    queue.done("a")
+    assert queue.get(10.0) is None

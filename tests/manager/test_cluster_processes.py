@@ -1,0 +1,165 @@
+"""The control plane end to end with real processes (issue 18's acceptance, without the API yet):
+three ``lhtrio node --store sqlite:PATH`` processes on this host share one store file; a test
+process writes the desired state into the same file, as the API will. A 3-replica volume lands on
+three nodes; attached on node 1, qemu-io writes patterns through its NBD endpoint; node 3 is
+SIGKILLed (the volume degrades, I/O goes on); node 3 comes back (its replica is rebuilt in place,
+the volume is healthy); detached, attached on node 2, every pattern reads back; deleted, nothing
+is left in the store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import attrs
+import trio
+
+from lhtrio.manager.objects import Objects
+from lhtrio.manager.store.sqlite import SqliteStore, open_sqlite_store
+from lhtrio.manager.volume_control import FINALIZER
+from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume
+from lhtrio.models.cluster.validate import ClusterObject
+from lhtrio.models.cluster.volume import Robustness, VolumeSpec, VolumeState
+from tests.procs import Proc, lhtrio, run
+
+MiB = 1 << 20
+T = TypeVar("T", bound=ClusterObject)
+
+
+@attrs.define
+class Cluster:
+    store: SqliteStore
+    objects: Objects
+    tmp: Path
+    stack: AsyncExitStack
+    nodes: dict[str, tuple[Proc, AsyncExitStack]] = attrs.field(factory=dict)
+
+    async def start(self, name: str, index: int) -> None:
+        own = AsyncExitStack()
+        proc = await own.enter_async_context(
+            lhtrio(
+                "node",
+                "--name",
+                name,
+                "--data-dir",
+                str(self.tmp / name),
+                "--store",
+                f"sqlite:{self.tmp / 'store.db'}",
+                "--nbd",
+                "127.0.0.1:0",
+                "--port-range",
+                f"{43000 + 100 * index}-{43099 + 100 * index}",
+            )
+        )
+        self.nodes[name] = (proc, own)
+
+    async def kill(self, name: str) -> None:
+        proc, own = self.nodes.pop(name)
+        proc.kill()
+        await own.aclose()
+
+
+@asynccontextmanager
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_sqlite_store(tmp_path / "store.db"))
+        c = Cluster(store, Objects(store), tmp_path, stack)
+        for index, name in enumerate(("n1", "n2", "n3")):
+            await c.start(name, index)
+        try:
+            yield c
+        finally:
+            for name in reversed(list(c.nodes)):  # nurseries close in the order opened
+                proc, own = c.nodes.pop(name)
+                await proc.terminate()
+                await own.aclose()
+
+
+async def until(c: Cluster, kind: type[T], name: str, done: Callable[[T], bool]) -> T:
+    """The object once ``done`` holds for it, following the store's watch (no sleeps)."""
+    with trio.fail_after(90):
+        while True:
+            _, revision = await c.objects.list(kind)
+            current = await c.objects.get(kind, name)
+            if done(current):
+                return current
+            async with c.store.watch(kind.KIND, revision) as events:
+                async for _ in events:
+                    break
+
+
+def healthy_on(node: str) -> Callable[[Volume], bool]:
+    def done(v: Volume) -> bool:
+        return (
+            v.status.state is VolumeState.ATTACHED
+            and v.status.current_node_id == node
+            and v.status.robustness is Robustness.HEALTHY
+        )
+
+    return done
+
+
+async def attach(c: Cluster, node: str) -> str:
+    await c.objects.change(
+        Volume, "v", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id=node))
+    )
+    await until(c, Volume, "v", healthy_on(node))
+    engine = await c.objects.get(Engine, "v-e-0")
+    assert engine.spec.node_id == node
+    return engine.status.endpoint
+
+
+async def qemu_io(uri: str, *commands: str) -> str:
+    args = [a for command in commands for a in ("-c", command)]
+    result = await run("qemu-io", "-f", "raw", *args, uri)
+    return result.stdout.decode()
+
+
+async def test_a_volume_survives_a_killed_node_and_moves_with_its_data(tmp_path: Path) -> None:
+    async with cluster(tmp_path) as c:
+        await c.objects.create(
+            Volume(
+                meta=ObjectMeta(name="v", finalizers=(FINALIZER,)),
+                spec=VolumeSpec(size=32 * MiB, number_of_replicas=3),
+            )
+        )
+        await until(c, Volume, "v", lambda v: v.status.state is VolumeState.DETACHED)
+        replicas, _ = await c.objects.list(Replica)
+        assert sorted(r.spec.node_id for r in replicas) == ["n1", "n2", "n3"]
+
+        uri = await attach(c, "n1")
+        await qemu_io(uri, "write -P 0x11 0 1M", "flush")
+
+        await c.kill("n3")
+        await until(c, Volume, "v", lambda v: v.status.robustness is Robustness.DEGRADED)
+        await qemu_io(uri, "write -P 0x22 1M 1M", "flush")  # I/O goes on, degraded
+
+        await c.start("n3", 2)
+        await until(c, Volume, "v", healthy_on("n1"))  # node 3's replica is rebuilt in place
+        replicas, _ = await c.objects.list(Replica)
+        assert sorted(r.spec.node_id for r in replicas) == ["n1", "n2", "n3"]
+
+        await c.objects.change(
+            Volume, "v", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id=""))
+        )
+        await until(c, Volume, "v", lambda v: v.status.state is VolumeState.DETACHED)
+        uri = await attach(c, "n2")
+        out = await qemu_io(uri, "read -P 0x11 0 1M", "read -P 0x22 1M 1M")
+        assert "Pattern verification failed" not in out
+        assert out.count("read 1048576/1048576 bytes") == 2
+
+        await c.objects.change(
+            Volume, "v", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id=""))
+        )
+        await until(c, Volume, "v", lambda v: v.status.state is VolumeState.DETACHED)
+        await c.objects.delete(await c.objects.get(Volume, "v"))
+        with trio.fail_after(90):
+            while (await c.store.list("Volume")).documents:
+                listing = await c.store.list("Volume")
+                async with c.store.watch("Volume", listing.revision) as events:
+                    async for _ in events:
+                        break
+        assert (await c.objects.list(Replica))[0] == []
+        assert (await c.objects.list(Engine))[0] == []
