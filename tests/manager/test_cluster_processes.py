@@ -9,7 +9,7 @@ is left in the store."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,16 +30,20 @@ T = TypeVar("T", bound=ClusterObject)
 
 @attrs.define
 class Cluster:
+    """Node processes, each held by a task of its own (so any one can go, in any order)."""
+
     store: SqliteStore
     objects: Objects
     tmp: Path
-    stack: AsyncExitStack
-    nodes: dict[str, tuple[Proc, AsyncExitStack]] = attrs.field(factory=dict)
+    nursery: trio.Nursery
+    nodes: dict[str, tuple[Proc, trio.CancelScope]] = attrs.field(factory=dict)
 
     async def start(self, name: str, index: int) -> None:
-        own = AsyncExitStack()
-        proc = await own.enter_async_context(
-            lhtrio(
+        await self.nursery.start(self._hold, name, index)
+
+    async def _hold(self, name: str, index: int, task_status: trio.TaskStatus[None]) -> None:
+        with trio.CancelScope() as scope:
+            async with lhtrio(
                 "node",
                 "--name",
                 name,
@@ -51,30 +55,28 @@ class Cluster:
                 "127.0.0.1:0",
                 "--port-range",
                 f"{43000 + 100 * index}-{43099 + 100 * index}",
-            )
-        )
-        self.nodes[name] = (proc, own)
+            ) as proc:
+                self.nodes[name] = (proc, scope)
+                task_status.started()
+                await trio.sleep_forever()
 
-    async def kill(self, name: str) -> None:
-        proc, own = self.nodes.pop(name)
+    def kill(self, name: str) -> None:
+        """SIGKILL node ``name`` (its task then reaps it)."""
+        proc, scope = self.nodes.pop(name)
         proc.kill()
-        await own.aclose()
+        scope.cancel()
 
 
 @asynccontextmanager
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with AsyncExitStack() as stack:
-        store = await stack.enter_async_context(open_sqlite_store(tmp_path / "store.db"))
-        c = Cluster(store, Objects(store), tmp_path, stack)
+    async with open_sqlite_store(tmp_path / "store.db") as store, trio.open_nursery() as nursery:
+        c = Cluster(store, Objects(store), tmp_path, nursery)
         for index, name in enumerate(("n1", "n2", "n3")):
             await c.start(name, index)
-        try:
-            yield c
-        finally:
-            for name in reversed(list(c.nodes)):  # nurseries close in the order opened
-                proc, own = c.nodes.pop(name)
-                await proc.terminate()
-                await own.aclose()
+        yield c
+        for proc, scope in c.nodes.values():
+            await proc.terminate()
+            scope.cancel()
 
 
 async def until(c: Cluster, kind: type[T], name: str, done: Callable[[T], bool]) -> T:
@@ -132,7 +134,7 @@ async def test_a_volume_survives_a_killed_node_and_moves_with_its_data(tmp_path:
         uri = await attach(c, "n1")
         await qemu_io(uri, "write -P 0x11 0 1M", "flush")
 
-        await c.kill("n3")
+        c.kill("n3")
         await until(c, Volume, "v", lambda v: v.status.robustness is Robustness.DEGRADED)
         await qemu_io(uri, "write -P 0x22 1M 1M", "flush")  # I/O goes on, degraded
 
@@ -163,3 +165,34 @@ async def test_a_volume_survives_a_killed_node_and_moves_with_its_data(tmp_path:
                         break
         assert (await c.objects.list(Replica))[0] == []
         assert (await c.objects.list(Engine))[0] == []
+
+
+async def test_a_volume_attached_to_a_lost_node_attaches_elsewhere_after_its_lease(
+    tmp_path: Path,
+) -> None:
+    async with cluster(tmp_path) as c:
+        await c.objects.create(
+            Volume(
+                meta=ObjectMeta(name="v", finalizers=(FINALIZER,)),
+                spec=VolumeSpec(size=32 * MiB, number_of_replicas=3),
+            )
+        )
+        await until(c, Volume, "v", lambda v: v.status.state is VolumeState.DETACHED)
+        uri = await attach(c, "n1")
+        await qemu_io(uri, "write -P 0x33 0 2M", "flush")
+
+        c.kill("n1")  # the attached node, its engine and one replica with it
+        await c.objects.change(
+            Volume, "v", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id="n2"))
+        )
+        moved = await until(
+            c,
+            Volume,
+            "v",
+            lambda v: v.status.state is VolumeState.ATTACHED and v.status.current_node_id == "n2",
+        )
+        assert moved.status.robustness is Robustness.DEGRADED  # n1's replica is away
+        engine = await c.objects.get(Engine, "v-e-0")
+        out = await qemu_io(engine.status.endpoint, "read -P 0x33 0 2M")
+        assert "Pattern verification failed" not in out
+        assert "read 2097152/2097152 bytes" in out
