@@ -19,9 +19,11 @@ import trio
 from lhtrio.clients.node import NodeClient
 from lhtrio.errors import LhtrioError
 from lhtrio.manager.instance_control import InstanceControl
+from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import run_reconciler
 from lhtrio.manager.store.api import Store
+from lhtrio.manager.store.rules import metadata
 from lhtrio.manager.volume_control import VolumeControl, follow_members
 from lhtrio.models.cluster import Engine, Replica, Volume
 from lhtrio.models.instance import InstanceKind
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: How long one ``instance_watch`` long poll waits (seconds).
 WATCH_WAIT = 30.0
+#: How often the nodes' leases are read for a node that went down or came back (seconds).
+AVAILABILITY_POLL = 1.0
 
 
 async def run_manager(
@@ -61,13 +65,30 @@ async def run_manager(
                 await nursery.start(
                     functools.partial(run_reconciler, store, kind, reconcile, nudges=nudges)
                 )
-            nursery.start_soon(follow_members, store, volumes_in)
+            nursery.start_soon(follow_members, store, volumes_in.clone())
+            nursery.start_soon(_follow_availability, store, volumes_in)
             nursery.start_soon(
                 _watch_instances,
                 instances,
                 {InstanceKind.REPLICA: replicas_in, InstanceKind.ENGINE: engines_in},
             )
             task_status.started()
+
+
+async def _follow_availability(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
+    """Nudge every volume when the set of available nodes changes (a lease expired: nothing in
+    the store changes then, so no watch tells of it)."""
+    last: frozenset[str] | None = None
+    while True:
+        try:
+            up = await available_nodes(store)
+            if up != last and last is not None:
+                for document in (await store.list(Volume.KIND)).documents:
+                    await nudge.send(str(metadata(document)["name"]))
+            last = up
+        except LhtrioError as exc:
+            logger.warning("reading the nodes' leases failed: %s", exc)
+        await trio.sleep(AVAILABILITY_POLL)
 
 
 async def _watch_instances(
