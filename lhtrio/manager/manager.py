@@ -1,12 +1,13 @@
 """The manager nursery of one node: the reconcilers it runs, composed.
 
 ``run_manager(store, node, control)`` runs, until cancelled, the reconcilers of the objects this
-node is responsible for — the volumes it owns (:mod:`lhtrio.manager.volume_control`, nudged when
-one of their replicas or engines changes) and the ``Replica`` and ``Engine`` objects placed on it
-(:mod:`lhtrio.manager.instance_control`), through its own instance manager at ``control`` — and
-a watch of that instance manager (``instance_watch``) that nudges the reconciler of any instance
-that changed (an engine that stopped, a replica that failed), so the store learns of it without
-waiting for the periodic resync.
+node is responsible for: the volumes it owns (:mod:`lhtrio.manager.volume_control`, nudged when
+one of their replicas or engines changes, and when a node goes down or comes back); their
+tickets (:mod:`lhtrio.manager.attachment_control`, nudged when the volume changes); the
+``Replica`` and ``Engine`` objects placed on it (:mod:`lhtrio.manager.instance_control`), through
+its own instance manager at ``control``. A watch of that instance manager (``instance_watch``)
+nudges the reconciler of any instance that changed (an engine that stopped, a replica that
+failed), so the store learns of it without waiting for the periodic resync.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import trio
 
 from lhtrio.clients.node import NodeClient
 from lhtrio.errors import LhtrioError
+from lhtrio.manager.attachment_control import AttachmentControl, follow_volumes
 from lhtrio.manager.instance_control import InstanceControl
 from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
@@ -25,7 +27,7 @@ from lhtrio.manager.runner import run_reconciler
 from lhtrio.manager.store.api import Store
 from lhtrio.manager.store.rules import metadata
 from lhtrio.manager.volume_control import VolumeControl, follow_members
-from lhtrio.models.cluster import Engine, Replica, Volume
+from lhtrio.models.cluster import Engine, Replica, Volume, VolumeAttachment
 from lhtrio.models.instance import InstanceKind
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Role
@@ -53,20 +55,24 @@ async def run_manager(
         objects = Objects(store)
         control_ = InstanceControl(objects, node, instances)
         volumes = VolumeControl(objects, node)
+        attachments = AttachmentControl(objects, node)
         replicas_in, replicas_out = trio.open_memory_channel[str](256)
         engines_in, engines_out = trio.open_memory_channel[str](256)
         volumes_in, volumes_out = trio.open_memory_channel[str](256)
+        attachments_in, attachments_out = trio.open_memory_channel[str](256)
         async with trio.open_nursery() as nursery:
             for kind, reconcile, nudges in (
                 (Replica.KIND, control_.reconcile_replica, replicas_out),
                 (Engine.KIND, control_.reconcile_engine, engines_out),
                 (Volume.KIND, volumes.reconcile_volume, volumes_out),
+                (VolumeAttachment.KIND, attachments.reconcile_attachment, attachments_out),
             ):
                 await nursery.start(
                     functools.partial(run_reconciler, store, kind, reconcile, nudges=nudges)
                 )
             nursery.start_soon(follow_members, store, volumes_in.clone())
             nursery.start_soon(_follow_availability, store, volumes_in)
+            nursery.start_soon(follow_volumes, store, attachments_in)
             nursery.start_soon(
                 _watch_instances,
                 instances,

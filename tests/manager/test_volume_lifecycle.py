@@ -17,7 +17,8 @@ from lhtrio.clients.node import NodeClient
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.manager.volume_control import FINALIZER
-from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume
+from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume, VolumeAttachment
+from lhtrio.models.cluster.attachment import AttachmentTicket, TicketType, VolumeAttachmentSpec
 from lhtrio.models.cluster.validate import ClusterObject
 from lhtrio.models.cluster.volume import Robustness, VolumeSpec, VolumeState
 from lhtrio.models.volume import Mode
@@ -169,3 +170,61 @@ async def test_a_replica_that_stops_is_failed_then_reused_and_rebuilt(tmp_path: 
         assert engine.status.replica_mode_map == dict.fromkeys(
             sorted(r.meta.name for r in replicas), Mode.RW
         )
+
+
+def tickets(*items: tuple[str, TicketType, str]) -> dict[str, AttachmentTicket]:
+    return {i: AttachmentTicket(id=i, type=t, node_id=n) for i, t, n in items}
+
+
+async def test_tickets_attach_and_a_snapshot_ticket_yields_to_a_workload_elsewhere(
+    tmp_path: Path,
+) -> None:
+    async with three_nodes(tmp_path) as cluster:
+        objects = cluster.objects
+        await objects.create(
+            Volume(
+                meta=ObjectMeta(name="v", finalizers=(FINALIZER,)),
+                spec=VolumeSpec(size=16 * MiB, number_of_replicas=2),
+            )
+        )
+        await until(cluster, Volume, "v", lambda v: v.status.state is VolumeState.DETACHED)
+        snapshot = tickets(("snap-1", TicketType.SNAPSHOT, "n1"))
+        await objects.create(
+            VolumeAttachment(
+                meta=ObjectMeta(name="v"),
+                spec=VolumeAttachmentSpec(volume="v", attachment_tickets=snapshot),
+            )
+        )
+        await until(
+            cluster,
+            VolumeAttachment,
+            "v",
+            lambda a: (
+                a.status.attachment_ticket_statuses.get("snap-1") is not None
+                and a.status.attachment_ticket_statuses["snap-1"].satisfied
+            ),
+        )
+        assert (await objects.get(Volume, "v")).status.current_node_id == "n1"
+
+        # a workload wants the volume on n2 while the snapshot still holds it on n1
+        both = tickets(
+            ("snap-1", TicketType.SNAPSHOT, "n1"), ("pod-1", TicketType.CSI_ATTACHER, "n2")
+        )
+        await objects.change(
+            VolumeAttachment,
+            "v",
+            lambda a: attrs.evolve(a, spec=attrs.evolve(a.spec, attachment_tickets=both)),
+        )
+        served = await until(
+            cluster,
+            VolumeAttachment,
+            "v",
+            lambda a: (
+                a.status.attachment_ticket_statuses.get("pod-1") is not None
+                and a.status.attachment_ticket_statuses["pod-1"].satisfied
+            ),
+        )
+        assert not served.status.attachment_ticket_statuses["snap-1"].satisfied
+        volume = await objects.get(Volume, "v")
+        assert volume.status.current_node_id == "n2"
+        assert volume.status.state is VolumeState.ATTACHED
