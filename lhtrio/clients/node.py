@@ -73,3 +73,8 @@ class NodeClient:
     ) -> LogLines:
         args = calls.LogArgs(name=name, after=after, wait=wait, limit=limit)
         return await invoke(self.rpc, calls.INSTANCE_LOG, args)
+
+    async def remove_replica_data(self, name: str, *, disk: str = "") -> bool:
+        """Delete replica ``name``'s directory (refused while it runs); False if none."""
+        args = calls.DataArgs(name=name, disk=disk)
+        return await invoke(self.rpc, calls.REPLICA_DATA_REMOVE, args)

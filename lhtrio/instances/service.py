@@ -19,7 +19,7 @@ from lhtrio.models.instance import (
     NodeInfo,
 )
 from lhtrio.wire.calls import node as calls
-from lhtrio.wire.calls.node import MAX_WAIT, CreateArgs, LogArgs, WatchArgs
+from lhtrio.wire.calls.node import MAX_WAIT, CreateArgs, DataArgs, LogArgs, WatchArgs
 from lhtrio.wire.control import Dispatcher, NameArgs, NoArgs
 
 __all__ = ["NodeService"]
@@ -41,6 +41,7 @@ class NodeService(Dispatcher):
         self.bind(calls.INSTANCE_LIST, self._list)
         self.bind(calls.INSTANCE_WATCH, self._watch)
         self.bind(calls.INSTANCE_LOG, self._log)
+        self.bind(calls.REPLICA_DATA_REMOVE, self._remove_data)
         self.check()
 
     def disks(self) -> list[DiskStatus]:
@@ -89,6 +90,9 @@ class NodeService(Dispatcher):
     async def _watch(self, args: WatchArgs) -> InstanceWatch:
         version = await self.supervisor.watch(args.version, min(max(args.wait, 0.0), MAX_WAIT))
         return InstanceWatch(version=version, instances=await self._list(NoArgs()))
+
+    async def _remove_data(self, args: DataArgs) -> bool:
+        return await self.supervisor.remove_replica_data(args.name, args.disk)
 
     async def _log(self, args: LogArgs) -> LogLines:
         self.supervisor.get(args.name)  # NotFoundError for an unknown instance

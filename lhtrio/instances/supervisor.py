@@ -29,6 +29,8 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
+import shutil
 import socket
 import time
 from collections.abc import Iterable
@@ -160,6 +162,14 @@ def _in_use(exc: BaseException) -> bool:
     if isinstance(exc, LhtrioError):  # open_listeners says so, keeping the OSError as the cause
         return exc.__cause__ is not None and _in_use(exc.__cause__)
     return isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
+
+
+def _remove_tree(directory: str) -> bool:
+    """Remove ``directory`` and what it holds; False if it was not there."""
+    if not os.path.lexists(directory):
+        return False
+    shutil.rmtree(directory)
+    return True
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -366,6 +376,18 @@ class Supervisor:
             self.ctx.logs.forget(name)
         self._notify()
         return instance
+
+    async def remove_replica_data(self, name: str, disk: str) -> bool:
+        """Delete replica ``name``'s directory on ``disk`` (its data, for good); False if there
+        was none. Refused (CONFLICT) while an instance of that name is alive."""
+        existing = self._instances.get(name)
+        if existing is not None and existing.state in _ALIVE:
+            raise ConflictError(f"replica {name} is {existing.state.value}: stop it first")
+        directory = find_disk(self.ctx.disks, disk).replica_dir(name)
+        removed = await trio.to_thread.run_sync(_remove_tree, directory)
+        if removed:
+            logger.info("replica %s: data removed (%s)", name, directory)
+        return removed
 
     async def _stop(self, instances: Iterable[Instance]) -> None:
         """Stop ``instances`` and wait until they have: engines gracefully (their deadline is

@@ -22,6 +22,7 @@ from lhtrio.clients.engine import EngineClient
 from lhtrio.clients.node import NodeClient
 from lhtrio.errors import LhtrioError, NotFoundError
 from lhtrio.manager.objects import Objects
+from lhtrio.manager.placement import REPLICA_DATA_FINALIZER
 from lhtrio.models.cluster import Engine, Replica
 from lhtrio.models.cluster.instance import DesireState
 from lhtrio.models.cluster.instance import InstanceState as ObjectState
@@ -73,6 +74,9 @@ class InstanceControl:
             return None
         if replica.spec.node_id != self.node:
             return None  # another node's (taking over a down node's status is the volume's job)
+        if replica.meta.deletion_requested is not None:
+            await self._remove(replica)
+            return None
         instance = await self._instance(name)
         wanted = replica.spec.desire_state is DesireState.RUNNING and not replica.failed
         if wanted and (instance is None or instance.state not in _ALIVE):
@@ -87,6 +91,18 @@ class InstanceControl:
             instance = await self.instances.delete(name)
         await self.objects.change(Replica, name, lambda r: _replica_status(r, instance, self.node))
         return None
+
+    async def _remove(self, replica: Replica) -> None:
+        """A replica being deleted: stop it, remove its data, then let its object go."""
+        name = replica.meta.name
+        await self._stop(name)
+        await self.instances.remove_replica_data(name, disk=replica.spec.disk_id)
+
+        def release(r: Replica) -> Replica:
+            finalizers = tuple(f for f in r.meta.finalizers if f != REPLICA_DATA_FINALIZER)
+            return attrs.evolve(r, meta=attrs.evolve(r.meta, finalizers=finalizers))
+
+        await self.objects.change(Replica, name, release)
 
     # --- engines -----------------------------------------------------------------------------
 

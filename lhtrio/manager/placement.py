@@ -29,7 +29,10 @@ from lhtrio.models.cluster.meta import Condition, get_condition
 from lhtrio.models.cluster.node import CONDITION_READY, CONDITION_SCHEDULABLE
 from lhtrio.models.cluster.replica import ReplicaSpec, replica_name
 
-__all__ = ["node_views", "place_replicas"]
+__all__ = ["REPLICA_DATA_FINALIZER", "node_views", "place_replicas"]
+
+#: Held by every replica until its node has stopped it and removed its data.
+REPLICA_DATA_FINALIZER = "lhtrio.io/replica-data"
 
 
 def _holds(conditions: tuple[Condition, ...], kind: str, default: bool) -> bool:
@@ -123,7 +126,7 @@ def _replica(volume: Volume, placed: Placement, suffix: str) -> Replica:
     """A new replica on ``placed`` (its disk's path is filled in by the node that runs it)."""
     name = volume.meta.name
     return Replica(
-        meta=ObjectMeta(name=replica_name(name, suffix)),
+        meta=ObjectMeta(name=replica_name(name, suffix), finalizers=(REPLICA_DATA_FINALIZER,)),
         spec=ReplicaSpec(
             volume_name=name,
             volume_size=volume.spec.size,

@@ -165,6 +165,8 @@ async def test_a_volume_survives_a_killed_node_and_moves_with_its_data(tmp_path:
                         break
         assert (await c.objects.list(Replica))[0] == []
         assert (await c.objects.list(Engine))[0] == []
+        left = [p for n in ("n1", "n2", "n3") for p in (tmp_path / n / "replicas").glob("v-r-*")]
+        assert left == []  # every node removed its replica's directory
 
 
 async def test_a_volume_attached_to_a_lost_node_attaches_elsewhere_after_its_lease(

@@ -109,6 +109,8 @@ async def test_a_volume_lives_on_three_nodes_and_leaves_nothing_behind(tmp_path:
         assert engine.status.endpoint.endswith("/v")
         assert len(engine.status.replica_mode_map) == 3
         assert "v-e-0" in [i.name for i in await cluster.nodes["n2"].instances()]
+        made = [p for n in NODES for p in (tmp_path / n / "replicas").glob("v-r-*")]
+        assert len(made) == 3  # (so that their removal below means something)
 
         await objects.change(
             Volume, "v", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id=""))
@@ -128,6 +130,8 @@ async def test_a_volume_lives_on_three_nodes_and_leaves_nothing_behind(tmp_path:
                     async for _ in events:
                         break
         assert await members(cluster) == ([], [])
+        left = [p for n in NODES for p in (tmp_path / n / "replicas").glob("v-r-*")]
+        assert left == []  # every node removed its replica's data
         for node in cluster.nodes.values():
             assert [i.name for i in await node.instances() if i.state.value != "stopped"] == []
 

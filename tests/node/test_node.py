@@ -289,3 +289,21 @@ async def test_a_faulted_engine_is_reported_with_its_health_and_why(tmp_path: Pa
         assert engine["health"] == "faulted"
         assert "volume faulted" in engine["error"]
         assert "tcp://127.0.0.1:1" in engine["error"]
+
+
+async def test_a_replicas_data_is_removed_only_once_it_stopped(tmp_path: Path) -> None:
+    from lhtrio.clients.node import NodeClient
+    from lhtrio.errors import ConflictError
+    from lhtrio.models.instance import InstanceKind
+
+    async with node(tmp_path) as n:
+        client = NodeClient(n.client)
+        replica = await client.create("r1", InstanceKind.REPLICA, volume="v", size=4 * MiB)
+        assert replica.directory is not None
+        with pytest.raises(ConflictError, match="stop it first"):
+            await client.remove_replica_data("r1")
+        assert await trio.Path(replica.directory).is_dir()
+        await client.delete("r1")
+        assert await client.remove_replica_data("r1") is True
+        assert not await trio.Path(replica.directory).exists()
+        assert await client.remove_replica_data("r1") is False  # nothing left: idempotent

@@ -125,4 +125,4 @@ async def test_invoke_round_trips_through_a_dispatcher() -> None:
     assert echo is not None
     result = await invoke(Loop(), echo, NameArgs(name="x"))  # type: ignore[arg-type]
     assert result == Echo(name="x", times=2)
-    assert len(node_calls.CALLS) == 8
+    assert len(node_calls.CALLS) == 9

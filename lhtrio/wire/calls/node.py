@@ -13,6 +13,8 @@ instance_get      name                                                  instance
 instance_list                                                           [instance]
 instance_watch    version=0; wait=0 (seconds)                           :class:`InstanceWatch`
 instance_log      name; after=0; wait=0; limit=0                        :class:`LogLines`
+replica_data_     name; disk="" (UUID or path): delete the directory    true if there was one
+remove            of replica ``name`` (refused while it runs)
 ================  ====================================================  =========================
 
 Waits are capped at :data:`MAX_WAIT` seconds by the node.
@@ -35,6 +37,7 @@ from lhtrio.wire.control import CallTable, NameArgs, NoArgs, omit_when_default
 __all__ = [
     "CALLS",
     "CreateArgs",
+    "DataArgs",
     "LogArgs",
     "MAX_WAIT",
     "WatchArgs",
@@ -53,6 +56,12 @@ class CreateArgs:
     disk: str = ""
     salvage: bool = False
     replica_timeout: float = 8.0
+
+
+@attrs.frozen(kw_only=True)
+class DataArgs:
+    name: str
+    disk: str = ""
 
 
 @attrs.frozen(kw_only=True)
@@ -80,3 +89,4 @@ INSTANCE_GET = CALLS.call("instance_get", NameArgs, Instance)
 INSTANCE_LIST = CALLS.call("instance_list", NoArgs, list[Instance])
 INSTANCE_WATCH = CALLS.call("instance_watch", WatchArgs, InstanceWatch)
 INSTANCE_LOG = CALLS.call("instance_log", LogArgs, LogLines)
+REPLICA_DATA_REMOVE = CALLS.call("replica_data_remove", DataArgs, bool)
