@@ -14,14 +14,14 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import trio
 
 from lhtrio import __version__
 from lhtrio.ctl import ctl
-from lhtrio.errors import LhtrioError
+from lhtrio.errors import InvalidArgumentError, LhtrioError
 from lhtrio.im import im
 from lhtrio.models.names import validate_instance_name, validate_volume_name
 from lhtrio.output import (
@@ -33,6 +33,9 @@ from lhtrio.output import (
     size_option,
 )
 from lhtrio.process import tune_gc, tune_malloc
+
+if TYPE_CHECKING:
+    from lhtrio.manager.store.api import Store
 
 __all__ = ["main"]
 
@@ -64,6 +67,14 @@ def _store_url(text: str) -> object:
     from lhtrio.manager.store.open import check_store_url
 
     return check_store_url(text)
+
+
+def _api_address(text: str) -> object:
+    from lhtrio.net import parse_address
+
+    if parse_address(text).is_unix:
+        raise InvalidArgumentError(f"the API listens on TCP: give HOST:PORT, not {text!r}")
+    return text
 
 
 def _default_name(name: str, option: str, check: Callable[[str], object]) -> None:
@@ -325,6 +336,19 @@ cli.add_command(im)
     help="Join the control plane: sqlite:PATH (one file shared by the nodes of a host) or "
     "memory:. The node registers itself and its disks there and keeps its lease.",
 )
+@click.option(
+    "--api",
+    metavar="HOST:PORT",
+    callback=checked(_api_address),
+    help="Serve the admin HTTP API (needs --store); :PORT binds ADVERTISE, port 0 a free port.",
+)
+@click.option(
+    "--api-token-file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="The bearer token the API's mutating calls need [default: DATA_DIR/api-token, made "
+    "(mode 0600) on the first start].",
+)
 def node(
     name: str,
     data_dir: str,
@@ -335,21 +359,32 @@ def node(
     nbd: str | None,
     grace: float,
     store: str | None,
+    api: str | None,
+    api_token_file: str | None,
 ) -> None:
     """Run this node's engines and replicas in one process until SIGTERM/SIGINT.
 
     Prints the control address (tcp://HOST:PORT, for lhtrio im) and the NBD address
     (nbd://HOST:PORT; each volume is the export nbd://HOST:PORT/VOLUME) on the first two lines of
-    stdout.
+    stdout, and with --api the API's URL (http://HOST:PORT) on the third.
     """
     from lhtrio.instances.ports import parse_port_range
     from lhtrio.manager.store.open import open_store
     from lhtrio.net import parse_address
     from lhtrio.node.server import serve_node
 
+    if api is not None and store is None:
+        raise click.UsageError("--api serves the control plane's objects: it needs --store")
+    if api_token_file is not None and api is None:
+        raise click.UsageError("--api-token-file is the token of --api: give --api too")
     low, high = parse_port_range(port_range)
 
     async def run(stop: trio.Event) -> None:
+        token = None
+        if api_token_file is not None:  # a bad token file stops the node before it starts
+            from lhtrio.api import read_token
+
+            token = await trio.to_thread.run_sync(read_token, api_token_file)
         async with AsyncExitStack() as stack:
             desired = await stack.enter_async_context(open_store(store)) if store else None
             nursery = await stack.enter_async_context(trio.open_nursery())
@@ -369,11 +404,36 @@ def node(
             )
             click.echo(control)
             click.echo(nbd_uri(nbd_address))  # nbd://HOST:PORT: a volume is .../VOLUME
+            if api is not None:
+                assert desired is not None
+                url = await nursery.start(_serve_api, desired, api, advertise, data_dir, token)
+                click.echo(url)
             sys.stdout.flush()
             await stop.wait()
             nursery.cancel_scope.cancel()  # the node stops its instances in order, within --grace
 
     _run(_until_signalled, run)
+
+
+async def _serve_api(
+    store: Store,
+    api: str,
+    advertise: str,
+    data_dir: str,
+    token: str | None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The node's admin API on ``api``; its token given, or the node's (``DATA_DIR/api-token``)."""
+    from lhtrio.api import node_token, serve_api
+    from lhtrio.manager.objects import Objects
+    from lhtrio.net import parse_address
+
+    if token is None:
+        token = await trio.to_thread.run_sync(node_token, data_dir)
+    address = parse_address(api, default_host=advertise)  # ":PORT" binds the advertised IP
+    await serve_api(
+        Objects(store), address.host, address.port, token=token, task_status=task_status
+    )
 
 
 @cli.command()
