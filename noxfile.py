@@ -5,7 +5,8 @@
 once installed. Sessions use the uv backend.
 
 * default (no ``-s``): lint, typecheck, imports, tests — what CI runs.
-* ``-s demo``: the main job (see README).
+* ``-s cluster``: the control plane's main job: three nodes on the embedded store (see README).
+* ``-s demo``: the data path alone, in one process.
 * ``-s bench -- NAME``: benchmarks (``wire``, ``rpc``, ...); figures go to docs/benchmarks.md.
 """
 
@@ -130,6 +131,15 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: ``nox -s bench -- rpc`` (see docs/benchmarks.md)."""
     _install(session)
     session.run("python", "-m", "lhtrio.bench", *session.posargs)
+
+
+@nox.session
+def cluster(session: nox.Session) -> None:
+    """The control plane's main job: ``lhtrio cluster`` (three nodes on the embedded store)."""
+    if shutil.which("qemu-io") is None:
+        _apt_install(["qemu-utils"], why="for the cluster's tour, which drives qemu-io")
+    _install(session)
+    session.run("lhtrio", "cluster", *session.posargs)
 
 
 @nox.session

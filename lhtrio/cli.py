@@ -437,6 +437,30 @@ async def _serve_api(
 
 
 @cli.command()
+@click.option(
+    "--tour/--no-tour",
+    default=None,
+    help="Run the scripted tour and exit [default: without a terminal].",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Keep the nodes' data and the store here [default: a temporary directory].",
+)
+def cluster(tour: bool | None, directory: str | None) -> None:
+    """Three nodes on this host (127.0.0.11-13) sharing one embedded store, with the admin API.
+
+    On a terminal: prints the API URL, the token file and commands to try; Ctrl-C stops it.
+    Without one (or with --tour): a scripted tour through the API — create, attach, write and
+    read with qemu-io, lose a node, heal, detach, delete — then exits.
+    """
+    from lhtrio.cluster import run_cluster
+
+    run_cluster(directory, tour=not sys.stdout.isatty() if tour is None else tour)
+
+
+@cli.command()
 def demo() -> None:
     """A replicated volume (3 replicas + engine) driven by real NBD clients on this machine.
 

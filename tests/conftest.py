@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 #: Test modules whose tests drive real programs (NBD clients, fio, lhtrio processes).
 REAL_MODULES = frozenset(
     {
+        "api/test_node_process.py",
         "engine/test_crash_consistency.py",
         "engine/test_engine_clients.py",
         "engine/test_nbd_libnbd.py",
@@ -47,6 +48,7 @@ REAL_MODULES = frozenset(
         "node/test_node_process.py",
         "replica_server/test_replica_server.py",
         "test_cli_live.py",
+        "test_cluster_tour.py",
         "test_demo.py",
         "test_process_stops.py",
     }
