@@ -55,3 +55,14 @@ async def test_a_bad_value_or_name_is_refused_and_nothing_is_written(name: str, 
     with pytest.raises(InvalidArgumentError):
         await set_setting(objects, name, text)
     assert await read_settings(objects) == {}
+
+
+async def test_two_writers_of_a_new_setting_both_succeed_and_one_value_stays() -> None:
+    import trio
+
+    objects = Objects(MemoryStore())
+    async with trio.open_nursery() as nursery:
+        for value in ("150", "250"):
+            nursery.start_soon(set_setting, objects, "storage-over-provisioning-percentage", value)
+    settings = await read_settings(objects)
+    assert settings["storage-over-provisioning-percentage"] in ("150", "250")
