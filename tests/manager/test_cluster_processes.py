@@ -22,6 +22,7 @@ from lhtrio.manager.volume_control import FINALIZER
 from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume
 from lhtrio.models.cluster.validate import ClusterObject
 from lhtrio.models.cluster.volume import Robustness, VolumeSpec, VolumeState
+from tests.manager import waiting
 from tests.procs import Proc, lhtrio, run
 
 MiB = 1 << 20
@@ -80,16 +81,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 async def until(c: Cluster, kind: type[T], name: str, done: Callable[[T], bool]) -> T:
-    """The object once ``done`` holds for it, following the store's watch (no sleeps)."""
-    with trio.fail_after(90):
-        while True:
-            _, revision = await c.objects.list(kind)
-            current = await c.objects.get(kind, name)
-            if done(current):
-                return current
-            async with c.store.watch(kind.KIND, revision) as events:
-                async for _ in events:
-                    break
+    """The object once ``done`` holds for it."""
+    return await waiting.until(c.objects, kind, name, done)
 
 
 def healthy_on(node: str) -> Callable[[Volume], bool]:

@@ -24,6 +24,7 @@ from lhtrio.models.cluster.validate import ClusterObject
 from lhtrio.models.volume import Mode
 from lhtrio.net import Address, open_rpc_client
 from lhtrio.node.server import serve_node
+from tests.manager import waiting
 
 MiB = 1 << 20
 
@@ -59,16 +60,8 @@ T = TypeVar("T", bound=ClusterObject)
 
 
 async def until(cluster: Cluster, kind: type[T], name: str, done: Callable[[T], bool]) -> T:
-    """The object once ``done`` holds for it, watching the store (no sleeps)."""
-    with trio.fail_after(60):
-        while True:
-            _, revision = await cluster.objects.list(kind)
-            current = await cluster.objects.get(kind, name)
-            if done(current):
-                return current
-            async with cluster.store.watch(kind.KIND, revision) as events:
-                async for _ in events:
-                    break
+    """The object once ``done`` holds for it."""
+    return await waiting.until(cluster.objects, kind, name, done)
 
 
 def replica(name: str, desire: DesireState = DesireState.RUNNING) -> Replica:
