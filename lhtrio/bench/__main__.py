@@ -16,6 +16,7 @@ SUITES = {
     "rebuild": "lhtrio.bench.rebuild",
     "node": "lhtrio.bench.node",
     "store": "lhtrio.bench.store",
+    "control": "lhtrio.bench.control",
 }
 
 
