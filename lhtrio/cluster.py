@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,63 +27,16 @@ from typing import Any
 import click
 import httpx
 
+from lhtrio.node.local import LocalNode, address, start_node
+
 __all__ = ["run_cluster"]
 
 NODES = 3
-PORT = 9500
 MiB = 1 << 20
 
 
-def _address(index: int) -> str:
-    return f"127.0.0.{10 + index}"
-
-
-class _Node:
-    def __init__(self, index: int, base: Path) -> None:
-        self.index = index
-        self.name = f"node{index}"
-        self.base = base
-        self.process: subprocess.Popen[str] | None = None
-        self.api = ""
-
-    def start(self) -> None:
-        ip = _address(self.index)
-        command = [
-            sys.executable, "-m", "lhtrio", "node",
-            "--name", self.name,
-            "--data-dir", str(self.base / self.name),
-            "--advertise", ip,
-            "--store", f"sqlite:{self.base / 'store.db'}",
-            "--api", f"{ip}:{PORT}",
-            "--port-range", f"{10000 + 1000 * self.index}-{10999 + 1000 * self.index}",
-        ]  # fmt: skip
-        log = (self.base / f"{self.name}.log").open("a")
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True
-        )
-        assert self.process.stdout is not None
-        lines = [self.process.stdout.readline().strip() for _ in range(3)]
-        if not all(lines):
-            raise click.ClickException(
-                f"{self.name} did not start; see {self.base / f'{self.name}.log'}"
-            )
-        self.api = lines[2]
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+def _port_range(index: int) -> tuple[int, int]:
+    return 10000 + 1000 * index, 10999 + 1000 * index
 
 
 def _until(what: str, check: Callable[[], bool], deadline: float = 90.0) -> None:
@@ -96,7 +48,7 @@ def _until(what: str, check: Callable[[], bool], deadline: float = 90.0) -> None
     click.echo(f"  {what} ({time.monotonic() - start:.1f} s)")
 
 
-def _tour(api: str, token: str, nodes: list[_Node]) -> None:
+def _tour(api: str, token: str, nodes: list[LocalNode]) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=api, timeout=30) as http:
 
@@ -128,7 +80,7 @@ def _tour(api: str, token: str, nodes: list[_Node]) -> None:
         _qemu_io(uri, "write -P 0xa5 4M 4M", "flush")
         click.echo("  I/O goes on while degraded")
         click.echo("bringing node3 back")
-        nodes[2].start()
+        nodes[2] = start_node(nodes[2].base, 3, port_range=_port_range(3))
         _until(
             "healthy again (node3's replica rebuilt in place)",
             lambda: status("robustness") == "healthy",
@@ -145,7 +97,7 @@ def _endpoint(volume: dict[str, Any]) -> str:
     """The NBD URI of the attached volume: its node's NBD listener (ADDRESS:10809), export
     VOLUME."""
     index = int(volume["status"]["currentNodeID"].removeprefix("node"))
-    return f"nbd://{_address(index)}:10809/{volume['metadata']['name']}"
+    return f"nbd://{address(index)}:10809/{volume['metadata']['name']}"
 
 
 def _qemu_io(uri: str, *commands: str) -> None:
@@ -164,10 +116,13 @@ def run_cluster(directory: str | None, *, tour: bool) -> None:
         raise click.ClickException("the cluster's tour drives qemu-io: apt-get install qemu-utils")
     base = Path(directory or tempfile.mkdtemp(prefix="lhtrio-cluster-"))
     base.mkdir(parents=True, exist_ok=True)
-    nodes = [_Node(i, base) for i in range(1, NODES + 1)]
+    nodes: list[LocalNode] = []
     try:
-        for node in nodes:
-            node.start()
+        for index in range(1, NODES + 1):
+            try:
+                nodes.append(start_node(base, index, port_range=_port_range(index)))
+            except RuntimeError as exc:
+                raise click.ClickException(str(exc)) from None
         api, token_file = nodes[0].api, base / "node1" / "api-token"
         click.echo(f"3 nodes on 127.0.0.11-13, store {base / 'store.db'}")
         click.echo(f"API      {api}")

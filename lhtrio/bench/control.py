@@ -12,37 +12,16 @@ attached, the CPU the node holding the engines spends over 10 idle seconds, as %
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from lhtrio.bench._util import Server, record, stop_process, table
+from lhtrio.bench._util import Server, record, table
+from lhtrio.node.local import start_node
 
 MiB = 1 << 20
-
-
-def _start(base: Path, index: int) -> tuple[subprocess.Popen[str], str]:
-    ip = f"127.0.0.{10 + index}"
-    command = [
-        sys.executable, "-m", "lhtrio", "node",
-        "--name", f"node{index}",
-        "--data-dir", str(base / f"node{index}"),
-        "--advertise", ip,
-        "--store", f"sqlite:{base / 'store.db'}",
-        "--api", f"{ip}:9500",
-        "--port-range", f"{20000 + 2000 * index}-{21999 + 2000 * index}",
-    ]  # fmt: skip
-    log = (base / f"node{index}.log").open("a")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
-    assert proc.stdout is not None
-    lines = [proc.stdout.readline().strip() for _ in range(3)]
-    if not all(lines):
-        raise RuntimeError(f"node{index} did not start: see {base}/node{index}.log")
-    return proc, lines[2]
 
 
 def _percentiles(values: list[float]) -> tuple[float, float]:
@@ -54,9 +33,11 @@ def main(*, quick: bool = False) -> None:
     count = 5 if quick else 30
     with tempfile.TemporaryDirectory(prefix="lhtrio-control-bench-") as scratch:
         base = Path(scratch)
-        nodes = [_start(base, i) for i in (1, 2, 3)]
+        nodes = [
+            start_node(base, i, port_range=(20000 + 2000 * i, 21999 + 2000 * i)) for i in (1, 2, 3)
+        ]
         try:
-            api = nodes[0][1]
+            api = nodes[0].api
             token = (base / "node1" / "api-token").read_text().strip()
             auth = {"Authorization": f"Bearer {token}"}
             latencies: list[float] = []
@@ -80,13 +61,13 @@ def main(*, quick: bool = False) -> None:
                             raise RuntimeError(f"{name} did not attach: {status}")
                         time.sleep(0.01)
                     latencies.append(time.perf_counter() - start)
-                node1 = Server("node1", nodes[0][0].pid)
+                node1 = Server("node1", nodes[0].process.pid)
                 before = node1.cpu_seconds()
                 time.sleep(10.0)
                 idle = (node1.cpu_seconds() - before) / 10.0
         finally:
-            for proc, _ in reversed(nodes):
-                stop_process(proc, timeout=120)
+            for node in reversed(nodes):
+                node.stop(grace=120)
     p50, p95 = _percentiles(latencies)
     rows = [
         [f"create + attach, {count} volumes of 3 replicas, one at a time", f"{p50 * 1e3:.0f} ms",
