@@ -66,7 +66,7 @@ Concurrency contract
     it may be called from any one thread; it serialises itself against ``flush()``. ``checksum()``
     reads a snapshot file and may overlap with the data path.
 
-No global state, no I/O in ``__init__``: :meth:`Replica.create` and :meth:`Replica.open` do the I/O.
+No global state, no I/O in ``__init__``: ``Replica.create`` and ``Replica.open`` do the I/O.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ from lhtrio.replica.index import BLOCK_SHIFT, BLOCK_SIZE, ReadIndex
 from lhtrio.replica.intent import REGION_SHIFT, WriteIntent
 from lhtrio.replica.layers import Layers
 from lhtrio.replica.names import REVISION_COUNTER
+from lhtrio.replica.zeroing import older_data, zero_blocks
 
 __all__ = ["DataPath"]
 
@@ -340,11 +341,7 @@ class DataPath:
         stop = end & ~_MASK
         fd = self._head_fd
         try:
-            older: list[tuple[int, int]] = []  # blocks of [start, stop) an older layer holds
-            if start < stop and punch:
-                for layer in self._fds[1:-1]:
-                    for data, n in fs.data_extents(layer, start, stop):
-                        older.append((data & ~_MASK, min((data + n + _MASK) & ~_MASK, stop)))
+            older = older_data(self._fds[1:-1], start, stop) if start < stop and punch else []
             if fast and older:
                 with self._lock:
                     self._counter += 1
@@ -355,26 +352,7 @@ class DataPath:
                 )
             self._intent.note(offset, length)
             if start < stop:
-                if not punch:
-                    older = [(start, stop)]
-                pos = start
-                for data, hi in sorted(older):
-                    if hi <= pos:
-                        continue
-                    at = max(data, pos)
-                    fs.punch_hole(fd, pos, at - pos)
-                    self._index.forget(pos >> BLOCK_SHIFT, (at - pos) >> BLOCK_SHIFT)
-                    zeros = memoryview(bytes(min(hi - at, 1 << 20)))
-                    while at < hi:
-                        n = min(hi - at, len(zeros))
-                        done = os.pwrite(fd, zeros[:n], at)
-                        if done != n:
-                            fs.write_rest(fd, zeros[:n], at, done)
-                        self._index.mark_written(at >> BLOCK_SHIFT, n >> BLOCK_SHIFT)
-                        at += n
-                    pos = hi
-                fs.punch_hole(fd, pos, stop - pos)
-                self._index.forget(pos >> BLOCK_SHIFT, (stop - pos) >> BLOCK_SHIFT)
+                zero_blocks(fd, self._index, start, stop, older if punch else [(start, stop)])
             edges = [(offset, end)] if start > stop else [(offset, start), (stop, end)]
             for lo, hi in edges:
                 if lo < hi:
