@@ -8,6 +8,8 @@ the client's flushes and flushing itself only when none come.
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import trio.testing
 
 from lhtrio.engine.consistency import OWN_FLUSH_AFTER, sweep_intents
 from lhtrio.engine.server import serve_engine
+from lhtrio.engine.volume import Volume
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Data, Read, Role, Write
 from tests.engine.test_volume import AUTOJUMP, MiB, replicas, volume
@@ -68,11 +71,12 @@ async def test_replicas_that_differ_where_writes_were_in_flight_are_made_equal(
         assert await _call(a, "intent_regions") == await _call(b, "intent_regions") == []
 
 
-@pytest.mark.slow
-async def test_a_sweep_rides_on_the_clients_flushes(
-    tmp_path: Path, mock_clock: trio.testing.MockClock
-) -> None:
-    mock_clock.autojump_threshold = AUTOJUMP
+@asynccontextmanager
+async def swept_after_a_write(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[list[str], Volume, trio.MemoryReceiveChannel[int], trio.Nursery]]:
+    """Two replicas, a volume with its write-intent sweep (each sweep's count of regions still
+    marked arrives on the channel), and one write made."""
     send, sweeps = trio.open_memory_channel[int](100)
     async with (
         replicas(tmp_path, healthy=2, stalled=0) as addresses,
@@ -83,6 +87,15 @@ async def test_a_sweep_rides_on_the_clients_flushes(
             functools.partial(sweep_intents, vol, interval=SWEEP_INTERVAL, swept=send.send_nowait)
         )
         await vol.write_batch([(0, b"x" * 4096, False)])
+        yield addresses, vol, sweeps, nursery
+
+
+@pytest.mark.slow
+async def test_a_sweep_rides_on_the_clients_flushes(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    mock_clock.autojump_threshold = AUTOJUMP
+    async with swept_after_a_write(tmp_path) as (addresses, vol, sweeps, nursery):
         assert await _call(addresses[0], "intent_regions") == [[0, REGION]]
 
         async def client_flushes() -> None:
@@ -108,16 +121,7 @@ async def test_without_the_clients_flushes_a_sweep_flushes_itself_rarely(
     tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:
     mock_clock.autojump_threshold = AUTOJUMP
-    send, sweeps = trio.open_memory_channel[int](100)
-    async with (
-        replicas(tmp_path, healthy=2, stalled=0) as addresses,
-        volume(addresses) as vol,
-        trio.open_nursery() as nursery,
-    ):
-        nursery.start_soon(
-            functools.partial(sweep_intents, vol, interval=SWEEP_INTERVAL, swept=send.send_nowait)
-        )
-        await vol.write_batch([(0, b"x" * 4096, False)])
+    async with swept_after_a_write(tmp_path) as (addresses, vol, sweeps, nursery):
         start = trio.current_time()
         first = await sweeps.receive()
         assert first == 1  # written in the previous generation: still marked
