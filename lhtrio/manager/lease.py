@@ -19,15 +19,13 @@ import attrs
 import trio
 
 from lhtrio.errors import (
-    AlreadyExistsError,
-    ConflictError,
     CorruptMetadataError,
     LhtrioError,
-    NotFoundError,
 )
+from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import available
 from lhtrio.manager.store.api import Store
-from lhtrio.manager.store.codec import from_document, to_document
+from lhtrio.manager.store.codec import from_document
 from lhtrio.models.cluster.lease import NodeLease, NodeLeaseSpec
 from lhtrio.models.cluster.meta import ObjectMeta
 
@@ -55,30 +53,16 @@ async def renew(
     clock: Callable[[], dt.datetime] = _utcnow,
 ) -> None:
     """Renew (or create) ``node``'s lease once; a concurrent change is retried from a fresh read."""
-    while True:
-        now = clock()
-        try:
-            current = from_document(NodeLease, await store.get(KIND, node))
-        except NotFoundError:
-            spec = NodeLeaseSpec(
-                holder_identity=node,
-                lease_duration_seconds=int(duration),
-                acquire_time=now,
-                renew_time=now,
-            )
-            try:
-                await store.create(to_document(NodeLease(meta=ObjectMeta(name=node), spec=spec)))
-            except AlreadyExistsError:  # another process created it meanwhile: update it
-                continue
-            else:
-                return
-        spec = attrs.evolve(current.spec, renew_time=now, lease_duration_seconds=int(duration))
-        try:
-            await store.update(to_document(attrs.evolve(current, spec=spec)))
-        except ConflictError:
-            continue
-        else:
-            return
+    now = clock()
+
+    def renewed(lease: NodeLease) -> NodeLease:
+        spec = attrs.evolve(lease.spec, renew_time=now, lease_duration_seconds=int(duration))
+        return attrs.evolve(lease, spec=spec)
+
+    fresh = NodeLease(
+        meta=ObjectMeta(name=node), spec=NodeLeaseSpec(holder_identity=node, acquire_time=now)
+    )
+    await Objects(store).upsert(NodeLease, node, renewed, fresh)
 
 
 async def keep_lease(

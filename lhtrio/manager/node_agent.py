@@ -19,7 +19,7 @@ from typing import Final
 import attrs
 import trio
 
-from lhtrio.errors import LhtrioError, NotFoundError
+from lhtrio.errors import LhtrioError
 from lhtrio.manager.lease import keep_lease
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.api import Store
@@ -81,11 +81,8 @@ async def register(
     clock: Callable[[], dt.datetime] = _utcnow,
 ) -> Node:
     """Create or refresh node ``name``'s ``Node``; the object as stored."""
-    try:
-        return await objects.change(Node, name, lambda n: _with_disks(n, disks, clock()))
-    except NotFoundError:
-        fresh = Node(meta=ObjectMeta(name=name), spec=NodeSpec())
-        return await objects.create(_with_disks(fresh, disks, clock()))
+    fresh = Node(meta=ObjectMeta(name=name), spec=NodeSpec())
+    return await objects.upsert(Node, name, lambda n: _with_disks(n, disks, clock()), fresh)
 
 
 async def run_node_agent(

@@ -14,7 +14,7 @@ from typing import Final, TypeVar
 
 import attrs
 
-from lhtrio.errors import ConflictError
+from lhtrio.errors import AlreadyExistsError, ConflictError, NotFoundError
 from lhtrio.manager.store.api import Store
 from lhtrio.manager.store.codec import from_document, to_document
 from lhtrio.models.cluster import ClusterObject, validate
@@ -63,6 +63,19 @@ class Objects:
         raise ConflictError(
             f"{kind.KIND} {name!r} kept changing: {MAX_ATTEMPTS} attempts to change it conflicted"
         )
+
+    async def upsert(self, kind: type[K], name: str, apply: Callable[[K], K], fresh: K) -> K:
+        """:meth:`change` ``name`` with ``apply``; if there is none, create ``apply(fresh)``. A
+        creation that races another (AlreadyExistsError) changes what the other created."""
+        while True:
+            try:
+                return await self.change(kind, name, apply)
+            except NotFoundError:
+                pass
+            try:
+                return await self.create(apply(fresh))
+            except AlreadyExistsError:
+                continue
 
     async def delete(self, obj: ClusterObject) -> None:
         """Delete ``obj`` as read (a conflict if it changed since), or request its deletion."""

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 
 import attrs
 
-from lhtrio.errors import AlreadyExistsError, NotFoundError
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.scheduler import Policy
 from lhtrio.models.cluster import ObjectMeta, Setting
@@ -26,19 +25,12 @@ async def set_setting(objects: Objects, name: str, text: str) -> Setting:
     """Set ``name`` to ``text``: InvalidArgumentError (nothing written) unless ``text`` is a
     value of that setting; the setting as stored."""
     parse(name, text)
-    while True:
-        try:
-            return await objects.change(
-                Setting, name, lambda s: attrs.evolve(s, spec=SettingSpec(value=text))
-            )
-        except NotFoundError:
-            pass
-        try:
-            return await objects.create(
-                Setting(meta=ObjectMeta(name=name), spec=SettingSpec(value=text))
-            )
-        except AlreadyExistsError:
-            continue  # another writer created it meanwhile: change it
+    return await objects.upsert(
+        Setting,
+        name,
+        lambda s: attrs.evolve(s, spec=SettingSpec(value=text)),
+        Setting(meta=ObjectMeta(name=name), spec=SettingSpec(value=text)),
+    )
 
 
 def scheduling_policy(stored: Mapping[str, str]) -> Policy:

@@ -90,3 +90,13 @@ async def test_delete_refuses_an_object_that_changed_since_it_was_read() -> None
     await objects.delete(await objects.get(Volume, "v1"))
     with pytest.raises(NotFoundError):
         await objects.get(Volume, "v1")
+
+
+async def test_upsert_creates_once_and_then_changes() -> None:
+    objects = Objects(MemoryStore())
+    async with trio.open_nursery() as nursery:  # two writers race to create it
+        for n in (2, 4):
+            nursery.start_soon(objects.upsert, Volume, "v1", with_replicas(n), volume("v1"))
+    stored = await objects.get(Volume, "v1")
+    assert stored.spec.number_of_replicas in (2, 4)
+    assert stored.meta.resource_version == 2  # one create, one change of what it created
