@@ -20,11 +20,12 @@ import logging
 import attrs
 import trio
 
-from lhtrio.errors import GoneError, LhtrioError, NotFoundError
+from lhtrio.errors import NotFoundError
 from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import responsible
-from lhtrio.manager.store.api import Store
+from lhtrio.manager.runner import follow
+from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.rules import metadata
 from lhtrio.models.cluster import Volume, VolumeAttachment
 from lhtrio.models.cluster.attachment import (
@@ -100,16 +101,10 @@ class AttachmentControl:
         return None
 
 
+def _name(document: Document) -> str:
+    return str(metadata(document)["name"])
+
+
 async def follow_volumes(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
     """Nudge the attachment of every volume that changes (named as the volume)."""
-    while True:
-        try:
-            listing = await store.list(Volume.KIND)
-            async with store.watch(Volume.KIND, listing.revision) as events:
-                async for event in events:
-                    await nudge.send(str(metadata(event.document)["name"]))
-        except GoneError:
-            continue
-        except LhtrioError as exc:
-            logger.warning("following volumes for their attachments failed: %s", exc)
-            await trio.sleep(1.0)
+    await follow(store, Volume.KIND, _name, nudge)

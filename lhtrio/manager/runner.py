@@ -26,10 +26,10 @@ import trio
 
 from lhtrio.errors import GoneError, LhtrioError
 from lhtrio.manager.queue import WorkQueue
-from lhtrio.manager.store.api import Store
+from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.rules import metadata
 
-__all__ = ["RESYNC", "WORKERS", "Reconcile", "run_reconciler"]
+__all__ = ["RESYNC", "WORKERS", "Reconcile", "follow", "run_reconciler"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,3 +155,23 @@ async def _worker(kind: str, work: _Work, reconcile: Reconcile) -> None:
             if again is not None:
                 queue.add_after(name, trio.current_time() + again)
         work.poke()
+
+
+async def follow(
+    store: Store, kind: str, key: Callable[[Document], str], nudge: trio.MemorySendChannel[str]
+) -> None:
+    """Send ``key(document)`` of every change of ``kind`` to ``nudge`` until cancelled (what
+    another kind's reconciler should look at: a replica's volume, a volume's attachment); an
+    empty key sends nothing."""
+    while True:
+        try:
+            listing = await store.list(kind)
+            async with store.watch(kind, listing.revision) as events:
+                async for event in events:
+                    if name := key(event.document):
+                        await nudge.send(name)
+        except GoneError:
+            continue
+        except LhtrioError as exc:
+            logger.warning("following %s failed: %s; again in %.0f s", kind, exc, RELIST_PAUSE)
+            await trio.sleep(RELIST_PAUSE)

@@ -17,18 +17,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 import trio
 
-from lhtrio.errors import GoneError, LhtrioError, NotFoundError
+from lhtrio.errors import CorruptMetadataError, NotFoundError
 from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import responsible
 from lhtrio.manager.placement import node_views
+from lhtrio.manager.runner import follow
 from lhtrio.manager.settings import read_settings
-from lhtrio.manager.store.api import Store
+from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.codec import from_document
 from lhtrio.manager.volume_plan import plan_volume
 from lhtrio.models.cluster import Engine, Node, Replica, Volume
@@ -107,23 +108,19 @@ class VolumeControl:
         return None
 
 
+def _volume_of(kind: type[Replica] | type[Engine]) -> Callable[[Document], str]:
+    def volume(document: Document) -> str:
+        try:
+            return from_document(kind, document).spec.volume_name
+        except CorruptMetadataError as exc:
+            logger.warning("ignoring a change: %s", exc)
+            return ""
+
+    return volume
+
+
 async def follow_members(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
     """Nudge the volume of every replica or engine that changes."""
-
-    async def follow(kind: type[Replica] | type[Engine]) -> None:
-        while True:
-            try:
-                listing = await store.list(kind.KIND)
-                async with store.watch(kind.KIND, listing.revision) as events:
-                    async for event in events:
-                        member = from_document(kind, event.document)
-                        await nudge.send(member.spec.volume_name)
-            except GoneError:
-                continue
-            except LhtrioError as exc:
-                logger.warning("following %s for their volumes failed: %s", kind.KIND, exc)
-                await trio.sleep(1.0)
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(follow, Replica)
-        nursery.start_soon(follow, Engine)
+        for kind in (Replica, Engine):
+            nursery.start_soon(follow, store, kind.KIND, _volume_of(kind), nudge)
