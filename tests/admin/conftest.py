@@ -5,7 +5,7 @@ an in-memory store (:mod:`tests.api.conftest`), and ``lhtrio`` runs in a worker 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -33,7 +33,7 @@ def no_env() -> dict[str, str | None]:
     return dict(NO_ENV)
 
 
-def run_cli(*args: str, env: dict[str, str | None] | None = None) -> Result:
+def run_cli(*args: str, env: Mapping[str, str | None] | None = None) -> Result:
     """``lhtrio ARGS`` in this thread; stdout and stderr apart (``result.stdout``, ``.stderr``)."""
     result = CliRunner().invoke(cli, list(args), env={**NO_ENV, **(env or {})})
     # Nothing may escape as a traceback: every failure is a message and an exit code.

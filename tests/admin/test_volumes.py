@@ -9,11 +9,14 @@ see the volume move exactly as they would in a cluster.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import attrs
 import trio
 
-from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume
+from lhtrio.errors import NotFoundError
+from lhtrio.manager import tickets
+from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume, VolumeAttachment
 from lhtrio.models.cluster.engine import EngineSpec, EngineStatus
 from lhtrio.models.cluster.instance import InstanceState
 from lhtrio.models.cluster.meta import Condition
@@ -24,11 +27,13 @@ from lhtrio.models.volume import Mode
 from tests.admin.conftest import Lhtrio
 from tests.manager.waiting import until
 
+API_TICKET = "lhtrio-api"  # the ticket of an attach through the API
+
 GiB = 1 << 30
 URI = "nbd://127.0.0.11:10809/db-1"
 
 
-async def make_volume(lhtrio: Lhtrio, name: str = "db-1", **status: object) -> Volume:
+async def make_volume(lhtrio: Lhtrio, name: str = "db-1", **status: Any) -> Volume:
     created = await lhtrio.api.objects.create(
         Volume(
             meta=ObjectMeta(name=name, finalizers=("lhtrio.io/volume",)), spec=VolumeSpec(size=GiB)
@@ -39,24 +44,23 @@ async def make_volume(lhtrio: Lhtrio, name: str = "db-1", **status: object) -> V
     return await set_status(lhtrio, name, **status)
 
 
-async def set_status(lhtrio: Lhtrio, name: str, **status: object) -> Volume:
+async def set_status(lhtrio: Lhtrio, name: str, **status: Any) -> Volume:
     """Write the volume's status as its reconciler would."""
     return await lhtrio.api.objects.change(
         Volume, name, lambda v: attrs.evolve(v, status=attrs.evolve(v.status, **status))
     )
 
 
-async def make_engine(
-    lhtrio: Lhtrio, volume: str = "db-1", node: str = "n1", **modes: Mode
-) -> None:
+async def make_engine(lhtrio: Lhtrio, modes: dict[str, Mode] | None = None) -> None:
+    """Engine ``db-1-e-0`` running on n1, serving :data:`URI`, with these replica modes."""
     await lhtrio.api.objects.create(
         Engine(
-            meta=ObjectMeta(name=f"{volume}-e-0", labels={"volume": volume}),
-            spec=EngineSpec(volume_name=volume, volume_size=GiB, node_id=node),
+            meta=ObjectMeta(name="db-1-e-0", labels={"volume": "db-1"}),
+            spec=EngineSpec(volume_name="db-1", volume_size=GiB, node_id="n1"),
             status=EngineStatus(
                 current_state=InstanceState.RUNNING,
                 endpoint=URI,
-                replica_mode_map=dict(modes),
+                replica_mode_map=modes or {},
             ),
         )
     )
@@ -77,6 +81,24 @@ async def make_replica(lhtrio: Lhtrio, name: str, node: str, *, failed: bool = F
             ),
         )
     )
+
+
+async def ticket_wants(lhtrio: Lhtrio, node: str | None, volume: str = "db-1") -> None:
+    """Until the API's attachment ticket of ``volume`` wants ``node`` (None: until it is gone),
+    following the store's watch."""
+    store = lhtrio.api.store.inner
+    while True:
+        listing = await store.list(VolumeAttachment.KIND)
+        try:
+            attachment = await lhtrio.api.objects.get(VolumeAttachment, volume)
+            ticket = attachment.spec.attachment_tickets.get(API_TICKET)
+        except NotFoundError:
+            ticket = None
+        if (ticket.node_id if ticket is not None else None) == node:
+            return
+        async with store.watch(VolumeAttachment.KIND, listing.revision) as events:
+            async for _ in events:
+                break
 
 
 # --- create, ls ------------------------------------------------------------------------------
@@ -129,7 +151,7 @@ async def test_get_composes_the_volume_its_replicas_with_node_and_mode_and_the_e
     await make_replica(lhtrio, "db-1-r-1", "n1")
     await make_replica(lhtrio, "db-1-r-2", "n2")
     await make_replica(lhtrio, "db-1-r-3", "n2", failed=True)
-    await make_engine(lhtrio, **{"db-1-r-1": Mode.RW, "db-1-r-2": Mode.WO})
+    await make_engine(lhtrio, {"db-1-r-1": Mode.RW, "db-1-r-2": Mode.WO})
     # another volume's replica is not one of these
     await make_volume(lhtrio, "db-10")
     await lhtrio.api.objects.create(
@@ -176,8 +198,8 @@ async def test_attach_waits_until_attached_there_and_prints_the_nbd_uri(
     lhtrio: Lhtrio, nursery: trio.Nursery
 ) -> None:
     await make_volume(lhtrio, state=VolumeState.DETACHED)
-    attach = lhtrio.soon(nursery, "volume", "attach", "db-1", "--node", "n1")
-    await until(lhtrio.api.objects, Volume, "db-1", lambda v: v.spec.node_id == "n1")
+    attach = lhtrio.soon(nursery, "volume", "attach", "db-1", "--node", "n1", "--timeout", "30")
+    await ticket_wants(lhtrio, "n1")  # what the attachment and volume reconcilers act on
     await set_status(lhtrio, "db-1", state=VolumeState.ATTACHING, current_node_id="n1")
     await make_engine(lhtrio)
     await set_status(lhtrio, "db-1", state=VolumeState.ATTACHED, robustness=Robustness.HEALTHY)
@@ -196,8 +218,10 @@ async def test_attach_with_json_prints_the_volume_as_get_does(
     lhtrio: Lhtrio, nursery: trio.Nursery
 ) -> None:
     await make_volume(lhtrio, state=VolumeState.DETACHED)
-    attach = lhtrio.soon(nursery, "volume", "attach", "db-1", "--node", "n1", "-o", "json")
-    await until(lhtrio.api.objects, Volume, "db-1", lambda v: v.spec.node_id == "n1")
+    attach = lhtrio.soon(
+        nursery, "volume", "attach", "db-1", "--node", "n1", "--timeout", "30", "-o", "json"
+    )
+    await ticket_wants(lhtrio, "n1")
     await make_engine(lhtrio)
     await set_status(lhtrio, "db-1", state=VolumeState.ATTACHED, current_node_id="n1")
     result = await attach()
@@ -225,7 +249,7 @@ async def test_attach_that_never_completes_names_the_state_and_the_conditions(
         "error: volume db-1 is not attached on node n1 after 0.2 s: it is creating; "
         "conditions: Scheduled=False (ReplicaSchedulingFailure: no node has a disk that fits 1Gi)"
     )
-    assert (await lhtrio.api.objects.get(Volume, "db-1")).spec.node_id == "n1"  # it was asked
+    await ticket_wants(lhtrio, "n1")  # it was asked for
 
 
 async def test_attach_to_an_unknown_node_is_not_found_and_elsewhere_a_conflict(
@@ -236,9 +260,7 @@ async def test_attach_to_an_unknown_node_is_not_found_and_elsewhere_a_conflict(
     assert unknown.exit_code == 3
     assert unknown.stderr.startswith("error: ")
     assert "n9" in unknown.stderr
-    await lhtrio.api.objects.change(
-        Volume, "db-1", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id="n2"))
-    )
+    await tickets.add_ticket(lhtrio.api.objects, "db-1", "n2")
     elsewhere = await lhtrio("volume", "attach", "db-1", "--node", "n1")
     assert elsewhere.exit_code == 4
     assert "detach it" in elsewhere.stderr
@@ -251,15 +273,13 @@ async def test_detach_clears_the_node_and_with_wait_waits_until_detached(
     lhtrio: Lhtrio, nursery: trio.Nursery
 ) -> None:
     await make_volume(lhtrio, state=VolumeState.ATTACHED, current_node_id="n1")
-    await lhtrio.api.objects.change(
-        Volume, "db-1", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id="n1"))
-    )
+    await tickets.add_ticket(lhtrio.api.objects, "db-1", "n1")
     wrong = await lhtrio("volume", "detach", "db-1", "--node", "n2")
     assert wrong.exit_code == 4
-    assert (await lhtrio.api.objects.get(Volume, "db-1")).spec.node_id == "n1"
+    await ticket_wants(lhtrio, "n1")  # still
 
     detach = lhtrio.soon(nursery, "volume", "detach", "db-1", "--node", "n1", "--wait")
-    await until(lhtrio.api.objects, Volume, "db-1", lambda v: v.spec.node_id == "")
+    await ticket_wants(lhtrio, None)
     await set_status(lhtrio, "db-1", state=VolumeState.DETACHED, current_node_id="")
     result = await detach()
     assert result.exit_code == 0, result.output
@@ -269,10 +289,12 @@ async def test_detach_clears_the_node_and_with_wait_waits_until_detached(
 
 async def test_detach_without_wait_returns_at_once(lhtrio: Lhtrio) -> None:
     await make_volume(lhtrio, state=VolumeState.ATTACHED, current_node_id="n1")
+    await tickets.add_ticket(lhtrio.api.objects, "db-1", "n1")
     result = await lhtrio("volume", "detach", "db-1", "-o", "json")
     assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("{")  # only the document on stdout
     assert json.loads(result.stdout) == await lhtrio.document("Volume", "db-1")
-    assert json.loads(result.stdout)["spec"]["nodeID"] == ""
+    await ticket_wants(lhtrio, None)
 
 
 async def test_rm_requests_the_deletion_and_with_wait_waits_until_gone(
