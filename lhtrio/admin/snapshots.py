@@ -48,7 +48,10 @@ def snapshot() -> None:
 )
 @json_option
 def create(volume: str, name: str | None, labels: dict[str, str], output: str) -> None:
-    """Take a snapshot NAME of attached VOLUME (NAME defaults to one the engine picks)."""
+    """Take a snapshot NAME (without it, the engine names it) of VOLUME.
+
+    A detached volume is attached for the length of the call.
+    """
     body: dict[str, object] = {}
     if name is not None:
         body["name"] = name
@@ -81,7 +84,7 @@ def rm(volume: str, name: str, output: str) -> None:
 @click.argument("name", callback=check_snapshot)
 @json_option
 def revert(volume: str, name: str, output: str) -> None:
-    """Revert VOLUME to snapshot NAME."""
+    """Revert VOLUME to snapshot NAME (detach it from its workload first)."""
     answer = _action(volume, "snapshotRevert", {"name": name})
     show(output, answer, lambda _: f"volume {volume} reverted to snapshot {name}")
 

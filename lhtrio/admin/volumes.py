@@ -247,9 +247,9 @@ def detach(name: str, node: str | None, wait: bool, timeout: float, output: str)
 @size_option
 @json_option
 def expand(name: str, size: int, output: str) -> None:
-    """Grow volume NAME to --size SIZE (10Gi, 1T, bytes; a multiple of 4096)."""
+    """Grow volume NAME and its replicas to --size SIZE (10Gi, 1T, bytes; never smaller)."""
     answer = admin_client().post(volume_path(name), {"size": str(size)}, action="expand")
-    show(output, answer, lambda _: f"volume {name}: expansion to {size_text(size)} requested")
+    show(output, answer, lambda v: f"volume {name} expanded to {size_text(dig(v, 'spec', 'size'))}")
 
 
 @volume.command("set-replicas")
@@ -257,7 +257,7 @@ def expand(name: str, size: int, output: str) -> None:
 @click.argument("count", type=click.IntRange(1, 20))
 @json_option
 def set_replicas(name: str, count: int, output: str) -> None:
-    """Keep COUNT replicas (1 to 20) of volume NAME: more are built, extra ones removed."""
+    """Keep COUNT replicas (1 to 20) of volume NAME: more are placed, extra ones removed."""
     answer = admin_client().post(
         volume_path(name), {"replicaCount": count}, action="updateReplicaCount"
     )
@@ -269,7 +269,7 @@ def set_replicas(name: str, count: int, output: str) -> None:
 @click.argument("replicas", nargs=-1, required=True, callback=check_replica)
 @json_option
 def salvage(name: str, replicas: tuple[str, ...], output: str) -> None:
-    """Serve faulted volume NAME again from REPLICA... (names from `volume get`)."""
+    """Serve faulted volume NAME again from its failed REPLICA... (names: `volume get`)."""
     answer = admin_client().post(volume_path(name), {"names": list(replicas)}, action="salvage")
     show(
         output,
