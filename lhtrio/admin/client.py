@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import os
-import sys
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -49,9 +48,11 @@ TOKEN_ENV: Final = "LHTRIO_TOKEN"
 TOKEN_FILE_ENV: Final = "LHTRIO_TOKEN_FILE"
 DEFAULT_API: Final = "http://127.0.0.1:9500"
 
-#: Seconds to connect, and to wait for an answer, before the API counts as unreachable.
+#: Seconds to connect, and to wait for an answer, before the API counts as unreachable. An
+#: operation needing the engine may attach the volume for the call, for up to 60 s: its own
+#: error (503) comes before the answer's deadline.
 CONNECT_TIMEOUT: Final = 5.0
-ANSWER_TIMEOUT: Final = 30.0
+ANSWER_TIMEOUT: Final = 90.0
 
 _TOKEN_HELP: Final = (
     f"a node keeps its token in DATA_DIR/api-token (or its --api-token-file): give it with "
@@ -297,7 +298,6 @@ class ApiGroup(click.Group):
             return super().invoke(ctx)
         except ApiError as exc:
             click.echo(f"error: {exc.message}", err=True)
-            sys.stdout.flush()
             ctx.exit(exc.exit_code)
 
 
