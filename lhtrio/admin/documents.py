@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lhtrio.output import table
-from lhtrio.units import format_size
+from lhtrio.units import format_size, human_size
 
 __all__ = [
     "conditions",
@@ -39,6 +39,7 @@ __all__ = [
     "render_snapshots",
     "render_volumes",
     "size_text",
+    "space_text",
 ]
 
 Document = dict[str, Any]
@@ -58,6 +59,15 @@ def size_text(value: object) -> str:
     """A size of the API (bytes, a string or a number) as ``1Gi``; anything else as given."""
     try:
         return format_size(int(str(value)))
+    except ValueError:
+        return str(value)
+
+
+def space_text(value: object) -> str:
+    """Space (free, used: rarely whole units) for reading: ``79.2 GiB``; anything else as
+    given."""
+    try:
+        return human_size(int(str(value)))
     except ValueError:
         return str(value)
 
@@ -162,7 +172,7 @@ def render_snapshots(collection: Document) -> str:
                 dig(s, "name"),
                 dig(s, "parent"),
                 dig(s, "created"),
-                size_text(dig(s, "size")),
+                space_text(dig(s, "size")),
                 _yes(dig(s, "userCreated")),
                 _yes(dig(s, "removed")),
                 ",".join(f"{k}={v}" for k, v in sorted(dig(s, "labels", default={}).items())),
@@ -199,7 +209,18 @@ def _disks(node: Document) -> Iterable[tuple[str, Document, Document]]:
 
 
 def _total(node: Document, key: str) -> str:
-    return size_text(sum(int(dig(status, key, default=0)) for _, _, status in _disks(node)))
+    try:
+        total = sum(int(dig(status, key, default=0)) for _, _, status in _disks(node))
+    except (TypeError, ValueError):
+        return "?"
+    return space_text(total)
+
+
+def _schedulable(node: Document) -> str:
+    """The Schedulable condition; without one, whether the operator allows scheduling."""
+    if _condition(node, "Schedulable"):
+        return _truth(node, "Schedulable")
+    return "yes" if dig(node, "spec", "allowScheduling", default=True) is True else "no (disabled)"
 
 
 def render_nodes(collection: Document) -> str:
@@ -209,7 +230,7 @@ def render_nodes(collection: Document) -> str:
             [
                 dig(node, "metadata", "name"),
                 _truth(node, "Ready"),
-                _truth(node, "Schedulable"),
+                _schedulable(node),
                 len(list(_disks(node))),
                 _total(node, "storageAvailable"),
                 _total(node, "storageMaximum"),
@@ -225,8 +246,7 @@ def render_node(node: Document) -> str:
     lines = [
         f"name        {dig(node, 'metadata', 'name')}",
         f"ready       {_truth(node, 'Ready')}",
-        f"schedulable {_truth(node, 'Schedulable')} (scheduling "
-        f"{'allowed' if dig(spec, 'allowScheduling') is True else 'disabled'})",
+        f"schedulable {_schedulable(node)}",
         f"zone        {dig(spec, 'zone')}",
         f"region      {dig(spec, 'region')}",
         f"tags        {', '.join(dig(spec, 'tags', default=[]))}",
@@ -239,10 +259,10 @@ def render_node(node: Document) -> str:
             dig(disk, "path"),
             _truth({"status": status}, "Ready"),
             "allowed" if dig(disk, "allowScheduling") is True else "disabled",
-            size_text(dig(status, "storageAvailable", default=0)),
-            size_text(dig(status, "storageMaximum", default=0)),
-            size_text(dig(status, "storageScheduled", default=0)),
-            size_text(dig(disk, "storageReserved", default=0)),
+            space_text(dig(status, "storageAvailable", default=0)),
+            space_text(dig(status, "storageMaximum", default=0)),
+            space_text(dig(status, "storageScheduled", default=0)),
+            space_text(dig(disk, "storageReserved", default=0)),
             len(dig(status, "scheduledReplica", default={})),
             ",".join(dig(disk, "tags", default=[])),
         ]

@@ -71,3 +71,15 @@ def test_documents_missing_keys_render_without_failing() -> None:
         assert render_snapshots({"data": [bare]}).startswith("NAME")
         assert render_description(describe(bare, {}, {})).startswith("name")
     assert render_volumes({}) == "NAME  SIZE  REPLICAS  STATE  ROBUSTNESS  NODE"
+
+
+def test_a_node_without_a_schedulable_condition_says_what_its_spec_allows() -> None:
+    node = golden("node")
+    node["status"]["conditions"] = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+    node["spec"]["allowScheduling"] = False
+    assert "schedulable no (disabled)" in render_node(node)
+    assert render_nodes({"data": [node]}).splitlines()[1].split()[1:4] == [
+        "yes",
+        "no",
+        "(disabled)",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import attrs
 
@@ -19,7 +20,8 @@ async def add_golden_node(lhtrio: Lhtrio) -> None:
 
 
 def rows(text: str) -> list[list[str]]:
-    return [line.split() for line in text.splitlines()]
+    """A table's cells (columns are two or more spaces apart)."""
+    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()]
 
 
 async def test_node_ls_shows_readiness_scheduling_and_disk_space(lhtrio: Lhtrio) -> None:
@@ -28,9 +30,10 @@ async def test_node_ls_shows_readiness_scheduling_and_disk_space(lhtrio: Lhtrio)
     assert result.exit_code == 0, result.output
     assert rows(result.stdout) == [
         ["NAME", "READY", "SCHEDULABLE", "DISKS", "AVAILABLE", "MAXIMUM", "SCHEDULED"],
-        ["n1", "unknown", "unknown", "0", "0", "0", "0"],  # registered, no status yet
-        ["n2", "unknown", "unknown", "0", "0", "0", "0"],
-        ["n3", "yes", "yes", "1", "80Gi", "100Gi", "1Gi"],
+        # registered, no status yet: scheduling is allowed (the spec), readiness unknown
+        ["n1", "unknown", "yes", "0", "0 B", "0 B", "0 B"],
+        ["n2", "unknown", "yes", "0", "0 B", "0 B", "0 B"],
+        ["n3", "yes", "yes", "1", "80.0 GiB", "100.0 GiB", "1.0 GiB"],
     ]
     listed = json.loads((await lhtrio("node", "ls", "-o", "json")).stdout)
     assert listed["data"] == [await lhtrio.document("Node", n) for n in ("n1", "n2", "n3")]
@@ -43,8 +46,8 @@ async def test_node_get_shows_each_disk(lhtrio: Lhtrio) -> None:
     table = rows(result.stdout)
     assert ["ready", "yes"] in table
     assert ["zone", "zone-a"] in table
-    assert ["default", "/var/lib/lhtrio/n1", "yes", "allowed", "80Gi", "100Gi", "1Gi", "10Gi",
-            "1", "ssd"] in table  # fmt: skip
+    assert ["default", "/var/lib/lhtrio/n1", "yes", "allowed", "80.0 GiB", "100.0 GiB",
+            "1.0 GiB", "10.0 GiB", "1", "ssd"] in table  # fmt: skip
     printed = json.loads((await lhtrio("node", "get", "n3", "-o", "json")).stdout)
     assert printed == await lhtrio.document("Node", "n3")
 
