@@ -68,7 +68,8 @@ class VolumeControl:
         preferred = volume.spec.node_id
         if not responsible(self.node, owner=volume.status.owner_id, preferred=preferred, up=up):
             return None
-        replicas = [r for r in (await objects.list(Replica))[0] if r.spec.volume_name == name]
+        everyone, _ = await objects.list(Replica)
+        replicas = [r for r in everyone if r.spec.volume_name == name]
         try:
             engine: Engine | None = await objects.get(Engine, engine_name(name))
         except NotFoundError:
@@ -78,7 +79,7 @@ class VolumeControl:
             volume,
             replicas,
             engine,
-            nodes=node_views(nodes, up),
+            nodes=node_views(nodes, up, everyone),
             up=up,
             settings=await read_settings(objects),
             now=_utcnow(),
