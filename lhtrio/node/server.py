@@ -37,6 +37,7 @@ from lhtrio.manager.manager import run_manager
 from lhtrio.manager.node_agent import DiskFacts, run_node_agent
 from lhtrio.manager.store.api import Store
 from lhtrio.net import Address, serve_rpc
+from lhtrio.node.probe import NodeProbe
 from lhtrio.replica.names import validate_name
 from lhtrio.wire import Identity, Role
 
@@ -78,6 +79,7 @@ async def serve_node(
     grace: float = GRACE,
     keep_log_lines: int = 1000,
     store: Store | None = None,
+    probe: NodeProbe | None = None,
     task_status: trio.TaskStatus[tuple[str, str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run node ``name`` until cancelled; reports (control address, NBD address).
@@ -86,6 +88,8 @@ async def serve_node(
     ``listen`` (default ``host``, any port) and the NBD listener ``nbd`` (default ``host``:10809);
     port 0 picks a free one. With a ``store`` the node joins the control plane: it registers
     its ``Node`` and its disks there and keeps its lease (:mod:`lhtrio.manager.node_agent`).
+    ``probe`` (for the node's admin API: :mod:`lhtrio.node.probe`) is given the supervisor once
+    it runs, and told when the node shuts down.
     """
     listen = listen or Address(host=host, port=0)
     nbd_at = nbd or Address(host=host, port=DEFAULT_NBD_PORT)
@@ -133,10 +137,14 @@ async def serve_node(
                     *port_range,
                     ", ".join(f"{d.path} ({d.uuid})" for d in opened),
                 )
+                if probe is not None:
+                    probe.supervisor = supervisor
                 task_status.started((service.address, str(nbd_bound)))
                 try:
                     await trio.sleep_forever()
                 finally:
+                    if probe is not None:
+                        probe.stopping = True
                     outer.cancel_scope.cancel()  # stop accepting; the instances are shielded
                     with trio.CancelScope(shield=True):
                         await supervisor.shutdown(grace)
