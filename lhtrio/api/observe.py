@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Final, Protocol
 
 import trio
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.process_collector import ProcessCollector
 from quart import Response, request
@@ -39,6 +39,9 @@ __all__ = ["OPEN_PATHS", "READY_TIMEOUT", "NodeFacts", "add_observe_routes"]
 
 #: Paths answered without a token (probes).
 OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})
+#: The classic text format, which every Prometheus reads (what prometheus-client's own server
+#: answers a scraper that asks for nothing else).
+METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 #: How long /readyz waits for the store (seconds).
 READY_TIMEOUT: Final = 2.0
 
@@ -117,7 +120,7 @@ def add_observe_routes(app: QuartTrio, objects: Objects, node: NodeFacts | None)
         registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(namespace="lhtrio", registry=registry)
         registry.register(_Fixed(families(scrape, keeper.rates(samples, trio.current_time()))))
-        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/v1/events")
     async def list_events() -> Response:

@@ -134,10 +134,12 @@ def _oldest_first(events: Sequence[Event]) -> list[Event]:
     return sorted(events, key=_age)
 
 
-def _age(event: Event) -> tuple[dt.datetime, dt.datetime, str]:
-    floor = dt.datetime.min.replace(tzinfo=dt.UTC)
-    last = event.last_timestamp or floor
-    return last, event.first_timestamp or last, event.meta.name
+def _age(event: Event) -> tuple[dt.datetime, int]:
+    """Older first: by the time it last happened (whole seconds), then by the store's revision
+    of its last change (the order the store took them in)."""
+    return event.last_timestamp or dt.datetime.min.replace(
+        tzinfo=dt.UTC
+    ), event.meta.resource_version
 
 
 def _about(event: Event, kind: str, name: str) -> bool:

@@ -8,10 +8,9 @@ what it writes, and says what an operator would want told (Kubernetes-style even
 * ``Degraded`` (Warning): robustness became degraded (the message counts the healthy replicas);
   ``Faulted`` (Warning): no replica is healthy; ``Healthy`` (Normal): healthy again after
   degraded or faulted;
-* ``ReplicaFailed`` (Warning): a replica was failed, and why (the engine reported it ERR, its
-  node is down, its instance errored);
-* ``Rebuilding`` (Normal): a failed replica is reused (rebuilt in place), or a new one is placed
-  while the volume holds data; ``Rebuilt`` (Normal): a rebuilt replica is healthy (RW);
+* ``ReplicaFailed`` (Warning): a replica was failed because its node is down or its instance
+  errored (one the engine reports ERR is told by :mod:`lhtrio.manager.engine_events`, with the
+  start and end of every rebuild: they are the engine's to see);
 * ``FailedScheduling`` (Warning): a replica could not be placed (the scheduler's message and
   reason, as the ``Scheduled`` condition shows them; told again only when they change);
 * ``AutoSalvaged`` (Warning): every replica failed and ``auto-salvage`` asked the engine to
@@ -52,26 +51,24 @@ def transition_events(
     *,
     status: VolumeStatus,
     planned: Mapping[str, Replica],
-    created: Sequence[Replica],
     up: frozenset[str],
 ) -> tuple[Occurrence, ...]:
     """The events of one plan of ``volume``: ``replicas`` and ``engine`` as read, ``status`` and
-    ``planned`` (the replicas read, by name) as the plan writes them, ``created`` the replicas it
-    places, ``up`` the nodes that are up."""
+    ``planned`` (the replicas read, by name) as the plan writes them, ``up`` the nodes that are
+    up."""
     name, before = volume.meta.name, volume.status
     found: list[Occurrence] = []
     found += _state(name, before, status)
-    found += _replicas(volume, replicas, engine, planned, up)
-    found += _placed(name, status, replicas, created)
+    found += _failures(name, replicas, engine, planned, up)
     found += _robustness(volume, status, planned, engine)
     found += _scheduling(name, before, status)
     if status.last_auto_salvaged_at != before.last_auto_salvaged_at:
-        back = ", ".join(n for n, r in planned.items() if r.spec.salvage_requested) or "none"
+        back = ", ".join(n for n, r in planned.items() if usable(r)) or "none"
         found.append(
             Occurrence(
                 reason="AutoSalvaged",
                 message=f"every replica of volume {name} failed: the engine salvages the best "
-                f"of them (auto-salvage; un-failed: {back})",
+                f"of {back} (auto-salvage)",
                 type=_WARNING,
             )
         )
@@ -118,10 +115,8 @@ def _robustness(
     return []
 
 
-def _why_failed(replica: Replica, modes: Mapping[str, Mode], up: frozenset[str]) -> str:
+def _why_failed(replica: Replica, up: frozenset[str]) -> str:
     node = replica.spec.node_id
-    if modes.get(replica.meta.name) is Mode.ERR:
-        return "the engine reported it ERR"
     if node not in up:
         return f"node {node} is down"
     if replica.status.current_state is InstanceState.ERROR:
@@ -129,59 +124,30 @@ def _why_failed(replica: Replica, modes: Mapping[str, Mode], up: frozenset[str])
     return "it stopped"
 
 
-def _replicas(
-    volume: Volume,
+def _failures(
+    name: str,
     replicas: Sequence[Replica],
     engine: Engine | None,
     planned: Mapping[str, Replica],
     up: frozenset[str],
 ) -> list[Occurrence]:
-    """A replica failed, reused for a rebuild, or rebuilt."""
-    name, modes = volume.meta.name, engine_modes(engine, up)
-    found: list[Occurrence] = []
+    """Replicas failed by this plan, but for those the engine reports ERR (told by
+    :mod:`lhtrio.manager.engine_events`, as the engine reports it)."""
+    modes = engine_modes(engine, up)
+    found = []
     for old in sorted(replicas, key=lambda r: r.meta.name):
         new = planned.get(old.meta.name)
-        if new is None or new.meta.deleting:
+        if new is None or old.failed or not new.failed or modes.get(old.meta.name) is Mode.ERR:
             continue
-        where = f"replica {old.meta.name} on node {old.spec.node_id} of volume {name}"
-        if not old.failed and new.failed:
-            why = _why_failed(old, modes, up)
-            found.append(
-                Occurrence(reason="ReplicaFailed", message=f"{where} failed: {why}", type=_WARNING)
+        found.append(
+            Occurrence(
+                reason="ReplicaFailed",
+                message=f"replica {old.meta.name} on node {old.spec.node_id} of volume {name} "
+                f"failed: {_why_failed(old, up)}",
+                type=_WARNING,
             )
-        elif old.failed and not new.failed and new.spec.rebuild_retry_count:
-            found.append(Occurrence(reason="Rebuilding", message=f"rebuilding {where} in place"))
-        elif _rebuilt(old, new, replicas):
-            found.append(Occurrence(reason="Rebuilt", message=f"{where} is rebuilt (RW)"))
-    return found
-
-
-def _placed(
-    name: str, status: VolumeStatus, replicas: Sequence[Replica], created: Sequence[Replica]
-) -> list[Occurrence]:
-    """New replicas of an attached volume that holds data: rebuilt from a healthy one."""
-    if status.state is not VolumeState.ATTACHED or not any(r.spec.healthy_at for r in replicas):
-        return []
-    return [
-        Occurrence(
-            reason="Rebuilding",
-            message=f"rebuilding volume {name} onto a new replica {r.meta.name} on node "
-            f"{r.spec.node_id}",
         )
-        for r in created
-    ]
-
-
-def _rebuilt(old: Replica, new: Replica, replicas: Sequence[Replica]) -> bool:
-    """``new`` became RW after a rebuild: after a reuse (its retries reset), or for the first
-    time while another replica held the volume's data."""
-    if new.spec.healthy_at is None or new.failed:
-        return False
-    if old.spec.rebuild_retry_count and not new.spec.rebuild_retry_count:
-        return True
-    return old.spec.healthy_at is None and any(
-        r.spec.healthy_at for r in replicas if r.meta.name != old.meta.name
-    )
+    return found
 
 
 def _scheduling(name: str, before: VolumeStatus, after: VolumeStatus) -> list[Occurrence]:

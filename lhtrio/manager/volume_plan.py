@@ -482,7 +482,6 @@ def _diff(
             engine,
             status=work.status,
             planned=work.replicas,
-            created=work.created,
             up=work.up,
         ),
     )

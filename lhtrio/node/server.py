@@ -9,7 +9,10 @@ Composition (each part in its own module):
 * the supervisor (:mod:`lhtrio.instances.supervisor`) whose nursery runs every instance in its own
   shielded cancel scope;
 * per-instance logs (:mod:`lhtrio.instances.logs`) and disks with identities
-  (:mod:`lhtrio.instances.disks`).
+  (:mod:`lhtrio.instances.disks`);
+* with a store: the node agent, the manager, and the events of its engines' replica modes
+  (:mod:`lhtrio.manager.engine_events`); a probe for the node's admin API
+  (:mod:`lhtrio.node.probe`).
 
 Shutdown (SIGTERM/SIGINT cancel the caller's scope): the listeners stop accepting at once; then,
 shielded, every engine stops — its frontend after in-flight requests, then a flush of its
@@ -33,8 +36,10 @@ from lhtrio.instances.logs import InstanceLogs
 from lhtrio.instances.ports import PortRange
 from lhtrio.instances.service import NodeService
 from lhtrio.instances.supervisor import NodeContext, Supervisor
+from lhtrio.manager.engine_events import follow_engine_events
 from lhtrio.manager.manager import run_manager
 from lhtrio.manager.node_agent import DiskFacts, run_node_agent
+from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.api import Store
 from lhtrio.net import Address, serve_rpc
 from lhtrio.node.probe import NodeProbe
@@ -129,6 +134,8 @@ async def serve_node(
                         )
                     )
                     await outer.start(run_manager, store, name, service.address)
+                    # (beside the manager: its engines' replica modes, told as events)
+                    outer.start_soon(follow_engine_events, Objects(store), name)
                 logger.info(
                     "node %s: control on %s, NBD on %s, ports %d-%d, disks %s",
                     name,
