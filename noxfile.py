@@ -34,6 +34,7 @@ APT_FOR_TESTS: dict[str, str] = {
     "fio": "fio",
     "mkfs.ext4": "e2fsprogs",
     "losetup": "mount",
+    "curl": "curl",  # reads the admin API's watch streams as an operator would (curl -N)
 }
 
 
