@@ -88,7 +88,7 @@ def add_observe_routes(app: QuartTrio, objects: Objects, node: NodeFacts | None)
         if not why:
             try:
                 with trio.fail_after(READY_TIMEOUT):
-                    await objects.store.get(Node.KIND, node.name if node is not None else "x")
+                    await objects.store.get(Node.KIND, node.name if node is not None else "readyz")
             except NotFoundError:
                 pass  # an answer all the same
             except trio.TooSlowError:
