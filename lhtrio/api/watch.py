@@ -10,12 +10,14 @@ channel; the body only receives from the channel, with a timeout for the keep-al
 belong to the :class:`WatchHub`, whose nursery :func:`~lhtrio.api.server.serve_api` runs beside
 hypercorn, never to a request.
 
-**Endings.** The client goes away: quart cancels the body, whose ``finally`` cancels its feeder.
-The feeder ends (an ``ERROR``: the revision is gone, the store failed): it closes the channel and
-the body ends the response. The server stops gracefully: :meth:`WatchHub.close` cancels every
-feeder, so every stream ends at once and hypercorn's graceful stop does not wait for them; a
-watch asked for after that is refused (503). A slow client holds its feeder back (the channel is
-bounded), and a feeder that falls behind the store's kept changes tells the client 410.
+**Endings.** A feeder starts when quart starts sending the body, so a client gone before that
+leaves nothing behind. The client goes away: quart cancels the body, whose ``finally`` cancels
+its feeder. The feeder ends (an ``ERROR``: the revision is gone, the store failed): it closes
+the channel and the body ends the response. The server stops gracefully:
+:meth:`WatchHub.close` cancels every feeder, so every stream ends at once and hypercorn's
+graceful stop does not wait for them; a watch asked for after that is refused (503). A slow
+client holds its feeder back (the channel is bounded), and a feeder that falls behind the
+store's kept changes tells the client 410.
 """
 
 from __future__ import annotations
@@ -73,11 +75,8 @@ class WatchHub:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
-    async def open(
-        self, store: Store, kind: str, since: int | None, keep: Keep
-    ) -> tuple[trio.MemoryReceiveChannel[bytes], trio.CancelScope]:
-        """A started feeder of ``kind`` (from ``since``, or listed first): its messages, and
-        the scope that stops it."""
+    def check_open(self) -> None:
+        """Refuse (503) while the hub does not run."""
         if self.closed or self._nursery is None:
             raise HttpError(
                 Problem(
@@ -87,6 +86,14 @@ class WatchHub:
                     "watch another node, or again later",
                 )
             )
+
+    async def open(
+        self, store: Store, kind: str, since: int | None, keep: Keep
+    ) -> tuple[trio.MemoryReceiveChannel[bytes], trio.CancelScope]:
+        """A started feeder of ``kind`` (from ``since``, or listed first): its messages, and
+        the scope that stops it."""
+        self.check_open()
+        assert self._nursery is not None
         send, receive = trio.open_memory_channel[bytes](BACKLOG)
         scope: trio.CancelScope = await self._nursery.start(
             functools.partial(_feed, store, kind, since=since, keep=keep, send=send)
@@ -143,8 +150,13 @@ async def _relay(
 
 
 async def _body(
-    receive: trio.MemoryReceiveChannel[bytes], feeder: trio.CancelScope
+    hub: WatchHub, store: Store, kind: str, since: int | None, keep: Keep
 ) -> AsyncIterator[bytes]:
+    """The response's body: its feeder starts when quart starts sending it (a client gone before
+    that leaves nothing behind), and stops when the body does, however it does."""
+    if hub.closed:
+        return  # stopped since the request was checked: an empty stream
+    receive, feeder = await hub.open(store, kind, since, keep)
     try:
         async with receive:
             while True:
@@ -233,9 +245,9 @@ def add_watch_routes(app: QuartTrio, objects: Objects, hub: WatchHub | None) -> 
             raise HttpError(
                 Problem(status=503, code="Unavailable", message="this API serves no watches")
             )
-        receive, feeder = await hub.open(objects.store, kind, since, keep)
+        hub.check_open()
         response = Response(
-            _body(receive, feeder),
+            _body(hub, objects.store, kind, since, keep),
             content_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
