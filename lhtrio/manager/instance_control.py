@@ -2,10 +2,11 @@
 
 The manager of node N reconciles the ``Replica`` and ``Engine`` objects placed on N
 (``spec.node_id``): it makes N's instance manager run them or not (``spec.desire_state``) and
-writes what it sees into their status (state, address; an engine's endpoint and its view of each
-replica's mode). It reaches the instances only through the instance manager's client
-(:class:`lhtrio.clients.node.NodeClient`, and :class:`~lhtrio.clients.engine.EngineClient` for an
-engine's replica modes), never by importing the engine or the replica.
+writes what it sees into their status (state, address; an engine's endpoint, its view of each
+replica's mode and each rebuild's progress). It reaches the instances only through the instance
+manager's client (:class:`lhtrio.clients.node.NodeClient`, and
+:class:`~lhtrio.clients.engine.EngineClient` for an engine's replica modes and rebuilds), never by
+importing the engine or the replica.
 
 Each reconcile is level-triggered (it compares the object with the instance as it is now) and
 writes status with :meth:`~lhtrio.manager.objects.Objects.change`, so it never overwrites a change
@@ -24,8 +25,10 @@ from lhtrio.errors import LhtrioError, NotFoundError
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.placement import REPLICA_DATA_FINALIZER
 from lhtrio.models.cluster import Engine, Replica
+from lhtrio.models.cluster.engine import RebuildStatus
 from lhtrio.models.cluster.instance import DesireState
 from lhtrio.models.cluster.instance import InstanceState as ObjectState
+from lhtrio.models.engine import RebuildProgress, RebuildState
 from lhtrio.models.instance import Instance, InstanceKind, InstanceState
 from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client, parse_address
@@ -128,9 +131,9 @@ class InstanceControl:
             )
         elif not wanted and instance is not None:
             instance = await self.instances.delete(name)
-        modes = await self._modes(engine, instance)
+        modes, rebuilds = await self._modes(engine, instance)
         await self.objects.change(
-            Engine, name, lambda e: _engine_status(e, instance, self.node, modes)
+            Engine, name, lambda e: _engine_status(e, instance, self.node, modes, rebuilds)
         )
         # Nothing tells the store when an engine's view of its replicas changes (a replica lost,
         # a rebuild done): look again, often while a replica is rebuilt (Longhorn's engine
@@ -139,12 +142,15 @@ class InstanceControl:
             return REBUILD_POLL
         return ENGINE_MONITOR if instance is not None and instance.state in _ALIVE else None
 
-    async def _modes(self, engine: Engine, instance: Instance | None) -> dict[str, str]:
+    async def _modes(
+        self, engine: Engine, instance: Instance | None
+    ) -> tuple[dict[str, str], dict[str, RebuildStatus]]:
         """Bring a running engine's replicas in line with ``spec.replica_address_map`` (remove
         the ones no longer in it, add — rebuild — the ones missing or failed), then its view of
-        each replica's mode, by replica name; empty while it does not run."""
+        each replica's mode and rebuild (running or last), by replica name; empty while it does
+        not run."""
         if instance is None or instance.state is not InstanceState.RUNNING or not instance.address:
-            return {}
+            return {}, {}
         by_address = {_url(a): n for n, a in engine.spec.replica_address_map.items()}
         try:
             async with open_rpc_client(
@@ -155,12 +161,29 @@ class InstanceControl:
                 info = await client.info()
         except LhtrioError as exc:
             logger.info("engine %s: no replica modes yet: %s", engine.meta.name, exc)
-            return {}
-        return {
-            by_address[link.address]: link.mode.value
-            for link in info.replicas
-            if link.address in by_address
+            return {}, {}
+        linked = [link for link in info.replicas if link.address in by_address]
+        modes = {by_address[link.address]: link.mode.value for link in linked}
+        rebuilds = {
+            by_address[link.address]: _rebuild_status(link.rebuild)
+            for link in linked
+            if link.rebuild is not None
         }
+        return modes, rebuilds
+
+
+def _rebuild_status(rebuild: RebuildProgress) -> RebuildStatus:
+    total, done = rebuild.total_bytes, min(rebuild.done_bytes, rebuild.total_bytes)
+    finished = rebuild.state is RebuildState.DONE
+    return RebuildStatus(
+        is_rebuilding=rebuild.running,
+        progress=100 if finished else (100 * done // total if total else 0),
+        state=rebuild.state.value,
+        error=rebuild.error,
+        from_replica_address=rebuild.source,
+        done_bytes=rebuild.total_bytes if finished else done,
+        total_bytes=total,
+    )
 
 
 def _url(address: str) -> str:
@@ -207,7 +230,11 @@ def _replica_status(replica: Replica, instance: Instance | None, node: str) -> R
 
 
 def _engine_status(
-    engine: Engine, instance: Instance | None, node: str, modes: dict[str, str]
+    engine: Engine,
+    instance: Instance | None,
+    node: str,
+    modes: dict[str, str],
+    rebuilds: dict[str, RebuildStatus],
 ) -> Engine:
     host, port = _address(instance) if instance is not None else ("", 0)
     state = _STATES[instance.state] if instance is not None else ObjectState.STOPPED
@@ -223,5 +250,6 @@ def _engine_status(
         current_size=engine.spec.volume_size if running else engine.status.current_size,
         current_replica_address_map=dict(engine.spec.replica_address_map) if running else {},
         replica_mode_map={name: Mode(mode) for name, mode in modes.items()},
+        rebuild_status=rebuilds,
     )
     return attrs.evolve(engine, status=status)

@@ -142,3 +142,45 @@ async def until_gone(instances: NodeClient, name: str) -> None:
             if name not in [i.name for i in watched.instances]:
                 return
             version = watched.version
+
+
+async def test_an_engine_reports_the_rebuild_of_a_replica_it_adds(tmp_path: Path) -> None:
+    async with one_node(tmp_path) as cluster:
+        addresses = {}
+        for name in ("v-r-00000001", "v-r-00000002"):
+            await cluster.objects.create(replica(name))
+            running = await until(
+                cluster, Replica, name, lambda r: r.status.current_state is InstanceState.RUNNING
+            )
+            addresses[name] = f"{running.status.ip}:{running.status.port}"
+        first = {"v-r-00000001": addresses["v-r-00000001"]}
+        await cluster.objects.create(
+            Engine(
+                meta=ObjectMeta(name="v-e-0"),
+                spec=EngineSpec(
+                    volume_name="v",
+                    volume_size=4 * MiB,
+                    node_id="n1",
+                    desire_state=DesireState.RUNNING,
+                    replica_address_map=first,
+                ),
+            )
+        )
+        served = await until(cluster, Engine, "v-e-0", lambda e: bool(e.status.replica_mode_map))
+        assert served.status.rebuild_status == {}  # nothing was rebuilt
+
+        def add_second(e: Engine) -> Engine:
+            return attrs.evolve(e, spec=attrs.evolve(e.spec, replica_address_map=addresses))
+
+        await cluster.objects.change(Engine, "v-e-0", add_second)
+        rebuilt = await until(
+            cluster,
+            Engine,
+            "v-e-0",
+            lambda e: e.status.replica_mode_map.get("v-r-00000002") is Mode.RW,
+        )
+        (status,) = rebuilt.status.rebuild_status.values()
+        assert list(rebuilt.status.rebuild_status) == ["v-r-00000002"]
+        assert (status.is_rebuilding, status.state, status.progress) == (False, "done", 100)
+        assert status.from_replica_address == f"tcp://{addresses['v-r-00000001']}"
+        assert status.done_bytes == status.total_bytes

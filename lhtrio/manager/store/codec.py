@@ -88,6 +88,7 @@ _RECORDS: Final[tuple[type[Any], ...]] = (
     volume.VolumeSpec,
     volume.VolumeStatus,
     engine.EngineSpec,
+    engine.RebuildStatus,
     engine.EngineStatus,
     replica.ReplicaSpec,
     replica.ReplicaStatus,
