@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 import attrs
@@ -34,8 +35,10 @@ __all__ = [
     "TOKEN_FILE_ENV",
     "Admin",
     "ApiClient",
+    "ApiCommand",
     "ApiError",
     "ApiGroup",
+    "DefaultGroup",
     "Exit",
     "admin_client",
     "api_options",
@@ -53,6 +56,8 @@ DEFAULT_API: Final = "http://127.0.0.1:9500"
 #: error (503) comes before the answer's deadline.
 CONNECT_TIMEOUT: Final = 5.0
 ANSWER_TIMEOUT: Final = 90.0
+#: Seconds a watch stream may stay silent before it counts as broken (and is opened again).
+STREAM_SILENCE: Final = 60.0
 
 _TOKEN_HELP: Final = (
     f"a node keeps its token in DATA_DIR/api-token (or its --api-token-file): give it with "
@@ -151,18 +156,72 @@ class ApiClient:
         if action is not None:
             query["action"] = action
         what = f"{method} {path}" + (f"?action={action}" if action else "")
-        if self._http is None:
-            self._http = httpx.Client(
-                base_url=self.url,
-                timeout=httpx.Timeout(ANSWER_TIMEOUT, connect=CONNECT_TIMEOUT),
-            )
         try:
-            response = self._http.request(method, path, params=query, json=body, headers=headers)
+            response = self._client().request(
+                method, path, params=query, json=body, headers=headers
+            )
         except httpx.TimeoutException as exc:
             raise self._unreachable(f"no answer to {what} (timed out: {exc})") from None
         except httpx.TransportError as exc:
             raise self._unreachable(f"{what} failed: {str(exc) or type(exc).__name__}") from None
         return self._answer(what, response, sent_token=token is not None)
+
+    def probe(self, path: str) -> tuple[int, str]:
+        """A plain-text GET (``/healthz``, ``/readyz``): the status and the text, whatever the
+        status; :class:`ApiError` (exit 5) when there is no answer."""
+        what = f"GET {path}"
+        try:
+            response = self._client().get(path, headers={"Accept": "text/plain"})
+        except httpx.TimeoutException as exc:
+            raise self._unreachable(f"no answer to {what} (timed out: {exc})") from None
+        except httpx.TransportError as exc:
+            raise self._unreachable(f"{what} failed: {str(exc) or type(exc).__name__}") from None
+        return response.status_code, response.text.strip()
+
+    @contextmanager
+    def stream(
+        self, path: str, params: dict[str, str], headers: dict[str, str]
+    ) -> Iterator[Iterator[bytes]]:
+        """A streamed GET (a watch): the body's chunks as they arrive. A refusal is an
+        :class:`ApiError` as for :meth:`request`; a connection that fails or stays silent for
+        :data:`STREAM_SILENCE` seconds (the API sends a keep-alive every 15 s) is an
+        :class:`ApiError` with :attr:`Exit.UNREACHABLE`, before or while reading."""
+        what = f"GET {path}"
+        sent = {"Accept": "text/event-stream", **headers}
+        try:
+            with self._client().stream(
+                "GET",
+                path,
+                params=params,
+                headers=sent,
+                timeout=httpx.Timeout(STREAM_SILENCE, connect=CONNECT_TIMEOUT),
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    self._answer(what, response, sent_token=False)
+                yield self._chunks(what, response)
+        except httpx.TimeoutException as exc:
+            raise self._unreachable(f"no answer to {what} (timed out: {exc})") from None
+        except httpx.TransportError as exc:
+            raise self._unreachable(f"{what} failed: {str(exc) or type(exc).__name__}") from None
+
+    def _chunks(self, what: str, response: httpx.Response) -> Iterator[bytes]:
+        try:
+            yield from response.iter_bytes()
+        except httpx.TimeoutException:
+            raise self._unreachable(
+                f"{what}: nothing for {STREAM_SILENCE:g} s (no keep-alive either)"
+            ) from None
+        except httpx.TransportError as exc:
+            raise self._unreachable(f"{what} broke: {str(exc) or type(exc).__name__}") from None
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(
+                base_url=self.url,
+                timeout=httpx.Timeout(ANSWER_TIMEOUT, connect=CONNECT_TIMEOUT),
+            )
+        return self._http
 
     def _unreachable(self, problem: str) -> ApiError:
         return ApiError(
@@ -278,20 +337,46 @@ def install(ctx: click.Context, api: str, token_file: str | None) -> None:
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``-o table|json``: a table, or the API's JSON documents as received (for scripts)."""
+    """``-o table|json|yaml``: a table, or the API's documents as received, in JSON or YAML
+    (for scripts: keys sorted)."""
     return click.option(
         "-o",
         "--output",
         type=click.Choice(OUTPUTS),
         default="table",
         show_default=True,
-        help="Print a table, or the API's JSON documents for scripts.",
+        help="Print a table, or the API's documents in JSON or YAML for scripts.",
     )(func)
 
 
 class ApiGroup(click.Group):
     """A group of verbs over the API: an :class:`ApiError` is ``error: MESSAGE`` on stderr and
     its exit code (404: 3, 409: 4, unreachable: 5, 401: 6, anything else: 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ApiError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+class DefaultGroup(ApiGroup):
+    """A group whose first argument, when it is not one of its verbs (nor ``--help``), is the
+    start of the default verb's: ``lhtrio node --name n1 ...`` is ``lhtrio node run --name n1
+    ...``, and ``lhtrio replica DIR`` is ``lhtrio replica run DIR``, as they were before the
+    groups had the API's verbs (``run`` names a directory or volume called ``ls``)."""
+
+    default = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+class ApiCommand(click.Command):
+    """A verb over the API outside a group (``lhtrio status``): errors as :class:`ApiGroup`."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

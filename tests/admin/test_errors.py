@@ -46,7 +46,7 @@ BAD_ARGUMENTS = [
     (("volume", "set-replicas", "v", "three"), "COUNT"),
     (("volume", "salvage", "v"), "REPLICAS"),
     (("volume", "salvage", "v", "r/1"), "invalid replica name"),
-    (("volume", "ls", "-o", "yaml"), "--output"),
+    (("volume", "ls", "-o", "xml"), "--output"),
     (("snapshot", "create", "v", "bad/name"), "invalid snapshot name"),
     (("snapshot", "create", "v", "--label", "novalue"), "KEY=VALUE"),
     (("snapshot", "rm", "v"), "NAME"),

@@ -1,0 +1,251 @@
+"""How a long operation shows its progress on stderr: rich's live bars on a terminal, plain
+lines without one (``docs/cli.md``, "Waiting and progress").
+
+A waiting verb opens a :class:`Display` (:func:`open_display`) and tells it what it sees:
+
+* :meth:`Display.status` — the state of what is waited for (``volume db-1: attaching on node
+  n1``): a line each time it changes; on a terminal also a spinner with the time spent;
+* :meth:`Display.bar` — a transfer with a size (a replica's rebuild): on a terminal a bar with
+  the percentage, the bytes, the rate and the time left (rich computes rate and ETA from the
+  updates); without one a line each time it passes another tenth, or changes state, with the rate
+  and time left computed here;
+* :meth:`Display.done` — the end of a transfer (``rebuilt``, ``rebuild failed: ...``).
+
+**A terminal** is stderr being one (and ``TERM`` not ``dumb``): stdout stays the result alone,
+so ``URI=$(lhtrio volume attach db-1 --node n1)`` still shows the progress. Without a terminal
+nothing but plain text is written: no ANSI escape, no carriage return.
+
+rich does the terminal's part (live redraw, widths, rate and ETA estimates, colour rules such as
+``NO_COLOR``): maintained, typed, and already what click users reach for — the hand-written
+``\\r`` bar of ``lhtrio ctl replica add`` redraws one line only and computes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+import attrs
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from lhtrio.units import human_size
+
+__all__ = ["Display", "PlainDisplay", "RichDisplay", "is_terminal", "open_display"]
+
+
+class Display(Protocol):
+    def status(self, text: str) -> None:
+        """The state of what is waited for, now."""
+
+    def bar(self, key: str, label: str, *, done: int, total: int, state: str) -> None:
+        """Transfer ``key`` (``label`` for people) at ``done`` of ``total`` bytes, ``state``."""
+
+    def done(self, key: str, text: str, *, ok: bool) -> None:
+        """Transfer ``key`` ended (``text``: how; ``ok``: completed, not failed)."""
+
+    def close(self) -> None:
+        """Stop drawing (the last state stays on the screen)."""
+
+
+def is_terminal() -> bool:
+    """Whether stderr (where progress goes) is a terminal that takes escape sequences."""
+    return sys.stderr.isatty() and os.environ.get("TERM", "") != "dumb"
+
+
+@contextmanager
+def open_display(*, terminal: bool | None = None) -> Iterator[Display]:
+    """A :class:`RichDisplay` on a terminal (``terminal`` None: :func:`is_terminal`), else a
+    :class:`PlainDisplay`; closed when the block ends, however it ends."""
+    display: Display = (
+        RichDisplay() if (is_terminal() if terminal is None else terminal) else PlainDisplay()
+    )
+    try:
+        yield display
+    finally:
+        display.close()
+
+
+# --- without a terminal ---------------------------------------------------------------------
+
+
+@attrs.define
+class _Transfer:
+    """What the last line said of one transfer, and its first sample (for the rate)."""
+
+    started: float
+    first_done: int
+    tenth: int = -1
+    state: str = ""
+
+
+def rate_and_eta(done: int, total: int, since: float, first_done: int, now: float) -> str:
+    """``, 12.3 MiB/s, 5s left`` from the bytes done since the first sample; ``""`` before
+    any rate can be told."""
+    seconds = now - since
+    moved = done - first_done
+    if seconds <= 0 or moved <= 0:
+        return ""
+    rate = moved / seconds
+    text = f", {human_size(int(rate))}/s"
+    if total > done:
+        text += f", {_duration((total - done) / rate)} left"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+@attrs.define
+class PlainDisplay:
+    """Plain lines on stderr: a state when it changes, a transfer at each tenth and state."""
+
+    _shown: str = ""
+    _transfers: dict[str, _Transfer] = attrs.field(factory=dict)
+
+    def status(self, text: str) -> None:
+        if text != self._shown:
+            click.echo(text, err=True)
+            self._shown = text
+
+    def bar(self, key: str, label: str, *, done: int, total: int, state: str) -> None:
+        now = time.monotonic()
+        transfer = self._transfers.setdefault(key, _Transfer(started=now, first_done=done))
+        tenth = 10 * done // total if total else 0
+        if tenth == transfer.tenth and state == transfer.state:
+            return
+        transfer.tenth, transfer.state = tenth, state
+        percent = 100 * done // total if total else 0
+        speed = rate_and_eta(done, total, transfer.started, transfer.first_done, now)
+        click.echo(
+            f"{label}: {state} {percent}% ({human_size(done)} of {human_size(total)}{speed})",
+            err=True,
+        )
+
+    def done(self, key: str, text: str, *, ok: bool) -> None:
+        self._transfers.pop(key, None)
+        click.echo(text, err=True)
+
+    def close(self) -> None:
+        pass
+
+
+# --- on a terminal --------------------------------------------------------------------------
+
+
+class _ForBytes(ProgressColumn):
+    """``column`` for transfers (tasks with a size), nothing for states; or the reverse."""
+
+    def __init__(self, column: ProgressColumn, *, transfers: bool = True) -> None:
+        super().__init__()
+        self.column = column
+        self.transfers = transfers
+
+    def render(self, task: Task) -> Text:
+        if bool(task.fields.get("transfer")) is self.transfers:
+            rendered = self.column.render(task)
+            return rendered if isinstance(rendered, Text) else Text(str(rendered))
+        return Text("")
+
+
+class _Rate(ProgressColumn):
+    """rich's estimate of a transfer's speed, in binary units as the bytes are (``5.1 MiB/s``)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("?" if speed is None else f"{human_size(int(speed))}/s")
+
+
+@attrs.define(eq=False)
+class RichDisplay:
+    """rich's live display on stderr: a spinner with the state, a bar per transfer."""
+
+    console: Console = attrs.field(factory=lambda: Console(stderr=True))
+    _progress: Progress = attrs.field(init=False)
+    _state: TaskID | None = None
+    _shown: str = ""
+    _bars: dict[str, TaskID] = attrs.field(factory=dict)
+    _totals: dict[str, int] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        self._progress = Progress(
+            SpinnerColumn(finished_text="[green]✓"),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            _ForBytes(DownloadColumn(binary_units=True)),
+            _ForBytes(_Rate()),
+            _ForBytes(TimeRemainingColumn()),
+            _ForBytes(TimeElapsedColumn(), transfers=False),
+            console=self.console,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._progress.start()
+
+    def status(self, text: str) -> None:
+        if text == self._shown:
+            return
+        if self._shown:
+            self._progress.console.print(self._shown, highlight=False)  # the history stays
+        self._shown = text
+        if self._state is None:
+            self._state = self._progress.add_task(text, total=None, transfer=False)
+        else:
+            self._progress.update(self._state, description=text)
+
+    def bar(self, key: str, label: str, *, done: int, total: int, state: str) -> None:
+        description = f"{label}: {state}"
+        self._totals[key] = total
+        if key not in self._bars:
+            # made at 0 then moved: rich takes the first update as a sample, so the rate (and
+            # the time left) shows from the second look on
+            self._bars[key] = self._progress.add_task(
+                description, total=total or None, transfer=True
+            )
+        self._progress.update(
+            self._bars[key], description=description, total=total or None, completed=done
+        )
+
+    def done(self, key: str, text: str, *, ok: bool) -> None:
+        task = self._bars.pop(key, None)
+        total = self._totals.pop(key, 0)
+        if task is not None:
+            if ok:
+                self._progress.update(task, total=total or 1, completed=total or 1)
+            self._progress.update(task, description=text)
+            self._progress.stop_task(task)
+        else:
+            self._progress.console.print(text, highlight=False)
+
+    def close(self) -> None:
+        if self._state is not None:
+            self._progress.remove_task(self._state)
+            self._state = None
+            if self._shown:
+                self._progress.console.print(self._shown, highlight=False)
+        self._progress.stop()
