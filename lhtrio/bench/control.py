@@ -10,10 +10,10 @@ API (as ``lhtrio cluster`` runs them). Measured, in this order:
   of one core (node 1 holds every engine and a replica of each volume; nodes 2 and 3 a replica
   of each). The window spans two of the reconcilers' resyncs.
 * **propagation**: for a few volumes, one at a time, node 2's replica instance of the volume is
-  stopped through node 2's instance manager (``lhtrio im``'s call): the time until the API
-  reports the volume degraded (the engine on node 1 failed the replica, its manager wrote
-  the engine's replica modes, the volume's reconciler read them), then until it reports it
-  healthy again (the replica failed, reused and rebuilt).
+  stopped through node 2's instance manager (``lhtrio im``'s call): the time until the store
+  (watched by this process) holds the engine's view of it (no longer RW: the engine on node 1
+  failed it, node 1's manager wrote the engine's replica modes), then until the volume is
+  healthy again with every replica RW (failed, reused in place and rebuilt).
 
 Goals (issue 18): create+attach p50 under 1 s; an idle node under 2 % of a core.
 """
@@ -25,18 +25,25 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import trio
 
 from lhtrio.bench._util import Server, record, table
 from lhtrio.clients.node import NodeClient
-from lhtrio.models.instance import InstanceKind
+from lhtrio.manager.objects import Objects
+from lhtrio.manager.store.sqlite import open_sqlite_store
+from lhtrio.models.cluster import Engine, Replica, Volume
+from lhtrio.models.cluster.engine import engine_name
+from lhtrio.models.cluster.validate import ClusterObject
+from lhtrio.models.cluster.volume import Robustness, VolumeState
+from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client
 from lhtrio.node.local import LocalNode, start_node
 
 MiB = 1 << 20
+T = TypeVar("T", bound=ClusterObject)
 #: Volumes created by default (the issue's figure).
 VOLUMES = 100
 #: Seconds over which the idle nodes' CPU is measured.
@@ -52,7 +59,7 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
 
 
-def _until(http: httpx.Client, name: str, done: Callable[[dict[str, Any]], bool]) -> None:
+def _poll(http: httpx.Client, name: str, done: Callable[[dict[str, Any]], bool]) -> None:
     """Poll the API every 10 ms until ``done(status)`` holds for volume ``name``."""
     start = time.perf_counter()
     while True:
@@ -68,16 +75,56 @@ def _healthy(status: dict[str, Any]) -> bool:
     return status.get("state") == "attached" and status.get("robustness") == "healthy"
 
 
-async def _stop_replica(control: str, volume: str) -> None:
-    """Stop the replica instance of ``volume`` on the node at ``control``."""
-    async with open_rpc_client(control, client="bench") as rpc:
-        node = NodeClient(rpc)
-        (name,) = [
-            i.name
-            for i in await node.instances()
-            if i.type is InstanceKind.REPLICA and i.volume == volume
+async def _until(objects: Objects, kind: type[T], name: str, done: Callable[[T], bool]) -> None:
+    """Until ``done`` holds for object ``name`` of ``kind`` (following the store's watch)."""
+    with trio.fail_after(120):
+        while True:
+            _, revision = await objects.list(kind)
+            if done(await objects.get(kind, name)):
+                return
+            async with objects.store.watch(kind.KIND, revision) as events:
+                async for _ in events:
+                    break
+
+
+async def _probe(store: Path, control: str, volume: str) -> tuple[float, float]:
+    """Stop ``volume``'s replica on the node at ``control`` (node 2); the seconds until its
+    engine's view of it (not RW any more) is in the store, and until the volume is healthy
+    again with every replica RW."""
+    async with open_sqlite_store(store) as opened:
+        objects = Objects(opened)
+        replicas, _ = await objects.list(Replica)
+        (lost,) = [
+            r.meta.name
+            for r in replicas
+            if r.spec.volume_name == volume and r.spec.node_id == "node2" and not r.failed
         ]
-        await node.delete(name)
+        engine = engine_name(volume)
+        async with open_rpc_client(control, client="bench") as rpc:
+            start = time.perf_counter()
+            await NodeClient(rpc).delete(lost)
+        await _until(
+            objects, Engine, engine, lambda e: e.status.replica_mode_map.get(lost) is not Mode.RW
+        )
+        seen = time.perf_counter() - start
+        await _until(
+            objects,
+            Volume,
+            volume,
+            lambda v: (
+                v.status.state is VolumeState.ATTACHED and v.status.robustness is Robustness.HEALTHY
+            ),
+        )
+        await _until(
+            objects,
+            Engine,
+            engine,
+            lambda e: (
+                set(e.status.replica_mode_map.values()) == {Mode.RW}
+                and len(e.status.replica_mode_map) == 3
+            ),
+        )
+        return seen, time.perf_counter() - start
 
 
 def _idle(nodes: list[LocalNode], seconds: float) -> list[float]:
@@ -112,18 +159,14 @@ def main(*, quick: bool = False, volumes: int | None = None) -> None:
                     attach = {"hostId": "node1"}
                     url = f"/v1/volumes/{name}?action=attach"
                     http.post(url, json=attach, headers=auth).raise_for_status()
-                    _until(http, name, _healthy)
+                    _poll(http, name, _healthy)
                     latencies.append(time.perf_counter() - start)
                 time.sleep(1.0 if quick else SETTLE)
                 idle = _idle(nodes, 5.0 if quick else IDLE)
                 for n in range(probes):
-                    name = f"bench-{n}"
-                    start = time.perf_counter()
-                    trio.run(_stop_replica, nodes[1].control, name)
-                    _until(http, name, lambda s: s.get("robustness") == "degraded")
-                    degraded.append(time.perf_counter() - start)
-                    _until(http, name, _healthy)
-                    healed.append(time.perf_counter() - start)
+                    seen, back = trio.run(_probe, base / "store.db", nodes[1].control, f"bench-{n}")
+                    degraded.append(seen)
+                    healed.append(back)
         finally:
             for node in reversed(nodes):
                 node.stop(grace=120)
@@ -137,9 +180,9 @@ def main(*, quick: bool = False, volumes: int | None = None) -> None:
         *([f"idle node{i} ({holds.get(i, f'{count} replicas')}), CPU % of a core",
            f"{cpu * 100:.2f} %", "", "< 2 %: " + ("met" if cpu < 0.02 else "not met")]
           for i, cpu in enumerate(idle, 1)),
-        [f"replica stopped → volume degraded in the API ({probes} volumes)",
+        [f"replica stopped → the engine's view of it in the store ({probes} volumes)",
          f"{d50 * 1e3:.0f} ms", f"{d95 * 1e3:.0f} ms", ""],
-        [f"replica stopped → volume healthy again, rebuilt ({probes} volumes)",
+        [f"replica stopped → volume healthy again, every replica RW ({probes} volumes)",
          f"{h50 * 1e3:.0f} ms", f"{h95 * 1e3:.0f} ms", ""],
     ]  # fmt: skip
     text = table(
