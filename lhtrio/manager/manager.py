@@ -7,7 +7,8 @@ tickets (:mod:`lhtrio.manager.attachment_control`, nudged when the volume change
 ``Replica`` and ``Engine`` objects placed on it (:mod:`lhtrio.manager.instance_control`), through
 its own instance manager at ``control``. A watch of that instance manager (``instance_watch``)
 nudges the reconciler of any instance that changed (an engine that stopped, a replica that
-failed), so the store learns of it without waiting for the periodic resync.
+failed, an engine's replica modes: a replica it failed or rebuilt), so the store learns of it
+without waiting for the periodic resync, and without the manager polling the engines.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from lhtrio.manager.store.api import Store
 from lhtrio.manager.store.rules import metadata
 from lhtrio.manager.volume_control import VolumeControl, follow_members
 from lhtrio.models.cluster import Engine, Replica, Volume, VolumeAttachment
-from lhtrio.models.instance import InstanceKind
+from lhtrio.models.instance import Instance, InstanceKind
+from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Role
 
@@ -100,8 +102,9 @@ async def _follow_availability(store: Store, nudge: trio.MemorySendChannel[str])
 async def _watch_instances(
     instances: NodeClient, nudge: dict[InstanceKind, trio.MemorySendChannel[str]]
 ) -> None:
-    """Nudge the reconciler of every instance whose state, address or error changed."""
-    seen: dict[str, tuple[str, str, str]] = {}
+    """Nudge the reconciler of every instance whose state, address, error, endpoint or (an
+    engine's) replica modes or size changed."""
+    seen: dict[str, _Seen] = {}
     kinds: dict[str, InstanceKind] = {}
     version = 0
     while True:
@@ -112,9 +115,25 @@ async def _watch_instances(
             await trio.sleep(1.0)
             continue
         version = watched.version
-        now = {i.name: (i.state.value, i.address, i.error) for i in watched.instances}
+        now = {i.name: _seen(i) for i in watched.instances}
         kinds.update((i.name, i.type) for i in watched.instances)
         for name in sorted(set(now) | set(seen)):
             if now.get(name) != seen.get(name):
                 await nudge[kinds[name]].send(name)
         seen = now
+
+
+_Seen = tuple[str, str, str, str, tuple[tuple[str, Mode], ...], int]
+
+
+def _seen(instance: Instance) -> _Seen:
+    """What of an instance its reconciler writes to the store."""
+    modes = tuple(sorted((instance.replica_modes or {}).items()))
+    return (
+        instance.state.value,
+        instance.address,
+        instance.error,
+        instance.frontend or "",
+        modes,
+        instance.current_size,
+    )
