@@ -145,6 +145,25 @@ def test_health_timeouts_and_round_robin() -> None:
     assert members[2].error == "gone"  # ERR is final; the first reason stays
 
 
+def test_the_owner_is_told_of_every_mode_and_membership_change() -> None:
+    members = [Member(f"r{i}", Mode.RW) for i in range(2)]
+    replicas = ReplicaSet(members)
+    seen: list[dict[str, Mode]] = []
+    replicas.on_change = lambda: seen.append({m.address: m.mode for m in replicas.members})
+    replicas.fail(members[0], "gone")
+    replicas.fail(members[0], "again")  # no change: not told
+    spare = Member("r2", Mode.WO)
+    replicas.add(spare)
+    replicas.promote(spare)
+    replicas.remove(members[0])
+    assert seen == [
+        {"r0": Mode.ERR, "r1": Mode.RW},
+        {"r0": Mode.ERR, "r1": Mode.RW, "r2": Mode.WO},
+        {"r0": Mode.ERR, "r1": Mode.RW, "r2": Mode.RW},
+        {"r1": Mode.RW, "r2": Mode.RW},
+    ]
+
+
 def _stalling(request: Request) -> Reply | Awaitable[Reply]:
     """A replica that answers ``info`` but never finishes any I/O."""
     if isinstance(request, Call) and request.name == "info":
