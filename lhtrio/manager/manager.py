@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 
 import trio
 
 from lhtrio.clients.node import NodeClient
-from lhtrio.errors import LhtrioError
+from lhtrio.errors import CorruptMetadataError, LhtrioError
 from lhtrio.manager.attachment_control import AttachmentControl, follow_volumes
 from lhtrio.manager.instance_control import InstanceControl
 from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import run_reconciler
-from lhtrio.manager.store.api import Store
+from lhtrio.manager.store.api import Document, Store
+from lhtrio.manager.store.codec import from_document
 from lhtrio.manager.store.rules import metadata
 from lhtrio.manager.volume_control import VolumeControl, follow_members
 from lhtrio.models.cluster import Engine, Replica, Volume, VolumeAttachment
@@ -62,15 +64,18 @@ async def run_manager(
         engines_in, engines_out = trio.open_memory_channel[str](256)
         volumes_in, volumes_out = trio.open_memory_channel[str](256)
         attachments_in, attachments_out = trio.open_memory_channel[str](256)
+        on_node = functools.partial(_on_node, node)
         async with trio.open_nursery() as nursery:
-            for kind, reconcile, nudges in (
-                (Replica.KIND, control_.reconcile_replica, replicas_out),
-                (Engine.KIND, control_.reconcile_engine, engines_out),
-                (Volume.KIND, volumes.reconcile_volume, volumes_out),
-                (VolumeAttachment.KIND, attachments.reconcile_attachment, attachments_out),
+            for kind, reconcile, nudges, mine in (
+                (Replica.KIND, control_.reconcile_replica, replicas_out, on_node(Replica)),
+                (Engine.KIND, control_.reconcile_engine, engines_out, on_node(Engine)),
+                (Volume.KIND, volumes.reconcile_volume, volumes_out, _volume_of(node)),
+                (VolumeAttachment.KIND, attachments.reconcile_attachment, attachments_out, None),
             ):
                 await nursery.start(
-                    functools.partial(run_reconciler, store, kind, reconcile, nudges=nudges)
+                    functools.partial(
+                        run_reconciler, store, kind, reconcile, nudges=nudges, mine=mine
+                    )
                 )
             nursery.start_soon(follow_members, store, volumes_in.clone())
             nursery.start_soon(_follow_availability, store, volumes_in)
@@ -81,6 +86,32 @@ async def run_manager(
                 {InstanceKind.REPLICA: replicas_in, InstanceKind.ENGINE: engines_in},
             )
             task_status.started()
+
+
+def _on_node(node: str, kind: type[Replica | Engine]) -> Callable[[Document], bool]:
+    """Whether a replica or engine document is placed on ``node`` (what its resync covers)."""
+
+    def mine(document: Document) -> bool:
+        try:
+            return from_document(kind, document).spec.node_id == node
+        except CorruptMetadataError:
+            return True  # its reconcile says what is wrong
+
+    return mine
+
+
+def _volume_of(node: str) -> Callable[[Document], bool]:
+    """Whether a volume document is ``node``'s: it owns it or it is attached there. (The others
+    are taken over when their nodes go down: :func:`_follow_availability` nudges them.)"""
+
+    def mine(document: Document) -> bool:
+        try:
+            volume = from_document(Volume, document)
+        except CorruptMetadataError:
+            return True
+        return node in (volume.status.owner_id, volume.spec.node_id)
+
+    return mine
 
 
 async def _follow_availability(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
