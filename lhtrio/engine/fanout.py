@@ -117,7 +117,7 @@ class Fanouts:
 
     ``left``: called when a batch let through the volume's I/O gate (``gated``) is done.
     ``wrote``: a write went out since the write-intent sweep last cleared it
-    (:mod:`lhtrio.engine.consistency`).
+    (:mod:`lhtrio.engine.consistency`); :meth:`written` waits for that.
     """
 
     def __init__(
@@ -140,9 +140,16 @@ class Fanouts:
         self._inflight: set[Fanout] = set()  # watched for stalls
         self._watched = False  # the links' watchdog checks them
         self.wrote = False
+        self._wrote: trio.Event | None = None  # see written()
         self._flushes_started = 0  # flush fan-outs started, and the newest one answered:
         self._flushes_done = 0  # see flushed_since()
         self._flushed = trio.Event()
+
+    async def written(self) -> None:
+        """Until ``wrote`` is true (an idle volume's sweep waits here, not on a timer)."""
+        if not self.wrote:
+            self._wrote = trio.Event()
+            await self._wrote.wait()
 
     # --- send, count the answers, settle ---------------------------------------------------------
 
@@ -179,8 +186,10 @@ class Fanouts:
             if fanout.flush is not None:
                 self._flushes_started += 1
                 fanout.flush_number = self._flushes_started
-            elif requests[0].__class__ is not Flush:
+            elif requests[0].__class__ is not Flush and not self.wrote:
                 self.wrote = True
+                if self._wrote is not None:
+                    self._wrote.set()
         count = len(requests)
         first = self._seqs.take(count)
         parts: list[Buffer] = []
