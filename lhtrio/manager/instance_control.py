@@ -142,34 +142,36 @@ class InstanceControl:
                 replicas=[_url(a) for a in addresses],
                 salvage=salvage,
             )  # (never without replicas: it would have nothing to serve from)
-        if await self._sync_members(engine, instance):
+        synced = await self._sync_members(engine, instance)
+        if synced is not None:
             instance = await self._instance(name)  # what the engine links now
         salvaged = salvage and instance is not None and instance.state is InstanceState.RUNNING
         await self.objects.change(
             Engine, name, lambda e: _engine_status(e, instance, self.node, salvaged=salvaged)
         )
         # The engine's replica modes come with the node's instance watch (manager.py), which
-        # nudges this reconciler: the interval is only a net under a missed change.
-        return ENGINE_MONITOR if instance is not None and instance.state in _ALIVE else None
+        # nudges this reconciler: nothing to look at again, unless changing its replicas failed.
+        return SYNC_RETRY if synced is False else None
 
-    async def _sync_members(self, engine: Engine, instance: Instance | None) -> bool:
+    async def _sync_members(self, engine: Engine, instance: Instance | None) -> bool | None:
         """Bring a running engine's replicas in line with ``spec.replica_address_map``: remove
         those no longer in it, add (rebuild) one missing or failed. Only then is the engine
-        called (its modes are in ``instance``); whether it was."""
+        called (its modes are in ``instance``): None if it was not, else whether every change
+        it was asked for was made."""
         if instance is None or instance.state is not InstanceState.RUNNING or not instance.address:
-            return False
+            return None
         modes = instance.replica_modes or {}
         wanted = {_url(a) for a in engine.spec.replica_address_map.values()}
         if set(modes) == wanted and not _to_add(modes, wanted):
-            return False
+            return None
         try:
             async with open_rpc_client(
                 instance.address, client=f"manager-{self.node}", role=Role.ENGINE
             ) as rpc:
-                await _sync(engine.meta.name, EngineClient(rpc), wanted)
+                return await _sync(engine.meta.name, EngineClient(rpc), wanted)
         except LhtrioError as exc:
             logger.info("engine %s: its replicas were not changed: %s", engine.meta.name, exc)
-        return True
+            return False
 
 
 def _url(address: str) -> str:
@@ -204,9 +206,10 @@ def _to_add(modes: Mapping[str, Mode], wanted: set[str]) -> list[str]:
     return sorted(a for a in wanted if modes.get(a, Mode.ERR) is Mode.ERR)
 
 
-async def _sync(name: str, client: EngineClient, wanted: set[str]) -> None:
+async def _sync(name: str, client: EngineClient, wanted: set[str]) -> bool:
     """Remove the replicas ``wanted`` lacks; add one missing (or failed) replica at a time (a
-    rebuild: it returns once the replica is WO; the engine finishes it in the background)."""
+    rebuild: it returns once the replica is WO; the engine finishes it in the background).
+    False if an addition failed (a removal refused stays refused: the last RW replica)."""
     modes = {link.address: link.mode for link in await client.replica_ls()}
     for address in sorted(set(modes) - wanted):
         try:
@@ -219,12 +222,15 @@ async def _sync(name: str, client: EngineClient, wanted: set[str]) -> None:
             await client.replica_add(missing[0])
         except LhtrioError as exc:
             logger.info("engine %s: adding %s failed: %s", name, missing[0], exc)
+            return False
+    return True
 
 
 _ALIVE = (InstanceState.STARTING, InstanceState.RUNNING)
-#: How often a running engine is reconciled even if nothing told of a change (seconds): its
-#: replica modes are pushed by the node's instance watch, this is only a net.
-ENGINE_MONITOR = 60.0
+#: When an engine's replicas could not be changed (a replica could not be added), it is tried
+#: again after this long (seconds); otherwise nothing polls an engine (Longhorn's engine monitor
+#: reads each one every 5 s): its changes are pushed, and the runner's resync is the net.
+SYNC_RETRY = 5.0
 
 
 def _replica_status(replica: Replica, instance: Instance | None, node: str) -> Replica:

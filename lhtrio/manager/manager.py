@@ -2,7 +2,8 @@
 
 ``run_manager(store, node, control)`` runs, until cancelled, the reconcilers of the objects this
 node is responsible for: the volumes it owns (:mod:`lhtrio.manager.volume_control`, nudged when
-one of their replicas or engines changes, and when a node goes down or comes back); their
+one of their replicas or engines changes, when a node goes down or comes back, and when a
+setting or a node's spec changes: :mod:`lhtrio.manager.nudges`); their
 tickets (:mod:`lhtrio.manager.attachment_control`, nudged when the volume changes); the
 ``Replica`` and ``Engine`` objects placed on it (:mod:`lhtrio.manager.instance_control`), through
 its own instance manager at ``control``. A watch of that instance manager (``instance_watch``)
@@ -15,20 +16,17 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 
 import trio
 
 from lhtrio.clients.node import NodeClient
-from lhtrio.errors import CorruptMetadataError, LhtrioError
+from lhtrio.errors import LhtrioError
 from lhtrio.manager.attachment_control import AttachmentControl, follow_volumes
 from lhtrio.manager.instance_control import InstanceControl
-from lhtrio.manager.lease import available_nodes
+from lhtrio.manager.nudges import follow_availability, follow_operator, on_node, volume_of
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import run_reconciler
-from lhtrio.manager.store.api import Document, Store
-from lhtrio.manager.store.codec import from_document
-from lhtrio.manager.store.rules import metadata
+from lhtrio.manager.store.api import Store
 from lhtrio.manager.volume_control import VolumeControl, follow_members
 from lhtrio.models.cluster import Engine, Replica, Volume, VolumeAttachment
 from lhtrio.models.instance import Instance, InstanceKind
@@ -42,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 #: How long one ``instance_watch`` long poll waits (seconds).
 WATCH_WAIT = 30.0
-#: How often the nodes' leases are read for a node that went down or came back (seconds).
-AVAILABILITY_POLL = 1.0
 
 
 async def run_manager(
@@ -64,21 +60,22 @@ async def run_manager(
         engines_in, engines_out = trio.open_memory_channel[str](256)
         volumes_in, volumes_out = trio.open_memory_channel[str](256)
         attachments_in, attachments_out = trio.open_memory_channel[str](256)
-        on_node = functools.partial(_on_node, node)
+        mine = functools.partial(on_node, node)
         async with trio.open_nursery() as nursery:
-            for kind, reconcile, nudges, mine in (
-                (Replica.KIND, control_.reconcile_replica, replicas_out, on_node(Replica)),
-                (Engine.KIND, control_.reconcile_engine, engines_out, on_node(Engine)),
-                (Volume.KIND, volumes.reconcile_volume, volumes_out, _volume_of(node)),
+            for kind, reconcile, nudges, covers in (
+                (Replica.KIND, control_.reconcile_replica, replicas_out, mine(Replica)),
+                (Engine.KIND, control_.reconcile_engine, engines_out, mine(Engine)),
+                (Volume.KIND, volumes.reconcile_volume, volumes_out, volume_of(node)),
                 (VolumeAttachment.KIND, attachments.reconcile_attachment, attachments_out, None),
             ):
                 await nursery.start(
                     functools.partial(
-                        run_reconciler, store, kind, reconcile, nudges=nudges, mine=mine
+                        run_reconciler, store, kind, reconcile, nudges=nudges, mine=covers
                     )
                 )
             nursery.start_soon(follow_members, store, volumes_in.clone())
-            nursery.start_soon(_follow_availability, store, volumes_in)
+            nursery.start_soon(follow_operator, store, volumes_in.clone())
+            nursery.start_soon(follow_availability, store, volumes_in)
             nursery.start_soon(follow_volumes, store, attachments_in)
             nursery.start_soon(
                 _watch_instances,
@@ -86,48 +83,6 @@ async def run_manager(
                 {InstanceKind.REPLICA: replicas_in, InstanceKind.ENGINE: engines_in},
             )
             task_status.started()
-
-
-def _on_node(node: str, kind: type[Replica | Engine]) -> Callable[[Document], bool]:
-    """Whether a replica or engine document is placed on ``node`` (what its resync covers)."""
-
-    def mine(document: Document) -> bool:
-        try:
-            return from_document(kind, document).spec.node_id == node
-        except CorruptMetadataError:
-            return True  # its reconcile says what is wrong
-
-    return mine
-
-
-def _volume_of(node: str) -> Callable[[Document], bool]:
-    """Whether a volume document is ``node``'s: it owns it or it is attached there. (The others
-    are taken over when their nodes go down: :func:`_follow_availability` nudges them.)"""
-
-    def mine(document: Document) -> bool:
-        try:
-            volume = from_document(Volume, document)
-        except CorruptMetadataError:
-            return True
-        return node in (volume.status.owner_id, volume.spec.node_id)
-
-    return mine
-
-
-async def _follow_availability(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
-    """Nudge every volume when the set of available nodes changes (a lease expired: nothing in
-    the store changes then, so no watch tells of it)."""
-    last: frozenset[str] | None = None
-    while True:
-        try:
-            up = await available_nodes(store)
-            if up != last and last is not None:
-                for document in (await store.list(Volume.KIND)).documents:
-                    await nudge.send(str(metadata(document)["name"]))
-            last = up
-        except LhtrioError as exc:
-            logger.warning("reading the nodes' leases failed: %s", exc)
-        await trio.sleep(AVAILABILITY_POLL)
 
 
 async def _watch_instances(

@@ -36,8 +36,11 @@ __all__ = ["RESYNC", "WORKERS", "Reconcile", "follow", "run_reconciler"]
 
 logger = logging.getLogger(__name__)
 
-#: Every known object is reconciled again this often (seconds).
-RESYNC: Final = 30.0
+#: Every known object is reconciled again this often (seconds): a net, since what reconcilers
+#: read outside their own kind nudges them (instances, leases, settings, nodes: see
+#: :mod:`lhtrio.manager.nudges`); what is left for it is a timer of a volume's plan (the
+#: replica replenishment wait, the stale replica timeout) and a disk's free space.
+RESYNC: Final = 120.0
 #: Objects of one kind reconciled at the same time (never the same object twice).
 WORKERS: Final = 4
 #: Pause before listing again after the store failed (seconds).
