@@ -20,6 +20,7 @@ a second, never per request, and asks the fan-outs which replicas are past their
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Final
 
@@ -52,6 +53,13 @@ logger = logging.getLogger(__name__)
 PING_INTERVAL: Final = 2.0
 WATCH_INTERVAL: Final = 1.0
 _PING: Final = Ping()
+
+
+def _next_round(now: float) -> float:
+    """The next multiple of :data:`PING_INTERVAL` on trio's clock after ``now``: every volume
+    of a process pings in the same rounds, so a node holding many wakes once per round for all
+    of them (and its replicas answer them together), not once per volume at scattered times."""
+    return (math.floor(now / PING_INTERVAL) + 1) * PING_INTERVAL
 
 
 @attrs.define(eq=False)
@@ -128,7 +136,9 @@ class ReplicaLinks:
                 ) as client:
                     scope.shield = True
                     self.clients[member.address] = client
-                    pinged = _Pinged(member, client, due=trio.current_time() + PING_INTERVAL)
+                    # (first pinged in the round after the next: never sooner than an interval)
+                    due = _next_round(trio.current_time() + PING_INTERVAL)
+                    pinged = _Pinged(member, client, due=due)
                     self._pinged[member.address] = pinged
                     task_status.started()
                     started = True
@@ -180,9 +190,9 @@ class ReplicaLinks:
             self.nursery.start_soon(self._ping, self._pinger)
 
     async def _ping(self, scope: trio.CancelScope) -> None:
-        """Ping every link :data:`PING_INTERVAL` seconds after its last ping was sent (and
-        answered); fail a replica whose ping is not answered within its timeout. Wakes only
-        when a ping is due or a timeout would run out."""
+        """Ping every link once a round (:func:`_next_round`: every :data:`PING_INTERVAL`
+        seconds) once its last ping was answered; fail a replica whose ping is not answered
+        within its timeout. Wakes only when a ping is due or a timeout would run out."""
         with scope:
             while True:
                 now = trio.current_time()
@@ -203,7 +213,7 @@ class ReplicaLinks:
                         link.ping = link.client.submit([_PING])  # sent now; the reactor reads
                     except ConnectionLostError:
                         continue  # (its link's task fails it)
-                    link.sent, link.due = now, now + PING_INTERVAL
+                    link.sent, link.due = now, _next_round(now)
                     wake = min(wake, now + self.replicas.timeout(member))
                 await trio.sleep_until(wake)
 
