@@ -18,6 +18,7 @@ import click
 import trio
 
 from lhtrio import __version__, running
+from lhtrio.admin import api_options, install, node_group, setting, snapshot, volume
 from lhtrio.ctl import ctl
 from lhtrio.errors import LhtrioError
 from lhtrio.im import im
@@ -41,8 +42,11 @@ __all__ = ["main"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lhtrio")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
+@api_options
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, api: str, token_file: str | None) -> None:
     """lhtrio: distributed block storage for Kubernetes on trio."""
+    install(ctx, api, token_file)  # used by the verbs over the admin API (volume, snapshot...)
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(
         level=max(level, logging.DEBUG),
@@ -247,9 +251,10 @@ def engine(
 
 cli.add_command(ctl)
 cli.add_command(im)
-
-
-cli.add_command(node)
+cli.add_command(node_group(node))  # lhtrio node [run] OPTIONS, lhtrio node ls|get
+cli.add_command(volume)
+cli.add_command(snapshot)
+cli.add_command(setting)
 
 
 @cli.command()

@@ -2,11 +2,11 @@
 
 Three ``lhtrio node`` processes on 127.0.0.11, .12 and .13 (loopback addresses need no root),
 one SQLite store file for all of them, each serving the admin API on port 9500 of its address.
-On a terminal it prints the API, the token file and commands to try, and runs until Ctrl-C;
-without one (CI, ``--tour``) it runs a short tour through the API instead — create a 3-replica
-volume, attach it on node 1, write and read with qemu-io, SIGKILL node 3 (the volume degrades,
-I/O goes on), bring node 3 back (its replica is rebuilt in place, the volume is healthy), detach
-and delete — and exits 0.
+On a terminal it prints the API, the token file and commands to try (the CLI over the API,
+``docs/cli.md``), and runs until Ctrl-C; without one (CI, ``--tour``) it runs a short tour
+through the API instead — create a 3-replica volume, attach it on node 1, write and read with
+qemu-io, SIGKILL node 3 (the volume degrades, I/O goes on), bring node 3 back (its replica is
+rebuilt in place, the volume is healthy), detach and delete — and exits 0.
 
 The tour waits for the cluster with deadlines (it polls the API every 100 ms): it shows what an
 operator's script would do; the tests assert the same behaviour through the store's watch.
@@ -15,9 +15,11 @@ operator's script would do; the tests assert the same behaviour through the stor
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +31,7 @@ import httpx
 
 from lhtrio.node.local import LocalNode, address, start_node
 
-__all__ = ["run_cluster"]
+__all__ = ["commands_to_try", "run_cluster"]
 
 NODES = 3
 MiB = 1 << 20
@@ -110,6 +112,30 @@ def _qemu_io(uri: str, *commands: str) -> None:
     click.echo(f"  qemu-io: {'; '.join(commands)}: ok")
 
 
+def _lhtrio() -> str:
+    """How to run this lhtrio from another shell: ``lhtrio`` if that is the one on PATH."""
+    beside = Path(sys.executable).parent / "lhtrio"
+    if not beside.exists():
+        return f"{shlex.quote(sys.executable)} -m lhtrio"
+    found = shutil.which("lhtrio")
+    same = found is not None and Path(found).resolve() == beside.resolve()
+    return "lhtrio" if same else shlex.quote(str(beside))
+
+
+def commands_to_try(api: str, token_file: Path) -> list[str]:
+    """What the cluster suggests on a terminal: the CLI over the first node's API, qemu-io."""
+    lhtrio = _lhtrio()
+    uri = f"nbd://{address(1)}:10809/v1"
+    return [
+        f"export LHTRIO_API={api} LHTRIO_TOKEN_FILE={shlex.quote(str(token_file))}",
+        f"{lhtrio} volume create v1 --size 1Gi",
+        f"{lhtrio} volume attach v1 --node node1   # waits; prints {uri}",
+        f"qemu-io -f raw -c 'write -P 0x5a 0 1M' -c 'read -P 0x5a 0 1M' {uri}",
+        f"{lhtrio} volume get v1; {lhtrio} node ls",
+        f"{lhtrio} volume detach v1 --wait; {lhtrio} volume rm v1 --wait",
+    ]
+
+
 def run_cluster(directory: str | None, *, tour: bool) -> None:
     """Run the local cluster (see the module docstring)."""
     if shutil.which("qemu-io") is None:
@@ -131,13 +157,9 @@ def run_cluster(directory: str | None, *, tour: bool) -> None:
             _tour(api, token_file.read_text().strip(), nodes)
             click.echo("tour done")
             return
-        auth = f'-H "Authorization: Bearer $(cat {token_file})"'
-        click.echo("try:")
-        click.echo(f'  curl {auth} -d \'{{"name": "v1", "size": "1Gi"}}\' {api}/v1/volumes')
-        click.echo(
-            f"  curl {auth} -d '{{\"hostId\": \"node1\"}}' '{api}/v1/volumes/v1?action=attach'"
-        )
-        click.echo(f"  curl {api}/v1/volumes/v1   # then: qemu-io -f raw nbd://127.0.0.11:10809/v1")
+        click.echo("try, in another shell:")
+        for line in commands_to_try(api, token_file):
+            click.echo(f"  {line}")
         click.echo("Ctrl-C stops the cluster")
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:

@@ -39,6 +39,7 @@ __all__ = [
     "CorruptMetadataError",
     "ShuttingDownError",
     "NotSupportedError",
+    "UnavailableError",
     "InternalError",
     "error_from_code",
 ]
@@ -185,6 +186,13 @@ class CorruptMetadataError(StorageError):
 
 
 class ShuttingDownError(LhtrioError):
+    code = ErrorCode.SHUTTING_DOWN
+
+
+class UnavailableError(LhtrioError):
+    """Something the request needs cannot be had now (a volume that did not attach in time, an
+    engine that does not answer); nothing was changed by the refusal. Try again later."""
+
     code = ErrorCode.SHUTTING_DOWN
 
 

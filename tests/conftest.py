@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 #: Test modules whose tests drive real programs (NBD clients, fio, lhtrio processes).
 REAL_MODULES = frozenset(
     {
+        "admin/test_process.py",
         "api/test_node_process.py",
         "engine/test_crash_consistency.py",
         "engine/test_engine_clients.py",

@@ -18,32 +18,29 @@ constant time; reads are open (issue 19 adds the option to close them). Bodies a
 from __future__ import annotations
 
 import hmac
-import json
 import logging
-from collections.abc import Callable
 from typing import Final
 
-import attrs
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from lhtrio.api.bodies import (
-    parse_attach,
-    parse_create_volume,
-    parse_detach,
-    parse_json,
-    parse_put_setting,
-)
+from lhtrio.api.bodies import parse_put_setting
 from lhtrio.api.problems import FieldError, HttpError, Problem, problem_of
-from lhtrio.errors import ConflictError, InvalidArgumentError, LhtrioError, NotFoundError
-from lhtrio.manager.objects import MAX_ATTEMPTS, Objects
-from lhtrio.manager.settings import read_settings, set_setting
+from lhtrio.api.responses import (
+    checked_name,
+    collection,
+    json_response,
+    problem_response,
+    read_body,
+)
+from lhtrio.api.volume_routes import add_volume_routes
+from lhtrio.errors import InvalidArgumentError, LhtrioError, NotFoundError
+from lhtrio.manager.objects import Objects
+from lhtrio.manager.settings import set_setting
 from lhtrio.manager.store.codec import to_document
-from lhtrio.manager.volume_control import FINALIZER
-from lhtrio.models.cluster import Node, ObjectMeta, Setting, Volume
-from lhtrio.models.cluster.setting import SETTINGS, SettingSpec, parse_int
-from lhtrio.models.cluster.volume import VolumeSpec
+from lhtrio.models.cluster import Engine, Node, ObjectMeta, Replica, Setting, VolumeAttachment
+from lhtrio.models.cluster.setting import SETTINGS, SettingSpec
 from lhtrio.models.names import validate_instance_name, validate_volume_name
 
 __all__ = ["MAX_BODY", "make_app"]
@@ -54,33 +51,6 @@ logger = logging.getLogger(__name__)
 MAX_BODY: Final = 1 << 20
 
 _READS: Final = frozenset({"GET", "HEAD"})
-_ACTIONS: Final = ("attach", "detach")
-
-
-def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")),
-        status=status,
-        headers=headers,
-        content_type="application/json",
-    )
-
-
-def _problem(problem: Problem, headers: dict[str, str] | None = None) -> Response:
-    return _json(problem.body(), problem.status, headers)
-
-
-def _collection(documents: list[dict[str, object]]) -> Response:
-    return _json({"data": documents})
-
-
-def _checked_name(check: Callable[..., object], name: str, **kw: str) -> str:
-    """``name`` from the URL, checked as the objects' names are (a hostile one is 400)."""
-    try:
-        check(name, **kw)
-    except InvalidArgumentError as exc:
-        raise FieldError("name", exc.message) from None
-    return name
 
 
 def _check_token(token: str) -> None:
@@ -107,12 +77,6 @@ def _check_token(token: str) -> None:
         )
 
 
-async def _body(*, empty_ok: bool = False) -> dict[str, object]:
-    return parse_json(
-        await request.get_data(cache=True, as_text=False, parse_form_data=False), empty_ok=empty_ok
-    )
-
-
 def make_app(objects: Objects, *, token: str) -> QuartTrio:
     """The app serving ``objects``; mutating calls need ``token``."""
     if not token:
@@ -133,14 +97,14 @@ def make_app(objects: Objects, *, token: str) -> QuartTrio:
 
     @app.errorhandler(HttpError)
     async def http_error(exc: HttpError) -> Response:
-        return _problem(exc.problem, exc.headers)
+        return problem_response(exc.problem, exc.headers)
 
     @app.errorhandler(LhtrioError)
     async def lhtrio_error(exc: LhtrioError) -> Response:
         problem = problem_of(exc)
         if problem.status >= 500:
             logger.warning("%s %s: %s", request.method, request.path, exc)
-        return _problem(problem)
+        return problem_response(problem)
 
     @app.errorhandler(HTTPException)
     async def http_exception(exc: HTTPException) -> Response:
@@ -158,14 +122,14 @@ def make_app(objects: Objects, *, token: str) -> QuartTrio:
         elif isinstance(exc, RequestEntityTooLarge):
             # The rest of the body was never read: this connection cannot carry another request.
             headers = {"Connection": "close"}
-        return _problem(
+        return problem_response(
             Problem(status=status, code=code, message=message, details=details), headers
         )
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
         logger.error("%s %s failed", request.method, request.path, exc_info=exc)
-        return _problem(
+        return problem_response(
             Problem(
                 status=500,
                 code="Internal",
@@ -174,104 +138,63 @@ def make_app(objects: Objects, *, token: str) -> QuartTrio:
             )
         )
 
-    _volume_routes(app, objects)
+    add_volume_routes(app, objects)
+    _member_routes(app, objects)
     _node_routes(app, objects)
     _setting_routes(app, objects)
     return app
 
 
-def _volume_routes(app: QuartTrio, objects: Objects) -> None:
-    @app.get("/v1/volumes")
-    async def list_volumes() -> Response:
-        volumes, _ = await objects.list(Volume)
-        return _collection([to_document(v) for v in volumes])
+def _member_routes(app: QuartTrio, objects: Objects) -> None:
+    """Replicas, engines and volume attachments: read-only; ``?volume=NAME`` keeps one
+    volume's."""
 
-    @app.post("/v1/volumes")
-    async def create_volume() -> Response:
-        asked = parse_create_volume(await _body())
-        replicas = asked.replicas
-        if replicas is None:
-            name = "default-replica-count"
-            stored = await read_settings(objects)
-            replicas = parse_int(name, stored.get(name, SETTINGS[name].default))
-        volume = Volume(
-            meta=ObjectMeta(name=asked.name, finalizers=(FINALIZER,)),
-            spec=VolumeSpec(size=asked.size, number_of_replicas=replicas),
+    def volume_filter() -> str | None:
+        volume = request.args.get("volume")
+        if volume is not None:
+            checked_name(validate_volume_name, volume)
+        return volume
+
+    @app.get("/v1/replicas")
+    async def list_replicas() -> Response:
+        volume = volume_filter()
+        replicas, _ = await objects.list(Replica)
+        return collection(
+            [to_document(r) for r in replicas if volume in (None, r.spec.volume_name)]
         )
-        created = await objects.create(volume)
-        return _json(to_document(created), 201)
 
-    @app.get("/v1/volumes/<path:name>")
-    async def get_volume(name: str) -> Response:
-        _checked_name(validate_volume_name, name)
-        return _json(to_document(await objects.get(Volume, name)))
+    @app.get("/v1/replicas/<path:name>")
+    async def get_replica(name: str) -> Response:
+        checked_name(validate_instance_name, name, what="replica")
+        return json_response(to_document(await objects.get(Replica, name)))
 
-    @app.delete("/v1/volumes/<path:name>")
-    async def delete_volume(name: str) -> Response:
-        _checked_name(validate_volume_name, name)
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                await objects.delete(await objects.get(Volume, name))
-                break
-            except ConflictError:
-                continue  # changed between the read and the delete: read it again
-        else:
-            raise ConflictError(f"volume {name!r} kept changing: it could not be deleted")
-        try:
-            return _json(to_document(await objects.get(Volume, name)), 202)
-        except NotFoundError:
-            return _json({}, 202)  # no finalizer held it: gone at once
+    @app.get("/v1/engines")
+    async def list_engines() -> Response:
+        volume = volume_filter()
+        engines, _ = await objects.list(Engine)
+        return collection([to_document(e) for e in engines if volume in (None, e.spec.volume_name)])
 
-    @app.post("/v1/volumes/<path:name>")
-    async def volume_action(name: str) -> Response:
-        _checked_name(validate_volume_name, name)
-        action = request.args.get("action")
-        if action not in _ACTIONS:
-            raise FieldError(
-                "action",
-                f"POST /v1/volumes/NAME needs ?action= one of {', '.join(_ACTIONS)}"
-                + (f", not {action!r}" if action is not None else ""),
-            )
-        if action == "attach":
-            attach = parse_attach(await _body())
-            await objects.get(Node, attach.node)  # NotFoundError: 404
+    @app.get("/v1/engines/<path:name>")
+    async def get_engine(name: str) -> Response:
+        checked_name(validate_instance_name, name, what="engine")
+        return json_response(to_document(await objects.get(Engine, name)))
 
-            def attached(volume: Volume) -> Volume:
-                if volume.meta.deleting:
-                    raise ConflictError(f"volume {name!r} is being deleted: it cannot attach")
-                if volume.spec.node_id not in ("", attach.node):
-                    raise ConflictError(
-                        f"volume {name!r} is attached to node {volume.spec.node_id!r}: "
-                        f"detach it before attaching it to {attach.node!r}"
-                    )
-                return attrs.evolve(volume, spec=attrs.evolve(volume.spec, node_id=attach.node))
-
-            changed = await objects.change(Volume, name, attached)
-        else:
-            detach = parse_detach(await _body(empty_ok=True))
-
-            def detached(volume: Volume) -> Volume:
-                if detach.node is not None and volume.spec.node_id not in ("", detach.node):
-                    raise ConflictError(
-                        f"volume {name!r} is attached to node {volume.spec.node_id!r}, "
-                        f"not {detach.node!r}"
-                    )
-                return attrs.evolve(volume, spec=attrs.evolve(volume.spec, node_id=""))
-
-            changed = await objects.change(Volume, name, detached)
-        return _json(to_document(changed))
+    @app.get("/v1/volumeattachments/<path:name>")
+    async def get_attachment(name: str) -> Response:
+        checked_name(validate_volume_name, name)
+        return json_response(to_document(await objects.get(VolumeAttachment, name)))
 
 
 def _node_routes(app: QuartTrio, objects: Objects) -> None:
     @app.get("/v1/nodes")
     async def list_nodes() -> Response:
         nodes, _ = await objects.list(Node)
-        return _collection([to_document(n) for n in nodes])
+        return collection([to_document(n) for n in nodes])
 
     @app.get("/v1/nodes/<path:name>")
     async def get_node(name: str) -> Response:
-        _checked_name(validate_instance_name, name, what="node")
-        return _json(to_document(await objects.get(Node, name)))
+        checked_name(validate_instance_name, name, what="node")
+        return json_response(to_document(await objects.get(Node, name)))
 
 
 def _setting_document(name: str, stored: dict[str, Setting]) -> dict[str, object]:
@@ -283,7 +206,7 @@ def _setting_document(name: str, stored: dict[str, Setting]) -> dict[str, object
 
 
 def _known_setting(name: str) -> str:
-    _checked_name(validate_instance_name, name, what="setting")
+    checked_name(validate_instance_name, name, what="setting")
     if name not in SETTINGS:
         raise NotFoundError(
             f"unknown setting {name!r}; the settings are {', '.join(sorted(SETTINGS))}"
@@ -299,18 +222,18 @@ def _setting_routes(app: QuartTrio, objects: Objects) -> None:
     @app.get("/v1/settings")
     async def list_settings() -> Response:
         held = await stored()
-        return _collection([_setting_document(name, held) for name in sorted(SETTINGS)])
+        return collection([_setting_document(name, held) for name in sorted(SETTINGS)])
 
     @app.get("/v1/settings/<path:name>")
     async def get_setting(name: str) -> Response:
-        return _json(_setting_document(_known_setting(name), await stored()))
+        return json_response(_setting_document(_known_setting(name), await stored()))
 
     @app.put("/v1/settings/<path:name>")
     async def put_setting(name: str) -> Response:
         _known_setting(name)
-        asked = parse_put_setting(await _body())
+        asked = parse_put_setting(await read_body())
         try:
             written = await set_setting(objects, name, asked.value)
         except InvalidArgumentError as exc:
             raise FieldError("value", exc.message) from None
-        return _json(to_document(written))
+        return json_response(to_document(written))

@@ -20,19 +20,21 @@ import attrs
 from lhtrio.api.problems import FieldError
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.models.cluster.validate import MAX_REPLICAS
-from lhtrio.models.names import validate_instance_name, validate_volume_name
+from lhtrio.models.names import validate_volume_name
 from lhtrio.units import parse_volume_size
 
 __all__ = [
-    "Attach",
     "CreateVolume",
-    "Detach",
     "PutSetting",
-    "parse_attach",
+    "checked_field",
+    "json_type",
+    "only_fields",
     "parse_create_volume",
-    "parse_detach",
     "parse_json",
     "parse_put_setting",
+    "replica_count_field",
+    "size_field",
+    "string_field",
 ]
 
 #: The longest size text looked at (``"9223372036854771712"`` is 19 characters; a unit or spaces
@@ -62,11 +64,11 @@ def parse_json(data: bytes, *, empty_ok: bool = False) -> dict[str, object]:
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise FieldError("", f"the body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise FieldError("", f"the body must be a JSON object, not {_json_type(value)}")
+        raise FieldError("", f"the body must be a JSON object, not {json_type(value)}")
     return value
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     match value:
         case None:
             return "null"
@@ -81,7 +83,7 @@ def _json_type(value: object) -> str:
     return "an object"
 
 
-def _only(body: Mapping[str, object], allowed: tuple[str, ...], what: str) -> None:
+def only_fields(body: Mapping[str, object], allowed: tuple[str, ...], what: str) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise FieldError(
@@ -90,18 +92,18 @@ def _only(body: Mapping[str, object], allowed: tuple[str, ...], what: str) -> No
         )
 
 
-def _string(body: Mapping[str, object], field: str, *, required: bool) -> str | None:
+def string_field(body: Mapping[str, object], field: str, *, required: bool) -> str | None:
     if field not in body:
         if required:
             raise FieldError(field, f"the field {field!r} is required")
         return None
     value = body[field]
     if not isinstance(value, str):
-        raise FieldError(field, f"{field} must be a string, not {_json_type(value)}")
+        raise FieldError(field, f"{field} must be a string, not {json_type(value)}")
     return value
 
 
-def _checked(field: str, check: Callable[..., object], value: object, **kw: str) -> None:
+def checked_field(field: str, check: Callable[..., object], value: object, **kw: str) -> None:
     try:
         check(value, **kw)
     except InvalidArgumentError as exc:
@@ -117,12 +119,12 @@ class CreateVolume:
     replicas: int | None
 
 
-def _size(value: object) -> int:
+def size_field(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise FieldError(
             "size",
             f'size must be a number of bytes (a string such as "1073741824" or "10Gi", or '
-            f"a whole number), not {_json_type(value)}",
+            f"a whole number), not {json_type(value)}",
         )
     if isinstance(value, str) and len(value) > MAX_SIZE_TEXT:
         raise FieldError("size", f"size is {len(value)} characters long: not a size")
@@ -132,60 +134,27 @@ def _size(value: object) -> int:
         raise FieldError("size", exc.message) from None
 
 
-def _replicas(value: object) -> int:
+def replica_count_field(field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise FieldError(
-            "numberOfReplicas", f"numberOfReplicas must be a whole number, not {_json_type(value)}"
-        )
+        raise FieldError(field, f"{field} must be a whole number, not {json_type(value)}")
     if not 1 <= value <= MAX_REPLICAS:
-        raise FieldError(
-            "numberOfReplicas", f"numberOfReplicas {value} is not from 1 to {MAX_REPLICAS}"
-        )
+        raise FieldError(field, f"{field} {value} is not from 1 to {MAX_REPLICAS}")
     return value
 
 
 def parse_create_volume(body: Mapping[str, object]) -> CreateVolume:
     """``{"name", "size", "numberOfReplicas"?}`` (Longhorn's shape, cut to what lhtrio serves)."""
-    _only(body, ("name", "size", "numberOfReplicas"), "a volume")
-    name = _string(body, "name", required=True)
-    _checked("name", validate_volume_name, name)
+    only_fields(body, ("name", "size", "numberOfReplicas"), "a volume")
+    name = string_field(body, "name", required=True)
+    checked_field("name", validate_volume_name, name)
     assert name is not None
     if "size" not in body:
         raise FieldError("size", "the field 'size' is required (bytes, e.g. \"10Gi\")")
-    size = _size(body["size"])
-    replicas = _replicas(body["numberOfReplicas"]) if "numberOfReplicas" in body else None
+    size = size_field(body["size"])
+    replicas = None
+    if "numberOfReplicas" in body:
+        replicas = replica_count_field("numberOfReplicas", body["numberOfReplicas"])
     return CreateVolume(name=name, size=size, replicas=replicas)
-
-
-@attrs.frozen(kw_only=True)
-class Attach:
-    node: str
-
-
-def parse_attach(body: Mapping[str, object]) -> Attach:
-    """``{"hostId": NODE}``: the node the volume should be attached to."""
-    _only(body, ("hostId",), "an attach action")
-    node = _string(body, "hostId", required=True)
-    _checked("hostId", validate_instance_name, node, what="node")
-    assert node is not None
-    return Attach(node=node)
-
-
-@attrs.frozen(kw_only=True)
-class Detach:
-    """``node``: detach only from this node (a conflict if attached elsewhere); None: from
-    wherever it is attached."""
-
-    node: str | None
-
-
-def parse_detach(body: Mapping[str, object]) -> Detach:
-    """``{}`` or ``{"hostId": NODE}``."""
-    _only(body, ("hostId",), "a detach action")
-    node = _string(body, "hostId", required=False)
-    if node is not None:
-        _checked("hostId", validate_instance_name, node, what="node")
-    return Detach(node=node)
 
 
 @attrs.frozen(kw_only=True)
@@ -195,7 +164,7 @@ class PutSetting:
 
 def parse_put_setting(body: Mapping[str, object]) -> PutSetting:
     """``{"value": TEXT}`` (a setting's value is text, as Longhorn's; checked when set)."""
-    _only(body, ("value",), "a setting")
-    value = _string(body, "value", required=True)
+    only_fields(body, ("value",), "a setting")
+    value = string_field(body, "value", required=True)
     assert value is not None
     return PutSetting(value=value)

@@ -22,8 +22,10 @@ from lhtrio.errors import (
     InvalidArgumentError,
     LhtrioError,
     NotFoundError,
+    RpcError,
     ShuttingDownError,
     StorageError,
+    UnavailableError,
 )
 
 __all__ = ["FieldError", "HttpError", "Problem", "problem_of"]
@@ -36,6 +38,8 @@ _STATUSES: Final[tuple[tuple[type[LhtrioError], int, str], ...]] = (
     (ConflictError, 409, "Conflict"),
     (StorageError, 503, "StoreUnavailable"),
     (ShuttingDownError, 503, "ShuttingDown"),
+    (UnavailableError, 503, "Unavailable"),
+    (RpcError, 503, "Unavailable"),
 )
 
 

@@ -2,10 +2,10 @@
 
 Run by every ``lhtrio node`` given a store (``--store``): :func:`run_node_agent` registers the
 node (creates its ``Node``, or on a restart keeps the operator's settings of it: scheduling,
-tags, reserved space), records what its disks hold every :data:`REFRESH` seconds (the space the
-scheduler reads), and keeps its lease (:mod:`lhtrio.manager.lease`). The disks are given by the
-node process as plain facts (:class:`DiskFacts`): the manager does not reach into the instance
-supervisor.
+tags, reserved space), records what its disks hold every :data:`REFRESH` seconds (their space,
+and the replicas placed on them, for operators; the scheduler counts the replicas afresh), and
+keeps its lease (:mod:`lhtrio.manager.lease`). The disks are given by the node process as plain
+facts (:class:`DiskFacts`): the manager does not reach into the instance supervisor.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import attrs
@@ -22,8 +22,9 @@ import trio
 from lhtrio.errors import LhtrioError
 from lhtrio.manager.lease import keep_lease
 from lhtrio.manager.objects import Objects
+from lhtrio.manager.placement import scheduled_replicas
 from lhtrio.manager.store.api import Store
-from lhtrio.models.cluster import Node, ObjectMeta
+from lhtrio.models.cluster import Node, ObjectMeta, Replica
 from lhtrio.models.cluster.meta import set_condition
 from lhtrio.models.cluster.node import CONDITION_READY, DiskSpec, DiskStatus, NodeSpec
 
@@ -50,9 +51,15 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _with_disks(node: Node, disks: Sequence[DiskFacts], now: dt.datetime) -> Node:
+def _with_disks(
+    node: Node,
+    disks: Sequence[DiskFacts],
+    now: dt.datetime,
+    placed: Mapping[str, dict[str, int]],
+) -> Node:
     """``node`` with every disk of ``disks`` in its spec (new ones with the defaults; the
-    operator's settings of known ones kept) and its status (space, Ready)."""
+    operator's settings of known ones kept) and its status (space, Ready, the replicas placed on
+    it: ``placed``, by disk UUID)."""
     specs = dict(node.spec.disks)
     statuses = dict(node.status.disk_status)
     for disk in disks:
@@ -63,6 +70,8 @@ def _with_disks(node: Node, disks: Sequence[DiskFacts], now: dt.datetime) -> Nod
             storage_maximum=disk.maximum,
             storage_available=disk.available,
             disk_uuid=disk.uuid,
+            scheduled_replica=dict(placed.get(disk.uuid, {})),
+            storage_scheduled=sum(placed.get(disk.uuid, {}).values()),
             conditions=set_condition(old.conditions, CONDITION_READY, True, now=now),
         )
     conditions = set_condition(node.status.conditions, CONDITION_READY, True, now=now)
@@ -82,7 +91,9 @@ async def register(
 ) -> Node:
     """Create or refresh node ``name``'s ``Node``; the object as stored."""
     fresh = Node(meta=ObjectMeta(name=name), spec=NodeSpec())
-    return await objects.upsert(Node, name, lambda n: _with_disks(n, disks, clock()), fresh)
+    replicas, _ = await objects.list(Replica)
+    placed = scheduled_replicas(replicas, name)
+    return await objects.upsert(Node, name, lambda n: _with_disks(n, disks, clock(), placed), fresh)
 
 
 async def run_node_agent(

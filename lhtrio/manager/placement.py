@@ -29,7 +29,7 @@ from lhtrio.models.cluster.meta import Condition, get_condition
 from lhtrio.models.cluster.node import CONDITION_READY, CONDITION_SCHEDULABLE
 from lhtrio.models.cluster.replica import ReplicaSpec, replica_name
 
-__all__ = ["REPLICA_DATA_FINALIZER", "node_views", "place_replicas"]
+__all__ = ["REPLICA_DATA_FINALIZER", "node_views", "place_replicas", "scheduled_replicas"]
 
 #: Held by every replica until its node has stopped it and removed its data.
 REPLICA_DATA_FINALIZER = "lhtrio.io/replica-data"
@@ -40,10 +40,27 @@ def _holds(conditions: tuple[Condition, ...], kind: str, default: bool) -> bool:
     return default if condition is None else condition.status
 
 
-def node_views(nodes: Sequence[Node], up: frozenset[str]) -> list[NodeView]:
-    """The scheduler's view of ``nodes``; those not in ``up`` (lease expired) are not ready."""
+def scheduled_replicas(replicas: Sequence[Replica], node: str) -> dict[str, dict[str, int]]:
+    """Disk UUID -> {replica name: volume size} of the replicas placed on ``node``'s disks,
+    failed ones included (their data holds the space until they are deleted)."""
+    placed: dict[str, dict[str, int]] = {}
+    for replica in replicas:
+        if replica.spec.node_id == node and replica.spec.disk_id:
+            placed.setdefault(replica.spec.disk_id, {})[replica.meta.name] = (
+                replica.spec.volume_size
+            )
+    return placed
+
+
+def node_views(
+    nodes: Sequence[Node], up: frozenset[str], replicas: Sequence[Replica] | None = None
+) -> list[NodeView]:
+    """The scheduler's view of ``nodes``; those not in ``up`` (lease expired) are not ready.
+    ``replicas``: every replica, whose sizes count as scheduled on their disks (None: what the
+    nodes last recorded)."""
     views = []
     for node in nodes:
+        placed = scheduled_replicas(replicas, node.meta.name) if replicas is not None else None
         disks = []
         for name, spec in sorted(node.spec.disks.items()):
             status = node.status.disk_status.get(name)
@@ -60,7 +77,9 @@ def node_views(nodes: Sequence[Node], up: frozenset[str]) -> list[NodeView]:
                     storage_available=status.storage_available,
                     storage_maximum=status.storage_maximum,
                     storage_reserved=spec.storage_reserved,
-                    storage_scheduled=status.storage_scheduled,
+                    storage_scheduled=status.storage_scheduled
+                    if placed is None
+                    else sum(placed.get(status.disk_uuid or name, {}).values()),
                 )
             )
         views.append(

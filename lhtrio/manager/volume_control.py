@@ -14,6 +14,7 @@ The volume's reconciler is nudged when one of its replicas or its engine changes
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import secrets
@@ -26,13 +27,13 @@ from lhtrio.errors import CorruptMetadataError, NotFoundError
 from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import responsible
-from lhtrio.manager.placement import node_views
+from lhtrio.manager.placement import REPLICA_DATA_FINALIZER, node_views
 from lhtrio.manager.runner import follow
 from lhtrio.manager.settings import read_settings
 from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.codec import from_document
 from lhtrio.manager.volume_plan import plan_volume
-from lhtrio.models.cluster import Engine, Node, Replica, Volume
+from lhtrio.models.cluster import Engine, Node, Replica, Volume, VolumeAttachment
 from lhtrio.models.cluster.engine import engine_name
 
 __all__ = ["FINALIZER", "VolumeControl", "follow_members"]
@@ -67,7 +68,8 @@ class VolumeControl:
         preferred = volume.spec.node_id
         if not responsible(self.node, owner=volume.status.owner_id, preferred=preferred, up=up):
             return None
-        replicas = [r for r in (await objects.list(Replica))[0] if r.spec.volume_name == name]
+        everyone, _ = await objects.list(Replica)
+        replicas = [r for r in everyone if r.spec.volume_name == name]
         try:
             engine: Engine | None = await objects.get(Engine, engine_name(name))
         except NotFoundError:
@@ -77,7 +79,7 @@ class VolumeControl:
             volume,
             replicas,
             engine,
-            nodes=node_views(nodes, up),
+            nodes=node_views(nodes, up, everyone),
             up=up,
             settings=await read_settings(objects),
             now=_utcnow(),
@@ -90,6 +92,13 @@ class VolumeControl:
         for replica_name in plan.delete_replicas:
             current = await objects.get(Replica, replica_name)
             await objects.delete(current)
+        for replica_name in plan.abandon_replicas:
+            logger.warning(
+                "volume %s: replica %s is deleted while its node is down; its data stays there",
+                name,
+                replica_name,
+            )
+            await self.objects.change(Replica, replica_name, _without_data_finalizer)
         if plan.delete_engine and engine is not None:
             await objects.delete(engine)
         elif plan.engine is not None:
@@ -101,11 +110,23 @@ class VolumeControl:
         if wanted.status.owner_id != self.node:
             wanted = attrs.evolve(wanted, status=attrs.evolve(wanted.status, owner_id=self.node))
         if plan.release_finalizer:
+            await _delete_attachment(objects, name)
             finalizers = tuple(f for f in wanted.meta.finalizers if f != FINALIZER)
             wanted = attrs.evolve(wanted, meta=attrs.evolve(wanted.meta, finalizers=finalizers))
         if wanted != volume:
             await objects.update(wanted)
         return None
+
+
+def _without_data_finalizer(replica: Replica) -> Replica:
+    finalizers = tuple(f for f in replica.meta.finalizers if f != REPLICA_DATA_FINALIZER)
+    return attrs.evolve(replica, meta=attrs.evolve(replica.meta, finalizers=finalizers))
+
+
+async def _delete_attachment(objects: Objects, name: str) -> None:
+    """The volume's tickets go with it."""
+    with contextlib.suppress(NotFoundError):
+        await objects.delete(await objects.get(VolumeAttachment, name))
 
 
 def _volume_of(kind: type[Replica] | type[Engine]) -> Callable[[Document], str]:

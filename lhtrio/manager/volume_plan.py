@@ -15,7 +15,11 @@ from what the store holds then. Each plan is one step of Longhorn's state machin
 - ``spec.node_id`` cleared or changed → **detaching**: the engine is wanted stopped; once it is
   (or its node is down) the replicas are too; once they are → **detached**.
 - deletion requested → **deleting**: the engine and every replica are deleted (their reconcilers
-  clean up); the volume's finalizer may go once none is left.
+  clean up); the volume's finalizer may go once none is left. A replica whose node is down does
+  not hold the deletion: its object goes, its data stays on that node (logged).
+- **Replica count** lowered: the extra replicas are deleted while the volume is detached or
+  attached and healthy (no rebuild under way); **expansion**: the replicas the engine grew take
+  the volume's new size (:mod:`lhtrio.manager.operations` grows them before the spec).
 - **Robustness** from the engine's replica modes; ``unknown`` unless an engine runs on the node
   the volume is attached to and that node is up. Becoming degraded records ``last_degraded_at``.
 - **Healing** (:mod:`lhtrio.manager.volume_status`): a replica the engine reports ERR, or one on a
@@ -63,6 +67,7 @@ from lhtrio.models.cluster.instance import DesireState, InstanceState
 from lhtrio.models.cluster.replica import ReplicaSpec
 from lhtrio.models.cluster.setting import SETTINGS, parse_bool, parse_int
 from lhtrio.models.cluster.volume import AffinityOverride, Robustness, VolumeState, VolumeStatus
+from lhtrio.models.volume import Mode
 
 __all__ = ["VolumePlan", "plan_volume"]
 
@@ -74,8 +79,10 @@ class VolumePlan:
     """What to write after one look at a volume.
 
     ``volume``: with its new status, or the very object read if nothing changed;
-    ``engine``: to create or update (None: leave it); ``release_finalizer``: the volume is
-    being deleted and nothing of it is left, so its finalizer may be removed."""
+    ``engine``: to create or update (None: leave it); ``abandon_replicas``: replicas being
+    deleted whose node is down: their objects go without waiting for their data to be removed
+    (it is left on that node, logged); ``release_finalizer``: the volume is being deleted and
+    nothing of it is left, so its finalizer may be removed."""
 
     volume: Volume
     create_replicas: tuple[Replica, ...] = ()
@@ -83,6 +90,7 @@ class VolumePlan:
     delete_replicas: tuple[str, ...] = ()
     engine: Engine | None = None
     delete_engine: bool = False
+    abandon_replicas: tuple[str, ...] = ()
     release_finalizer: bool = False
 
 
@@ -140,7 +148,7 @@ def plan_volume(
     nodes whose leases are valid; ``settings``: name -> text (unset ones take their defaults);
     ``suffixes``: 8 hex digits for each new replica's name."""
     if volume.meta.deleting:
-        return _deleting(volume, replicas, engine)
+        return _deleting(volume, replicas, engine, up)
     modes = engine_modes(engine, up)
     in_use = volume.status.state in _IN_USE
     seen = {
@@ -161,16 +169,23 @@ def plan_volume(
         _auto_salvage(work)
     _robustness(work)
     _replenish(work, settings, suffixes)
+    _trim(work)
+    _sizes(work)
     _run_engine(work)
     _drop_stale(work)
     return _diff(work, volume, replicas, engine)
 
 
-def _deleting(volume: Volume, replicas: Sequence[Replica], engine: Engine | None) -> VolumePlan:
+def _deleting(
+    volume: Volume, replicas: Sequence[Replica], engine: Engine | None, up: frozenset[str]
+) -> VolumePlan:
     status = attrs.evolve(volume.status, state=VolumeState.DELETING)
     return VolumePlan(
         volume=volume if status == volume.status else attrs.evolve(volume, status=status),
         delete_replicas=tuple(sorted(r.meta.name for r in replicas if not r.meta.deleting)),
+        abandon_replicas=tuple(
+            sorted(r.meta.name for r in replicas if r.meta.deleting and r.spec.node_id not in up)
+        ),
         delete_engine=engine is not None and not engine.meta.deleting,
         release_finalizer=engine is None and not replicas,
     )
@@ -310,7 +325,11 @@ def _reuse(work: _Pass, missing: int) -> int:
     for replica in list(work.replicas.values()):
         if reused == missing:
             break
-        if replica.failed and reusable_now(replica, modes, work.nodes):
+        if (
+            replica.failed
+            and replica.spec.volume_size == work.volume.spec.size  # (it missed no expansion)
+            and reusable_now(replica, modes, work.nodes)
+        ):
             # what is known of its instance is from before it failed: its node reports anew
             status = attrs.evolve(
                 replica.status, current_state=InstanceState.STOPPED, ip="", port=0, started=False
@@ -333,7 +352,7 @@ def _run_engine(work: _Pass) -> None:
     if work.status.state not in _IN_USE or work.target not in work.up:
         return
     engine = work.engine
-    members = [r for r in work.replicas.values() if usable(r)]
+    members = [r for r in work.replicas.values() if usable(r) and r.meta.name not in work.deleted]
     ready = [r for r in members if replica_ready(r, work.up)]
     running = (
         engine is not None
@@ -347,14 +366,22 @@ def _run_engine(work: _Pass) -> None:
     if not ready:
         return
     addresses = {r.meta.name: address(r) for r in ready}
-    work.engine = _engine_on(work.volume, engine, work.target, addresses)
+    salvage = any(r.spec.salvage_requested for r in ready)
+    work.engine = _engine_on(work.volume, engine, work.target, addresses, salvage=salvage)
 
 
 def _engine_on(
-    volume: Volume, engine: Engine | None, node: str, addresses: dict[str, str]
+    volume: Volume,
+    engine: Engine | None,
+    node: str,
+    addresses: dict[str, str],
+    *,
+    salvage: bool,
 ) -> Engine:
-    """``engine`` (or a new one) wanted running on ``node`` with ``addresses``; moved from
-    another node (that one stopped or down), it starts with nothing seen of it."""
+    """``engine`` (or a new one) wanted running on ``node`` with ``addresses``, at the volume's
+    size; moved from another node (that one stopped or down), it starts with nothing seen of it.
+    ``salvage``: a replica was salvaged by the operator: the engine starts by choosing the best
+    one (a request already made stays until the engine did it)."""
     if engine is None:
         engine = Engine(
             meta=ObjectMeta(name=engine_name(volume.meta.name)),
@@ -365,12 +392,58 @@ def _engine_on(
     spec = attrs.evolve(
         engine.spec,
         node_id=node,
+        volume_size=volume.spec.size,
         desire_state=DesireState.RUNNING,
         replica_address_map=addresses,
+        salvage_requested=engine.spec.salvage_requested or salvage,
         frontend=volume.spec.frontend,
         disable_frontend=volume.spec.disable_frontend,
     )
     return attrs.evolve(engine, spec=spec)
+
+
+def _trim(work: _Pass) -> None:
+    """More usable replicas than asked (the count was lowered): remove the extra ones while the
+    volume is detached, or attached and healthy with no rebuild under way. Those holding no data
+    go first, then those the engine does not report RW, then those sharing a node, then by name
+    (last first)."""
+    state = work.status.state
+    members = [r for r in work.replicas.values() if usable(r)]
+    extra = len(members) - work.volume.spec.number_of_replicas
+    if extra <= 0:
+        return
+    modes = engine_modes(work.engine, work.up)
+    if state is VolumeState.ATTACHED:
+        if work.status.robustness is not Robustness.HEALTHY or Mode.WO in modes.values():
+            return
+    elif state is not VolumeState.DETACHED:
+        return
+    per_node: dict[str, int] = {}
+    for replica in members:
+        per_node[replica.spec.node_id] = per_node.get(replica.spec.node_id, 0) + 1
+
+    def worth(r: Replica) -> tuple[bool, bool, int]:
+        return (
+            r.spec.healthy_at is not None,
+            state is VolumeState.DETACHED or modes.get(r.meta.name) is Mode.RW,
+            -per_node[r.spec.node_id],
+        )
+
+    by_name = sorted(members, key=lambda r: r.meta.name, reverse=True)
+    for replica in sorted(by_name, key=worth)[:extra]:  # (stable: the last names first)
+        work.deleted.append(replica.meta.name)
+
+
+def _sizes(work: _Pass) -> None:
+    """The volume grew (an expansion: the engine grew its replicas, then the spec says so): the
+    replicas its running engine links are that size now. The others keep theirs: a replica
+    opens only at its own size; one that missed the expansion is not reused."""
+    size = work.volume.spec.size
+    modes = engine_modes(work.engine, work.up)
+    for replica in list(work.replicas.values()):
+        linked = modes.get(replica.meta.name) in (Mode.RW, Mode.WO)
+        if usable(replica) and linked and replica.spec.volume_size != size:
+            work.set_replica(replica, attrs.evolve(replica.spec, volume_size=size))
 
 
 def _drop_stale(work: _Pass) -> None:

@@ -141,9 +141,15 @@ def observe(
     )
     if mode is Mode.ERR or crashed or (in_use and spec.node_id not in up):
         return fail(replica, now)
-    if mode is Mode.RW and (spec.healthy_at is None or spec.rebuild_retry_count):
+    if mode is Mode.RW and (
+        spec.healthy_at is None or spec.rebuild_retry_count or spec.salvage_requested
+    ):
         spec = attrs.evolve(
-            spec, healthy_at=spec.healthy_at or now, last_healthy_at=now, rebuild_retry_count=0
+            spec,
+            healthy_at=spec.healthy_at or now,
+            last_healthy_at=now,
+            rebuild_retry_count=0,
+            salvage_requested=False,
         )
         return attrs.evolve(replica, spec=spec)
     return replica

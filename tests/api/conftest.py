@@ -81,7 +81,7 @@ class Api:
         """The store's revision and every document of the kinds the API writes: equal before
         and after a refused request when it changed nothing."""
         listed = {}
-        for kind in ("Volume", "Setting", "Node"):
+        for kind in ("Volume", "VolumeAttachment", "Setting", "Node", "Replica", "Engine"):
             listed[kind] = (await self.store.inner.list(kind)).documents
         return self.store.inner.revision, listed
 

@@ -13,6 +13,12 @@ MUTATIONS: list[tuple[str, str, Any]] = [
     ("DELETE", "/v1/volumes/v", None),
     ("POST", "/v1/volumes/v?action=attach", {"hostId": "n1"}),
     ("POST", "/v1/volumes/v?action=detach", {}),
+    ("POST", "/v1/volumes/v?action=snapshotCreate", {"name": "s"}),
+    ("POST", "/v1/volumes/v?action=snapshotList", {}),
+    ("POST", "/v1/volumes/v?action=snapshotRevert", {"name": "s"}),
+    ("POST", "/v1/volumes/v?action=expand", {"size": "2Gi"}),
+    ("POST", "/v1/volumes/v?action=updateReplicaCount", {"replicaCount": 1}),
+    ("POST", "/v1/volumes/v?action=salvage", {"names": ["v-r-1"]}),
     ("PUT", "/v1/settings/default-replica-count", {"value": "2"}),
     ("POST", "/v1/volumes/nope?action=attach", {"hostId": "n1"}),  # 401 before 404
     ("POST", "/v1/volumes", {"name": "../x"}),  # 401 before 400

@@ -3,11 +3,14 @@ answers (the store documents, collections as ``{"data": [...]}``)."""
 
 from __future__ import annotations
 
+import attrs
 import httpx
 import pytest
 
+from lhtrio.errors import NotFoundError
 from lhtrio.manager.volume_control import FINALIZER
-from lhtrio.models.cluster import Volume
+from lhtrio.models.cluster import Volume, VolumeAttachment
+from lhtrio.models.cluster.attachment import TicketType
 from tests.api.conftest import AUTH, Api
 
 GiB = 1 << 30
@@ -111,13 +114,26 @@ async def test_unknown_volumes_are_404(api: Api) -> None:
         assert "nope" in response.json()["message"]
 
 
-async def test_attach_and_detach_set_and_clear_the_volumes_node(api: Api) -> None:
+async def tickets(api: Api, volume: str) -> dict[str, str]:
+    """The volume's attachment tickets: id -> node."""
+    try:
+        attachment = await api.objects.get(VolumeAttachment, volume)
+    except NotFoundError:
+        return {}
+    return {t.id: t.node_id for t in attachment.spec.attachment_tickets.values()}
+
+
+async def test_attach_and_detach_add_and_remove_a_ticket(api: Api) -> None:
     await api.post("/v1/volumes", {"name": "v", "size": "1Gi"})
 
     attached = await api.post("/v1/volumes/v?action=attach", {"hostId": "n1"})
     assert attached.status_code == 200, attached.text
-    assert attached.json()["spec"]["nodeID"] == "n1"
-    assert (await api.objects.get(Volume, "v")).spec.node_id == "n1"
+    assert attached.json()["metadata"]["name"] == "v"
+    assert await tickets(api, "v") == {"lhtrio-api": "n1"}
+    ticket = (await api.objects.get(VolumeAttachment, "v")).spec.attachment_tickets["lhtrio-api"]
+    assert ticket.type is TicketType.LONGHORN_API
+    # the attachment reconciler moves the volume, not the API
+    assert (await api.objects.get(Volume, "v")).spec.node_id == ""
     # attaching again where it is attached changes nothing
     revision = api.store.inner.revision
     again = await api.post("/v1/volumes/v?action=attach", {"hostId": "n1"})
@@ -126,13 +142,40 @@ async def test_attach_and_detach_set_and_clear_the_volumes_node(api: Api) -> Non
 
     detached = await api.post("/v1/volumes/v?action=detach")  # no body at all
     assert detached.status_code == 200, detached.text
-    assert detached.json()["spec"]["nodeID"] == ""
-    assert (await api.objects.get(Volume, "v")).spec.node_id == ""
+    assert await tickets(api, "v") == {}
 
-    moved = await api.post("/v1/volumes/v?action=attach", {"hostId": "n2"})
-    assert moved.json()["spec"]["nodeID"] == "n2"
+    await api.post("/v1/volumes/v?action=attach", {"hostId": "n2"})
+    assert await tickets(api, "v") == {"lhtrio-api": "n2"}
     detached_there = await api.post("/v1/volumes/v?action=detach", {"hostId": "n2"})
-    assert detached_there.json()["spec"]["nodeID"] == ""
+    assert detached_there.status_code == 200
+    assert await tickets(api, "v") == {}
+
+
+async def test_attachment_ids_are_tickets_of_their_own(api: Api) -> None:
+    await api.post("/v1/volumes", {"name": "v", "size": "1Gi"})
+    await api.post("/v1/volumes/v?action=attach", {"hostId": "n1"})
+    other = await api.post("/v1/volumes/v?action=attach", {"hostId": "n2", "attachmentID": "job"})
+    assert other.status_code == 200, other.text
+    assert await tickets(api, "v") == {"lhtrio-api": "n1", "job": "n2"}
+    # detaching one ticket leaves the other
+    await api.post("/v1/volumes/v?action=detach", {"attachmentID": "job"})
+    assert await tickets(api, "v") == {"lhtrio-api": "n1"}
+    # a forced detach removes every ticket
+    await api.post("/v1/volumes/v?action=attach", {"hostId": "n2", "attachmentID": "job"})
+    forced = await api.post("/v1/volumes/v?action=detach", {"forceDetach": True})
+    assert forced.status_code == 200, forced.text
+    assert await tickets(api, "v") == {}
+
+
+async def test_a_volume_without_tickets_is_detached_by_clearing_its_node(api: Api) -> None:
+    await api.post("/v1/volumes", {"name": "v", "size": "1Gi"})
+    await api.objects.change(
+        Volume, "v", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id="n1"))
+    )
+    wrong = await api.post("/v1/volumes/v?action=detach", {"hostId": "n2"})
+    assert wrong.status_code == 409
+    detached = await api.post("/v1/volumes/v?action=detach", {})
+    assert detached.json()["spec"]["nodeID"] == ""
 
 
 async def test_attaching_elsewhere_is_a_conflict(api: Api) -> None:
@@ -150,7 +193,7 @@ async def test_attaching_elsewhere_is_a_conflict(api: Api) -> None:
     wrong = await api.post("/v1/volumes/v?action=detach", {"hostId": "n2"})
     assert wrong.status_code == 409
     assert await api.state() == before
-    assert (await api.objects.get(Volume, "v")).spec.node_id == "n1"
+    assert await tickets(api, "v") == {"lhtrio-api": "n1"}
 
 
 async def test_attaching_to_an_unknown_node_is_404(api: Api) -> None:

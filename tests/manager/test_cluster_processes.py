@@ -16,6 +16,7 @@ from typing import TypeVar
 import attrs
 import trio
 
+from lhtrio.manager import tickets
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.sqlite import SqliteStore, open_sqlite_store
 from lhtrio.manager.volume_control import FINALIZER
@@ -97,9 +98,8 @@ def healthy_on(node: str) -> Callable[[Volume], bool]:
 
 
 async def attach(c: Cluster, node: str) -> str:
-    await c.objects.change(
-        Volume, "v", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id=node))
-    )
+    """Attach as the API does: a ticket (the attachment reconciler moves the volume)."""
+    await tickets.add_ticket(c.objects, "v", node)
     await until(c, Volume, "v", healthy_on(node))
     engine = await c.objects.get(Engine, "v-e-0")
     assert engine.spec.node_id == node
@@ -136,18 +136,14 @@ async def test_a_volume_survives_a_killed_node_and_moves_with_its_data(tmp_path:
         replicas, _ = await c.objects.list(Replica)
         assert sorted(r.spec.node_id for r in replicas) == ["n1", "n2", "n3"]
 
-        await c.objects.change(
-            Volume, "v", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id=""))
-        )
+        await tickets.remove_ticket(c.objects, "v")
         await until(c, Volume, "v", lambda v: v.status.state is VolumeState.DETACHED)
         uri = await attach(c, "n2")
         out = await qemu_io(uri, "read -P 0x11 0 1M", "read -P 0x22 1M 1M")
         assert "Pattern verification failed" not in out
         assert out.count("read 1048576/1048576 bytes") == 2
 
-        await c.objects.change(
-            Volume, "v", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id=""))
-        )
+        await tickets.remove_ticket(c.objects, "v")
         await until(c, Volume, "v", lambda v: v.status.state is VolumeState.DETACHED)
         await c.objects.delete(await c.objects.get(Volume, "v"))
         with trio.fail_after(90):
@@ -177,9 +173,8 @@ async def test_a_volume_attached_to_a_lost_node_attaches_elsewhere_after_its_lea
         await qemu_io(uri, "write -P 0x33 0 2M", "flush")
 
         c.kill("n1")  # the attached node, its engine and one replica with it
-        await c.objects.change(
-            Volume, "v", lambda v: attrs.evolve(v, spec=attrs.evolve(v.spec, node_id="n2"))
-        )
+        await tickets.remove_ticket(c.objects, "v")  # the workload moves: detach, attach on n2
+        await tickets.add_ticket(c.objects, "v", "n2")
         moved = await until(
             c,
             Volume,

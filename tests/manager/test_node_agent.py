@@ -15,9 +15,10 @@ from lhtrio.cli import cli
 from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.memory import MemoryStore
-from lhtrio.models.cluster import Node
+from lhtrio.models.cluster import Node, ObjectMeta, Replica
 from lhtrio.models.cluster.meta import get_condition
 from lhtrio.models.cluster.node import CONDITION_READY
+from lhtrio.models.cluster.replica import ReplicaSpec
 from lhtrio.net import Address
 from lhtrio.node.server import serve_node
 
@@ -52,6 +53,24 @@ async def test_a_node_registers_itself_and_its_disks_and_keeps_a_lease(tmp_path:
     assert ready is not None
     assert ready.status
     assert await available_nodes(store) == {"n1"}
+
+
+async def test_a_node_records_the_replicas_placed_on_its_disks(tmp_path: Path) -> None:
+    store = MemoryStore()
+    objects = Objects(store)
+    await _run_node(store, tmp_path / "data")
+    (uuid,) = (await objects.get(Node, "n1")).status.disk_status
+    for name, node in (("v-r-00000001", "n1"), ("v-r-00000002", "n2")):
+        await objects.create(
+            Replica(
+                meta=ObjectMeta(name=name),
+                spec=ReplicaSpec(volume_name="v", volume_size=1 << 30, node_id=node, disk_id=uuid),
+            )
+        )
+    await _run_node(store, tmp_path / "data")  # (it records its disks when it starts)
+    status = (await objects.get(Node, "n1")).status.disk_status[uuid]
+    assert status.scheduled_replica == {"v-r-00000001": 1 << 30}
+    assert status.storage_scheduled == 1 << 30
 
 
 async def test_a_restarted_node_keeps_the_operators_settings(tmp_path: Path) -> None:

@@ -115,3 +115,27 @@ def test_a_node_not_ready_or_never_measured_is_not_used() -> None:
     )
     assert [r.spec.node_id for r in created] == ["n2"]
     assert why is None
+
+
+def test_replicas_already_on_a_disk_count_against_over_provisioning() -> None:
+    """The disks' scheduled space is counted from the replicas placed there, not from what the
+    nodes last recorded: 95 GiB of replicas on n1's 100 GiB disk leave no room for 10 GiB
+    more (over-provisioning 100 %), though the disk reports it free."""
+    held = [
+        Replica(
+            meta=ObjectMeta(name=f"w{n}-r-00000001"),
+            spec=ReplicaSpec(
+                volume_name=f"w{n}", volume_size=19 * GiB, node_id="n1", disk_id="n1-d"
+            ),
+        )
+        for n in range(5)
+    ]
+    views = node_views(NODES, UP, held)
+    assert views[0].disks[0].storage_scheduled == 95 * GiB
+    assert views[1].disks[0].storage_scheduled == 0
+    created, why = place_replicas(volume(replicas=3), [], views, Policy(), suffixes())
+    assert sorted(r.spec.node_id for r in created) == ["n2", "n3"]
+    assert why is not None
+    # without the replicas, the nodes' own records (nothing scheduled) would let it fit
+    created, _ = place_replicas(volume(replicas=3), [], node_views(NODES, UP), Policy(), suffixes())
+    assert len(created) == 3

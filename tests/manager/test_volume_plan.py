@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import pytest
@@ -509,3 +510,85 @@ def test_the_engines_node_down_makes_robustness_unknown_and_the_volume_can_move(
     assert sim.engine.spec.node_id == "n2"
     assert sorted(sim.engine.spec.replica_address_map) == [R2, R3]
     assert sorted(sim.replicas) == [R1, R2, R3]  # R1 may come back: no new one yet
+
+
+# --- replica count, expansion, deletion with a node down, salvage by the operator -------------
+
+
+def with_spec(sim: Sim, **changes: Any) -> None:
+    sim.volume = attrs.evolve(sim.volume, spec=attrs.evolve(sim.volume.spec, **changes))
+
+
+def test_a_lower_replica_count_removes_the_extra_replica_of_a_healthy_volume() -> None:
+    sim = attached()
+    with_spec(sim, number_of_replicas=2)
+    plan = sim.plan()
+    assert len(plan.delete_replicas) == 1
+    gone = plan.delete_replicas[0]
+    assert plan.engine is not None
+    assert gone not in plan.engine.spec.replica_address_map  # the engine lets it go
+    sim.apply(plan)
+    sim.instances()
+    sim.settle()
+    assert sim.status == (VolumeState.ATTACHED, Robustness.HEALTHY, "n1")
+    assert len(sim.replicas) == 2
+
+
+def test_a_lower_replica_count_waits_while_a_replica_is_rebuilt() -> None:
+    sim = attached()
+    sim.engine_reports(R3=Mode.WO)
+    with_spec(sim, number_of_replicas=2)
+    assert sim.plan().delete_replicas == ()  # nothing is removed under a rebuild
+    sim.engine_reports(R3=Mode.RW)
+    assert sim.plan().delete_replicas == (R3,)  # all RW: the last by name goes
+
+
+def test_a_lower_replica_count_of_a_detached_volume_keeps_one_per_node() -> None:
+    sim = three_nodes()
+    sim.settle()
+    with_spec(sim, number_of_replicas=1)
+    plan = sim.plan()
+    assert plan.delete_replicas == (R3, R2)  # no data anywhere: the first by name stays
+
+
+def test_an_expansion_gives_the_linked_replicas_the_new_size() -> None:
+    sim = attached(4)
+    sim.engine_reports(R3=Mode.ERR)
+    sim.step()
+    assert sim.replica(R3).failed
+    with_spec(sim, size=20 * GiB)  # (the engine grew its replicas first)
+    plan = sim.step()
+    assert plan.engine is not None
+    assert plan.engine.spec.volume_size == 20 * GiB
+    assert sim.replica(R1).spec.volume_size == sim.replica(R2).spec.volume_size == 20 * GiB
+    assert sim.replica(R3).spec.volume_size == 10 * GiB  # it missed the expansion
+    sim.later(WAIT.total_seconds())
+    sim.settle()
+    assert sim.replica(R3).failed  # not reused at the old size: replaced
+    assert sim.status == (VolumeState.ATTACHED, Robustness.HEALTHY, "n1")
+    assert all(r.spec.volume_size == 20 * GiB for r in sim.replicas.values() if not r.failed)
+
+
+def test_a_deleted_volumes_replica_on_a_down_node_is_let_go() -> None:
+    sim = attached()
+    sim.volume = attrs.evolve(sim.volume, meta=attrs.evolve(sim.volume.meta, deletion_requested=T0))
+    for name, replica in list(sim.replicas.items()):
+        sim.replicas[name] = attrs.evolve(
+            replica, meta=attrs.evolve(replica.meta, deletion_requested=T0)
+        )
+    sim.node_down("n3")
+    plan = sim.plan()
+    assert plan.abandon_replicas == (R3,)  # n1 and n2 remove their data themselves
+
+
+def test_a_salvaged_replica_makes_the_next_engine_salvage_then_forgets_it() -> None:
+    sim = attached()
+    for name, replica in list(sim.replicas.items()):
+        spec = attrs.evolve(replica.spec, failed_at=None, salvage_requested=name == R1)
+        sim.replicas[name] = attrs.evolve(replica, spec=spec)
+    sim.engine = None  # (the old engine is gone)
+    plan = sim.step()
+    assert plan.engine is not None
+    assert plan.engine.spec.salvage_requested
+    sim.settle()
+    assert not sim.replica(R1).spec.salvage_requested  # RW again: the request is done
