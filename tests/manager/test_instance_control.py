@@ -198,6 +198,17 @@ async def test_a_replica_the_engine_fails_reaches_the_store_without_polling(
             f"tcp://{addresses['v-r-00000002']}": Mode.ERR,
         }
         assert engine.current_size == 4 * MiB
+        # (its node starts the replica again, on another port: let it before the node stops)
+        old = addresses["v-r-00000002"]
+        await until(
+            cluster,
+            Replica,
+            "v-r-00000002",
+            lambda r: (
+                r.status.current_state is InstanceState.RUNNING
+                and f"{r.status.ip}:{r.status.port}" != old
+            ),
+        )
 
 
 async def test_a_salvage_request_restarts_a_faulted_engine_with_salvage(tmp_path: Path) -> None:
