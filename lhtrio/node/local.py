@@ -27,12 +27,14 @@ def address(index: int) -> str:
 @attrs.define
 class LocalNode:
     """Node ``node<index>`` running from ``base`` (its data in ``base/node<index>``, its log in
-    ``base/node<index>.log``); ``api`` is its admin API's URL."""
+    ``base/node<index>.log``); ``api`` is its admin API's URL, ``control`` its instance
+    manager's address (``lhtrio im``)."""
 
     index: int
     base: Path
     process: subprocess.Popen[str]
     api: str
+    control: str = ""
 
     @property
     def name(self) -> str:
@@ -75,4 +77,4 @@ def start_node(base: Path, index: int, *, port_range: tuple[int, int]) -> LocalN
     if not all(lines):
         process.wait()
         raise RuntimeError(f"{name} did not start: see {base / f'{name}.log'}")
-    return LocalNode(index, base, process, lines[2])
+    return LocalNode(index, base, process, lines[2], lines[0])
