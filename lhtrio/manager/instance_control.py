@@ -39,7 +39,7 @@ from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client, parse_address
 from lhtrio.wire import Role
 
-__all__ = ["InstanceControl"]
+__all__ = ["InstanceControl", "modes_by_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +247,21 @@ def _replica_status(replica: Replica, instance: Instance | None, node: str) -> R
     return attrs.evolve(replica, status=status)
 
 
+def modes_by_name(engine: Engine, modes: Mapping[str, Mode]) -> dict[str, Mode]:
+    """The engine's replica ``modes`` (by address) by replica name. A replica whose instance
+    restarted on another port is in the spec at its new address; the engine may still hold it
+    only at its old one (ERR: it was lost): that old address, from the map the engine was last
+    seen with, still names it, so its failure is not lost in the move."""
+    wanted = {_url(a): n for n, a in engine.spec.replica_address_map.items()}
+    before = {_url(a): n for n, a in engine.status.current_replica_address_map.items()}
+    named = {wanted[a]: m for a, m in modes.items() if a in wanted}
+    for address, mode in sorted(modes.items()):
+        name = before.get(address)
+        if address not in wanted and name is not None and name not in named:
+            named[name] = mode
+    return named
+
+
 def _engine_status(
     engine: Engine, instance: Instance | None, node: str, *, salvaged: bool = False
 ) -> Engine:
@@ -254,7 +269,6 @@ def _engine_status(
     host, port = _address(instance) if instance is not None else ("", 0)
     state = _STATES[instance.state] if instance is not None else ObjectState.STOPPED
     running = state is ObjectState.RUNNING and instance is not None
-    by_address = {_url(a): n for n, a in engine.spec.replica_address_map.items()}
     modes = (instance.replica_modes if running and instance is not None else None) or {}
     size = (instance.current_size if instance is not None else 0) or engine.spec.volume_size
     status = attrs.evolve(
@@ -267,7 +281,7 @@ def _engine_status(
         endpoint=(instance.frontend or "") if running and instance is not None else "",
         current_size=size if running else engine.status.current_size,
         current_replica_address_map=dict(engine.spec.replica_address_map) if running else {},
-        replica_mode_map={by_address[a]: m for a, m in modes.items() if a in by_address},
+        replica_mode_map=modes_by_name(engine, modes),
         salvage_executed=engine.status.salvage_executed or salvaged,
     )
     return attrs.evolve(engine, status=status)

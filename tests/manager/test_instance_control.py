@@ -15,10 +15,11 @@ import trio
 
 from lhtrio.clients.node import NodeClient
 from lhtrio.clients.replica import ReplicaClient
+from lhtrio.manager.instance_control import modes_by_name
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.models.cluster import Engine, ObjectMeta, Replica
-from lhtrio.models.cluster.engine import EngineSpec
+from lhtrio.models.cluster.engine import EngineSpec, EngineStatus
 from lhtrio.models.cluster.instance import DesireState, InstanceState
 from lhtrio.models.cluster.replica import ReplicaSpec
 from lhtrio.models.cluster.validate import ClusterObject
@@ -260,3 +261,24 @@ async def test_a_salvage_waits_for_replicas_then_starts_the_engine_with_it(tmp_p
         salvaged = await until(cluster, Engine, "v-e-0", lambda e: e.status.salvage_executed)
         assert salvaged.status.current_state is InstanceState.RUNNING
         assert (await cluster.instances.get("v-e-0")).salvage
+
+
+def test_a_replica_lost_and_restarted_elsewhere_keeps_its_err() -> None:
+    """The engine holds the lost instance's old address as ERR; the spec already names the
+    replica's new one (not linked yet): the replica is ERR by name, not silently absent."""
+    engine = Engine(
+        meta=ObjectMeta(name="v-e-0"),
+        spec=EngineSpec(
+            volume_name="v",
+            volume_size=4 * MiB,
+            replica_address_map={"r1": "10.0.0.1:1000", "r2": "10.0.0.2:2001"},
+        ),
+        status=EngineStatus(
+            current_replica_address_map={"r1": "10.0.0.1:1000", "r2": "10.0.0.2:2000"}
+        ),
+    )
+    modes = {"tcp://10.0.0.1:1000": Mode.RW, "tcp://10.0.0.2:2000": Mode.ERR}
+    assert modes_by_name(engine, modes) == {"r1": Mode.RW, "r2": Mode.ERR}
+    # once the new address is linked, it is the truth
+    modes["tcp://10.0.0.2:2001"] = Mode.WO
+    assert modes_by_name(engine, modes) == {"r1": Mode.RW, "r2": Mode.WO}
