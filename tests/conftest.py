@@ -44,6 +44,8 @@ REAL_MODULES = frozenset(
         "frontend/test_nbd_server.py",
         "frontend/test_nbd_tools.py",
         "manager/test_cluster_processes.py",
+        "manager/test_etcd_resilience.py",  # a real etcd (tests/manager/conftest.py)
+        "manager/test_etcd_store.py",
         "manager/test_sqlite_store.py",
         "node/test_node.py",
         "node/test_node_process.py",
