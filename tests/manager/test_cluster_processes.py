@@ -1,6 +1,6 @@
 """The control plane end to end with real processes (issue 18's acceptance, without the API yet):
 three ``lhtrio node --store URL`` processes on this host share one store — a SQLite file, or a
-real etcd (issue 20; tests/manager/conftest.py), with the same assertions; a test process writes
+real etcd (issue 20; tests/conftest.py), with the same assertions; a test process writes
 the desired state into the same store, as the API does. A 3-replica volume lands on
 three nodes; attached on node 1, qemu-io writes patterns through its NBD endpoint; node 3 is
 SIGKILLed (the volume degrades, I/O goes on); node 3 comes back (its replica is rebuilt in place,

@@ -1,5 +1,5 @@
 """The etcd store's watches and writes when things go wrong, against a real etcd
-(tests/manager/conftest.py): a dropped watch connection resumes from its last revision, losing
+(tests/conftest.py): a dropped watch connection resumes from its last revision, losing
 and repeating nothing (through the same member, or another); a watcher whose revision etcd
 compacted while it was away gets GoneError and the runner lists again and converges; two stores
 (two clients) updating one object: exactly one wins each round, the other conflicts and wins

@@ -1,4 +1,4 @@
-"""The etcd store beyond the conformance suite, against a real etcd (tests/manager/conftest.py):
+"""The etcd store beyond the conformance suite, against a real etcd (tests/conftest.py):
 its members and URL, its key layout (prefixes, kinds, long lists read at one revision), damaged
 values, node leases that are etcd leases, and the admin API's 503 while etcd is away."""
 

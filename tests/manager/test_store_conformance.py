@@ -29,7 +29,7 @@ from lhtrio.manager.store.sqlite import open_sqlite_store
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
-    elif request.param == "etcd":  # a real etcd (tests/manager/conftest.py), a prefix of its own
+    elif request.param == "etcd":  # a real etcd (tests/conftest.py), a prefix of its own
         async with open_etcd_store(request.getfixturevalue("etcd_url")) as etcd:
             yield etcd
     else:
