@@ -288,8 +288,10 @@ class EtcdStore:
                     if not events and not result.get("created"):
                         seen = max(seen, revision_of(result))  # progress: nothing before it
             finally:
-                await results.aclose()
-                await stream.aclose()
+                try:
+                    await results.aclose()
+                finally:
+                    await stream.aclose()
             await backoff.wait(None)  # dropped: connect again from the revision after ``seen``
 
 

@@ -4,7 +4,8 @@ tried in turn.
 
 Why the gateway and not gRPC: etcd serves every v3 call as JSON over HTTP on its client port,
 including the streaming watch (newline-delimited results on one chunked response); httpx, already
-a dependency, runs under trio. No gRPC stack, no generated code.
+a dependency, and h11, its own HTTP/1.1 machine, run under trio. No gRPC stack, no generated
+code.
 
 **Members.** A call goes to the member that answered last; when it cannot be *connected* to, the
 next one is tried, and so on once around. Only a connection failure moves on: a request that
@@ -101,7 +102,7 @@ class EtcdClient:
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     errors.append(f"{base}: {_why(exc)}")
                     continue
-                except httpx.TransportError as exc:
+                except httpx.RequestError as exc:
                     raise StorageError(f"etcd at {base} broke off /v3/{path}: {_why(exc)}") from exc
                 self._current = index
                 return Answer(response.status_code, _json(response.content, base))
@@ -135,6 +136,11 @@ class EtcdClient:
             try:
                 with trio.fail_after(CALL):
                     await watch.start(host, int(port), body)
+            except trio.TooSlowError:
+                await watch.aclose()
+                raise StorageError(
+                    f"etcd at {base} did not answer a watch in {CALL:.0f} s"
+                ) from None
             except BaseException:
                 await watch.aclose()
                 raise

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 from typing import Final
 
 import attrs
@@ -61,6 +62,9 @@ __all__ = [
 Json = dict[str, object]
 
 DEFAULT_PREFIX: Final = "lhtrio"
+#: A member's host: a name or an IPv4 address, or an IPv6 address in brackets.
+_HOST: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_IPV6: Final = re.compile(r"\[[0-9A-Fa-f:.]+\]")
 _DEFAULT_LEASE_TTL: Final = NodeLeaseSpec().lease_duration_seconds
 
 
@@ -87,7 +91,7 @@ def parse_etcd_url(url: str) -> EtcdTarget:
     endpoints = []
     for member in members.split(","):
         host, colon, port = member.rpartition(":")
-        host_ok = bool(host) and "\x00" not in host and not any(c in host for c in "/@?# ")
+        host_ok = bool(_HOST.fullmatch(host) or _IPV6.fullmatch(host))
         if not (colon and host_ok and port.isdigit() and 0 < int(port) < 65536):
             raise InvalidArgumentError(
                 f"bad etcd member {member!r} in {url!r}: give HOST:PORT[,HOST:PORT...]"
