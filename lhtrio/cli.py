@@ -286,7 +286,7 @@ cli.add_command(setting)
     "run [default: the SQLite file DIR/store.db].",
 )
 def cluster(tour: bool | None, directory: str | None, store: str | None) -> None:
-    """Three nodes on this host (127.0.0.11-13) sharing one embedded store, with the admin API.
+    """Three nodes on this host (127.0.0.11-13) sharing one store, with the admin API.
 
     On a terminal: prints the API URL, the token file and commands to try; Ctrl-C stops it.
     Without one (or with --tour): a scripted tour through the API — create, attach, write and
