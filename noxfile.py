@@ -36,6 +36,7 @@ APT_FOR_TESTS: dict[str, str] = {
     "losetup": "mount",
     "etcd": "etcd-server",  # the etcd store's tests run against a real etcd
     "etcdctl": "etcd-client",
+    "curl": "curl",  # reads the admin API's watch streams as an operator would (curl -N)
 }
 
 

@@ -19,8 +19,13 @@ from lhtrio.output import check_address, checked, nbd_uri
 
 if TYPE_CHECKING:
     from lhtrio.manager.store.api import Store
+    from lhtrio.node.probe import NodeProbe
 
 __all__ = ["node"]
+
+#: The longest a stopping node waits for its API's graceful stop (lhtrio.api.server's
+#: GRACEFUL_TIMEOUT for the requests in flight, and some).
+API_STOP_DEADLINE = 15.0
 
 
 def _port_range(text: str) -> object:
@@ -144,6 +149,7 @@ def node(
     from lhtrio.instances.ports import parse_port_range
     from lhtrio.manager.store.open import open_store
     from lhtrio.net import parse_address
+    from lhtrio.node.probe import NodeProbe
     from lhtrio.node.server import serve_node
 
     if api is not None and store is None:
@@ -158,6 +164,8 @@ def node(
             from lhtrio.api import read_token
 
             token = await trio.to_thread.run_sync(read_token, api_token_file)
+        probe = NodeProbe(name)
+        api_stop, api_done = trio.Event(), trio.Event()
         async with AsyncExitStack() as stack:
             desired = await stack.enter_async_context(open_store(store)) if store else None
             nursery = await stack.enter_async_context(trio.open_nursery())
@@ -173,16 +181,34 @@ def node(
                     port_range=(low, high),
                     grace=grace,
                     store=desired,
+                    probe=probe,
                 )
             )
             click.echo(control)
             click.echo(nbd_uri(nbd_address))  # nbd://HOST:PORT: a volume is .../VOLUME
             if api is not None:
                 assert desired is not None
-                url = await nursery.start(_serve_api, desired, api, advertise, data_dir, token)
+                url = await nursery.start(
+                    functools.partial(
+                        _serve_api,
+                        desired,
+                        api,
+                        advertise,
+                        data_dir,
+                        token,
+                        probe=probe,
+                        stop=api_stop,
+                        done=api_done,
+                    )
+                )
                 click.echo(url)
+            else:
+                api_done.set()
             sys.stdout.flush()
             await stop.wait()
+            api_stop.set()  # the API first, gracefully: its watch streams end, requests finish
+            with trio.move_on_after(API_STOP_DEADLINE):
+                await api_done.wait()
             nursery.cancel_scope.cancel()  # the node stops its instances in order, within --grace
 
     running.run(running.until_signalled, run)
@@ -194,9 +220,14 @@ async def _serve_api(
     advertise: str,
     data_dir: str,
     token: str | None,
+    *,
+    probe: NodeProbe,
+    stop: trio.Event,
+    done: trio.Event,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The node's admin API on ``api``; its token given, or the node's (``DATA_DIR/api-token``)."""
+    """The node's admin API on ``api``; its token given, or the node's (``DATA_DIR/api-token``).
+    It stops gracefully once ``stop`` is set, then sets ``done``."""
     from lhtrio.api import node_token, serve_api
     from lhtrio.manager.objects import Objects
     from lhtrio.net import parse_address
@@ -204,6 +235,15 @@ async def _serve_api(
     if token is None:
         token = await trio.to_thread.run_sync(node_token, data_dir)
     address = parse_address(api, default_host=advertise)  # ":PORT" binds the advertised IP
-    await serve_api(
-        Objects(store), address.host, address.port, token=token, task_status=task_status
-    )
+    try:
+        await serve_api(
+            Objects(store),
+            address.host,
+            address.port,
+            token=token,
+            node=probe,
+            stop=stop,
+            task_status=task_status,
+        )
+    finally:
+        done.set()

@@ -1,9 +1,11 @@
 """The admin API's routes: a quart-trio app over :class:`~lhtrio.manager.objects.Objects`.
 
 Under ``/v1`` (``docs/api.md``): volumes (list, create, get, delete; the attach and detach
-actions), nodes (list, get) and settings (list, get, put). Answers are the store documents of the
-objects (:func:`~lhtrio.manager.store.codec.to_document`), collections ``{"data": [...]}``;
-errors ``{"code", "message", "details"}`` (:mod:`lhtrio.api.problems`).
+actions), nodes (list, get) and settings (list, get, put); watch streams
+(:mod:`lhtrio.api.watch`), events, health probes and metrics (:mod:`lhtrio.api.observe`).
+Answers are the store documents of the objects (:func:`~lhtrio.manager.store.codec.to_document`),
+collections ``{"data": [...]}``; errors ``{"code", "message", "details"}``
+(:mod:`lhtrio.api.problems`).
 
 Every write goes through ``Objects`` (validated before it is stored) after the request was
 checked here (:mod:`lhtrio.api.bodies`), so bad input changes nothing. Changes to an existing
@@ -26,6 +28,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from lhtrio.api.bodies import parse_put_setting
+from lhtrio.api.observe import OPEN_PATHS, NodeFacts, add_observe_routes
 from lhtrio.api.problems import FieldError, HttpError, Problem, problem_of
 from lhtrio.api.responses import (
     checked_name,
@@ -35,6 +38,7 @@ from lhtrio.api.responses import (
     read_body,
 )
 from lhtrio.api.volume_routes import add_volume_routes
+from lhtrio.api.watch import WatchHub, add_watch_routes
 from lhtrio.errors import InvalidArgumentError, LhtrioError, NotFoundError
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.settings import set_setting
@@ -77,8 +81,16 @@ def _check_token(token: str) -> None:
         )
 
 
-def make_app(objects: Objects, *, token: str) -> QuartTrio:
-    """The app serving ``objects``; mutating calls need ``token``."""
+def make_app(
+    objects: Objects,
+    *,
+    token: str,
+    watches: WatchHub | None = None,
+    node: NodeFacts | None = None,
+) -> QuartTrio:
+    """The app serving ``objects``; mutating calls need ``token``. ``watches`` feeds the watch
+    streams (None: they are refused); ``node``: the node this API runs in (readiness, its
+    engines' metrics)."""
     if not token:
         raise InvalidArgumentError("the API token is empty: an empty token would let anyone in")
     app = QuartTrio(__name__)
@@ -92,6 +104,8 @@ def make_app(objects: Objects, *, token: str) -> QuartTrio:
         # arrived (the next request there is never answered), and a refusal must not depend
         # on how fast the body came. Reads have no body: this returns at once.
         await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        if request.path in OPEN_PATHS:
+            return  # probes need no token
         if request.method not in _READS:
             _check_token(token)
 
@@ -138,6 +152,8 @@ def make_app(objects: Objects, *, token: str) -> QuartTrio:
             )
         )
 
+    add_watch_routes(app, objects, watches)  # first: ?watch=true answers before the lists
+    add_observe_routes(app, objects, node)
     add_volume_routes(app, objects)
     _member_routes(app, objects)
     _node_routes(app, objects)

@@ -28,13 +28,15 @@ def address(index: int) -> str:
 @attrs.define
 class LocalNode:
     """Node ``node<index>`` running from ``base`` (its data in ``base/node<index>``, its log in
-    ``base/node<index>.log``) on ``store``; ``api`` is its admin API's URL."""
+    ``base/node<index>.log``) on ``store``; ``api`` is its admin API's URL, ``control`` its
+    instance manager's address (``lhtrio im``)."""
 
     index: int
     base: Path
     process: subprocess.Popen[str]
     api: str
     store: str
+    control: str = ""
 
     @property
     def name(self) -> str:
@@ -81,4 +83,4 @@ def start_node(
     if not all(lines):
         process.wait()
         raise RuntimeError(f"{name} did not start: see {base / f'{name}.log'}")
-    return LocalNode(index, base, process, lines[2], store)
+    return LocalNode(index, base, process, lines[2], store, lines[0])
