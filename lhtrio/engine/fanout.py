@@ -120,8 +120,9 @@ class Fanouts:
 
     ``left``: called when a batch let through the volume's I/O gate (``gated``) is done.
     ``wrote``: a write went out since the write-intent sweep last cleared it
-    (:mod:`lhtrio.engine.consistency`). ``io``: the volume's counters, whose write latency is
-    added here for the batches of :meth:`Volume.start_writes <lhtrio.engine.volume.Volume>`.
+    (:mod:`lhtrio.engine.consistency`); :meth:`written` waits for that. ``io``: the volume's
+    counters, whose write latency is added here for the batches of
+    :meth:`Volume.start_writes <lhtrio.engine.volume.Volume>`.
     """
 
     def __init__(
@@ -147,9 +148,16 @@ class Fanouts:
         self._inflight: set[Fanout] = set()  # watched for stalls
         self._watched = False  # the links' watchdog checks them
         self.wrote = False
+        self._wrote: trio.Event | None = None  # see written()
         self._flushes_started = 0  # flush fan-outs started, and the newest one answered:
         self._flushes_done = 0  # see flushed_since()
         self._flushed = trio.Event()
+
+    async def written(self) -> None:
+        """Until ``wrote`` is true (an idle volume's sweep waits here, not on a timer)."""
+        if not self.wrote:
+            self._wrote = trio.Event()
+            await self._wrote.wait()
 
     # --- send, count the answers, settle ---------------------------------------------------------
 
@@ -186,8 +194,10 @@ class Fanouts:
             if fanout.flush is not None:
                 self._flushes_started += 1
                 fanout.flush_number = self._flushes_started
-            elif requests[0].__class__ is not Flush:
+            elif requests[0].__class__ is not Flush and not self.wrote:
                 self.wrote = True
+                if self._wrote is not None:
+                    self._wrote.set()
         count = fanout.count = len(requests)
         first = self._seqs.take(count)
         parts: list[Buffer] = []

@@ -9,7 +9,8 @@ store's watch, so :func:`follow_engine_events` compares each engine's modes with
 
 * a replica becomes ``ERR`` → ``ReplicaFailed`` (Warning), "the engine reported it ERR";
 * a replica becomes ``WO`` → ``Rebuilding`` (Normal); after ``ReplicaFailed`` if it was ``RW``
-  (lost and taken back between two of the engine's reports: its ERR never reached the store);
+  (lost and taken back between two of the engine's reports: its ERR never reached the store; a
+  replica that left the map, its instance restarted on another port, keeps its last mode);
 * a ``WO`` replica becomes ``RW`` → ``Rebuilt`` (Normal).
 
 The node an engine runs on records its events (each change once, in order); an engine first seen
@@ -94,8 +95,13 @@ async def follow_engine_events(objects: Objects, node: str) -> None:
                         continue
                     modes = engine.status.replica_mode_map
                     before = seen.get(engine.meta.name)
-                    seen[engine.meta.name] = modes
-                    if before is not None and engine.spec.node_id == node and before != modes:
+                    # a replica keeps its last mode while it is out of the map (its instance
+                    # restarted on another port: dropped, then back as WO)
+                    seen[engine.meta.name] = {**(before or {}), **modes}
+                    changed = before is not None and any(
+                        before.get(r) is not m for r, m in modes.items()
+                    )
+                    if changed and before is not None and engine.spec.node_id == node:
                         await _record(objects, engine, before, node)
         except GoneError:
             continue

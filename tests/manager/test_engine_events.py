@@ -116,3 +116,39 @@ async def test_the_engines_node_tells_its_replicas_story() -> None:
         assert event.involved_object.kind == "Volume"
         assert (event.involved_object.name, event.involved_object.uid) == ("v", volume.meta.uid)
     assert engine.spec.node_id == "n1"
+
+
+async def test_a_replica_dropped_then_back_to_be_rebuilt_failed_all_the_same() -> None:
+    """Its instance restarted on another port: the engine's map lost it (its ERR never reached
+    the store), then has it again as WO."""
+    objects = Objects(MemoryStore())
+    await objects.create(Volume(meta=ObjectMeta(name="v"), spec=VolumeSpec(size=MiB)))
+    await objects.create(
+        Replica(
+            meta=ObjectMeta(name="r3"),
+            spec=ReplicaSpec(volume_name="v", volume_size=MiB, node_id="n3"),
+        )
+    )
+    await objects.create(
+        Engine(
+            meta=ObjectMeta(name="v-e-0"),
+            spec=EngineSpec(volume_name="v", volume_size=MiB, node_id="n1"),
+            status=EngineStatus(replica_mode_map={"r1": RW, "r3": RW}),
+        )
+    )
+
+    async def report(**modes: Mode) -> None:
+        await objects.change(
+            Engine,
+            "v-e-0",
+            lambda e: attrs.evolve(e, status=attrs.evolve(e.status, replica_mode_map=modes)),
+        )
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow_engine_events, objects, "n1")
+        await trio.testing.wait_all_tasks_blocked()
+        await report(r1=RW)
+        await report(r1=RW, r3=WO)
+        told = await until_events(objects, lambda kept: len(kept) == 2)
+        nursery.cancel_scope.cancel()
+    assert [e.reason for e in told] == ["ReplicaFailed", "Rebuilding"]
