@@ -344,4 +344,4 @@ def demo() -> None:
 def main() -> None:
     tune_gc()
     tune_malloc()
-    cli()
+    cli(complete_var="_LHTRIO_COMPLETE")  # the same as `lhtrio` or `python -m lhtrio`

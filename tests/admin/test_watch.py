@@ -23,7 +23,7 @@ import pytest
 import trio
 
 from lhtrio.manager import events
-from lhtrio.models.cluster import Volume
+from lhtrio.models.cluster import Volume, VolumeAttachment
 from lhtrio.models.cluster.event import ObjectReference, Occurrence
 from tests.admin.conftest import TOKEN, Api
 
@@ -279,3 +279,20 @@ async def test_w_on_an_unknown_object_is_not_found_and_a_bad_kind_a_usage_error(
     assert b"error: " in missing.stderr
     assert (kind.returncode, kind.stdout) == (2, b"")
     assert b"'Pod' is not a kind events are about" in kind.stderr
+
+
+async def test_ctrl_c_during_attach_leaves_the_ticket_and_says_how_to_follow(api: Api) -> None:
+    await create(api, "v1")
+    async with lhtrio_watch(api.url, "volume", "attach", "v1", "--node", "n1") as attaching:
+        assert await attaching.err.next() == "volume v1: creating"  # (no node reconciles it)
+        attaching.proc.send_signal(signal.SIGINT)
+        rest = await attaching.err.rest()
+        with trio.fail_after(WAIT):
+            assert await attaching.proc.wait() == 130
+    assert rest.splitlines()[-1] == (
+        "interrupted: the attachment of volume v1 goes on in the cluster; follow it with: "
+        "lhtrio volume get v1 -w"
+    )
+    assert attaching.out.seen == []
+    attachment = await api.objects.get(VolumeAttachment, "v1")
+    assert attachment.spec.attachment_tickets["lhtrio-api"].node_id == "n1"  # still asked for
