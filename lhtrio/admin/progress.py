@@ -139,10 +139,13 @@ class PlainDisplay:
         if tenth == transfer.tenth and state == transfer.state:
             return
         transfer.tenth, transfer.state = tenth, state
-        percent = 100 * done // total if total else 0
+        if not total:  # not sized yet (a rebuild starting)
+            click.echo(f"{label}: {state}", err=True)
+            return
         speed = rate_and_eta(done, total, transfer.started, transfer.first_done, now)
         click.echo(
-            f"{label}: {state} {percent}% ({human_size(done)} of {human_size(total)}{speed})",
+            f"{label}: {state} {100 * done // total}% ({human_size(done)} of "
+            f"{human_size(total)}{speed})",
             err=True,
         )
 

@@ -11,8 +11,9 @@
 * :func:`follow` is the loop: open the stream, feed the state, print; on a dropped connection,
   a silent one (no keep-alive for a minute), a stream the API ended (410, a node stopping) or a
   503, open it again after a pause that grows to 5 s. The API unreachable for
-  :data:`GIVE_UP` seconds in a row ends the watch with its error (exit 5). Ctrl-C is left to
-  the verb (:func:`watch_until_interrupted`: exit 130, quietly).
+  :data:`GIVE_UP` seconds in a row ends the watch with its error (exit 5); unreachable (or
+  refusing) the first time, at once. Ctrl-C is left to the verb
+  (:func:`watch_until_interrupted`: exit 130, quietly).
 * :class:`Printer` prints: a table whose widths are those of the first list (one row per
   change, the header once), one JSON document per line (``{"type", "object"}``: Kubernetes'
   watch event), or YAML documents separated by ``---``.
@@ -204,20 +205,20 @@ def follow(
 ) -> None:
     """Follow ``path``'s watch stream (``?watch=true`` and ``params``) until interrupted; the
     changes go to ``emit`` (see the module docstring for what is tried again)."""
-    pause, failing_since = FIRST_PAUSE, None
+    pause, failing_since, opened = FIRST_PAUSE, None, False
     while True:
         headers = {"Last-Event-ID": state.revision} if state.revision is not None else {}
         parser = SseParser(last_id=state.revision)
         try:
             with api.stream(path, {**params, "watch": "true"}, headers) as chunks:
-                failing_since = None
+                failing_since, opened = None, True
                 for chunk in chunks:
                     for message in parser.feed(chunk):
                         emit(*state.message(message))
                         pause = FIRST_PAUSE
         except ApiError as exc:
-            if exc.exit_code is not Exit.UNREACHABLE and exc.status != 503:
-                raise
+            if not opened or (exc.exit_code is not Exit.UNREACHABLE and exc.status != 503):
+                raise  # (not there at first: a wrong --api, most likely)
             now = time.monotonic()
             failing_since = now if failing_since is None else failing_since
             if now - failing_since >= give_up:
