@@ -44,6 +44,8 @@ __all__ = [
     "api_options",
     "install",
     "json_option",
+    "list_params",
+    "selector_option",
 ]
 
 API_ENV: Final = "LHTRIO_API"
@@ -129,8 +131,17 @@ class ApiClient:
     def get(self, path: str, **params: str) -> Any:
         return self.request("GET", path, params=params)
 
-    def post(self, path: str, body: object = None, *, action: str | None = None) -> Any:
-        return self.request("POST", path, body={} if body is None else body, action=action)
+    def post(
+        self,
+        path: str,
+        body: object = None,
+        *,
+        action: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        return self.request(
+            "POST", path, body={} if body is None else body, action=action, headers=headers
+        )
 
     def put(self, path: str, body: object) -> Any:
         return self.request("PUT", path, body=body)
@@ -146,9 +157,11 @@ class ApiClient:
         params: dict[str, str] | None = None,
         body: object = None,
         action: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
-        """The answer's JSON; every failure as an :class:`ApiError` with its exit code."""
-        headers = {"Accept": "application/json"}
+        """The answer's JSON; every failure as an :class:`ApiError` with its exit code
+        (``headers``: more to send, such as ``If-Match``)."""
+        headers = {"Accept": "application/json", **(headers or {})}
         token = None if method in ("GET", "HEAD") else self.token()
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -347,6 +360,24 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Print a table, or the API's documents in JSON or YAML for scripts.",
     )(func)
+
+
+def selector_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``-l`` / ``--selector``: the API's ``?labelSelector=`` (``list_params`` spells it)."""
+    return click.option(
+        "-l",
+        "--selector",
+        metavar="SELECTOR",
+        help="Only those whose labels match: app=db,tier!=cache,backup,!tmp (Kubernetes' "
+        "equality-based selector).",
+    )(func)
+
+
+def list_params(filters: dict[str, str | None]) -> dict[str, str]:
+    """A list's query from its verb's filter options (those given): ``selector`` is the API's
+    ``labelSelector``."""
+    names = {"selector": "labelSelector"}
+    return {names.get(key, key): value for key, value in filters.items() if value is not None}
 
 
 class ApiGroup(click.Group):

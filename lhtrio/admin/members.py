@@ -17,8 +17,15 @@ from typing import Any, Final
 
 import click
 
-from lhtrio.admin.client import ApiGroup, DefaultGroup, admin_client, json_option
-from lhtrio.admin.documents import Columns, Document
+from lhtrio.admin.client import (
+    ApiGroup,
+    DefaultGroup,
+    admin_client,
+    json_option,
+    list_params,
+    selector_option,
+)
+from lhtrio.admin.documents import Columns, Document, dig
 from lhtrio.admin.tables import (
     ATTACHMENTS,
     ENGINES,
@@ -51,6 +58,15 @@ def _volume_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def _node_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--node",
+        metavar="NODE",
+        callback=checked(functools.partial(validate_instance_name, what="node")),
+        help="Only those on node NODE.",
+    )(func)
+
+
 def _member_group(
     name: str,
     path: str,
@@ -58,13 +74,15 @@ def _member_group(
     render: Callable[[Document], str],
     *,
     run: click.Command | None = None,
+    placed: bool = True,
 ) -> click.Group:
     """The ``ls`` and ``get`` verbs of ``name`` (``engine``) at ``path`` (``/v1/engines``);
-    with ``run``, that is the default verb (``lhtrio engine VOLUME ...`` runs an engine)."""
+    with ``run``, that is the default verb (``lhtrio engine VOLUME ...`` runs an engine);
+    ``placed``: ``ls`` takes ``--volume`` and ``--node``."""
     check = checked(functools.partial(validate_instance_name, what=name))
     reads = (
         f"List the {name}s or get one through the admin API (-w follows the changes): "
-        f"lhtrio [--api URL] {name} ls [--volume VOLUME] [-w] | get NAME [-w]."
+        f"lhtrio [--api URL] {name} ls [-w] | get NAME [-w]."
     )
     if run is None:
         group: click.Group = ApiGroup(name, help=reads)
@@ -76,19 +94,21 @@ def _member_group(
         )
         group.add_command(run, "run")
 
-    @group.command("ls")
-    @_volume_option
-    @watch_option
-    @json_option
-    def ls(volume: str | None, watch: bool, output: str) -> None:
-        params = {} if volume is None else {"volume": volume}
+    def ls(watch: bool, output: str, **filters: str | None) -> None:
+        params = list_params(filters)
         api = admin_client()
         if watch:
             watch_until_interrupted(api, path, params, output=output, columns=columns)
         else:
             show(output, api.get(path, **params), columns.render)
 
-    ls.help = f"List the {name}s ({', '.join(h.lower() for h in columns.header[1:])})."
+    options = [selector_option, watch_option, json_option]
+    if placed:
+        options = [_volume_option, _node_option, *options]
+    for option in reversed(options):
+        ls = option(ls)
+    ls_help = f"List the {name}s ({', '.join(h.lower() for h in columns.header[1:])})."
+    group.command("ls", help=ls_help)(ls)
 
     @group.command("get")
     @click.argument("name", callback=check)
@@ -114,12 +134,34 @@ def engine_group(run: click.Command) -> click.Group:
 
 def replica_group(run: click.Command) -> click.Group:
     """``lhtrio replica``: ``run`` (the default verb: serving a replica directory) and the
-    API's ``ls`` and ``get``."""
-    return _member_group("replica", "/v1/replicas", REPLICAS, render_replica, run=run)
+    API's ``ls``, ``get`` and ``rm``."""
+    group = _member_group("replica", "/v1/replicas", REPLICAS, render_replica, run=run)
+    group.add_command(replica_rm)
+    group.help = (
+        "Run a replica (lhtrio replica [run] DIRECTORY ...: see lhtrio replica run --help), or "
+        "list the replicas, get one or remove one (to have it rebuilt) through the admin API: "
+        "lhtrio [--api URL] replica ls [-w] | get NAME [-w] | rm NAME."
+    )
+    return group
+
+
+@click.command("rm")
+@click.argument("name", callback=checked(functools.partial(validate_instance_name, what="replica")))
+@json_option
+def replica_rm(name: str, output: str) -> None:
+    """Remove replica NAME and its data, to have it rebuilt: its volume gets a new one.
+
+    Never the last healthy replica of its volume (exit 4). Follow the new one with lhtrio volume
+    rebuild-status VOLUME --wait.
+    """
+    answer = admin_client().delete(f"/v1/replicas/{name}")
+    volume = dig(answer, "spec", "volumeName")
+    follow = f"; follow its replacement with lhtrio volume rebuild-status {volume} --wait"
+    show(output, answer, lambda _: f"replica {name}: removal requested{follow if volume else ''}")
 
 
 attachment: Final = _member_group(
-    "attachment", "/v1/volumeattachments", ATTACHMENTS, render_attachment
+    "attachment", "/v1/volumeattachments", ATTACHMENTS, render_attachment, placed=False
 )
 attachment.help = (
     "List the volumes' attachment tickets or get one volume's: who wants it attached where, "

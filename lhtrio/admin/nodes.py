@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from lhtrio.admin.client import DefaultGroup, admin_client, json_option
+from lhtrio.admin import node_actions
+from lhtrio.admin.client import (
+    DefaultGroup,
+    admin_client,
+    json_option,
+    list_params,
+    selector_option,
+)
 from lhtrio.admin.documents import NODES, render_node, render_nodes
 from lhtrio.admin.watch import watch_option, watch_until_interrupted
 from lhtrio.models.names import validate_instance_name
@@ -21,15 +28,17 @@ check_node = checked(functools.partial(validate_instance_name, what="node"))
 
 
 @click.command("ls")
+@selector_option
 @watch_option
 @json_option
-def ls(watch: bool, output: str) -> None:
+def ls(selector: str | None, watch: bool, output: str) -> None:
     """List the nodes: ready, schedulable, their disks' space (-w: then each change)."""
+    params = list_params({"selector": selector})
     api = admin_client()
     if watch:
-        watch_until_interrupted(api, "/v1/nodes", {}, output=output, columns=NODES)
+        watch_until_interrupted(api, "/v1/nodes", params, output=output, columns=NODES)
     else:
-        show(output, api.get("/v1/nodes"), render_nodes)
+        show(output, api.get("/v1/nodes", **params), render_nodes)
 
 
 @click.command("get")
@@ -54,12 +63,19 @@ def node_group(run: click.Command) -> click.Group:
     ``get``."""
     group = DefaultGroup(
         "node",
-        help="Run a node (lhtrio node [run] OPTIONS), list the nodes or get one (through the "
-        "admin API).\n\n"
+        help="Run a node (lhtrio node [run] OPTIONS); list the nodes, get one, update one or "
+        "its disk (through the admin API).\n\n"
         "lhtrio node --name NAME --data-dir DIR ... is lhtrio node run ...: see lhtrio node run "
-        "--help. lhtrio [--api URL] node ls|get NAME ask the admin API.",
+        "--help. lhtrio [--api URL] node ls | get NAME | update NAME ... | disk add|rm|update "
+        "NODE DISK ... go to the admin API.",
     )
-    commands: dict[str, Any] = {"run": run, "ls": ls, "get": get}
+    commands: dict[str, Any] = {
+        "run": run,
+        "ls": ls,
+        "get": get,
+        "update": node_actions.update,
+        "disk": node_actions.disk,
+    }
     for name, command in commands.items():
         group.add_command(command, name)
     return group

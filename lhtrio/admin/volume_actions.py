@@ -1,5 +1,6 @@
 """The operations on one volume, under ``lhtrio volume``: expand, set-replicas, salvage,
-rebuild-status and events (the group and its first verbs are :mod:`lhtrio.admin.volumes`).
+rebuild-status, events, set-locality and label (the group and its first verbs are
+:mod:`lhtrio.admin.volumes`).
 
 ``expand`` is one call that returns once every replica grew (the API may attach a detached
 volume for it); a spinner shows it is under way. ``salvage --wait`` and ``rebuild-status
@@ -21,7 +22,7 @@ from lhtrio.admin.tables import EVENTS, event_order
 from lhtrio.admin.volumes import check_replica, check_volume, timeout_option, volume
 from lhtrio.admin.waits import described, follow_rebuilds, interruptible, volume_path, wait_for
 from lhtrio.admin.watch import watch_option, watch_until_interrupted
-from lhtrio.output import show, size_option, table
+from lhtrio.output import check_labels, show, size_option, table
 
 __all__ = ["render_rebuilds"]
 
@@ -173,3 +174,72 @@ def events(name: str, watch: bool, output: str) -> None:
         )
     else:
         show(output, listed, EVENTS.render)
+
+
+LOCALITIES = ("disabled", "best-effort", "strict-local")
+
+
+@volume.command("set-locality")
+@click.argument("name", callback=check_volume)
+@click.argument("locality", type=click.Choice(LOCALITIES))
+@json_option
+def set_locality(name: str, locality: str, output: str) -> None:
+    """Set volume NAME's data locality: disabled, best-effort, strict-local.
+
+    strict-local keeps the one replica on the volume's node: it needs 1 replica (set-replicas
+    NAME 1 first; exit 4 otherwise).
+    """
+    answer = admin_client().post(
+        volume_path(name), {"dataLocality": locality}, action="updateDataLocality"
+    )
+    show(output, answer, lambda _: f"volume {name}: data locality {locality}")
+
+
+def _check_label_changes(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[dict[str, str], list[str]]:
+    """``KEY=VALUE`` (set) and ``KEY-`` (remove), kubectl's spelling; checked as labels."""
+    removed = [text[:-1] for text in value if text.endswith("-") and "=" not in text]
+    given = tuple(text for text in value if not (text.endswith("-") and "=" not in text))
+    labels = check_labels(ctx, param, given)
+    check_labels(ctx, param, tuple(f"{key}=x" for key in removed))  # the keys' rules
+    both = sorted(set(labels) & set(removed))
+    if both:
+        raise click.BadParameter(f"label {both[0]!r} is both set and removed", ctx=ctx, param=param)
+    return labels, removed
+
+
+@volume.command("label")
+@click.argument("name", callback=check_volume)
+@click.argument("changes", nargs=-1, required=True, callback=_check_label_changes)
+@json_option
+def label(name: str, changes: tuple[dict[str, str], list[str]], output: str) -> None:
+    """Set labels KEY=VALUE or remove them KEY- on volume NAME (the others stay).
+
+    The labels are read, changed and sent back on condition of the version read: a change
+    made meanwhile is a conflict (exit 4: run it again), never overwritten.
+    """
+    labels, removed = changes
+    api = admin_client()
+    read = api.get(volume_path(name))
+    now = dig(read, "metadata", "labels", default={})
+    wanted = {k: v for k, v in (now if isinstance(now, dict) else {}).items() if k not in removed}
+    wanted.update(labels)
+    version = dig(read, "metadata", "resourceVersion")
+    answer = api.post(
+        volume_path(name),
+        {"labels": wanted},
+        action="updateLabels",
+        headers={"If-Match": f'"{version}"'} if version else None,
+    )
+    show(
+        output,
+        answer,
+        lambda v: (
+            f"volume {name}: labels "
+            + (
+                ",".join(f"{k}={v}" for k, v in sorted(dig(v, "metadata", "labels").items()))
+                or "none"
+            )
+        ),
+    )

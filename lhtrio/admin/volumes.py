@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from lhtrio.admin.client import ApiGroup, admin_client, json_option
+from lhtrio.admin.client import ApiGroup, admin_client, json_option, list_params, selector_option
 from lhtrio.admin.documents import VOLUMES, dig, render_description, render_volumes, size_text
 from lhtrio.admin.progress import open_display
 from lhtrio.admin.waits import described, interruptible, volume_path, wait_for, wait_gone
@@ -45,8 +45,8 @@ def timeout_option(default: float, what: str) -> Callable[[Callable[..., Any]], 
 
 @click.group(cls=ApiGroup)
 def volume() -> None:
-    """Create, list, get, remove, attach, detach, expand, set-replicas and salvage volumes;
-    their rebuild-status and events.
+    """Create, list, get, remove, attach, detach, expand, set-replicas, set-locality, label
+    and salvage volumes; their rebuild-status and events.
 
     Through the admin API of a node: lhtrio [--api URL] [--token-file FILE] volume VERB
     (LHTRIO_API, LHTRIO_TOKEN, LHTRIO_TOKEN_FILE). Exit codes: 2 bad arguments, 3 not found,
@@ -80,19 +80,29 @@ def create(name: str, size: int, replicas: int | None, output: str) -> None:
     )
 
 
+STATES = ("creating", "detached", "attaching", "attached", "detaching", "deleting")
+ROBUSTNESS = ("healthy", "degraded", "faulted", "unknown")
+
+
 @volume.command("ls")
+@click.option("--state", type=click.Choice(STATES), help="Only the volumes in this state.")
+@click.option("--robustness", type=click.Choice(ROBUSTNESS), help="Only those this robust.")
+@selector_option
 @watch_option
 @json_option
-def ls(watch: bool, output: str) -> None:
+def ls(
+    state: str | None, robustness: str | None, selector: str | None, watch: bool, output: str
+) -> None:
     """List the volumes: size, replicas, state, robustness and node.
 
     With -w, then a row for each change (-o json: one {"type", "object"} per line).
     """
+    params = list_params({"state": state, "robustness": robustness, "selector": selector})
     api = admin_client()
     if watch:
-        watch_until_interrupted(api, "/v1/volumes", {}, output=output, columns=VOLUMES)
+        watch_until_interrupted(api, "/v1/volumes", params, output=output, columns=VOLUMES)
     else:
-        show(output, api.get("/v1/volumes"), render_volumes)
+        show(output, api.get("/v1/volumes", **params), render_volumes)
 
 
 @volume.command("get")
