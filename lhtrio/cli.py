@@ -56,9 +56,12 @@ __all__ = ["main"]
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @api_options
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, api: str, token_file: str | None) -> None:
+def cli(
+    ctx: click.Context, verbose: int, api: str, token_file: str | None, ca_file: str | None
+) -> None:
     """lhtrio: distributed block storage for Kubernetes on trio."""
-    install(ctx, api, token_file)  # used by the verbs over the admin API (volume, snapshot...)
+    # the verbs over the admin API (volume, snapshot, ...) find it on the context
+    install(ctx, api, token_file, ca_file)
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(
         level=max(level, logging.DEBUG),

@@ -1,7 +1,8 @@
 """The admin API over HTTP for the operator's commands: where it is, its token, its errors.
 
 * **Where:** ``lhtrio --api URL`` (or ``LHTRIO_API``; default :data:`DEFAULT_API`). ``HOST:PORT``
-  means ``http://HOST:PORT``.
+  means ``http://HOST:PORT``. An ``https://`` API's certificate is checked against the system's
+  CAs, or those of ``--ca-file FILE`` (``LHTRIO_CA_FILE``): a self-signed node's.
 * **The token** goes with mutating calls only (``Authorization: Bearer TOKEN``), read when the
   first one is made, so reads and ``--help`` need none: ``--token-file FILE`` given on the
   command line, else ``LHTRIO_TOKEN`` (the token itself), else ``LHTRIO_TOKEN_FILE``;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import os
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
@@ -30,6 +32,7 @@ from lhtrio.output import OUTPUTS
 
 __all__ = [
     "API_ENV",
+    "CA_FILE_ENV",
     "DEFAULT_API",
     "TOKEN_ENV",
     "TOKEN_FILE_ENV",
@@ -51,6 +54,7 @@ __all__ = [
 API_ENV: Final = "LHTRIO_API"
 TOKEN_ENV: Final = "LHTRIO_TOKEN"
 TOKEN_FILE_ENV: Final = "LHTRIO_TOKEN_FILE"
+CA_FILE_ENV: Final = "LHTRIO_CA_FILE"
 DEFAULT_API: Final = "http://127.0.0.1:9500"
 
 #: Seconds to connect, and to wait for an answer, before the API counts as unreachable. An
@@ -126,6 +130,7 @@ class ApiClient:
 
     url: str
     token: Callable[[], str | None]
+    ca_file: str | None = None
     _http: httpx.Client | None = None
 
     def get(self, path: str, **params: str) -> Any:
@@ -176,7 +181,7 @@ class ApiClient:
         except httpx.TimeoutException as exc:
             raise self._unreachable(f"no answer to {what} (timed out: {exc})") from None
         except httpx.TransportError as exc:
-            raise self._unreachable(f"{what} failed: {str(exc) or type(exc).__name__}") from None
+            raise self._failed(what, exc) from None
         return self._answer(what, response, sent_token=token is not None)
 
     def probe(self, path: str) -> tuple[int, str]:
@@ -188,7 +193,7 @@ class ApiClient:
         except httpx.TimeoutException as exc:
             raise self._unreachable(f"no answer to {what} (timed out: {exc})") from None
         except httpx.TransportError as exc:
-            raise self._unreachable(f"{what} failed: {str(exc) or type(exc).__name__}") from None
+            raise self._failed(what, exc) from None
         return response.status_code, response.text.strip()
 
     @contextmanager
@@ -216,7 +221,7 @@ class ApiClient:
         except httpx.TimeoutException as exc:
             raise self._unreachable(f"no answer to {what} (timed out: {exc})") from None
         except httpx.TransportError as exc:
-            raise self._unreachable(f"{what} failed: {str(exc) or type(exc).__name__}") from None
+            raise self._failed(what, exc) from None
 
     def _chunks(self, what: str, response: httpx.Response) -> Iterator[bytes]:
         try:
@@ -226,15 +231,38 @@ class ApiClient:
                 f"{what}: nothing for {STREAM_SILENCE:g} s (no keep-alive either)"
             ) from None
         except httpx.TransportError as exc:
-            raise self._unreachable(f"{what} broke: {str(exc) or type(exc).__name__}") from None
+            raise self._failed(f"{what} (a stream)", exc) from None
 
     def _client(self) -> httpx.Client:
         if self._http is None:
+            verify: ssl.SSLContext | bool = True
+            if self.ca_file is not None:
+                try:
+                    verify = ssl.create_default_context(cafile=self.ca_file)
+                except (OSError, ssl.SSLError) as exc:
+                    raise ApiError(
+                        f"cannot use {self.ca_file} (--ca-file, {CA_FILE_ENV}) as the CA that "
+                        f"signed the API's certificate: {exc}; give a PEM file of certificates",
+                        Exit.ERROR,
+                    ) from None
             self._http = httpx.Client(
                 base_url=self.url,
                 timeout=httpx.Timeout(ANSWER_TIMEOUT, connect=CONNECT_TIMEOUT),
+                verify=verify,
             )
         return self._http
+
+    def _failed(self, what: str, exc: httpx.TransportError) -> ApiError:
+        """A transport failure: the API unreachable, or its certificate not trusted."""
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc) or isinstance(exc.__cause__, ssl.SSLError):
+            trusted = f"the CA of {self.ca_file}" if self.ca_file else "the system's CAs"
+            return ApiError(
+                f"{what}: the certificate of the admin API at {self.url} is not trusted by "
+                f"{trusted} ({exc}); give the CA that signed it with lhtrio --ca-file FILE or "
+                f"{CA_FILE_ENV}",
+                Exit.UNREACHABLE,
+            )
+        return self._unreachable(f"{what} failed: {str(exc) or type(exc).__name__}")
 
     def _unreachable(self, problem: str) -> ApiError:
         return ApiError(
@@ -283,11 +311,12 @@ class Admin:
     url: str
     token_file: str | None
     token_file_given: bool  # on the command line (which wins over LHTRIO_TOKEN)
+    ca_file: str | None = None
     _client: ApiClient | None = None
 
     def client(self) -> ApiClient:
         if self._client is None:
-            self._client = ApiClient(self.url, self.token)
+            self._client = ApiClient(self.url, self.token, self.ca_file)
         return self._client
 
     def token(self) -> str | None:
@@ -318,8 +347,18 @@ class Admin:
 
 
 def api_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The root command's ``--api URL`` and ``--token-file FILE`` (``api``, ``token_file``):
-    give them to :func:`install` in its callback. Neither is needed unless the API is called."""
+    """The root command's ``--api URL``, ``--token-file FILE`` and ``--ca-file FILE`` (``api``,
+    ``token_file``, ``ca_file``): give them to :func:`install` in its callback. None is needed
+    unless the API is called."""
+    func = click.option(
+        "--ca-file",
+        metavar="FILE",
+        envvar=CA_FILE_ENV,
+        show_envvar=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help="The CA certificate(s), PEM, that signed an https:// API's certificate "
+        "(default: the system's CAs).",
+    )(func)
     func = click.option(
         "--token-file",
         metavar="FILE",
@@ -341,10 +380,12 @@ def api_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def install(ctx: click.Context, api: str, token_file: str | None) -> None:
+def install(
+    ctx: click.Context, api: str, token_file: str | None, ca_file: str | None = None
+) -> None:
     """Keep the API's :class:`Admin` on ``ctx`` (the root context) for the verbs below it."""
     given = ctx.get_parameter_source("token_file") is ParameterSource.COMMANDLINE
-    admin = Admin(api, token_file, given)
+    admin = Admin(api, token_file, given, ca_file)
     ctx.obj = admin
     ctx.call_on_close(admin.close)
 
