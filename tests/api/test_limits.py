@@ -125,7 +125,7 @@ async def test_cancelling_stops_the_server_and_closes_its_port() -> None:
         url = await nursery.start(
             functools.partial(serve_api, Objects(MemoryStore()), "127.0.0.1", 0, token="t")
         )
-        async with httpx.AsyncClient(base_url=url) as client:
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer t"}) as client:
             assert (await client.get("/v1/volumes")).status_code == 200
         nursery.cancel_scope.cancel()
     async with httpx.AsyncClient(base_url=url) as client:
