@@ -41,7 +41,7 @@ def main(*, quick: bool = False) -> None:
             token = (base / "node1" / "api-token").read_text().strip()
             auth = {"Authorization": f"Bearer {token}"}
             latencies: list[float] = []
-            with httpx.Client(base_url=api, timeout=60) as http:
+            with httpx.Client(base_url=api, timeout=60, headers=auth) as http:
                 for n in range(count):
                     name = f"bench-{n}"
                     start = time.perf_counter()
