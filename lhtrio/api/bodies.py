@@ -13,6 +13,7 @@ changes nothing. The same declarations make the bodies' schemas in the OpenAPI d
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Final
 
@@ -21,6 +22,7 @@ import attrs
 from lhtrio.api import fields
 from lhtrio.api.fields import Body, json_type
 from lhtrio.api.problems import FieldError
+from lhtrio.models.cluster.setting import SETTINGS, SettingType
 
 __all__ = [
     "CREATE_VOLUME",
@@ -44,10 +46,33 @@ CREATE_VOLUME: Final = Body(
     description="without numberOfReplicas: the default-replica-count setting",
 )
 
+_PLAIN: Final = re.compile(r"[a-z0-9-]+")  # (a choice spelled so needs no escaping in a pattern)
+
+
+def _setting_values() -> str:
+    """Every setting's values, spelled as one pattern (which ones a setting takes depends on the
+    setting: its own rules check the value when it is set)."""
+    spellings = {"-?[0-9]{1,18}"}
+    for definition in SETTINGS.values():
+        if definition.type is SettingType.BOOL:
+            spellings |= {"true", "false"}
+        elif definition.type is SettingType.CHOICE:
+            spellings |= {choice for choice in definition.choices if _PLAIN.fullmatch(choice)}
+    return f"^({'|'.join(sorted(spellings))})$"
+
+
 #: ``PUT /v1/settings/NAME``: a setting's value is text, as Longhorn's (checked when set).
 PUT_SETTING: Final = Body(
     what="a setting",
-    fields=(fields.text("value", required=True, description='the value as text: "3", "true"'),),
+    fields=(
+        fields.text(
+            "value",
+            required=True,
+            description='the value as text: "3", "true", "best-effort"; which values a setting '
+            "takes is in its definition (docs/api.md)",
+            pattern=_setting_values(),
+        ),
+    ),
 )
 
 

@@ -173,8 +173,11 @@ class Body:
 # -- field kinds -----------------------------------------------------------------------------
 
 
-def text(field: str, *, required: bool = False, description: str = "") -> Field:
-    """Any string (a setting's value: its own rules check it later)."""
+def text(
+    field: str, *, required: bool = False, description: str = "", pattern: str | None = None
+) -> Field:
+    """A string (a setting's value: its own rules check it later); ``pattern``, if given, is
+    what the document says of it (the check stays the caller's)."""
 
     def check(name: str, value: object) -> str:
         if not isinstance(value, str):
@@ -184,7 +187,7 @@ def text(field: str, *, required: bool = False, description: str = "") -> Field:
     return Field(
         name=field,
         check=check,
-        schema={"type": "string"},
+        schema={"type": "string"} if pattern is None else {"type": "string", "pattern": pattern},
         required=required,
         description=description,
     )
@@ -238,7 +241,9 @@ def snapshot_name(field: str, *, required: bool = False) -> Field:
     )
 
 
-_SIZE_TEXT: Final = r"^\s*[0-9]+\s*([KkMmGgTt][Ii]?)?[Bb]?\s*$"
+_UNIT: Final = r"\s*([KkMmGgTt][Ii]?)?[Bb]?\s*$"
+_SIZE_TEXT: Final = r"^\s*[0-9]+" + _UNIT
+_POSITIVE_SIZE_TEXT: Final = r"^\s*0*[1-9][0-9]*" + _UNIT
 
 
 def size(field: str, *, required: bool = False) -> Field:
@@ -264,7 +269,7 @@ def size(field: str, *, required: bool = False) -> Field:
         check=check,
         schema={
             "oneOf": [
-                {"type": "string", "maxLength": MAX_SIZE_TEXT, "pattern": _SIZE_TEXT},
+                {"type": "string", "maxLength": MAX_SIZE_TEXT, "pattern": _POSITIVE_SIZE_TEXT},
                 {
                     "type": "integer",
                     "minimum": BLOCK,

@@ -71,9 +71,19 @@ def _list(kind: str) -> Schema:
 
 _GONE: Final[Schema] = {"type": "object", "maxProperties": 0, "description": "gone at once"}
 
+_KEY: Final = (
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+)
+_VALUE: Final = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"
+_REQUIREMENT: Final = rf"\s*(!\s*{_KEY}|{_KEY}\s*((==?|!=)\s*{_VALUE})?)\s*"
 _SELECTOR: Final = Parameter(
     name="labelSelector",
-    schema={"type": "string", "maxLength": 4096},
+    schema={
+        "type": "string",
+        "maxLength": 4096,
+        "pattern": rf"^(\s*|{_REQUIREMENT}(,{_REQUIREMENT})*)$",
+    },
     description="Kubernetes' equality-based label selector: k=v,k2!=v2,k3,!k4 (all must hold)",
 )
 _VOLUME: Final = Parameter(

@@ -11,6 +11,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lhtrio.api import action_bodies, node_bodies
 from lhtrio.api.app import make_app
@@ -19,8 +21,11 @@ from lhtrio.api.fields import Body
 from lhtrio.api.openapi import openapi_document
 from lhtrio.api.problems import FieldError
 from lhtrio.api.surface import OPERATIONS
+from lhtrio.errors import InvalidArgumentError
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.memory import MemoryStore
+from lhtrio.models.cluster.setting import SETTINGS, parse
+from lhtrio.models.selector import parse_selector
 from tests.api.conftest import Api
 
 DOCUMENTS = Path(__file__).parents[1] / "manager" / "documents"
@@ -118,6 +123,8 @@ REFUSED: list[tuple[str, Body, dict[str, Any]]] = [
     ("CreateVolumeBody", CREATE_VOLUME, {"name": "v", "size": True}),
     ("CreateVolumeBody", CREATE_VOLUME, {"name": "v", "size": 4095}),
     ("CreateVolumeBody", CREATE_VOLUME, {"name": "v", "size": "1Gi", "numberOfReplicas": 21}),
+    ("CreateVolumeBody", CREATE_VOLUME, {"name": "v", "size": "0Gi"}),
+    ("CreateVolumeBody", CREATE_VOLUME, {"name": "v", "size": "-4096"}),
     ("PutSettingBody", PUT_SETTING, {"value": 3}),
     ("VolumeActionAttachBody", action_bodies.BODIES["attach"], {}),
     ("VolumeActionSalvageBody", action_bodies.BODIES["salvage"], {"names": []}),
@@ -144,3 +151,32 @@ async def test_the_served_document_is_the_generated_one(api: Api) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == json.loads(json.dumps(DOCUMENT))
+
+
+@pytest.mark.parametrize("value", ["", " true", "True", "3 ", "0x10", "local"])
+def test_a_setting_value_no_setting_takes_the_document_refuses(value: str) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        schema_of("PutSettingBody").validate({"value": value})
+    for name in SETTINGS:
+        with pytest.raises(InvalidArgumentError):
+            parse(name, value)
+
+
+SELECTOR = next(
+    p["schema"]["pattern"]
+    for p in DOCUMENT["paths"]["/v1/volumes"]["get"]["parameters"]
+    if p["name"] == "labelSelector"
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.from_regex(SELECTOR, fullmatch=True).filter(lambda t: len(t) <= 4096))
+def test_a_label_selector_the_document_allows_is_taken(text: str) -> None:
+    parse_selector(text)
+
+
+@pytest.mark.parametrize("text", ["a in (b)", "a,", "=b", "Example.com/x", "a b", "a=b=c"])
+def test_a_label_selector_the_parser_refuses_the_document_refuses(text: str) -> None:
+    assert re.search(SELECTOR, text) is None
+    with pytest.raises(InvalidArgumentError):
+        parse_selector(text)
