@@ -28,6 +28,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from lhtrio.api.access import PUBLIC, check_token
+from lhtrio.api.listing import Rendered
 from lhtrio.api.member_routes import add_member_routes
 from lhtrio.api.node_routes import add_node_routes
 from lhtrio.api.openapi import add_openapi_route
@@ -111,9 +112,10 @@ def make_app(objects: Objects, *, token: str, read_anonymous: bool = False) -> Q
             )
         )
 
-    add_volume_routes(app, objects)
-    add_member_routes(app, objects)
-    add_node_routes(app, objects)
+    rendered = Rendered(objects)  # documents read and rendered once per version, for lists
+    add_volume_routes(app, objects, rendered)
+    add_member_routes(app, objects, rendered)
+    add_node_routes(app, objects, rendered)
     add_setting_routes(app, objects)
     add_openapi_route(app)
     return app

@@ -10,8 +10,9 @@ from __future__ import annotations
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from lhtrio.api.query import name_filter
-from lhtrio.api.responses import accepted, checked_name, json_response, listed, version
+from lhtrio.api.listing import Rendered
+from lhtrio.api.query import label_filter, name_filter
+from lhtrio.api.responses import accepted, checked_name, json_response, version
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.replica_delete import delete_replica
 from lhtrio.manager.store.codec import to_document
@@ -21,7 +22,7 @@ from lhtrio.models.names import validate_instance_name, validate_volume_name
 __all__ = ["add_member_routes"]
 
 
-def add_member_routes(app: QuartTrio, objects: Objects) -> None:
+def add_member_routes(app: QuartTrio, objects: Objects, rendered: Rendered) -> None:
     def placed() -> tuple[str | None, str | None]:
         """The ``?volume=`` and ``?node=`` filters, checked."""
         return (
@@ -32,11 +33,10 @@ def add_member_routes(app: QuartTrio, objects: Objects) -> None:
     @app.get("/v1/replicas")
     async def list_replicas() -> Response:
         volume, node = placed()
-        replicas, _ = await objects.list(Replica)
-        return listed(
-            r
-            for r in replicas
-            if volume in (None, r.spec.volume_name) and node in (None, r.spec.node_id)
+        return await rendered.answer(
+            Replica,
+            label_filter(request.args),
+            lambda r: volume in (None, r.spec.volume_name) and node in (None, r.spec.node_id),
         )
 
     @app.get("/v1/replicas/<path:name>")
@@ -52,11 +52,10 @@ def add_member_routes(app: QuartTrio, objects: Objects) -> None:
     @app.get("/v1/engines")
     async def list_engines() -> Response:
         volume, node = placed()
-        engines, _ = await objects.list(Engine)
-        return listed(
-            e
-            for e in engines
-            if volume in (None, e.spec.volume_name) and node in (None, e.spec.node_id)
+        return await rendered.answer(
+            Engine,
+            label_filter(request.args),
+            lambda e: volume in (None, e.spec.volume_name) and node in (None, e.spec.node_id),
         )
 
     @app.get("/v1/engines/<path:name>")
@@ -66,8 +65,7 @@ def add_member_routes(app: QuartTrio, objects: Objects) -> None:
 
     @app.get("/v1/volumeattachments")
     async def list_attachments() -> Response:
-        attachments, _ = await objects.list(VolumeAttachment)
-        return listed(attachments)
+        return await rendered.answer(VolumeAttachment, label_filter(request.args))
 
     @app.get("/v1/volumeattachments/<path:name>")
     async def get_attachment(name: str) -> Response:

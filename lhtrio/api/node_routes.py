@@ -7,15 +7,16 @@ The bodies are :mod:`lhtrio.api.node_bodies`; the rules and the writes
 
 from __future__ import annotations
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 
 from lhtrio.api import node_bodies
+from lhtrio.api.listing import Rendered
+from lhtrio.api.query import label_filter
 from lhtrio.api.responses import (
     action_of,
     checked_name,
     json_response,
-    listed,
     read_body,
     version,
 )
@@ -28,11 +29,10 @@ from lhtrio.models.names import validate_instance_name
 __all__ = ["add_node_routes"]
 
 
-def add_node_routes(app: QuartTrio, objects: Objects) -> None:
+def add_node_routes(app: QuartTrio, objects: Objects, rendered: Rendered) -> None:
     @app.get("/v1/nodes")
     async def list_nodes() -> Response:
-        nodes, _ = await objects.list(Node)
-        return listed(nodes)
+        return await rendered.answer(Node, label_filter(request.args))
 
     @app.get("/v1/nodes/<path:name>")
     async def get_node(name: str) -> Response:

@@ -23,14 +23,14 @@ from quart_trio import QuartTrio
 
 from lhtrio.api import action_bodies as bodies
 from lhtrio.api.bodies import parse_create_volume
-from lhtrio.api.query import enum_filter
+from lhtrio.api.listing import Rendered
+from lhtrio.api.query import enum_filter, label_filter
 from lhtrio.api.responses import (
     accepted,
     action_of,
     checked_name,
     collection,
     json_response,
-    listed,
     read_body,
     version,
 )
@@ -192,16 +192,15 @@ ACTIONS: Final[dict[str, Action]] = {
 }
 
 
-def add_volume_routes(app: QuartTrio, objects: Objects) -> None:
+def add_volume_routes(app: QuartTrio, objects: Objects, rendered: Rendered) -> None:
     @app.get("/v1/volumes")
     async def list_volumes() -> Response:
         state = enum_filter(request.args, "state", VolumeState)
         robustness = enum_filter(request.args, "robustness", Robustness)
-        volumes, _ = await objects.list(Volume)
-        return listed(
-            v
-            for v in volumes
-            if state in (None, v.status.state) and robustness in (None, v.status.robustness)
+        return await rendered.answer(
+            Volume,
+            label_filter(request.args),
+            lambda v: state in (None, v.status.state) and robustness in (None, v.status.robustness),
         )
 
     @app.post("/v1/volumes")
