@@ -22,7 +22,7 @@ from quart_trio import QuartTrio
 
 from lhtrio.api.fields import Body
 from lhtrio.api.query import IF_MATCH
-from lhtrio.api.surface import ERRORS, OPERATIONS, Operation
+from lhtrio.api.surface import ERRORS, HTTP_ERRORS, OPERATIONS, Operation
 from lhtrio.manager.store.schema import NAME_PATTERN, component_schemas
 from lhtrio.models.cluster.setting import SETTINGS
 from lhtrio.models.names import MAX_INSTANCE_NAME, MAX_VOLUME_NAME
@@ -162,7 +162,7 @@ def _operation(operation: Operation) -> Schema:
             "content": {"application/json": {"schema": operation.answer}},
         }
     }
-    for status in operation.errors:
+    for status in (*operation.errors, *HTTP_ERRORS):
         responses[str(status)] = {"$ref": f"#/components/responses/{status}"}
     out: Schema = {
         "operationId": operation.id,
@@ -201,6 +201,7 @@ def openapi_document() -> dict[str, Any]:
         }
         for status, text in ERRORS.items()
     }
+    responses.update({str(status): {"description": text} for status, text in HTTP_ERRORS.items()})
     return {
         "openapi": "3.1.0",
         "info": {

@@ -10,7 +10,9 @@ The statuses an operation may answer besides its success (:data:`ERRORS`): 400 (
 in the path, a query parameter, the body, ``If-Match``), 401 (no token), 404 (no such object, or
 one the body names), 409 (a conflict: a stale ``If-Match``, an object another party holds or is
 deleting, a name taken), 413 (a body over 1 MiB), 422 (the object itself rules the request out),
-503 (the store, or an engine the operation needs, cannot be had now).
+503 (the store, or an engine the operation needs, cannot be had now). Every operation may also
+be refused with 431 before the API sees it (:data:`HTTP_ERRORS`: a request line and headers over
+hypercorn's 16 KiB), which is the server's, without the error shape.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from lhtrio.api.bodies import CREATE_VOLUME, PUT_SETTING
 from lhtrio.api.fields import Body
 from lhtrio.models.cluster.volume import Robustness, VolumeState
 
-__all__ = ["ERRORS", "OPERATIONS", "Operation", "Parameter"]
+__all__ = ["ERRORS", "HTTP_ERRORS", "OPERATIONS", "Operation", "Parameter"]
 
 Schema = dict[str, Any]
 
@@ -43,6 +45,14 @@ ERRORS: Final[dict[int, str]] = {
     "changed.",
     503: "StoreUnavailable, Unavailable: the store failed, or the operation needs an engine "
     "that cannot be had now. Try again.",
+}
+
+#: Statuses the HTTP server itself may answer any request with, before the API sees it: no body,
+#: and the connection is closed (found by schemathesis: a query of 16 KiB).
+HTTP_ERRORS: Final[dict[int, str]] = {
+    431: "Request Header Fields Too Large: the request line and headers are over 16 KiB (a query "
+    "too long); the HTTP server refuses the request before the API sees it, with no body, and "
+    "closes the connection. Nothing changed.",
 }
 
 
