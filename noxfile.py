@@ -34,6 +34,9 @@ APT_FOR_TESTS: dict[str, str] = {
     "fio": "fio",
     "mkfs.ext4": "e2fsprogs",
     "losetup": "mount",
+    "etcd": "etcd-server",  # the etcd store's tests run against a real etcd
+    "etcdctl": "etcd-client",
+    "curl": "curl",  # reads the admin API's watch streams as an operator would (curl -N)
 }
 
 

@@ -20,7 +20,7 @@ import trio
 from lhtrio import __version__, running
 from lhtrio.admin import api_options, install, node_group, setting, snapshot, volume
 from lhtrio.ctl import ctl
-from lhtrio.errors import LhtrioError
+from lhtrio.errors import InvalidArgumentError, LhtrioError
 from lhtrio.im import im
 from lhtrio.models.names import validate_instance_name, validate_volume_name
 from lhtrio.node_command import node
@@ -53,6 +53,15 @@ def cli(ctx: click.Context, verbose: int, api: str, token_file: str | None) -> N
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def _shared_store_url(text: str) -> object:
+    """A store several processes can share (not ``memory:``)."""
+    from lhtrio.manager.store.open import check_store_url
+
+    if text.startswith("memory:"):
+        raise InvalidArgumentError("memory: is one process's: the cluster's nodes cannot share it")
+    return check_store_url(text)
 
 
 _check_volume = checked(validate_volume_name)
@@ -269,8 +278,15 @@ cli.add_command(setting)
     type=click.Path(file_okay=False),
     help="Keep the nodes' data and the store here [default: a temporary directory].",
 )
-def cluster(tour: bool | None, directory: str | None) -> None:
-    """Three nodes on this host (127.0.0.11-13) sharing one embedded store, with the admin API.
+@click.option(
+    "--store",
+    metavar="URL",
+    callback=checked(_shared_store_url),
+    help="The store the nodes share: etcd://HOST:PORT[,HOST:PORT...][/PREFIX] for an etcd you "
+    "run [default: the SQLite file DIR/store.db].",
+)
+def cluster(tour: bool | None, directory: str | None, store: str | None) -> None:
+    """Three nodes on this host (127.0.0.11-13) sharing one store, with the admin API.
 
     On a terminal: prints the API URL, the token file and commands to try; Ctrl-C stops it.
     Without one (or with --tour): a scripted tour through the API — create, attach, write and
@@ -278,7 +294,7 @@ def cluster(tour: bool | None, directory: str | None) -> None:
     """
     from lhtrio.cluster import run_cluster
 
-    run_cluster(directory, tour=not sys.stdout.isatty() if tour is None else tour)
+    run_cluster(directory, tour=not sys.stdout.isatty() if tour is None else tour, store=store)
 
 
 @cli.command()

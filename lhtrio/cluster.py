@@ -1,7 +1,8 @@
 """``lhtrio cluster``: three nodes on this host sharing the embedded store — the control plane.
 
 Three ``lhtrio node`` processes on 127.0.0.11, .12 and .13 (loopback addresses need no root),
-one SQLite store file for all of them, each serving the admin API on port 9500 of its address.
+one SQLite store file for all of them (or, with ``--store etcd://...``, an etcd the operator
+runs), each serving the admin API on port 9500 of its address.
 On a terminal it prints the API, the token file and commands to try (the CLI over the API,
 ``docs/cli.md``), and runs until Ctrl-C; without one (CI, ``--tour``) it runs a short tour
 through the API instead — create a 3-replica volume, attach it on node 1, write and read with
@@ -82,7 +83,7 @@ def _tour(api: str, token: str, nodes: list[LocalNode]) -> None:
         _qemu_io(uri, "write -P 0xa5 4M 4M", "flush")
         click.echo("  I/O goes on while degraded")
         click.echo("bringing node3 back")
-        nodes[2] = start_node(nodes[2].base, 3, port_range=_port_range(3))
+        nodes[2] = start_node(nodes[2].base, 3, port_range=_port_range(3), store=nodes[2].store)
         _until(
             "healthy again (node3's replica rebuilt in place)",
             lambda: status("robustness") == "healthy",
@@ -136,8 +137,9 @@ def commands_to_try(api: str, token_file: Path) -> list[str]:
     ]
 
 
-def run_cluster(directory: str | None, *, tour: bool) -> None:
-    """Run the local cluster (see the module docstring)."""
+def run_cluster(directory: str | None, *, tour: bool, store: str | None = None) -> None:
+    """Run the local cluster (see the module docstring) on ``store`` (a ``--store`` URL; by
+    default a SQLite file in the cluster's directory)."""
     if shutil.which("qemu-io") is None:
         raise click.ClickException("the cluster's tour drives qemu-io: apt-get install qemu-utils")
     base = Path(directory or tempfile.mkdtemp(prefix="lhtrio-cluster-"))
@@ -146,11 +148,11 @@ def run_cluster(directory: str | None, *, tour: bool) -> None:
     try:
         for index in range(1, NODES + 1):
             try:
-                nodes.append(start_node(base, index, port_range=_port_range(index)))
+                nodes.append(start_node(base, index, port_range=_port_range(index), store=store))
             except RuntimeError as exc:
                 raise click.ClickException(str(exc)) from None
         api, token_file = nodes[0].api, base / "node1" / "api-token"
-        click.echo(f"3 nodes on 127.0.0.11-13, store {base / 'store.db'}")
+        click.echo(f"3 nodes on 127.0.0.11-13, store {nodes[0].store}")
         click.echo(f"API      {api}")
         click.echo(f"token    {token_file}")
         if tour:

@@ -20,8 +20,13 @@ from lhtrio.output import check_address, checked, nbd_uri
 
 if TYPE_CHECKING:
     from lhtrio.manager.store.api import Store
+    from lhtrio.node.probe import NodeProbe
 
 __all__ = ["node"]
+
+#: The longest a stopping node waits for its API's graceful stop (lhtrio.api.server's
+#: GRACEFUL_TIMEOUT for the requests in flight, and some).
+API_STOP_DEADLINE = 15.0
 
 
 def _port_range(text: str) -> object:
@@ -106,8 +111,9 @@ def _api_address(text: str) -> object:
     envvar="LHTRIO_STORE",
     show_envvar=True,
     callback=checked(_store_url),
-    help="Join the control plane: sqlite:PATH (one file shared by the nodes of a host) or "
-    "memory:. The node registers itself and its disks there and keeps its lease.",
+    help="Join the control plane: sqlite:PATH (one file shared by the nodes of a host), "
+    "etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (an etcd cluster shared by nodes on any hosts) "
+    "or memory:. The node registers itself and its disks there and keeps its lease.",
 )
 @click.option(
     "--api",
@@ -172,6 +178,7 @@ def node(
     from lhtrio.instances.ports import parse_port_range
     from lhtrio.manager.store.open import open_store
     from lhtrio.net import parse_address
+    from lhtrio.node.probe import NodeProbe
     from lhtrio.node.server import serve_node
 
     if api is not None and store is None:
@@ -202,6 +209,8 @@ def node(
             from lhtrio.api import check_tls
 
             await trio.to_thread.run_sync(check_tls, *tls)
+        probe = NodeProbe(name)
+        api_stop, api_done = trio.Event(), trio.Event()
         async with AsyncExitStack() as stack:
             desired = await stack.enter_async_context(open_store(store)) if store else None
             nursery = await stack.enter_async_context(trio.open_nursery())
@@ -217,6 +226,7 @@ def node(
                     port_range=(low, high),
                     grace=grace,
                     store=desired,
+                    probe=probe,
                 )
             )
             click.echo(control)
@@ -232,11 +242,19 @@ def node(
                     token,
                     read_anonymous=api_read_anonymous,
                     tls=tls,
+                    probe=probe,
+                    stop=api_stop,
+                    done=api_done,
                 )
                 url = await nursery.start(serve)
                 click.echo(url)
+            else:
+                api_done.set()
             sys.stdout.flush()
             await stop.wait()
+            api_stop.set()  # the API first, gracefully: its watch streams end, requests finish
+            with trio.move_on_after(API_STOP_DEADLINE):
+                await api_done.wait()
             nursery.cancel_scope.cancel()  # the node stops its instances in order, within --grace
 
     running.run(running.until_signalled, run)
@@ -262,9 +280,13 @@ async def _serve_api(
     *,
     read_anonymous: bool,
     tls: tuple[str, str] | None,
+    probe: NodeProbe,
+    stop: trio.Event,
+    done: trio.Event,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The node's admin API on ``api``; its token given, or the node's (``DATA_DIR/api-token``)."""
+    """The node's admin API on ``api``; its token given, or the node's (``DATA_DIR/api-token``).
+    It stops gracefully once ``stop`` is set, then sets ``done``."""
     from lhtrio.api import node_token, serve_api
     from lhtrio.manager.objects import Objects
     from lhtrio.net import parse_address
@@ -272,12 +294,17 @@ async def _serve_api(
     if token is None:
         token = await trio.to_thread.run_sync(node_token, data_dir)
     address = parse_address(api, default_host=advertise)  # ":PORT" binds the advertised IP
-    await serve_api(
-        Objects(store),
-        address.host,
-        address.port,
-        token=token,
-        read_anonymous=read_anonymous,
-        tls=tls,
-        task_status=task_status,
-    )
+    try:
+        await serve_api(
+            Objects(store),
+            address.host,
+            address.port,
+            token=token,
+            read_anonymous=read_anonymous,
+            tls=tls,
+            node=probe,
+            stop=stop,
+            task_status=task_status,
+        )
+    finally:
+        done.set()

@@ -1,5 +1,5 @@
 """Test-wide settings: Hypothesis profiles (CI runs derandomized, so a red run is reproducible),
-the test layers, and a per-test timeout.
+the test layers, a per-test timeout, and a real etcd for the tests that need one.
 
 **Layers.** Every test is in one of three layers, by marker:
 
@@ -10,17 +10,28 @@ the test layers, and a per-test timeout.
 * ``slow`` — in-process, but takes seconds: a crash or stateful property search, timing rules
   measured on the real clock (``@pytest.mark.slow`` on the test).
 
-``pytest`` with no ``-m`` (what CI runs) runs all three. A hang fails the test after
+``pytest`` with no ``-m`` (what CI runs) runs all three.
+
+**etcd.** One etcd (Debian's ``etcd-server``) runs for the whole session once a test asks for it
+(``etcd_server``, ``etcd_url``), on free loopback ports with its data in a temporary directory,
+and is stopped by its PID at the end; each test gets a key prefix of its own
+(``etcd://HOST:PORT/PREFIX``), so tests never see each other's objects. Without the ``etcd``
+program those tests fail saying what to install: they are never skipped. A hang fails the test after
 ``timeout`` seconds (pytest-timeout, ``[tool.pytest.ini_options]``) instead of eating the CI run.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from lhtrio.node.local_etcd import LocalEtcd, local_etcd
 
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
@@ -44,6 +55,8 @@ REAL_MODULES = frozenset(
         "frontend/test_nbd_server.py",
         "frontend/test_nbd_tools.py",
         "manager/test_cluster_processes.py",
+        "manager/test_etcd_resilience.py",  # a real etcd (etcd_server, below)
+        "manager/test_etcd_store.py",
         "manager/test_sqlite_store.py",
         "node/test_node.py",
         "node/test_node_process.py",
@@ -60,3 +73,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.relative_to(HERE).as_posix() in REAL_MODULES:
             item.add_marker(pytest.mark.real)
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEtcd]:
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(local_etcd(tmp_path_factory.mktemp("etcd")))
+        except RuntimeError as exc:
+            pytest.fail(f"this test needs a real etcd: {exc}")
+        yield server
+
+
+@pytest.fixture
+def etcd_url(etcd_server: LocalEtcd) -> str:
+    """The store URL of a key prefix of this test's own."""
+    return f"{etcd_server.url}/t-{uuid.uuid4().hex[:12]}"

@@ -2,8 +2,11 @@
 
 **The token** (:func:`check_token`): ``Authorization: Bearer TOKEN`` (the scheme in any case),
 compared in constant time. Every call needs it — reads too unless the node runs with
-``--api-read-anonymous`` — but for the few public paths (:data:`PUBLIC`: the OpenAPI document), so
-a client can learn the API before it has a token.
+``--api-read-anonymous`` — but for the few public paths (:data:`PUBLIC`: the OpenAPI document, so
+a client can learn the API before it has a token, and the health probes, as Kubernetes' probes
+carry no token). They are the operations the surface declares ``public``
+(:data:`lhtrio.api.surface.OPERATIONS`): one list, for the document's ``security: []`` and for
+this check.
 
 **The access log** (:class:`AccessLog`, ASGI middleware around the app): one line per request on
 the logger ``lhtrio.api.access`` at INFO — the client's address, the method, the path, the query
@@ -33,19 +36,19 @@ from hypercorn.typing import (
 )
 from quart import request
 
-from lhtrio.api.openapi import OPENAPI_PATH
 from lhtrio.api.problems import HttpError, Problem
+from lhtrio.api.surface import OPERATIONS, parameters
 
 __all__ = ["PUBLIC", "QUERY_PARAMETERS", "AccessLog", "check_token"]
 
 access_logger = logging.getLogger("lhtrio.api.access")
 
-#: Paths anyone may read, token or not.
-PUBLIC: Final = frozenset({OPENAPI_PATH})
+#: Paths anyone may read, token or not: the public operations'.
+PUBLIC: Final = frozenset(o.path for o in OPERATIONS if o.public)
 
 #: The query parameters the API defines: their values are logged; any other's is hidden.
 QUERY_PARAMETERS: Final = frozenset(
-    {"action", "labelSelector", "state", "robustness", "volume", "node", "watch", "revision"}
+    {"action"} | {p.name for o in OPERATIONS for p in parameters(o) if p.where == "query"}
 )
 
 

@@ -3,9 +3,11 @@
 Under ``/v1`` (``docs/api.md``, and the OpenAPI document the app serves at
 ``/v1/openapi.json``, :mod:`lhtrio.api.openapi`): volumes and their actions
 (:mod:`.volume_routes`), replicas, engines and attachment tickets (:mod:`.member_routes`), nodes
-and their disks (:mod:`.node_routes`), settings (:mod:`.setting_routes`). Answers are the store
-documents of the objects (:func:`~lhtrio.manager.store.codec.to_document`), collections
-``{"data": [...]}``; errors ``{"code", "message", "details"}`` (:mod:`lhtrio.api.problems`).
+and their disks (:mod:`.node_routes`), settings (:mod:`.setting_routes`); watch streams on every
+collection (:mod:`lhtrio.api.watch`); events, and beside ``/v1`` the health probes and metrics
+(:mod:`lhtrio.api.observe`). Answers are the store documents of the objects
+(:func:`~lhtrio.manager.store.codec.to_document`), collections ``{"data": [...]}``; errors
+``{"code", "message", "details"}`` (:mod:`lhtrio.api.problems`).
 
 Every write goes through ``Objects`` (validated before it is stored) after the request was
 checked here (:mod:`lhtrio.api.bodies`), so bad input changes nothing. Changes to an existing
@@ -14,8 +16,9 @@ at the same moment never loses its change, nor the API its own; with ``If-Match`
 on condition of the version the caller read (:mod:`lhtrio.manager.versions`).
 
 Every call needs ``Authorization: Bearer TOKEN`` (:mod:`lhtrio.api.access`), compared in
-constant time; with ``read_anonymous`` reads (GET, HEAD) need none. The OpenAPI document is
-public. Bodies are capped at :data:`MAX_BODY` bytes (413 beyond).
+constant time; with ``read_anonymous`` reads (GET, HEAD) need none. The OpenAPI document and
+the health probes are public (:data:`lhtrio.api.access.PUBLIC`). Bodies are capped at
+:data:`MAX_BODY` bytes (413 beyond).
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from lhtrio.api.access import PUBLIC, check_token
 from lhtrio.api.listing import Rendered
 from lhtrio.api.member_routes import add_member_routes
 from lhtrio.api.node_routes import add_node_routes
+from lhtrio.api.observe import NodeFacts, add_observe_routes
 from lhtrio.api.openapi import add_openapi_route
 from lhtrio.api.problems import HttpError, Problem, problem_of
 from lhtrio.api.responses import problem_response
 from lhtrio.api.setting_routes import add_setting_routes
 from lhtrio.api.volume_routes import add_volume_routes
+from lhtrio.api.watch import WatchHub, add_watch_routes
 from lhtrio.errors import InvalidArgumentError, LhtrioError
 from lhtrio.manager.objects import Objects
 
@@ -49,9 +54,17 @@ MAX_BODY: Final = 1 << 20
 _READS: Final = frozenset({"GET", "HEAD"})
 
 
-def make_app(objects: Objects, *, token: str, read_anonymous: bool = False) -> QuartTrio:
-    """The app serving ``objects``; calls need ``token`` (reads too, unless
-    ``read_anonymous``)."""
+def make_app(
+    objects: Objects,
+    *,
+    token: str,
+    read_anonymous: bool = False,
+    watches: WatchHub | None = None,
+    node: NodeFacts | None = None,
+) -> QuartTrio:
+    """The app serving ``objects``; calls need ``token`` (reads too, unless ``read_anonymous``).
+    ``watches`` feeds the watch streams (None: they are refused); ``node``: the node this API
+    runs in (readiness, its engines' metrics)."""
     if not token:
         raise InvalidArgumentError("the API token is empty: an empty token would let anyone in")
     app = QuartTrio(__name__, static_folder=None)  # every route is in the OpenAPI document
@@ -113,6 +126,8 @@ def make_app(objects: Objects, *, token: str, read_anonymous: bool = False) -> Q
         )
 
     rendered = Rendered(objects)  # documents read and rendered once per version, for lists
+    add_watch_routes(app, objects, watches)  # first: ?watch=true answers before the lists
+    add_observe_routes(app, objects, node)
     add_volume_routes(app, objects, rendered)
     add_member_routes(app, objects, rendered)
     add_node_routes(app, objects, rendered)

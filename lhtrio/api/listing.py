@@ -16,16 +16,15 @@ behind lhtrio's back without a new ``resourceVersion`` is not noticed by lists (
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import attrs
 from quart import Response
 
+from lhtrio.api.query import Keep
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.codec import from_document, to_document
 from lhtrio.models.cluster import ClusterObject
-from lhtrio.models.selector import Selector
 
 __all__ = ["Rendered", "render"]
 
@@ -62,10 +61,8 @@ class Rendered:
     objects: Objects
     _seen: dict[str, dict[str, _Seen[ClusterObject]]] = attrs.field(factory=dict)
 
-    async def answer(
-        self, kind: type[K], selector: Selector, keep: Callable[[K], bool] = lambda _: True
-    ) -> Response:
-        """``{"data": [...]}`` of every ``kind`` object matching ``selector`` and ``keep``."""
+    async def answer(self, kind: type[K], keep: Keep | None) -> Response:
+        """``{"data": [...]}`` of every ``kind`` object ``keep`` keeps (all for None)."""
         listing = await self.objects.store.list(kind.KIND)
         before = self._seen.get(kind.KIND, {})
         now: dict[str, _Seen[ClusterObject]] = {}
@@ -80,7 +77,7 @@ class Rendered:
                 now[str(key[0])] = seen
             obj = seen.obj
             assert isinstance(obj, kind)
-            if selector.matches(obj.meta.labels) and keep(obj):
+            if keep is None or keep(obj):
                 parts.append(seen.rendered)
         self._seen[kind.KIND] = now
         return Response(b'{"data":[' + b",".join(parts) + b"]}", content_type="application/json")

@@ -11,7 +11,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from lhtrio.api.listing import Rendered
-from lhtrio.api.query import label_filter, name_filter
+from lhtrio.api.query import collection_filter
 from lhtrio.api.responses import accepted, checked_name, json_response, version
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.replica_delete import delete_replica
@@ -23,21 +23,9 @@ __all__ = ["add_member_routes"]
 
 
 def add_member_routes(app: QuartTrio, objects: Objects, rendered: Rendered) -> None:
-    def placed() -> tuple[str | None, str | None]:
-        """The ``?volume=`` and ``?node=`` filters, checked."""
-        return (
-            name_filter(request.args, "volume", "volume"),
-            name_filter(request.args, "node", "node"),
-        )
-
     @app.get("/v1/replicas")
     async def list_replicas() -> Response:
-        volume, node = placed()
-        return await rendered.answer(
-            Replica,
-            label_filter(request.args),
-            lambda r: volume in (None, r.spec.volume_name) and node in (None, r.spec.node_id),
-        )
+        return await rendered.answer(Replica, collection_filter(request.path, request.args))
 
     @app.get("/v1/replicas/<path:name>")
     async def get_replica(name: str) -> Response:
@@ -51,12 +39,7 @@ def add_member_routes(app: QuartTrio, objects: Objects, rendered: Rendered) -> N
 
     @app.get("/v1/engines")
     async def list_engines() -> Response:
-        volume, node = placed()
-        return await rendered.answer(
-            Engine,
-            label_filter(request.args),
-            lambda e: volume in (None, e.spec.volume_name) and node in (None, e.spec.node_id),
-        )
+        return await rendered.answer(Engine, collection_filter(request.path, request.args))
 
     @app.get("/v1/engines/<path:name>")
     async def get_engine(name: str) -> Response:
@@ -65,7 +48,9 @@ def add_member_routes(app: QuartTrio, objects: Objects, rendered: Rendered) -> N
 
     @app.get("/v1/volumeattachments")
     async def list_attachments() -> Response:
-        return await rendered.answer(VolumeAttachment, label_filter(request.args))
+        return await rendered.answer(
+            VolumeAttachment, collection_filter(request.path, request.args)
+        )
 
     @app.get("/v1/volumeattachments/<path:name>")
     async def get_attachment(name: str) -> Response:

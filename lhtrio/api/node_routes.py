@@ -12,7 +12,7 @@ from quart_trio import QuartTrio
 
 from lhtrio.api import node_bodies
 from lhtrio.api.listing import Rendered
-from lhtrio.api.query import label_filter
+from lhtrio.api.query import collection_filter
 from lhtrio.api.responses import (
     action_of,
     checked_name,
@@ -32,7 +32,7 @@ __all__ = ["add_node_routes"]
 def add_node_routes(app: QuartTrio, objects: Objects, rendered: Rendered) -> None:
     @app.get("/v1/nodes")
     async def list_nodes() -> Response:
-        return await rendered.answer(Node, label_filter(request.args))
+        return await rendered.answer(Node, collection_filter(request.path, request.args))
 
     @app.get("/v1/nodes/<path:name>")
     async def get_node(name: str) -> Response:

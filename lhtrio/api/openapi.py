@@ -6,8 +6,10 @@ the request bodies the parsers' own tables (:class:`lhtrio.api.fields.Body`), th
 schemas the store format's (:mod:`lhtrio.manager.store.schema`, from the models). An operation
 taking ``?action=`` lists its actions as the ``action`` parameter's enum and takes any of their
 bodies (``anyOf``; ``x-lhtrio-action-bodies`` says which is whose): OpenAPI cannot tell operations
-apart by a query parameter. The document is built once (:func:`openapi_document`) and served as
-bytes.
+apart by a query parameter. A collection that can be watched answers its 200 as JSON or, with
+``?watch=true``, as ``text/event-stream`` (both media types under the one response: the document
+cannot tie a media type to a parameter's value either). The document is built once
+(:func:`openapi_document`) and served as bytes.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from quart_trio import QuartTrio
 
 from lhtrio.api.fields import Body
 from lhtrio.api.query import IF_MATCH
-from lhtrio.api.surface import ERRORS, HTTP_ERRORS, OPERATIONS, Operation
+from lhtrio.api.surface import ERRORS, HTTP_ERRORS, OPERATIONS, Operation, parameters
 from lhtrio.manager.store.schema import NAME_PATTERN, component_schemas
 from lhtrio.models.cluster.setting import SETTINGS
 from lhtrio.models.names import MAX_INSTANCE_NAME, MAX_VOLUME_NAME
 
-__all__ = ["OPENAPI_PATH", "add_openapi_route", "openapi_document"]
+__all__ = ["OPENAPI_PATH", "STREAM_MEDIA", "add_openapi_route", "openapi_document"]
 
 OPENAPI_PATH: Final = "/v1/openapi.json"
 
@@ -97,6 +99,16 @@ _IF_MATCH: Final[Schema] = {
 }
 
 
+#: The media type of a watch stream.
+STREAM_MEDIA: Final = "text/event-stream"
+
+_WATCH_STREAM: Final[Schema] = {
+    "type": "string",
+    "description": "with ?watch=true: server-sent events of the collection's objects, as GET "
+    "/v1/watch says",
+}
+
+
 def _body_name(operation: Operation, action: str | None = None) -> str:
     return _capital(operation.id) + (_capital(action) if action else "") + "Body"
 
@@ -143,12 +155,12 @@ def _parameters(operation: Operation) -> list[Schema]:
     out.extend(
         {
             "name": parameter.name,
-            "in": "query",
+            "in": parameter.where,
             "required": parameter.required,
             "description": parameter.description,
             "schema": parameter.schema,
         }
-        for parameter in operation.query
+        for parameter in parameters(operation)
     )
     if operation.conditional:
         out.append(_IF_MATCH)
@@ -156,14 +168,15 @@ def _parameters(operation: Operation) -> list[Schema]:
 
 
 def _operation(operation: Operation) -> Schema:
+    content: Schema = {operation.media: {"schema": operation.answer}}
+    if operation.watch:
+        content[STREAM_MEDIA] = {"schema": _WATCH_STREAM}
     responses: Schema = {
-        str(operation.status): {
-            "description": operation.summary,
-            "content": {"application/json": {"schema": operation.answer}},
-        }
+        str(operation.status): {"description": operation.summary, "content": content}
     }
     for status in (*operation.errors, *HTTP_ERRORS):
         responses[str(status)] = {"$ref": f"#/components/responses/{status}"}
+    responses.update({str(status): answer for status, answer in operation.responses.items()})
     out: Schema = {
         "operationId": operation.id,
         "summary": operation.summary,

@@ -1,5 +1,5 @@
 """What every route shares: JSON answers, names checked from the path, the request's body, its
-``If-Match`` version and its label selector."""
+``If-Match`` version and its filters."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from quart import Response, request
 
 from lhtrio.api.bodies import parse_json
 from lhtrio.api.problems import FieldError, Problem
-from lhtrio.api.query import IF_MATCH, label_filter, parse_if_match
+from lhtrio.api.query import IF_MATCH, Keep, parse_if_match
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.manager.store.codec import to_document
 from lhtrio.models.cluster import ClusterObject
@@ -81,11 +81,9 @@ def version() -> int | None:
     return parse_if_match(request.headers.get(IF_MATCH))
 
 
-def listed(objects: Iterable[ClusterObject]) -> Response:
-    """``{"data": [...]}`` of the ``objects`` whose labels match the request's
-    ``?labelSelector=`` (all without one)."""
-    selector = label_filter(request.args)
-    return collection([to_document(o) for o in objects if selector.matches(o.meta.labels)])
+def listed(objects: Iterable[ClusterObject], keep: Keep | None) -> Response:
+    """``{"data": [...]}`` of the ``objects`` that ``keep`` keeps (all for None)."""
+    return collection([to_document(o) for o in objects if keep is None or keep(o)])
 
 
 def accepted(obj: ClusterObject | None) -> Response:

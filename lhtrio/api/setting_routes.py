@@ -7,11 +7,12 @@ an empty ``resourceVersion`` (``If-Match: ""`` sets it only if it is still unset
 
 from __future__ import annotations
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 
 from lhtrio.api.bodies import parse_put_setting
 from lhtrio.api.problems import FieldError
+from lhtrio.api.query import collection_filter
 from lhtrio.api.responses import checked_name, json_response, listed, read_body, version
 from lhtrio.errors import InvalidArgumentError, NotFoundError
 from lhtrio.manager.objects import Objects
@@ -47,8 +48,9 @@ def add_setting_routes(app: QuartTrio, objects: Objects) -> None:
 
     @app.get("/v1/settings")
     async def list_settings() -> Response:
+        keep = collection_filter(request.path, request.args)  # bad filters: 400 before reading
         held = await stored()
-        return listed(_setting(name, held) for name in sorted(SETTINGS))
+        return listed((_setting(name, held) for name in sorted(SETTINGS)), keep)
 
     @app.get("/v1/settings/<path:name>")
     async def get_setting(name: str) -> Response:

@@ -6,6 +6,10 @@ from the same tables the parsers use (:mod:`lhtrio.api.bodies`, :mod:`.action_bo
 (:mod:`lhtrio.manager.store.schema`). ``tests/api/test_openapi.py`` fails when the app's routes
 and this table differ, and schemathesis checks the served API against the document.
 
+Besides ``/v1``'s JSON: the watch streams (``text/event-stream``: ``GET /v1/watch`` and, with
+``?watch=true``, each collection, whose 200 then has that media type too — :data:`WATCHING`),
+and the health probes and metrics (``text/plain``).
+
 The statuses an operation may answer besides its success (:data:`ERRORS`): 400 (bad input: a name
 in the path, a query parameter, the body, ``If-Match``), 401 (no token), 404 (no such object, or
 one the body names), 409 (a conflict: a stale ``If-Match``, an object another party holds or is
@@ -25,9 +29,18 @@ import attrs
 from lhtrio.api import action_bodies, node_bodies
 from lhtrio.api.bodies import CREATE_VOLUME, PUT_SETTING
 from lhtrio.api.fields import Body
+from lhtrio.manager.store.codec import KINDS
 from lhtrio.models.cluster.volume import Robustness, VolumeState
 
-__all__ = ["ERRORS", "HTTP_ERRORS", "OPERATIONS", "Operation", "Parameter"]
+__all__ = [
+    "ERRORS",
+    "HTTP_ERRORS",
+    "OPERATIONS",
+    "WATCHING",
+    "Operation",
+    "Parameter",
+    "parameters",
+]
 
 Schema = dict[str, Any]
 
@@ -58,12 +71,13 @@ HTTP_ERRORS: Final[dict[int, str]] = {
 
 @attrs.frozen(kw_only=True)
 class Parameter:
-    """A query parameter."""
+    """A query parameter (``where="header"``: a request header)."""
 
     name: str
     schema: Schema
     description: str
     required: bool = False
+    where: str = "query"
 
 
 def _ref(name: str) -> Schema:
@@ -81,8 +95,10 @@ def _list(kind: str) -> Schema:
 
 _GONE: Final[Schema] = {"type": "object", "maxProperties": 0, "description": "gone at once"}
 
+#: A label key: an optional prefix (a DNS subdomain: the pattern takes up to 4 labels of up to 62
+#: characters, at most 251 in all, since it cannot count to the parser's 253), then a name.
 _KEY: Final = (
-    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"([a-z0-9]([-a-z0-9]{0,60}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,60}[a-z0-9])?){0,3}/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
 _VALUE: Final = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?"
@@ -94,7 +110,8 @@ _SELECTOR: Final = Parameter(
         "maxLength": 4096,
         "pattern": rf"^(\s*|{_REQUIREMENT}(,{_REQUIREMENT})*)$",
     },
-    description="Kubernetes' equality-based label selector: k=v,k2!=v2,k3,!k4 (all must hold)",
+    description="Kubernetes' equality-based label selector: k=v,k2!=v2,k3,!k4 (all must hold); "
+    "a key's prefix is a DNS subdomain (this pattern takes up to 4 labels of it)",
 )
 _VOLUME: Final = Parameter(
     name="volume",
@@ -115,7 +132,10 @@ class Operation:
     """One operation. ``name``: what the path's ``{name}`` names (``volume``, ``node``...);
     ``body``: its body, or, for ``?action=`` operations, the body of each action; ``answer``:
     its success's body; ``errors``: the statuses it may answer besides (see :data:`ERRORS`);
-    ``conditional``: it takes ``If-Match``; ``public``: it needs no token."""
+    ``conditional``: it takes ``If-Match``; ``public``: it needs no token; ``media``: the
+    success's media type (``answer`` is its schema); ``watch``: it takes ``?watch=true`` (then
+    its success is a ``text/event-stream`` too, and it takes :data:`WATCHING`); ``responses``:
+    answers of its own besides the shared errors (OpenAPI Response Objects, by status)."""
 
     method: str
     path: str
@@ -131,6 +151,61 @@ class Operation:
     conditional: bool = False
     public: bool = False
     description: str = ""
+    media: str = "application/json"
+    watch: bool = False
+    responses: Mapping[int, Schema] = attrs.field(factory=dict)
+
+
+_REVISION: Final[Schema] = {"type": "string", "pattern": "^[0-9]{1,19}$"}
+
+#: What a watch takes besides its filters: where it resumes (``Last-Event-ID`` wins).
+_RESUME: Final = (
+    Parameter(
+        name="resourceVersion", schema=_REVISION,
+        description="watch the changes after this store revision (a listed object's "
+        "resourceVersion, or a stream's last id); 400 if newer than the store's; the stream says "
+        "ERROR 410 Gone for one the store no longer keeps",
+    ),
+    Parameter(
+        name="Last-Event-ID", where="header", schema=_REVISION,
+        description="the id of the last event received (what EventSource sends when it "
+        "reconnects): resume after it",
+    ),
+)  # fmt: skip
+
+#: The parameters of every collection that can be watched.
+WATCHING: Final = (
+    Parameter(
+        name="watch", schema={"type": "string", "enum": ["true", "1", "", "false", "0"]},
+        description="true, 1 or empty: a text/event-stream of the collection's objects (ADDED, "
+        "without id), a BOOKMARK at their revision, then every change (docs/api.md, 'Watch "
+        "streams'); the list's filters apply; false or 0: the list",
+    ),
+    *_RESUME,
+)  # fmt: skip
+
+_STREAM: Final[Schema] = {
+    "type": "string",
+    "description": "server-sent events: 'id: REVISION', 'event: ADDED|MODIFIED|DELETED|BOOKMARK|"
+    "ERROR', 'data: ' and one line of JSON {type: EVENT, object: DOCUMENT} (a Kubernetes Status "
+    "for ERROR, then the end); ': keep-alive' comments while idle",
+}
+
+_TEXT: Final[Schema] = {"type": "string"}
+
+_EVENT_FILTERS: Final = (
+    Parameter(name="kind", schema={"type": "string", "pattern": "^[A-Z][A-Za-z0-9]{0,62}$"},
+              description="only the events about objects of this kind (Volume, Node...)"),
+    Parameter(name="name", schema={"type": "string", "minLength": 1, "maxLength": 128,
+                                   "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+              description="only the events about objects of this name"),
+)  # fmt: skip
+
+
+def parameters(operation: Operation) -> tuple[Parameter, ...]:
+    """Every parameter ``operation`` takes in its query or headers (but ``If-Match`` and the
+    path's name)."""
+    return (*operation.query, *(WATCHING if operation.watch else ()))
 
 
 _VOLUME_ANSWERS: Final[Schema] = {
@@ -152,6 +227,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
                       schema={"type": "string", "enum": [r.value for r in Robustness]},
                       description="only volumes this robust"),
         ),
+        watch=True,
     ),
     Operation(
         method="POST", path="/v1/volumes", id="createVolume", tag="volumes", status=201,
@@ -184,6 +260,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         method="GET", path="/v1/replicas", id="listReplicas", tag="replicas", status=200,
         summary="List replicas", answer=_list("Replica"), errors=(400, 401, 503),
         query=(_VOLUME, _NODE, _SELECTOR),
+        watch=True,
     ),
     Operation(
         method="GET", path="/v1/replicas/{name}", id="getReplica", tag="replicas", status=200,
@@ -200,6 +277,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         method="GET", path="/v1/engines", id="listEngines", tag="engines", status=200,
         summary="List engines", answer=_list("Engine"), errors=(400, 401, 503),
         query=(_VOLUME, _NODE, _SELECTOR),
+        watch=True,
     ),
     Operation(
         method="GET", path="/v1/engines/{name}", id="getEngine", tag="engines", status=200,
@@ -210,6 +288,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         method="GET", path="/v1/volumeattachments", id="listVolumeAttachments",
         tag="volumeattachments", status=200, summary="List the volumes' attachment tickets",
         answer=_list("VolumeAttachment"), errors=(400, 401, 503), query=(_SELECTOR,),
+        watch=True,
     ),
     Operation(
         method="GET", path="/v1/volumeattachments/{name}", id="getVolumeAttachment",
@@ -219,6 +298,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation(
         method="GET", path="/v1/nodes", id="listNodes", tag="nodes", status=200,
         summary="List nodes", answer=_list("Node"), errors=(400, 401, 503), query=(_SELECTOR,),
+        watch=True,
     ),
     Operation(
         method="GET", path="/v1/nodes/{name}", id="getNode", tag="nodes", status=200,
@@ -234,6 +314,7 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         method="GET", path="/v1/settings", id="listSettings", tag="settings", status=200,
         summary="List the settings (unset ones with their default)", answer=_list("Setting"),
         errors=(400, 401, 503), query=(_SELECTOR,),
+        watch=True,
     ),
     Operation(
         method="GET", path="/v1/settings/{name}", id="getSetting", tag="settings", status=200,
@@ -244,6 +325,49 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         method="PUT", path="/v1/settings/{name}", id="putSetting", tag="settings", status=200,
         summary="Set a setting", answer=_ref("Setting"), errors=(400, 401, 404, 409, 413, 503),
         name="setting", body=PUT_SETTING, conditional=True,
+    ),
+    Operation(
+        method="GET", path="/v1/events", id="listEvents", tag="events", status=200,
+        summary="List the events kept, newest last", answer=_list("Event"),
+        errors=(400, 401, 503), query=(*_EVENT_FILTERS, _SELECTOR), watch=True,
+    ),
+    Operation(
+        method="GET", path="/v1/volumes/{name}/events", id="listVolumeEvents", tag="events",
+        status=200, summary="List a volume's events, newest last", answer=_list("Event"),
+        errors=(400, 401, 404, 503), name="volume",
+    ),
+    Operation(
+        method="GET", path="/v1/watch", id="watch", tag="watch", status=200,
+        summary="Watch the objects of a kind (server-sent events)", answer=_STREAM,
+        media="text/event-stream", errors=(400, 401, 503),
+        query=(
+            Parameter(name="kind", schema={"type": "string", "enum": sorted(KINDS)},
+                      description="the kind watched", required=True),
+            *_RESUME,
+        ),
+        description="The kind's objects (ADDED, without id), a BOOKMARK at their revision, then "
+        "every change with its revision as the id; from resourceVersion or Last-Event-ID: a "
+        "BOOKMARK there, then every later change. The stream lasts until the client leaves, "
+        "the server stops, or an ERROR event (410 Gone: list again). 503 ShuttingDown while "
+        "the API stops.",
+    ),
+    Operation(
+        method="GET", path="/healthz", id="healthz", tag="observe", status=200,
+        summary="Liveness: ok while the process serves HTTP (no token needed)", answer=_TEXT,
+        media="text/plain", errors=(), public=True,
+    ),
+    Operation(
+        method="GET", path="/readyz", id="readyz", tag="observe", status=200,
+        summary="Readiness: ok when the store answers and the node supervises its instances "
+        "(no token needed)", answer=_TEXT, media="text/plain", errors=(), public=True,
+        responses={503: {"description": "not ready: the reason (the store failed or is slow, "
+                         "the node is starting or shutting down)",
+                         "content": {"text/plain": {"schema": _TEXT}}}},
+    ),
+    Operation(
+        method="GET", path="/metrics", id="metrics", tag="observe", status=200,
+        summary="Prometheus metrics (text format 0.0.4; docs/metrics.md)", answer=_TEXT,
+        media="text/plain", errors=(401, 503),
     ),
     Operation(
         method="GET", path="/v1/openapi.json", id="getOpenApi", tag="meta", status=200,

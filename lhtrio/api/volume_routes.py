@@ -24,7 +24,7 @@ from quart_trio import QuartTrio
 from lhtrio.api import action_bodies as bodies
 from lhtrio.api.bodies import parse_create_volume
 from lhtrio.api.listing import Rendered
-from lhtrio.api.query import enum_filter, label_filter
+from lhtrio.api.query import collection_filter
 from lhtrio.api.responses import (
     accepted,
     action_of,
@@ -41,7 +41,7 @@ from lhtrio.manager.store.codec import to_document
 from lhtrio.manager.volume_control import FINALIZER
 from lhtrio.models.cluster import ObjectMeta, Volume
 from lhtrio.models.cluster.setting import SETTINGS, parse_int
-from lhtrio.models.cluster.volume import Robustness, VolumeSpec, VolumeState
+from lhtrio.models.cluster.volume import VolumeSpec
 from lhtrio.models.engine import Snapshot
 from lhtrio.models.names import validate_volume_name
 from lhtrio.models.times import format_time
@@ -195,13 +195,7 @@ ACTIONS: Final[dict[str, Action]] = {
 def add_volume_routes(app: QuartTrio, objects: Objects, rendered: Rendered) -> None:
     @app.get("/v1/volumes")
     async def list_volumes() -> Response:
-        state = enum_filter(request.args, "state", VolumeState)
-        robustness = enum_filter(request.args, "robustness", Robustness)
-        return await rendered.answer(
-            Volume,
-            label_filter(request.args),
-            lambda v: state in (None, v.status.state) and robustness in (None, v.status.robustness),
-        )
+        return await rendered.answer(Volume, collection_filter(request.path, request.args))
 
     @app.post("/v1/volumes")
     async def create_volume() -> Response:

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lhtrio.bench")
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of {', '.join(SUITES)}")
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    parser.add_argument(
+        "--volumes", type=int, metavar="N", help="control: how many volumes (default 100)"
+    )
     args = parser.parse_args(argv)
     tune_gc()  # as in lhtrio's own processes; applies to the yardsticks' clients alike
     unknown = [name for name in args.names if name not in SUITES]
@@ -32,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(SUITES)}")
     for name in args.names or list(SUITES):
         module = importlib.import_module(SUITES[name])
-        module.main(quick=args.quick)
+        if name == "control" and args.volumes:
+            module.main(quick=args.quick, volumes=args.volumes)
+        else:
+            module.main(quick=args.quick)
     return 0
 
 

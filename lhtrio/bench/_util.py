@@ -12,7 +12,16 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["Server", "Meter", "child_process", "stop_process", "spawn_server", "table", "record"]
+__all__ = [
+    "Server",
+    "Meter",
+    "child_process",
+    "cpu_seconds",
+    "stop_process",
+    "spawn_server",
+    "table",
+    "record",
+]
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 
@@ -26,6 +35,11 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return _cpu_seconds(self.pid)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system, seconds) process ``pid`` has spent so far."""
+    return _cpu_seconds(pid)
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -1,16 +1,22 @@
-"""Store benchmark (issue 18): how long a change takes to reach a watch; what an idle store costs.
+"""Store benchmark (issues 18, 20): how long a change takes to reach a watch; what an idle store
+costs — for the embedded store and for etcd, through the same store interface.
 
-One SQLite store file (:mod:`lhtrio.manager.store.sqlite`) in a scratch directory:
+* **SQLite** (:mod:`lhtrio.manager.store.sqlite`): one store file in a scratch directory;
+* **etcd** (:mod:`lhtrio.manager.store.etcd`): a one-member etcd on loopback with its data in a
+  scratch directory (:mod:`lhtrio.node.local_etcd`; etcd's defaults, so each write is fsynced).
 
-* **write**: an ``update`` of one object, round trip in this process (one IMMEDIATE transaction,
-  ``synchronous=FULL``: an fsync of the WAL);
+For each:
+
+* **write**: an ``update`` of one object, round trip in this process (SQLite: one IMMEDIATE
+  transaction, ``synchronous=FULL``, an fsync of the WAL; etcd: a read and a transaction);
 * **watch, same process**: from just before an ``update`` to its event in a watch of this
-  process (woken at once by the write);
+  process;
 * **watch, another process**: a child process updates the object every few milliseconds with
   its ``time.time_ns()`` in the document; this process's watch records when each arrived
-  (inotify on the WAL wakes it);
+  (SQLite: inotify on the WAL wakes it; etcd: its watch stream);
+* **CPU**: what this process spends per update and its event (the per-call overhead);
 * **idle**: the CPU this process spends over a few seconds with the store open and three watches
-  waiting, as % of one core.
+  waiting, as % of one core (and, for etcd, what etcd itself spends meanwhile).
 """
 
 from __future__ import annotations
@@ -24,16 +30,17 @@ from pathlib import Path
 
 import trio
 
-from lhtrio.bench._util import record, table
+from lhtrio.bench._util import cpu_seconds, record, table
 from lhtrio.manager.store.api import Document
-from lhtrio.manager.store.sqlite import open_sqlite_store
+from lhtrio.manager.store.open import open_store
+from lhtrio.node.local_etcd import local_etcd
 
 WRITER = """
 import sys, time, trio
-from lhtrio.manager.store.sqlite import open_sqlite_store
+from lhtrio.manager.store.open import open_store
 
-async def main(path, count):
-    async with open_sqlite_store(path) as store:
+async def main(url, count):
+    async with open_store(url) as store:
         for n in range(count):
             document = await store.get("Volume", "probe")
             document["spec"] = {"n": n, "sentNs": time.time_ns()}
@@ -66,26 +73,32 @@ def _spec(document: Document) -> dict[str, int]:
     return spec
 
 
-async def _measure(path: Path, count: int, idle_seconds: float) -> list[list[str]]:
+async def _measure(
+    url: str, count: int, idle_seconds: float, server: int | None = None
+) -> list[list[str]]:
+    """The rows for the store at ``url`` (``server``: the PID of the store's own process)."""
     rows = []
-    async with open_sqlite_store(path) as store:
+    async with open_store(url) as store:
         probe = await store.create({"kind": "Volume", "metadata": {"name": "probe"}, "spec": {}})
         writes, local = [], []
         revision = _revision(probe)
         async with store.watch("Volume", revision) as events:
+            cpu = time.process_time()
             for n in range(count):
                 start = time.perf_counter()
                 probe = await store.update({**probe, "spec": {"n": n}})
                 writes.append(time.perf_counter() - start)
                 await events.__anext__()
                 local.append(time.perf_counter() - start)
+            cpu = (time.process_time() - cpu) / count
         rows.append(["update, round trip", *_ms(writes)])
         rows.append(["watch, same process", *_ms(local)])
+        rows.append(["CPU of this process per update and its event", f"{cpu * 1e3:.2f}", "", ""])
 
         remote: list[float] = []
         revision = _revision(probe)
         async with store.watch("Volume", revision) as events, trio.open_nursery() as nursery:
-            command = [sys.executable, "-c", WRITER, str(path), str(count)]
+            command = [sys.executable, "-c", WRITER, url, str(count)]
             nursery.start_soon(functools.partial(trio.run_process, command, check=True))
             async for event in events:
                 remote.append((time.time_ns() - _spec(event.document)["sentNs"]) / 1e9)
@@ -100,20 +113,25 @@ async def _measure(path: Path, count: int, idle_seconds: float) -> list[list[str
         ):
             del a, b, c
             before = time.process_time()
+            served = cpu_seconds(server) if server else 0.0
             await trio.sleep(idle_seconds)
             busy = (time.process_time() - before) / idle_seconds
+            served = (cpu_seconds(server) - served) / idle_seconds if server else 0.0
         rows.append(["idle store, 3 watches: CPU % of a core", f"{busy * 100:.2f}", "", ""])
+        if server:
+            rows.append(["idle etcd meanwhile: CPU % of a core", f"{served * 100:.2f}", "", ""])
     return rows
 
 
 def main(*, quick: bool = False) -> None:
     count = 40 if quick else 300
+    idle = 1.0 if quick else 5.0
+    header = ["what", "p50", "p95", "max"]
     with tempfile.TemporaryDirectory(prefix="lhtrio-store-bench-") as scratch:
-        rows = trio.run(_measure, Path(scratch) / "store.db", count, 1.0 if quick else 5.0)
-    text = table(
-        f"Store (SQLite): latency in ms over {count} changes",
-        ["what", "p50", "p95", "max"],
-        rows,
-    )
+        rows = trio.run(_measure, f"sqlite:{Path(scratch) / 'store.db'}", count, idle)
+        text = table(f"Store (SQLite): latency in ms over {count} changes", header, rows)
+        with local_etcd(Path(scratch)) as etcd:
+            rows = trio.run(_measure, etcd.url, count, idle, etcd.pid)
+        text += "\n" + table(f"Store (etcd): latency in ms over {count} changes", header, rows)
     print(text)
     record("store", text)

@@ -23,7 +23,8 @@ things with it:
   and on stays marked, instead of being cleared and marked again at every sweep). Once nothing
   was written since the last rotation, the next sweep clears every mark. So with a client that
   flushes, a region stays marked for 5-10 s after its last write, and a replica re-marks (one
-  ``fdatasync`` of its map) only regions that went quiet that long.
+  ``fdatasync`` of its map) only regions that went quiet that long. A volume with nothing
+  written and nothing marked sweeps nothing and does not wake up until its next write.
 
 Cost, measured with ``nox -s bench -- nbd`` (``docs/benchmarks.md``): a mark per region and
 generation on the replicas' data path, one short quiesce per volume every 5 s under writes, and
@@ -241,6 +242,8 @@ async def sweep_intents(
     marks = False  # the start-up resync cleared every map
     durable = True  # a flush after the last rotation was answered
     while True:
+        if not (volume.fanouts.wrote or marks):
+            await volume.fanouts.written()  # nothing to clear: sleep until a write
         await trio.sleep(interval)
         if not (volume.fanouts.wrote or marks) or not volume.replicas.readers:
             continue

@@ -28,6 +28,7 @@ from typing import Any, Final, TypeVar
 import trio
 
 from lhtrio.engine.dirty import DirtyTracker
+from lhtrio.engine.iostats import IoCounters
 from lhtrio.engine.links import ReplicaLinks
 from lhtrio.engine.replicaset import Member, Mode, ReplicaSet
 from lhtrio.errors import (
@@ -86,6 +87,7 @@ class Fanout:
 
     __slots__ = (
         "acked",
+        "count",
         "done",
         "failed",
         "flush",
@@ -103,6 +105,7 @@ class Fanout:
         self.done: Callable[[Any], None] = _ignore
         self.gated = False
         self.start = start
+        self.count = 0  # requests in the batch
         self.waiting: dict[Pending, Member] = {}
         self.acked: list[Member] = []
         self.failed: list[Member] = []
@@ -117,7 +120,9 @@ class Fanouts:
 
     ``left``: called when a batch let through the volume's I/O gate (``gated``) is done.
     ``wrote``: a write went out since the write-intent sweep last cleared it
-    (:mod:`lhtrio.engine.consistency`).
+    (:mod:`lhtrio.engine.consistency`); :meth:`written` waits for that. ``io``: the volume's
+    counters, whose write latency is added here for the batches of
+    :meth:`Volume.start_writes <lhtrio.engine.volume.Volume>`.
     """
 
     def __init__(
@@ -127,8 +132,11 @@ class Fanouts:
         links: ReplicaLinks,
         dirty: DirtyTracker,
         left: Callable[[], None],
+        *,
+        io: IoCounters,
     ) -> None:
         self.name = name
+        self._io = io
         self.replicas = replicas
         self.dirty = dirty
         self._links = links
@@ -140,9 +148,16 @@ class Fanouts:
         self._inflight: set[Fanout] = set()  # watched for stalls
         self._watched = False  # the links' watchdog checks them
         self.wrote = False
+        self._wrote: trio.Event | None = None  # see written()
         self._flushes_started = 0  # flush fan-outs started, and the newest one answered:
         self._flushes_done = 0  # see flushed_since()
         self._flushed = trio.Event()
+
+    async def written(self) -> None:
+        """Until ``wrote`` is true (an idle volume's sweep waits here, not on a timer)."""
+        if not self.wrote:
+            self._wrote = trio.Event()
+            await self._wrote.wait()
 
     # --- send, count the answers, settle ---------------------------------------------------------
 
@@ -179,9 +194,11 @@ class Fanouts:
             if fanout.flush is not None:
                 self._flushes_started += 1
                 fanout.flush_number = self._flushes_started
-            elif requests[0].__class__ is not Flush:
+            elif requests[0].__class__ is not Flush and not self.wrote:
                 self.wrote = True
-        count = len(requests)
+                if self._wrote is not None:
+                    self._wrote.set()
+        count = fanout.count = len(requests)
         first = self._seqs.take(count)
         parts: list[Buffer] = []
         for seq, request in enumerate(requests, first):
@@ -288,6 +305,7 @@ class Fanouts:
 
     def _write_done(self, fanout: Fanout, error: LhtrioError | None) -> None:
         if fanout.gated:  # let through the gate by Volume.start_writes
+            self._io.write_seconds += (trio.current_time() - fanout.start) * fanout.count
             self._left()
         fanout.done(error)
 

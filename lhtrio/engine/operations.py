@@ -65,6 +65,7 @@ async def expand(volume: Volume, size: int) -> None:
             await volume.control.all("expand", lambda replica: replica.expand(size))
             volume.size = size
             volume.dirty.resize(size)
+            volume.replicas.notify()  # its owner reports the size with the modes
     finally:
         volume.operation.end()
 

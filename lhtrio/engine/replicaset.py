@@ -19,12 +19,16 @@ Three decisions live here:
   rebuild into it did not finish starts in ERR too: its snapshot files may be partial.
 * **Salvage** (every replica ERR): the newest persisted revision counter wins, ties go to the
   largest allocated head, then the newest modification (:func:`choose_salvage`).
+
+Whoever owns the engine can be told of every change of a mode or of the membership without
+polling: :attr:`ReplicaSet.on_change`, a plain callable (the node's supervisor wakes its
+instance watch with it, so its manager learns of a failed or rebuilt replica at once).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
@@ -64,6 +68,8 @@ class ReplicaSet:
 
     Modes change only through these methods: the views every write consults (``writers``,
     ``readers``, ``rebuilding``) are kept computed instead of being rebuilt per request.
+    ``on_change`` (None, or a callable taking nothing) is called after every change of a mode or
+    of the membership, and by :meth:`notify`; it must not raise and must not change the set.
     """
 
     def __init__(
@@ -73,6 +79,7 @@ class ReplicaSet:
         self.short_timeout = short_timeout
         self.desired = len(self.members) if desired is None else desired
         self._next_reader = itertools.count()
+        self.on_change: Callable[[], None] | None = None
         self._changed()
 
     def _changed(self) -> None:
@@ -80,6 +87,13 @@ class ReplicaSet:
         self._writers = [m for m in self.members if m.mode is not Mode.ERR]
         self._readers = [m for m in self.members if m.mode is Mode.RW]
         self._rebuilding = any(m.mode is Mode.WO for m in self.members)
+        self.notify()
+
+    def notify(self) -> None:
+        """Tell the owner (``on_change``) that the volume changed: a mode, the membership, or
+        something the owner reads beside them (the volume's size)."""
+        if self.on_change is not None:
+            self.on_change()
 
     def by_address(self, address: str) -> Member | None:
         return next((m for m in self.members if m.address == address), None)

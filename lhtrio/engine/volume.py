@@ -62,6 +62,7 @@ import trio
 from lhtrio.engine.control import ControlCalls
 from lhtrio.engine.dirty import DirtyTracker
 from lhtrio.engine.fanout import Fanout, Fanouts, completed
+from lhtrio.engine.iostats import IoCounters
 from lhtrio.engine.links import ReplicaLinks
 from lhtrio.engine.operation_gate import OperationGate
 from lhtrio.engine.progress import RebuildTracker
@@ -99,8 +100,9 @@ class Volume:
     (:class:`~lhtrio.engine.fanout.Fanouts`), ``control``
     (:class:`~lhtrio.engine.control.ControlCalls`), ``operation``
     (:class:`~lhtrio.engine.operation_gate.OperationGate`), ``dirty`` (the away logs of failed
-    replicas, :mod:`lhtrio.engine.dirty`) and ``rebuild`` (the current or last rebuild's
-    progress, :mod:`lhtrio.engine.replica_add`).
+    replicas, :mod:`lhtrio.engine.dirty`), ``rebuild`` (the current or last rebuild's
+    progress, :mod:`lhtrio.engine.replica_add`) and ``io`` (read and write counters,
+    :mod:`lhtrio.engine.iostats`).
     """
 
     def __init__(
@@ -133,7 +135,8 @@ class Volume:
             operation=self.operation,
             local=local,
         )
-        self.fanouts = Fanouts(name, replicas, self.links, self.dirty, self._left)
+        self.io = IoCounters()  # reads and writes so far, for /metrics
+        self.fanouts = Fanouts(name, replicas, self.links, self.dirty, self._left, io=self.io)
         self.control = ControlCalls(self.links)
         self.rebuild: RebuildTracker | None = None
         # The I/O gate: batches let through and not done yet, and the pause of quiesced().
@@ -203,9 +206,12 @@ class Volume:
         a write is not 4 KiB-aligned. Raises OutOfRangeError before sending anything.
         """
         size = self.size
+        nbytes = 0
         for offset, data, _ in writes:
-            if offset < 0 or offset + len(data) > size:
-                self.check_range(offset, len(data))
+            n = len(data)
+            nbytes += n
+            if offset < 0 or offset + n > size:
+                self.check_range(offset, n)
         if self._paused is not None or (
             self.replicas.rebuilding
             and any((offset | len(data)) & _MASK for offset, data, _ in writes)
@@ -213,6 +219,9 @@ class Volume:
             return False
         self._inflight += 1
         self._lone = len(writes) == 1
+        io = self.io
+        io.write_ops += len(writes)
+        io.write_bytes += nbytes  # (the latency: Fanouts._write_done, as the batch is gated)
         self._start(
             [Write(offset, data, fua) for offset, data, fua in writes],
             self.replicas.writers,
@@ -228,16 +237,21 @@ class Volume:
         done: Callable[[list[Buffer] | LhtrioError], None],
     ) -> bool:
         """Like :meth:`start_writes` for reads: ``done`` gets the data, or the error."""
+        nbytes = 0
         for offset, length in reads:
             self.check_range(offset, length)
+            nbytes += length
         if self._paused is not None:
             return False
         self._inflight += 1
         self._lone = len(reads) == 1
+        io = self.io
+        io.read_ops += len(reads)
+        io.read_bytes += nbytes
         self._start_read(
             [Read(offset, length) for offset, length in reads],
             None,
-            functools.partial(self._leaving, done),
+            functools.partial(self._leaving, done, trio.current_time(), len(reads)),
         )
         return True
 
@@ -280,17 +294,27 @@ class Volume:
         """
         return not self._inflight or (self._inflight == 1 and self._lone)
 
-    def _leaving(self, done: Callable[[_T], None], outcome: _T) -> None:
-        """Complete a batch that :meth:`start_reads` let through the gate."""
+    def _leaving(self, done: Callable[[_T], None], started: float, count: int, outcome: _T) -> None:
+        """Complete a batch of ``count`` reads that :meth:`start_reads` let through the gate
+        at ``started``."""
+        self.io.read_seconds += (trio.current_time() - started) * count
         self._left()
         done(outcome)
 
     async def read_batch(self, reads: Sequence[tuple[int, int]]) -> list[Buffer]:
         """Read every ``(offset, length)`` from one RW replica, failing over to the next."""
+        nbytes = 0
         for offset, length in reads:
             self.check_range(offset, length)
-        async with self._io():
-            return await self._read(reads)
+            nbytes += length
+        io, started = self.io, trio.current_time()
+        io.read_ops += len(reads)
+        io.read_bytes += nbytes
+        try:
+            async with self._io():
+                return await self._read(reads)
+        finally:
+            io.read_seconds += (trio.current_time() - started) * len(reads)
 
     async def _read(self, reads: Sequence[tuple[int, int]]) -> list[Buffer]:
         requests = [Read(offset, length) for offset, length in reads]
@@ -319,9 +343,17 @@ class Volume:
 
     async def write_batch(self, writes: Sequence[tuple[int, Buffer, bool]]) -> None:
         """Write every ``(offset, data, fua)``; raises StorageError if no RW replica took them."""
+        nbytes = 0
         for offset, data, _ in writes:
             self.check_range(offset, len(data))
-        await self._write([Write(offset, data, fua) for offset, data, fua in writes])
+            nbytes += len(data)
+        io, started = self.io, trio.current_time()
+        io.write_ops += len(writes)
+        io.write_bytes += nbytes
+        try:
+            await self._write([Write(offset, data, fua) for offset, data, fua in writes])
+        finally:
+            io.write_seconds += (trio.current_time() - started) * len(writes)
 
     async def write_zeroes(
         self, offset: int, length: int, *, fua: bool, fast: bool = False, punch: bool = True

@@ -20,6 +20,11 @@ Longhorn's instance manager starts an OS process per engine and replica (``longh
   grace period.
 * **NBD.** Engines do not open listeners of their own: their frontend publishes the volume in the
   node's :class:`~lhtrio.frontend.nbd.server.ExportRegistry`, served on the node's one NBD port.
+* **Watch.** :meth:`Supervisor.watch` returns when any instance changes: its state, or an
+  engine's replica modes or size (the engine's replica set calls back,
+  :attr:`~lhtrio.engine.replicaset.ReplicaSet.on_change`), which its record carries
+  (``replica_modes``, ``current_size``): the manager learns of a failed or rebuilt replica
+  without asking the engine.
 
 Everything an instance logs carries its name (:mod:`lhtrio.instances.logs`).
 """
@@ -133,6 +138,11 @@ class Instance:
             replicas=list(spec.replicas),
             frontend=self.frontend,
             health=volume.replicas.health.value if volume is not None else "",
+            replica_modes=(
+                {m.address: m.mode for m in volume.replicas.members} if volume is not None else None
+            ),
+            current_size=volume.size if volume is not None else 0,
+            salvage=spec.salvage,
         )
 
 
@@ -307,6 +317,8 @@ class Supervisor:
                     instance.error = _describe(exc)
                     logger.exception("instance %s failed: %s", instance.name, instance.error)
         finally:
+            if instance.volume is not None:
+                instance.volume.replicas.on_change = None
             self.ctx.ports.release(instance.port)
             if instance.state is not State.ERROR and started:
                 instance.state = State.STOPPED
@@ -355,6 +367,7 @@ class Supervisor:
         """An engine's frontend on the node: its volume in the node's NBD exports until
         ``shutdown``; leaving the export's block normally drains its connections."""
         instance.volume = volume
+        volume.replicas.on_change = self._notify  # a mode changed: the watch tells the manager
         try:
             async with self.ctx.registry.export(volume):
                 instance.frontend = nbd_uri(self.ctx.nbd, volume.name)

@@ -4,8 +4,15 @@ The manager of node N reconciles the ``Replica`` and ``Engine`` objects placed o
 (``spec.node_id``): it makes N's instance manager run them or not (``spec.desire_state``) and
 writes what it sees into their status (state, address; an engine's endpoint and its view of each
 replica's mode). It reaches the instances only through the instance manager's client
-(:class:`lhtrio.clients.node.NodeClient`, and :class:`~lhtrio.clients.engine.EngineClient` for an
-engine's replica modes), never by importing the engine or the replica.
+(:class:`lhtrio.clients.node.NodeClient`), never by importing the engine or the replica.
+
+An engine's replica modes come in its instance record (``replica_modes``), and the node's
+instance watch (:mod:`lhtrio.manager.manager`) nudges the reconciler when they change: a
+replica failed or rebuilt reaches the store without anyone asking the engine. The engine itself
+is called (:class:`~lhtrio.clients.engine.EngineClient`) only to change its replicas: when the
+ones it links differ from ``spec.replica_address_map`` or one of those failed (add it again:
+a rebuild). A salvage asked for (``spec.salvage_requested``) (re)starts the engine with
+salvage, then records ``status.salvage_executed``.
 
 Each reconcile is level-triggered (it compares the object with the instance as it is now) and
 writes status with :meth:`~lhtrio.manager.objects.Objects.change`, so it never overwrites a change
@@ -15,6 +22,7 @@ of the spec it did not see. An instance whose object is gone is stopped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import attrs
 
@@ -31,7 +39,7 @@ from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client, parse_address
 from lhtrio.wire import Role
 
-__all__ = ["InstanceControl"]
+__all__ = ["InstanceControl", "modes_by_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,79 +125,112 @@ class InstanceControl:
         instance = await self._instance(name)
         wanted = engine.spec.desire_state is DesireState.RUNNING
         addresses = sorted(engine.spec.replica_address_map.values())
-        if wanted and (instance is None or instance.state not in _ALIVE):
+        salvage = wanted and _salvage_pending(engine)
+        if salvage and _restart_to_salvage(instance):
+            logger.info("engine %s: restarting it to salvage its volume", name)
+            await self.instances.delete(name)
+            instance = None
+        if not wanted:
+            if instance is not None:
+                instance = await self.instances.delete(name)
+        elif (instance is None or instance.state not in _ALIVE) and addresses:
             instance = await self.instances.create(
                 name,
                 InstanceKind.ENGINE,
                 volume=engine.spec.volume_name,
                 size=engine.spec.volume_size,
-                replicas=[f"tcp://{a}" if "://" not in a else a for a in addresses],
-                salvage=engine.spec.salvage_requested,
-            )
-        elif not wanted and instance is not None:
-            instance = await self.instances.delete(name)
-        modes = await self._modes(engine, instance)
+                replicas=[_url(a) for a in addresses],
+                salvage=salvage,
+            )  # (never without replicas: it would have nothing to serve from)
+        synced = await self._sync_members(engine, instance)
+        if synced is not None:
+            instance = await self._instance(name)  # what the engine links now
+        salvaged = salvage and instance is not None and instance.state is InstanceState.RUNNING
         await self.objects.change(
-            Engine, name, lambda e: _engine_status(e, instance, self.node, modes)
+            Engine, name, lambda e: _engine_status(e, instance, self.node, salvaged=salvaged)
         )
-        # Nothing tells the store when an engine's view of its replicas changes (a replica lost,
-        # a rebuild done): look again, often while a replica is rebuilt (Longhorn's engine
-        # monitor polls every 5 s too).
-        if Mode.WO.value in modes.values():
-            return REBUILD_POLL
-        return ENGINE_MONITOR if instance is not None and instance.state in _ALIVE else None
+        # The engine's replica modes come with the node's instance watch (manager.py), which
+        # nudges this reconciler: nothing to look at again, unless changing its replicas failed.
+        return SYNC_RETRY if synced is False else None
 
-    async def _modes(self, engine: Engine, instance: Instance | None) -> dict[str, str]:
-        """Bring a running engine's replicas in line with ``spec.replica_address_map`` (remove
-        the ones no longer in it, add — rebuild — the ones missing or failed), then its view of
-        each replica's mode, by replica name; empty while it does not run."""
+    async def _sync_members(self, engine: Engine, instance: Instance | None) -> bool | None:
+        """Bring a running engine's replicas in line with ``spec.replica_address_map``: remove
+        those no longer in it, add (rebuild) one missing or failed. Only then is the engine
+        called (its modes are in ``instance``): None if it was not, else whether every change
+        it was asked for was made."""
         if instance is None or instance.state is not InstanceState.RUNNING or not instance.address:
-            return {}
-        by_address = {_url(a): n for n, a in engine.spec.replica_address_map.items()}
+            return None
+        modes = instance.replica_modes or {}
+        wanted = {_url(a) for a in engine.spec.replica_address_map.values()}
+        if set(modes) == wanted and not _to_add(modes, wanted):
+            return None
         try:
             async with open_rpc_client(
                 instance.address, client=f"manager-{self.node}", role=Role.ENGINE
             ) as rpc:
-                client = EngineClient(rpc)
-                await _sync_members(engine.meta.name, client, set(by_address))
-                info = await client.info()
+                return await _sync(engine.meta.name, EngineClient(rpc), wanted)
         except LhtrioError as exc:
-            logger.info("engine %s: no replica modes yet: %s", engine.meta.name, exc)
-            return {}
-        return {
-            by_address[link.address]: link.mode.value
-            for link in info.replicas
-            if link.address in by_address
-        }
+            logger.info("engine %s: its replicas were not changed: %s", engine.meta.name, exc)
+            return False
 
 
 def _url(address: str) -> str:
     return address if "://" in address else f"tcp://{address}"
 
 
-async def _sync_members(name: str, client: EngineClient, wanted: set[str]) -> None:
+def _salvage_pending(engine: Engine) -> bool:
+    """A salvage was asked for (every replica failed), not done yet, and there are replicas to
+    choose from."""
+    return (
+        engine.spec.salvage_requested
+        and not engine.status.salvage_executed
+        and bool(engine.spec.replica_address_map)
+    )
+
+
+def _restart_to_salvage(instance: Instance | None) -> bool:
+    """A salvage is pending and ``instance`` runs without one: started without salvage, or
+    salvaged before and faulted again since (only a start with salvage chooses a replica)."""
+    return (
+        instance is not None
+        and instance.state in _ALIVE
+        and (not instance.salvage or instance.health == "faulted")
+    )
+
+
+def _to_add(modes: Mapping[str, Mode], wanted: set[str]) -> list[str]:
+    """The wanted replicas the engine lacks or has failed, unless one is being rebuilt (one
+    rebuild at a time)."""
+    if Mode.WO in modes.values():
+        return []
+    return sorted(a for a in wanted if modes.get(a, Mode.ERR) is Mode.ERR)
+
+
+async def _sync(name: str, client: EngineClient, wanted: set[str]) -> bool:
     """Remove the replicas ``wanted`` lacks; add one missing (or failed) replica at a time (a
-    rebuild: it returns once the replica is WO; the engine finishes it in the background)."""
-    links = {link.address: link for link in await client.replica_ls()}
-    for address in sorted(set(links) - wanted):
+    rebuild: it returns once the replica is WO; the engine finishes it in the background).
+    False if an addition failed (a removal refused stays refused: the last RW replica)."""
+    modes = {link.address: link.mode for link in await client.replica_ls()}
+    for address in sorted(set(modes) - wanted):
         try:
             await client.replica_rm(address)
         except LhtrioError as exc:  # e.g. the last RW replica: never removed
             logger.info("engine %s keeps %s: %s", name, address, exc)
-    rebuilding = any(link.mode is Mode.WO for link in links.values())
-    missing = sorted(a for a in wanted if a not in links or links[a].mode is Mode.ERR)
-    if missing and not rebuilding:
+    missing = _to_add(modes, wanted)
+    if missing:
         try:
             await client.replica_add(missing[0])
         except LhtrioError as exc:
             logger.info("engine %s: adding %s failed: %s", name, missing[0], exc)
+            return False
+    return True
 
 
 _ALIVE = (InstanceState.STARTING, InstanceState.RUNNING)
-#: How often an engine with a replica being rebuilt is looked at again (seconds).
-REBUILD_POLL = 1.0
-#: How often a running engine's view of its replicas is read again (seconds).
-ENGINE_MONITOR = 5.0
+#: When an engine's replicas could not be changed (a replica could not be added), it is tried
+#: again after this long (seconds); otherwise nothing polls an engine (Longhorn's engine monitor
+#: reads each one every 5 s): its changes are pushed, and the runner's resync is the net.
+SYNC_RETRY = 5.0
 
 
 def _replica_status(replica: Replica, instance: Instance | None, node: str) -> Replica:
@@ -206,12 +247,30 @@ def _replica_status(replica: Replica, instance: Instance | None, node: str) -> R
     return attrs.evolve(replica, status=status)
 
 
+def modes_by_name(engine: Engine, modes: Mapping[str, Mode]) -> dict[str, Mode]:
+    """The engine's replica ``modes`` (by address) by replica name. A replica whose instance
+    restarted on another port is in the spec at its new address; the engine may still hold it
+    only at its old one (ERR: it was lost): that old address, from the map the engine was last
+    seen with, still names it, so its failure is not lost in the move."""
+    wanted = {_url(a): n for n, a in engine.spec.replica_address_map.items()}
+    before = {_url(a): n for n, a in engine.status.current_replica_address_map.items()}
+    named = {wanted[a]: m for a, m in modes.items() if a in wanted}
+    for address, mode in sorted(modes.items()):
+        name = before.get(address)
+        if address not in wanted and name is not None and name not in named:
+            named[name] = mode
+    return named
+
+
 def _engine_status(
-    engine: Engine, instance: Instance | None, node: str, modes: dict[str, str]
+    engine: Engine, instance: Instance | None, node: str, *, salvaged: bool = False
 ) -> Engine:
+    """``engine`` with what its instance shows; ``salvaged``: it runs, started with salvage."""
     host, port = _address(instance) if instance is not None else ("", 0)
     state = _STATES[instance.state] if instance is not None else ObjectState.STOPPED
-    running = state is ObjectState.RUNNING
+    running = state is ObjectState.RUNNING and instance is not None
+    modes = (instance.replica_modes if running and instance is not None else None) or {}
+    size = (instance.current_size if instance is not None else 0) or engine.spec.volume_size
     status = attrs.evolve(
         engine.status,
         owner_id=node,
@@ -220,8 +279,9 @@ def _engine_status(
         port=port,
         started=running,
         endpoint=(instance.frontend or "") if running and instance is not None else "",
-        current_size=engine.spec.volume_size if running else engine.status.current_size,
+        current_size=size if running else engine.status.current_size,
         current_replica_address_map=dict(engine.spec.replica_address_map) if running else {},
-        replica_mode_map={name: Mode(mode) for name, mode in modes.items()},
+        replica_mode_map=modes_by_name(engine, modes),
+        salvage_executed=engine.status.salvage_executed or salvaged,
     )
     return attrs.evolve(engine, status=status)

@@ -2,12 +2,14 @@
 
 ``run_manager(store, node, control)`` runs, until cancelled, the reconcilers of the objects this
 node is responsible for: the volumes it owns (:mod:`lhtrio.manager.volume_control`, nudged when
-one of their replicas or engines changes, and when a node goes down or comes back); their
+one of their replicas or engines changes, when a node goes down or comes back, and when a
+setting or a node's spec changes: :mod:`lhtrio.manager.nudges`); their
 tickets (:mod:`lhtrio.manager.attachment_control`, nudged when the volume changes); the
 ``Replica`` and ``Engine`` objects placed on it (:mod:`lhtrio.manager.instance_control`), through
 its own instance manager at ``control``. A watch of that instance manager (``instance_watch``)
 nudges the reconciler of any instance that changed (an engine that stopped, a replica that
-failed), so the store learns of it without waiting for the periodic resync.
+failed, an engine's replica modes: a replica it failed or rebuilt), so the store learns of it
+without waiting for the periodic resync, and without the manager polling the engines.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from lhtrio.clients.node import NodeClient
 from lhtrio.errors import LhtrioError
 from lhtrio.manager.attachment_control import AttachmentControl, follow_volumes
 from lhtrio.manager.instance_control import InstanceControl
-from lhtrio.manager.lease import available_nodes
+from lhtrio.manager.nudges import follow_availability, follow_operator, on_node, volume_of
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import run_reconciler
 from lhtrio.manager.store.api import Store
-from lhtrio.manager.store.rules import metadata
 from lhtrio.manager.volume_control import VolumeControl, follow_members
 from lhtrio.models.cluster import Engine, Replica, Volume, VolumeAttachment
-from lhtrio.models.instance import InstanceKind
+from lhtrio.models.instance import Instance, InstanceKind
+from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client
 from lhtrio.wire import Role
 
@@ -38,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 #: How long one ``instance_watch`` long poll waits (seconds).
 WATCH_WAIT = 30.0
-#: How often the nodes' leases are read for a node that went down or came back (seconds).
-AVAILABILITY_POLL = 1.0
 
 
 async def run_manager(
@@ -60,18 +60,22 @@ async def run_manager(
         engines_in, engines_out = trio.open_memory_channel[str](256)
         volumes_in, volumes_out = trio.open_memory_channel[str](256)
         attachments_in, attachments_out = trio.open_memory_channel[str](256)
+        mine = functools.partial(on_node, node)
         async with trio.open_nursery() as nursery:
-            for kind, reconcile, nudges in (
-                (Replica.KIND, control_.reconcile_replica, replicas_out),
-                (Engine.KIND, control_.reconcile_engine, engines_out),
-                (Volume.KIND, volumes.reconcile_volume, volumes_out),
-                (VolumeAttachment.KIND, attachments.reconcile_attachment, attachments_out),
+            for kind, reconcile, nudges, covers in (
+                (Replica.KIND, control_.reconcile_replica, replicas_out, mine(Replica)),
+                (Engine.KIND, control_.reconcile_engine, engines_out, mine(Engine)),
+                (Volume.KIND, volumes.reconcile_volume, volumes_out, volume_of(node)),
+                (VolumeAttachment.KIND, attachments.reconcile_attachment, attachments_out, None),
             ):
                 await nursery.start(
-                    functools.partial(run_reconciler, store, kind, reconcile, nudges=nudges)
+                    functools.partial(
+                        run_reconciler, store, kind, reconcile, nudges=nudges, mine=covers
+                    )
                 )
             nursery.start_soon(follow_members, store, volumes_in.clone())
-            nursery.start_soon(_follow_availability, store, volumes_in)
+            nursery.start_soon(follow_operator, store, volumes_in.clone())
+            nursery.start_soon(follow_availability, store, volumes_in)
             nursery.start_soon(follow_volumes, store, attachments_in)
             nursery.start_soon(
                 _watch_instances,
@@ -81,27 +85,12 @@ async def run_manager(
             task_status.started()
 
 
-async def _follow_availability(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
-    """Nudge every volume when the set of available nodes changes (a lease expired: nothing in
-    the store changes then, so no watch tells of it)."""
-    last: frozenset[str] | None = None
-    while True:
-        try:
-            up = await available_nodes(store)
-            if up != last and last is not None:
-                for document in (await store.list(Volume.KIND)).documents:
-                    await nudge.send(str(metadata(document)["name"]))
-            last = up
-        except LhtrioError as exc:
-            logger.warning("reading the nodes' leases failed: %s", exc)
-        await trio.sleep(AVAILABILITY_POLL)
-
-
 async def _watch_instances(
     instances: NodeClient, nudge: dict[InstanceKind, trio.MemorySendChannel[str]]
 ) -> None:
-    """Nudge the reconciler of every instance whose state, address or error changed."""
-    seen: dict[str, tuple[str, str, str]] = {}
+    """Nudge the reconciler of every instance whose state, address, error, endpoint or (an
+    engine's) replica modes or size changed."""
+    seen: dict[str, _Seen] = {}
     kinds: dict[str, InstanceKind] = {}
     version = 0
     while True:
@@ -112,9 +101,25 @@ async def _watch_instances(
             await trio.sleep(1.0)
             continue
         version = watched.version
-        now = {i.name: (i.state.value, i.address, i.error) for i in watched.instances}
+        now = {i.name: _seen(i) for i in watched.instances}
         kinds.update((i.name, i.type) for i in watched.instances)
         for name in sorted(set(now) | set(seen)):
             if now.get(name) != seen.get(name):
                 await nudge[kinds[name]].send(name)
         seen = now
+
+
+_Seen = tuple[str, str, str, str, tuple[tuple[str, Mode], ...], int]
+
+
+def _seen(instance: Instance) -> _Seen:
+    """What of an instance its reconciler writes to the store."""
+    modes = tuple(sorted((instance.replica_modes or {}).items()))
+    return (
+        instance.state.value,
+        instance.address,
+        instance.error,
+        instance.frontend or "",
+        modes,
+        instance.current_size,
+    )

@@ -19,6 +19,7 @@ only at its own size, so the spec never asks for a size the replicas do not have
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -37,7 +38,7 @@ from lhtrio.errors import (
     NotFoundError,
     UnavailableError,
 )
-from lhtrio.manager import volume_update
+from lhtrio.manager import events, volume_update
 from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.tickets import (
@@ -51,11 +52,13 @@ from lhtrio.manager.tickets import (
 from lhtrio.models.cluster import Engine, Node, Replica, Volume
 from lhtrio.models.cluster.attachment import TicketType
 from lhtrio.models.cluster.engine import engine_name
+from lhtrio.models.cluster.event import ObjectReference, Occurrence
 from lhtrio.models.cluster.validate import MAX_REPLICAS
 from lhtrio.models.engine import Snapshot
 from lhtrio.models.names import validate_snapshot_name
 from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client
+from lhtrio.units import format_size
 from lhtrio.wire import Role
 
 __all__ = [
@@ -82,6 +85,12 @@ async def _volume(objects: Objects, name: str) -> Volume:
     if volume.meta.deleting:
         raise ConflictError(f"volume {name!r} is being deleted")
     return volume
+
+
+async def _told(objects: Objects, volume: Volume, occurrence: Occurrence) -> None:
+    """Record ``occurrence`` about ``volume`` (an event: best effort)."""
+    involved = ObjectReference(kind=Volume.KIND, name=volume.meta.name, uid=volume.meta.uid)
+    await events.record(objects, involved, occurrence, node="", now=dt.datetime.now(dt.UTC))
 
 
 async def _operation_node(objects: Objects, volume: Volume) -> str:
@@ -224,6 +233,7 @@ async def expand(
         )
     if size == volume.spec.size:
         return volume
+    before = volume.spec.size
     async with open_volume_engine(
         objects, name, TicketType.VOLUME_EXPANSION, caller=caller
     ) as engine:
@@ -243,6 +253,14 @@ async def expand(
                 f"in {patience:g} s; look at the volume's owner node's log"
             )
     logger.info("volume %s: expanded to %d bytes", name, size)
+    await _told(
+        objects,
+        volume,
+        Occurrence(
+            reason="Expanded",
+            message=f"volume {name} expanded from {format_size(before)} to {format_size(size)}",
+        ),
+    )
     return volume
 
 
@@ -304,4 +322,12 @@ async def salvage(objects: Objects, name: str, replicas: Sequence[str]) -> Volum
     except NotFoundError:
         pass  # the engine that starts next salvages (its replicas ask for it)
     logger.info("volume %s: salvage requested from %s", name, ", ".join(replicas))
+    await _told(
+        objects,
+        volume,
+        Occurrence(
+            reason="SalvageRequested",
+            message=f"salvage of volume {name} asked from replicas {', '.join(sorted(replicas))}",
+        ),
+    )
     return volume

@@ -11,7 +11,10 @@ at once, backoff on failure). Here:
   listed name is reconciled).
 * **Periodic resync**: every ``resync`` seconds every known name is reconciled again, so a
   reconcile that depends on something outside the store (an instance, a node's lease) converges
-  without an event.
+  without an event. Given ``mine``, only the objects it holds for (as last listed or watched:
+  those this node may act on) are: a node's manager has nothing to converge for the others, whose
+  changes it still reconciles (an object placed on it, or one it must take over, arrives as a
+  change).
 * A failing reconcile is logged and retried with backoff; it never stops the others.
 """
 
@@ -26,15 +29,18 @@ import trio
 
 from lhtrio.errors import GoneError, LhtrioError
 from lhtrio.manager.queue import WorkQueue
-from lhtrio.manager.store.api import Document, Store
+from lhtrio.manager.store.api import Document, EventType, Store
 from lhtrio.manager.store.rules import metadata
 
 __all__ = ["RESYNC", "WORKERS", "Reconcile", "follow", "run_reconciler"]
 
 logger = logging.getLogger(__name__)
 
-#: Every known object is reconciled again this often (seconds).
-RESYNC: Final = 30.0
+#: Every known object is reconciled again this often (seconds): a net, since what reconcilers
+#: read outside their own kind nudges them (instances, leases, settings, nodes: see
+#: :mod:`lhtrio.manager.nudges`); what is left for it is a timer of a volume's plan (the
+#: replica replenishment wait, the stale replica timeout) and a disk's free space.
+RESYNC: Final = 120.0
 #: Objects of one kind reconciled at the same time (never the same object twice).
 WORKERS: Final = 4
 #: Pause before listing again after the store failed (seconds).
@@ -78,13 +84,15 @@ async def run_reconciler(
     workers: int = WORKERS,
     resync: float = RESYNC,
     nudges: trio.MemoryReceiveChannel[str] | None = None,
+    mine: Callable[[Document], bool] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Reconcile every object of ``kind`` until cancelled (see the module docstring); started
     once the first list was read. Names received on ``nudges`` are reconciled too (something
-    outside the store changed: an instance stopped)."""
+    outside the store changed: an instance stopped). ``mine(document)``: whether the periodic
+    resync covers that object (default: every object)."""
     work = _Work()
-    known: set[str] = set()
+    known = _Known(mine or _every)
     async with trio.open_nursery() as nursery:
         await nursery.start(_feed, store, kind, work, known)
         nursery.start_soon(_resync, work, known, resync)
@@ -95,22 +103,36 @@ async def run_reconciler(
         task_status.started()
 
 
+def _every(document: Document) -> bool:
+    return True
+
+
+class _Known:
+    """The names listed or watched, and whether the resync covers each (``mine``)."""
+
+    def __init__(self, mine: Callable[[Document], bool]) -> None:
+        self.mine = mine
+        self.names: dict[str, bool] = {}
+
+    def covered(self) -> list[str]:
+        return sorted(name for name, covered in self.names.items() if covered)
+
+
 async def _feed(
     store: Store,
     kind: str,
     work: _Work,
-    known: set[str],
+    known: _Known,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     started = False
     while True:
         try:
             listing = await store.list(kind)
-            names = {str(metadata(d)["name"]) for d in listing.documents}
-            for name in known - names:  # deleted while we were not watching
+            names = {str(metadata(d)["name"]): known.mine(d) for d in listing.documents}
+            for name in known.names.keys() - names.keys():  # deleted while we were not watching
                 work.add(name)
-            known.clear()
-            known.update(names)
+            known.names = names
             for name in sorted(names):
                 work.add(name)
             if not started:
@@ -119,7 +141,10 @@ async def _feed(
             async with store.watch(kind, listing.revision) as events:
                 async for event in events:
                     name = str(metadata(event.document)["name"])
-                    known.add(name)
+                    if event.type is EventType.DELETED:
+                        known.names.pop(name, None)  # (its reconcile finds it gone)
+                    else:
+                        known.names[name] = known.mine(event.document)
                     work.add(name)
         except GoneError as exc:
             logger.info("%s watch: %s; listing again", kind, exc)
@@ -133,10 +158,10 @@ async def _nudged(work: _Work, nudges: trio.MemoryReceiveChannel[str]) -> None:
         work.add(name)
 
 
-async def _resync(work: _Work, known: set[str], every: float) -> None:
+async def _resync(work: _Work, known: _Known, every: float) -> None:
     while True:
         await trio.sleep(every)
-        for name in sorted(known):
+        for name in known.covered():
             work.queue.add(name)
         work.poke()
 

@@ -10,10 +10,11 @@ import attrs
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.scheduler import Policy
 from lhtrio.manager.versions import at_version
-from lhtrio.models.cluster import ObjectMeta, Setting
+from lhtrio.models.cluster import ObjectMeta, Setting, Volume
 from lhtrio.models.cluster.setting import SETTINGS, SettingSpec, parse, parse_bool, parse_int
+from lhtrio.models.cluster.volume import AffinityOverride
 
-__all__ = ["read_settings", "scheduling_policy", "set_setting"]
+__all__ = ["read_settings", "scheduling_policy", "set_setting", "volume_policy"]
 
 
 async def read_settings(objects: Objects) -> dict[str, str]:
@@ -52,4 +53,26 @@ def scheduling_policy(stored: Mapping[str, str]) -> Policy:
         replica_soft_anti_affinity=flag("replica-soft-anti-affinity"),
         zone_soft_anti_affinity=flag("replica-zone-soft-anti-affinity"),
         disk_soft_anti_affinity=flag("replica-disk-soft-anti-affinity"),
+    )
+
+
+def _override(value: AffinityOverride, setting: bool) -> bool:
+    return setting if value is AffinityOverride.IGNORED else value is AffinityOverride.ENABLED
+
+
+def volume_policy(volume: Volume, settings: Mapping[str, str]) -> Policy:
+    """The settings' scheduling policy, with the volume's own anti-affinity choices."""
+    policy = scheduling_policy(settings)
+    spec = volume.spec
+    return attrs.evolve(
+        policy,
+        replica_soft_anti_affinity=_override(
+            spec.replica_soft_anti_affinity, policy.replica_soft_anti_affinity
+        ),
+        zone_soft_anti_affinity=_override(
+            spec.replica_zone_soft_anti_affinity, policy.zone_soft_anti_affinity
+        ),
+        disk_soft_anti_affinity=_override(
+            spec.replica_disk_soft_anti_affinity, policy.disk_soft_anti_affinity
+        ),
     )

@@ -3,10 +3,11 @@
 The decisions are pure (:func:`lhtrio.manager.volume_plan.plan_volume`); this module only reads
 the volume, its replicas and engine, the nodes, their leases and the settings, and writes the
 plan back: new and changed replicas, the engine, the volume's status (owned by this node), and at
-the end of a deletion the volume's finalizer. Any conflict or failure is raised: the runner tries
-the volume again (the next plan starts from what the store holds then). A volume is reconciled
-by the node responsible for it (:mod:`lhtrio.manager.ownership`: its attach node if that one is
-up, else its current owner, else an agreed taker).
+the end of a deletion the volume's finalizer; then the plan's events (:mod:`lhtrio.manager.events`,
+best effort; a deleted volume's events go with it). Any conflict or failure is raised: the runner
+tries the volume again (the next plan starts from what the store holds then). A volume is
+reconciled by the node responsible for it (:mod:`lhtrio.manager.ownership`: its attach node if
+that one is up, else its current owner, else an agreed taker).
 
 The volume's reconciler is nudged when one of its replicas or its engine changes
 (:func:`follow_members`), so an engine's report of a failed replica reaches the volume at once.
@@ -24,6 +25,7 @@ import attrs
 import trio
 
 from lhtrio.errors import CorruptMetadataError, NotFoundError
+from lhtrio.manager import events
 from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import responsible
@@ -35,6 +37,7 @@ from lhtrio.manager.store.codec import from_document
 from lhtrio.manager.volume_plan import plan_volume
 from lhtrio.models.cluster import Engine, Node, Replica, Volume, VolumeAttachment
 from lhtrio.models.cluster.engine import engine_name
+from lhtrio.models.cluster.event import ObjectReference
 
 __all__ = ["FINALIZER", "VolumeControl", "follow_members"]
 
@@ -75,6 +78,7 @@ class VolumeControl:
         except NotFoundError:
             engine = None
         nodes, _ = await objects.list(Node)
+        now = _utcnow()
         plan = plan_volume(
             volume,
             replicas,
@@ -82,7 +86,7 @@ class VolumeControl:
             nodes=node_views(nodes, up, everyone),
             up=up,
             settings=await read_settings(objects),
-            now=_utcnow(),
+            now=now,
             suffixes=_suffixes(),
         )
         for replica in plan.create_replicas:
@@ -115,6 +119,11 @@ class VolumeControl:
             wanted = attrs.evolve(wanted, meta=attrs.evolve(wanted.meta, finalizers=finalizers))
         if wanted != volume:
             await objects.update(wanted)
+        involved = ObjectReference(kind=Volume.KIND, name=name, uid=volume.meta.uid)
+        for occurrence in plan.events:
+            await events.record(objects, involved, occurrence, node=self.node, now=now)
+        if plan.release_finalizer:
+            await events.forget(objects, Volume.KIND, name)
         return None
 
 

@@ -46,8 +46,9 @@ from collections.abc import Iterator, Mapping, Sequence
 import attrs
 
 from lhtrio.manager.placement import place_replicas
-from lhtrio.manager.scheduler import NodeView, Policy
-from lhtrio.manager.settings import scheduling_policy
+from lhtrio.manager.scheduler import NodeView
+from lhtrio.manager.settings import volume_policy
+from lhtrio.manager.volume_events import transition_events
 from lhtrio.manager.volume_status import (
     address,
     engine_modes,
@@ -63,10 +64,11 @@ from lhtrio.manager.volume_status import (
 )
 from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume
 from lhtrio.models.cluster.engine import EngineSpec, EngineStatus, engine_name
+from lhtrio.models.cluster.event import Occurrence
 from lhtrio.models.cluster.instance import DesireState, InstanceState
 from lhtrio.models.cluster.replica import ReplicaSpec
 from lhtrio.models.cluster.setting import SETTINGS, parse_bool, parse_int
-from lhtrio.models.cluster.volume import AffinityOverride, Robustness, VolumeState, VolumeStatus
+from lhtrio.models.cluster.volume import Robustness, VolumeState, VolumeStatus
 from lhtrio.models.volume import Mode
 
 __all__ = ["VolumePlan", "plan_volume"]
@@ -82,7 +84,8 @@ class VolumePlan:
     ``engine``: to create or update (None: leave it); ``abandon_replicas``: replicas being
     deleted whose node is down: their objects go without waiting for their data to be removed
     (it is left on that node, logged); ``release_finalizer``: the volume is being deleted and
-    nothing of it is left, so its finalizer may be removed."""
+    nothing of it is left, so its finalizer may be removed; ``events``: what happened, to record
+    once the rest is written (:mod:`lhtrio.manager.volume_events`)."""
 
     volume: Volume
     create_replicas: tuple[Replica, ...] = ()
@@ -92,6 +95,7 @@ class VolumePlan:
     delete_engine: bool = False
     abandon_replicas: tuple[str, ...] = ()
     release_finalizer: bool = False
+    events: tuple[Occurrence, ...] = ()
 
 
 @attrs.define
@@ -306,7 +310,7 @@ def _replenish(work: _Pass, settings: Mapping[str, str], suffixes: Iterator[str]
         attrs.evolve(volume, status=work.status),
         list(work.replicas.values()),
         list(work.nodes.values()),
-        _policy(volume, settings),
+        volume_policy(volume, settings),
         suffixes,
     )
     desire = DesireState.RUNNING if state in _IN_USE else DesireState.STOPPED
@@ -472,6 +476,14 @@ def _diff(
         ),
         delete_replicas=tuple(work.deleted),
         engine=None if work.engine == engine else work.engine,
+        events=transition_events(
+            volume,
+            replicas,
+            engine,
+            status=work.status,
+            planned=work.replicas,
+            up=work.up,
+        ),
     )
 
 
@@ -481,25 +493,3 @@ def _number(settings: Mapping[str, str], name: str) -> int:
 
 def _flag(settings: Mapping[str, str], name: str) -> bool:
     return parse_bool(name, settings.get(name, SETTINGS[name].default))
-
-
-def _override(value: AffinityOverride, setting: bool) -> bool:
-    return setting if value is AffinityOverride.IGNORED else value is AffinityOverride.ENABLED
-
-
-def _policy(volume: Volume, settings: Mapping[str, str]) -> Policy:
-    """The settings' scheduling policy, with the volume's own anti-affinity choices."""
-    policy = scheduling_policy(settings)
-    spec = volume.spec
-    return attrs.evolve(
-        policy,
-        replica_soft_anti_affinity=_override(
-            spec.replica_soft_anti_affinity, policy.replica_soft_anti_affinity
-        ),
-        zone_soft_anti_affinity=_override(
-            spec.replica_zone_soft_anti_affinity, policy.zone_soft_anti_affinity
-        ),
-        disk_soft_anti_affinity=_override(
-            spec.replica_disk_soft_anti_affinity, policy.disk_soft_anti_affinity
-        ),
-    )

@@ -11,6 +11,8 @@ import enum
 
 import attrs
 
+from lhtrio.models.volume import Mode
+
 __all__ = [
     "DiskStatus",
     "Instance",
@@ -39,10 +41,15 @@ class InstanceState(enum.Enum):
 class Instance:
     """An engine or replica instance as its node sees it.
 
-    ``replicas``, ``frontend`` and ``health`` are an engine's (None for a replica);
-    ``directory`` is a replica's (None for an engine). ``started`` is epoch seconds (0 until it
-    runs); ``health`` is the engine's view of its replicas (``healthy``, ``degraded``,
-    ``faulted``; empty while its volume is not open).
+    ``replicas``, ``frontend``, ``health``, ``replica_modes`` and ``current_size`` are an
+    engine's (None or 0 for a replica); ``directory`` is a replica's (None for an engine).
+    ``started`` is epoch seconds (0 until it runs); ``health`` is the engine's view of its
+    replicas (``healthy``, ``degraded``, ``faulted``; empty while its volume is not open), and
+    ``replica_modes`` each replica's mode by address, as the engine links it (``tcp://HOST:PORT``;
+    None while its volume is not open). ``current_size`` is the open volume's size in bytes (it
+    grows when the volume is expanded; 0 while not open). ``salvage``: the engine was started
+    with salvage (it serves from the best replica even if none qualified). The node's instance
+    watch changes whenever an engine's replica modes do.
     """
 
     name: str
@@ -58,6 +65,9 @@ class Instance:
     frontend: str | None = None
     health: str | None = None
     directory: str | None = None
+    replica_modes: dict[str, Mode] | None = None
+    current_size: int = 0
+    salvage: bool = False
 
     @property
     def state_text(self) -> str:

@@ -1,4 +1,5 @@
-"""A local cluster's node processes: ``lhtrio node`` N on 127.0.0.1N, one shared store file.
+"""A local cluster's node processes: ``lhtrio node`` N on 127.0.0.1N, one shared store (a file,
+or an etcd).
 
 Three loopback addresses (127.0.0.11, .12, .13: no root needed) let three nodes keep the same
 ports (API 9500, NBD 10809) as they would on three hosts. ``lhtrio cluster`` (the main job) and
@@ -27,12 +28,15 @@ def address(index: int) -> str:
 @attrs.define
 class LocalNode:
     """Node ``node<index>`` running from ``base`` (its data in ``base/node<index>``, its log in
-    ``base/node<index>.log``); ``api`` is its admin API's URL."""
+    ``base/node<index>.log``) on ``store``; ``api`` is its admin API's URL, ``control`` its
+    instance manager's address (``lhtrio im``)."""
 
     index: int
     base: Path
     process: subprocess.Popen[str]
     api: str
+    store: str
+    control: str = ""
 
     @property
     def name(self) -> str:
@@ -55,16 +59,20 @@ class LocalNode:
             self.process.wait()
 
 
-def start_node(base: Path, index: int, *, port_range: tuple[int, int]) -> LocalNode:
-    """Start ``lhtrio node`` ``node<index>`` sharing ``base/store.db``, with its API; returns
-    once it has printed its addresses (RuntimeError naming its log if it did not start)."""
+def start_node(
+    base: Path, index: int, *, port_range: tuple[int, int], store: str | None = None
+) -> LocalNode:
+    """Start ``lhtrio node`` ``node<index>`` on ``store`` (a ``--store`` URL; by default the
+    SQLite file ``base/store.db``), with its API; returns once it has printed its addresses
+    (RuntimeError naming its log if it did not start)."""
     ip, name = address(index), f"node{index}"
+    store = store or f"sqlite:{base / 'store.db'}"
     command = [
         sys.executable, "-m", "lhtrio", "node",
         "--name", name,
         "--data-dir", str(base / name),
         "--advertise", ip,
-        "--store", f"sqlite:{base / 'store.db'}",
+        "--store", store,
         "--api", f"{ip}:{API_PORT}",
         "--port-range", f"{port_range[0]}-{port_range[1]}",
     ]  # fmt: skip
@@ -75,4 +83,4 @@ def start_node(base: Path, index: int, *, port_range: tuple[int, int]) -> LocalN
     if not all(lines):
         process.wait()
         raise RuntimeError(f"{name} did not start: see {base / f'{name}.log'}")
-    return LocalNode(index, base, process, lines[2])
+    return LocalNode(index, base, process, lines[2], store, lines[0])

@@ -9,7 +9,10 @@ Composition (each part in its own module):
 * the supervisor (:mod:`lhtrio.instances.supervisor`) whose nursery runs every instance in its own
   shielded cancel scope;
 * per-instance logs (:mod:`lhtrio.instances.logs`) and disks with identities
-  (:mod:`lhtrio.instances.disks`).
+  (:mod:`lhtrio.instances.disks`);
+* with a store: the node agent, the manager, and the events of its engines' replica modes
+  (:mod:`lhtrio.manager.engine_events`); a probe for the node's admin API
+  (:mod:`lhtrio.node.probe`).
 
 Shutdown (SIGTERM/SIGINT cancel the caller's scope): the listeners stop accepting at once; then,
 shielded, every engine stops — its frontend after in-flight requests, then a flush of its
@@ -32,11 +35,14 @@ from lhtrio.instances.logs import InstanceLogs
 from lhtrio.instances.ports import PortRange
 from lhtrio.instances.service import NodeService
 from lhtrio.instances.supervisor import NodeContext, Supervisor
+from lhtrio.manager.engine_events import follow_engine_events
 from lhtrio.manager.manager import run_manager
 from lhtrio.manager.node_agent import run_node_agent
+from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.api import Store
 from lhtrio.net import Address, serve_rpc
 from lhtrio.node.disks import NodeDisks
+from lhtrio.node.probe import NodeProbe
 from lhtrio.replica.names import validate_name
 from lhtrio.wire import Identity, Role
 
@@ -61,6 +67,7 @@ async def serve_node(
     grace: float = GRACE,
     keep_log_lines: int = 1000,
     store: Store | None = None,
+    probe: NodeProbe | None = None,
     task_status: trio.TaskStatus[tuple[str, str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run node ``name`` until cancelled; reports (control address, NBD address).
@@ -70,6 +77,8 @@ async def serve_node(
     port 0 picks a free one. With a ``store`` the node joins the control plane: it registers
     its ``Node`` and its disks there and keeps its lease (:mod:`lhtrio.manager.node_agent`);
     disks added to its Node through the API are opened then (:mod:`lhtrio.node.disks`).
+    ``probe`` (for the node's admin API: :mod:`lhtrio.node.probe`) is given the supervisor once
+    it runs, and told when the node shuts down.
     """
     listen = listen or Address(host=host, port=0)
     nbd_at = nbd or Address(host=host, port=DEFAULT_NBD_PORT)
@@ -109,6 +118,8 @@ async def serve_node(
                     )
                     await outer.start(agent)
                     await outer.start(run_manager, store, name, service.address)
+                    # (beside the manager: its engines' replica modes, told as events)
+                    outer.start_soon(follow_engine_events, Objects(store), name)
                 logger.info(
                     "node %s: control on %s, NBD on %s, ports %d-%d, disks %s",
                     name,
@@ -117,10 +128,14 @@ async def serve_node(
                     *port_range,
                     ", ".join(f"{d.path} ({d.uuid})" for d in opened),
                 )
+                if probe is not None:
+                    probe.supervisor = supervisor
                 task_status.started((service.address, str(nbd_bound)))
                 try:
                     await trio.sleep_forever()
                 finally:
+                    if probe is not None:
+                        probe.stopping = True
                     outer.cancel_scope.cancel()  # stop accepting; the instances are shielded
                     with trio.CancelScope(shield=True):
                         await supervisor.shutdown(grace)

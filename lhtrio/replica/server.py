@@ -82,6 +82,7 @@ async def serve_replica(
             await listener.aclose()
         remove_unix_socket(listen)
         raise
+    served = False
     try:
         async with trio.open_nursery() as nursery:
             service = ReplicaService(replica, nursery)
@@ -102,10 +103,15 @@ async def serve_replica(
                     listening=listening,
                 )
             )
+            served = True
             logger.info("replica %s of volume %s serving %s on %s", instance, volume, path, bound)
             task_status.started(bound)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_DEADLINE):
+            if not served:  # cancelled before serve_rpc_at took the listeners (it closes them)
+                for listener in listening[0]:
+                    await listener.aclose()
+                remove_unix_socket(listen)
             await trio.to_thread.run_sync(replica.close)
             logger.info("replica %s closed cleanly", instance)
     raise AssertionError("serve_rpc returned")  # pragma: no cover

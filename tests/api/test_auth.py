@@ -1,5 +1,5 @@
-"""Every call needs the bearer token (reads too, unless the node serves them anonymously), but
-for the OpenAPI document."""
+"""Every call needs the bearer token (reads too, unless the node serves them anonymously: watches
+and metrics as well), but for the OpenAPI document and the health probes."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.models.cluster import Node, ObjectMeta
 from tests.api.conftest import AUTH, TOKEN, Api
+from tests.api.sse_client import curl
 
 MUTATIONS: list[tuple[str, str, Any]] = [
     ("POST", "/v1/volumes", {"name": "w", "size": "1Gi"}),
@@ -90,7 +91,9 @@ async def test_the_message_says_how_to_authenticate(existing: Api) -> None:
 
 READS = ["/v1/volumes", "/v1/volumes/v", "/v1/nodes", "/v1/nodes/n1", "/v1/settings",
          "/v1/settings/auto-salvage", "/v1/replicas", "/v1/engines", "/v1/volumeattachments",
-         "/v1/nothing"]  # fmt: skip
+         "/v1/events", "/v1/volumes/v/events", "/metrics", "/v1/volumes?watch=true",
+         "/v1/watch?kind=Node", "/v1/nothing"]  # fmt: skip
+STREAMS = ("/v1/volumes?watch=true", "/v1/watch?kind=Node")
 
 
 @pytest.mark.parametrize("path", READS)
@@ -102,15 +105,29 @@ async def test_reads_need_the_token(existing: Api, path: str, headers: dict[str,
     assert TOKEN not in response.text
 
 
-@pytest.mark.parametrize("path", READS[:-1])
+@pytest.mark.parametrize("path", [p for p in READS[:-1] if p not in STREAMS])
 async def test_reads_with_the_token_are_answered(existing: Api, path: str) -> None:
     assert (await existing.bare.get(path, headers=AUTH)).status_code == 200
+
+
+@pytest.mark.parametrize("path", STREAMS)
+@pytest.mark.real  # drives curl
+async def test_a_watch_with_the_token_is_a_stream(existing: Api, path: str) -> None:
+    async with curl(existing.url + path, token=TOKEN) as stream:
+        assert (await stream.next()).event in {"ADDED", "BOOKMARK"}
 
 
 async def test_the_openapi_document_needs_no_token(existing: Api) -> None:
     response = await existing.bare.get("/v1/openapi.json")
     assert response.status_code == 200
     assert response.json()["openapi"].startswith("3.1")
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+async def test_the_probes_need_no_token(existing: Api, path: str) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = await existing.bare.get(path, headers=headers)
+        assert (response.status_code, response.text) == (200, "ok\n")
 
 
 @pytest.fixture
@@ -124,7 +141,10 @@ async def anonymous_reads(nursery: trio.Nursery) -> AsyncIterator[httpx.AsyncCli
         yield client
 
 
-@pytest.mark.parametrize("path", ["/v1/volumes", "/v1/nodes/n1", "/v1/settings", "/v1/replicas"])
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/volumes", "/v1/nodes/n1", "/v1/settings", "/v1/replicas", "/v1/events", "/metrics"],
+)
 async def test_reads_may_be_anonymous(anonymous_reads: httpx.AsyncClient, path: str) -> None:
     assert (await anonymous_reads.get(path)).status_code == 200
     # a wrong token is no token: reads are open, whatever the header says

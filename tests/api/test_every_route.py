@@ -1,10 +1,13 @@
 """What holds for every operation of the document: without the token it is 401 (but for the
-public document), and while the store is unreachable it is 503 ``StoreUnavailable`` — changing
-nothing either way. One well-formed request per operation; a new operation needs one here."""
+public ones: the document and the health probes), and while the store is unreachable it is 503
+``StoreUnavailable`` (but for what needs no store, and readiness, which says it is not ready) —
+changing nothing either way. One well-formed request per operation, and the watch of every
+collection that takes ``?watch=true`` (both refusals come before a stream would start); a new
+operation needs one here."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -31,7 +34,23 @@ REQUESTS: dict[str, tuple[str, str, Any]] = {
     "listSettings": ("GET", "/v1/settings", None),
     "getSetting": ("GET", "/v1/settings/auto-salvage", None),
     "putSetting": ("PUT", "/v1/settings/auto-salvage", {"value": "false"}),
+    "listEvents": ("GET", "/v1/events?kind=Volume&name=v", None),
+    "listVolumeEvents": ("GET", "/v1/volumes/v/events", None),
+    "watch": ("GET", "/v1/watch?kind=Volume", None),
+    "healthz": ("GET", "/healthz", None),
+    "readyz": ("GET", "/readyz", None),
+    "metrics": ("GET", "/metrics", None),
     "getOpenApi": ("GET", "/v1/openapi.json", None),
+}
+#: The watch of each collection that can be watched, by the list's operationId.
+WATCHES: dict[str, str] = {
+    o.id: f"{o.path}?watch=true&labelSelector=a" for o in OPERATIONS if o.watch
+}
+#: What answers while the store is down, public or not: (status, the start of its text).
+NO_STORE_NEEDED: dict[str, tuple[int, str]] = {
+    "getOpenApi": (200, "{"),
+    "healthz": (200, "ok"),
+    "readyz": (503, "not ready: the store failed: "),
 }
 
 
@@ -45,25 +64,43 @@ async def existing(api: Api) -> Api:
     return api
 
 
-@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda o: o.id)
-async def test_without_the_token_it_is_401(existing: Api, operation: Any) -> None:
-    method, path, body = REQUESTS[operation.id]
+class Call(NamedTuple):
+    """One request of the tests below; ``name`` the operation's id (``ID?watch`` for a watch)."""
+
+    name: str
+    method: str
+    path: str
+    body: Any
+    public: bool
+
+
+def calls() -> list[Call]:
+    """Every request above: the operations', the watches'."""
+    out = [Call(o.id, *REQUESTS[o.id], o.public) for o in OPERATIONS]
+    out += [Call(f"{name}?watch", "GET", path, None, False) for name, path in WATCHES.items()]
+    return out
+
+
+@pytest.mark.parametrize("call", calls(), ids=lambda c: c.name)
+async def test_without_the_token_it_is_401(existing: Api, call: Call) -> None:
     before = await existing.state()
-    response = await existing.bare.request(method, path, json=body)
-    assert response.status_code == (200 if operation.public else 401), response.text
+    response = await existing.bare.request(call.method, call.path, json=call.body)
+    assert response.status_code == (200 if call.public else 401), response.text
     assert await existing.state() == before
 
 
-@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda o: o.id)
-async def test_while_the_store_is_down_it_is_503(existing: Api, operation: Any) -> None:
-    method, path, body = REQUESTS[operation.id]
+@pytest.mark.parametrize("call", calls(), ids=lambda c: c.name)
+async def test_while_the_store_is_down_it_is_503(existing: Api, call: Call) -> None:
     before = await existing.state()
     existing.store.broken = True
-    response = await existing.client.request(method, path, json=body)
+    response = await existing.client.request(call.method, call.path, json=call.body)
     existing.store.broken = False
-    if operation.public:
-        assert response.status_code == 200  # the document needs no store
+    if call.name in NO_STORE_NEEDED:
+        status, text = NO_STORE_NEEDED[call.name]
+        assert response.status_code == status, response.text
+        assert response.text.startswith(text)
         return
+    assert not call.public
     assert response.status_code == 503, response.text
     assert response.json()["code"] == "StoreUnavailable"
     assert "disk I/O error" in response.json()["message"]

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lhtrio.api import action_bodies, node_bodies
+from lhtrio.api import action_bodies, node_bodies, sse
+from lhtrio.api.access import PUBLIC
 from lhtrio.api.app import make_app
 from lhtrio.api.bodies import CREATE_VOLUME, PUT_SETTING
 from lhtrio.api.fields import Body
@@ -23,6 +24,7 @@ from lhtrio.api.problems import FieldError
 from lhtrio.api.surface import OPERATIONS
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.manager.objects import Objects
+from lhtrio.manager.store.codec import KINDS
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.models.cluster.setting import SETTINGS, parse
 from lhtrio.models.selector import parse_selector
@@ -75,7 +77,8 @@ def test_the_document_is_openapi_3_1_with_valid_schemas() -> None:
 def test_every_error_an_operation_answers_has_the_error_shape() -> None:
     for operation in OPERATIONS:
         answers = DOCUMENT["paths"][operation.path][operation.method.lower()]["responses"]
-        assert set(answers) == {str(operation.status), *map(str, operation.errors), "431"}
+        own = set(map(str, operation.responses))
+        assert set(answers) == {str(operation.status), *map(str, operation.errors), *own, "431"}
         assert "content" not in DOCUMENT["components"]["responses"]["431"]  # (hypercorn's)
         for status in operation.errors:
             response = DOCUMENT["components"]["responses"][str(status)]
@@ -84,6 +87,33 @@ def test_every_error_an_operation_answers_has_the_error_shape() -> None:
             }
         if not operation.public:
             assert {"401", "503"} <= set(answers), operation.id
+
+
+def test_the_public_operations_are_the_ones_the_app_lets_in() -> None:
+    public = {path for path, ops in DOCUMENT["paths"].items() if ops["get"].get("security") == []}
+    assert public == PUBLIC == {"/v1/openapi.json", "/healthz", "/readyz"}
+
+
+def test_streams_and_text_have_their_media_types() -> None:
+    def media(path: str) -> set[str]:
+        return set(DOCUMENT["paths"][path]["get"]["responses"]["200"]["content"])
+
+    watched = {path for path, ops in DOCUMENT["paths"].items() if "get" in ops and any(
+        p["name"] == "watch" for p in ops["get"].get("parameters", ())
+    )}  # fmt: skip
+    assert watched == set(sse.COLLECTIONS)  # the collections the app watches
+    for path in watched:
+        assert media(path) == {"application/json", "text/event-stream"}, path
+    assert media("/v1/watch") == {"text/event-stream"}
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert media(path) == {"text/plain"}
+    unready = DOCUMENT["paths"]["/readyz"]["get"]["responses"]["503"]
+    assert set(unready["content"]) == {"text/plain"}
+    kinds = next(
+        p for p in DOCUMENT["paths"]["/v1/watch"]["get"]["parameters"] if p["name"] == "kind"
+    )
+    assert kinds["required"]
+    assert set(kinds["schema"]["enum"]) == set(KINDS)
 
 
 @pytest.mark.parametrize("path", sorted(DOCUMENTS.glob("*.json")), ids=lambda p: p.stem)

@@ -145,6 +145,25 @@ def test_health_timeouts_and_round_robin() -> None:
     assert members[2].error == "gone"  # ERR is final; the first reason stays
 
 
+def test_the_owner_is_told_of_every_mode_and_membership_change() -> None:
+    members = [Member(f"r{i}", Mode.RW) for i in range(2)]
+    replicas = ReplicaSet(members)
+    seen: list[dict[str, Mode]] = []
+    replicas.on_change = lambda: seen.append({m.address: m.mode for m in replicas.members})
+    replicas.fail(members[0], "gone")
+    replicas.fail(members[0], "again")  # no change: not told
+    spare = Member("r2", Mode.WO)
+    replicas.add(spare)
+    replicas.promote(spare)
+    replicas.remove(members[0])
+    assert seen == [
+        {"r0": Mode.ERR, "r1": Mode.RW},
+        {"r0": Mode.ERR, "r1": Mode.RW, "r2": Mode.WO},
+        {"r0": Mode.ERR, "r1": Mode.RW, "r2": Mode.RW},
+        {"r1": Mode.RW, "r2": Mode.RW},
+    ]
+
+
 def _stalling(request: Request) -> Reply | Awaitable[Reply]:
     """A replica that answers ``info`` but never finishes any I/O."""
     if isinstance(request, Call) and request.name == "info":
@@ -229,6 +248,68 @@ async def test_the_last_replica_gets_16_seconds_then_the_volume_faults(
             await vol.write_batch([(0, b"x" * 4096, False)])
         assert 16 <= trio.current_time() - start < 24
         assert vol.replicas.health is Health.FAULTED
+
+
+async def _cuttable(
+    target: str, cut: trio.Event, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """A TCP relay to ``target`` that, once ``cut`` is set, silently drops everything (a network
+    partition without a reset: only a ping can tell)."""
+    address = parse_address(target)
+
+    async def relay(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+        while data := await source.receive_some(65536):
+            if not cut.is_set():
+                await sink.send_all(data)
+
+    async def serve(client: trio.SocketStream) -> None:
+        upstream = await trio.open_tcp_stream(address.host, address.port)
+        async with client, upstream, trio.open_nursery() as nursery:
+            nursery.start_soon(relay, client, upstream)
+            nursery.start_soon(relay, upstream, client)
+
+    async with trio.open_nursery() as nursery:
+        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        nursery.start_soon(trio.serve_listeners, serve, [listener])
+        task_status.started(f"tcp://127.0.0.1:{listener.socket.getsockname()[1]}")
+
+
+@pytest.mark.slow
+async def test_an_idle_replica_that_stops_answering_pings_is_failed(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    mock_clock.autojump_threshold = AUTOJUMP
+    cut = trio.Event()
+    async with (
+        replicas(tmp_path, healthy=2, stalled=0) as (tcp, unix),
+        trio.open_nursery() as relays,
+    ):
+        relayed = await relays.start(_cuttable, tcp, cut)
+        async with open_reactor() as reactor, trio.open_nursery() as nursery:
+            members = [Member(a, Mode.RW, synced=True) for a in (unix, relayed)]
+            vol = Volume("v", 4 * MiB, ReplicaSet(members), nursery, reactor, local=False)
+            try:
+                for member in members:
+                    await nursery.start(vol.links.connect, member)
+                await trio.sleep(3)  # idle: pinged, and answering
+                assert [m.mode for m in members] == [Mode.RW, Mode.RW]
+                failed = trio.Event()
+
+                def changed() -> None:
+                    if members[1].mode is Mode.ERR:
+                        failed.set()
+
+                vol.replicas.on_change = changed
+                cut.set()
+                start = trio.current_time()
+                await failed.wait()
+                # its ping, sent within 2 s of the cut, went unanswered for 8 s
+                assert 8 <= trio.current_time() - start < 10.5
+                assert members[1].error == "did not answer a ping in time"
+                assert members[0].mode is Mode.RW
+            finally:
+                vol.links.close()
+        relays.cancel_scope.cancel()
 
 
 async def test_writes_reach_every_replica_and_reads_fail_over(tmp_path: Path) -> None:

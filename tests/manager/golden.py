@@ -23,6 +23,7 @@ from lhtrio.models.cluster.attachment import (
     VolumeAttachmentStatus,
 )
 from lhtrio.models.cluster.engine import Engine, EngineSpec, EngineStatus
+from lhtrio.models.cluster.event import Event, EventType, ObjectReference
 from lhtrio.models.cluster.instance import DesireState, InstanceState
 from lhtrio.models.cluster.lease import NodeLease, NodeLeaseSpec
 from lhtrio.models.cluster.meta import Condition, ObjectMeta
@@ -208,6 +209,17 @@ GOLDEN: dict[str, ClusterObject] = {
                 ),
             }
         ),
+    ),
+    "event": Event(
+        meta=_meta("db-1.5f3c9a0e1b2d4c6f", 46),
+        involved_object=ObjectReference(kind="Volume", name="db-1", uid="9b2f0c7e-volume"),
+        reason="Degraded",
+        message="volume db-1 is degraded: 2 of 3 replicas are healthy",
+        type=EventType.WARNING,
+        count=2,
+        first_timestamp=T0,
+        last_timestamp=T1,
+        reporting_node="n1",
     ),
 }
 

@@ -1,6 +1,7 @@
 """The control plane end to end with real processes (issue 18's acceptance, without the API yet):
-three ``lhtrio node --store sqlite:PATH`` processes on this host share one store file; a test
-process writes the desired state into the same file, as the API will. A 3-replica volume lands on
+three ``lhtrio node --store URL`` processes on this host share one store — a SQLite file, or a
+real etcd (issue 20; tests/conftest.py), with the same assertions; a test process writes
+the desired state into the same store, as the API does. A 3-replica volume lands on
 three nodes; attached on node 1, qemu-io writes patterns through its NBD endpoint; node 3 is
 SIGKILLed (the volume degrades, I/O goes on); node 3 comes back (its replica is rebuilt in place,
 the volume is healthy); detached, attached on node 2, every pattern reads back; deleted, nothing
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import attrs
+import pytest
 import trio
 
 from lhtrio.manager import tickets
 from lhtrio.manager.objects import Objects
-from lhtrio.manager.store.sqlite import SqliteStore, open_sqlite_store
+from lhtrio.manager.store.api import Store
+from lhtrio.manager.store.open import open_store
 from lhtrio.manager.volume_control import FINALIZER
 from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume
 from lhtrio.models.cluster.validate import ClusterObject
@@ -34,7 +37,8 @@ T = TypeVar("T", bound=ClusterObject)
 class Cluster:
     """Node processes, each held by a task of its own (so any one can go, in any order)."""
 
-    store: SqliteStore
+    store: Store
+    url: str
     objects: Objects
     tmp: Path
     nursery: trio.Nursery
@@ -52,7 +56,7 @@ class Cluster:
                 "--data-dir",
                 str(self.tmp / name),
                 "--store",
-                f"sqlite:{self.tmp / 'store.db'}",
+                self.url,
                 "--nbd",
                 "127.0.0.1:0",
                 "--port-range",
@@ -69,10 +73,20 @@ class Cluster:
         scope.cancel()
 
 
+@pytest.fixture(params=["sqlite", "etcd"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store the nodes share: one SQLite file, or a key prefix of a real etcd."""
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'store.db'}"
+    url = request.getfixturevalue("etcd_url")
+    assert isinstance(url, str)
+    return url
+
+
 @asynccontextmanager
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with open_sqlite_store(tmp_path / "store.db") as store, trio.open_nursery() as nursery:
-        c = Cluster(store, Objects(store), tmp_path, nursery)
+async def cluster(tmp_path: Path, url: str) -> AsyncIterator[Cluster]:
+    async with open_store(url) as store, trio.open_nursery() as nursery:
+        c = Cluster(store, url, Objects(store), tmp_path, nursery)
         for index, name in enumerate(("n1", "n2", "n3")):
             await c.start(name, index)
         yield c
@@ -112,8 +126,10 @@ async def qemu_io(uri: str, *commands: str) -> str:
     return result.stdout.decode()
 
 
-async def test_a_volume_survives_a_killed_node_and_moves_with_its_data(tmp_path: Path) -> None:
-    async with cluster(tmp_path) as c:
+async def test_a_volume_survives_a_killed_node_and_moves_with_its_data(
+    tmp_path: Path, store_url: str
+) -> None:
+    async with cluster(tmp_path, store_url) as c:
         await c.objects.create(
             Volume(
                 meta=ObjectMeta(name="v", finalizers=(FINALIZER,)),
@@ -159,9 +175,9 @@ async def test_a_volume_survives_a_killed_node_and_moves_with_its_data(tmp_path:
 
 
 async def test_a_volume_attached_to_a_lost_node_attaches_elsewhere_after_its_lease(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str
 ) -> None:
-    async with cluster(tmp_path) as c:
+    async with cluster(tmp_path, store_url) as c:
         await c.objects.create(
             Volume(
                 meta=ObjectMeta(name="v", finalizers=(FINALIZER,)),

@@ -14,16 +14,19 @@ import attrs
 import trio
 
 from lhtrio.clients.node import NodeClient
+from lhtrio.clients.replica import ReplicaClient
+from lhtrio.manager.instance_control import modes_by_name
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.models.cluster import Engine, ObjectMeta, Replica
-from lhtrio.models.cluster.engine import EngineSpec
+from lhtrio.models.cluster.engine import EngineSpec, EngineStatus
 from lhtrio.models.cluster.instance import DesireState, InstanceState
 from lhtrio.models.cluster.replica import ReplicaSpec
 from lhtrio.models.cluster.validate import ClusterObject
 from lhtrio.models.volume import Mode
 from lhtrio.net import Address, open_rpc_client
 from lhtrio.node.server import serve_node
+from lhtrio.wire import Role
 from tests.manager import waiting
 
 MiB = 1 << 20
@@ -142,3 +145,140 @@ async def until_gone(instances: NodeClient, name: str) -> None:
             if name not in [i.name for i in watched.instances]:
                 return
             version = watched.version
+
+
+async def running_replica(cluster: Cluster, name: str) -> str:
+    """Replica ``name`` created and running; its ``host:port``."""
+    await cluster.objects.create(replica(name))
+    r = await until(
+        cluster, Replica, name, lambda r: r.status.current_state is InstanceState.RUNNING
+    )
+    return f"{r.status.ip}:{r.status.port}"
+
+
+def engine_of(addresses: dict[str, str], *, salvage: bool = False) -> Engine:
+    return Engine(
+        meta=ObjectMeta(name="v-e-0"),
+        spec=EngineSpec(
+            volume_name="v",
+            volume_size=4 * MiB,
+            node_id="n1",
+            desire_state=DesireState.RUNNING,
+            replica_address_map=addresses,
+            salvage_requested=salvage,
+        ),
+    )
+
+
+async def test_a_replica_the_engine_fails_reaches_the_store_without_polling(
+    tmp_path: Path,
+) -> None:
+    async with one_node(tmp_path) as cluster:
+        addresses = {n: await running_replica(cluster, n) for n in ("v-r-00000001", "v-r-00000002")}
+        await cluster.objects.create(engine_of(addresses))
+        await until(
+            cluster,
+            Engine,
+            "v-e-0",
+            lambda e: e.status.replica_mode_map == dict.fromkeys(addresses, Mode.RW),
+        )
+
+        await cluster.instances.delete("v-r-00000002")  # the engine loses its link: ERR
+        # the engine's change is pushed: well before the 30 s resync or the 60 s monitor
+        failed = await waiting.until(
+            cluster.objects,
+            Engine,
+            "v-e-0",
+            lambda e: e.status.replica_mode_map.get("v-r-00000002") is Mode.ERR,
+            deadline=10,
+        )
+        assert failed.status.replica_mode_map["v-r-00000001"] is Mode.RW
+        engine = await cluster.instances.get("v-e-0")
+        assert engine.replica_modes == {
+            f"tcp://{addresses['v-r-00000001']}": Mode.RW,
+            f"tcp://{addresses['v-r-00000002']}": Mode.ERR,
+        }
+        assert engine.current_size == 4 * MiB
+        # (its node starts the replica again, on another port: let it before the node stops)
+        old = addresses["v-r-00000002"]
+        await until(
+            cluster,
+            Replica,
+            "v-r-00000002",
+            lambda r: (
+                r.status.current_state is InstanceState.RUNNING
+                and f"{r.status.ip}:{r.status.port}" != old
+            ),
+        )
+
+
+async def test_a_salvage_request_restarts_a_faulted_engine_with_salvage(tmp_path: Path) -> None:
+    async with one_node(tmp_path) as cluster:
+        address = await running_replica(cluster, "v-r-00000001")
+        # a rebuild into it never finished: an engine starts it ERR (every replica: faulted)
+        async with open_rpc_client(f"tcp://{address}", volume="v", role=Role.REPLICA) as rpc:
+            await ReplicaClient(rpc).set_rebuilding(True)
+        await cluster.objects.create(engine_of({"v-r-00000001": address}))
+        await until(
+            cluster,
+            Engine,
+            "v-e-0",
+            lambda e: e.status.replica_mode_map == {"v-r-00000001": Mode.ERR},
+        )
+        faulted = await cluster.instances.get("v-e-0")
+        assert faulted.health == "faulted"
+        assert not faulted.salvage
+
+        await cluster.objects.change(
+            Engine,
+            "v-e-0",
+            lambda e: attrs.evolve(e, spec=attrs.evolve(e.spec, salvage_requested=True)),
+        )
+        salvaged = await until(cluster, Engine, "v-e-0", lambda e: e.status.salvage_executed)
+        instance = await cluster.instances.get("v-e-0")
+        assert instance.salvage
+        assert instance.started > faulted.started  # a new instance
+        assert instance.replica_modes == {f"tcp://{address}": Mode.RW}
+        assert salvaged.status.current_state is InstanceState.RUNNING
+        assert salvaged.status.replica_mode_map == {"v-r-00000001": Mode.RW}
+
+
+async def test_a_salvage_waits_for_replicas_then_starts_the_engine_with_it(tmp_path: Path) -> None:
+    async with one_node(tmp_path) as cluster:
+        await cluster.objects.create(engine_of({}, salvage=True))
+        address = await running_replica(cluster, "v-r-00000001")
+        # an engine is never started without replicas to serve from
+        assert [i.name for i in await cluster.instances.instances()] == ["v-r-00000001"]
+
+        await cluster.objects.change(
+            Engine,
+            "v-e-0",
+            lambda e: attrs.evolve(
+                e,
+                spec=attrs.evolve(e.spec, replica_address_map={"v-r-00000001": address}),
+            ),
+        )
+        salvaged = await until(cluster, Engine, "v-e-0", lambda e: e.status.salvage_executed)
+        assert salvaged.status.current_state is InstanceState.RUNNING
+        assert (await cluster.instances.get("v-e-0")).salvage
+
+
+def test_a_replica_lost_and_restarted_elsewhere_keeps_its_err() -> None:
+    """The engine holds the lost instance's old address as ERR; the spec already names the
+    replica's new one (not linked yet): the replica is ERR by name, not silently absent."""
+    engine = Engine(
+        meta=ObjectMeta(name="v-e-0"),
+        spec=EngineSpec(
+            volume_name="v",
+            volume_size=4 * MiB,
+            replica_address_map={"r1": "10.0.0.1:1000", "r2": "10.0.0.2:2001"},
+        ),
+        status=EngineStatus(
+            current_replica_address_map={"r1": "10.0.0.1:1000", "r2": "10.0.0.2:2000"}
+        ),
+    )
+    modes = {"tcp://10.0.0.1:1000": Mode.RW, "tcp://10.0.0.2:2000": Mode.ERR}
+    assert modes_by_name(engine, modes) == {"r1": Mode.RW, "r2": Mode.ERR}
+    # once the new address is linked, it is the truth
+    modes["tcp://10.0.0.2:2001"] = Mode.WO
+    assert modes_by_name(engine, modes) == {"r1": Mode.RW, "r2": Mode.WO}

@@ -102,13 +102,37 @@ async def test_a_restarted_node_keeps_the_operators_settings(tmp_path: Path) -> 
     assert again.spec == tuned.spec
 
 
-@pytest.mark.parametrize("url", ["etcd://127.0.0.1:2379", "sqlite:", "memory:x", "nope"])
+@pytest.mark.parametrize("url", ["kubernetes", "sqlite:", "memory:x", "nope", "etcd:x"])
 def test_an_unknown_store_is_a_usage_error(tmp_path: Path, url: str) -> None:
     result = CliRunner().invoke(
         cli, ["node", "--name", "n1", "--data-dir", str(tmp_path), "--store", url]
     )
     assert result.exit_code == 2
     assert "unknown store" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("etcd://", "bad etcd member ''"),
+        ("etcd://127.0.0.1", "bad etcd member '127.0.0.1'"),
+        ("etcd://127.0.0.1:0", "bad etcd member"),
+        ("etcd://127.0.0.1:65536", "bad etcd member"),
+        ("etcd://127.0.0.1:2379,", "bad etcd member ''"),
+        ("etcd://a@b:2379", "bad etcd member"),
+        ("etcd://127.0.0.1:2379/../x", "bad key prefix"),
+        ("etcd://127.0.0.1:2379/a b", "bad key prefix"),
+    ],
+)
+def test_a_bad_etcd_url_is_a_usage_error_naming_the_problem(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    result = CliRunner().invoke(
+        cli, ["node", "--name", "n1", "--data-dir", str(tmp_path), "--store", url]
+    )
+    assert result.exit_code == 2
+    assert says in result.output
+    assert not (tmp_path / "replicas").exists()  # nothing was started
 
 
 def _ready(node: Node, disk: str) -> bool | None:

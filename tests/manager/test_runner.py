@@ -131,6 +131,31 @@ async def test_every_known_object_is_resynced_without_a_change(
         nursery.cancel_scope.cancel()
 
 
+async def test_the_resync_covers_only_what_mine_holds_for_but_every_change_is_reconciled(
+    clock: trio.testing.MockClock,
+) -> None:
+    store = MemoryStore()
+    await store.create(doc("a", node="n1"))
+    b = await store.create(doc("b", node="n2"))
+    seen = Recorder()
+
+    def mine(document: Document) -> bool:
+        spec = document["spec"]
+        return isinstance(spec, dict) and spec.get("node") == "n1"
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            functools.partial(run_reconciler, store, "Volume", seen, resync=30, mine=mine)
+        )
+        await trio.sleep(65)
+        assert [(round(t), n) for t, n in seen.calls] == [(0, "a"), (0, "b"), (30, "a"), (60, "a")]
+        seen.calls.clear()
+        await store.update({**b, "spec": {"node": "n1"}})  # b moves here: reconciled, and resynced
+        await trio.sleep(30)
+        assert [(round(t), n) for t, n in seen.calls] == [(65, "b"), (90, "a"), (90, "b")]
+        nursery.cancel_scope.cancel()
+
+
 class GoneOnce(MemoryStore):
     """A store whose first watch says its revision is gone (a watcher that fell behind)."""
 

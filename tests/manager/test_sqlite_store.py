@@ -11,12 +11,12 @@ from pathlib import Path
 import trio
 
 from lhtrio.manager.store.api import Document, EventType
-from lhtrio.manager.store.sqlite import open_sqlite_store
+from lhtrio.manager.store.sqlite import SAFETY, open_sqlite_store
 
 WRITER = """
 import sys, trio
 from lhtrio.errors import ConflictError
-from lhtrio.manager.store.sqlite import open_sqlite_store
+from lhtrio.manager.store.sqlite import SAFETY, open_sqlite_store
 
 async def main(path, count):
     async with open_sqlite_store(path) as store:
@@ -80,3 +80,31 @@ async def test_a_reopened_store_keeps_its_objects_and_its_revisions(tmp_path: Pa
     assert [field(d, "metadata", "name") for d in listing.documents] == ["n1", "n2"]
     versions = [int(str(field(d, "metadata", "resourceVersion"))) for d in (first, second)]
     assert versions[1] == versions[0] + 1
+
+
+TWO_KINDS = """
+import sys, trio
+from lhtrio.manager.store.sqlite import SAFETY, open_sqlite_store
+
+async def main(path):
+    async with open_sqlite_store(path) as store:
+        await store.create({"kind": "NodeLease", "metadata": {"name": "n1"}, "spec": {}})
+        await store.create({"kind": "Volume", "metadata": {"name": "v"}, "spec": {}})
+
+trio.run(main, sys.argv[1])
+"""
+
+
+async def test_another_processs_change_wakes_the_watchers_of_its_kind_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    async with open_sqlite_store(path) as store:
+        revision = (await store.list("Volume")).revision
+        async with store.watch("Volume", revision) as events:
+            # (well before the safety net's look: the inotify wake-up found the kind changed)
+            with trio.fail_after(SAFETY * 0.8):
+                await trio.run_process([sys.executable, "-c", TWO_KINDS, str(path)])
+                event = await events.__anext__()
+    assert event.type is EventType.ADDED
+    assert field(event.document, "metadata", "name") == "v"

@@ -20,14 +20,18 @@ from lhtrio.errors import (
     NotFoundError,
 )
 from lhtrio.manager.store.api import Document, EventType, Store, WatchEvent
+from lhtrio.manager.store.etcd import open_etcd_store
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.manager.store.sqlite import open_sqlite_store
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("etcd", marks=pytest.mark.real)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
+    elif request.param == "etcd":  # a real etcd (tests/conftest.py), a prefix of its own
+        async with open_etcd_store(request.getfixturevalue("etcd_url")) as etcd:
+            yield etcd
     else:
         async with open_sqlite_store(tmp_path / "store.db") as sqlite:
             yield sqlite

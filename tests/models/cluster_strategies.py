@@ -17,6 +17,7 @@ from lhtrio.models.cluster.attachment import (
     VolumeAttachmentStatus,
 )
 from lhtrio.models.cluster.engine import Engine, EngineSpec, EngineStatus
+from lhtrio.models.cluster.event import Event, EventType, ObjectReference
 from lhtrio.models.cluster.instance import DesireState, InstanceState
 from lhtrio.models.cluster.lease import NodeLease, NodeLeaseSpec
 from lhtrio.models.cluster.meta import Condition, ObjectMeta
@@ -282,6 +283,27 @@ def attachments(draw: st.DrawFn) -> VolumeAttachment:
     )
 
 
+@st.composite
+def events(draw: st.DrawFn) -> Event:
+    first = draw(maybe_times)
+    last = None if first is None else draw(st.none() | times.filter(lambda t: t >= first))
+    return Event(
+        meta=draw(metas()),
+        involved_object=ObjectReference(
+            kind=draw(st.sampled_from(["Volume", "Replica", "Engine", "Node"])),
+            name=draw(names),
+            uid=draw(texts),
+        ),
+        reason=draw(st.from_regex(r"[A-Z][A-Za-z0-9]{0,20}", fullmatch=True)),
+        message=draw(texts),
+        type=draw(st.sampled_from(EventType)),
+        count=draw(st.integers(1, 2**31)),
+        first_timestamp=first,
+        last_timestamp=last,
+        reporting_node=draw(nodes),
+    )
+
+
 #: A strategy of valid objects for each kind.
 BY_KIND: dict[str, st.SearchStrategy[Any]] = {
     "Volume": volumes,
@@ -291,4 +313,5 @@ BY_KIND: dict[str, st.SearchStrategy[Any]] = {
     "NodeLease": leases,
     "Setting": settings(),
     "VolumeAttachment": attachments(),
+    "Event": events(),
 }

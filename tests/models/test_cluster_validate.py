@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import attrs
@@ -10,9 +11,12 @@ import pytest
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.models.cluster import ClusterObject, validate
 from lhtrio.models.cluster.attachment import AttachmentTicket, TicketType
+from lhtrio.models.cluster.event import Event, ObjectReference
 from lhtrio.models.cluster.node import DiskSpec
 from tests.manager.golden import GOLDEN
 
+GOLDEN_EVENT = GOLDEN["event"]
+assert isinstance(GOLDEN_EVENT, Event)
 HOSTILE = ["../x", "a/b", "", "x" * 300, "a\0b", "-a", ".", "..", "a b", "é"]
 
 
@@ -127,4 +131,34 @@ def test_bad_metadata_is_refused(field: str, value: Any, expected: str) -> None:
     bad = attrs.evolve(obj, meta=attrs.evolve(obj.meta, **{field: value}))
     with pytest.raises(InvalidArgumentError) as info:
         validate(bad)
+    assert expected in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"reason": "degraded"}, "reason: 'degraded' is not a CamelCase word"),
+        ({"reason": ""}, "reason: '' is not a CamelCase word"),
+        ({"reason": "Bad Reason"}, "is not a CamelCase word"),
+        ({"message": "x" * 1025}, "message: it is longer than 1024 characters"),
+        ({"count": 0}, "count: 0 is not positive"),
+        ({"reporting_node": "../n1"}, "reportingNode: invalid node name '../n1'"),
+        (
+            {"involved_object": ObjectReference(kind="volume", name="db-1")},
+            "involvedObject.kind: 'volume' is not a kind",
+        ),
+        (
+            {"involved_object": ObjectReference(kind="Volume", name="../db-1")},
+            "involvedObject.name: invalid object name '../db-1'",
+        ),
+        (
+            {"last_timestamp": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+            "lastTimestamp: it is before firstTimestamp",
+        ),
+    ],
+)
+def test_a_bad_event_is_refused(changes: dict[str, Any], expected: str) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        validate(attrs.evolve(GOLDEN_EVENT, **changes))
+    assert info.value.message.startswith("Event 'db-1.5f3c9a0e1b2d4c6f': ")
     assert expected in info.value.message

@@ -42,7 +42,17 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from lhtrio.errors import CorruptMetadataError, InvalidArgumentError
-from lhtrio.models.cluster import attachment, engine, lease, meta, node, replica, setting, volume
+from lhtrio.models.cluster import (
+    attachment,
+    engine,
+    event,
+    lease,
+    meta,
+    node,
+    replica,
+    setting,
+    volume,
+)
 from lhtrio.models.cluster.validate import ClusterObject, validate
 from lhtrio.models.times import format_time, parse_time
 
@@ -74,6 +84,7 @@ KINDS: Final[dict[str, type[ClusterObject]]] = {
         lease.NodeLease,
         setting.Setting,
         attachment.VolumeAttachment,
+        event.Event,
     )
 }
 
@@ -103,6 +114,7 @@ _RECORDS: Final[tuple[type[Any], ...]] = (
     attachment.AttachmentTicketStatus,
     attachment.VolumeAttachmentSpec,
     attachment.VolumeAttachmentStatus,
+    event.ObjectReference,
     *KINDS.values(),
 )
 

@@ -2,9 +2,12 @@
 
 * ``sqlite:PATH`` — the embedded store, one file shared by the node processes of a host
   (:mod:`lhtrio.manager.store.sqlite`); the default of a local cluster.
+* ``etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`` — an etcd cluster shared by nodes on any number of
+  hosts (:mod:`lhtrio.manager.store.etcd`); the members are tried in turn, the keys live under
+  ``/PREFIX/`` (``/lhtrio/`` by default).
 * ``memory:`` — in this process only, lost at exit (tests, a single throwaway node).
 
-etcd (``etcd://HOST:PORT``) and Kubernetes (``kubernetes``) come with issue 20.
+Kubernetes (``kubernetes``) comes with issue 20.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from contextlib import asynccontextmanager
 
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.manager.store.api import Store
+from lhtrio.manager.store.etcd import open_etcd_store
+from lhtrio.manager.store.etcd_format import parse_etcd_url
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.manager.store.sqlite import open_sqlite_store
 
@@ -27,8 +32,12 @@ def check_store_url(url: str) -> str:
         return url
     if scheme == "memory" and sep and not rest:
         return url
+    if scheme == "etcd" and rest.startswith("//"):
+        parse_etcd_url(url)  # says what is wrong with it
+        return url
     raise InvalidArgumentError(
-        f"unknown store {url!r}: give sqlite:PATH (one file per host) or memory: (this process)"
+        f"unknown store {url!r}: give sqlite:PATH (one file per host), "
+        "etcd://HOST:PORT[,HOST:PORT...] (an etcd cluster) or memory: (this process)"
     )
 
 
@@ -38,6 +47,9 @@ async def open_store(url: str) -> AsyncIterator[Store]:
     scheme, _, rest = check_store_url(url).partition(":")
     if scheme == "memory":
         yield MemoryStore()
-        return
-    async with open_sqlite_store(rest) as store:
-        yield store
+    elif scheme == "etcd":
+        async with open_etcd_store(url) as etcd:
+            yield etcd
+    else:
+        async with open_sqlite_store(rest) as store:
+            yield store

@@ -12,10 +12,13 @@ one). Commits are ``synchronous=FULL``: a change the store acknowledged survives
 
 **Watches across processes.** SQLite has no notification, but every commit writes the
 write-ahead log: a store keeps one task that waits on inotify (``inotify_simple``: a maintained
-wrapper of the three syscalls) for writes to the store's WAL, from any process, and wakes its
-watchers; a change made by this process wakes them at once. A woken watcher reads the change log
-after its last revision (a range scan of the primary key, in the store's worker thread). An idle
-store costs nothing but a wake-up every :data:`SAFETY` seconds (the net under a missed event).
+wrapper of the three syscalls) for writes to the store's WAL, from any process, looks which kinds
+changed since it last looked (one query) and wakes the watchers of those kinds; a change made by
+this process wakes its kind's watchers at once. A woken watcher reads the change log after its
+last revision (a range scan of the primary key, in the store's worker thread). So a node's
+lease renewal (a kind nobody watches) costs each process one query, not one per watcher. An idle
+store costs nothing but a wake-up of every watcher every :data:`SAFETY` seconds (the net under a
+missed event).
 ``docs/benchmarks.md`` has how long a change takes to reach another process's watch. Every query
 runs in one worker thread at a time (``trio.to_thread`` with a limiter of one): the connection is
 never shared between threads.
@@ -30,7 +33,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final, TypeVar
@@ -98,7 +101,8 @@ class SqliteStore:
         self._db = db
         self._clock = clock
         self._limiter = trio.CapacityLimiter(1)
-        self._changed = trio.Event()
+        self._changed: dict[str, trio.Event] = {}  # kind -> what its watchers wait on
+        self._looked = 0  # the newest change the follower woke the watchers for
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -108,9 +112,28 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"store {self.path}: {exc}") from exc
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+    def _notify(self, kinds: Iterable[str] | None = None) -> None:
+        """Wake the watchers of ``kinds`` (None: every watcher)."""
+        for kind in list(self._changed) if kinds is None else kinds:
+            event = self._changed.pop(kind, None)
+            if event is not None:
+                event.set()
+
+    def _waiter(self, kind: str) -> trio.Event:
+        """What a watcher of ``kind`` waits on for the next change."""
+        event = self._changed.get(kind)
+        if event is None:
+            event = self._changed[kind] = trio.Event()
+        return event
+
+    def _kinds_changed(self) -> set[str]:
+        """The kinds changed after the last look (one query: a consistent snapshot)."""
+        rows = self._db.execute(
+            "SELECT kind, max(revision) FROM changes WHERE revision > ? GROUP BY kind",
+            (self._looked,),
+        ).fetchall()
+        self._looked = max([self._looked, *(int(r[1]) for r in rows)])
+        return {str(r[0]) for r in rows}
 
     def _meta(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -163,7 +186,7 @@ class SqliteStore:
     ) -> rules.Change:
         change = await self._run(lambda: self._write(kind, name, make))
         if change.event is not None:
-            self._notify()
+            self._notify([kind])
         return change
 
     # --- the interface -------------------------------------------------------------------------
@@ -272,7 +295,7 @@ class SqliteStore:
     async def _events(self, kind: str, revision: int) -> AsyncGenerator[WatchEvent, None]:
         seen = revision
         while True:
-            changed = self._changed  # a change after this read wakes us
+            changed = self._waiter(kind)  # a change after this read wakes us
             events, last = await self._run(functools.partial(self._since, kind, seen))
             for event in events:
                 yield event
@@ -292,18 +315,25 @@ class SqliteStore:
         wal = f"{self.path.name}-wal"
         with INotify() as inotify:
             inotify.add_watch(self.path.parent, flags.MODIFY | flags.CREATE | flags.MOVED_TO)
+            self._looked = await self._run(lambda: self._meta("revision"))
             task_status.started()
             settle: list[float] = []
             while True:
                 with trio.move_on_after(settle[0] if settle else SAFETY) as idle:
                     await trio.lowlevel.wait_readable(inotify.fileno())
                 if wal in {event.name for event in inotify.read(timeout=0)}:
-                    settle = list(SETTLE)  # written: wake now, and again as it settles
+                    settle = list(SETTLE)  # written: look now, and again as it settles
                 elif settle:
                     settle.pop(0)
                 elif not idle.cancelled_caught:
                     continue  # another file of the directory
-                self._notify()
+                else:
+                    self._notify()  # the safety net: every watcher looks
+                    continue
+                try:
+                    self._notify(await self._run(self._kinds_changed))
+                except StorageError:
+                    self._notify()  # (the watchers will say what is wrong)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -4,9 +4,10 @@
 read back from the store (:mod:`lhtrio.manager.store.codec`), so a name that becomes a directory,
 an export or a log field was checked by the same rules as everywhere else
 (:mod:`lhtrio.models.names`): a Volume and its VolumeAttachment are named as volumes; Engines,
-Replicas, Nodes, NodeLeases and Settings as instances (longer, for the ``-e-0``/``-r-<hex>``
-suffixes), and so are the nodes, disks and tickets they refer to. Every problem is an
-:class:`~lhtrio.errors.InvalidArgumentError` naming the kind, the object and the field.
+Replicas, Nodes, NodeLeases, Settings and Events as instances (longer, for the ``-e-0``/
+``-r-<hex>`` suffixes), and so are the nodes, disks, tickets and involved objects they refer to.
+Every problem is an :class:`~lhtrio.errors.InvalidArgumentError` naming the kind, the object and
+the field.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import ParamSpec
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.models.cluster.attachment import VolumeAttachment
 from lhtrio.models.cluster.engine import Engine
+from lhtrio.models.cluster.event import MAX_MESSAGE, REASON, Event
 from lhtrio.models.cluster.lease import NodeLease
 from lhtrio.models.cluster.meta import ObjectMeta
 from lhtrio.models.cluster.node import Node
@@ -31,7 +33,7 @@ __all__ = ["ClusterObject", "MAX_REPLICAS", "validate"]
 
 P = ParamSpec("P")
 
-ClusterObject = Volume | Engine | Replica | Node | NodeLease | Setting | VolumeAttachment
+ClusterObject = Volume | Engine | Replica | Node | NodeLease | Setting | VolumeAttachment | Event
 
 #: The most replicas a volume may have (Longhorn's limit).
 MAX_REPLICAS = 20
@@ -201,6 +203,24 @@ def _attachment(obj: VolumeAttachment) -> None:
             raise _refuse(kind, name, f"{field}.id", f"{status.id!r} is not its key")
 
 
+def _event(obj: Event) -> None:
+    kind, name, involved = obj.KIND, obj.meta.name, obj.involved_object
+    _meta(kind, obj.meta, "event")
+    if not involved.kind.isidentifier() or not involved.kind[:1].isupper():
+        raise _refuse(kind, name, "involvedObject.kind", f"{involved.kind!r} is not a kind")
+    _wrap(kind, name, "involvedObject.name", validate_instance_name, involved.name, what="object")
+    if not REASON.fullmatch(obj.reason):
+        raise _refuse(kind, name, "reason", f"{obj.reason!r} is not a CamelCase word")
+    if len(obj.message) > MAX_MESSAGE:
+        raise _refuse(kind, name, "message", f"it is longer than {MAX_MESSAGE} characters")
+    if obj.count < 1:
+        raise _refuse(kind, name, "count", f"{obj.count} is not positive")
+    first, last = obj.first_timestamp, obj.last_timestamp
+    if first is not None and last is not None and last < first:
+        raise _refuse(kind, name, "lastTimestamp", "it is before firstTimestamp")
+    _node(kind, name, "reportingNode", obj.reporting_node)
+
+
 def validate(obj: ClusterObject) -> None:
     """Raise InvalidArgumentError naming the first problem of ``obj``, if it has one."""
     match obj:
@@ -218,3 +238,5 @@ def validate(obj: ClusterObject) -> None:
             _setting(obj)
         case VolumeAttachment():
             _attachment(obj)
+        case Event():
+            _event(obj)

@@ -11,7 +11,9 @@ instance_create   name; type (engine|replica); volume; size;            :class:`
 instance_delete   name                                                  instance (stopped)
 instance_get      name                                                  instance
 instance_list                                                           [instance]
-instance_watch    version=0; wait=0 (seconds)                           :class:`InstanceWatch`
+instance_watch    version=0; wait=0 (seconds): returns once the version  :class:`InstanceWatch`
+                  is past ``version`` (an instance changed: its state,
+                  an engine's replica modes or size) or ``wait`` ran out
 instance_log      name; after=0; wait=0; limit=0                        :class:`LogLines`
 replica_data_     name; disk="" (UUID or path): delete the directory    true if there was one
 remove            of replica ``name`` (refused while it runs)
@@ -78,7 +80,16 @@ class LogArgs:
     limit: int = 0
 
 
-omit_when_default(Instance, "replicas", "frontend", "health", "directory")
+omit_when_default(
+    Instance,
+    "replicas",
+    "frontend",
+    "health",
+    "directory",
+    "replica_modes",
+    "current_size",
+    "salvage",
+)
 
 CALLS = CallTable("node")
 NODE_INFO = CALLS.call("node_info", NoArgs, NodeInfo)

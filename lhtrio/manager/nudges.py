@@ -1,0 +1,131 @@
+"""What nudges a node's reconcilers besides their own objects' changes, and what their resync
+covers.
+
+The runner (:mod:`lhtrio.manager.runner`) reconciles every change of a kind, and every
+:data:`~lhtrio.manager.runner.RESYNC` seconds the objects its ``mine`` covers. A volume's plan
+also reads what no volume change tells of; these nudge the volumes instead of a short resync:
+
+* :func:`follow_availability`: a node went down or came back (a lease expired: nothing in the
+  store changes then) — every volume.
+* :func:`follow_operator`: a setting changed, or a node's spec (scheduling, tags, disks,
+  eviction) or readiness — every volume (a node's record of its disks' free space, rewritten every
+  30 s under writes, does not nudge: the resync picks it up).
+
+``on_node`` and ``volume_of`` say which objects a node's resync covers: the replicas and engines
+placed on it, the volumes it owns or that are attached to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Final
+
+import trio
+
+from lhtrio.errors import CorruptMetadataError, LhtrioError
+from lhtrio.manager.lease import available_nodes
+from lhtrio.manager.runner import follow
+from lhtrio.manager.store.api import Document, Store
+from lhtrio.manager.store.codec import from_document
+from lhtrio.manager.store.rules import metadata
+from lhtrio.models.cluster import Engine, Node, Replica, Setting, Volume
+from lhtrio.models.cluster.meta import get_condition
+from lhtrio.models.cluster.node import CONDITION_READY
+
+__all__ = [
+    "AVAILABILITY_POLL",
+    "follow_availability",
+    "follow_operator",
+    "on_node",
+    "volume_of",
+]
+
+logger = logging.getLogger(__name__)
+
+#: How often the nodes' leases are read for a node that went down or came back (seconds).
+AVAILABILITY_POLL: Final = 1.0
+
+
+def on_node(node: str, kind: type[Replica | Engine]) -> Callable[[Document], bool]:
+    """Whether a replica or engine document is placed on ``node``."""
+
+    def mine(document: Document) -> bool:
+        try:
+            return from_document(kind, document).spec.node_id == node
+        except CorruptMetadataError:
+            return True  # its reconcile says what is wrong
+
+    return mine
+
+
+def volume_of(node: str) -> Callable[[Document], bool]:
+    """Whether a volume document is ``node``'s: it owns it or it is attached there. (Another
+    node's volume is taken over when that node goes down: :func:`follow_availability`.)"""
+
+    def mine(document: Document) -> bool:
+        try:
+            volume = from_document(Volume, document)
+        except CorruptMetadataError:
+            return True
+        return node in (volume.status.owner_id, volume.spec.node_id)
+
+    return mine
+
+
+async def _every_volume(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
+    for document in (await store.list(Volume.KIND)).documents:
+        await nudge.send(str(metadata(document)["name"]))
+
+
+async def follow_availability(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
+    """Nudge every volume when the set of available nodes changes."""
+    last: frozenset[str] | None = None
+    while True:
+        try:
+            up = await available_nodes(store)
+            if up != last and last is not None:
+                await _every_volume(store, nudge)
+            last = up
+        except LhtrioError as exc:
+            logger.warning("reading the nodes' leases failed: %s", exc)
+        await trio.sleep(AVAILABILITY_POLL)
+
+
+def _node_key() -> Callable[[Document], str]:
+    """A key for :func:`~lhtrio.manager.runner.follow` that is ``"*"`` when a node's spec or
+    readiness (of the node or one of its disks) changed since its last change, else empty."""
+    seen: dict[str, object] = {}
+
+    def key(document: Document) -> str:
+        try:
+            node = from_document(Node, document)
+        except CorruptMetadataError:
+            return "*"
+        disks = {
+            name: get_condition(disk.conditions, CONDITION_READY)
+            for name, disk in node.status.disk_status.items()
+        }
+        now = (node.spec, get_condition(node.status.conditions, CONDITION_READY), disks)
+        before, seen[node.meta.name] = seen.get(node.meta.name), now
+        return "*" if before != now else ""
+
+    return key
+
+
+async def follow_operator(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
+    """Nudge every volume when a setting changes, or a node's spec or readiness does."""
+    wanted_in, wanted = trio.open_memory_channel[str](64)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(follow, store, Setting.KIND, lambda _: "*", wanted_in.clone())
+        nursery.start_soon(follow, store, Node.KIND, _node_key(), wanted_in)
+        async for _ in wanted:
+            while True:  # a burst of changes: one round of nudges
+                try:
+                    wanted.receive_nowait()
+                except trio.WouldBlock:
+                    break
+            try:
+                await _every_volume(store, nudge)
+            except LhtrioError as exc:
+                logger.warning("listing the volumes to nudge failed: %s", exc)
