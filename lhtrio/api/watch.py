@@ -5,16 +5,17 @@ What a stream says is :mod:`lhtrio.api.sse`'s; this module runs it.
 **Who owns what.** A stream's response body is an async generator that quart iterates in the
 request's task; it cannot wait on the store's watch itself (cancelling a wait inside an async
 generator ends the generator, and the keep-alive needs exactly such a timeout). So each stream
-has a *feeder*: a task that lists, watches the store and sends each message into a small memory
-channel; the body only receives from the channel, with a timeout for the keep-alive. Feeders
-belong to the :class:`WatchHub`, whose nursery :func:`~lhtrio.api.server.serve_api` runs beside
-hypercorn, never to a request.
+has a *feeder*: a task that tells the objects listed, watches the store and sends each message
+into a small memory channel; the body only receives from the channel, with a timeout for the
+keep-alive. Feeders belong to the :class:`WatchHub`, whose nursery
+:func:`~lhtrio.api.server.serve_api` runs beside hypercorn, never to a request.
 
 **Starting.** The request lists the kind (or checks the revision it resumes from) before it
 answers, so a store that fails is a 503 and a bad filter or revision a 400, as for a list; the
 feeder watches from the listing's revision. A collection's watch keeps what its list keeps
 (:func:`lhtrio.api.query.collection_filter`, each document read into its object to be tested;
-an unfiltered watch reads nothing), told as :class:`lhtrio.api.sse.View` says.
+an unfiltered watch reads nothing), told as :class:`lhtrio.api.sse.View` says. The listing is
+held until the body starts.
 
 **Endings.** A feeder starts when quart starts sending the body, so a client gone before that
 leaves nothing behind. The client goes away: quart cancels the body, whose ``finally`` cancels
