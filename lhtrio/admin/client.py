@@ -3,10 +3,13 @@
 * **Where:** ``lhtrio --api URL`` (or ``LHTRIO_API``; default :data:`DEFAULT_API`). ``HOST:PORT``
   means ``http://HOST:PORT``. An ``https://`` API's certificate is checked against the system's
   CAs, or those of ``--ca-file FILE`` (``LHTRIO_CA_FILE``): a self-signed node's.
-* **The token** goes with mutating calls only (``Authorization: Bearer TOKEN``), read when the
-  first one is made, so reads and ``--help`` need none: ``--token-file FILE`` given on the
-  command line, else ``LHTRIO_TOKEN`` (the token itself), else ``LHTRIO_TOKEN_FILE``;
-  surrounding whitespace is stripped. A node keeps its token in ``DATA_DIR/api-token``.
+* **The token** goes with every call (``Authorization: Bearer TOKEN``; reads need it too unless
+  the node runs with ``--api-read-anonymous``), read when the first call is made, so ``--help``
+  needs none: ``--token-file FILE`` given on the command line, else ``LHTRIO_TOKEN`` (the token
+  itself), else ``LHTRIO_TOKEN_FILE``; surrounding whitespace is stripped. A read whose token
+  cannot be read goes without one (the node may answer anonymous reads); if it is refused (401),
+  the error says why the token could not be read. A node keeps its token in
+  ``DATA_DIR/api-token``.
 * **Errors** are mapped once, in :meth:`ApiClient.request`, to an :class:`ApiError` carrying its
   exit code (:class:`Exit`); :class:`ApiGroup` prints ``error: MESSAGE`` on stderr and exits with
   it. The API's own errors are ``{"code", "message", "details"}``: their message is printed.
@@ -82,7 +85,13 @@ class Exit(enum.IntEnum):
     UNAUTHORIZED = 6
 
 
-_EXITS: Final = {401: Exit.UNAUTHORIZED, 404: Exit.NOT_FOUND, 409: Exit.CONFLICT}
+#: 422 (the object rules the request out as it is) is a conflict with its state, as 409 is.
+_EXITS: Final = {
+    401: Exit.UNAUTHORIZED,
+    404: Exit.NOT_FOUND,
+    409: Exit.CONFLICT,
+    422: Exit.CONFLICT,
+}
 
 
 class ApiError(Exception):
@@ -125,8 +134,8 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 @attrs.define(eq=False)
 class ApiClient:
-    """Requests to the API at ``url``; ``token`` (or None) goes with the mutating ones, read
-    when the first of them is made (``token`` raises :class:`ApiError` if it cannot be)."""
+    """Requests to the API at ``url``; ``token`` (or None) goes with every one, read when the
+    first is made (``token`` raises :class:`ApiError` if it cannot be)."""
 
     url: str
     token: Callable[[], str | None]
@@ -167,7 +176,7 @@ class ApiClient:
         """The answer's JSON; every failure as an :class:`ApiError` with its exit code
         (``headers``: more to send, such as ``If-Match``)."""
         headers = {"Accept": "application/json", **(headers or {})}
-        token = None if method in ("GET", "HEAD") else self.token()
+        token, unread = self._token_for(method)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         query = dict(params or {})
@@ -182,7 +191,19 @@ class ApiClient:
             raise self._unreachable(f"no answer to {what} (timed out: {exc})") from None
         except httpx.TransportError as exc:
             raise self._failed(what, exc) from None
+        if unread is not None and response.status_code == 401:
+            raise unread
         return self._answer(what, response, sent_token=token is not None)
+
+    def _token_for(self, method: str) -> tuple[str | None, ApiError | None]:
+        """The token to send, and for a read whose token could not be read, why (sent without
+        one: the node may answer anonymous reads; a 401 then says why)."""
+        try:
+            return self.token(), None
+        except ApiError as exc:
+            if method not in ("GET", "HEAD"):
+                raise
+            return None, exc
 
     def probe(self, path: str) -> tuple[int, str]:
         """A plain-text GET (``/healthz``, ``/readyz``): the status and the text, whatever the
@@ -206,6 +227,9 @@ class ApiClient:
         :class:`ApiError` with :attr:`Exit.UNREACHABLE`, before or while reading."""
         what = f"GET {path}"
         sent = {"Accept": "text/event-stream", **headers}
+        token, unread = self._token_for("GET")
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
         try:
             with self._client().stream(
                 "GET",
@@ -216,7 +240,9 @@ class ApiClient:
             ) as response:
                 if not response.is_success:
                     response.read()
-                    self._answer(what, response, sent_token=False)
+                    if unread is not None and response.status_code == 401:
+                        raise unread
+                    self._answer(what, response, sent_token=token is not None)
                 yield self._chunks(what, response)
         except httpx.TimeoutException as exc:
             raise self._unreachable(f"no answer to {what} (timed out: {exc})") from None
@@ -423,7 +449,7 @@ def list_params(filters: dict[str, str | None]) -> dict[str, str]:
 
 class ApiGroup(click.Group):
     """A group of verbs over the API: an :class:`ApiError` is ``error: MESSAGE`` on stderr and
-    its exit code (404: 3, 409: 4, unreachable: 5, 401: 6, anything else: 1)."""
+    its exit code (404: 3, 409 and 422: 4, unreachable: 5, 401: 6, anything else: 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

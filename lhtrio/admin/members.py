@@ -154,8 +154,9 @@ def replica_rm(name: str, output: str) -> None:
     Never the last healthy replica of its volume (exit 4). Follow the new one with lhtrio volume
     rebuild-status VOLUME --wait.
     """
-    answer = admin_client().delete(f"/v1/replicas/{name}")
-    volume = dig(answer, "spec", "volumeName")
+    api = admin_client()
+    volume = dig(api.get(f"/v1/replicas/{name}"), "spec", "volumeName")
+    answer = api.delete(f"/v1/replicas/{name}")
     follow = f"; follow its replacement with lhtrio volume rebuild-status {volume} --wait"
     show(output, answer, lambda _: f"replica {name}: removal requested{follow if volume else ''}")
 

@@ -592,3 +592,21 @@ def test_a_salvaged_replica_makes_the_next_engine_salvage_then_forgets_it() -> N
     assert plan.engine.spec.salvage_requested
     sim.settle()
     assert not sim.replica(R1).spec.salvage_requested  # RW again: the request is done
+
+
+# --- a replica deleted by hand (DELETE /v1/replicas/NAME) -----------------------------------
+
+
+def test_a_replica_deleted_by_hand_is_let_go_and_replaced_at_once() -> None:
+    sim = attached(4)
+    r3 = sim.replica(R3)
+    sim.replicas[R3] = attrs.evolve(r3, meta=attrs.evolve(r3.meta, deletion_requested=T0))
+    plan = sim.step()
+    assert plan.engine is not None
+    assert sorted(plan.engine.spec.replica_address_map) == [R1, R2]  # the engine lets it go
+    assert [(r.meta.name, r.spec.node_id) for r in plan.create_replicas] == [(R4, "n4")]
+    del sim.replicas[R3]  # its node removed its data and released its finalizer
+    sim.settle()
+    assert sim.status == (VolumeState.ATTACHED, Robustness.HEALTHY, "n1")
+    assert sim.engine is not None
+    assert sorted(sim.engine.spec.replica_address_map) == [R1, R2, R4]
