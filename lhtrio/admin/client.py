@@ -31,7 +31,8 @@ import click
 import httpx
 from click.core import ParameterSource
 
-from lhtrio.output import OUTPUTS
+from lhtrio.models.selector import parse_selector
+from lhtrio.output import OUTPUTS, checked
 
 __all__ = [
     "API_ENV",
@@ -435,6 +436,7 @@ def selector_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "-l",
         "--selector",
         metavar="SELECTOR",
+        callback=checked(parse_selector),
         help="Only those whose labels match: app=db,tier!=cache,backup,!tmp (Kubernetes' "
         "equality-based selector).",
     )(func)

@@ -145,6 +145,8 @@ async def test_set_locality_and_labels(lhtrio: Lhtrio) -> None:
         (("volume", "label", "db-1", "app=x", "app-"), "both set and removed"),
         (("volume", "set-locality", "db-1", "nearby"), "'nearby' is not one of"),
         (("volume", "ls", "--state", "sleeping"), "'sleeping' is not one of"),
+        (("volume", "ls", "-l", "app in (db)"), "--selector"),
+        (("replica", "ls", "-l", "a=b=c"), "--selector"),
     ):
         before = await lhtrio.api.state()
         bad = await lhtrio(*args)
