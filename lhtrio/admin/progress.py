@@ -31,7 +31,8 @@ from typing import Protocol
 
 import attrs
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -42,9 +43,9 @@ from rich.progress import (
     TaskID,
     TaskProgressColumn,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.spinner import Spinner
 from rich.text import Text
 
 from lhtrio.units import human_size
@@ -160,27 +161,34 @@ class PlainDisplay:
 # --- on a terminal --------------------------------------------------------------------------
 
 
-class _ForBytes(ProgressColumn):
-    """``column`` for transfers (tasks with a size), nothing for states; or the reverse."""
-
-    def __init__(self, column: ProgressColumn, *, transfers: bool = True) -> None:
-        super().__init__()
-        self.column = column
-        self.transfers = transfers
-
-    def render(self, task: Task) -> Text:
-        if bool(task.fields.get("transfer")) is self.transfers:
-            rendered = self.column.render(task)
-            return rendered if isinstance(rendered, Text) else Text(str(rendered))
-        return Text("")
-
-
 class _Rate(ProgressColumn):
     """rich's estimate of a transfer's speed, in binary units as the bytes are (``5.1 MiB/s``)."""
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if speed is None and task.finished and task.elapsed:
+            # over before two looks (a short rebuild): the mean rate over what was seen
+            speed = (task.completed - task.fields.get("first", 0)) / task.elapsed
         return Text("?" if speed is None else f"{human_size(int(speed))}/s")
+
+
+@attrs.define(eq=False)
+class _View:
+    """What the live display draws: the state with a spinner and the time spent (its own
+    line, so a long state never squeezes the bars), then the bars."""
+
+    progress: Progress
+    spinner: Spinner = attrs.field(factory=lambda: Spinner("dots"))
+    state: str = ""
+    since: float = attrs.field(factory=time.monotonic)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.state:
+            spent = int(time.monotonic() - self.since)
+            self.spinner.update(text=Text(f"{self.state} ({spent // 60}:{spent % 60:02d})"))
+            yield self.spinner
+        if self.progress.tasks:
+            yield self.progress.get_renderable()
 
 
 @attrs.define(eq=False)
@@ -188,38 +196,42 @@ class RichDisplay:
     """rich's live display on stderr: a spinner with the state, a bar per transfer."""
 
     console: Console = attrs.field(factory=lambda: Console(stderr=True))
-    _progress: Progress = attrs.field(init=False)
-    _state: TaskID | None = None
-    _shown: str = ""
+    _view: _View = attrs.field(init=False)
+    _live: Live = attrs.field(init=False)
     _bars: dict[str, TaskID] = attrs.field(factory=dict)
     _totals: dict[str, int] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
-        self._progress = Progress(
+        progress = Progress(
             SpinnerColumn(finished_text="[green]✓"),
             TextColumn("{task.description}"),
             BarColumn(),
             TaskProgressColumn(),
-            _ForBytes(DownloadColumn(binary_units=True)),
-            _ForBytes(_Rate()),
-            _ForBytes(TimeRemainingColumn()),
-            _ForBytes(TimeElapsedColumn(), transfers=False),
+            DownloadColumn(binary_units=True),
+            _Rate(),
+            TimeRemainingColumn(),
             console=self.console,
+        )
+        self._view = _View(progress)
+        self._live = Live(
+            self._view,
+            console=self.console,
+            refresh_per_second=10,
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._progress.start()
+        self._live.start()
+
+    @property
+    def _progress(self) -> Progress:
+        return self._view.progress
 
     def status(self, text: str) -> None:
-        if text == self._shown:
+        if text == self._view.state:
             return
-        if self._shown:
-            self._progress.console.print(self._shown, highlight=False)  # the history stays
-        self._shown = text
-        if self._state is None:
-            self._state = self._progress.add_task(text, total=None, transfer=False)
-        else:
-            self._progress.update(self._state, description=text)
+        if self._view.state:
+            self._live.console.print(self._view.state, highlight=False)  # the history stays
+        self._view.state, self._view.since = text, time.monotonic()
 
     def bar(self, key: str, label: str, *, done: int, total: int, state: str) -> None:
         description = f"{label}: {state}"
@@ -227,9 +239,7 @@ class RichDisplay:
         if key not in self._bars:
             # made at 0 then moved: rich takes the first update as a sample, so the rate (and
             # the time left) shows from the second look on
-            self._bars[key] = self._progress.add_task(
-                description, total=total or None, transfer=True
-            )
+            self._bars[key] = self._progress.add_task(description, total=total or None, first=done)
         self._progress.update(
             self._bars[key], description=description, total=total or None, completed=done
         )
@@ -243,12 +253,11 @@ class RichDisplay:
             self._progress.update(task, description=text)
             self._progress.stop_task(task)
         else:
-            self._progress.console.print(text, highlight=False)
+            self._live.console.print(text, highlight=False)
 
     def close(self) -> None:
-        if self._state is not None:
-            self._progress.remove_task(self._state)
-            self._state = None
-            if self._shown:
-                self._progress.console.print(self._shown, highlight=False)
-        self._progress.stop()
+        last, self._view.state = self._view.state, ""
+        self._live.refresh()  # the last frame stays: the bars, without the spinner
+        self._live.stop()
+        if last:
+            self.console.print(last, highlight=False)

@@ -150,9 +150,11 @@ def follow_rebuilds(api: ApiClient, name: str, timeout: float, display: Display)
         running = _rebuilding(view)
         state = dig(volume, "status", "state")
         robustness = dig(volume, "status", "robustness")
-        waiting = "" if running else ", waiting for a rebuild to start"
+        rw = sum(1 for replica in view["replicas"] if replica["mode"] == "RW")
+        wanted = dig(volume, "spec", "numberOfReplicas", default=0)
+        short = robustness == "degraded" and not running and rw < wanted
         display.status(
-            f"volume {name}: {where(volume)}{waiting if robustness == 'degraded' else ''}"
+            f"volume {name}: {where(volume)}{', waiting for a rebuild to start' if short else ''}"
         )
         for replica_name, replica in running.items():
             rebuild = replica["rebuild"]
