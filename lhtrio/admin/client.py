@@ -95,6 +95,27 @@ _EXITS: Final = {
 }
 
 
+#: What a 404 for one object of a collection adds: where the ones there are are listed.
+_LISTS: Final = {
+    "volumes": "lhtrio volume ls lists the volumes",
+    "nodes": "lhtrio node ls lists the nodes",
+    "replicas": "lhtrio replica ls lists the replicas",
+    "engines": "lhtrio engine ls lists the engines",
+    "settings": "lhtrio setting ls lists the settings",
+    "volumeattachments": "lhtrio attachment ls lists the volumes' attachments",
+}
+
+
+def _listed_by(what: str) -> str:
+    """For ``GET /v1/volumes/NAME`` (or ``DELETE``), what lists the volumes; else ``""``
+    (an action's 404 may be about a name in its body)."""
+    method, _, path = what.partition(" ")
+    parts = path.split("/")
+    if method not in ("GET", "DELETE") or len(parts) != 4 or parts[1] != "v1":
+        return ""
+    return _LISTS.get(parts[2], "")
+
+
 class ApiError(Exception):
     """A call that did not succeed: ``message`` for the operator, ``exit_code`` for scripts;
     ``status`` and ``code`` are the API's answer (None and "" when there was none)."""
@@ -317,6 +338,8 @@ class ApiClient:
         if status == 401:
             given = "" if sent_token else "no token was given; "
             message = f"{message} ({given}{_TOKEN_HELP})"
+        elif status == 404 and (listed := _listed_by(what)):
+            message = f"{message}: {listed}"
         raise ApiError(
             message,
             _EXITS.get(status, Exit.ERROR),

@@ -57,7 +57,7 @@ def where(volume: Document) -> str:
         text += f" on node {node}"
     if (robustness := dig(volume, "status", "robustness")) not in ("", "unknown"):
         text += f", {robustness}"
-    if dig(volume, "metadata", "deletionTimestamp"):
+    if dig(volume, "metadata", "deletionTimestamp") and not text.startswith("deleting"):
         text += ", being deleted"
     return text
 
