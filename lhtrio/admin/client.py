@@ -11,8 +11,9 @@
   the error says why the token could not be read. A node keeps its token in
   ``DATA_DIR/api-token``.
 * **Errors** are mapped once, in :meth:`ApiClient.request`, to an :class:`ApiError` carrying its
-  exit code (:class:`Exit`); :class:`ApiGroup` prints ``error: MESSAGE`` on stderr and exits with
-  it. The API's own errors are ``{"code", "message", "details"}``: their message is printed.
+  exit code (:class:`Exit`); :class:`lhtrio.admin.groups.ApiGroup` prints ``error: MESSAGE`` on
+  stderr and exits with it. The API's own errors are ``{"code", "message", "details"}``: their
+  message is printed.
 
 Synchronous httpx: one command is a handful of requests made one after the other.
 """
@@ -31,9 +32,6 @@ import click
 import httpx
 from click.core import ParameterSource
 
-from lhtrio.models.selector import parse_selector
-from lhtrio.output import OUTPUTS, checked
-
 __all__ = [
     "API_ENV",
     "CA_FILE_ENV",
@@ -42,17 +40,11 @@ __all__ = [
     "TOKEN_FILE_ENV",
     "Admin",
     "ApiClient",
-    "ApiCommand",
     "ApiError",
-    "ApiGroup",
-    "DefaultGroup",
     "Exit",
     "admin_client",
     "api_options",
     "install",
-    "json_option",
-    "list_params",
-    "selector_option",
 ]
 
 API_ENV: Final = "LHTRIO_API"
@@ -438,75 +430,6 @@ def install(
     admin = Admin(api, token_file, given, ca_file)
     ctx.obj = admin
     ctx.call_on_close(admin.close)
-
-
-def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``-o table|json|yaml``: a table, or the API's documents as received, in JSON or YAML
-    (for scripts: keys sorted)."""
-    return click.option(
-        "-o",
-        "--output",
-        type=click.Choice(OUTPUTS),
-        default="table",
-        show_default=True,
-        help="Print a table, or the API's documents in JSON or YAML for scripts.",
-    )(func)
-
-
-def selector_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``-l`` / ``--selector``: the API's ``?labelSelector=`` (``list_params`` spells it)."""
-    return click.option(
-        "-l",
-        "--selector",
-        metavar="SELECTOR",
-        callback=checked(parse_selector),
-        help="Only those whose labels match: app=db,tier!=cache,backup,!tmp (Kubernetes' "
-        "equality-based selector).",
-    )(func)
-
-
-def list_params(filters: dict[str, str | None]) -> dict[str, str]:
-    """A list's query from its verb's filter options (those given): ``selector`` is the API's
-    ``labelSelector``."""
-    names = {"selector": "labelSelector"}
-    return {names.get(key, key): value for key, value in filters.items() if value is not None}
-
-
-class ApiGroup(click.Group):
-    """A group of verbs over the API: an :class:`ApiError` is ``error: MESSAGE`` on stderr and
-    its exit code (404: 3, 409 and 422: 4, unreachable: 5, 401: 6, anything else: 1)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ApiError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            ctx.exit(exc.exit_code)
-
-
-class DefaultGroup(ApiGroup):
-    """A group whose first argument, when it is not one of its verbs (nor ``--help``), is the
-    start of the default verb's: ``lhtrio node --name n1 ...`` is ``lhtrio node run --name n1
-    ...``, and ``lhtrio replica DIR`` is ``lhtrio replica run DIR``, as they were before the
-    groups had the API's verbs (``run`` names a directory or volume called ``ls``)."""
-
-    default = "run"
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
-            args = [self.default, *args]
-        return super().parse_args(ctx, args)
-
-
-class ApiCommand(click.Command):
-    """A verb over the API outside a group (``lhtrio status``): errors as :class:`ApiGroup`."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ApiError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            ctx.exit(exc.exit_code)
 
 
 def admin_client() -> ApiClient:

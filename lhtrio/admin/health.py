@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import click
 
-from lhtrio.admin.client import ApiCommand, Exit, admin_client, json_option
+from lhtrio.admin.client import Exit, admin_client
 from lhtrio.admin.documents import Document
+from lhtrio.admin.groups import ApiCommand, json_option
 from lhtrio.output import show
 
 __all__ = ["status"]

@@ -17,15 +17,9 @@ from typing import Any, Final
 
 import click
 
-from lhtrio.admin.client import (
-    ApiGroup,
-    DefaultGroup,
-    admin_client,
-    json_option,
-    list_params,
-    selector_option,
-)
+from lhtrio.admin.client import admin_client
 from lhtrio.admin.documents import Columns, Document, dig
+from lhtrio.admin.groups import ApiGroup, DefaultGroup, json_option, list_params, selector_option
 from lhtrio.admin.tables import (
     ATTACHMENTS,
     ENGINES,

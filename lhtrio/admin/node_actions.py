@@ -20,8 +20,9 @@ from typing import Any
 
 import click
 
-from lhtrio.admin.client import ApiClient, ApiError, Exit, admin_client, json_option
+from lhtrio.admin.client import ApiClient, ApiError, Exit, admin_client
 from lhtrio.admin.documents import Document, dig, render_node
+from lhtrio.admin.groups import json_option
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.models.names import validate_instance_name
 from lhtrio.output import checked, show

@@ -10,14 +10,9 @@ from typing import Any
 import click
 
 from lhtrio.admin import node_actions
-from lhtrio.admin.client import (
-    DefaultGroup,
-    admin_client,
-    json_option,
-    list_params,
-    selector_option,
-)
+from lhtrio.admin.client import admin_client
 from lhtrio.admin.documents import NODES, render_node, render_nodes
+from lhtrio.admin.groups import DefaultGroup, json_option, list_params, selector_option
 from lhtrio.admin.watch import watch_option, watch_until_interrupted
 from lhtrio.models.names import validate_instance_name
 from lhtrio.output import checked, show

@@ -7,8 +7,9 @@ import functools
 
 import click
 
-from lhtrio.admin.client import ApiGroup, admin_client, json_option
+from lhtrio.admin.client import admin_client
 from lhtrio.admin.documents import SETTINGS, dig, render_settings
+from lhtrio.admin.groups import ApiGroup, json_option
 from lhtrio.admin.watch import watch_option, watch_until_interrupted
 from lhtrio.models.names import validate_instance_name
 from lhtrio.output import checked, show

@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
-from lhtrio.admin.client import admin_client, json_option
+from lhtrio.admin.client import admin_client
 from lhtrio.admin.documents import Document, dig, rebuild_text, size_text
+from lhtrio.admin.groups import json_option
 from lhtrio.admin.progress import open_display
 from lhtrio.admin.tables import EVENTS, event_order
 from lhtrio.admin.volumes import check_replica, check_volume, timeout_option, volume

@@ -17,8 +17,9 @@ from typing import Any
 
 import click
 
-from lhtrio.admin.client import ApiGroup, admin_client, json_option, list_params, selector_option
+from lhtrio.admin.client import admin_client
 from lhtrio.admin.documents import VOLUMES, dig, render_description, render_volumes, size_text
+from lhtrio.admin.groups import ApiGroup, json_option, list_params, selector_option
 from lhtrio.admin.progress import open_display
 from lhtrio.admin.waits import described, interruptible, volume_path, wait_for, wait_gone
 from lhtrio.admin.watch import watch_option, watch_until_interrupted
