@@ -142,6 +142,13 @@ async def test_selectors_turn_changes_into_added_and_deleted(kube: Kube) -> None
     ) as events:
         event = await events.next()
         assert (event["type"], event["object"]["metadata"]["name"]) == ("MODIFIED", "a")
+    async with watching(kube, f"{VOLUMES}/b") as events:  # one object, by its path
+        event = await events.next()
+        assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "b")
+        await _merge(kube, "a", {"spec": {"size": 5}})
+        await _merge(kube, "b", {"spec": {"size": 6}})
+        event = await events.next()
+        assert (event["type"], event["object"]["spec"]["size"]) == ("MODIFIED", 6)
 
 
 async def test_a_watch_sees_its_namespace_only_and_deletions_carry_the_last_object(

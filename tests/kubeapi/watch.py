@@ -72,17 +72,19 @@ async def watch_events(
 ) -> AsyncGenerator[Obj, None]:
     """The watch's events (see the module docstring), until etcd ends the watch."""
     matches = handlers.selector(call)
-    if call.name is not None:  # a watch of one object by its path
-        named, selected = call.name, matches
-        matches = lambda obj: obj["metadata"].get("name") == named and selected(obj)  # noqa: E731
-    namespace = call.namespace
+    namespace, name = call.namespace, call.name  # a name: a watch of one object by its path
     bookmarks = call.flag("allowWatchBookmarks") and not call.as_table
     positive_int(call.query, "timeoutSeconds")
 
     def inside(obj: Obj | None) -> bool:
         if obj is None:
             return False
-        return (namespace is None or obj["metadata"].get("namespace") == namespace) and matches(obj)
+        meta = obj["metadata"]
+        return (
+            namespace in {None, meta.get("namespace")}
+            and name in {None, meta.get("name")}
+            and matches(obj)
+        )
 
     if after is None:
         page = await handlers.objects.page(call.resource, namespace)
