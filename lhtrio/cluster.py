@@ -52,8 +52,8 @@ def _until(what: str, check: Callable[[], bool], deadline: float = 90.0) -> None
 
 
 def _tour(api: str, token: str, nodes: list[LocalNode]) -> None:
-    auth = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=api, timeout=30) as http:
+    auth = {"Authorization": f"Bearer {token}"}  # every call, reads too
+    with httpx.Client(base_url=api, timeout=30, headers=auth) as http:
 
         def volume() -> dict[str, Any]:
             response = http.get("/v1/volumes/tour")
@@ -65,7 +65,7 @@ def _tour(api: str, token: str, nodes: list[LocalNode]) -> None:
             return volume()["status"].get(key)
 
         def call(method: str, url: str, body: object = None) -> None:
-            response = http.request(method, url, json=body, headers=auth)
+            response = http.request(method, url, json=body)
             if response.status_code >= 400:
                 raise click.ClickException(f"{method} {url}: {response.text}")
 

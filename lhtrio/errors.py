@@ -33,6 +33,8 @@ __all__ = [
     "NotFoundError",
     "AlreadyExistsError",
     "ConflictError",
+    "StaleVersionError",
+    "FailedPreconditionError",
     "GoneError",
     "StorageError",
     "NoSpaceError",
@@ -160,6 +162,25 @@ class AlreadyExistsError(LhtrioError):
 class ConflictError(LhtrioError):
     """The operation conflicts with one in progress (a rebuild, a purge, a revert), or with a
     change made since the caller read the object (a stale ``resourceVersion``: read it again)."""
+
+    code = ErrorCode.CONFLICT
+
+
+class StaleVersionError(ConflictError):
+    """A change made on condition that the object is still at a version it no longer is (an
+    ``If-Match`` that does not match): nothing was changed. ``current`` is the object's
+    ``resourceVersion`` now (empty while it is not stored): read it again, then decide."""
+
+    def __init__(self, message: str, *, current: str, remote: bool = False) -> None:
+        super().__init__(message, remote=remote)
+        self.current = current
+
+
+class FailedPreconditionError(LhtrioError):
+    """The request is well-formed and its object exists, but the object itself rules it out as it
+    is (shrinking a volume, salvaging one whose replicas work, removing a disk that holds
+    replicas): nothing was changed, and asking again changes nothing until the object is changed
+    first. Unlike a :class:`ConflictError`, waiting does not help."""
 
     code = ErrorCode.CONFLICT
 

@@ -5,6 +5,7 @@ control plane's manager and (with ``--api``) the admin API. The composition live
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
@@ -124,8 +125,32 @@ def _api_address(text: str) -> object:
     "--api-token-file",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="The bearer token the API's mutating calls need [default: DATA_DIR/api-token, made "
+    help="The bearer token the API's calls need [default: DATA_DIR/api-token, made "
     "(mode 0600) on the first start].",
+)
+@click.option(
+    "--api-read-anonymous",
+    is_flag=True,
+    help="Answer the API's reads (GET) without the token; changes still need it.",
+)
+@click.option(
+    "--api-tls-cert",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Serve the API over HTTPS with this certificate chain (PEM); needs --api-tls-key.",
+)
+@click.option(
+    "--api-tls-key",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="The private key (PEM) of --api-tls-cert.",
+)
+@click.option(
+    "--api-access-log/--no-api-access-log",
+    default=True,
+    show_default=True,
+    help="Log one line per API request on stderr (client, method, path, status, time; never "
+    "the token).",
 )
 def node(
     name: str,
@@ -139,12 +164,16 @@ def node(
     store: str | None,
     api: str | None,
     api_token_file: str | None,
+    api_read_anonymous: bool,
+    api_tls_cert: str | None,
+    api_tls_key: str | None,
+    api_access_log: bool,
 ) -> None:
     """Run this node's engines and replicas in one process until SIGTERM/SIGINT.
 
     Prints the control address (tcp://HOST:PORT, for lhtrio im) and the NBD address
     (nbd://HOST:PORT; each volume is the export nbd://HOST:PORT/VOLUME) on the first two lines of
-    stdout, and with --api the API's URL (http://HOST:PORT) on the third.
+    stdout, and with --api the API's URL (http://HOST:PORT, https:// with TLS) on the third.
     """
     from lhtrio.instances.ports import parse_port_range
     from lhtrio.manager.store.open import open_store
@@ -154,16 +183,32 @@ def node(
 
     if api is not None and store is None:
         raise click.UsageError("--api serves the control plane's objects: it needs --store")
-    if api_token_file is not None and api is None:
-        raise click.UsageError("--api-token-file is the token of --api: give --api too")
+    for option, given in (
+        ("--api-token-file", api_token_file),
+        ("--api-read-anonymous", api_read_anonymous or None),
+        ("--api-tls-cert", api_tls_cert),
+        ("--api-tls-key", api_tls_key),
+    ):
+        if given is not None and api is None:
+            raise click.UsageError(f"{option} is an option of --api: give --api too")
+    if (api_tls_cert is None) != (api_tls_key is None):
+        raise click.UsageError("TLS needs both --api-tls-cert and --api-tls-key")
+    tls = (api_tls_cert, api_tls_key) if api_tls_cert and api_tls_key else None
     low, high = parse_port_range(port_range)
+    if api is not None and api_access_log:
+        _access_log_to_stderr()
 
     async def run(stop: trio.Event) -> None:
         token = None
-        if api_token_file is not None:  # a bad token file stops the node before it starts
+        # a bad token file or TLS pair stops the node before it starts
+        if api_token_file is not None:
             from lhtrio.api import read_token
 
             token = await trio.to_thread.run_sync(read_token, api_token_file)
+        if tls is not None:
+            from lhtrio.api import check_tls
+
+            await trio.to_thread.run_sync(check_tls, *tls)
         probe = NodeProbe(name)
         api_stop, api_done = trio.Event(), trio.Event()
         async with AsyncExitStack() as stack:
@@ -188,19 +233,20 @@ def node(
             click.echo(nbd_uri(nbd_address))  # nbd://HOST:PORT: a volume is .../VOLUME
             if api is not None:
                 assert desired is not None
-                url = await nursery.start(
-                    functools.partial(
-                        _serve_api,
-                        desired,
-                        api,
-                        advertise,
-                        data_dir,
-                        token,
-                        probe=probe,
-                        stop=api_stop,
-                        done=api_done,
-                    )
+                serve = functools.partial(
+                    _serve_api,
+                    desired,
+                    api,
+                    advertise,
+                    data_dir,
+                    token,
+                    read_anonymous=api_read_anonymous,
+                    tls=tls,
+                    probe=probe,
+                    stop=api_stop,
+                    done=api_done,
                 )
+                url = await nursery.start(serve)
                 click.echo(url)
             else:
                 api_done.set()
@@ -214,6 +260,17 @@ def node(
     running.run(running.until_signalled, run)
 
 
+def _access_log_to_stderr() -> None:
+    """The API's access log on stderr at any ``-v`` (the node's console otherwise shows only
+    warnings and up)."""
+    access = logging.getLogger("lhtrio.api.access")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False  # once, not again through the root logger's console handler
+
+
 async def _serve_api(
     store: Store,
     api: str,
@@ -221,6 +278,8 @@ async def _serve_api(
     data_dir: str,
     token: str | None,
     *,
+    read_anonymous: bool,
+    tls: tuple[str, str] | None,
     probe: NodeProbe,
     stop: trio.Event,
     done: trio.Event,
@@ -241,6 +300,8 @@ async def _serve_api(
             address.host,
             address.port,
             token=token,
+            read_anonymous=read_anonymous,
+            tls=tls,
             node=probe,
             stop=stop,
             task_status=task_status,

@@ -2,10 +2,13 @@
 
 * **Where:** ``lhtrio --api URL`` (or ``LHTRIO_API``; default :data:`DEFAULT_API`). ``HOST:PORT``
   means ``http://HOST:PORT``.
-* **The token** goes with mutating calls only (``Authorization: Bearer TOKEN``), read when the
-  first one is made, so reads and ``--help`` need none: ``--token-file FILE`` given on the
-  command line, else ``LHTRIO_TOKEN`` (the token itself), else ``LHTRIO_TOKEN_FILE``;
-  surrounding whitespace is stripped. A node keeps its token in ``DATA_DIR/api-token``.
+* **The token** goes with every call (``Authorization: Bearer TOKEN``; reads need it too unless
+  the node runs with ``--api-read-anonymous``), read when the first call is made, so ``--help``
+  needs none: ``--token-file FILE`` given on the command line, else ``LHTRIO_TOKEN`` (the token
+  itself), else ``LHTRIO_TOKEN_FILE``; surrounding whitespace is stripped. A read whose token
+  cannot be read goes without one (the node may answer anonymous reads); if it is refused (401),
+  the error says why the token could not be read. A node keeps its token in
+  ``DATA_DIR/api-token``.
 * **Errors** are mapped once, in :meth:`ApiClient.request`, to an :class:`ApiError` carrying its
   exit code (:class:`Exit`); :class:`ApiGroup` prints ``error: MESSAGE`` on stderr and exits with
   it. The API's own errors are ``{"code", "message", "details"}``: their message is printed.
@@ -71,7 +74,13 @@ class Exit(enum.IntEnum):
     UNAUTHORIZED = 6
 
 
-_EXITS: Final = {401: Exit.UNAUTHORIZED, 404: Exit.NOT_FOUND, 409: Exit.CONFLICT}
+#: 422 (the object rules the request out as it is) is a conflict with its state, as 409 is.
+_EXITS: Final = {
+    401: Exit.UNAUTHORIZED,
+    404: Exit.NOT_FOUND,
+    409: Exit.CONFLICT,
+    422: Exit.CONFLICT,
+}
 
 
 class ApiError(Exception):
@@ -114,8 +123,8 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 @attrs.define(eq=False)
 class ApiClient:
-    """Requests to the API at ``url``; ``token`` (or None) goes with the mutating ones, read
-    when the first of them is made (``token`` raises :class:`ApiError` if it cannot be)."""
+    """Requests to the API at ``url``; ``token`` (or None) goes with every one, read when the
+    first is made (``token`` raises :class:`ApiError` if it cannot be)."""
 
     url: str
     token: Callable[[], str | None]
@@ -144,7 +153,13 @@ class ApiClient:
     ) -> Any:
         """The answer's JSON; every failure as an :class:`ApiError` with its exit code."""
         headers = {"Accept": "application/json"}
-        token = None if method in ("GET", "HEAD") else self.token()
+        unread: ApiError | None = None
+        try:
+            token = self.token()
+        except ApiError as exc:
+            if method not in ("GET", "HEAD"):
+                raise
+            token, unread = None, exc  # the node may answer anonymous reads
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         query = dict(params or {})
@@ -162,6 +177,8 @@ class ApiClient:
             raise self._unreachable(f"no answer to {what} (timed out: {exc})") from None
         except httpx.TransportError as exc:
             raise self._unreachable(f"{what} failed: {str(exc) or type(exc).__name__}") from None
+        if unread is not None and response.status_code == 401:
+            raise unread
         return self._answer(what, response, sent_token=token is not None)
 
     def _unreachable(self, problem: str) -> ApiError:
@@ -291,7 +308,7 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 class ApiGroup(click.Group):
     """A group of verbs over the API: an :class:`ApiError` is ``error: MESSAGE`` on stderr and
-    its exit code (404: 3, 409: 4, unreachable: 5, 401: 6, anything else: 1)."""
+    its exit code (404: 3, 409 and 422: 4, unreachable: 5, 401: 6, anything else: 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

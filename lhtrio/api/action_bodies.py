@@ -3,39 +3,35 @@
 Longhorn's action names and field names: ``attach {"hostId", "attachmentID"?}``, ``detach
 {"hostId"?, "attachmentID"?, "forceDetach"?}``, ``snapshotCreate {"name"?, "labels"?}``,
 ``snapshotDelete|snapshotRevert {"name"}``, ``snapshotList|snapshotPurge {}``, ``expand
-{"size"}``, ``updateReplicaCount {"replicaCount"}``, ``salvage {"names"}``. The rules of
-:mod:`lhtrio.api.bodies` hold: unknown fields and wrong JSON types are refused, naming the field.
+{"size"}``, ``updateReplicaCount {"replicaCount"}``, ``salvage {"names"}``,
+``updateDataLocality {"dataLocality"}``; and lhtrio's ``updateLabels {"labels"}`` (Longhorn keeps
+a volume's labels on its Kubernetes object). Each body is declared once in :data:`BODIES` (the
+parser and the OpenAPI document read the same table); the rules of :mod:`lhtrio.api.fields`
+hold: unknown fields and wrong JSON types are refused, naming the field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 import attrs
 
-from lhtrio.api.bodies import (
-    checked_field,
-    json_type,
-    only_fields,
-    replica_count_field,
-    size_field,
-    string_field,
-)
-from lhtrio.api.problems import FieldError
+from lhtrio.api import fields
+from lhtrio.api.fields import Body
 from lhtrio.manager.tickets import API_TICKET
-from lhtrio.models.names import (
-    validate_instance_name,
-    validate_labels,
-    validate_snapshot_name,
-)
+from lhtrio.models.cluster.volume import DataLocality
 
 __all__ = [
+    "BODIES",
     "Attach",
     "Detach",
     "SnapshotCreate",
     "parse_attach",
+    "parse_data_locality",
     "parse_detach",
     "parse_expand",
+    "parse_labels",
     "parse_no_fields",
     "parse_replica_count",
     "parse_salvage",
@@ -43,27 +39,62 @@ __all__ = [
     "parse_snapshot_name",
 ]
 
+_TICKET = fields.name(
+    "attachmentID", "attachment", description=f"the ticket's id (default {API_TICKET!r})"
+)
 
-def _attachment_id(body: Mapping[str, object]) -> str:
-    ticket = string_field(body, "attachmentID", required=False)
-    if ticket is None:
-        return API_TICKET
-    checked_field("attachmentID", validate_instance_name, ticket, what="attachment")
-    return ticket
-
-
-def _node(body: Mapping[str, object], *, required: bool) -> str | None:
-    node = string_field(body, "hostId", required=required)
-    if node is not None:
-        checked_field("hostId", validate_instance_name, node, what="node")
-    return node
-
-
-def _bool(body: Mapping[str, object], field: str) -> bool:
-    value = body.get(field, False)
-    if not isinstance(value, bool):
-        raise FieldError(field, f"{field} must be true or false, not {json_type(value)}")
-    return value
+#: ``?action=`` -> its body, in the order the document lists them.
+BODIES: Final[dict[str, Body]] = {
+    "attach": Body(
+        what="an attach action",
+        fields=(
+            fields.name("hostId", "node", required=True, description="the node to attach to"),
+            _TICKET,
+        ),
+    ),
+    "detach": Body(
+        what="a detach action",
+        fields=(
+            fields.name("hostId", "node", description="409 if the ticket wants another node"),
+            _TICKET,
+            fields.flag("forceDetach", description="remove every ticket of the volume"),
+        ),
+        optional=True,
+    ),
+    "snapshotCreate": Body(
+        what="a snapshotCreate action",
+        fields=(fields.snapshot_name("name"), fields.labels("labels")),
+        optional=True,
+        description="without a name the engine names the snapshot",
+    ),
+    "snapshotList": Body(what="a snapshotList action", fields=(), optional=True),
+    "snapshotDelete": Body(
+        what="a snapshotDelete action", fields=(fields.snapshot_name("name", required=True),)
+    ),
+    "snapshotRevert": Body(
+        what="a snapshotRevert action", fields=(fields.snapshot_name("name", required=True),)
+    ),
+    "snapshotPurge": Body(what="a snapshotPurge action", fields=(), optional=True),
+    "expand": Body(what="an expand action", fields=(fields.size("size", required=True),)),
+    "updateReplicaCount": Body(
+        what="an updateReplicaCount action",
+        fields=(fields.replica_count("replicaCount", required=True),),
+    ),
+    "salvage": Body(
+        what="a salvage action",
+        fields=(fields.names("names", "replica", required=True),),
+        description="the failed replicas to salvage from",
+    ),
+    "updateDataLocality": Body(
+        what="an updateDataLocality action",
+        fields=(fields.choice("dataLocality", DataLocality, required=True),),
+    ),
+    "updateLabels": Body(
+        what="an updateLabels action",
+        fields=(fields.labels("labels", required=True),),
+        description="the volume's labels: the whole set, replacing the old one",
+    ),
+}
 
 
 @attrs.frozen(kw_only=True)
@@ -74,10 +105,8 @@ class Attach:
 
 def parse_attach(body: Mapping[str, object]) -> Attach:
     """``{"hostId": NODE, "attachmentID"?: ID}``: ticket ID wants the volume on NODE."""
-    only_fields(body, ("hostId", "attachmentID"), "an attach action")
-    node = _node(body, required=True)
-    assert node is not None
-    return Attach(node=node, ticket=_attachment_id(body))
+    values = BODIES["attach"].parse(body)
+    return Attach(node=values.get("hostId"), ticket=values.get("attachmentID", API_TICKET))
 
 
 @attrs.frozen(kw_only=True)
@@ -92,11 +121,11 @@ class Detach:
 
 def parse_detach(body: Mapping[str, object]) -> Detach:
     """``{}``, ``{"hostId"?, "attachmentID"?, "forceDetach"?}``."""
-    only_fields(body, ("hostId", "attachmentID", "forceDetach"), "a detach action")
+    values = BODIES["detach"].parse(body)
     return Detach(
-        node=_node(body, required=False),
-        ticket=_attachment_id(body),
-        every=_bool(body, "forceDetach"),
+        node=values.get("hostId"),
+        ticket=values.get("attachmentID", API_TICKET),
+        every=values.get("forceDetach", False),
     )
 
 
@@ -110,55 +139,46 @@ class SnapshotCreate:
 
 def parse_snapshot_create(body: Mapping[str, object]) -> SnapshotCreate:
     """``{"name"?: NAME, "labels"?: {KEY: VALUE}}``."""
-    only_fields(body, ("name", "labels"), "a snapshotCreate action")
-    name = string_field(body, "name", required=False) or ""
-    if name:
-        checked_field("name", validate_snapshot_name, name)
-    labels = body.get("labels", {})
-    if not isinstance(labels, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise FieldError("labels", "labels must be an object of strings to strings")
-    checked_field("labels", validate_labels, labels)
-    return SnapshotCreate(name=name, labels=dict(labels))
+    values = BODIES["snapshotCreate"].parse(body)
+    return SnapshotCreate(name=values.get("name", ""), labels=values.get("labels", {}))
 
 
 def parse_snapshot_name(body: Mapping[str, object], action: str) -> str:
-    """``{"name": SNAPSHOT}``."""
-    only_fields(body, ("name",), f"a {action} action")
-    name = string_field(body, "name", required=True)
-    checked_field("name", validate_snapshot_name, name)
-    assert name is not None
+    """``{"name": SNAPSHOT}`` (``snapshotDelete``, ``snapshotRevert``)."""
+    name: str = BODIES[action].parse(body).get("name")
     return name
 
 
 def parse_no_fields(body: Mapping[str, object], action: str) -> None:
     """``{}`` (or no body)."""
-    only_fields(body, (), f"a {action} action")
+    BODIES[action].parse(body)
 
 
 def parse_expand(body: Mapping[str, object]) -> int:
     """``{"size": BYTES}``: the new size, as a volume's size is given."""
-    only_fields(body, ("size",), "an expand action")
-    if "size" not in body:
-        raise FieldError("size", "the field 'size' is required (bytes, e.g. \"20Gi\")")
-    return size_field(body["size"])
+    size: int = BODIES["expand"].parse(body).get("size")
+    return size
 
 
 def parse_replica_count(body: Mapping[str, object]) -> int:
     """``{"replicaCount": N}``."""
-    only_fields(body, ("replicaCount",), "an updateReplicaCount action")
-    if "replicaCount" not in body:
-        raise FieldError("replicaCount", "the field 'replicaCount' is required")
-    return replica_count_field("replicaCount", body["replicaCount"])
+    count: int = BODIES["updateReplicaCount"].parse(body).get("replicaCount")
+    return count
 
 
 def parse_salvage(body: Mapping[str, object]) -> list[str]:
     """``{"names": [REPLICA, ...]}``: the failed replicas to salvage from."""
-    only_fields(body, ("names",), "a salvage action")
-    names = body.get("names")
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise FieldError("names", "names must be a non-empty array of replica names")
-    for name in names:
-        checked_field("names", validate_instance_name, name, what="replica")
-    return list(dict.fromkeys(names))
+    names: list[str] = BODIES["salvage"].parse(body).get("names")
+    return names
+
+
+def parse_data_locality(body: Mapping[str, object]) -> DataLocality:
+    """``{"dataLocality": "disabled"|"best-effort"|"strict-local"}``."""
+    locality: DataLocality = BODIES["updateDataLocality"].parse(body).get("dataLocality")
+    return locality
+
+
+def parse_labels(body: Mapping[str, object]) -> dict[str, str]:
+    """``{"labels": {KEY: VALUE}}``: the volume's whole set of labels."""
+    labels: dict[str, str] = BODIES["updateLabels"].parse(body).get("labels")
+    return labels

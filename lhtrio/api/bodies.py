@@ -2,44 +2,78 @@
 
 A body is one JSON object; anything else is refused before any field is looked at: bytes that
 are not UTF-8 JSON, ``NaN``/``Infinity``, a key given twice, nesting deep enough to exhaust the
-parser, an array or a number at the top. Each request then takes only the fields it knows: an
-unknown field is an error (a misspelt ``numberOfReplica`` must not silently become the
-default), and so is a field of the wrong JSON type (``"3"`` is not a replica count, ``true`` is
-not a size). Every refusal is a :class:`~lhtrio.api.problems.FieldError` naming the field; the
-API answers it with 400 and changes nothing.
+parser, an array or a number at the top. Each request then takes only the fields its
+:class:`~lhtrio.api.fields.Body` declares: an unknown field is an error (a misspelt
+``numberOfReplica`` must not silently become the default), and so is a field of the wrong JSON
+type (``"3"`` is not a replica count, ``true`` is not a size). Every refusal is a
+:class:`~lhtrio.api.problems.FieldError` naming the field; the API answers it with 400 and
+changes nothing. The same declarations make the bodies' schemas in the OpenAPI document.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from typing import Final
 
 import attrs
 
+from lhtrio.api import fields
+from lhtrio.api.fields import Body, json_type
 from lhtrio.api.problems import FieldError
-from lhtrio.errors import InvalidArgumentError
-from lhtrio.models.cluster.validate import MAX_REPLICAS
-from lhtrio.models.names import validate_volume_name
-from lhtrio.units import parse_volume_size
+from lhtrio.models.cluster.setting import SETTINGS, SettingType
 
 __all__ = [
+    "CREATE_VOLUME",
+    "PUT_SETTING",
     "CreateVolume",
     "PutSetting",
-    "checked_field",
     "json_type",
-    "only_fields",
     "parse_create_volume",
     "parse_json",
     "parse_put_setting",
-    "replica_count_field",
-    "size_field",
-    "string_field",
 ]
 
-#: The longest size text looked at (``"9223372036854771712"`` is 19 characters; a unit or spaces
-#: add a few). Longer text is refused before it is turned into a number.
-MAX_SIZE_TEXT: Final = 64
+#: ``POST /v1/volumes`` (Longhorn's shape, cut to what lhtrio serves).
+CREATE_VOLUME: Final = Body(
+    what="a volume",
+    fields=(
+        fields.name("name", "volume", required=True),
+        fields.size("size", required=True),
+        fields.replica_count("numberOfReplicas"),
+    ),
+    description="without numberOfReplicas: the default-replica-count setting",
+)
+
+_PLAIN: Final = re.compile(r"[a-z0-9-]+")  # (a choice spelled so needs no escaping in a pattern)
+
+
+def _setting_values() -> str:
+    """Every setting's values, spelled as one pattern (which ones a setting takes depends on the
+    setting: its own rules check the value when it is set)."""
+    spellings = {"-?[0-9]{1,18}"}
+    for definition in SETTINGS.values():
+        if definition.type is SettingType.BOOL:
+            spellings |= {"true", "false"}
+        elif definition.type is SettingType.CHOICE:
+            spellings |= {choice for choice in definition.choices if _PLAIN.fullmatch(choice)}
+    return f"^({'|'.join(sorted(spellings))})$"
+
+
+#: ``PUT /v1/settings/NAME``: a setting's value is text, as Longhorn's (checked when set).
+PUT_SETTING: Final = Body(
+    what="a setting",
+    fields=(
+        fields.text(
+            "value",
+            required=True,
+            description='the value as text: "3", "true", "best-effort"; which values a setting '
+            "takes is in its definition (docs/api.md)",
+            pattern=_setting_values(),
+        ),
+    ),
+)
 
 
 def _refuse_constant(text: str) -> object:
@@ -68,48 +102,6 @@ def parse_json(data: bytes, *, empty_ok: bool = False) -> dict[str, object]:
     return value
 
 
-def json_type(value: object) -> str:
-    match value:
-        case None:
-            return "null"
-        case bool():
-            return "a boolean"
-        case int() | float():
-            return "a number"
-        case str():
-            return "a string"
-        case list():
-            return "an array"
-    return "an object"
-
-
-def only_fields(body: Mapping[str, object], allowed: tuple[str, ...], what: str) -> None:
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise FieldError(
-            unknown[0],
-            f"unknown field {unknown[0]!r} in {what}; the fields are {', '.join(allowed)}",
-        )
-
-
-def string_field(body: Mapping[str, object], field: str, *, required: bool) -> str | None:
-    if field not in body:
-        if required:
-            raise FieldError(field, f"the field {field!r} is required")
-        return None
-    value = body[field]
-    if not isinstance(value, str):
-        raise FieldError(field, f"{field} must be a string, not {json_type(value)}")
-    return value
-
-
-def checked_field(field: str, check: Callable[..., object], value: object, **kw: str) -> None:
-    try:
-        check(value, **kw)
-    except InvalidArgumentError as exc:
-        raise FieldError(field, exc.message) from None
-
-
 @attrs.frozen(kw_only=True)
 class CreateVolume:
     """``replicas`` is None when the body left it to the ``default-replica-count`` setting."""
@@ -119,42 +111,12 @@ class CreateVolume:
     replicas: int | None
 
 
-def size_field(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise FieldError(
-            "size",
-            f'size must be a number of bytes (a string such as "1073741824" or "10Gi", or '
-            f"a whole number), not {json_type(value)}",
-        )
-    if isinstance(value, str) and len(value) > MAX_SIZE_TEXT:
-        raise FieldError("size", f"size is {len(value)} characters long: not a size")
-    try:
-        return parse_volume_size(value)
-    except InvalidArgumentError as exc:
-        raise FieldError("size", exc.message) from None
-
-
-def replica_count_field(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FieldError(field, f"{field} must be a whole number, not {json_type(value)}")
-    if not 1 <= value <= MAX_REPLICAS:
-        raise FieldError(field, f"{field} {value} is not from 1 to {MAX_REPLICAS}")
-    return value
-
-
 def parse_create_volume(body: Mapping[str, object]) -> CreateVolume:
-    """``{"name", "size", "numberOfReplicas"?}`` (Longhorn's shape, cut to what lhtrio serves)."""
-    only_fields(body, ("name", "size", "numberOfReplicas"), "a volume")
-    name = string_field(body, "name", required=True)
-    checked_field("name", validate_volume_name, name)
-    assert name is not None
-    if "size" not in body:
-        raise FieldError("size", "the field 'size' is required (bytes, e.g. \"10Gi\")")
-    size = size_field(body["size"])
-    replicas = None
-    if "numberOfReplicas" in body:
-        replicas = replica_count_field("numberOfReplicas", body["numberOfReplicas"])
-    return CreateVolume(name=name, size=size, replicas=replicas)
+    """``{"name", "size", "numberOfReplicas"?}``."""
+    values = CREATE_VOLUME.parse(body)
+    return CreateVolume(
+        name=values.get("name"), size=values.get("size"), replicas=values.get("numberOfReplicas")
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -163,8 +125,5 @@ class PutSetting:
 
 
 def parse_put_setting(body: Mapping[str, object]) -> PutSetting:
-    """``{"value": TEXT}`` (a setting's value is text, as Longhorn's; checked when set)."""
-    only_fields(body, ("value",), "a setting")
-    value = string_field(body, "value", required=True)
-    assert value is not None
-    return PutSetting(value=value)
+    """``{"value": TEXT}``."""
+    return PutSetting(value=PUT_SETTING.parse(body).get("value"))

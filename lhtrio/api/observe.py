@@ -3,10 +3,12 @@
 * ``GET /healthz``: 200 ``ok`` while the process serves HTTP (Kubernetes' liveness probe).
 * ``GET /readyz``: 200 ``ok`` when the store answers a cheap read within :data:`READY_TIMEOUT`
   and the node supervises its instances; otherwise 503 with the reason (readiness probe). Both
-  are open without a token, as probes are.
-* ``GET /metrics``: Prometheus' text format (:mod:`lhtrio.api.metrics`).
-* ``GET /v1/events`` (``?kind=KIND&name=NAME`` keep the events about one object) and
-  ``GET /v1/volumes/NAME/events``: the events kept (:mod:`lhtrio.manager.events`), newest last.
+  are open without a token, as probes are (:data:`lhtrio.api.access.PUBLIC`).
+* ``GET /metrics``: Prometheus' text format (:mod:`lhtrio.api.metrics`); a read like any other
+  (the token, unless reads are anonymous).
+* ``GET /v1/events`` (``?kind=KIND&name=NAME`` keep the events about one object,
+  ``?labelSelector=`` as every collection) and ``GET /v1/volumes/NAME/events``: the events kept
+  (:mod:`lhtrio.manager.events`), newest last.
 
 The API knows its node through :class:`NodeFacts` (the node passes a
 :class:`~lhtrio.node.probe.NodeProbe`): plain records, no engine imported.
@@ -25,8 +27,8 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from lhtrio.api.metrics import RateKeeper, Scrape, families
-from lhtrio.api.responses import checked_name, collection
-from lhtrio.api.watch import event_filters
+from lhtrio.api.query import collection_filter
+from lhtrio.api.responses import checked_name, collection, listed
 from lhtrio.errors import LhtrioError, NotFoundError
 from lhtrio.manager import events
 from lhtrio.manager.objects import Objects
@@ -35,10 +37,8 @@ from lhtrio.models.cluster import Engine, Node, Replica, Volume
 from lhtrio.models.names import validate_volume_name
 from lhtrio.models.stats import EngineSample
 
-__all__ = ["OPEN_PATHS", "READY_TIMEOUT", "NodeFacts", "add_observe_routes"]
+__all__ = ["METRICS_CONTENT_TYPE", "READY_TIMEOUT", "NodeFacts", "add_observe_routes"]
 
-#: Paths answered without a token (probes).
-OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})
 #: The classic text format, which every Prometheus reads (what prometheus-client's own server
 #: answers a scraper that asks for nothing else).
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -124,9 +124,8 @@ def add_observe_routes(app: QuartTrio, objects: Objects, node: NodeFacts | None)
 
     @app.get("/v1/events")
     async def list_events() -> Response:
-        kind, name = event_filters(request.args)
-        kept = await events.events_of(objects, kind=kind, name=name)
-        return collection([to_document(e) for e in kept])
+        keep = collection_filter(request.path, request.args)  # bad filters: 400 before reading
+        return listed(await events.events_of(objects), keep)
 
     @app.get("/v1/volumes/<name>/events")
     async def volume_events(name: str) -> Response:

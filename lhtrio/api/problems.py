@@ -7,7 +7,9 @@ bad body got wrong, the body limit, ...; ``{}`` when there is nothing to add).
 
 Errors are raised as lhtrio's own errors (:mod:`lhtrio.errors`) by the parts the API calls and
 converted here, once, at the edge (:func:`problem_of`): bad input 400, unknown objects 404,
-conflicts 409, a failing store 503. Sans-I/O: no quart, no trio.
+conflicts 409 (a stale ``If-Match`` says the object's current ``resourceVersion`` in
+``details``), a request the object itself rules out 422, a failing store 503. Sans-I/O: no
+quart, no trio.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import attrs
 from lhtrio.errors import (
     AlreadyExistsError,
     ConflictError,
+    FailedPreconditionError,
     InvalidArgumentError,
     LhtrioError,
     NotFoundError,
     RpcError,
     ShuttingDownError,
+    StaleVersionError,
     StorageError,
     UnavailableError,
 )
@@ -36,6 +40,7 @@ _STATUSES: Final[tuple[tuple[type[LhtrioError], int, str], ...]] = (
     (NotFoundError, 404, "NotFound"),
     (AlreadyExistsError, 409, "AlreadyExists"),
     (ConflictError, 409, "Conflict"),
+    (FailedPreconditionError, 422, "FailedPrecondition"),
     (StorageError, 503, "StoreUnavailable"),
     (ShuttingDownError, 503, "ShuttingDown"),
     (UnavailableError, 503, "Unavailable"),
@@ -78,6 +83,8 @@ def problem_of(exc: LhtrioError) -> Problem:
     details: dict[str, object] = {}
     if isinstance(exc, FieldError):
         details["field"] = exc.field
+    if isinstance(exc, StaleVersionError):
+        details["resourceVersion"] = exc.current
     for cls, status, code in _STATUSES:
         if isinstance(exc, cls):
             return Problem(status=status, code=code, message=exc.message, details=details)

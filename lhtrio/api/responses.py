@@ -1,17 +1,31 @@
-"""What every route shares: JSON answers, names checked from the path, the request's body."""
+"""What every route shares: JSON answers, names checked from the path, the request's body, its
+``If-Match`` version and its filters."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 from quart import Response, request
 
 from lhtrio.api.bodies import parse_json
 from lhtrio.api.problems import FieldError, Problem
+from lhtrio.api.query import IF_MATCH, Keep, parse_if_match
 from lhtrio.errors import InvalidArgumentError
+from lhtrio.manager.store.codec import to_document
+from lhtrio.models.cluster import ClusterObject
 
-__all__ = ["checked_name", "collection", "json_response", "problem_response", "read_body"]
+__all__ = [
+    "accepted",
+    "action_of",
+    "checked_name",
+    "collection",
+    "json_response",
+    "listed",
+    "problem_response",
+    "read_body",
+    "version",
+]
 
 
 def json_response(
@@ -48,3 +62,30 @@ async def read_body(*, empty_ok: bool = False) -> dict[str, object]:
     return parse_json(
         await request.get_data(cache=True, as_text=False, parse_form_data=False), empty_ok=empty_ok
     )
+
+
+def action_of(known: Mapping[str, object], path: str) -> str:
+    """The request's ``?action=``, one of ``known`` (FieldError naming them otherwise)."""
+    action = request.args.get("action")
+    if action is None or action not in known:
+        raise FieldError(
+            "action",
+            f"POST {path} needs ?action= one of {', '.join(known)}"
+            + (f", not {action!r}" if action is not None else ""),
+        )
+    return action
+
+
+def version() -> int | None:
+    """The ``resourceVersion`` the request's ``If-Match`` asks for (None: no condition)."""
+    return parse_if_match(request.headers.get(IF_MATCH))
+
+
+def listed(objects: Iterable[ClusterObject], keep: Keep | None) -> Response:
+    """``{"data": [...]}`` of the ``objects`` that ``keep`` keeps (all for None)."""
+    return collection([to_document(o) for o in objects if keep is None or keep(o)])
+
+
+def accepted(obj: ClusterObject | None) -> Response:
+    """202 with the object whose deletion was asked (``{}`` if it went at once)."""
+    return json_response({} if obj is None else to_document(obj), 202)

@@ -18,20 +18,31 @@ whose messages carry Kubernetes' watch events::
   revision; 503 for a store that failed) and the stream ends.
 * A comment line (``: keep-alive``) goes out every :data:`KEEPALIVE` seconds of silence, so
   proxies do not cut an idle stream.
+
+**Filters** (a collection's, :func:`lhtrio.api.query.collection_filter`) follow Kubernetes' rule,
+kept by a :class:`View` per stream: the client is told about the objects that match, and an
+object that comes to match is ``ADDED``, one that stops matching ``DELETED`` (with the object as
+it is now), whatever the store's own event was. A stream resumed from a revision cannot know
+which objects its client holds: an object it has not told of yet is told as the store says when
+it matches, and with ``DELETED`` once when it does not (a watcher ignores the deletion of an
+object it did not hold).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Final
 
 from lhtrio.api.problems import FieldError
+from lhtrio.manager.store.api import Document
 from lhtrio.manager.store.codec import API_VERSION
 
 __all__ = [
     "COLLECTIONS",
     "KEEPALIVE",
     "KEEPALIVE_LINE",
+    "View",
     "bookmark",
     "error_message",
     "message",
@@ -99,3 +110,53 @@ def error_message(code: int, reason: str, text: str) -> bytes:
         "message": text,
     }
     return message("ERROR", {"type": "ERROR", "object": status})
+
+
+def _name(document: Document) -> str:
+    metadata = document.get("metadata")
+    return str(metadata.get("name")) if isinstance(metadata, dict) else ""
+
+
+class View:
+    """What one stream tells its client of the kind it watches (see "Filters" in the module
+    docstring). ``keep``: the filter (None: every object, each event as the store says it);
+    ``resumed``: the stream starts from a revision, not from a list of the objects."""
+
+    def __init__(self, keep: Callable[[Document], bool] | None, *, resumed: bool) -> None:
+        self._keep = keep
+        self._resumed = resumed
+        #: name -> whether the client holds it (a name missing: not held; resumed: unknown);
+        #: a deleted object's name goes, so this holds at most the kind's objects
+        self._held: dict[str, bool] = {}
+
+    def listed(self, document: Document) -> bytes | None:
+        """The message of an object as listed at the start (None: the filter drops it)."""
+        if self._keep is None:
+            return watch_event("ADDED", document, revision=None)
+        if not self._keep(document):
+            return None
+        self._held[_name(document)] = True
+        return watch_event("ADDED", document, revision=None)
+
+    def change(self, kind: str, document: Document, revision: int) -> bytes | None:
+        """The message of the store's event ``kind`` (``ADDED``, ``MODIFIED``, ``DELETED``) of
+        ``document`` at ``revision``; None when the client is told nothing."""
+        if self._keep is None:
+            return watch_event(kind, document, revision=revision)
+        name = _name(document)
+        held = self._held.get(name, None if self._resumed else False)
+        told: str | None
+        if kind == "DELETED":
+            told = None if held is False else "DELETED"
+            self._held.pop(name, None)  # gone: if it comes back, it is ADDED
+        elif self._keep(document):
+            told = kind if held is None else ("MODIFIED" if held else "ADDED")
+            self._held[name] = True
+        else:
+            # never told of (or just created): nothing; held, or maybe held: it leaves the view
+            told = None if held is False or (held is None and kind == "ADDED") else "DELETED"
+            if self._resumed:
+                self._held[name] = False  # known now: not held
+            else:
+                self._held.pop(name, None)  # (not held is what a missing name means)
+        return None if told is None else watch_event(told, document, revision=revision)

@@ -3,9 +3,14 @@
 ``POST /v1/volumes/NAME?action=ACTION`` takes Longhorn's action names
 (:mod:`lhtrio.api.action_bodies`): ``attach``/``detach`` write attachment tickets
 (:mod:`lhtrio.manager.tickets`; the attachment reconciler moves the volume), the snapshot
-actions, ``expand``, ``updateReplicaCount`` and ``salvage`` are the manager's operations
-(:mod:`lhtrio.manager.operations`): a snapshot of a detached volume attaches it for the length
-of the call, under an interruptible ticket.
+actions, ``expand`` and ``salvage`` are the manager's operations (:mod:`lhtrio.manager.operations`:
+a snapshot of a detached volume attaches it for the length of the call, under an interruptible
+ticket), ``updateReplicaCount``, ``updateDataLocality`` and ``updateLabels`` change the volume's
+desired state (:mod:`lhtrio.manager.volume_update`).
+
+``If-Match``: the changes of the volume object itself (its deletion, replica count, data locality,
+labels) are written on condition of that version; the other actions check it when they start.
+``GET /v1/volumes`` filters by ``?labelSelector=``, ``?state=`` and ``?robustness=``.
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ from quart_trio import QuartTrio
 
 from lhtrio.api import action_bodies as bodies
 from lhtrio.api.bodies import parse_create_volume
-from lhtrio.api.problems import FieldError
-from lhtrio.api.responses import checked_name, collection, json_response, read_body
-from lhtrio.errors import ConflictError, NotFoundError
-from lhtrio.manager import operations, tickets
-from lhtrio.manager.objects import MAX_ATTEMPTS, Objects
+from lhtrio.api.listing import Rendered
+from lhtrio.api.query import collection_filter
+from lhtrio.api.responses import (
+    accepted,
+    action_of,
+    checked_name,
+    collection,
+    json_response,
+    read_body,
+    version,
+)
+from lhtrio.manager import operations, tickets, versions, volume_update
+from lhtrio.manager.objects import Objects
 from lhtrio.manager.settings import read_settings
 from lhtrio.manager.store.codec import to_document
 from lhtrio.manager.volume_control import FINALIZER
@@ -38,7 +51,8 @@ __all__ = ["ACTIONS", "add_volume_routes", "snapshot_document"]
 #: The client name the API's engine connections say hello with.
 CALLER: Final = "lhtrio-api"
 
-Action = Callable[[Objects, str, dict[str, object]], Awaitable[Response]]
+#: An action: (objects, volume name, body, If-Match version) -> the answer.
+Action = Callable[[Objects, str, dict[str, object], "int | None"], Awaitable[Response]]
 
 
 def snapshot_document(snapshot: Snapshot) -> dict[str, object]:
@@ -59,67 +73,109 @@ async def _volume(objects: Objects, name: str) -> Response:
     return json_response(to_document(await objects.get(Volume, name)))
 
 
-async def _attach(objects: Objects, name: str, body: dict[str, object]) -> Response:
+async def _at(objects: Objects, name: str, at: int | None) -> None:
+    await versions.check_version(objects, Volume, name, at)
+
+
+async def _attach(objects: Objects, name: str, body: dict[str, object], at: int | None) -> Response:
     asked = bodies.parse_attach(body)
+    await _at(objects, name, at)
     await tickets.add_ticket(objects, name, asked.node, ticket_id=asked.ticket)
     return await _volume(objects, name)
 
 
-async def _detach(objects: Objects, name: str, body: dict[str, object]) -> Response:
+async def _detach(objects: Objects, name: str, body: dict[str, object], at: int | None) -> Response:
     asked = bodies.parse_detach(body)
+    await _at(objects, name, at)
     await tickets.remove_ticket(
         objects, name, ticket_id=asked.ticket, node=asked.node, every=asked.every
     )
     return await _volume(objects, name)
 
 
-async def _snapshot_create(objects: Objects, name: str, body: dict[str, object]) -> Response:
+async def _snapshot_create(
+    objects: Objects, name: str, body: dict[str, object], at: int | None
+) -> Response:
     asked = bodies.parse_snapshot_create(body)
+    await _at(objects, name, at)
     taken = await operations.snapshot_create(objects, name, asked.name, asked.labels, caller=CALLER)
     return json_response(snapshot_document(taken))
 
 
-async def _snapshot_list(objects: Objects, name: str, body: dict[str, object]) -> Response:
+async def _snapshot_list(
+    objects: Objects, name: str, body: dict[str, object], at: int | None
+) -> Response:
     bodies.parse_no_fields(body, "snapshotList")
-    listed = await operations.snapshot_list(objects, name, caller=CALLER)
-    return collection([snapshot_document(s) for s in listed])
+    await _at(objects, name, at)
+    listed_ = await operations.snapshot_list(objects, name, caller=CALLER)
+    return collection([snapshot_document(s) for s in listed_])
 
 
-async def _snapshot_delete(objects: Objects, name: str, body: dict[str, object]) -> Response:
+async def _snapshot_delete(
+    objects: Objects, name: str, body: dict[str, object], at: int | None
+) -> Response:
     snapshot = bodies.parse_snapshot_name(body, "snapshotDelete")
+    await _at(objects, name, at)
     await operations.snapshot_delete(objects, name, snapshot, caller=CALLER)
     return await _volume(objects, name)
 
 
-async def _snapshot_revert(objects: Objects, name: str, body: dict[str, object]) -> Response:
+async def _snapshot_revert(
+    objects: Objects, name: str, body: dict[str, object], at: int | None
+) -> Response:
     snapshot = bodies.parse_snapshot_name(body, "snapshotRevert")
+    await _at(objects, name, at)
     await operations.snapshot_revert(objects, name, snapshot, caller=CALLER)
     return await _volume(objects, name)
 
 
-async def _snapshot_purge(objects: Objects, name: str, body: dict[str, object]) -> Response:
+async def _snapshot_purge(
+    objects: Objects, name: str, body: dict[str, object], at: int | None
+) -> Response:
     bodies.parse_no_fields(body, "snapshotPurge")
+    await _at(objects, name, at)
     await operations.snapshot_purge(objects, name, caller=CALLER)
     return await _volume(objects, name)
 
 
-async def _expand(objects: Objects, name: str, body: dict[str, object]) -> Response:
+async def _expand(objects: Objects, name: str, body: dict[str, object], at: int | None) -> Response:
     size = bodies.parse_expand(body)
+    await _at(objects, name, at)
     return json_response(to_document(await operations.expand(objects, name, size, caller=CALLER)))
 
 
-async def _replica_count(objects: Objects, name: str, body: dict[str, object]) -> Response:
+async def _replica_count(
+    objects: Objects, name: str, body: dict[str, object], at: int | None
+) -> Response:
     count = bodies.parse_replica_count(body)
-    return json_response(to_document(await operations.set_replica_count(objects, name, count)))
+    changed = await operations.set_replica_count(objects, name, count, version=at)
+    return json_response(to_document(changed))
 
 
-async def _salvage(objects: Objects, name: str, body: dict[str, object]) -> Response:
+async def _salvage(
+    objects: Objects, name: str, body: dict[str, object], at: int | None
+) -> Response:
     names = bodies.parse_salvage(body)
+    await _at(objects, name, at)
     await operations.salvage(objects, name, names)
     return await _volume(objects, name)
 
 
-#: ``?action=`` -> its handler.
+async def _data_locality(
+    objects: Objects, name: str, body: dict[str, object], at: int | None
+) -> Response:
+    locality = bodies.parse_data_locality(body)
+    changed = await volume_update.update_data_locality(objects, name, locality, version=at)
+    return json_response(to_document(changed))
+
+
+async def _labels(objects: Objects, name: str, body: dict[str, object], at: int | None) -> Response:
+    labels = bodies.parse_labels(body)
+    changed = await volume_update.update_labels(objects, name, labels, version=at)
+    return json_response(to_document(changed))
+
+
+#: ``?action=`` -> its handler (the bodies: :data:`lhtrio.api.action_bodies.BODIES`).
 ACTIONS: Final[dict[str, Action]] = {
     "attach": _attach,
     "detach": _detach,
@@ -131,15 +187,15 @@ ACTIONS: Final[dict[str, Action]] = {
     "expand": _expand,
     "updateReplicaCount": _replica_count,
     "salvage": _salvage,
+    "updateDataLocality": _data_locality,
+    "updateLabels": _labels,
 }
-_EMPTY_OK: Final = frozenset({"detach", "snapshotCreate", "snapshotList", "snapshotPurge"})
 
 
-def add_volume_routes(app: QuartTrio, objects: Objects) -> None:
+def add_volume_routes(app: QuartTrio, objects: Objects, rendered: Rendered) -> None:
     @app.get("/v1/volumes")
     async def list_volumes() -> Response:
-        volumes, _ = await objects.list(Volume)
-        return collection([to_document(v) for v in volumes])
+        return await rendered.answer(Volume, collection_filter(request.path, request.args))
 
     @app.post("/v1/volumes")
     async def create_volume() -> Response:
@@ -164,29 +220,12 @@ def add_volume_routes(app: QuartTrio, objects: Objects) -> None:
     @app.delete("/v1/volumes/<path:name>")
     async def delete_volume(name: str) -> Response:
         checked_name(validate_volume_name, name)
-        for _ in range(MAX_ATTEMPTS):
-            try:
-                await objects.delete(await objects.get(Volume, name))
-                break
-            except ConflictError:
-                continue  # changed between the read and the delete: read it again
-        else:
-            raise ConflictError(f"volume {name!r} kept changing: it could not be deleted")
-        try:
-            return json_response(to_document(await objects.get(Volume, name)), 202)
-        except NotFoundError:
-            return json_response({}, 202)  # no finalizer held it: gone at once
+        return accepted(await versions.delete(objects, Volume, name, version=version()))
 
     @app.post("/v1/volumes/<path:name>")
     async def volume_action(name: str) -> Response:
         checked_name(validate_volume_name, name)
-        action = request.args.get("action")
-        handler = ACTIONS.get(action or "")
-        if action is None or handler is None:
-            raise FieldError(
-                "action",
-                f"POST /v1/volumes/NAME needs ?action= one of {', '.join(ACTIONS)}"
-                + (f", not {action!r}" if action is not None else ""),
-            )
-        body = await read_body(empty_ok=action in _EMPTY_OK)
-        return await handler(objects, name, body)
+        action = action_of(ACTIONS, "/v1/volumes/NAME")
+        at = version()
+        body = await read_body(empty_ok=bodies.BODIES[action].optional)
+        return await ACTIONS[action](objects, name, body, at)

@@ -5,10 +5,17 @@ What a stream says is :mod:`lhtrio.api.sse`'s; this module runs it.
 **Who owns what.** A stream's response body is an async generator that quart iterates in the
 request's task; it cannot wait on the store's watch itself (cancelling a wait inside an async
 generator ends the generator, and the keep-alive needs exactly such a timeout). So each stream
-has a *feeder*: a task that lists, watches the store and sends each message into a small memory
-channel; the body only receives from the channel, with a timeout for the keep-alive. Feeders
-belong to the :class:`WatchHub`, whose nursery :func:`~lhtrio.api.server.serve_api` runs beside
-hypercorn, never to a request.
+has a *feeder*: a task that tells the objects listed, watches the store and sends each message
+into a small memory channel; the body only receives from the channel, with a timeout for the
+keep-alive. Feeders belong to the :class:`WatchHub`, whose nursery
+:func:`~lhtrio.api.server.serve_api` runs beside hypercorn, never to a request.
+
+**Starting.** The request lists the kind (or checks the revision it resumes from) before it
+answers, so a store that fails is a 503 and a bad filter or revision a 400, as for a list; the
+feeder watches from the listing's revision. A collection's watch keeps what its list keeps
+(:func:`lhtrio.api.query.collection_filter`, each document read into its object to be tested;
+an unfiltered watch reads nothing), told as :class:`lhtrio.api.sse.View` says. The listing is
+held until the body starts.
 
 **Endings.** A feeder starts when quart starts sending the body, so a client gone before that
 leaves nothing behind. The client goes away: quart cancels the body, whose ``finally`` cancels
@@ -34,24 +41,21 @@ from quart_trio import QuartTrio
 
 from lhtrio.api import sse
 from lhtrio.api.problems import FieldError, HttpError, Problem
+from lhtrio.api.query import collection_filter
 from lhtrio.errors import GoneError, LhtrioError
 from lhtrio.manager.objects import Objects
-from lhtrio.manager.store.api import Document, Store
-from lhtrio.manager.store.codec import KINDS
-from lhtrio.models.names import validate_instance_name, validate_volume_name
+from lhtrio.manager.store.api import Document, Listing, Store
+from lhtrio.manager.store.codec import KINDS, from_document
 
-__all__ = ["WatchHub", "add_watch_routes", "event_filters"]
+__all__ = ["WatchHub", "add_watch_routes"]
 
 logger = logging.getLogger(__name__)
 
 #: Messages a feeder may be ahead of its client.
 BACKLOG: Final = 64
 
-Keep = Callable[[Document], bool]
-
-
-def _everything(_: Document) -> bool:
-    return True
+#: Where a feeder starts: the objects listed (told first), or the revision a client resumes from.
+Start = Listing | int
 
 
 class WatchHub:
@@ -88,15 +92,15 @@ class WatchHub:
             )
 
     async def open(
-        self, store: Store, kind: str, since: int | None, keep: Keep
+        self, store: Store, kind: str, start: Start, view: sse.View
     ) -> tuple[trio.MemoryReceiveChannel[bytes], trio.CancelScope]:
-        """A started feeder of ``kind`` (from ``since``, or listed first): its messages, and
-        the scope that stops it."""
+        """A started feeder of ``kind`` from ``start``, telling what ``view`` says: its
+        messages, and the scope that stops it."""
         self.check_open()
         assert self._nursery is not None
         send, receive = trio.open_memory_channel[bytes](BACKLOG)
         scope: trio.CancelScope = await self._nursery.start(
-            functools.partial(_feed, store, kind, since=since, keep=keep, send=send)
+            functools.partial(_feed, store, kind, start=start, view=view, send=send)
         )
         return receive, scope
 
@@ -105,8 +109,8 @@ async def _feed(
     store: Store,
     kind: str,
     *,
-    since: int | None,
-    keep: Keep,
+    start: Start,
+    view: sse.View,
     send: trio.MemorySendChannel[bytes],
     task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -114,7 +118,7 @@ async def _feed(
         task_status.started(scope)
         async with send:
             try:
-                await _relay(store, kind, since, keep, send)
+                await _relay(store, kind, start, view, send)
             except trio.BrokenResourceError:
                 pass  # the client went away
             except GoneError as exc:
@@ -132,31 +136,31 @@ async def _last(send: trio.MemorySendChannel[bytes], data: bytes) -> None:
 
 
 async def _relay(
-    store: Store, kind: str, since: int | None, keep: Keep, send: trio.MemorySendChannel[bytes]
+    store: Store, kind: str, start: Start, view: sse.View, send: trio.MemorySendChannel[bytes]
 ) -> None:
-    if since is None:
-        listing = await store.list(kind)
-        for document in listing.documents:
-            if keep(document):
-                await send.send(sse.watch_event("ADDED", document, revision=None))
-        since = listing.revision
+    if isinstance(start, int):
+        since = start
+    else:
+        for document in start.documents:
+            if (data := view.listed(document)) is not None:
+                await send.send(data)
+        since = start.revision
     async with store.watch(kind, since) as events:
         await send.send(sse.bookmark(kind, since))
         async for event in events:
-            if keep(event.document):
-                await send.send(
-                    sse.watch_event(event.type.value, event.document, revision=event.revision)
-                )
+            data = view.change(event.type.value, event.document, event.revision)
+            if data is not None:
+                await send.send(data)
 
 
 async def _body(
-    hub: WatchHub, store: Store, kind: str, since: int | None, keep: Keep
+    hub: WatchHub, store: Store, kind: str, start: Start, view: sse.View
 ) -> AsyncIterator[bytes]:
     """The response's body: its feeder starts when quart starts sending it (a client gone before
     that leaves nothing behind), and stops when the body does, however it does."""
     if hub.closed:
         return  # stopped since the request was checked: an empty stream
-    receive, feeder = await hub.open(store, kind, since, keep)
+    receive, feeder = await hub.open(store, kind, start, view)
     try:
         async with receive:
             while True:
@@ -185,69 +189,38 @@ def _since(args: Mapping[str, str]) -> tuple[int | None, str]:
     return None, ""
 
 
-def _checked(check: Callable[..., object], field: str, value: str, **kw: str) -> str:
-    try:
-        check(value, **kw)
-    except LhtrioError as exc:
-        raise FieldError(field, exc.message) from None
-    return value
-
-
-def event_filters(args: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """``?kind=`` and ``?name=`` of the events asked for (the object they are about)."""
-    kind, name = args.get("kind"), args.get("name")
-    if kind is not None and (len(kind) > 63 or not kind.isidentifier() or not kind[:1].isupper()):
-        raise FieldError("kind", f"kind {kind!r} is not a kind (Volume, Node, Replica, ...)")
-    if name is not None:
-        _checked(validate_instance_name, "name", name, what="object")
-    return kind, name
-
-
-def _keep(path: str, args: Mapping[str, str]) -> Keep:
-    """The filter of a collection's watch: its list's filters, applied to each document."""
-    if path == "/v1/events":
-        kind, name = event_filters(args)
-
-        def about(document: Document) -> bool:
-            involved = document.get("involvedObject")
-            if not isinstance(involved, dict):
-                return False
-            return kind in (None, involved.get("kind")) and name in (None, involved.get("name"))
-
-        return about
-    volume = args.get("volume")
-    if path in ("/v1/replicas", "/v1/engines") and volume is not None:
-        _checked(validate_volume_name, "volume", volume)
-
-        def of_volume(document: Document) -> bool:
-            spec = document.get("spec")
-            return isinstance(spec, dict) and spec.get("volumeName") == volume
-
-        return of_volume
-    return _everything
+def _document_filter(path: str, kind: str) -> Callable[[Document], bool] | None:
+    """The filter of collection ``path``'s watch (its list's, by the request's parameters), on
+    documents of ``kind``; None without one."""
+    keep = collection_filter(path, request.args)
+    if keep is None:
+        return None
+    held = KINDS[kind]
+    return lambda document: keep(from_document(held, document))
 
 
 def add_watch_routes(app: QuartTrio, objects: Objects, hub: WatchHub | None) -> None:
     """``GET /v1/watch`` and ``?watch=true`` on the collections, fed by ``hub`` (None: every
     watch is refused with 503)."""
 
-    async def stream(kind: str, keep: Keep) -> Response:
+    async def stream(kind: str, keep: Callable[[Document], bool] | None) -> Response:
         since, field = _since(request.args)
-        if since is not None:
-            current = (await objects.store.list(kind)).revision
-            if since > current:
-                raise FieldError(
-                    field,
-                    f"{field} {since} is newer than the store's revision ({current}): "
-                    "watch from a revision the API gave you",
-                )
+        listing = await objects.store.list(kind)  # a store that fails: 503, as for a list
+        if since is not None and since > listing.revision:
+            raise FieldError(
+                field,
+                f"{field} {since} is newer than the store's revision ({listing.revision}): "
+                "watch from a revision the API gave you",
+            )
         if hub is None:
             raise HttpError(
                 Problem(status=503, code="Unavailable", message="this API serves no watches")
             )
         hub.check_open()
+        start: Start = listing if since is None else since
+        view = sse.View(keep, resumed=since is not None)
         response = Response(
-            _body(hub, objects.store, kind, since, keep),
+            _body(hub, objects.store, kind, start, view),
             content_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -261,7 +234,7 @@ def add_watch_routes(app: QuartTrio, objects: Objects, hub: WatchHub | None) -> 
             raise FieldError(
                 "kind", f"kind must be one of {', '.join(sorted(KINDS))}, not {kind!r}"
             )
-        return await stream(kind, _everything)
+        return await stream(kind, None)
 
     @app.before_request
     async def watch_collection() -> Response | None:
@@ -272,4 +245,5 @@ def add_watch_routes(app: QuartTrio, objects: Objects, hub: WatchHub | None) -> 
             return None
         if flag not in ("true", "1", ""):
             raise FieldError("watch", f"watch must be true or false, not {flag!r}")
-        return await stream(sse.COLLECTIONS[request.path], _keep(request.path, request.args))
+        kind = sse.COLLECTIONS[request.path]
+        return await stream(kind, _document_filter(request.path, kind))

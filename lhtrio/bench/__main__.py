@@ -17,6 +17,7 @@ SUITES = {
     "node": "lhtrio.bench.node",
     "store": "lhtrio.bench.store",
     "control": "lhtrio.bench.control",
+    "api": "lhtrio.bench.api",
 }
 
 

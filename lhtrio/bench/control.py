@@ -150,7 +150,7 @@ def main(*, quick: bool = False, volumes: int | None = None) -> None:
             latencies: list[float] = []
             degraded: list[float] = []
             healed: list[float] = []
-            with httpx.Client(base_url=api, timeout=60) as http:
+            with httpx.Client(base_url=api, timeout=60, headers=auth) as http:
                 for n in range(count):
                     name = f"bench-{n}"
                     start = time.perf_counter()

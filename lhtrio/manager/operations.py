@@ -32,12 +32,13 @@ import trio
 from lhtrio.clients.engine import EngineClient
 from lhtrio.errors import (
     ConflictError,
+    FailedPreconditionError,
     InvalidArgumentError,
     LhtrioError,
     NotFoundError,
     UnavailableError,
 )
-from lhtrio.manager import events
+from lhtrio.manager import events, volume_update
 from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.tickets import (
@@ -227,7 +228,7 @@ async def expand(
     only at its own size, so no replica object may keep the old size once it has the new one."""
     volume = await _volume(objects, name)
     if size < volume.spec.size:
-        raise InvalidArgumentError(
+        raise FailedPreconditionError(
             f"volume {name!r} is {volume.spec.size} bytes: it cannot shrink to {size}"
         )
     if size == volume.spec.size:
@@ -274,16 +275,14 @@ async def _sized(objects: Objects, name: str, size: int) -> None:
         await trio.sleep(POLL)
 
 
-async def set_replica_count(objects: Objects, name: str, count: int) -> Volume:
-    """Ask for ``count`` replicas of volume ``name``; the volume's plan adds or removes them."""
+async def set_replica_count(
+    objects: Objects, name: str, count: int, *, version: int | None = None
+) -> Volume:
+    """Ask for ``count`` replicas of volume ``name``; the volume's plan adds or removes them
+    (:func:`lhtrio.manager.volume_update.set_replica_count`, which checks the volume's rules)."""
     if not 1 <= count <= MAX_REPLICAS:
         raise InvalidArgumentError(f"a replica count must be from 1 to {MAX_REPLICAS}, not {count}")
-    await _volume(objects, name)
-
-    def counted(v: Volume) -> Volume:
-        return attrs.evolve(v, spec=attrs.evolve(v.spec, number_of_replicas=count))
-
-    return await objects.change(Volume, name, counted)
+    return await volume_update.set_replica_count(objects, name, count, version=version)
 
 
 async def salvage(objects: Objects, name: str, replicas: Sequence[str]) -> Volume:
@@ -298,18 +297,13 @@ async def salvage(objects: Objects, name: str, replicas: Sequence[str]) -> Volum
             raise NotFoundError(f"volume {name!r} has no replica {replica!r}")
     working = sorted(n for n, r in mine.items() if not r.failed and not r.meta.deleting)
     if working:
-        raise ConflictError(
+        raise FailedPreconditionError(
             f"volume {name!r} has replicas that did not fail ({', '.join(working)}): "
             "there is nothing to salvage"
         )
-    for replica in replicas:
-
-        def unfail(r: Replica) -> Replica:
-            return attrs.evolve(
-                r, spec=attrs.evolve(r.spec, failed_at=None, salvage_requested=True)
-            )
-
-        await objects.change(Replica, replica, unfail)
+    # The engine first: the volume's plan reads the replicas, then the engine; once it sees a
+    # replica un-failed, it sees the request too, and does not fail the replica again on the
+    # engine's ERRs of before the salvage.
     try:
 
         def requested(e: Engine) -> Engine:
@@ -322,6 +316,14 @@ async def salvage(objects: Objects, name: str, replicas: Sequence[str]) -> Volum
         await objects.change(Engine, engine_name(name), requested)
     except NotFoundError:
         pass  # the engine that starts next salvages (its replicas ask for it)
+    for replica in replicas:
+
+        def unfail(r: Replica) -> Replica:
+            return attrs.evolve(
+                r, spec=attrs.evolve(r.spec, failed_at=None, salvage_requested=True)
+            )
+
+        await objects.change(Replica, replica, unfail)
     logger.info("volume %s: salvage requested from %s", name, ", ".join(replicas))
     await _told(
         objects,

@@ -68,7 +68,9 @@ def node_views(
                 continue  # never measured: nothing is known of its space
             disks.append(
                 DiskView(
-                    name=name,
+                    # a replica's diskID is its disk's UUID: what its node finds the disk by,
+                    # whatever name the operator gave the disk in the Node's spec
+                    name=status.disk_uuid or name,
                     allow_scheduling=spec.allow_scheduling,
                     schedulable=_holds(status.conditions, CONDITION_SCHEDULABLE, True)
                     and _holds(status.conditions, CONDITION_READY, True),

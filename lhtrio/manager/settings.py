@@ -9,6 +9,7 @@ import attrs
 
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.scheduler import Policy
+from lhtrio.manager.versions import at_version
 from lhtrio.models.cluster import ObjectMeta, Setting, Volume
 from lhtrio.models.cluster.setting import SETTINGS, SettingSpec, parse, parse_bool, parse_int
 from lhtrio.models.cluster.volume import AffinityOverride
@@ -22,14 +23,17 @@ async def read_settings(objects: Objects) -> dict[str, str]:
     return {s.meta.name: s.spec.value for s in settings}
 
 
-async def set_setting(objects: Objects, name: str, text: str) -> Setting:
+async def set_setting(
+    objects: Objects, name: str, text: str, *, version: int | None = None
+) -> Setting:
     """Set ``name`` to ``text``: InvalidArgumentError (nothing written) unless ``text`` is a
-    value of that setting; the setting as stored."""
+    value of that setting; the setting as stored. ``version``: only if the setting is at that
+    version (0: never set; :mod:`lhtrio.manager.versions`)."""
     parse(name, text)
     return await objects.upsert(
         Setting,
         name,
-        lambda s: attrs.evolve(s, spec=SettingSpec(value=text)),
+        at_version(version, lambda s: attrs.evolve(s, spec=SettingSpec(value=text))),
         Setting(meta=ObjectMeta(name=name), spec=SettingSpec(value=text)),
     )
 

@@ -25,23 +25,23 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Sequence
 
 import trio
 
 from lhtrio.frontend.nbd.server import ExportRegistry, serve_nbd_registry
-from lhtrio.instances.disks import Disk, open_disk
+from lhtrio.instances.disks import open_disk
 from lhtrio.instances.logs import InstanceLogs
 from lhtrio.instances.ports import PortRange
 from lhtrio.instances.service import NodeService
 from lhtrio.instances.supervisor import NodeContext, Supervisor
 from lhtrio.manager.engine_events import follow_engine_events
 from lhtrio.manager.manager import run_manager
-from lhtrio.manager.node_agent import DiskFacts, run_node_agent
+from lhtrio.manager.node_agent import run_node_agent
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.api import Store
 from lhtrio.net import Address, serve_rpc
+from lhtrio.node.disks import NodeDisks
 from lhtrio.node.probe import NodeProbe
 from lhtrio.replica.names import validate_name
 from lhtrio.wire import Identity, Role
@@ -53,23 +53,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_NBD_PORT = 10809
 DEFAULT_PORT_RANGE = (10000, 10999)
 GRACE = 30.0
-
-
-def _disk_facts(disks: Sequence[Disk]) -> list[DiskFacts]:
-    """What the control plane records of the node's disks (named by their UUIDs)."""
-    facts = []
-    for disk in disks:
-        st = os.statvfs(disk.path)
-        facts.append(
-            DiskFacts(
-                name=disk.uuid,
-                uuid=disk.uuid,
-                path=disk.path,
-                maximum=st.f_blocks * st.f_frsize,
-                available=st.f_bavail * st.f_frsize,
-            )
-        )
-    return facts
 
 
 async def serve_node(
@@ -92,7 +75,8 @@ async def serve_node(
     Instances bind ``host`` (the address the node advertises); the control endpoint binds
     ``listen`` (default ``host``, any port) and the NBD listener ``nbd`` (default ``host``:10809);
     port 0 picks a free one. With a ``store`` the node joins the control plane: it registers
-    its ``Node`` and its disks there and keeps its lease (:mod:`lhtrio.manager.node_agent`).
+    its ``Node`` and its disks there and keeps its lease (:mod:`lhtrio.manager.node_agent`);
+    disks added to its Node through the API are opened then (:mod:`lhtrio.node.disks`).
     ``probe`` (for the node's admin API: :mod:`lhtrio.node.probe`) is given the supervisor once
     it runs, and told when the node shuts down.
     """
@@ -128,11 +112,11 @@ async def serve_node(
                 )
                 service.address = f"tcp://{bound[0]}:{bound[1]}"
                 if store is not None:
-                    await outer.start(
-                        functools.partial(
-                            run_node_agent, store, name, functools.partial(_disk_facts, opened)
-                        )
+                    given = tuple(d.path for d in opened)
+                    agent = functools.partial(
+                        run_node_agent, store, name, NodeDisks(ctx, supervisor, given)
                     )
+                    await outer.start(agent)
                     await outer.start(run_manager, store, name, service.address)
                     # (beside the manager: its engines' replica modes, told as events)
                     outer.start_soon(follow_engine_events, Objects(store), name)

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 import trio
+from click.testing import Result
 
+from lhtrio.api import serve_api
+from lhtrio.manager.objects import Objects
+from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.models.cluster import Volume
 from tests.admin.conftest import TOKEN, Lhtrio, run_cli
 from tests.test_cli import ident, usage_error
@@ -177,7 +181,9 @@ async def test_without_a_token_a_change_exits_6_saying_where_tokens_are(lhtrio: 
     assert wrong.exit_code == 6
     assert "not the API token" in wrong.stderr
     assert await lhtrio.api.state() == before
-    assert (await lhtrio("volume", "ls", token=None)).exit_code == 0  # reads need none
+    read = await lhtrio("volume", "ls", token=None)  # reads need the token too
+    assert read.exit_code == 6
+    assert "no token was given" in read.stderr
 
 
 async def test_the_token_comes_from_a_file_stripped(lhtrio: Lhtrio, tmp_path: Path) -> None:
@@ -220,5 +226,31 @@ async def test_a_token_file_that_cannot_be_read_exits_6_naming_it(
         assert result.exit_code == 6
         assert str(path) in result.stderr
         assert problem in result.stderr
-        # a read needs no token: the file is not even opened
-        assert (await lhtrio("--token-file", str(path), "volume", "ls")).exit_code == 0
+        # a read goes without the token it cannot read; refused, it says why
+        read = await lhtrio("--token-file", str(path), "volume", "ls")
+        assert read.exit_code == 6
+        assert str(path) in read.stderr
+        assert problem in read.stderr
+
+
+async def test_reads_from_a_node_with_anonymous_reads_need_no_token(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    objects = Objects(MemoryStore())
+    serve = functools.partial(serve_api, objects, "127.0.0.1", 0, token=TOKEN, read_anonymous=True)
+    url = await nursery.start(serve)
+    missing = tmp_path / "missing"
+
+    def cli(*args: str, token: str | None = None) -> Result:
+        return run_cli(*args, env={"LHTRIO_API": url, "LHTRIO_TOKEN": token})
+
+    listed = await trio.to_thread.run_sync(cli, "volume", "ls")
+    assert listed.exit_code == 0, listed.output
+    unreadable = await trio.to_thread.run_sync(cli, "--token-file", str(missing), "volume", "ls")
+    assert unreadable.exit_code == 0, unreadable.output  # the read went without it
+    change = await trio.to_thread.run_sync(cli, "volume", "create", "v", "--size", "1Gi")
+    assert change.exit_code == 6
+    created = await trio.to_thread.run_sync(
+        functools.partial(cli, "volume", "create", "v", "--size", "1Gi", token=TOKEN)
+    )
+    assert created.exit_code == 0, created.output

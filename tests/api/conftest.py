@@ -1,5 +1,6 @@
 """The admin API served for real: hypercorn on a free loopback port, in the test's own trio run,
-over an in-memory store, and an httpx client talking HTTP to it."""
+over an in-memory store, and httpx clients talking HTTP to it: ``client`` sends the token with
+every request (reads need it too), ``bare`` sends none."""
 
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ class BreakableStore:
 class Api:
     url: str
     client: httpx.AsyncClient
+    bare: httpx.AsyncClient
     store: BreakableStore
     objects: Objects
 
@@ -85,8 +87,10 @@ class Api:
             listed[kind] = (await self.store.inner.list(kind)).documents
         return self.store.inner.revision, listed
 
-    async def post(self, path: str, body: Any = None, **kw: Any) -> httpx.Response:
-        return await self.client.post(path, json=body, headers=AUTH, **kw)
+    async def post(
+        self, path: str, body: Any = None, *, headers: dict[str, str] | None = None, **kw: Any
+    ) -> httpx.Response:
+        return await self.client.post(path, json=body, headers={**AUTH, **(headers or {})}, **kw)
 
 
 @pytest.fixture
@@ -96,5 +100,8 @@ async def api(nursery: trio.Nursery) -> AsyncIterator[Api]:
     for name in ("n1", "n2"):
         await objects.create(Node(meta=ObjectMeta(name=name), spec=NodeSpec()))
     url = await nursery.start(functools.partial(serve_api, objects, "127.0.0.1", 0, token=TOKEN))
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        yield Api(url=url, client=client, store=store, objects=objects)
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30, headers=AUTH) as client,
+        httpx.AsyncClient(base_url=url, timeout=30) as bare,
+    ):
+        yield Api(url=url, client=client, bare=bare, store=store, objects=objects)

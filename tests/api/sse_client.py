@@ -13,6 +13,8 @@ from typing import Any
 import attrs
 import trio
 
+from tests.api.conftest import TOKEN
+
 WAIT = 30.0
 
 
@@ -80,9 +82,12 @@ class Stream:
 
 
 @asynccontextmanager
-async def curl(url: str, *headers: str) -> AsyncIterator[Stream]:
-    """``curl -sS -N URL`` with ``headers`` (``"Name: value"``); killed when the block ends."""
+async def curl(url: str, *headers: str, token: str | None = TOKEN) -> AsyncIterator[Stream]:
+    """``curl -sS -N URL`` with ``headers`` (``"Name: value"``) and the bearer ``token`` (the
+    tests' API token unless told; None: none); killed when the block ends."""
     args = ["curl", "-sS", "-N", url]
+    if token is not None:
+        headers = (f"Authorization: Bearer {token}", *headers)
     for header in headers:
         args += ["-H", header]
     proc = await trio.lowlevel.open_process(args, stdout=subprocess.PIPE)

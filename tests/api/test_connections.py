@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from tests.api.conftest import Api
+from tests.api.conftest import TOKEN, Api
 
 
 async def answers(stream: trio.SocketStream, count: int) -> list[bytes]:
@@ -49,5 +49,8 @@ async def test_a_refused_request_whose_body_comes_late_does_not_stall_the_connec
         await trio.testing.wait_all_tasks_blocked()
         await stream.send_all(body)
         await trio.testing.wait_all_tasks_blocked()
-        await stream.send_all(b"GET /v1/volumes HTTP/1.1\r\nHost: lhtrio\r\n\r\n")
+        await stream.send_all(
+            b"GET /v1/volumes HTTP/1.1\r\nHost: lhtrio\r\nAuthorization: Bearer %s\r\n\r\n"
+            % TOKEN.encode()
+        )
         assert await answers(stream, 2) == [b"HTTP/1.1 401 ", b"HTTP/1.1 200 "]

@@ -28,7 +28,7 @@ from lhtrio.models.cluster.volume import Robustness, VolumeSpec, VolumeState
 from lhtrio.net import Address, open_rpc_client
 from lhtrio.node.probe import NodeProbe
 from lhtrio.node.server import serve_node
-from tests.api.conftest import TOKEN
+from tests.api.conftest import AUTH, TOKEN
 from tests.manager import waiting
 from tests.manager.test_cluster_processes import qemu_io
 
@@ -82,7 +82,9 @@ async def three_nodes_and_an_api(tmp_path: Path) -> AsyncIterator[Served]:
                 serve_api, Objects(store), "127.0.0.1", 0, token=TOKEN, node=probes["n1"]
             )
         )
-        client = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=url, timeout=30, headers=AUTH)
+        )
         yield Served(Objects(store), clients, client)
         nursery.cancel_scope.cancel()
 

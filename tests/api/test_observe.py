@@ -113,6 +113,9 @@ async def test_events_are_listed_newest_last_and_filtered_by_object(api: Api) ->
     assert by_path == mine
     nodes = (await api.client.get("/v1/events?kind=Node")).json()["data"]
     assert [e["reason"] for e in nodes] == ["Down"]
+    # labelSelector, as on every collection (events carry no labels: only "without" matches)
+    assert (await api.client.get("/v1/events?labelSelector=app")).json()["data"] == []
+    assert len((await api.client.get("/v1/events?labelSelector=!app")).json()["data"]) == 4
 
 
 async def test_a_volumes_events_need_the_volume(api: Api) -> None:
@@ -128,6 +131,8 @@ async def test_a_volumes_events_need_the_volume(api: Api) -> None:
         ("/v1/events?kind=volume", "kind"),
         ("/v1/events?name=../x", "name"),
         ("/v1/events?name=", "name"),
+        ("/v1/events?kind=V%C3%B6lume", "kind"),
+        ("/v1/events?labelSelector=a%20in%20(b)", "labelSelector"),
         ("/v1/volumes/..%2Fx/events", "name"),
     ],
 )

@@ -1,6 +1,7 @@
 """``lhtrio node --api`` as a process, as probes, Prometheus and ``curl -N`` see it: ``/healthz``
-and ``/readyz`` answer without a token, ``/metrics`` shows the node, and SIGTERM ends an open watch
-stream cleanly (curl exits 0) and the node exits at once, not after hypercorn's grace period."""
+and ``/readyz`` answer without a token, ``/metrics`` needs it (as a scrape configured with the
+node's token sends it) and shows the node, and SIGTERM ends an open watch stream cleanly (curl
+exits 0) and the node exits at once, not after hypercorn's grace period."""
 
 from __future__ import annotations
 
@@ -33,11 +34,13 @@ async def test_probes_metrics_and_a_watch_of_a_node_process(tmp_path: Path) -> N
     try:
         with trio.fail_after(60):
             _, _, url = await first_lines(proc, 3)
+        token = (tmp_path / "data" / "api-token").read_text().strip()
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             assert (await client.get("/healthz")).text == "ok\n"
             ready = await client.get("/readyz")
             assert (ready.status_code, ready.text) == (200, "ok\n")
-            metrics = await client.get("/metrics")
+            assert (await client.get("/metrics")).status_code == 401
+            metrics = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
             names = {f.name for f in text_string_to_metric_families(metrics.text)}
             for name in (
                 "lhtrio_node_storage_capacity_bytes",
@@ -49,7 +52,7 @@ async def test_probes_metrics_and_a_watch_of_a_node_process(tmp_path: Path) -> N
             ):
                 assert name in names, sorted(names)
 
-        async with curl(f"{url}/v1/watch?kind=Node") as stream:
+        async with curl(f"{url}/v1/watch?kind=Node", token=token) as stream:
             added = await stream.next()
             assert (added.event, added.data["object"]["metadata"]["name"]) == ("ADDED", "n1")
             assert (await stream.next()).event == "BOOKMARK"

@@ -1,6 +1,6 @@
 """The volume actions beyond attach and detach, over HTTP, against a store with no node running:
 what can be decided without an engine is (replica count, salvage's checks, an expansion that
-would shrink), what needs one is refused with 503 and leaves no ticket behind, and every bad
+would shrink: 422), what needs one is refused with 503 and leaves no ticket behind, and every bad
 body is a 400 that changes nothing."""
 
 from __future__ import annotations
@@ -96,8 +96,14 @@ async def test_unknown_actions_name_the_known_ones(existing: Api) -> None:
 
 async def test_an_expansion_never_shrinks(existing: Api) -> None:
     answer = await refused(
-        existing, "POST", "/v1/volumes/v?action=expand", json={"size": "512Mi"}, headers=AUTH
+        existing,
+        "POST",
+        "/v1/volumes/v?action=expand",
+        json={"size": "512Mi"},
+        headers=AUTH,
+        status=422,
     )
+    assert answer["code"] == "FailedPrecondition"
     assert "cannot shrink" in answer["message"]
 
 
@@ -141,8 +147,9 @@ async def test_salvage_checks_the_replicas(existing: Api) -> None:
         "/v1/volumes/v?action=salvage",
         json={"names": ["v-r-1"]},
         headers=AUTH,
-        status=409,
+        status=422,
     )
+    assert working["code"] == "FailedPrecondition"
     assert "v-r-2" in working["message"]
 
 

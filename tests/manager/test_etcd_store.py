@@ -195,17 +195,17 @@ async def test_the_api_answers_503_while_etcd_is_away_and_changes_nothing(
         )
         auth = {"Authorization": f"Bearer {TOKEN}"}
         body = {"name": "v1", "size": "1Gi", "numberOfReplicas": 2}
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=30, headers=auth) as http:
             proxy.down()
             listed = await http.get("/v1/volumes")
-            created = await http.post("/v1/volumes", json=body, headers=auth)
+            created = await http.post("/v1/volumes", json=body)
             for response in (listed, created):
                 assert response.status_code == 503, response.text
                 assert "etcd is unreachable" in response.text
             assert (await direct.list("Volume")).documents == []
             await proxy.up()
             assert (await http.get("/v1/volumes")).json()["data"] == []
-            again = await http.post("/v1/volumes", json=body, headers=auth)
+            again = await http.post("/v1/volumes", json=body)
             assert again.status_code == 201, again.text
         assert names(await direct.list("Volume")) == ["v1"]
         nursery.cancel_scope.cancel()

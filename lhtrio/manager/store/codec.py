@@ -56,7 +56,17 @@ from lhtrio.models.cluster import (
 from lhtrio.models.cluster.validate import ClusterObject, validate
 from lhtrio.models.times import format_time, parse_time
 
-__all__ = ["API_VERSION", "KINDS", "Document", "from_document", "key_of", "to_document"]
+__all__ = [
+    "API_VERSION",
+    "KINDS",
+    "OMITTED_WHEN_UNSET",
+    "RECORDS",
+    "STRING_FIELDS",
+    "Document",
+    "from_document",
+    "key_of",
+    "to_document",
+]
 
 API_VERSION: Final = "lhtrio.io/v1"
 
@@ -248,6 +258,16 @@ _AS_STRING: Final[dict[tuple[type[Any], str], Callable[[object, object], int]]] 
 }
 
 
+#: The records the documents hold, kinds included (what :mod:`.schema` describes).
+RECORDS: Final = _RECORDS
+#: ``(record, attribute)`` of the integers written as decimal strings.
+STRING_FIELDS: Final = frozenset(_AS_STRING)
+#: ``(record, attribute)`` of the keys left out while unset (``None``).
+OMITTED_WHEN_UNSET: Final = frozenset(
+    {(meta.ObjectMeta, "created"), (meta.ObjectMeta, "deletion_requested")}
+)
+
+
 def _version_text(version: int) -> str:
     return str(version) if version else ""
 
@@ -266,7 +286,7 @@ def _overrides(conv: cattrs.Converter, cls: type[Any]) -> dict[str, Any]:
                 "struct_hook": _condition_status,
                 "unstruct_hook": lambda status: "True" if status else "False",
             }
-        omit = cls is meta.ObjectMeta and field.name in ("created", "deletion_requested")
+        omit = (cls, field.name) in OMITTED_WHEN_UNSET
         out[field.name] = override(rename=key_of(field.name), omit_if_default=omit, **hooks)
     return out
 
