@@ -54,6 +54,10 @@ REAL_MODULES = frozenset(
         "frontend/test_nbd_requests.py",
         "frontend/test_nbd_server.py",
         "frontend/test_nbd_tools.py",
+        "kubeapi/test_kubectl.py",  # the real kubectl against the double, on a real etcd
+        "kubeapi/test_lightkube.py",
+        "kubeapi/test_protocol.py",
+        "kubeapi/test_watch.py",
         "manager/test_cluster_processes.py",
         "manager/test_etcd_resilience.py",  # a real etcd (etcd_server, below)
         "manager/test_etcd_store.py",

@@ -301,14 +301,9 @@ async def salvage(objects: Objects, name: str, replicas: Sequence[str]) -> Volum
             f"volume {name!r} has replicas that did not fail ({', '.join(working)}): "
             "there is nothing to salvage"
         )
-    for replica in replicas:
-
-        def unfail(r: Replica) -> Replica:
-            return attrs.evolve(
-                r, spec=attrs.evolve(r.spec, failed_at=None, salvage_requested=True)
-            )
-
-        await objects.change(Replica, replica, unfail)
+    # The engine first: the volume's plan reads the replicas, then the engine; once it sees a
+    # replica un-failed, it sees the request too, and does not fail the replica again on the
+    # engine's ERRs of before the salvage.
     try:
 
         def requested(e: Engine) -> Engine:
@@ -321,6 +316,14 @@ async def salvage(objects: Objects, name: str, replicas: Sequence[str]) -> Volum
         await objects.change(Engine, engine_name(name), requested)
     except NotFoundError:
         pass  # the engine that starts next salvages (its replicas ask for it)
+    for replica in replicas:
+
+        def unfail(r: Replica) -> Replica:
+            return attrs.evolve(
+                r, spec=attrs.evolve(r.spec, failed_at=None, salvage_requested=True)
+            )
+
+        await objects.change(Replica, replica, unfail)
     logger.info("volume %s: salvage requested from %s", name, ", ".join(replicas))
     await _told(
         objects,

@@ -53,11 +53,14 @@ from lhtrio.manager.volume_status import (
     address,
     engine_modes,
     engine_stopped,
+    fail,
+    faulted,
     may_come_back,
     observe,
     replica_ready,
     replica_stopped,
     reusable_now,
+    salvage_pending,
     scheduled_condition,
     usable,
     volume_robustness,
@@ -159,6 +162,8 @@ def plan_volume(
         r.meta.name: observe(r, modes, up=up, in_use=in_use, now=now)
         for r in sorted(replicas, key=lambda r: r.meta.name)
     }
+    if in_use and faulted(seen.values(), modes):
+        seen = {n: fail(r, now) if usable(r) else r for n, r in seen.items()}
     work = _Pass(
         volume=volume,
         status=volume.status,
@@ -352,19 +357,26 @@ def _reuse(work: _Pass, missing: int) -> int:
 def _run_engine(work: _Pass) -> None:
     """While attaching or attached: the engine on the attach node, wanted running, linking the
     replicas that run. Started only once every usable replica runs, with those holding data
-    (the others are rebuilt once it runs)."""
+    (the others are rebuilt once it runs). An engine to be salvaged is (re)started that way
+    too: until every replica to choose from runs, it links none (its node stops the faulted
+    instance and waits), never the addresses of instances that are gone."""
     if work.status.state not in _IN_USE or work.target not in work.up:
         return
     engine = work.engine
     members = [r for r in work.replicas.values() if usable(r) and r.meta.name not in work.deleted]
     ready = [r for r in members if replica_ready(r, work.up)]
+    salvaging = salvage_pending(engine)
     running = (
         engine is not None
         and engine.spec.node_id == work.target
         and engine.status.current_state is InstanceState.RUNNING
+        and not salvaging
     )
     if not running:
         if len(ready) < len(members):
+            if salvaging and engine is not None and engine.spec.replica_address_map:
+                spec = attrs.evolve(engine.spec, replica_address_map={})
+                work.engine = attrs.evolve(engine, spec=spec)
             return
         ready = [r for r in ready if r.spec.healthy_at] or ready
     if not ready:

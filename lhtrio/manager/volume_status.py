@@ -5,8 +5,10 @@ The observations :func:`lhtrio.manager.volume_plan.plan_volume` acts on (``longh
 
 - **Failures** (:func:`observe`): a replica the running engine reports ``ERR``, one on a node that
   is down while the volume is in use, or one whose instance errored, gets ``failed_at`` (and
-  ``last_failed_at``) = now and is wanted stopped. The first time a replica is ``RW`` again
-  (first ever, or after a reuse) it gets ``healthy_at`` and its rebuild retries start over.
+  ``last_failed_at``) = now and is wanted stopped. A running engine that serves from none of
+  the replicas the volume counts on (:func:`faulted`) fails them all. The first time a replica
+  is ``RW`` again (first ever, or after a reuse) it gets ``healthy_at`` and its rebuild retries
+  start over.
 - **Liveness**: an engine on a node that is down is seen as neither running nor reporting; it
   counts as stopped (:func:`engine_stopped`), so a volume can leave it behind.
 - **Robustness** (:func:`volume_robustness`): from the engine's replica modes, counting only
@@ -21,7 +23,7 @@ The observations :func:`lhtrio.manager.volume_plan.plan_volume` acts on (``longh
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import attrs
@@ -39,6 +41,7 @@ __all__ = [
     "engine_modes",
     "engine_stopped",
     "fail",
+    "faulted",
     "may_come_back",
     "observe",
     "replica_ready",
@@ -116,6 +119,14 @@ def fail(replica: Replica, now: dt.datetime) -> Replica:
         replica.spec, failed_at=now, last_failed_at=now, desire_state=DesireState.STOPPED
     )
     return attrs.evolve(replica, spec=spec)
+
+
+def faulted(replicas: Iterable[Replica], modes: Mapping[str, Mode]) -> bool:
+    """The running engine reports its replicas (``modes``) and serves from none the volume counts
+    on: the volume is faulted, and those replicas are failed with the rest (they may be absent
+    from the engine's map, their loss seen only as an address it dropped). A faulted volume's
+    replicas are all failed: what auto-salvage and the operator's salvage start from."""
+    return bool(modes) and not any(modes.get(r.meta.name) is Mode.RW for r in replicas if usable(r))
 
 
 def observe(

@@ -610,3 +610,45 @@ def test_a_replica_deleted_by_hand_is_let_go_and_replaced_at_once() -> None:
     assert sim.status == (VolumeState.ATTACHED, Robustness.HEALTHY, "n1")
     assert sim.engine is not None
     assert sorted(sim.engine.spec.replica_address_map) == [R1, R2, R4]
+
+
+def test_an_engine_serving_from_no_replica_fails_them_all_and_salvages() -> None:
+    """The engine lost both replicas; it reports one ERR and has dropped the other (its loss seen
+    only as an address gone): the volume is faulted with every replica failed, and auto-salvage
+    brings back those on nodes that are up."""
+    sim = attached()
+    assert sim.engine is not None
+    status = attrs.evolve(sim.engine.status, replica_mode_map={R1: Mode.ERR})
+    sim.engine = attrs.evolve(sim.engine, status=status)
+    sim.settings["auto-salvage"] = "false"
+    plan = sim.plan()
+    assert {r.meta.name for r in plan.update_replicas if r.failed} == {R1, R2, R3}
+    assert plan.volume.status.robustness is Robustness.FAULTED
+    sim.settings["auto-salvage"] = "true"
+    plan = sim.plan()
+    assert plan.engine is not None
+    assert plan.engine.spec.salvage_requested
+    assert not any(r.failed for r in plan.update_replicas)
+
+
+def test_an_engine_to_salvage_links_no_replica_until_every_one_runs() -> None:
+    """A salvage was asked (the replicas un-failed, restarting on new addresses): until each
+    runs again, the engine links none rather than the addresses of instances that are gone;
+    then it links them all, to choose from."""
+    sim = attached()
+    assert sim.engine is not None
+    sim.engine = attrs.evolve(
+        sim.engine,
+        spec=attrs.evolve(sim.engine.spec, salvage_requested=True),
+        status=attrs.evolve(sim.engine.status, salvage_executed=False),
+    )
+    for name, replica in list(sim.replicas.items()):
+        sim.replicas[name] = attrs.evolve(replica, status=ReplicaStatus())  # not running yet
+    plan = sim.plan()
+    assert plan.engine is not None
+    assert plan.engine.spec.replica_address_map == {}
+    sim.apply(plan)
+    sim.instances()  # the replicas run again
+    plan = sim.plan()
+    assert plan.engine is not None
+    assert plan.engine.spec.replica_address_map.keys() == {R1, R2, R3}
