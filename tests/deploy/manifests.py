@@ -81,3 +81,15 @@ def dockerfile() -> list[tuple[str, str]]:
         out.append((match.group(1), match.group(2)))
         pending = ""
     return out
+
+
+def role_grants() -> set[tuple[str, str, str]]:
+    """``(group, resource, verb)`` of everything deploy/rbac.yaml's Role grants."""
+    (role,) = [d for d in documents(DEPLOY / "rbac.yaml") if d["kind"] == "Role"]
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }

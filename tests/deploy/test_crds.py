@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 import jsonschema
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -99,7 +99,7 @@ def test_each_schema_is_structural(crd: dict[str, Any]) -> None:
 def test_every_valid_objects_document_validates_against_its_crd(
     kind: str, data: st.DataObject
 ) -> None:
-    document = to_document(data.draw(BY_KIND[kind]))
+    document: dict[str, Any] = to_document(data.draw(BY_KIND[kind]))
     document["metadata"] = {"name": document["metadata"]["name"]}  # the server's to check
     cr_validator(kind).validate(document)
 

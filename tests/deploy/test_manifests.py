@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from lhtrio.manager.store.crds import GROUP
@@ -131,6 +131,7 @@ def pod() -> dict[str, Any]:
 
 def container(name: str = "node") -> dict[str, Any]:
     (found,) = [c for c in pod()["containers"] + pod()["initContainers"] if c["name"] == name]
+    assert isinstance(found, dict)
     return found
 
 

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
 import attrs
 import httpx
+import pytest
 import trio
 
 from lhtrio.manager.store.crds import crds
@@ -26,7 +30,7 @@ from lhtrio.manager.store.etcd_format import error_message, is_compacted, is_fut
 from lhtrio.manager.store.kube_format import DEFAULT_NAMESPACE
 from lhtrio.node.local_etcd import LocalEtcd
 
-__all__ = ["BOOKMARKS", "KubeCluster", "start_kube_cluster", "write_kubeconfig"]
+__all__ = ["BOOKMARKS", "KubeCluster", "kubectl", "start_kube_cluster", "write_kubeconfig"]
 
 #: Seconds between the double's bookmarks unless a test asks for more (the real server's minute).
 BOOKMARKS = 60.0
@@ -113,3 +117,35 @@ async def start_kube_cluster(
         await install(url)
     config = write_kubeconfig(directory / f"kubeconfig-{prefix}", url)
     return KubeCluster(url=url, kubeconfig=config, namespace=DEFAULT_NAMESPACE, etcd=etcd)
+
+
+#: The longest one kubectl command may take (seconds).
+KUBECTL_DEADLINE = 60.0
+
+
+def kubectl_program() -> str:
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.fail("these tests drive the real kubectl: install it (Debian: kubernetes-client)")
+    return found
+
+
+async def kubectl(
+    cluster: KubeCluster, *args: str, ok: bool = True, stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the real kubectl against ``cluster`` (its kubeconfig; a cache of its own)."""
+    cache = cluster.kubeconfig.with_name(cluster.kubeconfig.name + "-cache")
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    command = [
+        kubectl_program(),
+        f"--kubeconfig={cluster.kubeconfig}",
+        f"--cache-dir={cache}",
+        *args,
+    ]
+    with trio.fail_after(KUBECTL_DEADLINE):
+        done = await trio.run_process(
+            command, stdin=stdin, capture_stdout=True, capture_stderr=True, check=False, env=env
+        )
+    if ok:
+        assert done.returncode == 0, (args, done.stdout.decode(), done.stderr.decode())
+    return done

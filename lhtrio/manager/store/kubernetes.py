@@ -62,9 +62,10 @@ from typing import Any, Final
 import attrs
 import httpx2
 import trio
+import yaml
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.client_adapter import verify_cluster
-from lightkube.config.kubeconfig import SingleConfig
+from lightkube.config.kubeconfig import SERVICE_ACCOUNT, SingleConfig
 from lightkube.config.models import User
 from lightkube.core import resource as lightkube_resource
 from lightkube.core.exceptions import ConfigError
@@ -234,9 +235,17 @@ class KubernetesStore:
             raise StorageError(f"{what}: the API server did not answer: {exc!r}") from None
 
     async def _read(self, resource: Resource, name: str) -> Obj:
+        """The object ``name``; NotFoundError if there is none, or it is not lhtrio's (a Lease
+        or Event of the namespace without lhtrio's label)."""
         with self._errors(f"{resource.kind} {name!r}", name):
-            found = await self.client.get(self._cls(resource), name, namespace=self.namespace)
-        return dict(found)
+            found = dict(await self.client.get(self._cls(resource), name, namespace=self.namespace))
+        labels = (found.get("metadata") or {}).get("labels") or {}
+        if resource.selector.items() - labels.items():
+            raise NotFoundError(
+                f"{resource.kind} {name!r} does not exist (a {resource.kube_kind} "
+                "of that name is not lhtrio's)"
+            )
+        return found
 
     async def _patch(
         self, resource: Resource, name: str, patch: Obj, version: str, *, status: bool
@@ -332,9 +341,14 @@ class KubernetesStore:
     ) -> Document | None:
         rules.check_key(kind, name)
         resource = resource_of(kind)
-        options: Obj = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        preconditions: Obj = {}
+        if resource.labelled:  # never another's Lease or Event of that name
+            preconditions["uid"] = (await self._read(resource, name))["metadata"]["uid"]
         if resource_version is not None:
-            options["preconditions"] = {"resourceVersion": resource_version}
+            preconditions["resourceVersion"] = resource_version
+        options: Obj = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if preconditions:
+            options["preconditions"] = preconditions
         with self._errors(f"{kind} {name!r}", name):
             answer = await self._request("delete", resource, name=name, data=options)
         obj = dict(answer) if answer is not None else {}
@@ -438,7 +452,7 @@ def _token(user: User | None) -> Callable[[], str | None]:
     return token
 
 
-def kube_config(target: str | None) -> Connection:
+def kube_config(target: str | None, *, service_account: str = SERVICE_ACCOUNT) -> Connection:
     """The connection and namespace of ``--store kubernetes[:KUBECONFIG]`` (``target``: the
     kubeconfig's path, or None: the pod's service account, else ``$KUBECONFIG`` or
     ``~/.kube/config``). The namespace is the service account's (the pod's), else the
@@ -447,13 +461,22 @@ def kube_config(target: str | None) -> Connection:
     and passwords are refused. Reads files: call it from a thread."""
     where = target or "the service account, $KUBECONFIG or ~/.kube/config"
     try:
-        single = (KubeConfig.from_file(target) if target else KubeConfig.from_env()).get()
-    except (ConfigError, OSError, KeyError, ValueError) as exc:
+        if target:
+            config = KubeConfig.from_file(target)
+        else:
+            config = KubeConfig.from_env(service_account=service_account)
+        single = config.get()
+    except (ConfigError, OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise StorageError(f"no Kubernetes configuration in {where}: {exc}") from None
+    except yaml.YAMLError as exc:  # a kubeconfig that is not YAML
         raise StorageError(f"no Kubernetes configuration in {where}: {exc}") from None
     if single is None:
         raise StorageError(f"the Kubernetes configuration in {where} has no current context")
+    if single.user is None:  # a context without a user: nobody in particular
+        single = single._replace(user=User())
     user = single.user
-    if user is not None and (user.exec or user.auth_provider or user.password):
+    assert user is not None
+    if user.exec or user.auth_provider or user.password:
         raise StorageError(
             f"the Kubernetes configuration in {where} identifies its user with an exec plugin, an "
             "auth provider or a password, which the Kubernetes store does not support: give it a "
@@ -466,7 +489,7 @@ def kube_config(target: str | None) -> Connection:
             f"the Kubernetes API server {single.cluster.server!r} is not an http(s) URL"
         )
     try:
-        context = verify_cluster(single.cluster, user or User(), single.abs_file, trust_env=False)
+        context = verify_cluster(single.cluster, user, single.abs_file, trust_env=False)
     except (ConfigError, OSError, ssl.SSLError) as exc:
         raise StorageError(f"the Kubernetes configuration in {where}: {exc}") from None
     server = Server(
