@@ -46,6 +46,7 @@ REAL_MODULES = frozenset(
     {
         "admin/test_process.py",
         "api/test_node_process.py",
+        "deploy/test_kubectl_apply.py",  # the real kubectl against the double, on a real etcd
         "engine/test_crash_consistency.py",
         "engine/test_engine_clients.py",
         "engine/test_nbd_libnbd.py",
