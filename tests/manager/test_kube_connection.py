@@ -22,9 +22,10 @@ from lightkube.config.models import Cluster, User
 
 from lhtrio.errors import GoneError, StorageError
 from lhtrio.manager.store.api import EventType
+from lhtrio.manager.store.kube_connect import kube_config
 from lhtrio.manager.store.kube_format import WatchBrokenError
 from lhtrio.manager.store.kube_watch import Server, open_watch_stream
-from lhtrio.manager.store.kubernetes import KubernetesStore, kube_config
+from lhtrio.manager.store.kubernetes import KubernetesStore
 from lhtrio.manager.store.open import check_store_url
 from tests.manager.kube import write_kubeconfig
 

@@ -2,20 +2,19 @@
 
 ``lhtrio node --store kubernetes`` (in a pod: the service account's token, CA and namespace) or
 ``--store kubernetes:KUBECONFIG`` (a kubeconfig file: its current context, and its namespace or
-``lhtrio-system``). Every object lives in that one namespace; which Kubernetes resource keeps
-each kind, and how documents and objects turn into one another, is
-:mod:`lhtrio.manager.store.kube_format`'s. The rules are :mod:`lhtrio.manager.store.rules`, as for
-every backend, checked on the object as read before anything is sent.
+``lhtrio-system``), resolved by :mod:`lhtrio.manager.store.kube_connect`. Every object lives in
+that one namespace; which Kubernetes resource keeps each kind, and how documents and objects turn
+into one another, is :mod:`lhtrio.manager.store.kube_format`'s. The rules are
+:mod:`lhtrio.manager.store.rules`, as for every backend, checked on the object as read before
+anything is sent.
 
-**The client** is lightkube's ``AsyncClient``: it runs natively under trio (it is built on
-``httpx2`` over anyio), reads kubeconfigs and in-cluster service accounts (re-reading the
-rotated token), and speaks the API's lists, patches and watches; no other module imports it
-(an import-linter contract says so). Its two asyncio-only paths are avoided: watch errors are
-raised, never retried by lightkube with ``asyncio.sleep`` (this store backs off with
-``trio.sleep``), and exec credential plugins are not supported. Two calls go through its
-request builder because its verbs lack a parameter: a delete with a ``resourceVersion``
-precondition (whose answer is the object when finalizers keep it), and a watch that asks for
-bookmarks.
+**The client** is lightkube's ``AsyncClient`` for every call: it runs natively under trio (it is
+built on ``httpx2`` over anyio), reads kubeconfigs and in-cluster service accounts (re-reading
+the rotated token), and speaks the API's gets, lists, creates and patches; only this store's
+modules import it (an import-linter contract says so). Its asyncio-only paths are avoided
+(``on_error`` retries that call ``asyncio.sleep``, exec credential plugins). A delete goes
+through its request builder because its ``delete`` takes no preconditions and drops the answer
+(the object, when finalizers keep it). Watches are not lightkube's (see below).
 
 **Writes.** ``create`` is a POST, then, when the document has a status, a patch of
 ``/status`` (the API server drops a new custom resource's status): two revisions, and watchers
@@ -32,7 +31,9 @@ server only sets ``deletionTimestamp``, and an update that empties them removes 
 :mod:`~lhtrio.manager.store.rules` says.
 
 **Watches** list nothing themselves: they watch from the revision given, asking for bookmarks
-(the API server's periodic "nothing before this revision is left"), and a watch whose connection
+(the API server's periodic "nothing before this revision is left"), over h11 on connections of
+their own (:mod:`lhtrio.manager.store.kube_watch`: lightkube's watch leaves httpx2's generators to
+the garbage collector when it stops early, which trio reports), and a watch whose connection
 drops or ends reconnects from the last revision it saw, event or bookmark, pausing as
 :class:`~lhtrio.manager.store.reconnect.Backoff` says for at most :data:`RECONNECT` seconds.
 Before a watch starts, a list at exactly its revision tells whether the API server still keeps
@@ -52,23 +53,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import ssl
-import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, contextmanager
-from pathlib import Path
 from typing import Any, Final
 
-import attrs
 import httpx2
 import trio
-import yaml
-from lightkube import ApiError, AsyncClient, KubeConfig
-from lightkube.config.client_adapter import verify_cluster
-from lightkube.config.kubeconfig import SERVICE_ACCOUNT, SingleConfig
-from lightkube.config.models import User
+from lightkube import ApiError, AsyncClient
 from lightkube.core import resource as lightkube_resource
-from lightkube.core.exceptions import ConfigError
 from lightkube.generic_resource import GenericNamespacedResource, GenericNamespacedStatus
 from lightkube.types import PatchType
 
@@ -82,8 +74,8 @@ from lhtrio.errors import (
 )
 from lhtrio.manager.store import rules
 from lhtrio.manager.store.api import Document, EventType, Listing, WatchEvent
+from lhtrio.manager.store.kube_connect import kube_config
 from lhtrio.manager.store.kube_format import (
-    DEFAULT_NAMESPACE,
     Resource,
     WatchBrokenError,
     WatchLines,
@@ -101,9 +93,7 @@ __all__ = [
     "PAGE",
     "RECONNECT",
     "WATCH_TIMEOUT",
-    "Connection",
     "KubernetesStore",
-    "kube_config",
     "open_kubernetes_store",
 ]
 
@@ -424,82 +414,6 @@ class KubernetesStore:
             except WatchBrokenError as exc:
                 failure = exc
             await backoff.wait(failure)  # dropped or ended: again from the revision ``seen``
-
-
-@attrs.frozen
-class Connection:
-    """What ``--store kubernetes[:KUBECONFIG]`` resolved to: lightkube's configuration, the same
-    for the watches (:class:`~lhtrio.manager.store.kube_watch.Server`), and the namespace."""
-
-    config: SingleConfig
-    server: Server
-    namespace: str
-
-
-def _token(user: User | None) -> Callable[[], str | None]:
-    def token() -> str | None:
-        if user is None:
-            return None
-        if user.token_file:
-            try:
-                return Path(user.token_file).read_text().strip()
-            except OSError as exc:
-                raise WatchBrokenError(
-                    f"cannot read the token file {user.token_file}: {exc}"
-                ) from None
-        return user.token
-
-    return token
-
-
-def kube_config(target: str | None, *, service_account: str = SERVICE_ACCOUNT) -> Connection:
-    """The connection and namespace of ``--store kubernetes[:KUBECONFIG]`` (``target``: the
-    kubeconfig's path, or None: the pod's service account, else ``$KUBECONFIG`` or
-    ``~/.kube/config``). The namespace is the service account's (the pod's), else the
-    context's, else :data:`~lhtrio.manager.store.kube_format.DEFAULT_NAMESPACE`. A bearer token
-    (or token file) or a client certificate identify the client; exec plugins, auth providers
-    and passwords are refused. Reads files: call it from a thread."""
-    where = target or "the service account, $KUBECONFIG or ~/.kube/config"
-    try:
-        if target:
-            config = KubeConfig.from_file(target)
-        else:
-            config = KubeConfig.from_env(service_account=service_account)
-        single = config.get()
-    except (ConfigError, OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise StorageError(f"no Kubernetes configuration in {where}: {exc}") from None
-    except yaml.YAMLError as exc:  # a kubeconfig that is not YAML
-        raise StorageError(f"no Kubernetes configuration in {where}: {exc}") from None
-    if single is None:
-        raise StorageError(f"the Kubernetes configuration in {where} has no current context")
-    if single.user is None:  # a context without a user: nobody in particular
-        single = single._replace(user=User())
-    user = single.user
-    assert user is not None
-    if user.exec or user.auth_provider or user.password:
-        raise StorageError(
-            f"the Kubernetes configuration in {where} identifies its user with an exec plugin, an "
-            "auth provider or a password, which the Kubernetes store does not support: give it a "
-            "token, a token file or a client certificate"
-        )
-    url = urllib.parse.urlsplit(single.cluster.server)
-    https = url.scheme == "https"
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise StorageError(
-            f"the Kubernetes API server {single.cluster.server!r} is not an http(s) URL"
-        )
-    try:
-        context = verify_cluster(single.cluster, user, single.abs_file, trust_env=False)
-    except (ConfigError, OSError, ssl.SSLError) as exc:
-        raise StorageError(f"the Kubernetes configuration in {where}: {exc}") from None
-    server = Server(
-        host=url.hostname,
-        port=url.port or (443 if https else 80),
-        path=url.path.rstrip("/"),
-        ssl_context=context if https else None,
-        token=_token(user),
-    )
-    return Connection(single, server, single.context.namespace or DEFAULT_NAMESPACE)
 
 
 @asynccontextmanager
