@@ -21,6 +21,7 @@ from lightkube import AsyncClient, KubeConfig
 from lightkube.config.models import Cluster, User
 
 from lhtrio.errors import GoneError, StorageError
+from lhtrio.manager.store import kubernetes
 from lhtrio.manager.store.api import EventType
 from lhtrio.manager.store.kube_connect import kube_config
 from lhtrio.manager.store.kube_format import WatchBrokenError
@@ -244,3 +245,25 @@ async def test_a_watch_goes_on_from_its_last_event_or_bookmark_when_its_answer_e
         for r in seen
     ]
     assert versions == [["0"], ["9"]]
+
+
+async def test_a_quiet_watch_that_the_server_ends_again_and_again_is_no_failure(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each answer the server ends (its timeout) counts as an answer: only a server that does
+    not answer for RECONNECT seconds fails the watch."""
+    monkeypatch.setattr(kubernetes, "RECONNECT", 0.0)
+    answers: list[Answer] = [(200, []), (200, []), (200, []), (200, [event("ADDED", 7)])]
+    port, ca = await tls_server(nursery, answers, [])
+    store = KubernetesStore(
+        AsyncClient(
+            KubeConfig.from_one(cluster=Cluster(server=f"https://127.0.0.1:{port}"), user=User())
+        ),
+        server_for(port, ca, None),
+        "lhtrio-system",
+    )
+    async with store.watch("Volume", 0) as changes:
+        with trio.fail_after(10):
+            async for change in changes:
+                assert (change.type, change.revision) == (EventType.ADDED, 7)
+                break

@@ -94,7 +94,11 @@ async def test_node_leases_are_coordination_leases_and_only_lhtrios_are_seen(
             await store.get("NodeLease", "scheduler")  # another's lease: not lhtrio's
         with pytest.raises(NotFoundError):
             await store.delete("NodeLease", "scheduler")
-        assert (await http.get(f"{leases}/scheduler")).status_code == 200  # untouched
+        with pytest.raises(StorageError, match="'scheduler' in namespace 'lhtrio-system' is not"):
+            await lease.renew(store, "scheduler")  # (a node of that name would never get one)
+        assert (await http.get(f"{leases}/scheduler")).json()["spec"] == {
+            "holderIdentity": "kube-scheduler"
+        }  # untouched
 
 
 async def test_events_are_core_events_and_the_kubelets_are_left_alone(

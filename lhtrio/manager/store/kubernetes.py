@@ -299,8 +299,19 @@ class KubernetesStore:
         assert change.stored is not None
         obj = to_kube(resource, change.stored, self.namespace)
         status = obj.pop("status", None) if resource.status else None
-        with self._errors(f"{kind} {name!r}"):
-            made = dict(await self.client.create(self._cls(resource).from_dict(obj)))
+        try:
+            with self._errors(f"{kind} {name!r}"):
+                made = dict(await self.client.create(self._cls(resource).from_dict(obj)))
+        except AlreadyExistsError:
+            if resource.labelled:
+                try:
+                    await self._read(resource, name)
+                except NotFoundError:  # one of that name, not lhtrio's: no retry makes one
+                    raise StorageError(
+                        f"a {resource.kube_kind} named {name!r} in namespace "
+                        f"{self.namespace!r} is not lhtrio's: remove or rename it"
+                    ) from None
+            raise
         if status:
             version = str(made["metadata"]["resourceVersion"])
             made = await self._patch(resource, name, {"status": status}, version, status=True)
@@ -394,6 +405,7 @@ class KubernetesStore:
             target = watch_target(resource, self.namespace, seen, WATCH_TIMEOUT)
             try:
                 async with open_watch_stream(self.server, target) as stream:
+                    backoff.answered(progress=False)  # it answered: a quiet watch is no failure
                     lines = WatchLines()
                     async with aclosing(stream.chunks()) as chunks:
                         async for chunk in chunks:
