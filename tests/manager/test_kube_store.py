@@ -9,6 +9,7 @@ writes never fight: neither reverts the other, neither conflicts."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ import httpx
 import pytest
 import trio
 
+from lhtrio.api import serve_api
 from lhtrio.errors import InvalidArgumentError, NotFoundError, StorageError
 from lhtrio.manager import events, lease
 from lhtrio.manager.objects import Objects
@@ -274,3 +276,24 @@ async def test_kubectl_apply_and_the_manager_never_fight(
         final = await kubectl(kube_cluster, *apply, stdin=manifest(2, label="gold"))
         assert final.returncode == 0
         assert (await objects.get(Volume, "db-1")).status.state is VolumeState.DETACHING
+
+
+async def test_the_admin_api_on_the_kubernetes_store_refuses_a_name_kubernetes_refuses(
+    kube_cluster: KubeCluster, nursery: trio.Nursery
+) -> None:
+    """A volume name the API accepts on other stores but Kubernetes does not (capitals) is a
+    4xx from the admin API saying why, and nothing is stored; a good one is created."""
+    async with kube_store(kube_cluster) as store:
+        serve = functools.partial(serve_api, Objects(store), "127.0.0.1", 0, token="t0ken")
+        url = await nursery.start(serve)
+        headers = {"Authorization": "Bearer t0ken"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as api:
+            before = await store.list("Volume")
+            refused = await api.post("/v1/volumes", json={"name": "DB-1", "size": "1Gi"})
+            assert 400 <= refused.status_code < 500, refused.text
+            assert "the API server refused it" in refused.text
+            assert (await store.list("Volume")).documents == before.documents
+            made = await api.post("/v1/volumes", json={"name": "db-1", "size": "1Gi"})
+            assert made.status_code == 201, made.text
+            listed = await api.get("/v1/volumes")
+            assert [v["metadata"]["name"] for v in listed.json()["data"]] == ["db-1"]
