@@ -17,9 +17,11 @@ import h11
 import pytest
 import trio
 import trustme
+from click.testing import CliRunner
 from lightkube import AsyncClient, KubeConfig
 from lightkube.config.models import Cluster, User
 
+from lhtrio.cli import cli
 from lhtrio.errors import GoneError, StorageError
 from lhtrio.manager.store import kubernetes
 from lhtrio.manager.store.api import EventType
@@ -267,3 +269,15 @@ async def test_a_quiet_watch_that_the_server_ends_again_and_again_is_no_failure(
             async for change in changes:
                 assert (change.type, change.revision) == (EventType.ADDED, 7)
                 break
+
+
+def test_a_node_without_a_kubernetes_configuration_stops_saying_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    result = CliRunner().invoke(
+        cli, ["node", "--name", "n1", "--data-dir", str(tmp_path), "--store", "kubernetes"]
+    )
+    assert result.exit_code == 1
+    assert "no Kubernetes configuration in the service account, $KUBECONFIG" in result.output
