@@ -18,7 +18,19 @@ import click
 import trio
 
 from lhtrio import __version__, running
-from lhtrio.admin import api_options, install, node_group, setting, snapshot, volume
+from lhtrio.admin import (
+    api_options,
+    attachment,
+    engine_group,
+    event,
+    install,
+    node_group,
+    replica_group,
+    setting,
+    snapshot,
+    status,
+    volume,
+)
 from lhtrio.ctl import ctl
 from lhtrio.errors import InvalidArgumentError, LhtrioError
 from lhtrio.im import im
@@ -44,9 +56,12 @@ __all__ = ["main"]
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @api_options
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, api: str, token_file: str | None) -> None:
+def cli(
+    ctx: click.Context, verbose: int, api: str, token_file: str | None, ca_file: str | None
+) -> None:
     """lhtrio: distributed block storage for Kubernetes on trio."""
-    install(ctx, api, token_file)  # used by the verbs over the admin API (volume, snapshot...)
+    # the verbs over the admin API (volume, snapshot, ...) find it on the context
+    install(ctx, api, token_file, ca_file)
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(
         level=max(level, logging.DEBUG),
@@ -78,7 +93,7 @@ def _default_name(name: str, option: str, check: Callable[[str], object]) -> Non
         ) from None
 
 
-@cli.command()
+@click.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option(
     "--size",
@@ -147,7 +162,7 @@ def replica(
     running.run(running.until_signalled, run)
 
 
-@cli.command()
+@click.command()
 @click.argument("volume", callback=_check_volume)
 @size_option
 @replicas_option
@@ -261,9 +276,28 @@ def engine(
 cli.add_command(ctl)
 cli.add_command(im)
 cli.add_command(node_group(node))  # lhtrio node [run] OPTIONS, lhtrio node ls|get
-cli.add_command(volume)
-cli.add_command(snapshot)
-cli.add_command(setting)
+cli.add_command(replica_group(replica))  # lhtrio replica [run] DIRECTORY, lhtrio replica ls|get
+cli.add_command(engine_group(engine))  # lhtrio engine [run] VOLUME, lhtrio engine ls|get
+for command in (volume, snapshot, attachment, event, setting, status):
+    cli.add_command(command)  # the verbs over the admin API
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script of lhtrio for SHELL (click's).
+
+    \b
+    bash: eval "$(lhtrio completion bash)"  (in ~/.bashrc)
+    zsh:  eval "$(lhtrio completion zsh)"   (in ~/.zshrc)
+    fish: lhtrio completion fish > ~/.config/fish/completions/lhtrio.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    if completer is None:  # (click knows the three offered)
+        raise click.UsageError(f"no completion for {shell}")
+    click.echo(completer(cli, {}, "lhtrio", "_LHTRIO_COMPLETE").source())
 
 
 @cli.command()
@@ -313,4 +347,4 @@ def demo() -> None:
 def main() -> None:
     tune_gc()
     tune_malloc()
-    cli()
+    cli(complete_var="_LHTRIO_COMPLETE")  # the same as `lhtrio` or `python -m lhtrio`

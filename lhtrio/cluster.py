@@ -132,7 +132,8 @@ def commands_to_try(api: str, token_file: Path) -> list[str]:
         f"{lhtrio} volume create v1 --size 1Gi",
         f"{lhtrio} volume attach v1 --node node1   # waits; prints {uri}",
         f"qemu-io -f raw -c 'write -P 0x5a 0 1M' -c 'read -P 0x5a 0 1M' {uri}",
-        f"{lhtrio} volume get v1; {lhtrio} node ls",
+        f"{lhtrio} volume get v1; {lhtrio} event ls; {lhtrio} node ls",
+        f"{lhtrio} volume ls -w   # a row per change, until Ctrl-C",
         f"{lhtrio} volume detach v1 --wait; {lhtrio} volume rm v1 --wait",
     ]
 

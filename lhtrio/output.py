@@ -7,10 +7,10 @@
 * **The endpoint** (:class:`Endpoint`) is what one ``lhtrio ctl`` / ``lhtrio im`` invocation
   talks to. ``--engine`` / ``--node`` (or ``LHTRIO_ENGINE`` / ``LHTRIO_NODE``) are needed only
   when a call is made, so ``--help`` works anywhere without them.
-* **Output:** ``-o json`` (before or after the verb) prints a result as JSON for scripts, with
-  the server's raw values (bytes, epoch seconds, lists); the default renders a readable table
-  (sizes with units, times as RFC 3339 UTC and an age, lists comma-joined). An lhtrio error is
-  printed to stderr with exit code 1.
+* **Output:** ``-o json`` or ``-o yaml`` (before or after the verb) prints a result as JSON or
+  YAML for scripts, with the server's raw values (bytes, epoch seconds, lists), keys sorted; the
+  default renders a readable table (sizes with units, times as RFC 3339 UTC and an age, lists
+  comma-joined). An lhtrio error is printed to stderr with exit code 1.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import attrs
 import click
 import trio
+import yaml
 
 from lhtrio.errors import InvalidArgumentError, LhtrioError
 from lhtrio.models.names import validate_labels
@@ -41,6 +42,7 @@ __all__ = [
     "check_labels",
     "check_size",
     "checked",
+    "dump_yaml",
     "format_age",
     "format_list",
     "format_when",
@@ -54,7 +56,7 @@ __all__ = [
     "table",
 ]
 
-OUTPUTS = ("table", "json")
+OUTPUTS = ("table", "json", "yaml")
 
 T = TypeVar("T")
 
@@ -174,7 +176,7 @@ def output_option(func: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Choice(OUTPUTS),
         expose_value=False,
         callback=_set_output,
-        help="Print a table or JSON for scripts (overrides -o given before the verb).",
+        help="Print a table, or JSON or YAML for scripts (overrides -o given before the verb).",
     )(func)
 
 
@@ -186,7 +188,7 @@ def group_output_option(func: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Choice(OUTPUTS),
         default="table",
         show_default=True,
-        help="Print tables, or JSON for scripts; also accepted after the verb.",
+        help="Print tables, or JSON or YAML for scripts; also accepted after the verb.",
     )(func)
 
 
@@ -221,13 +223,22 @@ def _set_output(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 def show(output: str, value: T, render: Callable[[T], str]) -> None:
-    """``value`` rendered for reading, or as JSON (a record as it travels on the wire)."""
+    """``value`` rendered for reading, or as JSON or YAML (a record as it travels on the
+    wire; keys sorted, so the text is stable for scripts)."""
     if output == "json":
         click.echo(json.dumps(converter.unstructure(value), indent=2, sort_keys=True))
+    elif output == "yaml":
+        click.echo(dump_yaml(converter.unstructure(value)), nl=False)
     else:
         text = render(value)
         if text:
             click.echo(text)
+
+
+def dump_yaml(value: object) -> str:
+    """``value`` (JSON-shaped) as one YAML document, keys sorted, block style, ending in a
+    newline (PyYAML's safe dumper: only plain types)."""
+    return str(yaml.safe_dump(value, sort_keys=True, default_flow_style=False, allow_unicode=True))
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:

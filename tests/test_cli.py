@@ -112,7 +112,7 @@ def test_repeatable_options_say_so() -> None:
 @pytest.mark.parametrize("group", ["ctl", "im"])
 def test_group_help_documents_output_and_the_endpoint_variable(group: str) -> None:
     text = invoke(group, "--help").output
-    assert "-o, --output [table|json]" in text
+    assert "-o, --output [table|json|yaml]" in text
     assert ("LHTRIO_ENGINE" if group == "ctl" else "LHTRIO_NODE") in text
 
 

@@ -11,27 +11,37 @@ document composed of three answers::
      "engine": "db-1-e-0",                        # "" while the volume has no engine
      "endpoint": "nbd://127.0.0.11:10809/db-1",   # the engine's status.endpoint; "" if not served
      "replicas": [{"name": "db-1-r-0a1b2c3d", "node": "n1", "mode": "RW",
-                   "state": "running", "failed": false}, ...]}
+                   "state": "running", "failed": false, "rebuild": {}}, ...]}
 
 ``replicas`` are the volume's Replica objects sorted by name: ``node`` is where it is placed
 (``spec.nodeID``), ``mode`` the engine's view (``RW``, ``WO``, ``ERR``; ``""`` when the engine
 does not use it or there is no engine), ``state`` the replica instance's ``status.currentState``,
-``failed`` whether the manager marked it failed (``spec.failedAt`` set). The engine is the one on
+``failed`` whether the manager marked it failed (``spec.failedAt`` set), ``rebuild`` its entry of
+the engine's ``status.rebuildStatus`` (``{}`` when it has none: ``{"isRebuilding", "progress",
+"state", "error", "fromReplicaAddress", "doneBytes", "totalBytes"}``). The engine is the one on
 the volume's current node (else the first by name).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import attrs
 
 from lhtrio.output import table
 from lhtrio.units import format_size, human_size
 
 __all__ = [
+    "NODES",
+    "SETTINGS",
+    "VOLUMES",
+    "Columns",
+    "Document",
     "conditions",
     "describe",
     "dig",
+    "rebuild_text",
     "render_description",
     "render_nodes",
     "render_node",
@@ -43,6 +53,19 @@ __all__ = [
 ]
 
 Document = dict[str, Any]
+
+
+@attrs.frozen
+class Columns:
+    """A kind's table: its ``header`` and each object's ``row`` (as many cells, text). A list
+    renders every object of a collection; ``lhtrio ... ls -w`` prints one row per change."""
+
+    header: tuple[str, ...]
+    row: Callable[[Document], list[str]]
+
+    def render(self, collection: Document) -> str:
+        """The table of ``collection`` (``{"data": [document, ...]}``)."""
+        return table(list(self.header), [self.row(d) for d in dig(collection, "data", default=[])])
 
 
 def dig(document: object, *keys: str, default: Any = "") -> Any:
@@ -89,22 +112,18 @@ def _yes(flag: object) -> str:
 # --- volumes --------------------------------------------------------------------------------
 
 
-def _volume_row(volume: Document) -> list[str]:
-    return [
+VOLUMES: Final = Columns(
+    ("NAME", "SIZE", "REPLICAS", "STATE", "ROBUSTNESS", "NODE"),
+    lambda volume: [
         dig(volume, "metadata", "name"),
         size_text(dig(volume, "spec", "size")),
         str(dig(volume, "spec", "numberOfReplicas")),
         dig(volume, "status", "state"),
         dig(volume, "status", "robustness"),
         dig(volume, "status", "currentNodeID"),
-    ]
-
-
-_VOLUME_HEADER = ["NAME", "SIZE", "REPLICAS", "STATE", "ROBUSTNESS", "NODE"]
-
-
-def render_volumes(collection: Document) -> str:
-    return table(_VOLUME_HEADER, [_volume_row(v) for v in dig(collection, "data", default=[])])
+    ],
+)
+render_volumes: Final = VOLUMES.render
 
 
 def _engine_of(volume: Document, engines: list[Document]) -> Document:
@@ -120,6 +139,7 @@ def describe(volume: Document, replicas: Document, engines: Document) -> Documen
     /v1/engines?volume=``) as one document (the module docstring has its shape)."""
     engine = _engine_of(volume, list(dig(engines, "data", default=[])))
     modes = dig(engine, "status", "replicaModeMap", default={})
+    rebuilds = dig(engine, "status", "rebuildStatus", default={})
     listed = sorted(dig(replicas, "data", default=[]), key=lambda r: dig(r, "metadata", "name"))
     return {
         "volume": volume,
@@ -132,10 +152,30 @@ def describe(volume: Document, replicas: Document, engines: Document) -> Documen
                 "mode": modes.get(name, "") if isinstance(modes, dict) else "",
                 "state": dig(replica, "status", "currentState"),
                 "failed": bool(dig(replica, "spec", "failedAt", default=None)),
+                "rebuild": _rebuild_of(rebuilds, name),
             }
             for replica in listed
         ],
     }
+
+
+def _rebuild_of(rebuilds: object, name: str) -> Document:
+    rebuild = rebuilds.get(name) if isinstance(rebuilds, dict) else None
+    return dict(rebuild) if isinstance(rebuild, dict) else {}
+
+
+def rebuild_text(rebuild: object) -> str:
+    """``syncing 37% (379.0 MiB of 1.0 GiB)``, or ``done``, ``failed: why``; ``""`` for none."""
+    if not isinstance(rebuild, dict) or not rebuild:
+        return ""
+    state = str(dig(rebuild, "state") or "unknown")
+    if state == "failed":
+        return f"failed: {dig(rebuild, 'error')}" if dig(rebuild, "error") else "failed"
+    if dig(rebuild, "isRebuilding") is not True:
+        return state
+    done, total = dig(rebuild, "doneBytes", default=0), dig(rebuild, "totalBytes", default=0)
+    percent = dig(rebuild, "progress", default=0)
+    return f"{state} {percent}% ({space_text(done)} of {space_text(total)})"
 
 
 def render_description(described: Document) -> str:
@@ -154,10 +194,10 @@ def render_description(described: Document) -> str:
     if dig(volume, "metadata", "deletionTimestamp"):
         lines.append(f"deleting    since {dig(volume, 'metadata', 'deletionTimestamp')}")
     rows = [
-        [r["name"], r["node"], r["mode"], r["state"], _yes(r["failed"])]
+        [r["name"], r["node"], r["mode"], r["state"], _yes(r["failed"]), rebuild_text(r["rebuild"])]
         for r in described["replicas"]
     ]
-    lines += ["", table(["REPLICA", "NODE", "MODE", "STATE", "FAILED"], rows)]
+    lines += ["", table(["REPLICA", "NODE", "MODE", "STATE", "FAILED", "REBUILD"], rows)]
     return "\n".join(lines).rstrip()
 
 
@@ -223,22 +263,19 @@ def _schedulable(node: Document) -> str:
     return "yes" if dig(node, "spec", "allowScheduling", default=True) is True else "no (disabled)"
 
 
-def render_nodes(collection: Document) -> str:
-    return table(
-        ["NAME", "READY", "SCHEDULABLE", "DISKS", "AVAILABLE", "MAXIMUM", "SCHEDULED"],
-        [
-            [
-                dig(node, "metadata", "name"),
-                _truth(node, "Ready"),
-                _schedulable(node),
-                len(list(_disks(node))),
-                _total(node, "storageAvailable"),
-                _total(node, "storageMaximum"),
-                _total(node, "storageScheduled"),
-            ]
-            for node in dig(collection, "data", default=[])
-        ],
-    )
+NODES: Final = Columns(
+    ("NAME", "READY", "SCHEDULABLE", "DISKS", "AVAILABLE", "MAXIMUM", "SCHEDULED"),
+    lambda node: [
+        dig(node, "metadata", "name"),
+        _truth(node, "Ready"),
+        _schedulable(node),
+        str(len(list(_disks(node)))),
+        _total(node, "storageAvailable"),
+        _total(node, "storageMaximum"),
+        _total(node, "storageScheduled"),
+    ],
+)
+render_nodes: Final = NODES.render
 
 
 def render_node(node: Document) -> str:
@@ -273,11 +310,8 @@ def render_node(node: Document) -> str:
     return "\n".join(lines).rstrip()
 
 
-def render_settings(collection: Document) -> str:
-    return table(
-        ["NAME", "VALUE"],
-        [
-            [dig(s, "metadata", "name"), dig(s, "spec", "value")]
-            for s in dig(collection, "data", default=[])
-        ],
-    )
+SETTINGS: Final = Columns(
+    ("NAME", "VALUE"),
+    lambda setting: [dig(setting, "metadata", "name"), dig(setting, "spec", "value")],
+)
+render_settings: Final = SETTINGS.render

@@ -7,8 +7,10 @@ import functools
 
 import click
 
-from lhtrio.admin.client import ApiGroup, admin_client, json_option
-from lhtrio.admin.documents import dig, render_settings
+from lhtrio.admin.client import admin_client
+from lhtrio.admin.documents import SETTINGS, dig, render_settings
+from lhtrio.admin.groups import ApiGroup, json_option
+from lhtrio.admin.watch import watch_option, watch_until_interrupted
 from lhtrio.models.names import validate_instance_name
 from lhtrio.output import checked, show
 
@@ -27,10 +29,18 @@ def setting() -> None:
 
 
 @setting.command("ls")
+@watch_option
 @json_option
-def ls(output: str) -> None:
-    """List every setting with its value (the default where none was set)."""
-    show(output, admin_client().get("/v1/settings"), render_settings)
+def ls(watch: bool, output: str) -> None:
+    """List every setting with its value (the default where none was set).
+
+    With -w, then each change (only settings once set are objects the stream tells of).
+    """
+    api = admin_client()
+    if watch:
+        watch_until_interrupted(api, "/v1/settings", {}, output=output, columns=SETTINGS)
+    else:
+        show(output, api.get("/v1/settings"), render_settings)
 
 
 @setting.command("get")

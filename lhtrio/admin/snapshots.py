@@ -11,9 +11,11 @@ from typing import Any
 
 import click
 
-from lhtrio.admin.client import ApiGroup, admin_client, json_option
+from lhtrio.admin.client import admin_client
 from lhtrio.admin.documents import dig, render_snapshots
-from lhtrio.admin.volumes import check_volume, volume_path
+from lhtrio.admin.groups import ApiGroup, json_option
+from lhtrio.admin.volumes import check_volume
+from lhtrio.admin.waits import volume_path
 from lhtrio.models.names import validate_snapshot_name
 from lhtrio.output import check_labels, checked, show
 

@@ -11,8 +11,9 @@ instance watch (:mod:`lhtrio.manager.manager`) nudges the reconciler when they c
 replica failed or rebuilt reaches the store without anyone asking the engine. The engine itself
 is called (:class:`~lhtrio.clients.engine.EngineClient`) only to change its replicas: when the
 ones it links differ from ``spec.replica_address_map`` or one of those failed (add it again:
-a rebuild). A salvage asked for (``spec.salvage_requested``) (re)starts the engine with
-salvage, then records ``status.salvage_executed``.
+a rebuild); and while a replica is rebuilt, every second, to read the rebuild's progress into
+``status.rebuildStatus`` (its end included). A salvage asked for (``spec.salvage_requested``)
+(re)starts the engine with salvage, then records ``status.salvage_executed``.
 
 Each reconcile is level-triggered (it compares the object with the instance as it is now) and
 writes status with :meth:`~lhtrio.manager.objects.Objects.change`, so it never overwrites a change
@@ -32,8 +33,10 @@ from lhtrio.errors import LhtrioError, NotFoundError
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.placement import REPLICA_DATA_FINALIZER
 from lhtrio.models.cluster import Engine, Replica
+from lhtrio.models.cluster.engine import RebuildStatus
 from lhtrio.models.cluster.instance import DesireState
 from lhtrio.models.cluster.instance import InstanceState as ObjectState
+from lhtrio.models.engine import RebuildProgress, RebuildState
 from lhtrio.models.instance import Instance, InstanceKind, InstanceState
 from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client, parse_address
@@ -146,12 +149,47 @@ class InstanceControl:
         if synced is not None:
             instance = await self._instance(name)  # what the engine links now
         salvaged = salvage and instance is not None and instance.state is InstanceState.RUNNING
+        rebuilds = await self._rebuilds(engine, instance)
         await self.objects.change(
-            Engine, name, lambda e: _engine_status(e, instance, self.node, salvaged=salvaged)
+            Engine,
+            name,
+            lambda e: _engine_status(e, instance, self.node, salvaged=salvaged, rebuilds=rebuilds),
         )
         # The engine's replica modes come with the node's instance watch (manager.py), which
-        # nudges this reconciler: nothing to look at again, unless changing its replicas failed.
+        # nudges this reconciler: nothing to look at again, unless changing its replicas failed
+        # or a rebuild runs (its progress is read from the engine every REBUILD_POLL seconds).
+        modes = (instance.replica_modes or {}) if instance is not None else {}
+        if Mode.WO in modes.values() or any(r.is_rebuilding for r in (rebuilds or {}).values()):
+            return REBUILD_POLL
         return SYNC_RETRY if synced is False else None
+
+    async def _rebuilds(
+        self, engine: Engine, instance: Instance | None
+    ) -> dict[str, RebuildStatus] | None:
+        """Each replica's rebuild as the engine tells it (running, or its last), by replica
+        name, read while one runs or the status still shows one running (its end is read
+        once); None when the engine was not asked (the status keeps what it has), ``{}`` while
+        the engine does not run."""
+        if instance is None or instance.state is not InstanceState.RUNNING or not instance.address:
+            return {}
+        shown = engine.status.rebuild_status
+        rebuilding = Mode.WO in (instance.replica_modes or {}).values()
+        if not rebuilding and not any(r.is_rebuilding for r in shown.values()):
+            return None
+        names = {_url(a): n for n, a in engine.spec.replica_address_map.items()}
+        try:
+            async with open_rpc_client(
+                instance.address, client=f"manager-{self.node}", role=Role.ENGINE
+            ) as rpc:
+                links = await EngineClient(rpc).replica_ls()
+        except LhtrioError as exc:
+            logger.info("engine %s: its rebuild was not read: %s", engine.meta.name, exc)
+            return None
+        return {
+            names[link.address]: _rebuild_status(link.rebuild)
+            for link in links
+            if link.rebuild is not None and link.address in names
+        }
 
     async def _sync_members(self, engine: Engine, instance: Instance | None) -> bool | None:
         """Bring a running engine's replicas in line with ``spec.replica_address_map``: remove
@@ -172,6 +210,20 @@ class InstanceControl:
         except LhtrioError as exc:
             logger.info("engine %s: its replicas were not changed: %s", engine.meta.name, exc)
             return False
+
+
+def _rebuild_status(rebuild: RebuildProgress) -> RebuildStatus:
+    total, done = rebuild.total_bytes, min(rebuild.done_bytes, rebuild.total_bytes)
+    finished = rebuild.state is RebuildState.DONE
+    return RebuildStatus(
+        is_rebuilding=rebuild.running,
+        progress=100 if finished else (100 * done // total if total else 0),
+        state=rebuild.state.value,
+        error=rebuild.error,
+        from_replica_address=rebuild.source,
+        done_bytes=total if finished else done,
+        total_bytes=total,
+    )
 
 
 def _url(address: str) -> str:
@@ -231,6 +283,8 @@ _ALIVE = (InstanceState.STARTING, InstanceState.RUNNING)
 #: again after this long (seconds); otherwise nothing polls an engine (Longhorn's engine monitor
 #: reads each one every 5 s): its changes are pushed, and the runner's resync is the net.
 SYNC_RETRY = 5.0
+#: How often a running rebuild's progress is read from its engine (seconds).
+REBUILD_POLL = 1.0
 
 
 def _replica_status(replica: Replica, instance: Instance | None, node: str) -> Replica:
@@ -263,9 +317,15 @@ def modes_by_name(engine: Engine, modes: Mapping[str, Mode]) -> dict[str, Mode]:
 
 
 def _engine_status(
-    engine: Engine, instance: Instance | None, node: str, *, salvaged: bool = False
+    engine: Engine,
+    instance: Instance | None,
+    node: str,
+    *,
+    salvaged: bool = False,
+    rebuilds: dict[str, RebuildStatus] | None = None,
 ) -> Engine:
-    """``engine`` with what its instance shows; ``salvaged``: it runs, started with salvage."""
+    """``engine`` with what its instance shows; ``salvaged``: it runs, started with salvage;
+    ``rebuilds``: its replicas' rebuilds (None: as the status has them)."""
     host, port = _address(instance) if instance is not None else ("", 0)
     state = _STATES[instance.state] if instance is not None else ObjectState.STOPPED
     running = state is ObjectState.RUNNING and instance is not None
@@ -282,6 +342,7 @@ def _engine_status(
         current_size=size if running else engine.status.current_size,
         current_replica_address_map=dict(engine.spec.replica_address_map) if running else {},
         replica_mode_map=modes_by_name(engine, modes),
+        rebuild_status=engine.status.rebuild_status if rebuilds is None else rebuilds,
         salvage_executed=engine.status.salvage_executed or salvaged,
     )
     return attrs.evolve(engine, status=status)

@@ -24,6 +24,7 @@ NO_ENV: dict[str, str | None] = {
     "LHTRIO_API": None,
     "LHTRIO_TOKEN": None,
     "LHTRIO_TOKEN_FILE": None,
+    "LHTRIO_CA_FILE": None,
     "LHTRIO_ENGINE": None,
     "LHTRIO_NODE": None,
 }

@@ -46,7 +46,14 @@ def test_the_engine_described_is_the_one_on_the_volumes_current_node() -> None:
     described = describe(volume, replicas, engines)
     assert (described["engine"], described["endpoint"]) == ("db-1-e-1", "nbd://n1/db-1")
     assert described["replicas"] == [
-        {"name": "db-1-r-0a1b2c3d", "node": "n1", "mode": "", "state": "running", "failed": False}
+        {
+            "name": "db-1-r-0a1b2c3d",
+            "node": "n1",
+            "mode": "",
+            "state": "running",
+            "failed": False,
+            "rebuild": {},
+        }
     ]
 
 

@@ -50,7 +50,7 @@ BAD_ARGUMENTS = [
     (("volume", "set-replicas", "v", "three"), "COUNT"),
     (("volume", "salvage", "v"), "REPLICAS"),
     (("volume", "salvage", "v", "r/1"), "invalid replica name"),
-    (("volume", "ls", "-o", "yaml"), "--output"),
+    (("volume", "ls", "-o", "xml"), "--output"),
     (("snapshot", "create", "v", "bad/name"), "invalid snapshot name"),
     (("snapshot", "create", "v", "--label", "novalue"), "KEY=VALUE"),
     (("snapshot", "rm", "v"), "NAME"),
@@ -115,7 +115,9 @@ def test_the_api_comes_from_lhtrio_api_and_host_port_means_http(refusing: str) -
 async def test_not_found_exits_3_and_conflict_4(lhtrio: Lhtrio) -> None:
     missing = await lhtrio("volume", "get", "nope")
     assert missing.exit_code == 3
-    assert missing.stderr == "error: Volume 'nope' does not exist\n"
+    assert missing.stderr == (
+        "error: Volume 'nope' does not exist: lhtrio volume ls lists the volumes\n"
+    )
     assert (await lhtrio("volume", "create", "v", "--size", "1Gi")).exit_code == 0
     again = await lhtrio("volume", "create", "v", "--size", "2Gi")
     assert again.exit_code == 4

@@ -168,11 +168,14 @@ async def test_get_composes_the_volume_its_replicas_with_node_and_mode_and_the_e
         "engine": "db-1-e-0",
         "endpoint": URI,
         "replicas": [
-            {"name": "db-1-r-1", "node": "n1", "mode": "RW", "state": "running", "failed": False},
-            {"name": "db-1-r-2", "node": "n2", "mode": "WO", "state": "running", "failed": False},
-            {"name": "db-1-r-3", "node": "n2", "mode": "", "state": "stopped", "failed": True},
+            {"name": "db-1-r-1", "node": "n1", "mode": "RW", "state": "running", "failed": False,
+             "rebuild": {}},
+            {"name": "db-1-r-2", "node": "n2", "mode": "WO", "state": "running", "failed": False,
+             "rebuild": {}},
+            {"name": "db-1-r-3", "node": "n2", "mode": "", "state": "stopped", "failed": True,
+             "rebuild": {}},
         ],
-    }
+    }  # fmt: skip
 
     table = await lhtrio("volume", "get", "db-1")
     assert table.exit_code == 0, table.output

@@ -22,7 +22,7 @@ from lhtrio.models.cluster.attachment import (
     VolumeAttachmentSpec,
     VolumeAttachmentStatus,
 )
-from lhtrio.models.cluster.engine import Engine, EngineSpec, EngineStatus
+from lhtrio.models.cluster.engine import Engine, EngineSpec, EngineStatus, RebuildStatus
 from lhtrio.models.cluster.event import Event, EventType, ObjectReference
 from lhtrio.models.cluster.instance import DesireState, InstanceState
 from lhtrio.models.cluster.lease import NodeLease, NodeLeaseSpec
@@ -111,6 +111,16 @@ GOLDEN: dict[str, ClusterObject] = {
                 "db-1-r-4e5f6071": "127.0.0.12:10001",
             },
             replica_mode_map={"db-1-r-0a1b2c3d": Mode.RW, "db-1-r-4e5f6071": Mode.WO},
+            rebuild_status={
+                "db-1-r-4e5f6071": RebuildStatus(
+                    is_rebuilding=True,
+                    progress=37,
+                    state="syncing",
+                    from_replica_address="tcp://127.0.0.11:10001",
+                    done_bytes=397284474,
+                    total_bytes=1073741824,
+                )
+            },
         ),
     ),
     "replica": Replica(

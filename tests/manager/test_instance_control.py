@@ -282,3 +282,30 @@ def test_a_replica_lost_and_restarted_elsewhere_keeps_its_err() -> None:
     # once the new address is linked, it is the truth
     modes["tcp://10.0.0.2:2001"] = Mode.WO
     assert modes_by_name(engine, modes) == {"r1": Mode.RW, "r2": Mode.WO}
+
+
+async def test_an_engine_reports_the_rebuild_of_a_replica_it_adds(tmp_path: Path) -> None:
+    async with one_node(tmp_path) as cluster:
+        addresses = {n: await running_replica(cluster, n) for n in ("v-r-00000001", "v-r-00000002")}
+        await cluster.objects.create(engine_of({"v-r-00000001": addresses["v-r-00000001"]}))
+        served = await until(cluster, Engine, "v-e-0", lambda e: bool(e.status.replica_mode_map))
+        assert served.status.rebuild_status == {}  # nothing was rebuilt
+
+        def add_second(e: Engine) -> Engine:
+            return attrs.evolve(e, spec=attrs.evolve(e.spec, replica_address_map=addresses))
+
+        await cluster.objects.change(Engine, "v-e-0", add_second)
+        rebuilt = await until(
+            cluster,
+            Engine,
+            "v-e-0",
+            lambda e: (
+                not any(r.is_rebuilding for r in e.status.rebuild_status.values())
+                and e.status.replica_mode_map.get("v-r-00000002") is Mode.RW
+            ),
+        )
+        assert list(rebuilt.status.rebuild_status) == ["v-r-00000002"]
+        status = rebuilt.status.rebuild_status["v-r-00000002"]
+        assert (status.is_rebuilding, status.state, status.progress) == (False, "done", 100)
+        assert status.from_replica_address == f"tcp://{addresses['v-r-00000001']}"
+        assert status.done_bytes == status.total_bytes

@@ -16,7 +16,7 @@ from lhtrio.models.cluster.attachment import (
     VolumeAttachmentSpec,
     VolumeAttachmentStatus,
 )
-from lhtrio.models.cluster.engine import Engine, EngineSpec, EngineStatus
+from lhtrio.models.cluster.engine import Engine, EngineSpec, EngineStatus, RebuildStatus
 from lhtrio.models.cluster.event import Event, EventType, ObjectReference
 from lhtrio.models.cluster.instance import DesireState, InstanceState
 from lhtrio.models.cluster.lease import NodeLease, NodeLeaseSpec
@@ -144,6 +144,18 @@ engines = st.builds(
         current_size=counts,
         current_replica_address_map=_maps(texts),
         replica_mode_map=_maps(st.sampled_from(Mode)),
+        rebuild_status=_maps(
+            st.builds(
+                RebuildStatus,
+                is_rebuilding=st.booleans(),
+                progress=st.integers(0, 100),
+                state=texts,
+                error=texts,
+                from_replica_address=texts,
+                done_bytes=counts,
+                total_bytes=counts,
+            )
+        ),
         salvage_executed=st.booleans(),
         conditions=conditions,
     ),

@@ -98,6 +98,7 @@ _RECORDS: Final[tuple[type[Any], ...]] = (
     volume.VolumeSpec,
     volume.VolumeStatus,
     engine.EngineSpec,
+    engine.RebuildStatus,
     engine.EngineStatus,
     replica.ReplicaSpec,
     replica.ReplicaStatus,

@@ -18,7 +18,7 @@ from lhtrio.models.cluster.meta import Condition, ObjectMeta
 from lhtrio.models.cluster.volume import Frontend
 from lhtrio.models.volume import Mode
 
-__all__ = ["Engine", "EngineSpec", "EngineStatus", "engine_name"]
+__all__ = ["Engine", "EngineSpec", "EngineStatus", "RebuildStatus", "engine_name"]
 
 
 def engine_name(volume: str, index: int = 0) -> str:
@@ -43,10 +43,28 @@ class EngineSpec:
 
 
 @attrs.frozen(kw_only=True)
+class RebuildStatus:
+    """A replica's rebuild as its engine last reported it (Longhorn's ``RebuildStatus``, plus the
+    bytes, so a client can tell a rate): ``progress`` in percent (0-100), ``state`` the engine's
+    (``starting``, ``syncing``, ``verifying``, ``done``, ``failed``), ``done_bytes`` of
+    ``total_bytes`` gone through so far (sent, compared or known equal)."""
+
+    is_rebuilding: bool = False
+    progress: int = 0
+    state: str = ""
+    error: str = ""
+    from_replica_address: str = ""
+    done_bytes: int = 0
+    total_bytes: int = 0
+
+
+@attrs.frozen(kw_only=True)
 class EngineStatus:
     """``endpoint``: the URI clients attach to (``nbd://...``), empty while not served;
     ``replica_mode_map``: replica name -> its mode in the engine;
-    ``current_replica_address_map``: the replicas the engine links now."""
+    ``current_replica_address_map``: the replicas the engine links now;
+    ``rebuild_status``: replica name -> its rebuild, running or the last one (read again every
+    second while one runs: ``lhtrio.manager.instance_control``)."""
 
     owner_id: str = ""
     current_state: InstanceState = InstanceState.STOPPED
@@ -57,6 +75,7 @@ class EngineStatus:
     current_size: int = 0
     current_replica_address_map: dict[str, str] = attrs.field(factory=dict)
     replica_mode_map: dict[str, Mode] = attrs.field(factory=dict)
+    rebuild_status: dict[str, RebuildStatus] = attrs.field(factory=dict)
     salvage_executed: bool = False
     conditions: tuple[Condition, ...] = ()
 

@@ -117,8 +117,12 @@ def _engine(obj: Engine) -> None:
     _wrap(kind, name, "volumeSize", parse_volume_size, spec.volume_size)
     _node(kind, name, "nodeID", spec.node_id)
     _node(kind, name, "ownerID", obj.status.owner_id)
-    for replica in (*spec.replica_address_map, *obj.status.replica_mode_map):
+    status = obj.status
+    for replica in (*spec.replica_address_map, *status.replica_mode_map, *status.rebuild_status):
         _wrap(kind, name, "replicas", validate_instance_name, replica, what="replica")
+    for replica, rebuild in status.rebuild_status.items():
+        if not 0 <= rebuild.progress <= 100:
+            raise _refuse(kind, name, "rebuildStatus", f"{replica}: progress is not 0 to 100")
 
 
 def _replica(obj: Replica) -> None:
