@@ -27,13 +27,14 @@ from lhtrio.manager.store.api import Store
 from lhtrio.manager.store.etcd_client import open_etcd_client
 from lhtrio.manager.store.open import open_store
 from lhtrio.manager.volume_control import FINALIZER
-from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume
+from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume, VolumeAttachment
 from lhtrio.models.cluster.validate import ClusterObject
 from lhtrio.models.cluster.volume import Robustness, VolumeSpec, VolumeState
 from tests.deploy.manifests import role_grants
 from tests.manager import waiting
 from tests.manager.kube import start_kube_cluster, write_kubeconfig
 from tests.manager.kube_audit import open_audit
+from tests.manager.waiting import ticket_judged_satisfied
 from tests.procs import Proc, lhtrio, run
 
 MiB = 1 << 20
@@ -137,6 +138,7 @@ def healthy_on(node: str) -> Callable[[Volume], bool]:
 async def attach(c: Cluster, node: str) -> str:
     """Attach as the API does: a ticket (the attachment reconciler moves the volume)."""
     await tickets.add_ticket(c.objects, "v", node)
+    await until(c, VolumeAttachment, "v", ticket_judged_satisfied())
     await until(c, Volume, "v", healthy_on(node))
     engine = await c.objects.get(Engine, "v-e-0")
     assert engine.spec.node_id == node
