@@ -62,7 +62,7 @@ REAL_MODULES = frozenset(
         "manager/test_cluster_processes.py",
         "manager/test_etcd_resilience.py",  # a real etcd (etcd_server, below)
         "manager/test_etcd_store.py",
-        "manager/test_kube_resilience.py",  # the API double on a real etcd, and kubectl
+        "manager/test_store_resilience.py",  # a real etcd, and the API double on it
         "manager/test_kube_store.py",
         "manager/test_sqlite_store.py",
         "node/test_node.py",

@@ -1,10 +1,11 @@
-"""The Kubernetes store's watches and writes when things go wrong, against the API double over a
-real etcd (tests/manager/kube.py), as the etcd store's are tested (test_etcd_resilience.py): a
-watch whose connection drops resumes from the last revision it saw (an event or a bookmark),
-losing and repeating nothing; a watch whose API server stays away fails with StorageError; a
-watcher whose revision was compacted while it was away gets GoneError, and the runner lists again
-and converges; two stores (two clients) updating one object: exactly one wins each round, the
-other conflicts and wins from a fresh read, and no update is lost."""
+"""The networked stores' watches and writes when things go wrong, one suite for both: etcd (a
+real etcd, tests/conftest.py) and Kubernetes (the API double over that etcd,
+tests/manager/kube.py). A watch whose connection drops resumes from the last revision it saw,
+losing and repeating nothing; a watch whose server stays away fails with StorageError; a watcher
+whose revision was compacted while it was away gets GoneError, and the runner lists again and
+converges; two stores (two clients) updating one object: exactly one wins each round, the other
+conflicts and wins from a fresh read, and no update is lost. What only etcd has (a watch moving
+to another member) is in test_etcd_resilience.py."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import functools
 import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 
 import attrs
 import pytest
@@ -22,18 +24,93 @@ import trio
 from lhtrio.errors import ConflictError, NotFoundError, StorageError
 from lhtrio.manager import runner
 from lhtrio.manager.objects import Objects
-from lhtrio.manager.store import kubernetes
-from lhtrio.manager.store.api import Document, EventType, Listing, WatchEvent
-from lhtrio.manager.store.kubernetes import KubernetesStore, open_kubernetes_store
+from lhtrio.manager.store import etcd, kubernetes
+from lhtrio.manager.store.api import Document, EventType, Listing, Store, WatchEvent
+from lhtrio.manager.store.etcd import open_etcd_store
+from lhtrio.manager.store.etcd_client import open_etcd_client
+from lhtrio.manager.store.kubernetes import open_kubernetes_store
 from lhtrio.models.cluster import ObjectMeta, Volume
 from lhtrio.models.cluster.volume import VolumeSpec
-from tests.manager.kube import KubeCluster, write_kubeconfig
+from lhtrio.node.local_etcd import LocalEtcd
+from tests.manager.kube import start_kube_cluster, write_kubeconfig
 from tests.manager.tcp_proxy import Proxy, open_proxy
 
 MiB = 1 << 20
 
 
+@attrs.frozen
+class Backend:
+    """How a test reaches one store: ``direct()`` a store of its own; ``through_proxy()`` a
+    proxy and a store reaching the server through it; ``module``: where its RECONNECT is;
+    ``compacted``: how the server says a revision was compacted away."""
+
+    direct: Callable[[], AbstractAsyncContextManager[Store]]
+    through_proxy: Callable[[], AbstractAsyncContextManager[tuple[Proxy, Store]]]
+    module: ModuleType
+    compacted: str
+
+
+def target(server: LocalEtcd) -> tuple[str, int]:
+    """Where ``server``'s clients connect (for a proxy in between)."""
+    host, _, port = server.client.removeprefix("http://").rpartition(":")
+    return host, int(port)
+
+
+def prefix(url: str) -> str:
+    """The key prefix of an ``etcd://`` store URL."""
+    return url.rpartition("/")[2]
+
+
+@asynccontextmanager
+async def _proxied_etcd(server: LocalEtcd, url: str) -> AsyncIterator[tuple[Proxy, Store]]:
+    async with (
+        open_proxy(target(server)) as proxy,
+        open_etcd_store(f"etcd://{proxy.address}/{prefix(url)}") as store,
+    ):
+        yield proxy, store
+
+
+@asynccontextmanager
+async def _proxied_kube(url: str, directory: Path) -> AsyncIterator[tuple[Proxy, Store]]:
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    async with open_proxy((parts.hostname, parts.port)) as proxy:
+        config = write_kubeconfig(directory / "proxied", f"http://{proxy.address}")
+        async with open_kubernetes_store(str(config)) as store:
+            yield proxy, store
+
+
+@pytest.fixture(params=["etcd", "kubernetes"])
+async def backend(
+    request: pytest.FixtureRequest,
+    etcd_server: LocalEtcd,
+    etcd_url: str,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+) -> AsyncIterator[Backend]:
+    if request.param == "etcd":
+        yield Backend(
+            direct=functools.partial(open_etcd_store, etcd_url),
+            through_proxy=functools.partial(_proxied_etcd, etcd_server, etcd_url),
+            module=etcd,
+            compacted="(etcd compacted it)",
+        )
+        return
+    async with open_etcd_client([etcd_server.client]) as client:
+        cluster = await start_kube_cluster(nursery, etcd_server, client, tmp_path)
+        yield Backend(
+            direct=functools.partial(
+                open_kubernetes_store, str(cluster.kubeconfig), compactor=cluster.compact
+            ),
+            through_proxy=functools.partial(_proxied_kube, cluster.url, tmp_path),
+            module=kubernetes,
+            compacted="(too old resource version: ",
+        )
+
+
 def doc(name: str, **labels: str) -> Document:
+    """A Volume document every store takes (a Kubernetes API server checks it against its CRD)."""
     return {
         "apiVersion": "lhtrio.io/v1",
         "kind": "Volume",
@@ -42,50 +119,28 @@ def doc(name: str, **labels: str) -> Document:
     }
 
 
-def relabelled(document: Document, **labels: str) -> Document:
+def _meta(document: Document) -> dict[str, object]:
     meta = document["metadata"]
     assert isinstance(meta, dict)
-    return {**document, "metadata": {**meta, "labels": labels}}
-
-
-def version(document: Document) -> int:
-    meta = document["metadata"]
-    assert isinstance(meta, dict)
-    return int(str(meta["resourceVersion"]))
+    return meta
 
 
 def name(document: Document) -> str:
-    meta = document["metadata"]
-    assert isinstance(meta, dict)
-    return str(meta["name"])
+    return str(_meta(document)["name"])
+
+
+def relabelled(document: Document, **labels: str) -> Document:
+    return {**document, "metadata": {**_meta(document), "labels": labels}}
+
+
+def version(document: Document) -> int:
+    return int(str(_meta(document)["resourceVersion"]))
 
 
 def labels(document: Document) -> dict[str, str]:
-    meta = document["metadata"]
-    assert isinstance(meta, dict)
-    found = meta.get("labels") or {}
+    found = _meta(document).get("labels") or {}
     assert isinstance(found, dict)
     return found
-
-
-@asynccontextmanager
-async def direct(cluster: KubeCluster) -> AsyncIterator[KubernetesStore]:
-    async with open_kubernetes_store(str(cluster.kubeconfig), compactor=cluster.compact) as store:
-        yield store
-
-
-@asynccontextmanager
-async def through_proxy(
-    cluster: KubeCluster, directory: Path
-) -> AsyncIterator[tuple[Proxy, KubernetesStore]]:
-    """A proxy to the double and a store reaching it through the proxy."""
-    url = urllib.parse.urlsplit(cluster.url)
-    assert url.hostname is not None
-    assert url.port is not None
-    async with open_proxy((url.hostname, url.port)) as proxy:
-        config = write_kubeconfig(directory / "proxied", f"http://{proxy.address}")
-        async with open_kubernetes_store(str(config)) as store:
-            yield proxy, store
 
 
 async def collect(events: AsyncIterator[WatchEvent], count: int) -> list[WatchEvent]:
@@ -103,19 +158,16 @@ async def take(events: AsyncIterator[WatchEvent], count: int) -> list[tuple[Even
 
 
 async def test_a_dropped_watch_resumes_from_its_last_revision_losing_and_repeating_nothing(
-    kube_cluster: KubeCluster, tmp_path: Path
+    backend: Backend,
 ) -> None:
-    async with (
-        direct(kube_cluster) as writer,
-        through_proxy(kube_cluster, tmp_path) as (proxy, watched),
-    ):
+    async with backend.direct() as writer, backend.through_proxy() as (proxy, watched):
         listing = await watched.list("Volume")
         async with watched.watch("Volume", listing.revision) as events:
             a = await writer.create(doc("a"))
             assert await take(events, 1) == [(EventType.ADDED, "a", version(a))]
             before = proxy.connections
 
-            proxy.down()  # the watch's connection is cut; the API server cannot be reached
+            proxy.down()  # the watch's connection is cut; the server cannot be reached
             a2 = await writer.update(relabelled(a, n="1"))
             b = await writer.create(doc("b"))
             await writer.delete("Volume", "a")
@@ -131,11 +183,11 @@ async def test_a_dropped_watch_resumes_from_its_last_revision_losing_and_repeati
             assert proxy.connections > before  # it did connect again
 
 
-async def test_a_watch_whose_api_server_stays_away_fails_with_a_storage_error(
-    kube_cluster: KubeCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_watch_whose_server_stays_away_fails_with_a_storage_error(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kubernetes, "RECONNECT", 0.3)
-    async with through_proxy(kube_cluster, tmp_path) as (proxy, store):
+    monkeypatch.setattr(backend.module, "RECONNECT", 0.3)
+    async with backend.through_proxy() as (proxy, store):
         listing = await store.list("Volume")
         async with store.watch("Volume", listing.revision) as events:
             proxy.down()
@@ -143,14 +195,19 @@ async def test_a_watch_whose_api_server_stays_away_fails_with_a_storage_error(
                 await take(events, 1)
 
 
-class Lists(KubernetesStore):
-    """The same store, counting its lists (how often the runner listed)."""
+@attrs.define
+class Lists:
+    """A store that counts its lists (how often the runner listed) and is otherwise ``inner``."""
 
-    lists = 0
+    inner: Store
+    lists: int = 0
 
     async def list(self, kind: str) -> Listing:
         self.lists += 1
-        return await super().list(kind)
+        return await self.inner.list(kind)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
 
 
 @attrs.define
@@ -172,13 +229,10 @@ class Seen:
 
 
 async def test_a_watcher_compacted_past_while_away_lists_again_and_converges(
-    kube_cluster: KubeCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="lhtrio.manager.runner")
-    async with (
-        direct(kube_cluster) as writer,
-        through_proxy(kube_cluster, tmp_path) as (proxy, watched),
-    ):
+    async with backend.direct() as writer, backend.through_proxy() as (proxy, watched):
         a = await writer.create(doc("a", n="0"))
         await writer.create(doc("b", n="0"))
         seen = Seen()
@@ -189,9 +243,9 @@ async def test_a_watcher_compacted_past_while_away_lists_again_and_converges(
             except NotFoundError:
                 seen.note(name, None)
 
-        counted = Lists(watched.client, watched.server, watched.namespace)
+        counted = Lists(watched)
         async with trio.open_nursery() as nursery:
-            run = functools.partial(runner.run_reconciler, counted, "Volume", reconcile)
+            run = functools.partial(runner.run_reconciler, counted, "Volume", reconcile)  # type: ignore[arg-type]
             await nursery.start(functools.partial(run, resync=1e6))
             await seen.until({"a": {"n": "0"}, "b": {"n": "0"}})
 
@@ -207,6 +261,7 @@ async def test_a_watcher_compacted_past_while_away_lists_again_and_converges(
             gone = [r.getMessage() for r in caplog.records if "fell behind" in r.getMessage()]
             assert len(gone) == 1
             assert gone[0].startswith("Volume watch: the watch of Volume fell behind revision ")
+            assert backend.compacted in gone[0]
             assert gone[0].endswith("list Volume again; listing again")
             nursery.cancel_scope.cancel()
 
@@ -221,10 +276,10 @@ def counter(value: int) -> Callable[[Volume], Volume]:
 
 
 async def test_of_two_stores_updating_one_object_exactly_one_wins_each_round(
-    kube_cluster: KubeCluster,
+    backend: Backend,
 ) -> None:
     rounds = 10
-    async with direct(kube_cluster) as one, direct(kube_cluster) as two:
+    async with backend.direct() as one, backend.direct() as two:
         stores = {"one": Objects(one), "two": Objects(two)}
         created = await stores["one"].create(
             Volume(meta=ObjectMeta(name="v", labels={"n": "0"}), spec=VolumeSpec(size=32 * MiB))
