@@ -4,7 +4,11 @@ What reconcilers, the API and the CLI use instead of raw documents. Every object
 validated first (:func:`lhtrio.models.cluster.validate`): nothing the store could not read back is
 ever written. :meth:`Objects.change` is the read-modify-write loop of optimistic concurrency: it
 reads the object, applies a pure function to it and writes the result, reading again and
-re-applying on a conflict, so a caller never writes over a change it did not see.
+re-applying on a conflict, so a caller never writes over a change it did not see. Between two
+attempts it waits a random while that grows with each conflict (client-go's ``RetryOnConflict``
+does the same): writers that collided would otherwise read and write again in step and collide
+again, and a slow store (the Kubernetes API server under load) starved one of them out of every
+attempt.
 
 Reading is cheap on repeat: a stored version of an object never changes, so each one is decoded
 and checked once and the typed object (frozen) kept by kind, name and ``resourceVersion``; a
@@ -15,10 +19,12 @@ listing decodes only what changed since the last one. Measured on a node holding
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Final, TypeVar
 
 import attrs
+import trio
 
 from lhtrio.errors import AlreadyExistsError, ConflictError, NotFoundError
 from lhtrio.manager.store.api import Document, Store
@@ -31,6 +37,10 @@ K = TypeVar("K", bound=ClusterObject)
 
 #: How often :meth:`Objects.change` retries after conflicts before it gives up.
 MAX_ATTEMPTS: Final = 20
+#: The longest wait before the first retry after a conflict, and the cap it doubles up to
+#: (seconds; each wait is drawn uniformly below its bound).
+CONFLICT_BACKOFF: Final = 0.005
+CONFLICT_BACKOFF_MAX: Final = 0.5
 
 
 @attrs.frozen
@@ -83,7 +93,7 @@ class Objects:
     async def change(self, kind: type[K], name: str, apply: Callable[[K], K]) -> K:
         """Read ``name``, write ``apply(it)`` (unless it is unchanged), retrying on conflicts;
         the object as stored after. ``apply`` must be pure: it may run several times."""
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             current = await self.get(kind, name)
             wanted = apply(current)
             if wanted == current:
@@ -91,7 +101,8 @@ class Objects:
             try:
                 return await self.update(wanted)
             except ConflictError:
-                continue
+                bound = min(CONFLICT_BACKOFF_MAX, CONFLICT_BACKOFF * 2**attempt)
+                await trio.sleep(random.uniform(0, bound))
         raise ConflictError(
             f"{kind.KIND} {name!r} kept changing: {MAX_ATTEMPTS} attempts to change it conflicted"
         )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, NotFoundError
 from lhtrio.manager.objects import Objects
+from lhtrio.manager.store.api import Document
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.models.cluster import ObjectMeta, Volume
 from lhtrio.models.cluster.volume import VolumeSpec
@@ -70,6 +73,41 @@ async def test_change_reapplies_on_a_conflict_and_loses_nothing() -> None:
             nursery.start_soon(objects.change, Volume, "v1", add_one)
     assert (await objects.get(Volume, "v1")).spec.number_of_replicas == 8
     assert calls >= 5
+
+
+@attrs.define
+class Contended:
+    """A store whose first ``conflicts`` updates lose to another writer (ConflictError)."""
+
+    inner: MemoryStore
+    conflicts: int
+
+    async def update(self, document: Document) -> Document:
+        if self.conflicts:
+            self.conflicts -= 1
+            raise ConflictError("another writer was first")
+        return await self.inner.update(document)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_change_waits_longer_after_each_conflict_and_then_succeeds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    random.seed(21)  # the waits are random (their bounds double: 5, 10, 20, 40, 80, 160 ms)
+    store = MemoryStore()
+    await Objects(store).create(volume("v1"))
+    waits = []
+    for _ in range(5):
+        before = trio.current_time()
+        objects = Objects(Contended(store, conflicts=6))  # type: ignore[arg-type]
+        await objects.change(Volume, "v1", with_replicas(4))
+        await objects.change(Volume, "v1", with_replicas(3))  # (no conflict left: at once)
+        waits.append(trio.current_time() - before)
+    assert all(0 < waited <= 0.315 for waited in waits)
+    assert max(waits) > 0.005 * 6  # more than six waits of the first one's bound could give
+    assert (await Objects(store).get(Volume, "v1")).spec.number_of_replicas == 3
 
 
 async def test_change_writes_nothing_when_nothing_changes_and_fails_on_a_missing_object() -> None:
