@@ -20,6 +20,7 @@ class Proxy:
         self._target = target
         self._cuts: set[trio.CancelScope] = set()
         self._listening: trio.CancelScope | None = None
+        self._downs = 0  # how often it went down: a connection accepted before is cut too
         self.port = 0
         self.connections = 0
 
@@ -43,6 +44,7 @@ class Proxy:
         assert self._listening is not None, "the proxy is down already"
         self._listening.cancel()
         self._listening = None
+        self._downs += 1
         for scope in self._cuts:
             scope.cancel()
 
@@ -55,10 +57,12 @@ class Proxy:
                 while True:
                     client = await listener.accept()
                     self.connections += 1
-                    self._nursery.start_soon(self._forward, client)
+                    self._nursery.start_soon(self._forward, client, self._downs)
 
-    async def _forward(self, client: trio.SocketStream) -> None:
+    async def _forward(self, client: trio.SocketStream, downs: int) -> None:
         with trio.CancelScope() as cut:
+            if downs != self._downs:  # down since it was accepted, before this task ran
+                cut.cancel()
             self._cuts.add(cut)
             try:
                 try:
