@@ -13,7 +13,8 @@ time, and a run replays exactly.
 to a node, round robin) are created at once; then, one node after another, a node is lost (its
 process and its host's connections gone) and comes back ``downtime`` simulated seconds later.
 Figures, per phase: simulated seconds to converge, wall seconds, reconciles and store
-operations (per simulated and per wall second), and the process's memory.
+operations (per simulated and per wall second), and (with ``trace_memory``) the memory held
+per node and per object.
 
 *Converged* means: after the creation, every volume attached and healthy; after a loss, every
 volume owned by a node that is up, and every volume attached elsewhere that had a replica on the
@@ -25,9 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
+import gc
 import random
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -121,8 +123,8 @@ class ScaleRun:
     volumes: int
     replicas: int
     phases: tuple[Phase, ...]
-    rss_nodes: int  # bytes the process grew by starting the nodes
-    rss_volumes: int  # ... and by creating the volumes, once converged
+    memory_nodes: int  # bytes held by starting the nodes (0 unless ``trace_memory``)
+    memory_volumes: int  # ... and by creating the volumes, once converged
     reconciles_by_kind: dict[str, int]
 
 
@@ -153,9 +155,10 @@ def _counting_reconciles(counts: Counter[str]) -> Iterator[None]:
             setattr(cls, name, method)
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _held() -> int:
+    """Bytes of Python allocations held now (0 unless tracemalloc traces)."""
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
 
 
 async def _node(
@@ -246,7 +249,7 @@ async def _scale(nodes: int, volumes: int, losses: int, downtime: float, seed: i
     run = _Run(memory, store, reconciles, stubs)
     trace = Trace()
     names = [f"n{i:03d}" for i in range(nodes)]
-    rss0 = _rss()
+    held0 = _held()
     with _counting_reconciles(reconciles):
         async with trio.open_nursery() as nursery:
             processes = {
@@ -257,14 +260,14 @@ async def _scale(nodes: int, volumes: int, losses: int, downtime: float, seed: i
             }
             for process in processes.values():
                 await process.start(nursery)
-            rss1 = _rss()
+            held1 = _held()
             objects = Objects(memory)
             for j in range(volumes):
                 spec = VolumeSpec(size=16 * MiB, number_of_replicas=3, node_id=names[j % nodes])
                 meta = ObjectMeta(name=f"v{j:05d}", finalizers=(volume_control.FINALIZER,))
                 await objects.create(Volume(meta=meta, spec=spec))
             await run.converge("create", _healthy)
-            rss2 = _rss()
+            held2 = _held()
             step = max(1, nodes // max(1, losses))
             for k in range(min(losses, nodes)):
                 lost = names[(k * step) % nodes]
@@ -283,14 +286,28 @@ async def _scale(nodes: int, volumes: int, losses: int, downtime: float, seed: i
         volumes=volumes,
         replicas=replicas,
         phases=tuple(run.phases),
-        rss_nodes=rss1 - rss0,
-        rss_volumes=rss2 - rss1,
+        memory_nodes=held1 - held0,
+        memory_volumes=held2 - held1,
         reconciles_by_kind=dict(reconciles),
     )
 
 
 def run_scale(
-    *, nodes: int = 100, volumes: int = 1000, losses: int = 3, downtime: float = 60.0, seed: int = 1
+    *,
+    nodes: int = 100,
+    volumes: int = 1000,
+    losses: int = 3,
+    downtime: float = 60.0,
+    seed: int = 1,
+    trace_memory: bool = False,
 ) -> ScaleRun:
-    """The scale run (see the module); deterministic for a seed."""
-    return run_seeded(seed, functools.partial(_scale, nodes, volumes, losses, downtime, seed))
+    """The scale run (see the module); deterministic for a seed. ``trace_memory``: measure the
+    memory held per node and per object with tracemalloc (which slows the run down)."""
+    run = functools.partial(_scale, nodes, volumes, losses, downtime, seed)
+    if not trace_memory:
+        return run_seeded(seed, run)
+    tracemalloc.start()
+    try:
+        return run_seeded(seed, run)
+    finally:
+        tracemalloc.stop()
