@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         help="control, scale: how many volumes (control: 100; scale: a curve)",
     )
     parser.add_argument("--profile", action="store_true", help="scale: cProfile's top functions")
+    parser.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="store: also measure the store at URL (kubernetes:KUBECONFIG, etcd://HOST:PORT)",
+    )
     args = parser.parse_args(argv)
     tune_gc()  # as in lhtrio's own processes; applies to the yardsticks' clients alike
     unknown = [name for name in args.names if name not in SUITES]
@@ -44,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             module.main(quick=args.quick, volumes=args.volumes, profile=args.profile)
         elif name == "control" and args.volumes:
             module.main(quick=args.quick, volumes=args.volumes)
+        elif name == "store" and args.store:
+            module.main(quick=args.quick, urls=args.store)
         else:
             module.main(quick=args.quick)
     return 0
