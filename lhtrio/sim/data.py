@@ -93,23 +93,25 @@ class _Client:
     rng: random.Random
     trace: Trace
     busy: set[int] = attrs.field(factory=set)
+    connections: int = 0  # one per engine it served (an NBD connection dies with its server)
 
     async def serve(
         self, volume: Volume, *, shutdown: trio.Event, task_status: trio.TaskStatus[str]
     ) -> None:
         task_status.started("sim://client")
+        self.connections += 1
         async with trio.open_nursery() as nursery:
             for writer in range(3):
-                nursery.start_soon(self._writer, volume, writer)
+                nursery.start_soon(self._writer, volume, writer, self.connections)
             await shutdown.wait()
             nursery.cancel_scope.cancel()
 
-    async def _writer(self, volume: Volume, writer: int) -> None:
+    async def _writer(self, volume: Volume, writer: int, conn: int) -> None:
         history, rng = self.history, self.rng
         while True:
             await trio.sleep(rng.expovariate(1 / 0.04))
             if rng.random() < 0.15:
-                flush = history.invoke_flush()
+                flush = history.invoke_flush(conn=conn)
                 try:
                     await volume.flush()
                 except LhtrioError as exc:
@@ -124,7 +126,7 @@ class _Client:
             if any(b in self.busy for b in span):  # one write per block in flight, as NBD clients
                 continue
             self.busy.update(span)
-            write = history.invoke_write(writer=writer, first=first, count=count)
+            write = history.invoke_write(writer=writer, first=first, count=count, conn=conn)
             try:
                 await volume.write_batch([(first * 4096, history.payload(write), False)])
             except LhtrioError as exc:

@@ -2,8 +2,8 @@
 
 A seed that ever reports a violation or an unavailable read-back is added to :data:`SEEDS`
 with the defect it found, next to its fix (none found yet: 1,000 schedules, seeds 1-1000, 0
-violations, docs/reliability.md). :data:`BUSY` are schedules with the most faults of each kind
-of the first 1,000, kept so that the paths they take stay covered.
+violations, docs/reliability.md). :data:`BUSY` are schedules with many kills of the engine and
+of replicas, kept so that the paths they take stay covered.
 
 The mutation check shows the checker is not blind: with the engine's stale-replica check
 disabled (every replica that answers starts RW, whatever its revision counter), the read-back of
