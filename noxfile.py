@@ -137,6 +137,21 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def chaos(session: nox.Session) -> None:
+    """Fault schedules judged by the checker (docs/reliability.md): ``-- --schedules N [--seed S]
+    [--faults F]`` on real processes (``python -m lhtrio.verify.chaos``); with ``--sim``, in the
+    deterministic simulator (``python -m lhtrio.sim``, hash order pinned so that a seed from the
+    table replays in a test too)."""
+    _install(session)
+    args = list(session.posargs)
+    if "--sim" in args:
+        args.remove("--sim")
+        session.run("python", "-m", "lhtrio.sim", *args, env={"PYTHONHASHSEED": "0"})
+    else:
+        session.run("python", "-m", "lhtrio.verify.chaos", *args)
+
+
+@nox.session
 def cluster(session: nox.Session) -> None:
     """The control plane's main job: ``lhtrio cluster`` (three nodes on the embedded store)."""
     if shutil.which("qemu-io") is None:

@@ -18,6 +18,7 @@ SUITES = {
     "store": "lhtrio.bench.store",
     "control": "lhtrio.bench.control",
     "api": "lhtrio.bench.api",
+    "scale": "lhtrio.bench.scale",
 }
 
 
@@ -26,8 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of {', '.join(SUITES)}")
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     parser.add_argument(
-        "--volumes", type=int, metavar="N", help="control: how many volumes (default 100)"
+        "--volumes",
+        type=int,
+        metavar="N",
+        help="control, scale: how many volumes (control: 100; scale: a curve)",
     )
+    parser.add_argument("--profile", action="store_true", help="scale: cProfile's top functions")
     parser.add_argument(
         "--store",
         action="append",
@@ -42,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(SUITES)}")
     for name in args.names or list(SUITES):
         module = importlib.import_module(SUITES[name])
-        if name == "control" and args.volumes:
+        if name == "scale":
+            module.main(quick=args.quick, volumes=args.volumes, profile=args.profile)
+        elif name == "control" and args.volumes:
             module.main(quick=args.quick, volumes=args.volumes)
         elif name == "store" and args.store:
             module.main(quick=args.quick, urls=args.store)

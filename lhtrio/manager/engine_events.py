@@ -19,7 +19,6 @@ after a (re)list has no past to compare with. The events are about the engine's 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping
 
@@ -33,6 +32,7 @@ from lhtrio.manager.store.api import EventType as ChangeType
 from lhtrio.manager.store.codec import from_document
 from lhtrio.models.cluster import Engine, Replica, Volume
 from lhtrio.models.cluster.event import EventType, ObjectReference, Occurrence
+from lhtrio.models.times import wall_now
 from lhtrio.models.volume import Mode
 
 __all__ = ["follow_engine_events", "mode_events"]
@@ -134,6 +134,6 @@ async def _record(objects: Objects, engine: Engine, before: Mapping[str, Mode], 
     except NotFoundError:
         return  # the volume is gone, and its events with it
     involved = ObjectReference(kind=Volume.KIND, name=name, uid=uid)
-    now = dt.datetime.now(dt.UTC)
+    now = wall_now()
     for occurrence in found:
         await events.record(objects, involved, occurrence, node=node, now=now)

@@ -28,6 +28,7 @@ from lhtrio.manager.store.api import Store
 from lhtrio.manager.store.codec import from_document
 from lhtrio.models.cluster.lease import NodeLease, NodeLeaseSpec
 from lhtrio.models.cluster.meta import ObjectMeta
+from lhtrio.models.times import wall_now
 
 __all__ = ["DURATION", "KIND", "RENEW", "available_nodes", "keep_lease"]
 
@@ -42,7 +43,7 @@ RENEW: Final = 5.0
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return wall_now()
 
 
 async def renew(

@@ -41,6 +41,7 @@ from lhtrio.manager.store.codec import to_document
 from lhtrio.models.cluster import Node, ObjectMeta, Replica
 from lhtrio.models.cluster.meta import set_condition
 from lhtrio.models.cluster.node import CONDITION_READY, DiskSpec, DiskStatus, NodeSpec
+from lhtrio.models.times import wall_now
 
 __all__ = ["REFRESH", "DiskFacts", "DiskHost", "register", "run_node_agent", "with_disks"]
 
@@ -77,7 +78,7 @@ class DiskHost(Protocol):
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return wall_now()
 
 
 def _normal(path: str) -> str:

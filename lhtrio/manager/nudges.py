@@ -40,6 +40,7 @@ from lhtrio.manager.store.rules import metadata
 from lhtrio.models.cluster import Engine, Node, Replica, Setting, Volume
 from lhtrio.models.cluster.meta import get_condition, set_condition
 from lhtrio.models.cluster.node import CONDITION_READY
+from lhtrio.models.times import wall_now
 
 __all__ = [
     "AVAILABILITY_POLL",
@@ -91,7 +92,7 @@ async def _every_volume(store: Store, nudge: trio.MemorySendChannel[str]) -> Non
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return wall_now()
 
 
 async def follow_availability(

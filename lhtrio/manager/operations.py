@@ -19,7 +19,6 @@ only at its own size, so the spec never asks for a size the replicas do not have
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -56,6 +55,7 @@ from lhtrio.models.cluster.event import ObjectReference, Occurrence
 from lhtrio.models.cluster.validate import MAX_REPLICAS
 from lhtrio.models.engine import Snapshot
 from lhtrio.models.names import validate_snapshot_name
+from lhtrio.models.times import wall_now
 from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client
 from lhtrio.units import format_size
@@ -90,7 +90,7 @@ async def _volume(objects: Objects, name: str) -> Volume:
 async def _told(objects: Objects, volume: Volume, occurrence: Occurrence) -> None:
     """Record ``occurrence`` about ``volume`` (an event: best effort)."""
     involved = ObjectReference(kind=Volume.KIND, name=volume.meta.name, uid=volume.meta.uid)
-    await events.record(objects, involved, occurrence, node="", now=dt.datetime.now(dt.UTC))
+    await events.record(objects, involved, occurrence, node="", now=wall_now())
 
 
 async def _operation_node(objects: Objects, volume: Volume) -> str:

@@ -38,6 +38,7 @@ from lhtrio.manager.volume_plan import plan_volume
 from lhtrio.models.cluster import Engine, Node, Replica, Volume, VolumeAttachment
 from lhtrio.models.cluster.engine import engine_name
 from lhtrio.models.cluster.event import ObjectReference
+from lhtrio.models.times import wall_now
 
 __all__ = ["FINALIZER", "VolumeControl", "follow_members"]
 
@@ -53,7 +54,7 @@ def _suffixes() -> Iterator[str]:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return wall_now()
 
 
 @attrs.frozen

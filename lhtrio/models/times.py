@@ -5,15 +5,33 @@ reader accepts, and converting a time near the ends of the calendar to UTC overf
 that is stored or sent goes through :func:`format_time`, and every time that is received through
 :func:`parse_time`, which refuses (with :class:`~lhtrio.errors.InvalidArgumentError`) anything
 :func:`format_time` could not write back.
+
+**The wall clock** is read through :func:`wall_now` (and :func:`utc_now`), which asks
+:data:`WALL_CLOCK` first: unset (production), it is the system's; the deterministic simulator
+(:mod:`lhtrio.sim`) sets it to a clock that follows trio's (mock) clock, so that leases expire,
+and timestamps read, in simulated time, the same on every replay.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from contextvars import ContextVar
 
 from lhtrio.errors import InvalidArgumentError
 
-__all__ = ["format_time", "parse_time", "utc", "utc_now"]
+__all__ = ["WALL_CLOCK", "format_time", "parse_time", "utc", "utc_now", "wall_now"]
+
+#: The wall clock of the current task and those it starts; ``None``: the system's.
+WALL_CLOCK: ContextVar[Callable[[], dt.datetime] | None] = ContextVar(
+    "lhtrio_wall_clock", default=None
+)
+
+
+def wall_now() -> dt.datetime:
+    """Now, in UTC: the system's clock, or the one :data:`WALL_CLOCK` holds."""
+    clock = WALL_CLOCK.get()
+    return dt.datetime.now(dt.UTC) if clock is None else clock()
 
 
 def utc(value: dt.datetime) -> dt.datetime:
@@ -48,4 +66,4 @@ def parse_time(text: object) -> dt.datetime:
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return wall_now().replace(microsecond=0)

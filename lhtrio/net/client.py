@@ -38,6 +38,7 @@ import trio
 from lhtrio.errors import ConnectionLostError, LhtrioError, RemoteProtocolError, error_from_code
 from lhtrio.net._nursery import open_connection_nursery
 from lhtrio.net.address import Address, parse_address
+from lhtrio.net.network import NETWORK
 from lhtrio.net.pending import Pending, SeqSource
 from lhtrio.net.reactor import Reactor
 from lhtrio.net.transport import Outbox, Transport, make_transport
@@ -403,6 +404,8 @@ async def _close(rpc: RpcClient) -> None:
 async def _connect(address: Address) -> trio.abc.Stream:
     try:
         with trio.fail_after(HELLO_TIMEOUT):
+            if (network := NETWORK.get()) is not None:  # (the simulator's: lhtrio.net.network)
+                return await network.connect(address)
             if address.is_unix:
                 return await trio.open_unix_socket(address.socket_path)
             return await trio.open_tcp_stream(address.host, address.port)

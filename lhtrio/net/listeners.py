@@ -30,6 +30,7 @@ import trio
 
 from lhtrio.errors import ConflictError, InvalidArgumentError, LhtrioError
 from lhtrio.net.address import Address
+from lhtrio.net.network import NETWORK, Listener
 
 __all__ = ["open_listeners", "remove_unix_socket"]
 
@@ -39,22 +40,24 @@ _BOUND: dict[str, tuple[int, int]] = {}
 _PROBE_TIMEOUT: Final = 2.0
 
 
-async def open_listeners(address: Address) -> tuple[list[trio.SocketListener], Address]:
+async def open_listeners(address: Address) -> tuple[list[Listener], Address]:
     """Listen on ``address``; returns the listeners and the bound address (the real port).
 
     ConflictError, naming the address, if another server has it (a TCP port in use, a Unix
     socket a server answers on, a path that is not a socket); InvalidArgumentError if it
     cannot be listened on for another reason (no such local address, a privileged port).
     """
+    if (network := NETWORK.get()) is not None:  # (the simulator's: lhtrio.net.network)
+        return await network.listen(address)
     if address.is_unix:
         return [await _listen_unix(address)], address
     where = f"{address.host}:{address.port}" if address.host else f"port {address.port}"
     try:
-        listeners = list(await trio.open_tcp_listeners(address.port, host=address.host or None))
+        sockets = await trio.open_tcp_listeners(address.port, host=address.host or None)
     except OSError as exc:
         raise _refusal(f"address {where}", exc) from exc
-    host, port = listeners[0].socket.getsockname()[:2]
-    return listeners, Address(host=host, port=port)
+    host, port = sockets[0].socket.getsockname()[:2]
+    return list[Listener](sockets), Address(host=host, port=port)
 
 
 async def _listen_unix(address: Address) -> trio.SocketListener:

@@ -36,6 +36,7 @@ import trio
 from lhtrio.net.address import Address
 from lhtrio.net.connection import Connection, Handler
 from lhtrio.net.listeners import open_listeners, remove_unix_socket
+from lhtrio.net.network import Listener
 from lhtrio.net.threaded import ThreadedConnection
 from lhtrio.net.transport import SocketTransport, make_transport
 from lhtrio.wire import Identity
@@ -110,7 +111,7 @@ async def serve_rpc_at(
     max_concurrency: int = 64,
     threaded: bool = False,
     local: bool = False,
-    listening: tuple[list[trio.SocketListener], Address] | None = None,
+    listening: tuple[list[Listener], Address] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Like :func:`serve_rpc` on any address (``tcp://HOST:PORT`` or ``unix:PATH``).
@@ -143,7 +144,7 @@ async def _serve(
     local: bool,
     task_status: trio.TaskStatus[Any],
     report: Callable[[Address], object],
-    listening: tuple[list[trio.SocketListener], Address] | None = None,
+    listening: tuple[list[Listener], Address] | None = None,
 ) -> NoReturn:
     """Serve on ``address``; with ``local`` (TCP only), on a same-host Unix socket as well.
 
@@ -170,7 +171,7 @@ async def _serve(
         f" (same host: {identity.local})" if identity.local else "",
     )
 
-    async def on_connection(stream: trio.SocketStream) -> None:
+    async def on_connection(stream: trio.abc.Stream) -> None:
         await serve_rpc_connection(
             stream, handler, identity=identity, max_concurrency=max_concurrency, threaded=threaded
         )

@@ -40,6 +40,7 @@ from lhtrio.frontend.nbd.proto import NbdProtocolError, Transmission
 from lhtrio.net import Address
 from lhtrio.net._nursery import open_connection_nursery
 from lhtrio.net.listeners import open_listeners, remove_unix_socket
+from lhtrio.net.network import Listener
 from lhtrio.net.transport import make_transport
 
 __all__ = [
@@ -146,9 +147,7 @@ class ExportRegistry:
         for conn in list(entry.connections):
             conn.stop()
 
-    def _adopt(
-        self, conn: Connection, transmission: Transmission, stream: trio.SocketStream
-    ) -> bool:
+    def _adopt(self, conn: Connection, transmission: Transmission, stream: trio.abc.Stream) -> bool:
         """Run ``conn`` (negotiated) under its export; False if the export is gone."""
         entry = self._exports.get(transmission.export.name)
         if entry is None:
@@ -171,13 +170,13 @@ def _logged(peer: str) -> Iterator[None]:
         logger.exception("NBD connection from %s failed unexpectedly; closing it", peer)
 
 
-async def _close(stream: trio.SocketStream) -> None:
+async def _close(stream: trio.abc.Stream) -> None:
     with trio.CancelScope(shield=True), trio.move_on_after(1):
         await stream.aclose()
 
 
 async def _transmit(
-    entry: _Export, conn: Connection, transmission: Transmission, stream: trio.SocketStream
+    entry: _Export, conn: Connection, transmission: Transmission, stream: trio.abc.Stream
 ) -> None:
     """A connection's life after negotiation, in its export's nursery."""
     entry.connections.add(conn)
@@ -191,10 +190,11 @@ async def _transmit(
         await _close(stream)
 
 
-async def _negotiate(registry: ExportRegistry, stream: trio.SocketStream) -> None:
+async def _negotiate(registry: ExportRegistry, stream: trio.abc.Stream) -> None:
     """Negotiate, then hand the connection to its export; else close it, now."""
     try:
-        peer = str(stream.socket.getpeername()) or "unix client"
+        sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+        peer = (str(sock.getpeername()) or "unix client") if sock is not None else "client"
     except OSError:
         peer = "client"
     conn = Connection(registry.lookup, registry.devices, make_transport(stream), peer)
@@ -209,9 +209,7 @@ async def _negotiate(registry: ExportRegistry, stream: trio.SocketStream) -> Non
             await _close(stream)
 
 
-async def _accept(
-    listener: trio.SocketListener, registry: ExportRegistry, nursery: trio.Nursery
-) -> None:
+async def _accept(listener: Listener, registry: ExportRegistry, nursery: trio.Nursery) -> None:
     """Accept connections on ``listener`` and negotiate each in ``nursery``, until cancelled.
 
     Unlike ``trio.serve_listeners`` nothing closes a connection when its negotiation task
