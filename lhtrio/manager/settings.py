@@ -1,20 +1,17 @@
-"""Settings in the store: read them all (defaults for the unset), set one (checked first), and
-the scheduler's policy they make (Longhorn's names: :mod:`lhtrio.models.cluster.setting`)."""
+"""Settings in the store: read them all (defaults for the unset), set one (checked first)
+(Longhorn's names: :mod:`lhtrio.models.cluster.setting`). What they mean for scheduling is
+:mod:`lhtrio.manager.policy` (pure)."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import attrs
 
 from lhtrio.manager.objects import Objects
-from lhtrio.manager.scheduler import Policy
 from lhtrio.manager.versions import at_version
-from lhtrio.models.cluster import ObjectMeta, Setting, Volume
-from lhtrio.models.cluster.setting import SETTINGS, SettingSpec, parse, parse_bool, parse_int
-from lhtrio.models.cluster.volume import AffinityOverride
+from lhtrio.models.cluster import ObjectMeta, Setting
+from lhtrio.models.cluster.setting import SettingSpec, parse
 
-__all__ = ["read_settings", "scheduling_policy", "set_setting", "volume_policy"]
+__all__ = ["read_settings", "set_setting"]
 
 
 async def read_settings(objects: Objects) -> dict[str, str]:
@@ -35,47 +32,4 @@ async def set_setting(
         name,
         at_version(version, lambda s: attrs.evolve(s, spec=SettingSpec(value=text))),
         Setting(meta=ObjectMeta(name=name), spec=SettingSpec(value=text)),
-    )
-
-
-def number(stored: Mapping[str, str], name: str) -> int:
-    """The integer setting ``name``: its stored value, or its default."""
-    return parse_int(name, stored.get(name, SETTINGS[name].default))
-
-
-def flag(stored: Mapping[str, str], name: str) -> bool:
-    """The boolean setting ``name``: its stored value, or its default."""
-    return parse_bool(name, stored.get(name, SETTINGS[name].default))
-
-
-def scheduling_policy(stored: Mapping[str, str]) -> Policy:
-    """The scheduler's :class:`~lhtrio.manager.scheduler.Policy` from the settings."""
-    return Policy(
-        over_provisioning_percent=number(stored, "storage-over-provisioning-percentage"),
-        minimal_available_percent=number(stored, "storage-minimal-available-percentage"),
-        replica_soft_anti_affinity=flag(stored, "replica-soft-anti-affinity"),
-        zone_soft_anti_affinity=flag(stored, "replica-zone-soft-anti-affinity"),
-        disk_soft_anti_affinity=flag(stored, "replica-disk-soft-anti-affinity"),
-    )
-
-
-def _override(value: AffinityOverride, setting: bool) -> bool:
-    return setting if value is AffinityOverride.IGNORED else value is AffinityOverride.ENABLED
-
-
-def volume_policy(volume: Volume, settings: Mapping[str, str]) -> Policy:
-    """The settings' scheduling policy, with the volume's own anti-affinity choices."""
-    policy = scheduling_policy(settings)
-    spec = volume.spec
-    return attrs.evolve(
-        policy,
-        replica_soft_anti_affinity=_override(
-            spec.replica_soft_anti_affinity, policy.replica_soft_anti_affinity
-        ),
-        zone_soft_anti_affinity=_override(
-            spec.replica_zone_soft_anti_affinity, policy.zone_soft_anti_affinity
-        ),
-        disk_soft_anti_affinity=_override(
-            spec.replica_disk_soft_anti_affinity, policy.disk_soft_anti_affinity
-        ),
     )

@@ -46,8 +46,8 @@ from collections.abc import Iterator, Mapping, Sequence
 import attrs
 
 from lhtrio.manager.placement import place_replicas
+from lhtrio.manager.policy import flag, number, volume_policy
 from lhtrio.manager.scheduler import NodeView
-from lhtrio.manager.settings import flag, number, volume_policy
 from lhtrio.manager.volume_events import transition_events
 from lhtrio.manager.volume_status import (
     address,

@@ -57,6 +57,7 @@ def seeded(seed: int) -> Iterator[random.Random]:
     """Pin trio's scheduler, threads and random names to ``seed`` until the block exits."""
     rng = random.Random(f"lhtrio-sim-names-{seed}")
     saved = (
+        random.getstate(),
         trio_run._r.getstate(),
         trio_run._ALLOW_DETERMINISTIC_SCHEDULING,
         trio.to_thread.run_sync,
@@ -64,6 +65,7 @@ def seeded(seed: int) -> Iterator[random.Random]:
         secrets.token_hex,
     )
     trio_run._r.seed(seed)
+    random.seed(f"lhtrio-sim-global-{seed}")  # what the product draws (conflict back-off)
     trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
     trio.to_thread.run_sync = _inline  # type: ignore[assignment]
     uuid.uuid4 = lambda: uuid.UUID(int=rng.getrandbits(128), version=4)
@@ -73,7 +75,8 @@ def seeded(seed: int) -> Iterator[random.Random]:
     try:
         yield rng
     finally:
-        state, allow, run_sync, uuid4, token_hex = saved
+        global_state, state, allow, run_sync, uuid4, token_hex = saved
+        random.setstate(global_state)
         trio_run._r.setstate(state)
         trio_run._ALLOW_DETERMINISTIC_SCHEDULING = allow  # type: ignore[misc]
         trio.to_thread.run_sync = run_sync

@@ -6,8 +6,9 @@ import pytest
 
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.manager.objects import Objects
+from lhtrio.manager.policy import scheduling_policy
 from lhtrio.manager.scheduler import Policy
-from lhtrio.manager.settings import read_settings, scheduling_policy, set_setting
+from lhtrio.manager.settings import read_settings, set_setting
 from lhtrio.manager.store.memory import MemoryStore
 
 
