@@ -44,6 +44,7 @@ from lhtrio.output import (
     size_option,
 )
 from lhtrio.process import tune_gc, tune_malloc
+from lhtrio.verify.command import verify_group
 
 if TYPE_CHECKING:
     pass
@@ -280,6 +281,7 @@ cli.add_command(replica_group(replica))  # lhtrio replica [run] DIRECTORY, lhtri
 cli.add_command(engine_group(engine))  # lhtrio engine [run] VOLUME, lhtrio engine ls|get
 for command in (volume, snapshot, attachment, event, setting, status):
     cli.add_command(command)  # the verbs over the admin API
+cli.add_command(verify_group)  # lhtrio verify run: the no-acknowledged-write-lost checker
 
 
 @cli.command()
