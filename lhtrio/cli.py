@@ -240,12 +240,22 @@ def engine(
 
     Prints the control address (tcp://HOST:PORT) and the NBD URI on the first two lines.
     """
+    from lhtrio.engine import mutations
     from lhtrio.engine.server import LINGER, serve_engine
     from lhtrio.frontend.nbd.server import serve_nbd
     from lhtrio.net import parse_address
     from lhtrio.units import parse_size
 
     control = parse_address(listen)
+    try:
+        broken = mutations.check()
+    except InvalidArgumentError as exc:
+        raise click.UsageError(str(exc)) from None
+    if broken:
+        logging.getLogger(__name__).warning(
+            "test build: mutations %s are on; this engine breaks its guarantees on purpose",
+            ", ".join(sorted(broken)),
+        )
 
     async def run(stop: trio.Event) -> None:
         async with trio.open_nursery() as nursery:

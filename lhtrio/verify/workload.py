@@ -159,11 +159,16 @@ async def probe(target: NbdTarget, blocks: int, block_size: int = BLOCK_SIZE) ->
 
 
 async def read_back(
-    target: NbdTarget, blocks: int, block_size: int = BLOCK_SIZE, *, patience: float = 60.0
+    target: NbdTarget,
+    blocks: int,
+    block_size: int = BLOCK_SIZE,
+    *,
+    chunk: int = 64,
+    patience: float = 60.0,
 ) -> dict[int, bytes]:
-    """Every block's bytes, read in 256 KiB requests; retried on a broken connection (the
-    volume may be coming back) for up to ``patience`` seconds."""
-    per = max(1, (256 << 10) // block_size)
+    """Every block's bytes, read ``chunk`` blocks per request; retried on a broken connection
+    (the volume may be coming back) for up to ``patience`` seconds."""
+    per = chunk
     with trio.fail_after(patience):
         while True:
             try:

@@ -1,0 +1,193 @@
+"""Randomized fault schedules on real processes, judged by the checker (docs/reliability.md).
+
+``python -m lhtrio.verify.chaos --schedules N [--seed S] [--faults F]`` (or ``python3
+noxfile.py -s chaos -- ...``): schedule ``k`` uses seed ``S + k``. Each starts a testbed
+(:mod:`lhtrio.verify.bed`: an engine and three replicas as processes, links through proxies),
+runs the workload (:mod:`lhtrio.verify.workload`) while the faults drawn from its seed
+(:func:`lhtrio.verify.faults.draw_schedule`) are injected one after the other, heals
+everything, waits for every replica to be RW, stops writing, and reads every block back three
+times (reads go to the RW replicas in turn), each read-back checked by the model. It prints one
+row per schedule and exits 1 if any schedule found a violation (or could not run), printing how
+to replay it: the same seed draws the same faults, pauses and holds; where each fault lands among
+the writes in flight is up to the processes' timing, so a replay is the same experiment, not the
+same interleaving (the simulator, ``--sim``, replays exactly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import attrs
+import trio
+
+from lhtrio.errors import LhtrioError
+from lhtrio.verify.bed import open_testbed
+from lhtrio.verify.faults import Fault, FaultKind, describe, draw_schedule
+from lhtrio.verify.model import History, Report, Violation, check
+from lhtrio.verify.workload import Progress, WorkloadConfig, probe, read_back, run_writers
+
+__all__ = ["ScheduleResult", "main", "run_schedule", "run_schedules"]
+
+log = logging.getLogger(__name__)
+SIZE = 16 << 20  # four write-intent regions
+PASSES = 3
+
+
+@attrs.frozen(kw_only=True)
+class ScheduleResult:
+    """What one schedule did and found (``error``: it could not run to its end)."""
+
+    seed: int
+    faults: tuple[Fault, ...]
+    report: Report | None = None
+    violations: tuple[Violation, ...] = ()
+    engine_restarts: int = 0
+    rebuilds: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and not self.error
+
+
+async def run_schedule(
+    seed: int,
+    tmp: Path,
+    *,
+    faults: int = 4,
+    blocks: int = SIZE // 4096,
+    kinds: frozenset[FaultKind] | None = None,
+) -> ScheduleResult:
+    """Run the schedule of ``seed`` in ``tmp`` (see the module docstring)."""
+    rng = random.Random(f"lhtrio-chaos-bed/{seed}")
+    timeout = 1.0
+    sweep = rng.choice((0.2, 1.0, 5.0))
+    schedule = draw_schedule(seed, faults=faults, kinds=kinds, timeout=timeout)
+    config = WorkloadConfig(
+        blocks=blocks, writers=3, depth=4, max_run=rng.choice((1, 4, 16)), seed=seed
+    )
+    started = time.monotonic()
+    result = ScheduleResult(seed=seed, faults=schedule)
+    try:
+        async with open_testbed(tmp, size=SIZE, replica_timeout=timeout, sweep=sweep) as bed:
+            _, multi_conn = await probe(bed.target, blocks)
+            history = History(run=rng.getrandbits(63), blocks=blocks, multi_conn=multi_conn)
+            stop = trio.Event()
+            progress = Progress()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_writers, bed.target, history, config, stop, progress)
+                async with trio.open_nursery() as repairing:
+                    repairing.start_soon(bed.repair)
+                    for fault in schedule:
+                        await trio.sleep(fault.pause)
+                        log.info("schedule %d: %s", seed, describe(fault))
+                        await bed.apply(fault)
+                    repairing.cancel_scope.cancel()
+                await bed.heal()
+                await trio.sleep(0.3)  # a little writing on the healed volume
+                stop.set()
+            report = check(history, await read_back(bed.target, blocks))
+            violations = {(v.block, v.kind): v for v in report.violations}
+            for _ in range(PASSES - 1):
+                more = check(history, await read_back(bed.target, blocks, chunk=4))
+                violations.update({(v.block, v.kind): v for v in more.violations})
+            result = attrs.evolve(
+                result,
+                report=report,
+                violations=tuple(violations.values()),
+                engine_restarts=bed.engine_restarts,
+                rebuilds=bed.rebuilds,
+            )
+    except* (LhtrioError, OSError, trio.TooSlowError) as group:
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        result = attrs.evolve(result, error=f"{type(first).__name__}: {first}")
+    return attrs.evolve(result, seconds=time.monotonic() - started)
+
+
+def _row(result: ScheduleResult) -> str:
+    faults = ", ".join(describe(f) for f in result.faults) or "none"
+    r = result.report
+    writes = f"{r.acked_writes}/{r.writes}" if r else "-"
+    flushes = f"{r.acked_flushes}" if r else "-"
+    bad = "ERROR" if result.error else str(len(result.violations))
+    return (
+        f"{result.seed:>8}  {writes:>11}  {flushes:>7}  {bad:>10}  {result.engine_restarts:>3}  "
+        f"{result.rebuilds:>3}  {result.seconds:>5.1f}  {faults}"
+    )
+
+
+HEADER = (
+    f"{'SEED':>8}  {'WRITES':>11}  {'FLUSHES':>7}  {'VIOLATIONS':>10}  {'ENG':>3}  {'REB':>3}  "
+    f"{'SECS':>5}  FAULTS"
+)
+
+
+async def run_schedules(
+    seeds: list[int],
+    *,
+    faults: int,
+    blocks: int,
+    keep: Path | None = None,
+    out: list[ScheduleResult] | None = None,
+    echo: bool = True,
+) -> list[ScheduleResult]:
+    """Run each seed's schedule in turn; print a row for each as it ends."""
+    results = out if out is not None else []
+    if echo:
+        print(HEADER, flush=True)
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix=f"lhtrio-chaos-{seed}-") as tmp:
+            directory = Path(tmp)
+            if keep is not None:
+                directory = keep / str(seed)
+                directory.mkdir(parents=True, exist_ok=True)
+            result = await run_schedule(seed, directory, faults=faults, blocks=blocks)
+        results.append(result)
+        if echo:
+            print(_row(result), flush=True)
+            for v in result.violations[:10]:
+                print(f"          block {v.block}: {v.kind.value}: {v.detail}", flush=True)
+            if result.error:
+                print(f"          {result.error}", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lhtrio.verify.chaos", description=__doc__)
+    parser.add_argument("--schedules", type=int, default=10, metavar="N")
+    parser.add_argument("--seed", type=int, default=1, metavar="S")
+    parser.add_argument("--faults", type=int, default=4, metavar="F", help="faults per schedule")
+    parser.add_argument("--blocks", type=int, default=SIZE // 4096, metavar="B")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="keep each schedule's logs here")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if args.schedules < 1 or args.faults < 0 or not 1 <= args.blocks <= SIZE // 4096:
+        parser.error(f"--schedules must be ≥ 1, --faults ≥ 0, --blocks from 1 to {SIZE // 4096}")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    seeds = list(range(args.seed, args.seed + args.schedules))
+    results = trio.run(
+        lambda: run_schedules(seeds, faults=args.faults, blocks=args.blocks, keep=args.keep)
+    )
+    bad = [r for r in results if not r.ok]
+    total = sum(len(r.faults) for r in results)
+    writes = sum(r.report.acked_writes for r in results if r.report)
+    print(
+        f"{len(results)} schedules, {total} faults, {writes} acknowledged writes checked, "
+        f"{sum(len(r.violations) for r in results)} violations, {len(bad)} failed"
+    )
+    for r in bad:
+        print(f"replay: python3 noxfile.py -s chaos -- --schedules 1 --seed {r.seed}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
