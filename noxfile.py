@@ -8,6 +8,8 @@ once installed. Sessions use the uv backend.
 * ``-s cluster``: the control plane's main job: three nodes on the embedded store (see README).
 * ``-s demo``: the data path alone, in one process.
 * ``-s bench -- NAME``: benchmarks (``wire``, ``rpc``, ...); figures go to docs/benchmarks.md.
+* ``-s chaos -- --schedules N [--seed S] [--sim]``: fault schedules judged by the checker
+  (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -134,6 +136,21 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: ``nox -s bench -- rpc`` (see docs/benchmarks.md)."""
     _install(session)
     session.run("python", "-m", "lhtrio.bench", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """Fault schedules judged by the checker (docs/reliability.md): ``-- --schedules N [--seed S]
+    [--faults F]`` on real processes (``python -m lhtrio.verify.chaos``); with ``--sim``, in the
+    deterministic simulator (``python -m lhtrio.sim``, hash order pinned so that a seed from the
+    table replays in a test too)."""
+    _install(session)
+    args = list(session.posargs)
+    if "--sim" in args:
+        args.remove("--sim")
+        session.run("python", "-m", "lhtrio.sim", *args, env={"PYTHONHASHSEED": "0"})
+    else:
+        session.run("python", "-m", "lhtrio.verify.chaos", *args)
 
 
 @nox.session

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import attrs
@@ -33,6 +33,7 @@ from lhtrio.clients.engine import EngineClient
 from lhtrio.errors import LhtrioError
 from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client
+from lhtrio.verify.disks import LoopDisk, open_loop_disk
 from lhtrio.verify.faults import Fault, FaultKind
 from lhtrio.verify.nbd import NbdTarget
 from lhtrio.verify.proxy import LinkProxy, open_link_proxy
@@ -121,6 +122,7 @@ class Testbed:
     proxies: list[LinkProxy]
     timeout: float = 1.0
     sweep: float = 1.0
+    disks: list[LoopDisk] = attrs.field(factory=list)  # under each replica, or none at all
     replicas: list[Proc] = attrs.field(factory=list)
     engine: Proc | None = None
     engine_restarts: int = 0
@@ -134,7 +136,7 @@ class Testbed:
 
     async def start(self) -> None:
         for i, proxy in enumerate(self.proxies):
-            directory = self.tmp / f"r{i}"
+            directory = self.disks[i].mountpoint / "replica" if self.disks else self.tmp / f"r{i}"
             replica = Proc(
                 ["replica", "run", str(directory), "--volume", VOLUME, "--instance", f"r{i}"],
                 log=self.tmp / f"r{i}.log",
@@ -174,6 +176,13 @@ class Testbed:
         kind, i = fault.kind, fault.target
         if kind is FaultKind.LAG_THEN_CRASH:
             await self._lag_then_crash(i, fault.hold)
+            return
+        if kind is FaultKind.FILL_DISK:
+            if not self.disks:
+                raise LhtrioError("fill-disk needs a testbed on loop-mounted disks")
+            self.disks[i].fill()
+            await trio.sleep(fault.hold)
+            self.disks[i].free()
             return
         procs = {
             FaultKind.KILL_REPLICA: [self.replicas[i]],
@@ -319,15 +328,28 @@ class Testbed:
 
 @asynccontextmanager
 async def open_testbed(
-    tmp: Path, *, size: int, replica_timeout: float = 1.0, sweep: float = 1.0
+    tmp: Path,
+    *,
+    size: int,
+    replica_timeout: float = 1.0,
+    sweep: float = 1.0,
+    loop_disks: bool = False,
 ) -> AsyncIterator[Testbed]:
-    """Three replicas behind their proxies and an engine, running; all killed on exit."""
+    """Three replicas behind their proxies and an engine, running; all killed on exit. With
+    ``loop_disks``, each replica's directory is on a loop-mounted file system of its own."""
     async with (
+        AsyncExitStack() as stack,
         open_link_proxy() as p0,
         open_link_proxy() as p1,
         open_link_proxy() as p2,
     ):
-        bed = Testbed(tmp, size, [p0, p1, p2], timeout=replica_timeout, sweep=sweep)
+        disks = [
+            await stack.enter_async_context(
+                open_loop_disk(tmp / f"disk{i}.img", tmp / f"disk{i}", 4 * size + (16 << 20))
+            )
+            for i in range(3 if loop_disks else 0)
+        ]
+        bed = Testbed(tmp, size, [p0, p1, p2], timeout=replica_timeout, sweep=sweep, disks=disks)
         try:
             await bed.start()
             yield bed

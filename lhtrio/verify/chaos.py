@@ -4,9 +4,11 @@
 noxfile.py -s chaos -- ...``): schedule ``k`` uses seed ``S + k``. Each starts a testbed
 (:mod:`lhtrio.verify.bed`: an engine and three replicas as processes, links through proxies),
 runs the workload (:mod:`lhtrio.verify.workload`) while the faults drawn from its seed
-(:func:`lhtrio.verify.faults.draw_schedule`) are injected one after the other, heals
-everything, waits for every replica to be RW, stops writing, and reads every block back three
-times (reads go to the RW replicas in turn), each read-back checked by the model. It prints one
+(:func:`lhtrio.verify.faults.draw_schedule`) are injected one after the other — after each, the
+whole volume is read back while the writers go on and checked as of the moment the read began
+(a lost write is caught before later writes hide it) —, heals everything, waits for every
+replica to be RW, stops writing, and reads every block back three more times (reads go to the
+RW replicas in turn), each read-back checked by the model. It prints one
 row per schedule and exits 1 if any schedule found a violation (or could not run), printing how
 to replay it: the same seed draws the same faults, pauses and holds; where each fault lands among
 the writes in flight is up to the processes' timing, so a replay is the same experiment, not the
@@ -28,8 +30,9 @@ import trio
 
 from lhtrio.errors import LhtrioError
 from lhtrio.verify.bed import open_testbed
-from lhtrio.verify.faults import Fault, FaultKind, describe, draw_schedule
-from lhtrio.verify.model import History, Report, Violation, check
+from lhtrio.verify.disks import loop_disks_available
+from lhtrio.verify.faults import ON_PROCESSES, Fault, FaultKind, describe, draw_schedule
+from lhtrio.verify.model import History, Report, Violation, ViolationKind, check
 from lhtrio.verify.workload import Progress, WorkloadConfig, probe, read_back, run_writers
 
 __all__ = ["ScheduleResult", "main", "run_schedule", "run_schedules"]
@@ -64,11 +67,14 @@ async def run_schedule(
     faults: int = 4,
     blocks: int = SIZE // 4096,
     kinds: frozenset[FaultKind] | None = None,
+    loop_disks: bool = False,
 ) -> ScheduleResult:
     """Run the schedule of ``seed`` in ``tmp`` (see the module docstring)."""
     rng = random.Random(f"lhtrio-chaos-bed/{seed}")
     timeout = 1.0
     sweep = rng.choice((0.2, 1.0, 5.0))
+    if kinds is None:
+        kinds = frozenset(FaultKind) if loop_disks else ON_PROCESSES
     schedule = draw_schedule(seed, faults=faults, kinds=kinds, timeout=timeout)
     config = WorkloadConfig(
         blocks=blocks, writers=3, depth=4, max_run=rng.choice((1, 4, 16)), seed=seed
@@ -76,11 +82,14 @@ async def run_schedule(
     started = time.monotonic()
     result = ScheduleResult(seed=seed, faults=schedule)
     try:
-        async with open_testbed(tmp, size=SIZE, replica_timeout=timeout, sweep=sweep) as bed:
+        async with open_testbed(
+            tmp, size=SIZE, replica_timeout=timeout, sweep=sweep, loop_disks=loop_disks
+        ) as bed:
             _, multi_conn = await probe(bed.target, blocks)
             history = History(run=rng.getrandbits(63), blocks=blocks, multi_conn=multi_conn)
             stop = trio.Event()
             progress = Progress()
+            violations: dict[tuple[int, ViolationKind], Violation] = {}
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(run_writers, bed.target, history, config, stop, progress)
                 async with trio.open_nursery() as repairing:
@@ -89,12 +98,17 @@ async def run_schedule(
                         await trio.sleep(fault.pause)
                         log.info("schedule %d: %s", seed, describe(fault))
                         await bed.apply(fault)
+                        # Read everything back while the writers go on: a flushed write lost
+                        # now would be overwritten, and hidden, by the end.
+                        as_of = history.clock
+                        during = check(history, await read_back(bed.target, blocks), as_of=as_of)
+                        violations.update({(v.block, v.kind): v for v in during.violations})
                     repairing.cancel_scope.cancel()
                 await bed.heal()
                 await trio.sleep(0.3)  # a little writing on the healed volume
                 stop.set()
             report = check(history, await read_back(bed.target, blocks))
-            violations = {(v.block, v.kind): v for v in report.violations}
+            violations.update({(v.block, v.kind): v for v in report.violations})
             for _ in range(PASSES - 1):
                 more = check(history, await read_back(bed.target, blocks, chunk=4))
                 violations.update({(v.block, v.kind): v for v in more.violations})
@@ -135,10 +149,12 @@ async def run_schedules(
     seeds: list[int],
     *,
     faults: int,
-    blocks: int,
+    blocks: int = SIZE // 4096,
     keep: Path | None = None,
     out: list[ScheduleResult] | None = None,
     echo: bool = True,
+    kinds: frozenset[FaultKind] | None = None,
+    loop_disks: bool = False,
 ) -> list[ScheduleResult]:
     """Run each seed's schedule in turn; print a row for each as it ends."""
     results = out if out is not None else []
@@ -150,7 +166,9 @@ async def run_schedules(
             if keep is not None:
                 directory = keep / str(seed)
                 directory.mkdir(parents=True, exist_ok=True)
-            result = await run_schedule(seed, directory, faults=faults, blocks=blocks)
+            result = await run_schedule(
+                seed, directory, faults=faults, blocks=blocks, kinds=kinds, loop_disks=loop_disks
+            )
         results.append(result)
         if echo:
             print(_row(result), flush=True)
@@ -168,14 +186,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=int, default=4, metavar="F", help="faults per schedule")
     parser.add_argument("--blocks", type=int, default=SIZE // 4096, metavar="B")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="keep each schedule's logs here")
+    parser.add_argument(
+        "--disks",
+        action="store_true",
+        help="replicas on loop-mounted file systems, and fill-disk (ENOSPC) faults (root)",
+    )
+    parser.add_argument(
+        "--kinds",
+        metavar="K,K",
+        help=f"only these fault kinds ({', '.join(k.value for k in FaultKind)})",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.schedules < 1 or args.faults < 0 or not 1 <= args.blocks <= SIZE // 4096:
         parser.error(f"--schedules must be ≥ 1, --faults ≥ 0, --blocks from 1 to {SIZE // 4096}")
+    kinds = None
+    if args.kinds:
+        try:
+            kinds = frozenset(FaultKind(k.strip()) for k in args.kinds.split(","))
+        except ValueError as exc:
+            parser.error(f"--kinds: {exc}")
+        if FaultKind.FILL_DISK in kinds and not args.disks:
+            parser.error("--kinds fill-disk needs --disks")
+    if args.disks and not loop_disks_available():
+        parser.error("--disks needs root, mkfs.ext4, mount and /dev/loop-control")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     seeds = list(range(args.seed, args.seed + args.schedules))
     results = trio.run(
-        lambda: run_schedules(seeds, faults=args.faults, blocks=args.blocks, keep=args.keep)
+        lambda: run_schedules(
+            seeds,
+            faults=args.faults,
+            blocks=args.blocks,
+            keep=args.keep,
+            kinds=kinds,
+            loop_disks=args.disks,
+        )
     )
     bad = [r for r in results if not r.ok]
     total = sum(len(r.faults) for r in results)

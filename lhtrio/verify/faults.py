@@ -17,7 +17,7 @@ import random
 
 import attrs
 
-__all__ = ["NODES", "Fault", "FaultKind", "describe", "draw_schedule"]
+__all__ = ["NODES", "ON_PROCESSES", "Fault", "FaultKind", "describe", "draw_schedule"]
 
 NODES = 3
 
@@ -37,6 +37,7 @@ class FaultKind(enum.Enum):
     # flushes for the hold, then the engine crashes before the replica is rebuilt and starts
     # again with all three: what the start decision's stale-replica check exists for.
     LAG_THEN_CRASH = "lag-then-crash"
+    FILL_DISK = "fill-disk"  # the replica's file system is filled (ENOSPC) for the hold
 
     @property
     def on_node(self) -> bool:
@@ -51,6 +52,7 @@ class FaultKind(enum.Enum):
             FaultKind.SLOW_LINK,
             FaultKind.CUT_LINK,
             FaultKind.LAG_THEN_CRASH,
+            FaultKind.FILL_DISK,
         )
 
 
@@ -78,7 +80,11 @@ _WEIGHTS: dict[FaultKind, int] = {
     FaultKind.SLOW_LINK: 2,
     FaultKind.CUT_LINK: 3,
     FaultKind.LAG_THEN_CRASH: 2,
+    FaultKind.FILL_DISK: 2,  # drawn only on a testbed with loop-mounted disks
 }
+
+ON_PROCESSES = frozenset(_WEIGHTS) - {FaultKind.FILL_DISK}
+"""The kinds every testbed can inject (FILL_DISK needs loop-mounted disks: root)."""
 
 
 def draw_schedule(

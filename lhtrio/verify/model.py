@@ -173,6 +173,12 @@ class History:
     _clock: int = 0
     _seqs: dict[int, int] = attrs.field(factory=dict)
 
+    @property
+    def clock(self) -> int:
+        """The logical time of the last event: ``check(..., as_of=history.clock)`` judges a
+        read-back started now, while writes go on."""
+        return self._clock
+
     def _tick(self) -> int:
         self._clock += 1
         return self._clock
@@ -271,11 +277,12 @@ class Report:
         return not self.violations
 
 
-def _durable_before(history: History) -> dict[int, int]:
-    """Per connection (key -1: every one, with multi-conn), the latest acked flush's invocation."""
+def _durable_before(history: History, as_of: int) -> dict[int, int]:
+    """Per connection (key -1: every one, with multi-conn), the latest invocation of a flush
+    acknowledged by ``as_of``."""
     latest: dict[int, int] = {}
     for flush in history.flushes:
-        if flush.acked == NEVER:
+        if flush.acked > as_of:
             continue
         key = -1 if history.multi_conn else flush.conn
         latest[key] = max(latest.get(key, 0), flush.invoked)
@@ -291,9 +298,16 @@ def _describe(stamp: Stamp) -> str:
     return "the initial value" if stamp == INITIAL else f"writer {stamp.writer} #{stamp.seq}"
 
 
-def check(history: History, reads: Mapping[int, bytes | memoryview]) -> Report:
-    """Check each block read back (block number → its bytes) against the history."""
-    latest = _durable_before(history)
+def check(
+    history: History, reads: Mapping[int, bytes | memoryview], *, as_of: int | None = None
+) -> Report:
+    """Check each block read back (block number → its bytes) against the history.
+
+    ``as_of``: the reads were sent after that moment of the history (:attr:`History.clock`)
+    while writes went on: only the flushes acknowledged by then make writes durable, and any
+    write of the history may have landed. Without it, the read-back came after the last event.
+    """
+    latest = _durable_before(history, NEVER - 1 if as_of is None else as_of)
     by_block: dict[int, dict[Stamp, Write]] = {}
     newest_durable: dict[int, Write] = {}
     durable = 0

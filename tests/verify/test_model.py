@@ -42,8 +42,10 @@ def value(h: History, write: Write, block: int) -> bytes:
     return encode_block(run=h.run, block=block, stamp=write.stamp, size=h.block_size)
 
 
-def kinds(h: History, reads: dict[int, bytes]) -> list[tuple[int, ViolationKind]]:
-    return [(v.block, v.kind) for v in check(h, reads).violations]
+def kinds(
+    h: History, reads: dict[int, bytes], *, as_of: int | None = None
+) -> list[tuple[int, ViolationKind]]:
+    return [(v.block, v.kind) for v in check(h, reads, as_of=as_of).violations]
 
 
 # -- blocks --------------------------------------------------------------------------------------
@@ -251,11 +253,28 @@ class Device:
         return reads
 
 
-def run_device(data: st.DataObject, *, multi_conn: bool) -> tuple[History, dict[int, bytes]]:
+def run_device(
+    data: st.DataObject,
+    *,
+    multi_conn: bool,
+    midway: list[tuple[int, dict[int, bytes]]] | None = None,
+) -> tuple[History, dict[int, bytes]]:
+    """A run of the device; with ``midway``, reads of the whole device taken at random moments
+    while the run goes on (what each block holds then), with the history's clock then."""
     h = history(blocks=data.draw(st.integers(1, 6)), multi_conn=multi_conn)
     dev = Device(h)
     flushes = []
     for _ in range(data.draw(st.integers(0, 40))):
+        if midway is not None and data.draw(st.booleans()):
+            midway.append(
+                (
+                    h.clock,
+                    {
+                        b: bytes(SIZE) if (w := dev.volatile.get(b)) is None else value(h, w, b)
+                        for b in range(h.blocks)
+                    },
+                )
+            )
         step = data.draw(st.sampled_from(["write", "land", "ack", "flush", "flushed", "fail"]))
         if step == "write":
             first = data.draw(st.integers(0, h.blocks - 1))
@@ -344,6 +363,34 @@ def test_every_known_bad_read_back_is_caught(data: st.DataObject) -> None:
 def test_without_multi_conn_a_correct_device_is_accepted_too(data: st.DataObject) -> None:
     h, reads = run_device(data, multi_conn=False)
     assert check(h, reads).ok
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_reads_while_writes_go_on_are_judged_as_of_their_start(data: st.DataObject) -> None:
+    midway: list[tuple[int, dict[int, bytes]]] = []
+    h, _ = run_device(data, multi_conn=True, midway=midway)
+    for as_of, reads in midway:
+        assert check(h, reads, as_of=as_of).ok
+        # Zeros where a write was durable by then: the model sees it, as of then.
+        durable = {
+            b
+            for w in h.writes
+            for b in w.blocks
+            if any(f.acked <= as_of and w.acked < f.invoked for f in h.flushes)
+        }
+        for b in durable:
+            assert kinds(h, {**reads, b: bytes(SIZE)}, as_of=as_of) == [(b, ViolationKind.STALE)]
+
+
+def test_a_read_as_of_an_earlier_moment_ignores_later_flushes() -> None:
+    h = history()
+    a = h.invoke_write(writer=0, first=0)
+    h.ack_write(a)
+    before = h.clock
+    h.ack_flush(h.invoke_flush())
+    assert kinds(h, {0: bytes(SIZE)}, as_of=before) == []
+    assert kinds(h, {0: bytes(SIZE)}, as_of=h.clock) == [(0, ViolationKind.STALE)]
 
 
 def test_the_initial_stamp_is_no_write() -> None:
