@@ -39,6 +39,7 @@ APT_FOR_TESTS: dict[str, str] = {
     "etcd": "etcd-server",  # the etcd store's tests run against a real etcd
     "etcdctl": "etcd-client",
     "curl": "curl",  # reads the admin API's watch streams as an operator would (curl -N)
+    "nft": "nftables",  # the chaos tests drop packets between network namespaces
 }
 
 

@@ -36,6 +36,7 @@ from lhtrio.net import open_rpc_client
 from lhtrio.verify.disks import LoopDisk, open_loop_disk
 from lhtrio.verify.faults import Fault, FaultKind
 from lhtrio.verify.nbd import NbdTarget
+from lhtrio.verify.netns import NodeNet, open_node_net
 from lhtrio.verify.proxy import LinkProxy, open_link_proxy
 from lhtrio.wire import Role
 
@@ -51,6 +52,7 @@ class Proc:
 
     argv: list[str]
     log: Path
+    prefix: list[str] = attrs.field(factory=list)  # e.g. ip netns exec NAME
     lines: int = 1  # lines it prints on stdout once serving (its addresses)
     process: trio.Process | None = None
     address: str = ""
@@ -65,7 +67,7 @@ class Proc:
         """Start it; return the first line it printed (its address) once it printed them all."""
         with self.log.open("ab") as err:
             self.process = process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "lhtrio", *self.argv],
+                [*self.prefix, sys.executable, "-m", "lhtrio", *self.argv],
                 stdout=subprocess.PIPE,
                 stderr=err,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -123,6 +125,7 @@ class Testbed:
     timeout: float = 1.0
     sweep: float = 1.0
     disks: list[LoopDisk] = attrs.field(factory=list)  # under each replica, or none at all
+    nets: list[NodeNet] = attrs.field(factory=list)  # each replica's namespace, or none at all
     replicas: list[Proc] = attrs.field(factory=list)
     engine: Proc | None = None
     engine_restarts: int = 0
@@ -141,6 +144,9 @@ class Testbed:
                 ["replica", "run", str(directory), "--volume", VOLUME, "--instance", f"r{i}"],
                 log=self.tmp / f"r{i}.log",
             )
+            if self.nets:
+                replica.prefix = self.nets[i].exec_prefix
+                replica.argv += ["--listen", f"{self.nets[i].ns_ip}:0"]
             self.replicas.append(replica)
             replica.argv += ["--size", str(self.size)]
             await self.start_replica(i)
@@ -176,6 +182,14 @@ class Testbed:
         kind, i = fault.kind, fault.target
         if kind is FaultKind.LAG_THEN_CRASH:
             await self._lag_then_crash(i, fault.hold)
+            return
+        if kind in (FaultKind.PARTITION, FaultKind.LOSSY_NET):
+            if not self.nets:
+                raise LhtrioError(f"{kind.value} needs a testbed in network namespaces")
+            net = self.nets[i]
+            await (net.partition() if kind is FaultKind.PARTITION else net.lossy(fault.loss))
+            await trio.sleep(fault.hold)
+            await net.heal()
             return
         if kind is FaultKind.FILL_DISK:
             if not self.disks:
@@ -334,22 +348,30 @@ async def open_testbed(
     replica_timeout: float = 1.0,
     sweep: float = 1.0,
     loop_disks: bool = False,
+    netns: bool = False,
 ) -> AsyncIterator[Testbed]:
     """Three replicas behind their proxies and an engine, running; all killed on exit. With
-    ``loop_disks``, each replica's directory is on a loop-mounted file system of its own."""
-    async with (
-        AsyncExitStack() as stack,
-        open_link_proxy() as p0,
-        open_link_proxy() as p1,
-        open_link_proxy() as p2,
-    ):
+    ``loop_disks``, each replica's directory is on a loop-mounted file system of its own; with
+    ``netns``, each replica runs in a network namespace of its own."""
+    async with AsyncExitStack() as stack:
         disks = [
             await stack.enter_async_context(
                 open_loop_disk(tmp / f"disk{i}.img", tmp / f"disk{i}", 4 * size + (16 << 20))
             )
             for i in range(3 if loop_disks else 0)
         ]
-        bed = Testbed(tmp, size, [p0, p1, p2], timeout=replica_timeout, sweep=sweep, disks=disks)
+        nets = [await stack.enter_async_context(open_node_net(i)) for i in range(3 if netns else 0)]
+        # With namespaces, proxy i listens on the host side of replica i's veth: reachable from
+        # here and, through their default routes, from the other namespaces.
+        proxies = [
+            await stack.enter_async_context(
+                open_link_proxy(nets[i].host_ip if nets else "127.0.0.1")
+            )
+            for i in range(3)
+        ]
+        bed = Testbed(
+            tmp, size, proxies, timeout=replica_timeout, sweep=sweep, disks=disks, nets=nets
+        )
         try:
             await bed.start()
             yield bed

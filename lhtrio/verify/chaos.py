@@ -31,8 +31,17 @@ import trio
 from lhtrio.errors import LhtrioError
 from lhtrio.verify.bed import open_testbed
 from lhtrio.verify.disks import loop_disks_available
-from lhtrio.verify.faults import ON_PROCESSES, Fault, FaultKind, describe, draw_schedule
+from lhtrio.verify.faults import (
+    IN_NETNS,
+    ON_DISKS,
+    ON_PROCESSES,
+    Fault,
+    FaultKind,
+    describe,
+    draw_schedule,
+)
 from lhtrio.verify.model import History, Report, Violation, ViolationKind, check
+from lhtrio.verify.netns import netns_available
 from lhtrio.verify.workload import Progress, WorkloadConfig, probe, read_back, run_writers
 
 __all__ = ["ScheduleResult", "main", "run_schedule", "run_schedules"]
@@ -68,13 +77,14 @@ async def run_schedule(
     blocks: int = SIZE // 4096,
     kinds: frozenset[FaultKind] | None = None,
     loop_disks: bool = False,
+    netns: bool = False,
 ) -> ScheduleResult:
     """Run the schedule of ``seed`` in ``tmp`` (see the module docstring)."""
     rng = random.Random(f"lhtrio-chaos-bed/{seed}")
     timeout = 1.0
     sweep = rng.choice((0.2, 1.0, 5.0))
     if kinds is None:
-        kinds = frozenset(FaultKind) if loop_disks else ON_PROCESSES
+        kinds = ON_PROCESSES | (ON_DISKS if loop_disks else set()) | (IN_NETNS if netns else set())
     schedule = draw_schedule(seed, faults=faults, kinds=kinds, timeout=timeout)
     config = WorkloadConfig(
         blocks=blocks, writers=3, depth=4, max_run=rng.choice((1, 4, 16)), seed=seed
@@ -83,7 +93,7 @@ async def run_schedule(
     result = ScheduleResult(seed=seed, faults=schedule)
     try:
         async with open_testbed(
-            tmp, size=SIZE, replica_timeout=timeout, sweep=sweep, loop_disks=loop_disks
+            tmp, size=SIZE, replica_timeout=timeout, sweep=sweep, loop_disks=loop_disks, netns=netns
         ) as bed:
             _, multi_conn = await probe(bed.target, blocks)
             history = History(run=rng.getrandbits(63), blocks=blocks, multi_conn=multi_conn)
@@ -155,6 +165,7 @@ async def run_schedules(
     echo: bool = True,
     kinds: frozenset[FaultKind] | None = None,
     loop_disks: bool = False,
+    netns: bool = False,
 ) -> list[ScheduleResult]:
     """Run each seed's schedule in turn; print a row for each as it ends."""
     results = out if out is not None else []
@@ -167,7 +178,13 @@ async def run_schedules(
                 directory = keep / str(seed)
                 directory.mkdir(parents=True, exist_ok=True)
             result = await run_schedule(
-                seed, directory, faults=faults, blocks=blocks, kinds=kinds, loop_disks=loop_disks
+                seed,
+                directory,
+                faults=faults,
+                blocks=blocks,
+                kinds=kinds,
+                loop_disks=loop_disks,
+                netns=netns,
             )
         results.append(result)
         if echo:
@@ -192,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         help="replicas on loop-mounted file systems, and fill-disk (ENOSPC) faults (root)",
     )
     parser.add_argument(
+        "--netns",
+        action="store_true",
+        help="replicas in network namespaces, and partition and lossy-net faults (root, nft)",
+    )
+    parser.add_argument(
         "--kinds",
         metavar="K,K",
         help=f"only these fault kinds ({', '.join(k.value for k in FaultKind)})",
@@ -206,10 +228,14 @@ def main(argv: list[str] | None = None) -> int:
             kinds = frozenset(FaultKind(k.strip()) for k in args.kinds.split(","))
         except ValueError as exc:
             parser.error(f"--kinds: {exc}")
-        if FaultKind.FILL_DISK in kinds and not args.disks:
+        if kinds & ON_DISKS and not args.disks:
             parser.error("--kinds fill-disk needs --disks")
+        if kinds & IN_NETNS and not args.netns:
+            parser.error("--kinds partition and lossy-net need --netns")
     if args.disks and not loop_disks_available():
         parser.error("--disks needs root, mkfs.ext4, mount and /dev/loop-control")
+    if args.netns and not netns_available():
+        parser.error("--netns needs root, ip and nft (apt-get install nftables)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     seeds = list(range(args.seed, args.seed + args.schedules))
     results = trio.run(
@@ -220,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             keep=args.keep,
             kinds=kinds,
             loop_disks=args.disks,
+            netns=args.netns,
         )
     )
     bad = [r for r in results if not r.ok]

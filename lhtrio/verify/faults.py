@@ -17,7 +17,16 @@ import random
 
 import attrs
 
-__all__ = ["NODES", "ON_PROCESSES", "Fault", "FaultKind", "describe", "draw_schedule"]
+__all__ = [
+    "IN_NETNS",
+    "NODES",
+    "ON_DISKS",
+    "ON_PROCESSES",
+    "Fault",
+    "FaultKind",
+    "describe",
+    "draw_schedule",
+]
 
 NODES = 3
 
@@ -38,6 +47,8 @@ class FaultKind(enum.Enum):
     # again with all three: what the start decision's stale-replica check exists for.
     LAG_THEN_CRASH = "lag-then-crash"
     FILL_DISK = "fill-disk"  # the replica's file system is filled (ENOSPC) for the hold
+    PARTITION = "partition"  # the replica's namespace drops every packet for the hold
+    LOSSY_NET = "lossy-net"  # the replica's namespace drops ``loss`` % of packets for the hold
 
     @property
     def on_node(self) -> bool:
@@ -53,6 +64,8 @@ class FaultKind(enum.Enum):
             FaultKind.CUT_LINK,
             FaultKind.LAG_THEN_CRASH,
             FaultKind.FILL_DISK,
+            FaultKind.PARTITION,
+            FaultKind.LOSSY_NET,
         )
 
 
@@ -65,6 +78,7 @@ class Fault:
     pause: float = 0.0  # seconds of plain writing before the fault
     hold: float = 0.0  # seconds the fault lasts
     delay: float = 0.0  # SLOW_LINK: seconds added to every chunk forwarded
+    loss: int = 0  # LOSSY_NET: percent of packets dropped
 
 
 # How often each fault is drawn: process faults and link faults are the bulk.
@@ -81,10 +95,14 @@ _WEIGHTS: dict[FaultKind, int] = {
     FaultKind.CUT_LINK: 3,
     FaultKind.LAG_THEN_CRASH: 2,
     FaultKind.FILL_DISK: 2,  # drawn only on a testbed with loop-mounted disks
+    FaultKind.PARTITION: 2,  # these two only with replicas in network namespaces
+    FaultKind.LOSSY_NET: 2,
 }
 
-ON_PROCESSES = frozenset(_WEIGHTS) - {FaultKind.FILL_DISK}
-"""The kinds every testbed can inject (FILL_DISK needs loop-mounted disks: root)."""
+ON_DISKS = frozenset({FaultKind.FILL_DISK})
+IN_NETNS = frozenset({FaultKind.PARTITION, FaultKind.LOSSY_NET})
+ON_PROCESSES = frozenset(_WEIGHTS) - ON_DISKS - IN_NETNS
+"""The kinds every testbed can inject (the others need root: loop disks, namespaces)."""
 
 
 def draw_schedule(
@@ -108,6 +126,7 @@ def draw_schedule(
                 pause=round(rng.uniform(0.1, 1.0), 3),
                 hold=round(rng.uniform(0.1, 2.5 * timeout), 3),
                 delay=round(rng.uniform(0.001, 0.05), 3) if kind is FaultKind.SLOW_LINK else 0.0,
+                loss=rng.randint(5, 40) if kind is FaultKind.LOSSY_NET else 0,
             )
         )
     return tuple(schedule)
@@ -117,4 +136,5 @@ def describe(fault: Fault) -> str:
     """``kill-replica 2 (0.8 s)``: a fault in a few words, for tables and logs."""
     where = f" {fault.target}" if fault.kind.on_node or fault.kind.on_replica else ""
     extra = f" +{fault.delay * 1000:.0f} ms" if fault.kind is FaultKind.SLOW_LINK else ""
+    extra += f" {fault.loss}% lost" if fault.kind is FaultKind.LOSSY_NET else ""
     return f"{fault.kind.value}{where} ({fault.hold:.1f} s{extra})"

@@ -1,7 +1,8 @@
 """A userspace TCP proxy that makes a link slow, stalled or cut (this kernel has no netem).
 
-``LinkProxy`` listens on one port of 127.0.0.1 for as long as it lives and forwards each
-connection to its current target (which may change: a restarted replica listens on a new port).
+``LinkProxy`` listens on one port (of 127.0.0.1 by default) for as long as it lives and
+forwards each connection to its current target (which may change: a restarted replica listens
+on a new port).
 Faults: :meth:`~LinkProxy.slow` delays every chunk forwarded, in both directions;
 :meth:`~LinkProxy.stall` forwards nothing until :meth:`~LinkProxy.heal` (bytes wait in the
 proxy and in the socket buffers; the peers see a silent link, not a closed one);
@@ -25,9 +26,10 @@ __all__ = ["LinkProxy", "open_link_proxy"]
 class LinkProxy:
     """See the module docstring; ``connections`` counts the connections forwarded."""
 
-    def __init__(self, nursery: trio.Nursery, listener: trio.SocketListener) -> None:
+    def __init__(self, nursery: trio.Nursery, listener: trio.SocketListener, host: str) -> None:
         self._nursery = nursery
         self._listener = listener
+        self.host = host
         self.target: tuple[str, int] | None = None
         self.port: int = listener.socket.getsockname()[1]
         self.connections = 0
@@ -39,7 +41,7 @@ class LinkProxy:
 
     @property
     def address(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
+        return f"tcp://{self.host}:{self.port}"
 
     def slow(self, delay: float) -> None:
         self._delay = delay
@@ -100,11 +102,11 @@ class LinkProxy:
 
 
 @asynccontextmanager
-async def open_link_proxy() -> AsyncIterator[LinkProxy]:
-    """A proxy on a free port of 127.0.0.1 with no target yet (it refuses until one is set)."""
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+async def open_link_proxy(host: str = "127.0.0.1") -> AsyncIterator[LinkProxy]:
+    """A proxy on a free port of ``host`` with no target yet (it refuses until one is set)."""
+    listeners = await trio.open_tcp_listeners(0, host=host)
     async with trio.open_nursery() as nursery:
-        proxy = LinkProxy(nursery, listeners[0])
+        proxy = LinkProxy(nursery, listeners[0], host)
         nursery.start_soon(proxy._accept)
         yield proxy
         nursery.cancel_scope.cancel()

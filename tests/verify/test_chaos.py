@@ -94,3 +94,20 @@ async def test_a_full_disk_under_a_replica_loses_no_write(tmp_path: Path) -> Non
     assert "No space left on device; free space on the disk" in engine_log
     mounts = await trio.Path("/proc/mounts").read_text()
     assert str(tmp_path) not in mounts  # every loop disk was unmounted
+
+
+async def test_partitions_and_lossy_links_between_namespaces_lose_no_write(tmp_path: Path) -> None:
+    """Each replica in a network namespace of its own behind a veth pair; nftables drops all
+    (a partition) or a random share of its packets for a while."""
+    kinds = frozenset({FaultKind.PARTITION, FaultKind.LOSSY_NET})
+    (result,) = await run_schedules(
+        [4], faults=3, keep=tmp_path, echo=False, kinds=kinds, netns=True
+    )
+    assert result.error == ""
+    assert result.violations == ()
+    assert {f.kind for f in result.faults} == kinds
+    assert result.report is not None
+    assert result.report.durable_writes > 100
+    assert result.rebuilds >= 1  # the 2.3 s partition outlasted the replica timeout
+    left = await run("ip", "netns", "list")
+    assert b"lhv" not in left.stdout  # every namespace made was deleted
