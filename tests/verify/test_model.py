@@ -313,6 +313,7 @@ def durable_newest(h: History, b: int) -> Write | None:
     return max(covered, key=lambda w: w.invoked, default=None)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(st.data())
 def test_every_read_back_of_a_correct_device_is_accepted(data: st.DataObject) -> None:
@@ -322,6 +323,7 @@ def test_every_read_back_of_a_correct_device_is_accepted(data: st.DataObject) ->
     assert report.blocks == h.blocks
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(st.data())
 def test_every_known_bad_read_back_is_caught(data: st.DataObject) -> None:
@@ -358,6 +360,7 @@ def test_every_known_bad_read_back_is_caught(data: st.DataObject) -> None:
     assert kinds(h, {**reads, b: data_bad}) == [(b, kind)], name
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_without_multi_conn_a_correct_device_is_accepted_too(data: st.DataObject) -> None:
@@ -365,6 +368,7 @@ def test_without_multi_conn_a_correct_device_is_accepted_too(data: st.DataObject
     assert check(h, reads).ok
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_reads_while_writes_go_on_are_judged_as_of_their_start(data: st.DataObject) -> None:
