@@ -18,6 +18,7 @@ same interleaving (the simulator, ``--sim``, replays exactly).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import random
 import sys
@@ -196,7 +197,26 @@ async def run_schedules(
     return results
 
 
+def _simulate(argv: list[str]) -> int:
+    """``--sim``: the deterministic simulator's own entry point (``python -m lhtrio.sim``, part 2
+    of issue 21), looked up when asked for so that this module does not depend on it."""
+    try:
+        sim = importlib.import_module("lhtrio.sim.__main__")
+    except ModuleNotFoundError:
+        print(
+            "error: --sim needs the deterministic simulator (lhtrio.sim), which this build "
+            "does not have",
+            file=sys.stderr,
+        )
+        return 2
+    result: int = sim.main(argv)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--sim" in argv:
+        return _simulate([a for a in argv if a != "--sim"])
     parser = argparse.ArgumentParser(prog="python -m lhtrio.verify.chaos", description=__doc__)
     parser.add_argument("--schedules", type=int, default=10, metavar="N")
     parser.add_argument("--seed", type=int, default=1, metavar="S")

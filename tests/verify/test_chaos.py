@@ -111,3 +111,37 @@ async def test_partitions_and_lossy_links_between_namespaces_lose_no_write(tmp_p
     assert result.rebuilds >= 1  # the 2.3 s partition outlasted the replica timeout
     left = await run("ip", "netns", "list")
     assert b"lhv" not in left.stdout  # every namespace made was deleted
+
+
+def test_sim_is_handed_to_the_simulator_with_the_other_arguments(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+    import types
+
+    from lhtrio.verify import chaos
+
+    seen: list[list[str]] = []
+
+    def simulate(argv: list[str]) -> int:
+        seen.append(argv)
+        return 0
+
+    fake = types.SimpleNamespace(main=simulate)
+    real = importlib.import_module
+
+    def lookup(name: str) -> object:
+        if name == "lhtrio.sim.__main__":
+            return fake
+        return real(name)
+
+    monkeypatch.setattr(importlib, "import_module", lookup)
+    assert chaos.main(["--schedules", "5", "--sim", "--seed", "9"]) == 0
+    assert seen == [["--schedules", "5", "--seed", "9"]]
+
+    def missing(name: str) -> object:
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    assert chaos.main(["--sim"]) == 2
+    assert "needs the deterministic simulator" in capsys.readouterr().err
