@@ -8,7 +8,8 @@ runs the workload (:mod:`lhtrio.verify.workload`) while the faults drawn from it
 whole volume is read back while the writers go on and checked as of the moment the read began
 (a lost write is caught before later writes hide it) —, heals everything, waits for every
 replica to be RW, stops writing, and reads every block back three more times (reads go to the
-RW replicas in turn), each read-back checked by the model. It prints one
+RW replicas in turn), each read-back checked by the model, and the last two compared: with no
+write in flight, every replica must give the same bytes. It prints one
 row per schedule and exits 1 if any schedule found a violation (or could not run), printing how
 to replay it: the same seed draws the same faults, pauses and holds; where each fault lands among
 the writes in flight is up to the processes' timing, so a replay is the same experiment, not the
@@ -41,7 +42,7 @@ from lhtrio.verify.faults import (
     describe,
     draw_schedule,
 )
-from lhtrio.verify.model import History, Report, Violation, ViolationKind, check
+from lhtrio.verify.model import History, Report, Violation, ViolationKind, check, unstable
 from lhtrio.verify.netns import netns_available
 from lhtrio.verify.workload import Progress, WorkloadConfig, probe, read_back, run_writers
 
@@ -120,9 +121,14 @@ async def run_schedule(
                 stop.set()
             report = check(history, await read_back(bed.target, blocks))
             violations.update({(v.block, v.kind): v for v in report.violations})
+            # Small reads go to the RW replicas in turn, each pass shifted by one replica: two
+            # passes long after the last write must read the same (the replicas agree).
+            passes = []
             for _ in range(PASSES - 1):
-                more = check(history, await read_back(bed.target, blocks, chunk=4))
+                passes.append(await read_back(bed.target, blocks, chunk=4))
+                more = check(history, passes[-1])
                 violations.update({(v.block, v.kind): v for v in more.violations})
+            violations.update({(v.block, v.kind): v for v in unstable(*passes[:2])})
             result = attrs.evolve(
                 result,
                 report=report,

@@ -51,6 +51,7 @@ __all__ = [
     "ViolationKind",
     "Write",
     "check",
+    "unstable",
     "decode_block",
     "encode_block",
     "initial_digest",
@@ -249,6 +250,9 @@ class ViolationKind(enum.Enum):
     GARBAGE = "garbage"  # bytes nobody wrote
     MISPLACED = "misplaced"  # a value written to another block (or by another run)
     UNKNOWN = "unknown"  # a stamp no write of this history carried
+    UNSTABLE = (
+        "unstable"  # two reads with no write in flight between them differ (:func:`unstable`)
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -381,3 +385,26 @@ def _check_block(
             detail=f"reads {_describe(stamp)}, older than {_describe(newest.stamp)}, "
             "which was acknowledged and flushed",
         )
+
+
+def unstable(
+    first: Mapping[int, bytes | memoryview], second: Mapping[int, bytes | memoryview]
+) -> tuple[Violation, ...]:
+    """Blocks two read-backs with no write in flight between them read differently: each value
+    may be allowed by :func:`check`, but the replicas disagree (round-robin reads flap)."""
+    return tuple(
+        Violation(
+            block=b,
+            kind=ViolationKind.UNSTABLE,
+            detail=f"read {_short(first[b])}, then {_short(second[b])} with no write between",
+        )
+        for b in sorted(first.keys() & second.keys())
+        if bytes(first[b]) != bytes(second[b])
+    )
+
+
+def _short(data: bytes | memoryview) -> str:
+    block = decode_block(data)
+    if block.kind is Decoded.STAMPED and block.stamp is not None:
+        return _describe(block.stamp)
+    return f"{block.kind.value} bytes"

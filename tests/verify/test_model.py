@@ -29,6 +29,7 @@ from lhtrio.verify.model import (
     decode_block,
     encode_block,
     initial_digest,
+    unstable,
 )
 
 SIZE = 512  # a smaller block keeps the generated runs fast; the model is size-agnostic
@@ -395,6 +396,17 @@ def test_a_read_as_of_an_earlier_moment_ignores_later_flushes() -> None:
     h.ack_flush(h.invoke_flush())
     assert kinds(h, {0: bytes(SIZE)}, as_of=before) == []
     assert kinds(h, {0: bytes(SIZE)}, as_of=h.clock) == [(0, ViolationKind.STALE)]
+
+
+def test_reads_that_differ_with_no_write_between_are_unstable() -> None:
+    h = history()
+    a, b = h.invoke_write(writer=0, first=0), h.invoke_write(writer=1, first=0)
+    first = {0: value(h, a, 0), 1: bytes(SIZE)}
+    second = {0: value(h, b, 0), 1: bytes(SIZE)}
+    assert unstable(first, first) == ()
+    (v,) = unstable(first, second)
+    assert (v.block, v.kind) == (0, ViolationKind.UNSTABLE)
+    assert v.detail == "read writer 0 #1, then writer 1 #1 with no write between"
 
 
 def test_the_initial_stamp_is_no_write() -> None:
