@@ -7,14 +7,16 @@ printed) or an operator error (a URI that does not answer, too many blocks), 2 o
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 import click
 import trio
 
 from lhtrio.errors import LhtrioError
 from lhtrio.verify.model import Report
-from lhtrio.verify.nbd import parse_uri
-from lhtrio.verify.workload import Progress, WorkloadConfig, verify
+
+if TYPE_CHECKING:
+    from lhtrio.verify.workload import Progress
 
 __all__ = ["format_report", "verify_group"]
 
@@ -41,9 +43,16 @@ def format_report(report: Report, progress: Progress | None = None, *, limit: in
     return "\n".join(lines)
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
 @click.group(name="verify")
 def verify_group() -> None:
-    """The no-acknowledged-write-lost checker (docs/reliability.md)."""
+    """The no-acknowledged-write-lost checker: lhtrio verify run --uri URI writes, reads back and
+    checks a volume (docs/reliability.md)."""
 
 
 @verify_group.command(name="run")
@@ -86,18 +95,25 @@ def run(uri: str, blocks: int, duration: float, writers: int, depth: int, seed: 
     block must read its last acknowledged-and-flushed value or a later one, never an older, a
     torn or a foreign one. The volume's first BLOCKS blocks are overwritten.
     """
+    from lhtrio.verify.nbd import parse_uri  # (lazily: every lhtrio command loads this module)
+    from lhtrio.verify.workload import WorkloadConfig, verify
+
     try:
         target = parse_uri(uri)
     except LhtrioError as exc:
         raise click.BadParameter(str(exc), param_hint="--uri") from None
     config = WorkloadConfig(blocks=blocks, writers=writers, depth=depth, seed=seed)
+    failed: list[BaseException] = []
     try:
         _, report, progress = trio.run(
             lambda: verify(target, config, duration=duration, run=secrets.randbits(63))
         )
-    except LhtrioError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+    except* LhtrioError as group:  # (inside nurseries, errors come in groups)
+        failed.extend(_leaves(group))
+    if failed:
+        for error in failed:
+            click.echo(f"error: {error}", err=True)
+        raise SystemExit(1)
     click.echo(format_report(report, progress))
     if not report.ok:
         raise SystemExit(1)
