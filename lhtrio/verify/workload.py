@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -86,7 +87,7 @@ async def _lane(
 
 
 async def _writer(
-    target: NbdTarget,
+    target: NbdTarget | Callable[[], NbdTarget],
     *,
     history: History,
     config: WorkloadConfig,
@@ -100,7 +101,8 @@ async def _writer(
         conn = index * 1_000_000 + connection
         connection += 1
         try:
-            async with open_nbd(target) as client, trio.open_nursery() as lanes:
+            where = target if isinstance(target, NbdTarget) else target()
+            async with open_nbd(where) as client, trio.open_nursery() as lanes:
                 progress.connections += 1
 
                 async def lane(
@@ -123,13 +125,14 @@ async def _writer(
 
 
 async def run_writers(
-    target: NbdTarget,
+    target: NbdTarget | Callable[[], NbdTarget],
     history: History,
     config: WorkloadConfig,
     stop: trio.Event,
     progress: Progress | None = None,
 ) -> Progress:
-    """Run the writers until ``stop`` is set; requests still in flight then stay in flight."""
+    """Run the writers until ``stop`` is set; requests still in flight then stay in flight.
+    ``target`` may be a callable, asked again at every connection (a volume that moves)."""
     progress = progress or Progress()
     async with trio.open_nursery() as nursery:
         for index in range(config.writers):
