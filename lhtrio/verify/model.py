@@ -13,8 +13,10 @@ simulated client; the history never looks at the device.
 What a read-back of block ``b`` may give, after any schedule of faults (:func:`check`):
 
 * A write ``w`` is *durable* once a flush that was invoked after ``w`` was acknowledged has been
-  acknowledged (on the same connection, or on any when the export offers multi-conn:
-  NBD's rule: a flush covers the writes whose replies were received before it was sent).
+  acknowledged (NBD's rule: a flush covers the writes whose replies were received before it was
+  sent), on the same connection — or, when the export offers multi-conn, on any connection that
+  was already in use when ``w`` was acknowledged (so it reached the same server: a flush sent to
+  a server restarted since does not cover what the crash could lose; :class:`_Coverage`).
 * The read value ``v`` must be a value of ``b``: the initial one or one some write to ``b`` carried
   (checksum right, block right, writer and sequence known). Otherwise: TORN, GARBAGE, MISPLACED or
   UNKNOWN.
@@ -31,8 +33,10 @@ keeps the check linear in the history.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import hashlib
+import itertools
 import struct
 from collections.abc import Iterator, Mapping
 
@@ -281,21 +285,42 @@ class Report:
         return not self.violations
 
 
-def _durable_before(history: History, as_of: int) -> dict[int, int]:
-    """Per connection (key -1: every one, with multi-conn), the latest invocation of a flush
-    acknowledged by ``as_of``."""
-    latest: dict[int, int] = {}
-    for flush in history.flushes:
-        if flush.acked > as_of:
-            continue
-        key = -1 if history.multi_conn else flush.conn
-        latest[key] = max(latest.get(key, 0), flush.invoked)
-    return latest
+class _Coverage:
+    """Which acknowledged writes the flushes acknowledged by ``as_of`` made durable.
 
+    A flush on connection ``c`` covers a write acknowledged on ``c`` before the flush was sent.
+    With multi-conn it also covers a write acknowledged on another connection before it was
+    sent, *if ``c`` was already in use when that write was acknowledged*: both connections then
+    talked to the same server (had the server been restarted in between, ``c`` would have broken
+    and its flush could not have been answered). Without that condition a flush sent to a
+    restarted server would claim writes the crash was allowed to lose. A connection counts as in
+    use from its first request (a little after it opened: the conservative side).
+    """
 
-def _is_durable(write: Write, latest: Mapping[int, int], multi_conn: bool) -> bool:
-    key = -1 if multi_conn else write.conn
-    return write.acked != NEVER and write.acked < latest.get(key, 0)
+    def __init__(self, history: History, as_of: int) -> None:
+        self.multi_conn = history.multi_conn
+        self.same: dict[int, int] = {}  # per connection: its latest acked flush's invocation
+        for flush in history.flushes:
+            if flush.acked <= as_of:
+                self.same[flush.conn] = max(self.same.get(flush.conn, 0), flush.invoked)
+        first: dict[int, int] = {}
+        ops: list[Write | Flush] = [*history.writes, *history.flushes]
+        for op in ops:
+            first[op.conn] = min(first.get(op.conn, NEVER), op.invoked)
+        # Connections with a flush, by first use; the latest flush among the first k of them.
+        ordered = sorted((first[c], latest) for c, latest in self.same.items())
+        self.starts = [start for start, _ in ordered]
+        self.best: list[int] = list(itertools.accumulate((latest for _, latest in ordered), max))
+
+    def durable(self, write: Write) -> bool:
+        if write.acked == NEVER:
+            return False
+        if write.acked < self.same.get(write.conn, 0):
+            return True
+        if not self.multi_conn:
+            return False
+        k = bisect.bisect_left(self.starts, write.acked)  # connections in use before the ack
+        return k > 0 and self.best[k - 1] > write.acked
 
 
 def _describe(stamp: Stamp) -> str:
@@ -311,12 +336,12 @@ def check(
     while writes went on: only the flushes acknowledged by then make writes durable, and any
     write of the history may have landed. Without it, the read-back came after the last event.
     """
-    latest = _durable_before(history, NEVER - 1 if as_of is None else as_of)
+    coverage = _Coverage(history, NEVER - 1 if as_of is None else as_of)
     by_block: dict[int, dict[Stamp, Write]] = {}
     newest_durable: dict[int, Write] = {}
     durable = 0
     for write in history.writes:
-        is_durable = _is_durable(write, latest, history.multi_conn)
+        is_durable = coverage.durable(write)
         durable += is_durable
         for b in write.blocks:
             by_block.setdefault(b, {})[write.stamp] = write
