@@ -38,7 +38,7 @@ from lhtrio.verify.faults import Fault, FaultKind
 from lhtrio.verify.nbd import NbdTarget
 from lhtrio.verify.netns import NodeNet, open_node_net
 from lhtrio.verify.proxy import LinkProxy, open_link_proxy
-from lhtrio.wire import Role
+from lhtrio.wire import Data, Read, Role
 
 __all__ = ["Proc", "Testbed", "open_testbed"]
 
@@ -334,6 +334,25 @@ class Testbed:
         with trio.fail_after(patience):  # other processes' state: polled, with a deadline
             while not await self.repair_once():  # noqa: ASYNC110
                 await trio.sleep(0.2)
+
+    async def replica_image(self, i: int, blocks: int, block_size: int = 4096) -> dict[int, bytes]:
+        """Replica ``i``'s blocks read from it directly (not through the engine): which replica
+        holds what, when a check fails."""
+        assert self.proxies[i].target is not None
+        host, port = self.proxies[i].target
+        out = bytearray()
+        with trio.fail_after(60):
+            async with open_rpc_client(
+                f"tcp://{host}:{port}", volume=VOLUME, role=Role.REPLICA
+            ) as rpc:
+                step = 256 * block_size
+                for offset in range(0, blocks * block_size, step):
+                    n = min(step, blocks * block_size - offset)
+                    (reply,) = await rpc.call_many([Read(offset, n)])
+                    if not isinstance(reply, Data):
+                        raise LhtrioError(f"replica {i} answered {reply!r} to a read")
+                    out += reply.data
+        return {b: bytes(out[b * block_size : (b + 1) * block_size]) for b in range(blocks)}
 
     async def close(self) -> None:
         for proc in [*([self.engine] if self.engine else []), *self.replicas]:

@@ -65,6 +65,7 @@ class ScheduleResult:
     rebuilds: int = 0
     seconds: float = 0.0
     error: str = ""
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -129,12 +130,19 @@ async def run_schedule(
                 more = check(history, passes[-1])
                 violations.update({(v.block, v.kind): v for v in more.violations})
             violations.update({(v.block, v.kind): v for v in unstable(*passes[:2])})
+            notes = []
+            if violations:  # which replica holds what the check refused (read directly)
+                for i in range(len(bed.replicas)):
+                    image = await bed.replica_image(i, blocks)
+                    bad = check(history, image).violations
+                    notes.append(f"replica {i} read directly: {len(bad)} violations")
             result = attrs.evolve(
                 result,
                 report=report,
                 violations=tuple(violations.values()),
                 engine_restarts=bed.engine_restarts,
                 rebuilds=bed.rebuilds,
+                notes=tuple(notes),
             )
     except* (LhtrioError, OSError, trio.TooSlowError) as group:
         first = group.exceptions[0]
@@ -200,6 +208,8 @@ async def run_schedules(
                 print(f"          block {v.block}: {v.kind.value}: {v.detail}", flush=True)
             if result.error:
                 print(f"          {result.error}", flush=True)
+            for note in result.notes:
+                print(f"          {note}", flush=True)
     return results
 
 

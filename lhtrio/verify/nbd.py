@@ -229,9 +229,16 @@ async def open_nbd(target: NbdTarget) -> AsyncIterator[NbdClient]:
             raise ConnectionLostError(f"{target} closed the connection: {exc}") from None
         except trio.TooSlowError:
             raise ConnectionLostError(f"{target} did not finish the handshake in 10 s") from None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._read_replies)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client._read_replies)
+                try:
+                    yield client
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The reader never raises: the one error is the caller's own, raised bare so that
+            # callers catch it as they would without the nursery.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
