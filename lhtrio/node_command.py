@@ -112,8 +112,9 @@ def _api_address(text: str) -> object:
     show_envvar=True,
     callback=checked(_store_url),
     help="Join the control plane: sqlite:PATH (one file shared by the nodes of a host), "
-    "etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (an etcd cluster shared by nodes on any hosts) "
-    "or memory:. The node registers itself and its disks there and keeps its lease.",
+    "etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (an etcd cluster shared by nodes on any hosts), "
+    "kubernetes (the cluster this pod runs in) or kubernetes:KUBECONFIG, or memory:. The node "
+    "registers itself and its disks there and keeps its lease.",
 )
 @click.option(
     "--api",

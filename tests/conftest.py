@@ -46,6 +46,7 @@ REAL_MODULES = frozenset(
     {
         "admin/test_process.py",
         "api/test_node_process.py",
+        "deploy/test_kubectl_apply.py",  # the real kubectl against the double, on a real etcd
         "engine/test_crash_consistency.py",
         "engine/test_engine_clients.py",
         "engine/test_nbd_libnbd.py",
@@ -61,6 +62,8 @@ REAL_MODULES = frozenset(
         "manager/test_cluster_processes.py",
         "manager/test_etcd_resilience.py",  # a real etcd (etcd_server, below)
         "manager/test_etcd_store.py",
+        "manager/test_store_resilience.py",  # a real etcd, and the API double on it
+        "manager/test_kube_store.py",
         "manager/test_sqlite_store.py",
         "node/test_node.py",
         "node/test_node_process.py",

@@ -21,7 +21,14 @@ from lhtrio.admin.client import admin_client
 from lhtrio.admin.documents import VOLUMES, dig, render_description, render_volumes, size_text
 from lhtrio.admin.groups import ApiGroup, json_option, list_params, selector_option
 from lhtrio.admin.progress import open_display
-from lhtrio.admin.waits import described, interruptible, volume_path, wait_for, wait_gone
+from lhtrio.admin.waits import (
+    described,
+    interruptible,
+    ticket_judged,
+    volume_path,
+    wait_for,
+    wait_gone,
+)
 from lhtrio.admin.watch import watch_option, watch_until_interrupted
 from lhtrio.models.names import validate_instance_name, validate_volume_name
 from lhtrio.output import checked, show, size_option
@@ -186,6 +193,7 @@ def attach(name: str, node: str, wait: bool, timeout: float, output: str) -> Non
             lambda v: (
                 dig(v, "status", "state") == "attached"
                 and dig(v, "status", "currentNodeID") == node
+                and ticket_judged(api, name)
             ),
             timeout=timeout,
             display=display,

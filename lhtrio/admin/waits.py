@@ -29,6 +29,7 @@ __all__ = [
     "described",
     "follow_rebuilds",
     "interruptible",
+    "ticket_judged",
     "volume_path",
     "wait_for",
     "wait_gone",
@@ -42,6 +43,8 @@ MAX_POLL: Final = 1.0
 REBUILD_POLL: Final = 0.5
 #: The exit code of a wait ended by Ctrl-C (128 + SIGINT, what a shell shows for it).
 INTERRUPTED: Final = 130
+#: The attachment ticket ``volume attach`` holds: the API's default ``attachmentID``.
+API_TICKET: Final = "lhtrio-api"
 
 Document = dict[str, Any]
 
@@ -81,6 +84,21 @@ def described(api: ApiClient, name: str, volume: Document | None = None) -> Docu
     replicas = api.get("/v1/replicas", volume=name)
     engines = api.get("/v1/engines", volume=name)
     return describe(volume, replicas, engines)
+
+
+def ticket_judged(api: ApiClient, name: str, ticket_id: str = API_TICKET) -> bool:
+    """Whether the manager judged ticket ``ticket_id`` of volume ``name`` satisfied at the
+    ticket's current generation. A volume left attached on a node for a ticket removed just
+    before is not yet this ticket's: a decision taken before the ticket was seen may still
+    detach it (and the next attach it again)."""
+    attachment = api.get(f"/v1/volumeattachments/{name}")
+    generation = dig(attachment, "spec", "attachmentTickets", ticket_id, "generation", default=None)
+    judged = dig(attachment, "status", "attachmentTicketStatuses", ticket_id, default={})
+    return (
+        generation is not None
+        and dig(judged, "generation", default=None) == generation
+        and dig(judged, "satisfied") is True
+    )
 
 
 def wait_for(

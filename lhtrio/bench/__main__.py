@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--volumes", type=int, metavar="N", help="control: how many volumes (default 100)"
     )
+    parser.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="store: also measure the store at URL (kubernetes:KUBECONFIG, etcd://HOST:PORT)",
+    )
     args = parser.parse_args(argv)
     tune_gc()  # as in lhtrio's own processes; applies to the yardsticks' clients alike
     unknown = [name for name in args.names if name not in SUITES]
@@ -37,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(SUITES[name])
         if name == "control" and args.volumes:
             module.main(quick=args.quick, volumes=args.volumes)
+        elif name == "store" and args.store:
+            module.main(quick=args.quick, urls=args.store)
         else:
             module.main(quick=args.quick)
     return 0

@@ -203,8 +203,7 @@ async def run_node_agent(
     """Register node ``name`` and keep it registered and alive until cancelled; started once the
     node is in the store with a valid lease."""
     objects = Objects(store)
-    node = await register(objects, name, host, starting=True, clock=clock)
-    recorded: list[object] = [_disks_of(to_document(node))]
+    recorded: list[object] = [None]
 
     def disks_changed(document: Document) -> str:
         metadata = document.get("metadata")
@@ -213,7 +212,11 @@ async def run_node_agent(
 
     send, receive = trio.open_memory_channel[str](math.inf)
     async with trio.open_nursery() as nursery:
+        # the lease first: a node whose Node says Ready is never one whose lease ran out, which
+        # the other nodes would mark not ready (lhtrio.manager.nudges.mark_down)
         await nursery.start(functools.partial(keep_lease, store, name, clock=clock))
+        node = await register(objects, name, host, starting=True, clock=clock)
+        recorded[0] = _disks_of(to_document(node))
         nursery.start_soon(follow, store, Node.KIND, disks_changed, send)
         task_status.started()
         while True:

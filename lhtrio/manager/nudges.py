@@ -6,7 +6,11 @@ The runner (:mod:`lhtrio.manager.runner`) reconciles every change of a kind, and
 also reads what no volume change tells of; these nudge the volumes instead of a short resync:
 
 * :func:`follow_availability`: a node went down or came back (a lease expired: nothing in the
-  store changes then) — every volume.
+  store changes then) — every volume. A node seen down also has its Ready condition set false
+  (``LeaseExpired``), so ``lhtrio node ls`` and ``kubectl get`` say so: its own process, which
+  writes that condition otherwise, cannot. Any node may write it (the change is idempotent); the
+  node sets it true again when it registers on its return (and at each record of its disks, so a
+  false one written in a race with its return lasts at most that long).
 * :func:`follow_operator`: a setting changed, or a node's spec (scheduling, tags, disks,
   eviction) or readiness — every volume (a node's record of its disks' free space, rewritten every
   30 s under writes, does not nudge: the resync picks it up).
@@ -17,24 +21,29 @@ placed on it, the volumes it owns or that are attached to it.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Final
 
+import attrs
 import trio
 
-from lhtrio.errors import CorruptMetadataError, LhtrioError
+from lhtrio.errors import CorruptMetadataError, LhtrioError, NotFoundError
 from lhtrio.manager.lease import available_nodes
+from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import follow
 from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.codec import from_document
 from lhtrio.manager.store.rules import metadata
 from lhtrio.models.cluster import Engine, Node, Replica, Setting, Volume
-from lhtrio.models.cluster.meta import get_condition
+from lhtrio.models.cluster.meta import get_condition, set_condition
 from lhtrio.models.cluster.node import CONDITION_READY
 
 __all__ = [
     "AVAILABILITY_POLL",
+    "LEASE_EXPIRED",
     "follow_availability",
     "follow_operator",
     "on_node",
@@ -45,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 #: How often the nodes' leases are read for a node that went down or came back (seconds).
 AVAILABILITY_POLL: Final = 1.0
+
+#: The reason of a node's false Ready condition once its lease ran out.
+LEASE_EXPIRED: Final = "LeaseExpired"
 
 
 def on_node(node: str, kind: type[Replica | Engine]) -> Callable[[Document], bool]:
@@ -78,18 +90,58 @@ async def _every_volume(store: Store, nudge: trio.MemorySendChannel[str]) -> Non
         await nudge.send(str(metadata(document)["name"]))
 
 
-async def follow_availability(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
-    """Nudge every volume when the set of available nodes changes."""
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def follow_availability(
+    store: Store,
+    nudge: trio.MemorySendChannel[str],
+    *,
+    clock: Callable[[], dt.datetime] = _utcnow,
+) -> None:
+    """Nudge every volume when the set of available nodes changes; say which nodes are down."""
     last: frozenset[str] | None = None
     while True:
         try:
-            up = await available_nodes(store)
+            up = await available_nodes(store, clock=clock)
+            if up != last:
+                await mark_down(store, up, clock())
             if up != last and last is not None:
                 await _every_volume(store, nudge)
             last = up
         except LhtrioError as exc:
             logger.warning("reading the nodes' leases failed: %s", exc)
         await trio.sleep(AVAILABILITY_POLL)
+
+
+async def mark_down(store: Store, up: frozenset[str], now: dt.datetime) -> None:
+    """Set the Ready condition of every node not in ``up`` false (:data:`LEASE_EXPIRED`)."""
+
+    def down(node: Node) -> Node:
+        ready = get_condition(node.status.conditions, CONDITION_READY)
+        if ready is not None and not ready.status:
+            return node  # already says why (its own disk check, or another node's word)
+        message = (
+            "its lease was not renewed in time: the node's lhtrio process is down, "
+            "or cannot reach the store"
+        )
+        conditions = set_condition(
+            node.status.conditions,
+            CONDITION_READY,
+            False,
+            reason=LEASE_EXPIRED,
+            message=message,
+            now=now,
+        )
+        return attrs.evolve(node, status=attrs.evolve(node.status, conditions=conditions))
+
+    objects = Objects(store)
+    nodes, _ = await objects.list(Node)
+    for node in nodes:
+        if node.meta.name not in up and down(node) != node:
+            with contextlib.suppress(NotFoundError):  # removed meanwhile
+                await objects.change(Node, node.meta.name, down)
 
 
 def _node_key() -> Callable[[Document], str]:

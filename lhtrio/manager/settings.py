@@ -38,21 +38,24 @@ async def set_setting(
     )
 
 
+def number(stored: Mapping[str, str], name: str) -> int:
+    """The integer setting ``name``: its stored value, or its default."""
+    return parse_int(name, stored.get(name, SETTINGS[name].default))
+
+
+def flag(stored: Mapping[str, str], name: str) -> bool:
+    """The boolean setting ``name``: its stored value, or its default."""
+    return parse_bool(name, stored.get(name, SETTINGS[name].default))
+
+
 def scheduling_policy(stored: Mapping[str, str]) -> Policy:
     """The scheduler's :class:`~lhtrio.manager.scheduler.Policy` from the settings."""
-
-    def number(name: str) -> int:
-        return parse_int(name, stored.get(name, SETTINGS[name].default))
-
-    def flag(name: str) -> bool:
-        return parse_bool(name, stored.get(name, SETTINGS[name].default))
-
     return Policy(
-        over_provisioning_percent=number("storage-over-provisioning-percentage"),
-        minimal_available_percent=number("storage-minimal-available-percentage"),
-        replica_soft_anti_affinity=flag("replica-soft-anti-affinity"),
-        zone_soft_anti_affinity=flag("replica-zone-soft-anti-affinity"),
-        disk_soft_anti_affinity=flag("replica-disk-soft-anti-affinity"),
+        over_provisioning_percent=number(stored, "storage-over-provisioning-percentage"),
+        minimal_available_percent=number(stored, "storage-minimal-available-percentage"),
+        replica_soft_anti_affinity=flag(stored, "replica-soft-anti-affinity"),
+        zone_soft_anti_affinity=flag(stored, "replica-zone-soft-anti-affinity"),
+        disk_soft_anti_affinity=flag(stored, "replica-disk-soft-anti-affinity"),
     )
 
 

@@ -87,7 +87,10 @@ async def add_ticket(
             )
         if held is not None and attrs.evolve(held, generation=0) == wanted:
             return attachment
-        generation = held.generation + 1 if held is not None else 1
+        # past any status left of an earlier ticket of that id: a status names the generation
+        # it judged, and an old one must never pass for the new ticket's (wait_satisfied)
+        left = attachment.status.attachment_ticket_statuses.get(ticket_id)
+        generation = max(held.generation if held else 0, left.generation if left else 0) + 1
         tickets[ticket_id] = attrs.evolve(wanted, generation=generation)
         return attrs.evolve(
             attachment, spec=attrs.evolve(attachment.spec, attachment_tickets=tickets)
@@ -159,21 +162,31 @@ async def attached_endpoint(objects: Objects, volume: Volume) -> tuple[str, str]
 async def wait_satisfied(objects: Objects, volume_name: str, ticket_id: str) -> Volume:
     """Wait until ticket ``ticket_id`` is satisfied (the volume attached where it asks, its
     engine answering); the volume then. ConflictError when the ticket is gone. The caller
-    bounds the wait (``trio.move_on_after``; :func:`not_attached` says why it timed out)."""
+    bounds the wait (``trio.move_on_after``; :func:`not_attached` says why it timed out).
+
+    The attachment reconciler must have judged this very ticket satisfied (its status, at the
+    ticket's generation), not only the volume be where the ticket asks: a volume still attached
+    there for a ticket just removed is detached by a decision taken before this ticket was
+    seen, and is attached again only after."""
     while True:
         attachment = await objects.get(VolumeAttachment, volume_name)
         volume = await objects.get(Volume, volume_name)
         ticket = attachment.spec.attachment_tickets.get(ticket_id)
         if ticket is None:
             raise ConflictError(f"the ticket {ticket_id!r} of volume {volume_name!r} is gone")
+        judged = attachment.status.attachment_ticket_statuses.get(ticket_id)
         status = volume.status
-        if ticket_satisfied(
-            ticket,
-            node_id=volume.spec.node_id,
-            current_node_id=status.current_node_id,
-            state=status.state,
-            frontend_disabled=status.frontend_disabled,
-        ) and await attached_endpoint(objects, volume):
+        if (
+            (judged is not None and judged.generation == ticket.generation and judged.satisfied)
+            and ticket_satisfied(
+                ticket,
+                node_id=volume.spec.node_id,
+                current_node_id=status.current_node_id,
+                state=status.state,
+                frontend_disabled=status.frontend_disabled,
+            )
+            and await attached_endpoint(objects, volume)
+        ):
             return volume
         await trio.sleep(POLL)
 

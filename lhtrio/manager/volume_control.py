@@ -124,7 +124,7 @@ class VolumeControl:
             await events.record(objects, involved, occurrence, node=self.node, now=now)
         if plan.release_finalizer:
             await events.forget(objects, Volume.KIND, name)
-        return None
+        return plan.again
 
 
 def _without_data_finalizer(replica: Replica) -> Replica:

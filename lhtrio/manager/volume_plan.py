@@ -47,7 +47,7 @@ import attrs
 
 from lhtrio.manager.placement import place_replicas
 from lhtrio.manager.scheduler import NodeView
-from lhtrio.manager.settings import volume_policy
+from lhtrio.manager.settings import flag, number, volume_policy
 from lhtrio.manager.volume_events import transition_events
 from lhtrio.manager.volume_status import (
     address,
@@ -70,7 +70,6 @@ from lhtrio.models.cluster.engine import EngineSpec, EngineStatus, engine_name
 from lhtrio.models.cluster.event import Occurrence
 from lhtrio.models.cluster.instance import DesireState, InstanceState
 from lhtrio.models.cluster.replica import ReplicaSpec
-from lhtrio.models.cluster.setting import SETTINGS, parse_bool, parse_int
 from lhtrio.models.cluster.volume import Robustness, VolumeState, VolumeStatus
 from lhtrio.models.volume import Mode
 
@@ -88,7 +87,9 @@ class VolumePlan:
     deleted whose node is down: their objects go without waiting for their data to be removed
     (it is left on that node, logged); ``release_finalizer``: the volume is being deleted and
     nothing of it is left, so its finalizer may be removed; ``events``: what happened, to record
-    once the rest is written (:mod:`lhtrio.manager.volume_events`)."""
+    once the rest is written (:mod:`lhtrio.manager.volume_events`); ``again``: seconds until one
+    of the plan's timers runs out (the replenishment wait, a stale replica's timeout), to look
+    again then rather than at the next resync."""
 
     volume: Volume
     create_replicas: tuple[Replica, ...] = ()
@@ -99,6 +100,7 @@ class VolumePlan:
     abandon_replicas: tuple[str, ...] = ()
     release_finalizer: bool = False
     events: tuple[Occurrence, ...] = ()
+    again: float | None = None
 
 
 @attrs.define
@@ -114,6 +116,7 @@ class _Pass:
     now: dt.datetime
     created: list[Replica] = attrs.Factory(list)
     deleted: list[str] = attrs.Factory(list)
+    timers: list[dt.datetime] = attrs.Factory(list)  # when a decision waited on may change
 
     @property
     def target(self) -> str:
@@ -174,7 +177,7 @@ def plan_volume(
         now=now,
     )
     _lifecycle(work)
-    if work.status.state in _IN_USE and _flag(settings, "auto-salvage"):
+    if work.status.state in _IN_USE and flag(settings, "auto-salvage"):
         _auto_salvage(work)
     _robustness(work)
     _replenish(work, settings, suffixes)
@@ -299,13 +302,14 @@ def _replenish(work: _Pass, settings: Mapping[str, str], suffixes: Iterator[str]
         ):
             return
         missing -= _reuse(work, missing)
-        wait = dt.timedelta(seconds=_number(settings, "replica-replenishment-wait-interval"))
+        wait = dt.timedelta(seconds=number(settings, "replica-replenishment-wait-interval"))
         since = work.status.last_degraded_at or work.now
         if (
             missing > 0
             and work.now < since + wait
             and any(may_come_back(r, work.nodes) for r in work.replicas.values())
         ):
+            work.timers.append(since + wait)
             return  # a failed replica may still come back: wait for it
     if missing <= 0:
         conditions = scheduled_condition(work.status.conditions, None, work.now)
@@ -472,8 +476,12 @@ def _drop_stale(work: _Pass) -> None:
     timeout = dt.timedelta(minutes=work.volume.spec.stale_replica_timeout)
     for name, replica in work.replicas.items():
         failed_at = replica.spec.failed_at
-        if failed_at is not None and not replica.meta.deleting and failed_at + timeout <= work.now:
+        if failed_at is None or replica.meta.deleting:
+            continue
+        if failed_at + timeout <= work.now:
             work.deleted.append(name)
+        else:
+            work.timers.append(failed_at + timeout)
 
 
 def _diff(
@@ -496,12 +504,5 @@ def _diff(
             planned=work.replicas,
             up=work.up,
         ),
+        again=min(((t - work.now).total_seconds() for t in work.timers), default=None),
     )
-
-
-def _number(settings: Mapping[str, str], name: str) -> int:
-    return parse_int(name, settings.get(name, SETTINGS[name].default))
-
-
-def _flag(settings: Mapping[str, str], name: str) -> bool:
-    return parse_bool(name, settings.get(name, SETTINGS[name].default))

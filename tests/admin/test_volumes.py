@@ -17,6 +17,7 @@ import trio
 from lhtrio.errors import NotFoundError
 from lhtrio.manager import tickets
 from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume, VolumeAttachment
+from lhtrio.models.cluster.attachment import AttachmentTicketStatus
 from lhtrio.models.cluster.engine import EngineSpec, EngineStatus
 from lhtrio.models.cluster.instance import InstanceState
 from lhtrio.models.cluster.meta import Condition
@@ -49,6 +50,23 @@ async def set_status(lhtrio: Lhtrio, name: str, **status: Any) -> Volume:
     return await lhtrio.api.objects.change(
         Volume, name, lambda v: attrs.evolve(v, status=attrs.evolve(v.status, **status))
     )
+
+
+async def judge_ticket(lhtrio: Lhtrio, *, satisfied: bool = True, behind: int = 0) -> None:
+    """Write the API ticket's status as the attachment reconciler would, for the ticket's
+    generation (``behind``: for that many generations before it: a judgement of an older one)."""
+
+    def judged(attachment: VolumeAttachment) -> VolumeAttachment:
+        ticket = attachment.spec.attachment_tickets[API_TICKET]
+        status = AttachmentTicketStatus(
+            id=API_TICKET, generation=ticket.generation - behind, satisfied=satisfied
+        )
+        return attrs.evolve(
+            attachment,
+            status=attrs.evolve(attachment.status, attachment_ticket_statuses={API_TICKET: status}),
+        )
+
+    await lhtrio.api.objects.change(VolumeAttachment, "db-1", judged)
 
 
 async def make_engine(lhtrio: Lhtrio, modes: dict[str, Mode] | None = None) -> None:
@@ -206,6 +224,7 @@ async def test_attach_waits_until_attached_there_and_prints_the_nbd_uri(
     await set_status(lhtrio, "db-1", state=VolumeState.ATTACHING, current_node_id="n1")
     await make_engine(lhtrio)
     await set_status(lhtrio, "db-1", state=VolumeState.ATTACHED, robustness=Robustness.HEALTHY)
+    await judge_ticket(lhtrio)
 
     result = await attach()
     assert result.exit_code == 0, result.output
@@ -227,11 +246,36 @@ async def test_attach_with_json_prints_the_volume_as_get_does(
     await ticket_wants(lhtrio, "n1")
     await make_engine(lhtrio)
     await set_status(lhtrio, "db-1", state=VolumeState.ATTACHED, current_node_id="n1")
+    await judge_ticket(lhtrio)
     result = await attach()
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert printed["endpoint"] == URI
     assert printed["volume"] == await lhtrio.document("Volume", "db-1")
+
+
+async def test_attach_waits_for_its_own_ticket_not_a_volume_left_there_by_another(
+    lhtrio: Lhtrio, nursery: trio.Nursery
+) -> None:
+    """A volume still attached on n1 for a ticket just removed may be detached by a decision
+    taken before this ticket was seen: only the reconciler's judgement of this ticket's
+    generation ends the wait."""
+    await make_volume(lhtrio, state=VolumeState.ATTACHED)
+    await set_status(lhtrio, "db-1", current_node_id="n1", robustness=Robustness.HEALTHY)
+    await make_engine(lhtrio)
+    await tickets.add_ticket(lhtrio.api.objects, "db-1", "n1")
+    await tickets.remove_ticket(lhtrio.api.objects, "db-1")
+    attach = lhtrio.soon(nursery, "volume", "attach", "db-1", "--node", "n1", "--timeout", "0.5")
+    await ticket_wants(lhtrio, "n1")
+    await judge_ticket(lhtrio, behind=1)  # the removed ticket's judgement: not this one's
+    result = await attach()
+    assert result.exit_code == 1, result.output
+    assert "is not attached on node n1 after 0.5 s" in result.stderr
+
+    attach = lhtrio.soon(nursery, "volume", "attach", "db-1", "--node", "n1", "--timeout", "30")
+    await judge_ticket(lhtrio)
+    result = await attach()
+    assert (result.exit_code, result.stdout) == (0, f"{URI}\n"), result.output
 
 
 async def test_attach_that_never_completes_names_the_state_and_the_conditions(

@@ -1,6 +1,8 @@
 """The control plane end to end with real processes (issue 18's acceptance, without the API yet):
-three ``lhtrio node --store URL`` processes on this host share one store — a SQLite file, or a
-real etcd (issue 20; tests/conftest.py), with the same assertions; a test process writes
+three ``lhtrio node --store URL`` processes on this host share one store — a SQLite file, a
+real etcd (issue 20; tests/conftest.py), or Kubernetes (``--store kubernetes:KUBECONFIG``: the
+API double over that etcd, tests/manager/kube.py, reached through an auditing proxy whose record
+of the verbs used must fit deploy/rbac.yaml's Role), with the same assertions; a test process writes
 the desired state into the same store, as the API does. A 3-replica volume lands on
 three nodes; attached on node 1, qemu-io writes patterns through its NBD endpoint; node 3 is
 SIGKILLed (the volume degrades, I/O goes on); node 3 comes back (its replica is rebuilt in place,
@@ -9,6 +11,7 @@ is left in the store."""
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,12 +24,17 @@ import trio
 from lhtrio.manager import tickets
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.api import Store
+from lhtrio.manager.store.etcd_client import open_etcd_client
 from lhtrio.manager.store.open import open_store
 from lhtrio.manager.volume_control import FINALIZER
-from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume
+from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume, VolumeAttachment
 from lhtrio.models.cluster.validate import ClusterObject
 from lhtrio.models.cluster.volume import Robustness, VolumeSpec, VolumeState
+from tests.deploy.manifests import role_grants
 from tests.manager import waiting
+from tests.manager.kube import start_kube_cluster, write_kubeconfig
+from tests.manager.kube_audit import open_audit
+from tests.manager.waiting import ticket_judged_satisfied
 from tests.procs import Proc, lhtrio, run
 
 MiB = 1 << 20
@@ -73,14 +81,30 @@ class Cluster:
         scope.cancel()
 
 
-@pytest.fixture(params=["sqlite", "etcd"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The store the nodes share: one SQLite file, or a key prefix of a real etcd."""
+@pytest.fixture(params=["sqlite", "etcd", "kubernetes"])
+async def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
+) -> AsyncIterator[str]:
+    """The store the nodes share: one SQLite file, a key prefix of a real etcd, or the API
+    double over that etcd (every call audited: what was used must be granted by the Role)."""
     if request.param == "sqlite":
-        return f"sqlite:{tmp_path / 'store.db'}"
-    url = request.getfixturevalue("etcd_url")
-    assert isinstance(url, str)
-    return url
+        yield f"sqlite:{tmp_path / 'store.db'}"
+    elif request.param == "etcd":
+        url = request.getfixturevalue("etcd_url")
+        assert isinstance(url, str)
+        yield url
+    else:
+        server = request.getfixturevalue("etcd_server")
+        async with open_etcd_client([server.client]) as etcd:
+            kube = await start_kube_cluster(nursery, server, etcd, tmp_path)
+            double = urllib.parse.urlsplit(kube.url)
+            assert double.hostname is not None
+            assert double.port is not None
+            async with open_audit((double.hostname, double.port)) as audit:
+                yield f"kubernetes:{write_kubeconfig(tmp_path / 'audited', audit.url)}"
+                assert audit.unreadable == 0
+                assert audit.used  # it did go through
+                assert audit.used <= role_grants(), sorted(audit.used - role_grants())
 
 
 @asynccontextmanager
@@ -114,6 +138,7 @@ def healthy_on(node: str) -> Callable[[Volume], bool]:
 async def attach(c: Cluster, node: str) -> str:
     """Attach as the API does: a ticket (the attachment reconciler moves the volume)."""
     await tickets.add_ticket(c.objects, "v", node)
+    await until(c, VolumeAttachment, "v", ticket_judged_satisfied())
     await until(c, Volume, "v", healthy_on(node))
     engine = await c.objects.get(Engine, "v-e-0")
     assert engine.spec.node_id == node

@@ -27,7 +27,7 @@ from lhtrio.manager.store.etcd_format import Json, object_key
 from lhtrio.manager.store.open import open_store
 from lhtrio.node.local_etcd import LocalEtcd, local_etcd
 from tests.manager.tcp_proxy import open_proxy
-from tests.manager.test_etcd_resilience import collect, doc, name, prefix, target, version
+from tests.manager.test_store_resilience import collect, doc, name, prefix, target, version
 
 TOKEN = "t0ken"
 

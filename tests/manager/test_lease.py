@@ -1,5 +1,6 @@
 """Node leases over the in-memory store on the autojump clock: a node that stops renewing is
-seen down after the lease's duration, and its objects change hands."""
+seen down after the lease's duration, its objects change hands, and its Ready condition says it
+is down until it registers again."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import trio
 import trio.testing
 
 from lhtrio.manager.lease import DURATION, RENEW, available_nodes, keep_lease, renew
+from lhtrio.manager.node_agent import with_disks
+from lhtrio.manager.nudges import AVAILABILITY_POLL, LEASE_EXPIRED, follow_availability
+from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import responsible
 from lhtrio.manager.store.memory import MemoryStore
+from lhtrio.models.cluster import Node, ObjectMeta, Volume
+from lhtrio.models.cluster.meta import get_condition
+from lhtrio.models.cluster.node import CONDITION_READY, NodeSpec
+from lhtrio.models.cluster.volume import VolumeSpec
 
 T0 = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 
@@ -66,3 +74,46 @@ async def test_a_restarted_node_takes_its_lease_back(clock: trio.testing.MockClo
     await renew(store, "n1", clock=now)
     assert await available_nodes(store, clock=now) == {"n1"}
     assert len((await store.list("NodeLease")).documents) == 1
+
+
+async def test_a_node_whose_lease_ran_out_is_marked_not_ready_until_it_registers_again(
+    clock: trio.testing.MockClock,
+) -> None:
+    """Its own process writes a node's Ready condition; once it is down, the others say so."""
+    store = MemoryStore()
+    objects = Objects(store)
+    for name in ("n1", "n2"):
+        await objects.create(Node(meta=ObjectMeta(name=name), spec=NodeSpec()))
+        await objects.change(Node, name, lambda n: with_disks(n, [], now(), {}))
+    nudged, nudges = trio.open_memory_channel[str](100)
+    async with trio.open_nursery() as nursery:
+        n2 = trio.CancelScope()
+
+        async def lease_of_n2(task_status: trio.TaskStatus[None]) -> None:
+            with n2:
+                await keep_lease(store, "n2", clock=now, task_status=task_status)
+
+        await nursery.start(functools.partial(keep_lease, store, "n1", clock=now))
+        await nursery.start(lease_of_n2)
+        await objects.create(Volume(meta=ObjectMeta(name="v"), spec=VolumeSpec(size=1 << 30)))
+        nursery.start_soon(functools.partial(follow_availability, store, nudged, clock=now))
+        await trio.sleep(30)
+        assert [ready(await objects.get(Node, n)) for n in ("n1", "n2")] == [(True, ""), (True, "")]
+
+        n2.cancel()  # n2's process dies
+        await trio.sleep(DURATION + AVAILABILITY_POLL + 1)
+        assert ready(await objects.get(Node, "n1")) == (True, "")
+        assert ready(await objects.get(Node, "n2")) == (False, LEASE_EXPIRED)
+        assert nudges.receive_nowait() == "v"  # and every volume was looked at again
+
+        await renew(store, "n2", clock=now)  # n2 is back: it registers and renews its lease
+        await objects.change(Node, "n2", lambda n: with_disks(n, [], now(), {}))
+        await trio.sleep(AVAILABILITY_POLL * 3)
+        assert ready(await objects.get(Node, "n2")) == (True, "")
+        nursery.cancel_scope.cancel()
+
+
+def ready(node: Node) -> tuple[bool, str]:
+    condition = get_condition(node.status.conditions, CONDITION_READY)
+    assert condition is not None
+    return condition.status, condition.reason

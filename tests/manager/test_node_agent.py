@@ -102,7 +102,7 @@ async def test_a_restarted_node_keeps_the_operators_settings(tmp_path: Path) -> 
     assert again.spec == tuned.spec
 
 
-@pytest.mark.parametrize("url", ["kubernetes", "sqlite:", "memory:x", "nope", "etcd:x"])
+@pytest.mark.parametrize("url", ["kubernetes:", "kube", "sqlite:", "memory:x", "nope", "etcd:x"])
 def test_an_unknown_store_is_a_usage_error(tmp_path: Path, url: str) -> None:
     result = CliRunner().invoke(
         cli, ["node", "--name", "n1", "--data-dir", str(tmp_path), "--store", url]

@@ -198,6 +198,21 @@ def test_a_stored_object_is_validated(key: str, value: object, expected: str) ->
     _refused(document, expected)
 
 
+def test_a_stored_setting_with_an_invalid_value_is_refused_naming_the_kind() -> None:
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": "Setting",
+        "metadata": {"name": "default-replica-count"},
+        "spec": {"value": ""},
+    }
+    with pytest.raises(CorruptMetadataError) as info:
+        from_document(KINDS["Setting"], document)
+    assert info.value.message == (
+        "a stored Setting 'default-replica-count': invalid value '' for setting "
+        "default-replica-count: it must be an integer from 1 to 20"
+    )
+
+
 def test_to_document_returns_a_new_map_each_time() -> None:
     obj = GOLDEN["volume"]
     first = to_document(obj)

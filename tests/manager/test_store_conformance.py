@@ -1,7 +1,8 @@
 """The store's contract (lhtrio.manager.store.api), once, for every backend.
 
-A later backend (etcd, Kubernetes) joins by adding itself to the ``store`` fixture; nothing else
-here changes.
+A later backend joins by adding itself to the ``store`` fixture; nothing else here changes. The
+Kubernetes store runs against the API double (``tests/manager/kube.py``), whose etcd compaction
+it is given (the real API server compacts by itself).
 """
 
 from __future__ import annotations
@@ -21,17 +22,39 @@ from lhtrio.errors import (
 )
 from lhtrio.manager.store.api import Document, EventType, Store, WatchEvent
 from lhtrio.manager.store.etcd import open_etcd_store
+from lhtrio.manager.store.etcd_client import open_etcd_client
+from lhtrio.manager.store.kubernetes import open_kubernetes_store
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.manager.store.sqlite import open_sqlite_store
+from tests.manager.kube import start_kube_cluster
+
+REAL = pytest.mark.real
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("etcd", marks=pytest.mark.real)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("etcd", marks=REAL),
+        pytest.param("kubernetes", marks=REAL),
+    ]
+)
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
+) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
     elif request.param == "etcd":  # a real etcd (tests/conftest.py), a prefix of its own
         async with open_etcd_store(request.getfixturevalue("etcd_url")) as etcd:
             yield etcd
+    elif request.param == "kubernetes":  # the API double over that etcd (tests/manager/kube.py)
+        server = request.getfixturevalue("etcd_server")
+        async with open_etcd_client([server.client]) as client:
+            cluster = await start_kube_cluster(nursery, server, client, tmp_path)
+            async with open_kubernetes_store(
+                str(cluster.kubeconfig), compactor=cluster.compact
+            ) as kube:
+                yield kube
     else:
         async with open_sqlite_store(tmp_path / "store.db") as sqlite:
             yield sqlite

@@ -21,6 +21,7 @@ from lhtrio.models.cluster.volume import Robustness, VolumeSpec, VolumeState
 from lhtrio.models.volume import Mode
 from tests.manager.test_cluster_processes import qemu_io
 from tests.manager.test_volume_lifecycle import Cluster, three_nodes, until
+from tests.manager.waiting import ticket_judged_satisfied
 
 MiB = 1 << 20
 CALLER = "test"
@@ -51,6 +52,7 @@ def healthy_on(node: str, replicas: int) -> Callable[[Volume], bool]:
 async def attach(cluster: Cluster, node: str) -> str:
     """Attach through an API ticket; the NBD URI once it is served and healthy."""
     await tickets.add_ticket(cluster.objects, "v", node)
+    await until(cluster, VolumeAttachment, "v", ticket_judged_satisfied())
     volume = await until(
         cluster,
         Volume,

@@ -380,9 +380,11 @@ def test_a_replica_reported_err_is_failed_and_replaced_only_after_the_wait_inter
     assert plan.engine is not None
     assert sorted(plan.engine.spec.replica_address_map) == [R1, R2]  # the engine lets it go
     assert plan.create_replicas == ()
+    assert plan.again == WAIT.total_seconds()  # looked at again when the wait runs out
 
     sim.later(WAIT.total_seconds() - 1)
-    assert sim.step().create_replicas == ()  # n3 may still come back
+    plan = sim.step()
+    assert (plan.create_replicas, plan.again) == ((), 1.0)  # n3 may still come back
 
     sim.later(1)
     plan = sim.step()
@@ -451,10 +453,14 @@ def test_a_failed_replica_is_deleted_once_stale_while_others_hold_the_data() -> 
     sim.later(WAIT.total_seconds())
     sim.settle()
     assert R3 in sim.replicas
-    sim.later(sim.volume.spec.stale_replica_timeout * 60 - WAIT.total_seconds() - 1)
-    assert sim.step().delete_replicas == ()
+    stale = sim.volume.spec.stale_replica_timeout * 60
+    assert sim.step().again == stale - WAIT.total_seconds()  # looked at again when stale
+    sim.later(stale - WAIT.total_seconds() - 1)
+    plan = sim.step()
+    assert (plan.delete_replicas, plan.again) == ((), 1.0)
     sim.later(1)
-    assert sim.step().delete_replicas == (R3,)
+    plan = sim.step()
+    assert (plan.delete_replicas, plan.again) == ((R3,), None)
 
 
 # --- salvage ---------------------------------------------------------------------------------

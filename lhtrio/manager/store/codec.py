@@ -375,5 +375,6 @@ def from_document(kind_class: type[K], document: object) -> K:
     try:
         validate(obj)
     except InvalidArgumentError as exc:
-        raise CorruptMetadataError(f"a stored {exc.message}") from None
+        named = exc.message if kind in exc.message else f"{kind} {name}: {exc.message}"
+        raise CorruptMetadataError(f"a stored {named}") from None
     return obj

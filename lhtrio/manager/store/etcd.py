@@ -46,8 +46,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
 
-import trio
-
 from lhtrio.errors import AlreadyExistsError, ConflictError, GoneError, NotFoundError, StorageError
 from lhtrio.manager.store import rules
 from lhtrio.manager.store.api import Document, Listing, WatchEvent
@@ -74,6 +72,7 @@ from lhtrio.manager.store.etcd_format import (
     watch_events,
     watch_request,
 )
+from lhtrio.manager.store.reconnect import Backoff
 
 __all__ = ["PAGE", "RECONNECT", "EtcdStore", "open_etcd_store"]
 
@@ -81,8 +80,6 @@ __all__ = ["PAGE", "RECONNECT", "EtcdStore", "open_etcd_store"]
 PAGE: Final = 500
 #: How long a dropped watch keeps trying to reconnect (seconds) before it fails.
 RECONNECT: Final = 10.0
-#: The first pause before a dropped watch reconnects (seconds); it doubles up to 1 s.
-PAUSE: Final = 0.05
 #: A delete without a version re-applies the rules this often after lost races.
 DELETE_ATTEMPTS: Final = 10
 
@@ -262,7 +259,8 @@ class EtcdStore:
 
     async def _events(self, kind: str, revision: int) -> AsyncGenerator[WatchEvent, None]:
         seen = revision
-        backoff = _Backoff(f"the watch of {kind}", self.client.endpoints)
+        where = f"etcd ({', '.join(self.client.endpoints)})"
+        backoff = Backoff(f"the watch of {kind}", where, limit=RECONNECT)
         while True:
             try:
                 stream = await self.client.open_watch(watch_request(self.prefix, kind, seen))
@@ -293,36 +291,6 @@ class EtcdStore:
                 finally:
                     await stream.aclose()
             await backoff.wait(None)  # dropped: connect again from the revision after ``seen``
-
-
-class _Backoff:
-    """Pauses between a watch's reconnections: from :data:`PAUSE` doubling to 1 s, for at most
-    :data:`RECONNECT` seconds without an answer (then StorageError). The pause starts short
-    again once the watch made progress (a member that opens watches only to end them is not
-    asked again and again without a pause)."""
-
-    def __init__(self, what: str, endpoints: tuple[str, ...]) -> None:
-        self._what = what
-        self._endpoints = endpoints
-        self._since: float | None = None
-        self._delay = PAUSE
-
-    def answered(self, *, progress: bool) -> None:
-        self._since = None
-        if progress:
-            self._delay = PAUSE
-
-    async def wait(self, error: StorageError | None) -> None:
-        now = trio.current_time()
-        if self._since is None:
-            self._since = now
-        elif now - self._since > RECONNECT:
-            raise StorageError(
-                f"{self._what} dropped and etcd ({', '.join(self._endpoints)}) did not answer "
-                f"again within {RECONNECT:.0f} s"
-            ) from error
-        await trio.sleep(self._delay)
-        self._delay = min(self._delay * 2, 1.0)
 
 
 @asynccontextmanager

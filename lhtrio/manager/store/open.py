@@ -5,9 +5,12 @@
 * ``etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`` — an etcd cluster shared by nodes on any number of
   hosts (:mod:`lhtrio.manager.store.etcd`); the members are tried in turn, the keys live under
   ``/PREFIX/`` (``/lhtrio/`` by default).
+* ``kubernetes`` — the Kubernetes cluster the node runs in (its pod's service account and
+  namespace; outside a pod ``$KUBECONFIG`` or ``~/.kube/config``), or ``kubernetes:KUBECONFIG``
+  — the cluster of that kubeconfig file (:mod:`lhtrio.manager.store.kubernetes`).
 * ``memory:`` — in this process only, lost at exit (tests, a single throwaway node).
 
-Kubernetes (``kubernetes``) comes with issue 20.
+The Kubernetes backend (and lightkube with it) is imported only when a URL names it.
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ def check_store_url(url: str) -> str:
     if scheme == "etcd" and rest.startswith("//"):
         parse_etcd_url(url)  # says what is wrong with it
         return url
+    if scheme == "kubernetes" and (not sep or (rest and "\x00" not in rest)):
+        return url
     raise InvalidArgumentError(
         f"unknown store {url!r}: give sqlite:PATH (one file per host), "
-        "etcd://HOST:PORT[,HOST:PORT...] (an etcd cluster) or memory: (this process)"
+        "etcd://HOST:PORT[,HOST:PORT...] (an etcd cluster), kubernetes or kubernetes:KUBECONFIG "
+        "(a Kubernetes cluster) or memory: (this process)"
     )
 
 
@@ -50,6 +56,11 @@ async def open_store(url: str) -> AsyncIterator[Store]:
     elif scheme == "etcd":
         async with open_etcd_store(url) as etcd:
             yield etcd
+    elif scheme == "kubernetes":
+        from lhtrio.manager.store.kubernetes import open_kubernetes_store  # noqa: PLC0415
+
+        async with open_kubernetes_store(rest or None) as kubernetes:
+            yield kubernetes
     else:
         async with open_sqlite_store(rest) as store:
             yield store
