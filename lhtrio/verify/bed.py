@@ -338,8 +338,9 @@ class Testbed:
     async def replica_image(self, i: int, blocks: int, block_size: int = 4096) -> dict[int, bytes]:
         """Replica ``i``'s blocks read from it directly (not through the engine): which replica
         holds what, when a check fails."""
-        assert self.proxies[i].target is not None
-        host, port = self.proxies[i].target
+        target = self.proxies[i].target
+        assert target is not None
+        host, port = target
         out = bytearray()
         with trio.fail_after(60):
             async with open_rpc_client(
