@@ -263,13 +263,16 @@ class Testbed:
     async def _mode(self, address: str) -> Mode | None:
         """The engine's mode of the replica at ``address`` (None: it cannot be asked now)."""
         assert self.engine is not None
+        info = None
         try:
             with trio.fail_after(5):
                 async with open_rpc_client(
                     self.engine.address, volume=VOLUME, role=Role.ENGINE
                 ) as rpc:
                     info = await EngineClient(rpc).info()
-        except (LhtrioError, OSError, trio.TooSlowError):
+        except* (LhtrioError, OSError, trio.TooSlowError):
+            pass  # it cannot be asked now
+        if info is None:
             return None
         return next((link.mode for link in info.replicas if link.address == address), None)
 
@@ -309,9 +312,9 @@ class Testbed:
     async def repair_once(self) -> bool:
         try:
             return await self._info_and_repair()
-        except (LhtrioError, OSError, trio.TooSlowError) as exc:
-            log.info("repair: %s", exc)
-            return False
+        except* (LhtrioError, OSError, trio.TooSlowError) as group:  # (from inside nurseries too)
+            log.info("repair: %s", group.exceptions[0])
+        return False
 
     async def repair(self) -> None:
         """Repair for ever (run it in a nursery and cancel it)."""
