@@ -132,10 +132,17 @@ async def run_schedule(
             violations.update({(v.block, v.kind): v for v in unstable(*passes[:2])})
             notes = []
             if violations:  # which replica holds what the check refused (read directly)
-                for i in range(len(bed.replicas)):
-                    image = await bed.replica_image(i, blocks)
+                images = [await bed.replica_image(i, blocks) for i in range(len(bed.replicas))]
+                for i, image in enumerate(images):
                     bad = check(history, image).violations
                     notes.append(f"replica {i} read directly: {len(bad)} violations")
+                for i, j in ((0, 1), (0, 2), (1, 2)):
+                    differ = [b for b in range(blocks) if images[i][b] != images[j][b]]
+                    if differ:
+                        notes.append(
+                            f"replicas {i} and {j} differ on {len(differ)} blocks "
+                            f"(first {differ[:8]})"
+                        )
             result = attrs.evolve(
                 result,
                 report=report,
