@@ -129,7 +129,9 @@ async def run_schedule(
                 passes.append(await read_back(bed.target, blocks, chunk=4))
                 more = check(history, passes[-1])
                 violations.update({(v.block, v.kind): v for v in more.violations})
-            violations.update({(v.block, v.kind): v for v in unstable(*passes[:2])})
+            violations.update(
+                {(v.block, v.kind): v for v in unstable(passes[0], passes[1], history)}
+            )
             notes = []
             if violations:  # which replica holds what the check refused (read directly)
                 images = [await bed.replica_image(i, blocks) for i in range(len(bed.replicas))]

@@ -9,7 +9,9 @@ and goes on, so a workload runs straight through engine restarts and failovers.
 
 The sequence of choices (which blocks, which requests are flushes) of each lane is drawn from
 ``seed``: a run replays the same requests in the same order per lane; how lanes and writers
-interleave depends on timing.
+interleave depends on timing. Once stopped, each lane sends nothing more and waits (up to
+:data:`STOP_GRACE` seconds) for the answer to its last request: a read-back that follows then
+finds nothing in flight, so two read-backs must agree (:func:`~lhtrio.verify.model.unstable`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from lhtrio.verify.nbd import NbdClient, NbdTarget, open_nbd
 __all__ = ["Progress", "WorkloadConfig", "probe", "read_back", "run_writers", "verify"]
 
 _LOST = (ConnectionLostError, HandshakeError)
+STOP_GRACE = 10.0  # seconds the writers wait for their last requests' answers once stopped
 
 
 @attrs.frozen(kw_only=True)
@@ -62,10 +65,16 @@ async def _backoff(stop: trio.Event, delay: float) -> None:
 
 
 async def _lane(
-    client: NbdClient, history: History, config: WorkloadConfig, rng: random.Random, conn: int
+    client: NbdClient,
+    history: History,
+    config: WorkloadConfig,
+    rng: random.Random,
+    *,
+    conn: int,
+    stop: trio.Event,
 ) -> None:
     writer = conn // 1_000_000
-    while True:
+    while not stop.is_set():  # a request sent is waited for: stopping leaves none in flight
         if rng.randrange(config.flush_every) == 0:
             flush = history.invoke_flush(conn=conn)
             try:
@@ -109,7 +118,7 @@ async def _writer(
                     rng: random.Random, client: NbdClient = client, conn: int = conn
                 ) -> None:
                     try:
-                        await _lane(client, history, config, rng, conn)
+                        await _lane(client, history, config, rng, conn=conn, stop=stop)
                     except _LOST:
                         progress.broken += 1
                         lanes.cancel_scope.cancel()
@@ -117,7 +126,9 @@ async def _writer(
                 for rng in rngs:
                     lanes.start_soon(lane, rng)
                 await stop.wait()
-                lanes.cancel_scope.cancel()
+                # The lanes end once their requests are answered; what still has no answer
+                # after the grace (a volume that does not answer) stays in flight for good.
+                lanes.cancel_scope.deadline = trio.current_time() + STOP_GRACE
         except _LOST:
             progress.broken += 1
         if not stop.is_set():

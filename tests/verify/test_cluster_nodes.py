@@ -108,7 +108,7 @@ async def test_whole_nodes_killed_and_stopped_lose_no_flushed_write(tmp_path: Pa
         second = await read_back(where[0], BLOCKS, chunk=4)
         violations.extend(check(history, first).violations)
         violations.extend(check(history, second).violations)
-        violations.extend(unstable(first, second))
+        violations.extend(unstable(first, second, history))
         assert violations == []
         report = check(history, second)
         assert report.durable_writes > 200

@@ -457,6 +457,11 @@ def test_reads_that_differ_with_no_write_between_are_unstable() -> None:
     (v,) = unstable(first, second)
     assert (v.block, v.kind) == (0, ViolationKind.UNSTABLE)
     assert v.detail == "read writer 0 #1, then writer 1 #1 with no write between"
+    # Both writes unanswered: either may land between the reads, nothing to say.
+    assert unstable(first, second, h) == ()
+    h.ack_write(a)
+    h.ack_write(b)
+    assert [v.block for v in unstable(first, second, h)] == [0]
 
 
 def test_the_initial_stamp_is_no_write() -> None:
