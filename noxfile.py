@@ -8,6 +8,8 @@ once installed. Sessions use the uv backend.
 * ``-s cluster``: the control plane's main job: three nodes on the embedded store (see README).
 * ``-s demo``: the data path alone, in one process.
 * ``-s bench -- NAME``: benchmarks (``wire``, ``rpc``, ...); figures go to docs/benchmarks.md.
+* ``-s chaos -- --schedules N [--seed S] [--sim]``: fault schedules judged by the checker
+  (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ APT_FOR_TESTS: dict[str, str] = {
     "etcd": "etcd-server",  # the etcd store's tests run against a real etcd
     "etcdctl": "etcd-client",
     "curl": "curl",  # reads the admin API's watch streams as an operator would (curl -N)
+    "nft": "nftables",  # the chaos tests drop packets between network namespaces
 }
 
 

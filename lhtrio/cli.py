@@ -44,6 +44,7 @@ from lhtrio.output import (
     size_option,
 )
 from lhtrio.process import tune_gc, tune_malloc
+from lhtrio.verify.command import verify_group
 
 if TYPE_CHECKING:
     pass
@@ -239,12 +240,22 @@ def engine(
 
     Prints the control address (tcp://HOST:PORT) and the NBD URI on the first two lines.
     """
+    from lhtrio.engine import mutations
     from lhtrio.engine.server import LINGER, serve_engine
     from lhtrio.frontend.nbd.server import serve_nbd
     from lhtrio.net import parse_address
     from lhtrio.units import parse_size
 
     control = parse_address(listen)
+    try:
+        broken = mutations.check()
+    except InvalidArgumentError as exc:
+        raise click.UsageError(str(exc)) from None
+    if broken:
+        logging.getLogger(__name__).warning(
+            "test build: mutations %s are on; this engine breaks its guarantees on purpose",
+            ", ".join(sorted(broken)),
+        )
 
     async def run(stop: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
@@ -280,6 +291,7 @@ cli.add_command(replica_group(replica))  # lhtrio replica [run] DIRECTORY, lhtri
 cli.add_command(engine_group(engine))  # lhtrio engine [run] VOLUME, lhtrio engine ls|get
 for command in (volume, snapshot, attachment, event, setting, status):
     cli.add_command(command)  # the verbs over the admin API
+cli.add_command(verify_group)  # lhtrio verify run: the no-acknowledged-write-lost checker
 
 
 @cli.command()

@@ -19,6 +19,9 @@ A handler signals an expected failure by raising an :class:`~lhtrio.errors.Lhtri
 client receives an error reply with that error's code. Any other exception is a bug: it is logged
 once with its traceback and answered with ``INTERNAL``; the connection and the server go on.
 
+A handler with a ``for_connection()`` method gets each connection its own handler from it
+(a replica tells its connections apart: a rebuild fences off the older ones' writes).
+
 A malformed frame gets an error reply with seq 0, then the connection closes; the other
 connections are not affected. On server shutdown each connection gets a ``Goodbye`` frame.
 """
@@ -59,6 +62,9 @@ async def serve_rpc_connection(
     Resource handling: ``stream`` is closed on return. Cancellation: the client gets a Goodbye.
     """
     transport = make_transport(stream)
+    per_connection = getattr(handler, "for_connection", None)
+    if per_connection is not None:
+        handler = per_connection()
     if threaded and isinstance(transport, SocketTransport):
         conn: Connection = ThreadedConnection(transport, handler, identity, max_concurrency)
     else:

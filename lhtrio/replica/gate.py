@@ -12,6 +12,15 @@ What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.da
 * **Flush and FUA in a worker thread.** ``fdatasync`` can take milliseconds; it runs under
   ``trio.to_thread.run_sync`` with a capacity limiter while writes keep flowing (the store allows
   ``flush()`` to overlap the data path).
+* **A rebuild fences off older connections.** A failed replica may still hold requests of the
+  engine's dropped connection (in its socket buffers, or still in flight in TCP after a
+  partition heals) and would run them whenever they arrive: a write that lands after the rebuild
+  copied the newer data of its blocks leaves the replica with an older value (found by the
+  chaos schedules, docs/reliability.md). Each connection has its own handler
+  (:meth:`Gate.for_connection`, the *epoch* it was opened in); ``set_rebuilding`` raises the
+  replica's fence and moves the asking connection past it, under the data lock, before the
+  call runs; from then on writes, unmaps and zeroes of older connections are refused
+  (``CONFLICT``) and change nothing. Reads and flushes are harmless and still answered.
 * **Control operations are exclusive.** Snapshot, revert, expand, removal steps and the other
   state changes run one at a time, in a worker thread (they fsync metadata), while the service
   holds its *gate*: data requests that arrive meanwhile wait for the gate instead of running
@@ -34,7 +43,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from lhtrio.errors import InvalidArgumentError, UnknownCallError
+from lhtrio.errors import ConflictError, InvalidArgumentError, UnknownCallError
 from lhtrio.replica.store import Replica
 from lhtrio.wire import Call, Data, Done, Flush, Read, Reply, Request, Unmap, Write
 from lhtrio.wire.messages import Zero, ZeroMode
@@ -44,6 +53,21 @@ __all__ = ["Gate"]
 logger = logging.getLogger(__name__)
 
 _DATA = (Write, Read, Unmap, Zero)
+_CHANGING = (Write, Unmap, Zero)
+_FENCING_CALL = "set_rebuilding"
+
+
+class _Connection:
+    """One connection's handler: its epoch, and the gate's answer to each of its requests."""
+
+    __slots__ = ("epoch", "gate")
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.epoch = gate._fence
+
+    def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
+        return self.gate._handle(request, self)
 
 
 class Gate:
@@ -56,8 +80,25 @@ class Gate:
         self._gate: trio.Event | None = None
         self._data_lock = threading.Lock()
         self._control = trio.Lock()
+        self._fence = 0  # raised by each set_rebuilding (see the module docstring)
+
+    def for_connection(self) -> _Connection:
+        """The handler of one new connection (:func:`lhtrio.net.serve_rpc` asks for it)."""
+        return _Connection(self)
 
     def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
+        return self._handle(request, None)
+
+    def _fenced(self, conn: _Connection | None, request: Request) -> None:
+        """Raise if ``request`` changes data and ``conn`` is older than the fence (data lock
+        held)."""
+        if conn is not None and conn.epoch != self._fence and request.__class__ in _CHANGING:
+            raise ConflictError(
+                f"replica {self.replica.instance}: a rebuild into it started on a newer "
+                f"connection; this one's {type(request).__name__} is refused and changed nothing"
+            )
+
+    def _handle(self, request: Request, conn: _Connection | None) -> Reply | Awaitable[Reply]:
         cls = request.__class__
         if cls in _DATA:
             # Possibly called from a connection's own thread (lhtrio.net.threaded): data requests
@@ -66,11 +107,16 @@ class Gate:
             lock = self._data_lock
             lock.acquire()  # cheaper than ``with`` on this path
             try:
+                self._fenced(conn, request)
                 if self._gate is None:
                     return self._data(request)  # type: ignore[arg-type]
             finally:
                 lock.release()
-            return self._after_gate(request)
+            return self._after_gate(request, conn)
+        if conn is not None and isinstance(request, Call) and request.name == _FENCING_CALL:
+            with self._data_lock:  # no older connection's write runs past this point
+                self._fence += 1
+                conn.epoch = self._fence
         if self._gate is not None and cls is not Call:
             return self._after_gate(request)  # control calls queue on the control lock instead
         if cls is Flush:
@@ -114,16 +160,17 @@ class Gate:
             fast=mode is ZeroMode.FAST,
         )
 
-    async def _after_gate(self, request: Request) -> Reply:
+    async def _after_gate(self, request: Request, conn: _Connection | None = None) -> Reply:
         """A request that arrived while the gate was held (not a Call): run it once it opens."""
         while True:
             while self._gate is not None:
                 await self._gate.wait()
             if request.__class__ not in _DATA:
-                result = self(request)
+                result = self._handle(request, conn)
                 break
             await self._lock_data()
             try:
+                self._fenced(conn, request)
                 if self._gate is None:
                     result = self._data(request)
                     break

@@ -1,0 +1,147 @@
+"""Fault schedules on real processes (the CI-sized run) and the mutation check.
+
+The CI run is three schedules of three faults each from a fixed seed (one of them makes replica
+0 lag and then crashes the engine before it is rebuilt): no violation. The same run with each
+test-build mutation (LHTRIO_MUTATION, read by lhtrio.engine.mutations only) must report
+violations: the checker is not blind to a lost flush or a stale replica served.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from lhtrio.verify.chaos import ScheduleResult, run_schedules
+from lhtrio.verify.faults import FaultKind
+from lhtrio.verify.model import ViolationKind
+from tests.procs import run
+
+pytestmark = pytest.mark.real
+
+CI_SEEDS = [3, 4, 5]
+CI_FAULTS = 3
+
+
+async def test_the_ci_schedules_find_no_violation(tmp_path: Path) -> None:
+    results = await run_schedules(CI_SEEDS, faults=CI_FAULTS, keep=tmp_path, echo=False)
+    assert [r.error for r in results] == ["", "", ""]
+    assert [len(r.violations) for r in results] == [0, 0, 0], [r.violations for r in results]
+    kinds = {f.kind for r in results for f in r.faults}
+    assert FaultKind.LAG_THEN_CRASH in kinds
+    assert sum(len(r.faults) for r in results) == 9
+    for r in results:
+        assert r.report is not None
+        assert r.report.durable_writes > 100  # writes were flushed and checked in every one
+        assert r.report.blocks == 4096
+    assert sum(r.engine_restarts for r in results) >= 2
+    assert sum(r.rebuilds for r in results) >= 3
+
+
+@pytest.mark.parametrize("mutation", ["no-flush-fanout", "no-stale-check"])
+async def test_each_mutation_is_caught_by_the_ci_schedules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mutation: str
+) -> None:
+    monkeypatch.setenv("LHTRIO_MUTATION", mutation)  # the engines the schedules start inherit it
+    results: list[ScheduleResult] = []
+    for seed in CI_SEEDS:  # stop at the first schedule that catches it
+        await run_schedules([seed], faults=CI_FAULTS, keep=tmp_path, out=results, echo=False)
+        if results[-1].violations:
+            break
+    caught = [r for r in results if r.violations]
+    assert caught, f"{mutation} went unnoticed by seeds {CI_SEEDS}"
+    assert ViolationKind.STALE in {v.kind for v in caught[0].violations}
+    assert "older than" in caught[0].violations[0].detail
+    engine_log = (tmp_path / str(caught[0].seed) / "engine.log").read_text()
+    assert f"mutations {mutation} are on" in engine_log
+
+
+async def test_an_unknown_mutation_stops_the_engine_before_it_serves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LHTRIO_MUTATION", "no-writes-at-all")
+    cmd = [sys.executable, "-m", "lhtrio", "engine", "run", "vol", "--size", "1Mi"]
+    result = await run(*cmd, "--replica", "tcp://127.0.0.1:1", check=False)
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert "unknown mutations no-writes-at-all" in err
+    assert "no-flush-fanout, no-stale-check" in err
+
+
+async def test_bad_chaos_arguments_are_refused() -> None:
+    for args in (["--schedules", "0"], ["--faults", "-1"], ["--blocks", "5000"]):
+        result = await run(sys.executable, "-m", "lhtrio.verify.chaos", *args, check=False)
+        assert result.returncode == 2, args
+        assert "--schedules must be ≥ 1" in result.stderr.decode()
+
+
+async def test_a_full_disk_under_a_replica_loses_no_write(tmp_path: Path) -> None:
+    """Replicas on loop-mounted file systems; one is filled (ENOSPC) early, while the sparse
+    files still allocate: the replica is failed and rebuilt once the space is back."""
+    fill = frozenset({FaultKind.FILL_DISK})
+    results = await run_schedules(
+        [1], faults=2, keep=tmp_path, echo=False, kinds=fill, loop_disks=True
+    )
+    (result,) = results
+    assert result.error == ""
+    assert result.violations == ()
+    assert {f.kind for f in result.faults} == fill
+    assert result.rebuilds >= 1  # a replica hit ENOSPC and was failed, then rebuilt
+    engine_log = (tmp_path / "1" / "engine.log").read_text()
+    assert "NoSpaceError" in engine_log
+    assert "No space left on device; free space on the disk" in engine_log
+    mounts = await trio.Path("/proc/mounts").read_text()
+    assert str(tmp_path) not in mounts  # every loop disk was unmounted
+
+
+async def test_partitions_and_lossy_links_between_namespaces_lose_no_write(tmp_path: Path) -> None:
+    """Each replica in a network namespace of its own behind a veth pair; nftables drops all
+    (a partition) or a random share of its packets for a while."""
+    kinds = frozenset({FaultKind.PARTITION, FaultKind.LOSSY_NET})
+    (result,) = await run_schedules(
+        [4], faults=3, keep=tmp_path, echo=False, kinds=kinds, netns=True
+    )
+    assert result.error == ""
+    assert result.violations == ()
+    assert {f.kind for f in result.faults} == kinds
+    assert result.report is not None
+    assert result.report.durable_writes > 100
+    assert result.rebuilds >= 1  # the 2.3 s partition outlasted the replica timeout
+    left = await run("ip", "netns", "list")
+    assert b"lhv" not in left.stdout  # every namespace made was deleted
+
+
+def test_sim_is_handed_to_the_simulator_with_the_other_arguments(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+    import types
+
+    from lhtrio.verify import chaos
+
+    seen: list[list[str]] = []
+
+    def simulate(argv: list[str]) -> int:
+        seen.append(argv)
+        return 0
+
+    fake = types.SimpleNamespace(main=simulate)
+    real = importlib.import_module
+
+    def lookup(name: str) -> object:
+        if name == "lhtrio.sim.__main__":
+            return fake
+        return real(name)
+
+    monkeypatch.setattr(importlib, "import_module", lookup)
+    assert chaos.main(["--schedules", "5", "--sim", "--seed", "9"]) == 0
+    assert seen == [["--schedules", "5", "--seed", "9"]]
+
+    def missing(name: str) -> object:
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    assert chaos.main(["--sim"]) == 2
+    assert "needs the deterministic simulator" in capsys.readouterr().err
