@@ -23,8 +23,19 @@ What runs where (see the store's concurrency contract in :mod:`lhtrio.replica.da
   (``CONFLICT``) and change nothing. Reads and flushes are harmless and still answered.
 * **Control operations are exclusive.** Snapshot, revert, expand, removal steps and the other
   state changes run one at a time, in a worker thread (they fsync metadata), while the service
-  holds its *gate*: data requests that arrive meanwhile wait for the gate instead of running
-  inline. This is Longhorn's exclusive replica lock; the fast path pays one uncontended lock.
+  holds its *gate*: data requests (and flushes) that arrive meanwhile wait for the gate instead
+  of running inline. This is Longhorn's exclusive replica lock; the fast path pays one
+  uncontended lock.
+* **Waiting requests keep their order.** What arrives while the gate is held joins one queue,
+  in arrival order (taken under the data lock, whichever thread it arrives on), and the gate's
+  holder runs the whole queue in that order, under the data lock, as it opens the gate; a
+  request arriving while others wait joins the queue too. Two overlapping writes the engine sent
+  one after the other therefore land in that order on every replica. (Before, each waiting
+  request woke on its own: trio runs a batch of woken tasks in a random order, and a request
+  arriving just after the gate opened ran before those still waking, so replicas could apply
+  the same two writes in different orders and disagree for good — found by the chaos
+  schedules, docs/reliability.md.) The queue runs whether or not its requests' connections
+  still wait for the answers: it never stalls on a connection that went away.
   A purge runs step by step: its coalesce steps (which may copy gigabytes) run beside the data
   path; only its short steps (marking, replace, prune, remove) hold the gate.
 
@@ -36,6 +47,7 @@ answers from its table of control calls; control calls run their operation insid
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable
@@ -70,6 +82,27 @@ class _Connection:
         return self.gate._handle(request, self)
 
 
+class _Waiting:
+    """A request that arrived while the gate was held: run by the gate's holder, in order."""
+
+    __slots__ = ("conn", "done", "error", "request", "result")
+
+    def __init__(self, request: Request, conn: _Connection | None) -> None:
+        self.request = request
+        self.conn = conn
+        self.done = trio.Event()
+        self.result: Reply | Awaitable[Reply] | None = None
+        self.error: BaseException | None = None
+
+    async def answer(self) -> Reply:
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        result = self.result
+        assert result is not None
+        return result if isinstance(result, Reply) else await result
+
+
 class Gate:
     """``handler(request)`` for :func:`lhtrio.net.serve_rpc`: the data path of one open replica
     and the gate of its control operations (see the module docstring)."""
@@ -81,6 +114,7 @@ class Gate:
         self._data_lock = threading.Lock()
         self._control = trio.Lock()
         self._fence = 0  # raised by each set_rebuilding (see the module docstring)
+        self._waiting: collections.deque[_Waiting] = collections.deque()  # data lock held
 
     def for_connection(self) -> _Connection:
         """The handler of one new connection (:func:`lhtrio.net.serve_rpc` asks for it)."""
@@ -107,20 +141,21 @@ class Gate:
             lock = self._data_lock
             lock.acquire()  # cheaper than ``with`` on this path
             try:
-                self._fenced(conn, request)
-                if self._gate is None:
+                if self._gate is None and not self._waiting:
+                    self._fenced(conn, request)
                     return self._data(request)  # type: ignore[arg-type]
+                return self._wait(request, conn)
             finally:
                 lock.release()
-            return self._after_gate(request, conn)
         if conn is not None and isinstance(request, Call) and request.name == _FENCING_CALL:
             with self._data_lock:  # no older connection's write runs past this point
                 self._fence += 1
                 conn.epoch = self._fence
-        if self._gate is not None and cls is not Call:
-            return self._after_gate(request)  # control calls queue on the control lock instead
         if cls is Flush:
-            return self._flush(Done(0), self.replica.capture())
+            with self._data_lock:  # after the writes that wait before it, never before them
+                if self._gate is not None or self._waiting:
+                    return self._wait(request, conn)
+                return self._flush(Done(0), self.replica.capture())
         if isinstance(request, Call):
             return self._call(request)
         raise UnknownCallError(
@@ -160,23 +195,26 @@ class Gate:
             fast=mode is ZeroMode.FAST,
         )
 
-    async def _after_gate(self, request: Request, conn: _Connection | None = None) -> Reply:
-        """A request that arrived while the gate was held (not a Call): run it once it opens."""
-        while True:
-            while self._gate is not None:
-                await self._gate.wait()
-            if request.__class__ not in _DATA:
-                result = self._handle(request, conn)
-                break
-            await self._lock_data()
+    def _wait(self, request: Request, conn: _Connection | None) -> Awaitable[Reply]:
+        """Queue ``request`` behind the gate (data lock held); its answer once it ran."""
+        waiting = _Waiting(request, conn)
+        self._waiting.append(waiting)
+        return waiting.answer()
+
+    def _run_waiting(self) -> None:
+        """Run what waited for the gate, in arrival order (data lock held, gate still set)."""
+        while self._waiting:
+            waiting = self._waiting.popleft()
+            request = waiting.request
             try:
-                self._fenced(conn, request)
-                if self._gate is None:
-                    result = self._data(request)
-                    break
-            finally:
-                self._data_lock.release()
-        return result if isinstance(result, Reply) else await result
+                if request.__class__ is Flush:
+                    waiting.result = self._flush(Done(0), self.replica.capture())
+                else:
+                    self._fenced(waiting.conn, request)
+                    waiting.result = self._data(request)  # type: ignore[arg-type]
+            except Exception as exc:  # answered to its own request, as inline
+                waiting.error = exc
+            waiting.done.set()
 
     async def _lock_data(self) -> None:
         """Take the data lock without blocking the loop (a connection's thread may hold it for
@@ -209,5 +247,11 @@ class Gate:
             self._data_lock.release()
             yield
         finally:
-            self._gate = None
+            with trio.CancelScope(shield=True):
+                await self._lock_data()
+            try:
+                self._run_waiting()  # in arrival order, before anything that arrives later
+                self._gate = None
+            finally:
+                self._data_lock.release()
             gate.set()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import trio.testing
 from lhtrio.errors import ConflictError, UnknownCallError
 from lhtrio.replica.service import ReplicaService
 from lhtrio.replica.store import Replica
-from lhtrio.wire import Call, Data, Done, Read, Reply, Result, Write
+from lhtrio.wire import Call, Data, Done, Flush, Read, Reply, Result, Write
 
 
 @pytest.fixture
@@ -37,6 +37,35 @@ async def test_data_path_answers_inline(service: ReplicaService) -> None:
     fua = service(Write(0, b"y" * 4096, True))
     assert not isinstance(fua, Reply)  # FUA waits for a flush in a worker thread
     assert await fua == Done(4096)
+
+
+async def test_writes_that_waited_for_the_gate_land_in_arrival_order(
+    service: ReplicaService,
+) -> None:
+    """Overlapping writes sent one after the other while a control operation runs land in that
+    order, and so do a flush and a write that arrive while they still wait: every replica ends
+    with the same data (before, woken waiters ran in trio's random order)."""
+    for round in range(10):
+        answers: list[Reply] = []
+        async with trio.open_nursery() as nursery:
+            async with service._exclusive("test"):
+                pending = [service(Write(0, bytes([n]) * 4096)) for n in range(1, 9)]
+                pending.append(service(Flush()))
+                for result in reversed(pending):  # whoever waits first: not what decides
+                    assert not isinstance(result, Reply)
+
+                    async def finish(
+                        result: Awaitable[Reply] = result, out: list[Reply] = answers
+                    ) -> None:
+                        out.append(await result)
+
+                    nursery.start_soon(finish)
+                await trio.testing.wait_all_tasks_blocked()
+                assert answers == []
+            late = service(Write(0, bytes([9 + round]) * 4096))  # after the gate opened
+            assert late == Done(4096)
+        assert len(answers) == 9
+        assert service.replica.read(0, 4096) == bytes([9 + round]) * 4096
 
 
 async def test_data_waits_while_a_control_operation_holds_the_gate(
