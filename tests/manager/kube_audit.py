@@ -18,6 +18,8 @@ from contextlib import asynccontextmanager
 import h11
 import trio
 
+from tests.manager.tcp_proxy import pipe
+
 __all__ = ["Audit", "open_audit", "verb_of"]
 
 Use = tuple[str, str, str]  # (group, resource, verb)
@@ -79,7 +81,7 @@ class Audit:
             return
         async with client, upstream, trio.open_nursery() as pair:
             pair.start_soon(functools.partial(self._requests, client, upstream, pair))
-            pair.start_soon(functools.partial(_pipe, upstream, client, pair))
+            pair.start_soon(functools.partial(pipe, upstream, client, pair))
 
     async def _requests(
         self, source: trio.SocketStream, sink: trio.SocketStream, pair: trio.Nursery
@@ -118,15 +120,6 @@ class Audit:
                 or isinstance(event, h11.ConnectionClosed)
             ):
                 return http
-
-
-async def _pipe(source: trio.SocketStream, sink: trio.SocketStream, pair: trio.Nursery) -> None:
-    try:
-        while data := await source.receive_some(65536):
-            await sink.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    pair.cancel_scope.cancel()
 
 
 @asynccontextmanager

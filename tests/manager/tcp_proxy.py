@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 
 import trio
 
+__all__ = ["Proxy", "open_proxy", "pipe"]
+
 
 class Proxy:
     """Forwards ``127.0.0.1:port`` to ``target``; :meth:`down` and :meth:`up` (see the module
@@ -70,15 +72,15 @@ class Proxy:
                 except OSError:
                     return  # the target is away: the client sees its connection close
                 async with client, upstream, trio.open_nursery() as nursery:
-                    nursery.start_soon(functools.partial(_pipe, client, upstream, nursery))
-                    nursery.start_soon(functools.partial(_pipe, upstream, client, nursery))
+                    nursery.start_soon(functools.partial(pipe, client, upstream, nursery))
+                    nursery.start_soon(functools.partial(pipe, upstream, client, nursery))
             finally:
                 self._cuts.discard(cut)
                 with trio.CancelScope(shield=True):
                     await client.aclose()
 
 
-async def _pipe(source: trio.SocketStream, sink: trio.SocketStream, pair: trio.Nursery) -> None:
+async def pipe(source: trio.SocketStream, sink: trio.SocketStream, pair: trio.Nursery) -> None:
     """Copy ``source`` to ``sink`` until either ends; then end the pair."""
     try:
         while data := await source.receive_some(65536):
