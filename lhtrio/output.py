@@ -180,16 +180,22 @@ def output_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def group_output_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``-o table|json`` before the verb (``lhtrio ctl -o json info``)."""
+def table_output_option(help: str) -> Callable[[Callable[..., Any]], Any]:
+    """``-o table|json|yaml``, a table by default, saying ``help``."""
     return click.option(
         "-o",
         "--output",
         type=click.Choice(OUTPUTS),
         default="table",
         show_default=True,
-        help="Print tables, or JSON or YAML for scripts; also accepted after the verb.",
-    )(func)
+        help=help,
+    )
+
+
+#: ``-o table|json|yaml`` before the verb (``lhtrio ctl -o json info``).
+group_output_option = table_output_option(
+    "Print tables, or JSON or YAML for scripts; also accepted after the verb."
+)
 
 
 def size_option(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,7 +18,7 @@ import click
 
 from lhtrio.admin.client import ApiError
 from lhtrio.models.selector import parse_selector
-from lhtrio.output import OUTPUTS, checked
+from lhtrio.output import checked, table_output_option
 
 __all__ = [
     "ApiCommand",
@@ -30,17 +30,11 @@ __all__ = [
 ]
 
 
-def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``-o table|json|yaml``: a table, or the API's documents as received, in JSON or YAML
-    (for scripts: keys sorted)."""
-    return click.option(
-        "-o",
-        "--output",
-        type=click.Choice(OUTPUTS),
-        default="table",
-        show_default=True,
-        help="Print a table, or the API's documents in JSON or YAML for scripts.",
-    )(func)
+#: ``-o table|json|yaml``: a table, or the API's documents as received, in JSON or YAML (for
+#: scripts: keys sorted).
+json_option = table_output_option(
+    "Print a table, or the API's documents in JSON or YAML for scripts."
+)
 
 
 def selector_option(func: Callable[..., Any]) -> Callable[..., Any]:
