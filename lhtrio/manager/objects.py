@@ -12,15 +12,18 @@ attempt.
 
 Reading is cheap on repeat: a stored version of an object never changes, so each one is decoded
 and checked once and the typed object (frozen) kept by kind, name and ``resourceVersion``; a
-listing decodes only what changed since the last one. Measured on a node holding 100 volumes
-(300 replicas): listing every replica took 10.4 ms, 7 of them decoding (``docs/benchmarks.md``,
-"control"), and the volume reconciler lists them once per volume.
+listing decodes only what changed since the last one. A listing of every object of a kind also
+forgets the objects of that kind it no longer has (the cost: that kind's objects); a listing by
+labels (:meth:`Objects.list` ``labels=``) forgets nothing, as it says nothing of the others.
+Measured on a node holding 100 volumes (300 replicas): listing every replica took 10.4 ms, 7 of
+them decoding (``docs/benchmarks.md``, "control"), and the volume reconciler lists them once per
+volume.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final, TypeVar
 
 import attrs
@@ -46,8 +49,8 @@ CONFLICT_BACKOFF_MAX: Final = 0.5
 @attrs.frozen
 class Objects:
     store: Store
-    #: (kind, name) -> (resourceVersion, the object decoded from that version)
-    _decoded: dict[tuple[str, str], tuple[object, ClusterObject]] = attrs.field(
+    #: kind -> name -> (resourceVersion, the object decoded from that version)
+    _decoded: dict[str, dict[str, tuple[object, ClusterObject]]] = attrs.field(
         factory=dict, init=False, repr=False, eq=False
     )
 
@@ -56,29 +59,36 @@ class Objects:
         meta = document.get("metadata")
         if not isinstance(meta, dict):
             return from_document(kind, document)  # (it says what is wrong)
-        key, version = (kind.KIND, str(meta.get("name"))), meta.get("resourceVersion")
-        known = self._decoded.get(key)
+        name, version = str(meta.get("name")), meta.get("resourceVersion")
+        decoded = self._decoded.setdefault(kind.KIND, {})
+        known = decoded.get(name)
         if known is not None and known[0] == version and isinstance(known[1], kind):
             return known[1]
         obj = from_document(kind, document)
-        self._decoded[key] = (version, obj)
+        decoded[name] = (version, obj)
         return obj
 
     async def get(self, kind: type[K], name: str) -> K:
         try:
             document = await self.store.get(kind.KIND, name)
         except NotFoundError:
-            self._decoded.pop((kind.KIND, name), None)
+            self._decoded.get(kind.KIND, {}).pop(name, None)
             raise
         return self._decode(kind, document)
 
-    async def list(self, kind: type[K]) -> tuple[list[K], int]:
-        """Every object of ``kind`` and the revision they were read at (watch from there)."""
-        listing = await self.store.list(kind.KIND)
+    async def list(
+        self, kind: type[K], *, labels: Mapping[str, str] | None = None
+    ) -> tuple[list[K], int]:
+        """Every object of ``kind`` (with ``labels``: only those labelled with every one of those
+        ``key: value`` pairs) and the revision they were read at (watch from there)."""
+        listing = await self.store.list(kind.KIND, labels=labels)
         objects = [self._decode(kind, d) for d in listing.documents]
-        names = {o.meta.name for o in objects}
-        for key in [k for k in self._decoded if k[0] == kind.KIND and k[1] not in names]:
-            del self._decoded[key]  # gone from the store
+        if not labels:  # (a selection says nothing of the objects it did not select)
+            decoded = self._decoded.get(kind.KIND, {})
+            if len(decoded) > len(objects):
+                names = {o.meta.name for o in objects}
+                for name in [n for n in decoded if n not in names]:
+                    del decoded[name]  # gone from the store
         return objects, listing.revision
 
     async def create(self, obj: K) -> K:

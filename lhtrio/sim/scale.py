@@ -31,7 +31,7 @@ import random
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
@@ -75,9 +75,9 @@ class CountingStore:
         self.counts["get"] += 1
         return await self.inner.get(kind, name)
 
-    async def list(self, kind: str) -> Listing:
+    async def list(self, kind: str, *, labels: Mapping[str, str] | None = None) -> Listing:
         self.counts["list"] += 1
-        return await self.inner.list(kind)
+        return await self.inner.list(kind, labels=labels)
 
     async def create(self, document: Document) -> Document:
         self.counts["create"] += 1

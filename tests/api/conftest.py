@@ -5,7 +5,7 @@ every request (reads need it too), ``bare`` sends none."""
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -42,9 +42,9 @@ class BreakableStore:
         self._check()
         return await self.inner.get(kind, name)
 
-    async def list(self, kind: str) -> Listing:
+    async def list(self, kind: str, *, labels: Mapping[str, str] | None = None) -> Listing:
         self._check()
-        return await self.inner.list(kind)
+        return await self.inner.list(kind, labels=labels)
 
     async def create(self, document: Document) -> Document:
         self._check()

@@ -13,6 +13,7 @@ import trio.testing
 from lhtrio.errors import ConflictError, InvalidArgumentError, NotFoundError
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.api import Document
+from lhtrio.manager.store.codec import from_document
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.models.cluster import ObjectMeta, Volume
 from lhtrio.models.cluster.volume import VolumeSpec
@@ -42,6 +43,34 @@ async def test_objects_round_trip_with_their_versions() -> None:
     listed, revision = await objects.list(Volume)
     assert listed == [created]
     assert revision == created.meta.resource_version
+
+
+async def test_a_selection_decodes_and_evicts_nothing_it_did_not_select(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded: list[str] = []
+
+    def counting(kind: type[Volume], document: Document) -> Volume:
+        obj = from_document(kind, document)
+        decoded.append(obj.meta.name)
+        return obj
+
+    monkeypatch.setattr("lhtrio.manager.objects.from_document", counting)
+    store = MemoryStore()
+    objects = Objects(store)
+    for name, node in (("a", "n1"), ("b", "n2"), ("c", "n1")):
+        meta = ObjectMeta(name=name, labels={"lhtrio.io/node": node})
+        await objects.create(attrs.evolve(volume(name), meta=meta))
+    listed, _ = await objects.list(Volume)
+    decoded.clear()
+    selected, revision = await objects.list(Volume, labels={"lhtrio.io/node": "n1"})
+    assert [v.meta.name for v in selected] == ["a", "c"]
+    assert revision == listed[-1].meta.resource_version
+    assert await objects.get(Volume, "b") == listed[1]  # still known: not decoded again
+    assert decoded == []
+    await store.delete("Volume", "a")
+    assert [v.meta.name for v in (await objects.list(Volume))[0]] == ["b", "c"]
+    assert set(objects._decoded["Volume"]) == {"b", "c"}  # an unfiltered list forgets the gone
 
 
 async def test_an_invalid_object_is_never_written() -> None:

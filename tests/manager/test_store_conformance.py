@@ -176,6 +176,99 @@ async def test_list_answers_one_kind_and_the_revision_it_was_read_at(store: Stor
     assert (await store.list("Node")).documents == []
 
 
+VOLUME, NODE = "lhtrio.io/volume", "lhtrio.io/node"
+
+
+async def names_selected(store: Store, kind: str, labels: dict[str, str] | None) -> list[object]:
+    return [meta(d)["name"] for d in (await store.list(kind, labels=labels)).documents]
+
+
+async def labelled(store: Store, name: str, kind: str = "Volume", **labels: str) -> Document:
+    return await store.create(
+        {**volume(name), "kind": kind, "metadata": {"name": name, "labels": labels}}
+    )
+
+
+async def test_a_label_selector_lists_the_objects_holding_every_label_it_names(
+    store: Store,
+) -> None:
+    await labelled(store, "c", **{VOLUME: "x", NODE: "n1"})
+    await labelled(store, "a", **{VOLUME: "x", NODE: "n2", "app": "db"})
+    await labelled(store, "b", **{VOLUME: "y", NODE: "n1"})
+    await labelled(store, "e", "Engine", **{VOLUME: "x", NODE: "n1"})  # another kind
+    last = await store.create(volume("d"))  # no labels
+    assert await names_selected(store, "Volume", {VOLUME: "x"}) == ["a", "c"]
+    assert await names_selected(store, "Volume", {NODE: "n1"}) == ["b", "c"]
+    assert await names_selected(store, "Volume", {"app": "db"}) == ["a"]
+    assert await names_selected(store, "Volume", {VOLUME: "x", NODE: "n1"}) == ["c"]
+    assert await names_selected(store, "Volume", {VOLUME: "y", NODE: "n2"}) == []
+    assert await names_selected(store, "Volume", {VOLUME: "z"}) == []
+    assert await names_selected(store, "Engine", {VOLUME: "x"}) == ["e"]
+    assert await names_selected(store, "Volume", None) == ["a", "b", "c", "d"]
+    assert await names_selected(store, "Volume", {}) == ["a", "b", "c", "d"]
+    selected = await store.list("Volume", labels={VOLUME: "x"})
+    assert selected.revision == version(last) == (await store.list("Volume")).revision
+    assert selected.documents == [await store.get("Volume", n) for n in ("a", "c")]
+    nothing = await store.list("Volume", labels={VOLUME: "z"})
+    assert nothing.revision == version(last)
+
+
+async def test_changing_labels_moves_an_object_between_selections_and_delete_removes_it(
+    store: Store,
+) -> None:
+    a = await labelled(store, "a", **{VOLUME: "x"})
+    await labelled(store, "b", **{VOLUME: "x"})
+    moved = await store.update({**a, "metadata": {**meta(a), "labels": {VOLUME: "y"}}})
+    assert await names_selected(store, "Volume", {VOLUME: "x"}) == ["b"]
+    assert await names_selected(store, "Volume", {VOLUME: "y"}) == ["a"]
+    await store.update({**moved, "metadata": {**meta(moved), "labels": {}}})
+    assert await names_selected(store, "Volume", {VOLUME: "y"}) == []
+    await store.delete("Volume", "b")
+    assert await names_selected(store, "Volume", {VOLUME: "x"}) == []
+    assert await names_selected(store, "Volume", None) == ["a"]
+
+
+async def test_a_watch_from_a_selection_revision_sees_every_later_change_of_the_kind(
+    store: Store,
+) -> None:
+    await labelled(store, "a", **{VOLUME: "x"})
+    listing = await store.list("Volume", labels={VOLUME: "y"})
+    async with store.watch("Volume", listing.revision) as events:
+        b = await labelled(store, "b", **{VOLUME: "x"})
+        assert await next_events(events, 1) == [(EventType.ADDED, "b", version(b))]
+
+
+async def test_what_the_store_hands_out_is_the_callers_to_change(store: Store) -> None:
+    created = await labelled(store, "a", **{VOLUME: "x"})
+    listing = await store.list("Volume")
+    async with store.watch("Volume", listing.revision) as events:
+        changed = await store.update(created)
+        with trio.fail_after(10):
+            event = await anext(events)
+    for document in (
+        created,
+        changed,
+        event.document,
+        await store.get("Volume", "a"),
+        *listing.documents,
+        *(await store.list("Volume", labels={VOLUME: "x"})).documents,
+    ):
+        meta(document)["labels"] = {VOLUME: "y"}
+        spec = document["spec"]
+        assert isinstance(spec, dict)
+        spec["numberOfReplicas"] = 1
+    assert await names_selected(store, "Volume", {VOLUME: "x"}) == ["a"]
+    assert await names_selected(store, "Volume", {VOLUME: "y"}) == []
+    assert (await store.get("Volume", "a"))["spec"] == volume("a")["spec"]
+
+
+async def test_a_label_selector_that_is_not_a_map_of_strings_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidArgumentError, match="bad label selector"):
+        await store.list("Volume", labels={VOLUME: 3})  # type: ignore[dict-item]
+    with pytest.raises(InvalidArgumentError, match="bad label selector"):
+        await store.list("Volume", labels=[(VOLUME, "x")])  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("name", ["../x", "a/b", "", "x" * 300, "a\x00b", ".", "-x", 5, None])
 async def test_hostile_names_are_refused_and_change_nothing(store: Store, name: object) -> None:
     before = await store.list("Volume")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from types import ModuleType
@@ -202,9 +202,9 @@ class Lists:
     inner: Store
     lists: int = 0
 
-    async def list(self, kind: str) -> Listing:
+    async def list(self, kind: str, *, labels: Mapping[str, str] | None = None) -> Listing:
         self.lists += 1
-        return await self.inner.list(kind)
+        return await self.inner.list(kind, labels=labels)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)

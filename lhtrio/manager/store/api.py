@@ -24,6 +24,13 @@ that every backend passes unchanged:
   :meth:`Store.watch` from that revision yields every later change of the kind, in revision
   order, each once. A revision older than the store keeps raises :class:`~lhtrio.errors.GoneError`
   (list again). A ``DELETED`` event carries the object as it was last, at the deletion's revision.
+* **Label selectors.** :meth:`Store.list` given ``labels`` answers only the objects whose
+  ``metadata.labels`` hold every one of those keys with exactly that value (Kubernetes'
+  equality-based label selector ``k=v,k2=v2``), at the store's revision as an unfiltered list
+  would be; a watch from there sees every change of the kind, selected or not. So a reconciler
+  reads the replicas of its own volume (``lhtrio.io/volume: NAME``) without reading every
+  replica. Each backend filters where it can: the Kubernetes API server, SQLite's JSON functions,
+  the memory store's label index (etcd cannot: it reads the kind and filters after decoding).
 * **Names** are checked before anything is stored (``lhtrio.models.names`` rules for object
   names: no ``/``, no ``..``, no NUL, 1-128 characters): bad input changes nothing.
 """
@@ -31,7 +38,7 @@ that every backend passes unchanged:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -71,8 +78,10 @@ class Store(Protocol):
         """The object; NotFoundError if there is none."""
         ...
 
-    async def list(self, kind: str) -> Listing:
-        """Every object of ``kind``, by name, and the revision they were read at."""
+    async def list(self, kind: str, *, labels: Mapping[str, str] | None = None) -> Listing:
+        """Every object of ``kind``, by name, and the revision they were read at; with ``labels``,
+        only the objects labelled with every one of those ``key: value`` pairs (None or empty:
+        every object). A selector that is not a map of strings is InvalidArgumentError."""
         ...
 
     async def create(self, document: Document) -> Document:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
 
@@ -142,8 +142,11 @@ class EtcdStore:
             raise NotFoundError(f"{kind} {name!r} does not exist")
         return found
 
-    async def list(self, kind: str) -> Listing:
+    async def list(self, kind: str, *, labels: Mapping[str, str] | None = None) -> Listing:
         rules.check_key(kind, "x")
+        # etcd's range reads keys, never values: a label selector reads the kind's whole range
+        # and filters after decoding (the objects that do not match cost their transfer)
+        selector = rules.check_labels(labels)
         start, end = kind_range(self.prefix, kind)
         while True:  # again if etcd compacted the first page's revision under the later ones
             documents: list[Document] = []
@@ -160,7 +163,7 @@ class EtcdStore:
                 revision = revision or revision_of(answer.body)
                 kvs = answer.body.get("kvs") or []
                 assert isinstance(kvs, list)
-                documents.extend(decode_kv(kv) for kv in kvs)
+                documents.extend(d for d in map(decode_kv, kvs) if rules.selects(selector, d))
                 if not answer.body.get("more") or not kvs:
                     return Listing(documents, revision)
                 last = kvs[-1]["key"]

@@ -53,7 +53,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+)
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, contextmanager
 from typing import Any, Final
 
@@ -277,18 +284,25 @@ class KubernetesStore:
         resource = resource_of(kind)
         return from_kube(resource, await self._read(resource, name))
 
-    async def list(self, kind: str) -> Listing:
+    async def list(self, kind: str, *, labels: Mapping[str, str] | None = None) -> Listing:
         rules.check_key(kind, "x")
         resource = resource_of(kind)
+        selector = rules.check_labels(labels)
+        # the API server selects (``labelSelector``); the kind's own label wins over a selector
+        # that names it too, and the answer is checked again: a label the kind's label hides (it
+        # is no document's), or text that the selector's syntax would read otherwise, selects
+        # nothing more than the selector says. Values Kubernetes cannot hold are its 400:
+        # InvalidArgumentError.
         with self._errors(f"the list of {kind}"):
             found = self.client.list(
                 self._cls(resource),
                 namespace=self.namespace,
                 chunk_size=PAGE,
-                labels=dict[str, Any](resource.selector) or None,
+                labels=dict[str, Any]({**selector, **resource.selector}) or None,
             )
             documents = [from_kube(resource, dict(obj)) async for obj in found]
             revision = int(found.resourceVersion)
+        documents = [d for d in documents if rules.selects(selector, d)]
         documents.sort(key=lambda d: str(rules.metadata(d)["name"]))
         return Listing(documents, revision)
 

@@ -1,14 +1,23 @@
 """The store in memory: one process, nothing kept. For tests (reconcilers under trio's autojump
-clock) and anything that needs the store's contract without a file. The rules are
-:mod:`lhtrio.manager.store.rules`, as for every backend."""
+clock), the simulator, and anything that needs the store's contract without a file. The rules are
+:mod:`lhtrio.manager.store.rules`, as for every backend.
+
+The simulator keeps 30,000 replicas of 10,000 volumes in one store, and every volume's reconciler
+reads its own: so a list costs what it answers, not what the store holds. Objects are kept by
+kind, each kind's names in order (a sorted list, kept by bisection), and a label index
+(kind, label key, value) -> names answers a label selector from its smallest set, checking the
+other labels on those objects only: O(matches), not O(objects). What the store hands out (gets,
+lists, watch events, written objects) is a copy, callers may change it; the copy is
+:func:`~lhtrio.manager.store.rules.copy_document`, not ``copy.deepcopy`` (4-5 times slower, and
+once half of the simulator's time).
+"""
 
 from __future__ import annotations
 
 import bisect
-import copy
 import datetime as dt
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import trio
@@ -35,7 +44,9 @@ class MemoryStore:
     """:class:`~lhtrio.manager.store.api.Store` in memory (see the module docstring)."""
 
     def __init__(self, *, keep: int = KEEP, clock: Callable[[], dt.datetime] = _now) -> None:
-        self._objects: dict[tuple[str, str], Document] = {}
+        self._objects: dict[str, dict[str, Document]] = {}  # kind -> name -> document
+        self._names: dict[str, list[str]] = {}  # kind -> its names, sorted
+        self._index: dict[tuple[str, str, str], set[str]] = {}  # (kind, key, value) -> names
         self._log: list[WatchEvent] = []
         self._keep = keep
         self._clock = clock
@@ -47,24 +58,35 @@ class MemoryStore:
     def revision(self) -> int:
         return self._revision
 
+    def _current(self, key: tuple[str, str]) -> Document | None:
+        return self._objects.get(key[0], {}).get(key[1])
+
     async def get(self, kind: str, name: str) -> Document:
         await trio.lowlevel.checkpoint()
-        found = self._objects.get(rules.check_key(kind, name))
+        found = self._current(rules.check_key(kind, name))
         if found is None:
             raise NotFoundError(f"{kind} {name!r} does not exist")
-        return copy.deepcopy(found)
+        return rules.copy_document(found)
 
-    async def list(self, kind: str) -> Listing:
+    async def list(self, kind: str, *, labels: Mapping[str, str] | None = None) -> Listing:
         await trio.lowlevel.checkpoint()
         rules.check_key(kind, "x")
-        documents = [copy.deepcopy(d) for (k, _), d in sorted(self._objects.items()) if k == kind]
-        return Listing(documents, self._revision)
+        selector = rules.check_labels(labels)
+        objects = self._objects.get(kind, {})
+        if not selector:
+            names: list[str] = self._names.get(kind, [])
+        else:
+            sets = [self._index.get((kind, k, v), set()) for k, v in selector.items()]
+            smallest = min(sets, key=len)
+            names = sorted(n for n in smallest if rules.selects(selector, objects[n]))
+        copy = rules.copy_document
+        return Listing([copy(objects[n]) for n in names], self._revision)
 
     async def create(self, document: Document) -> Document:
         await trio.lowlevel.checkpoint()
         key = rules.key(document)
         change = rules.create(
-            self._objects.get(key),
+            self._current(key),
             document,
             revision=self._revision + 1,
             uid=str(uuid.uuid4()),
@@ -75,7 +97,7 @@ class MemoryStore:
     async def update(self, document: Document) -> Document:
         await trio.lowlevel.checkpoint()
         key = rules.key(document)
-        change = rules.update(self._objects.get(key), document, revision=self._revision + 1)
+        change = rules.update(self._current(key), document, revision=self._revision + 1)
         return self._apply(key, change)
 
     async def delete(
@@ -84,7 +106,7 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         key = rules.check_key(kind, name)
         change = rules.delete(
-            self._objects.get(key),
+            self._current(key),
             kind,
             name,
             resource_version=resource_version,
@@ -92,26 +114,46 @@ class MemoryStore:
             now=self._clock(),
         )
         self._apply(key, change)
-        return None if change.stored is None else copy.deepcopy(change.stored)
+        return None if change.stored is None else rules.copy_document(change.stored)
 
     def _apply(self, key: tuple[str, str], change: rules.Change) -> Document:
         """Keep ``change``; the document as stored (or as last seen, when it went away)."""
         event = change.event
         if event is not None:
             self._revision = event.revision
-            if change.stored is None:
-                self._objects.pop(key, None)
-            else:
-                self._objects[key] = change.stored
+            self._keep_object(key, change.stored)
             self._log.append(event)
             if len(self._log) > self._keep:
                 self._compacted = self._log[-self._keep - 1].revision
                 del self._log[: -self._keep]
             self._changed.set()
             self._changed = trio.Event()
-            return copy.deepcopy(change.stored if change.stored is not None else event.document)
+            stored = change.stored if change.stored is not None else event.document
+            return rules.copy_document(stored)
         assert change.stored is not None  # no event: nothing changed, the object is there
-        return copy.deepcopy(change.stored)
+        return rules.copy_document(change.stored)
+
+    def _keep_object(self, key: tuple[str, str], stored: Document | None) -> None:
+        """Put ``stored`` (None: nothing) in place of the object ``key``, names and index too."""
+        kind, name = key
+        objects = self._objects.setdefault(kind, {})
+        old = objects.pop(name, None)
+        if old is not None:
+            for label in rules.labels_of(old).items():
+                names = self._index[(kind, *label)]
+                names.discard(name)
+                if not names:
+                    del self._index[(kind, *label)]
+        if stored is None:
+            if old is not None:
+                sorted_names = self._names[kind]
+                del sorted_names[bisect.bisect_left(sorted_names, name)]
+            return
+        objects[name] = stored
+        if old is None:
+            bisect.insort(self._names.setdefault(kind, []), name)
+        for label in rules.labels_of(stored).items():
+            self._index.setdefault((kind, *label), set()).add(name)
 
     async def compact(self, revision: int) -> None:
         await trio.lowlevel.checkpoint()
@@ -146,6 +188,7 @@ class MemoryStore:
             for event in fresh:
                 seen = event.revision
                 if event.document.get("kind") == kind:
-                    yield WatchEvent(event.type, copy.deepcopy(event.document), event.revision)
+                    document = rules.copy_document(event.document)
+                    yield WatchEvent(event.type, document, event.revision)
             if not fresh:
                 await self._changed.wait()

@@ -6,9 +6,17 @@ IMMEDIATE`` transaction per change (SQLite lets one writer at a time in; other p
 to :data:`BUSY_TIMEOUT`), so two processes updating one object from the same version get one
 success and one ConflictError, never a lost update.
 
-Tables: ``objects`` (kind, name → revision, document), ``changes`` (the change log: revision →
+Tables: ``objects`` (kind, name → revision, document; indexed by the labels of
+:data:`INDEXED_LABELS` too), ``changes`` (the change log: revision →
 kind, name, type, document; what watches read) and ``meta`` (the next revision and the compacted
 one). Commits are ``synchronous=FULL``: a change the store acknowledged survives a power cut.
+
+**Label selectors** are SQL: each label is ``json_extract(document, '$.metadata.labels."KEY"')
+= ?`` (or, for a key with characters a JSON path literal would need escaped, a ``json_each``
+of the labels), so rows that do not match are never decoded. The labels replicas and engines
+are selected by (:data:`INDEXED_LABELS`) have an expression index each, which the query names
+(``INDEXED BY``): without statistics SQLite would rather scan the kind by primary key. Measured
+on 30,000 replicas, one volume's three: 9 µs with the index, 11 ms scanning the kind.
 
 **Watches across processes.** SQLite has no notification, but every commit writes the
 write-ahead log: a store keeps one task that waits on inotify (``inotify_simple``: a maintained
@@ -31,9 +39,10 @@ import datetime as dt
 import functools
 import json
 import os
+import re
 import sqlite3
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final, TypeVar
@@ -45,7 +54,14 @@ from lhtrio.errors import CorruptMetadataError, GoneError, NotFoundError, Storag
 from lhtrio.manager.store import rules
 from lhtrio.manager.store.api import Document, EventType, Listing, WatchEvent
 
-__all__ = ["BUSY_TIMEOUT", "KEEP", "SAFETY", "SqliteStore", "open_sqlite_store"]
+__all__ = [
+    "BUSY_TIMEOUT",
+    "INDEXED_LABELS",
+    "KEEP",
+    "SAFETY",
+    "SqliteStore",
+    "open_sqlite_store",
+]
 
 #: Watchers also look for changes this often (seconds) if no write woke them (a safety net).
 SAFETY: Final = 5.0
@@ -58,6 +74,21 @@ KEEP: Final = 10_000
 #: A watcher reads at most this many changes per query.
 PAGE: Final = 1000
 
+#: Label keys with an index of their own (key -> the index's name): the ones reconcilers select
+#: replicas and engines by.
+INDEXED_LABELS: Final = {
+    "lhtrio.io/volume": "objects_by_volume",
+    "lhtrio.io/node": "objects_by_node",
+}
+#: Label keys that can be written into a JSON path literal as they are (``"KEY"``).
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z0-9._/-]+")
+
+
+def _label_path(key: str) -> str:
+    assert _PLAIN_KEY.fullmatch(key)
+    return f"json_extract(document, '$.metadata.labels.\"{key}\"')"
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
     kind TEXT NOT NULL, name TEXT NOT NULL, revision INTEGER NOT NULL, document TEXT NOT NULL,
@@ -69,7 +100,32 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted', 0);
-"""
+""" + "".join(
+    f"CREATE INDEX IF NOT EXISTS {index} ON objects (kind, {_label_path(key)});\n"
+    for key, index in INDEXED_LABELS.items()
+)
+
+
+def _selection(kind: str, selector: Mapping[str, str]) -> tuple[str, list[str]]:
+    """The query of the objects of ``kind`` that ``selector`` selects, and its parameters."""
+    indexed = [INDEXED_LABELS[k] for k in selector if k in INDEXED_LABELS]
+    sql = "SELECT name, document FROM objects"
+    if indexed:
+        sql += f" INDEXED BY {indexed[0]}"
+    sql += " WHERE kind = ?"
+    parameters = [kind]
+    for key, value in selector.items():
+        if _PLAIN_KEY.fullmatch(key):
+            sql += f" AND {_label_path(key)} = ?"
+            parameters.append(value)
+        else:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM json_each(document, '$.metadata.labels')"
+                " WHERE key = ? AND value = ?)"
+            )
+            parameters += [key, value]
+    return sql + " ORDER BY name", parameters
+
 
 T = TypeVar("T")
 
@@ -198,20 +254,22 @@ class SqliteStore:
             raise NotFoundError(f"{kind} {name!r} does not exist")
         return found
 
-    async def list(self, kind: str) -> Listing:
+    async def list(self, kind: str, *, labels: Mapping[str, str] | None = None) -> Listing:
         rules.check_key(kind, "x")
+        selector = rules.check_labels(labels)
+        sql, parameters = _selection(kind, selector)
 
         def read() -> Listing:
             db = self._db
             db.execute("BEGIN")  # one snapshot: the documents and the revision agree
             try:
-                rows = db.execute(
-                    "SELECT name, document FROM objects WHERE kind = ? ORDER BY name", (kind,)
-                ).fetchall()
+                rows = db.execute(sql, parameters).fetchall()
                 revision = self._meta("revision")
             finally:
                 db.execute("COMMIT")
-            return Listing([_decode(d, f"{kind} {n!r}") for n, d in rows], revision)
+            documents = [_decode(d, f"{kind} {n!r}") for n, d in rows]
+            # (SQL compares what JSON text says; a label that is not a string never matches)
+            return Listing([d for d in documents if rules.selects(selector, d)], revision)
 
         return await self._run(read)
 
