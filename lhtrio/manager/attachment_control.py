@@ -21,10 +21,11 @@ import attrs
 import trio
 
 from lhtrio.errors import NotFoundError
-from lhtrio.manager.lease import available_nodes
+from lhtrio.manager.lease import Availability, nodes_up
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import responsible
 from lhtrio.manager.runner import follow
+from lhtrio.manager.scope import Scope
 from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.rules import metadata
 from lhtrio.models.cluster import Volume, VolumeAttachment
@@ -42,8 +43,11 @@ logger = logging.getLogger(__name__)
 
 @attrs.frozen
 class AttachmentControl:
+    """``availability``: the nodes up as the manager keeps them read (None: read the leases)."""
+
     objects: Objects
     node: str
+    availability: Availability | None = None
 
     async def reconcile_attachment(self, name: str) -> float | None:
         objects = self.objects
@@ -52,7 +56,7 @@ class AttachmentControl:
             volume = await objects.get(Volume, attachment.spec.volume)
         except NotFoundError:
             return None  # no tickets, or no volume (yet): nothing to decide
-        up = await available_nodes(objects.store)
+        up = await nodes_up(objects.store, self.availability)
         if not responsible(
             self.node, owner=volume.status.owner_id, preferred=volume.spec.node_id, up=up
         ):
@@ -101,10 +105,17 @@ class AttachmentControl:
         return None
 
 
-def _name(document: Document) -> str:
-    return str(metadata(document)["name"])
+async def follow_volumes(
+    store: Store, nudge: trio.MemorySendChannel[str], scope: Scope | None = None
+) -> None:
+    """Nudge the attachment of every volume that changes (named as the volume); ``scope``, the
+    volumes' scope the tickets' runner borrows, sees each change first, so the nudge is judged
+    by the volume as changed, whichever of the two watches of volumes is ahead."""
 
+    def name(document: Document) -> str:
+        named = str(metadata(document)["name"])
+        if scope is not None:
+            scope.see(named, document)
+        return named
 
-async def follow_volumes(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
-    """Nudge the attachment of every volume that changes (named as the volume)."""
-    await follow(store, Volume.KIND, _name, nudge)
+    await follow(store, Volume.KIND, name, nudge)

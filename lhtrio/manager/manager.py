@@ -23,9 +23,12 @@ from lhtrio.clients.node import NodeClient
 from lhtrio.errors import LhtrioError
 from lhtrio.manager.attachment_control import AttachmentControl, follow_volumes
 from lhtrio.manager.instance_control import InstanceControl
-from lhtrio.manager.nudges import follow_availability, follow_operator, on_node, volume_of
+from lhtrio.manager.lease import Availability
+from lhtrio.manager.nudges import follow_availability, follow_operator
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import run_reconciler
+from lhtrio.manager.scope import Borrowed, OnNode, Responsible
+from lhtrio.manager.space import ScheduledSpace
 from lhtrio.manager.store.api import Store
 from lhtrio.manager.volume_control import VolumeControl, follow_members
 from lhtrio.models.cluster import Engine, Replica, Volume, VolumeAttachment
@@ -53,30 +56,37 @@ async def run_manager(
     async with open_rpc_client(control, client=f"manager-{node}", role=Role.NODE) as rpc:
         instances = NodeClient(rpc)
         objects = Objects(store)
+        availability = Availability()
+        space = ScheduledSpace()
         control_ = InstanceControl(objects, node, instances)
-        volumes = VolumeControl(objects, node)
-        attachments = AttachmentControl(objects, node)
+        volumes = VolumeControl(objects, node, availability, space)
+        attachments = AttachmentControl(objects, node, availability)
         replicas_in, replicas_out = trio.open_memory_channel[str](256)
         engines_in, engines_out = trio.open_memory_channel[str](256)
         volumes_in, volumes_out = trio.open_memory_channel[str](256)
         attachments_in, attachments_out = trio.open_memory_channel[str](256)
-        mine = functools.partial(on_node, node)
+        responsible = Responsible(node, availability)
         async with trio.open_nursery() as nursery:
-            for kind, reconcile, nudges, covers in (
-                (Replica.KIND, control_.reconcile_replica, replicas_out, mine(Replica)),
-                (Engine.KIND, control_.reconcile_engine, engines_out, mine(Engine)),
-                (Volume.KIND, volumes.reconcile_volume, volumes_out, volume_of(node)),
-                (VolumeAttachment.KIND, attachments.reconcile_attachment, attachments_out, None),
+            await nursery.start(follow_availability, store, volumes_in.clone(), availability)
+            for kind, reconcile, nudges, scope in (
+                (Replica.KIND, control_.reconcile_replica, replicas_out, OnNode(node)),
+                (Engine.KIND, control_.reconcile_engine, engines_out, OnNode(node)),
+                (Volume.KIND, volumes.reconcile_volume, volumes_out, responsible),
+                (
+                    VolumeAttachment.KIND,
+                    attachments.reconcile_attachment,
+                    attachments_out,
+                    Borrowed(responsible),
+                ),
             ):
                 await nursery.start(
                     functools.partial(
-                        run_reconciler, store, kind, reconcile, nudges=nudges, mine=covers
+                        run_reconciler, store, kind, reconcile, nudges=nudges, scope=scope
                     )
                 )
-            nursery.start_soon(follow_members, store, volumes_in.clone())
-            nursery.start_soon(follow_operator, store, volumes_in.clone())
-            nursery.start_soon(follow_availability, store, volumes_in)
-            nursery.start_soon(follow_volumes, store, attachments_in)
+            nursery.start_soon(follow_members, store, volumes_in.clone(), space)
+            nursery.start_soon(follow_operator, store, volumes_in)
+            nursery.start_soon(follow_volumes, store, attachments_in, responsible)
             nursery.start_soon(
                 _watch_instances,
                 instances,

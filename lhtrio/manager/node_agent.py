@@ -36,9 +36,10 @@ from lhtrio.manager.lease import keep_lease
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.placement import scheduled_replicas
 from lhtrio.manager.runner import follow
+from lhtrio.manager.selection import replicas_on
 from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.codec import to_document
-from lhtrio.models.cluster import Node, ObjectMeta, Replica
+from lhtrio.models.cluster import Node, ObjectMeta
 from lhtrio.models.cluster.meta import set_condition
 from lhtrio.models.cluster.node import CONDITION_READY, DiskSpec, DiskStatus, NodeSpec
 from lhtrio.models.times import wall_now
@@ -179,8 +180,7 @@ async def register(
     facts = await host.disks(wanted)
     given = {_normal(p) for p in host.given} if starting else set()
     add = [f for f in facts if _normal(f.path) in given]
-    replicas, _ = await objects.list(Replica)
-    placed = scheduled_replicas(replicas, name)
+    placed = scheduled_replicas(await replicas_on(objects, name), name)
     fresh = Node(meta=ObjectMeta(name=name), spec=NodeSpec())
     return await objects.upsert(
         Node, name, lambda n: with_disks(n, facts, clock(), placed, add=add), fresh

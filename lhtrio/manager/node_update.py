@@ -31,6 +31,7 @@ import attrs
 
 from lhtrio.errors import FailedPreconditionError, InvalidArgumentError
 from lhtrio.manager.objects import Objects
+from lhtrio.manager.selection import replicas_on
 from lhtrio.manager.versions import at_version
 from lhtrio.models.cluster import Node, Replica
 from lhtrio.models.cluster.node import DiskSpec
@@ -189,7 +190,7 @@ async def update_disks(
     """Make node ``name``'s disks ``disks``; the node as stored. The replicas are read first:
     one placed on a disk being removed after that read is not seen (the scheduler places no
     replica on a disk that does not allow scheduling, which removal requires)."""
-    replicas, _ = await objects.list(Replica)
+    replicas = await replicas_on(objects, name)
 
     def apply(node: Node) -> Node:
         return apply_disk_update(node, disks, disk_holders(node, replicas))

@@ -1,12 +1,14 @@
 """What nudges a node's reconcilers besides their own objects' changes, and what their resync
 covers.
 
-The runner (:mod:`lhtrio.manager.runner`) reconciles every change of a kind, and every
-:data:`~lhtrio.manager.runner.RESYNC` seconds the objects its ``mine`` covers. A volume's plan
+The runner (:mod:`lhtrio.manager.runner`) reconciles every change of a kind its scope covers,
+and every :data:`~lhtrio.manager.runner.RESYNC` seconds every object it covers. A volume's plan
 also reads what no volume change tells of; these nudge the volumes instead of a short resync:
 
 * :func:`follow_availability`: a node went down or came back (a lease expired: nothing in the
-  store changes then) — every volume. A node seen down also has its Ready condition set false
+  store changes then) — every volume (:data:`~lhtrio.manager.scope.EVERY`: those this node is
+  responsible for now, as its volume scope judges with the nodes up, which this keeps read for
+  the scope and the reconcilers). A node seen down also has its Ready condition set false
   (``LeaseExpired``), so ``lhtrio node ls`` and ``kubectl get`` say so: its own process, which
   writes that condition otherwise, cannot. Any node may write it (the change is idempotent); the
   node sets it true again when it registers on its return (and at each record of its disks, so a
@@ -15,14 +17,14 @@ also reads what no volume change tells of; these nudge the volumes instead of a 
   eviction) or readiness — every volume (a node's record of its disks' free space, rewritten every
   30 s under writes, does not nudge: the resync picks it up).
 
-``on_node`` and ``volume_of`` say which objects a node's resync covers: the replicas and engines
-placed on it, the volumes it owns or that are attached to it.
+Which volumes, replicas and engines a node acts on is :mod:`lhtrio.manager.scope`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable
 from typing import Final
@@ -31,13 +33,13 @@ import attrs
 import trio
 
 from lhtrio.errors import CorruptMetadataError, LhtrioError, NotFoundError
-from lhtrio.manager.lease import available_nodes
+from lhtrio.manager.lease import KIND, Availability, Leases
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import follow
+from lhtrio.manager.scope import EVERY
 from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.codec import from_document
-from lhtrio.manager.store.rules import metadata
-from lhtrio.models.cluster import Engine, Node, Replica, Setting, Volume
+from lhtrio.models.cluster import Node, Setting
 from lhtrio.models.cluster.meta import get_condition, set_condition
 from lhtrio.models.cluster.node import CONDITION_READY
 from lhtrio.models.times import wall_now
@@ -47,8 +49,6 @@ __all__ = [
     "LEASE_EXPIRED",
     "follow_availability",
     "follow_operator",
-    "on_node",
-    "volume_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,37 +60,6 @@ AVAILABILITY_POLL: Final = 1.0
 LEASE_EXPIRED: Final = "LeaseExpired"
 
 
-def on_node(node: str, kind: type[Replica | Engine]) -> Callable[[Document], bool]:
-    """Whether a replica or engine document is placed on ``node``."""
-
-    def mine(document: Document) -> bool:
-        try:
-            return from_document(kind, document).spec.node_id == node
-        except CorruptMetadataError:
-            return True  # its reconcile says what is wrong
-
-    return mine
-
-
-def volume_of(node: str) -> Callable[[Document], bool]:
-    """Whether a volume document is ``node``'s: it owns it or it is attached there. (Another
-    node's volume is taken over when that node goes down: :func:`follow_availability`.)"""
-
-    def mine(document: Document) -> bool:
-        try:
-            volume = from_document(Volume, document)
-        except CorruptMetadataError:
-            return True
-        return node in (volume.status.owner_id, volume.spec.node_id)
-
-    return mine
-
-
-async def _every_volume(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
-    for document in (await store.list(Volume.KIND)).documents:
-        await nudge.send(str(metadata(document)["name"]))
-
-
 def _utcnow() -> dt.datetime:
     return wall_now()
 
@@ -98,22 +67,44 @@ def _utcnow() -> dt.datetime:
 async def follow_availability(
     store: Store,
     nudge: trio.MemorySendChannel[str],
+    availability: Availability | None = None,
     *,
     clock: Callable[[], dt.datetime] = _utcnow,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Nudge every volume when the set of available nodes changes; say which nodes are down."""
+    """Keep ``availability`` (the nodes up) current, nudge :data:`EVERY` volume when it
+    changes, and say which nodes are down; started once the leases were first read.
+
+    The leases are watched (a node that registers or comes back is up as soon as its lease is
+    written) and judged again every :data:`AVAILABILITY_POLL` seconds (an expiry is no change
+    in the store); nothing is listed after the first time."""
+    availability = availability or Availability()
+    leases = Leases()
     last: frozenset[str] | None = None
-    while True:
-        try:
-            up = await available_nodes(store, clock=clock)
-            if up != last:
-                await mark_down(store, up, clock())
-            if up != last and last is not None:
-                await _every_volume(store, nudge)
-            last = up
-        except LhtrioError as exc:
-            logger.warning("reading the nodes' leases failed: %s", exc)
-        await trio.sleep(AVAILABILITY_POLL)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(follow, index=leases), store, KIND, _none, nudge)
+        await leases.listed.wait()
+        while True:
+            changed = leases.changed
+            now = clock()
+            up = leases.up(now)
+            availability.up, availability.read_at = up, now
+            try:
+                if up != last:
+                    await mark_down(store, up, now)
+                if up != last and last is not None:
+                    await nudge.send(EVERY)
+                last = up
+            except LhtrioError as exc:
+                logger.warning("marking the nodes down failed: %s", exc)
+            task_status.started()
+            task_status = trio.TASK_STATUS_IGNORED
+            with trio.move_on_after(AVAILABILITY_POLL):
+                await changed.wait()
+
+
+def _none(document: Document) -> str:
+    return ""
 
 
 async def mark_down(store: Store, up: frozenset[str], now: dt.datetime) -> None:
@@ -167,7 +158,7 @@ def _node_key() -> Callable[[Document], str]:
 
 
 async def follow_operator(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
-    """Nudge every volume when a setting changes, or a node's spec or readiness does."""
+    """Nudge :data:`EVERY` volume when a setting changes, or a node's spec or readiness does."""
     wanted_in, wanted = trio.open_memory_channel[str](64)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(follow, store, Setting.KIND, lambda _: "*", wanted_in.clone())
@@ -178,7 +169,4 @@ async def follow_operator(store: Store, nudge: trio.MemorySendChannel[str]) -> N
                     wanted.receive_nowait()
                 except trio.WouldBlock:
                     break
-            try:
-                await _every_volume(store, nudge)
-            except LhtrioError as exc:
-                logger.warning("listing the volumes to nudge failed: %s", exc)
+            await nudge.send(EVERY)

@@ -1,9 +1,10 @@
 """Typed access to the store: the kinds of :mod:`lhtrio.models.cluster` in, the same out.
 
-What reconcilers, the API and the CLI use instead of raw documents. Every object written is
-validated first (:func:`lhtrio.models.cluster.validate`): nothing the store could not read back is
-ever written. :meth:`Objects.change` is the read-modify-write loop of optimistic concurrency: it
-reads the object, applies a pure function to it and writes the result, reading again and
+What reconcilers, the API and the CLI use instead of raw documents. Every object written gets
+the labels it is selected by (:mod:`lhtrio.models.cluster.labels`) and is validated first
+(:func:`lhtrio.models.cluster.validate`): nothing the store could not read back is ever written.
+:meth:`Objects.change` is the read-modify-write loop of optimistic concurrency: it reads the
+object, applies a pure function to it and writes the result, reading again and
 re-applying on a conflict, so a caller never writes over a change it did not see. Between two
 attempts it waits a random while that grows with each conflict (client-go's ``RetryOnConflict``
 does the same): writers that collided would otherwise read and write again in step and collide
@@ -33,6 +34,7 @@ from lhtrio.errors import AlreadyExistsError, ConflictError, NotFoundError
 from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.codec import from_document, to_document
 from lhtrio.models.cluster import ClusterObject, validate
+from lhtrio.models.cluster.labels import with_index_labels
 
 __all__ = ["MAX_ATTEMPTS", "Objects"]
 
@@ -92,11 +94,13 @@ class Objects:
         return objects, listing.revision
 
     async def create(self, obj: K) -> K:
+        obj = with_index_labels(obj)
         validate(obj)
         return self._decode(type(obj), await self.store.create(to_document(obj)))
 
     async def update(self, obj: K) -> K:
         """Write ``obj`` if nobody changed it since it was read (ConflictError otherwise)."""
+        obj = with_index_labels(obj)
         validate(obj)
         return self._decode(type(obj), await self.store.update(to_document(obj)))
 

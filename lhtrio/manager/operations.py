@@ -40,6 +40,7 @@ from lhtrio.errors import (
 from lhtrio.manager import events, volume_update
 from lhtrio.manager.lease import available_nodes
 from lhtrio.manager.objects import Objects
+from lhtrio.manager.selection import replicas_of
 from lhtrio.manager.tickets import (
     POLL,
     add_ticket,
@@ -97,12 +98,8 @@ async def _operation_node(objects: Objects, volume: Volume) -> str:
     """Where to attach ``volume`` for an operation: an up node holding one of its replicas that
     is not failed, else any up node that allows scheduling."""
     up = await available_nodes(objects.store)
-    replicas, _ = await objects.list(Replica)
-    holders = sorted(
-        r.spec.node_id
-        for r in replicas
-        if r.spec.volume_name == volume.meta.name and not r.failed and r.spec.node_id in up
-    )
+    replicas = await replicas_of(objects, volume.meta.name)
+    holders = sorted(r.spec.node_id for r in replicas if not r.failed and r.spec.node_id in up)
     if holders:
         return holders[0]
     nodes = sorted(n.meta.name for n in (await objects.list(Node))[0] if n.spec.allow_scheduling)
@@ -269,7 +266,7 @@ async def _sized(objects: Objects, name: str, size: int) -> None:
     while True:
         engine = await objects.get(Engine, engine_name(name))
         linked = {n for n, mode in engine.status.replica_mode_map.items() if mode is Mode.RW}
-        replicas, _ = await objects.list(Replica)
+        replicas = await replicas_of(objects, name)
         if all(r.spec.volume_size == size for r in replicas if r.meta.name in linked):
             return
         await trio.sleep(POLL)
@@ -291,7 +288,7 @@ async def salvage(objects: Objects, name: str, replicas: Sequence[str]) -> Volum
     volume = await _volume(objects, name)
     if not replicas:
         raise InvalidArgumentError("name at least one failed replica to salvage from")
-    mine = {r.meta.name: r for r in (await objects.list(Replica))[0] if r.spec.volume_name == name}
+    mine = {r.meta.name: r for r in await replicas_of(objects, name)}
     for replica in replicas:
         if replica not in mine:
             raise NotFoundError(f"volume {name!r} has no replica {replica!r}")

@@ -11,7 +11,7 @@ scheduler.Unschedulable`, the reason the volume's ``Scheduled`` condition shows)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import attrs
 
@@ -29,7 +29,7 @@ from lhtrio.models.cluster.meta import Condition, get_condition
 from lhtrio.models.cluster.node import CONDITION_READY, CONDITION_SCHEDULABLE
 from lhtrio.models.cluster.replica import ReplicaSpec, replica_name
 
-__all__ = ["REPLICA_DATA_FINALIZER", "node_views", "place_replicas", "scheduled_replicas"]
+__all__ = ["REPLICA_DATA_FINALIZER", "Placed", "node_views", "place_replicas", "scheduled_replicas"]
 
 #: Held by every replica until its node has stopped it and removed its data.
 REPLICA_DATA_FINALIZER = "lhtrio.io/replica-data"
@@ -38,6 +38,10 @@ REPLICA_DATA_FINALIZER = "lhtrio.io/replica-data"
 def _holds(conditions: tuple[Condition, ...], kind: str, default: bool) -> bool:
     condition = get_condition(conditions, kind)
     return default if condition is None else condition.status
+
+
+#: Node -> disk UUID -> {replica name: volume size}: the replicas placed on each disk.
+Placed = Mapping[str, Mapping[str, Mapping[str, int]]]
 
 
 def scheduled_replicas(replicas: Sequence[Replica], node: str) -> dict[str, dict[str, int]]:
@@ -53,14 +57,23 @@ def scheduled_replicas(replicas: Sequence[Replica], node: str) -> dict[str, dict
 
 
 def node_views(
-    nodes: Sequence[Node], up: frozenset[str], replicas: Sequence[Replica] | None = None
+    nodes: Sequence[Node],
+    up: frozenset[str],
+    replicas: Sequence[Replica] | None = None,
+    *,
+    placed: Placed | None = None,
 ) -> list[NodeView]:
     """The scheduler's view of ``nodes``; those not in ``up`` (lease expired) are not ready.
-    ``replicas``: every replica, whose sizes count as scheduled on their disks (None: what the
-    nodes last recorded)."""
+    The space scheduled on each disk is the sizes of ``replicas`` (every replica) placed there,
+    or as ``placed`` (an index of them: :class:`lhtrio.manager.space.ScheduledSpace`) says, or
+    else what the nodes last recorded."""
     views = []
     for node in nodes:
-        placed = scheduled_replicas(replicas, node.meta.name) if replicas is not None else None
+        on_node: Mapping[str, Mapping[str, int]] | None = None
+        if replicas is not None:
+            on_node = scheduled_replicas(replicas, node.meta.name)
+        elif placed is not None:
+            on_node = placed.get(node.meta.name, {})
         disks = []
         for name, spec in sorted(node.spec.disks.items()):
             status = node.status.disk_status.get(name)
@@ -80,8 +93,8 @@ def node_views(
                     storage_maximum=status.storage_maximum,
                     storage_reserved=spec.storage_reserved,
                     storage_scheduled=status.storage_scheduled
-                    if placed is None
-                    else sum(placed.get(status.disk_uuid or name, {}).values()),
+                    if on_node is None
+                    else sum(on_node.get(status.disk_uuid or name, {}).values()),
                 )
             )
         views.append(

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from lhtrio.errors import ConflictError, NotFoundError
 from lhtrio.manager import versions
 from lhtrio.manager.objects import Objects
+from lhtrio.manager.selection import replicas_of
 from lhtrio.models.cluster import Replica, Volume
 
 __all__ = ["deletion_problem", "delete_replica", "healthy"]
@@ -68,7 +69,7 @@ async def delete_replica(
         volume_deleting = (await objects.get(Volume, volume)).meta.deleting
     except NotFoundError:
         volume_deleting = True
-    siblings = [r for r in (await objects.list(Replica))[0] if r.spec.volume_name == volume]
+    siblings = await replicas_of(objects, volume)
 
     def check(current: Replica) -> None:
         problem = deletion_problem(current, siblings, volume_deleting=volume_deleting)

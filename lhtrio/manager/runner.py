@@ -9,12 +9,14 @@ at once, backoff on failure). Here:
 * **List, then watch** from the list's revision; a watch that falls behind the store's kept
   changes (:class:`~lhtrio.errors.GoneError`) or breaks lists again (nothing is missed: every
   listed name is reconciled).
-* **Periodic resync**: every ``resync`` seconds every known name is reconciled again, so a
-  reconcile that depends on something outside the store (an instance, a node's lease) converges
-  without an event. Given ``mine``, only the objects it holds for (as last listed or watched:
-  those this node may act on) are: a node's manager has nothing to converge for the others, whose
-  changes it still reconciles (an object placed on it, or one it must take over, arrives as a
-  change).
+* **Scope**: given a :class:`~lhtrio.manager.scope.Scope`, only the names it covers are
+  queued, whether from a change, a nudge or the resync (those this node may act on: its
+  replicas, the volumes it is responsible for), and a change that takes a name out of it is
+  still reconciled once. A nudge of :data:`~lhtrio.manager.scope.EVERY` queues every covered
+  name (the nodes up changed, or a setting: what the scope or the plans depend on).
+* **Periodic resync**: every ``resync`` seconds every covered name is reconciled again, so a
+  reconcile that depends on something outside the store (an instance, a node's free space)
+  converges without an event.
 * A failing reconcile is logged and retried with backoff; it never stops the others.
 """
 
@@ -22,17 +24,18 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final, Protocol
 
 import trio
 
 from lhtrio.errors import GoneError, LhtrioError
 from lhtrio.manager.queue import WorkQueue
+from lhtrio.manager.scope import EVERY, Scope
 from lhtrio.manager.store.api import Document, EventType, Store
 from lhtrio.manager.store.rules import metadata
 
-__all__ = ["RESYNC", "WORKERS", "Reconcile", "follow", "run_reconciler"]
+__all__ = ["RESYNC", "WORKERS", "Index", "Reconcile", "follow", "run_reconciler"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,38 +87,46 @@ async def run_reconciler(
     workers: int = WORKERS,
     resync: float = RESYNC,
     nudges: trio.MemoryReceiveChannel[str] | None = None,
-    mine: Callable[[Document], bool] | None = None,
+    scope: Scope | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Reconcile every object of ``kind`` until cancelled (see the module docstring); started
-    once the first list was read. Names received on ``nudges`` are reconciled too (something
-    outside the store changed: an instance stopped). ``mine(document)``: whether the periodic
-    resync covers that object (default: every object)."""
+    """Reconcile every object of ``kind`` ``scope`` covers (default: every one) until
+    cancelled (see the module docstring); started once the first list was read. Names received
+    on ``nudges`` are reconciled too (something outside the store changed: an instance
+    stopped)."""
     work = _Work()
-    known = _Known(mine or _every)
+    known = _Known(scope or _Everything())
     async with trio.open_nursery() as nursery:
         await nursery.start(_feed, store, kind, work, known)
         nursery.start_soon(_resync, work, known, resync)
         if nudges is not None:
-            nursery.start_soon(_nudged, work, nudges)
+            nursery.start_soon(_nudged, work, known, nudges)
         for _ in range(workers):
             nursery.start_soon(_worker, kind, work, reconcile)
         task_status.started()
 
 
-def _every(document: Document) -> bool:
-    return True
+class _Everything:
+    def see(self, name: str, document: Document) -> None:
+        pass
+
+    def forget(self, name: str) -> None:
+        pass
+
+    def covers(self, name: str) -> bool:
+        return True
 
 
 class _Known:
-    """The names listed or watched, and whether the resync covers each (``mine``)."""
+    """The names listed or watched, and the scope that says which of them are this node's."""
 
-    def __init__(self, mine: Callable[[Document], bool]) -> None:
-        self.mine = mine
-        self.names: dict[str, bool] = {}
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.names: set[str] = set()
 
     def covered(self) -> list[str]:
-        return sorted(name for name, covered in self.names.items() if covered)
+        covers = self.scope.covers
+        return sorted(name for name in self.names if covers(name))
 
 
 async def _feed(
@@ -126,26 +137,38 @@ async def _feed(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     started = False
+    scope = known.scope
     while True:
         try:
             listing = await store.list(kind)
-            names = {str(metadata(d)["name"]): known.mine(d) for d in listing.documents}
-            for name in known.names.keys() - names.keys():  # deleted while we were not watching
-                work.add(name)
+            names = set()
+            for document in listing.documents:
+                name = str(metadata(document)["name"])
+                names.add(name)
+                scope.see(name, document)
+            for name in known.names - names:  # deleted while we were not watching
+                if scope.covers(name):
+                    work.queue.add(name)
+                scope.forget(name)
             known.names = names
-            for name in sorted(names):
-                work.add(name)
+            for name in known.covered():
+                work.queue.add(name)
+            work.poke()
             if not started:
                 task_status.started()
                 started = True
             async with store.watch(kind, listing.revision) as events:
                 async for event in events:
                     name = str(metadata(event.document)["name"])
+                    before = name in known.names and scope.covers(name)
                     if event.type is EventType.DELETED:
-                        known.names.pop(name, None)  # (its reconcile finds it gone)
+                        known.names.discard(name)  # (its reconcile finds it gone)
+                        scope.forget(name)
                     else:
-                        known.names[name] = known.mine(event.document)
-                    work.add(name)
+                        known.names.add(name)
+                        scope.see(name, event.document)
+                    if before or scope.covers(name):
+                        work.add(name)
         except GoneError as exc:
             logger.info("%s watch: %s; listing again", kind, exc)
         except LhtrioError as exc:
@@ -153,9 +176,14 @@ async def _feed(
             await trio.sleep(RELIST_PAUSE)
 
 
-async def _nudged(work: _Work, nudges: trio.MemoryReceiveChannel[str]) -> None:
+async def _nudged(work: _Work, known: _Known, nudges: trio.MemoryReceiveChannel[str]) -> None:
     async for name in nudges:
-        work.add(name)
+        if name == EVERY:
+            for covered in known.covered():
+                work.queue.add(covered)
+            work.poke()
+        elif known.scope.covers(name):
+            work.add(name)
 
 
 async def _resync(work: _Work, known: _Known, every: float) -> None:
@@ -182,17 +210,40 @@ async def _worker(kind: str, work: _Work, reconcile: Reconcile) -> None:
         work.poke()
 
 
+class Index(Protocol):
+    """What a :func:`follow` keeps up to date from the documents it lists and watches."""
+
+    def reset(self, documents: Iterable[Document]) -> None: ...
+
+    def see(self, document: Document) -> None: ...
+
+    def forget(self, name: str) -> None: ...
+
+
 async def follow(
-    store: Store, kind: str, key: Callable[[Document], str], nudge: trio.MemorySendChannel[str]
+    store: Store,
+    kind: str,
+    key: Callable[[Document], str],
+    nudge: trio.MemorySendChannel[str],
+    *,
+    index: Index | None = None,
 ) -> None:
     """Send ``key(document)`` of every change of ``kind`` to ``nudge`` until cancelled (what
     another kind's reconciler should look at: a replica's volume, a volume's attachment); an
-    empty key sends nothing."""
+    empty key sends nothing. ``index`` is kept from every listing and change first."""
     while True:
         try:
             listing = await store.list(kind)
+            if index is not None:
+                index.reset(listing.documents)
             async with store.watch(kind, listing.revision) as events:
                 async for event in events:
+                    if index is None:
+                        pass
+                    elif event.type is EventType.DELETED:
+                        index.forget(str(metadata(event.document)["name"]))
+                    else:
+                        index.see(event.document)
                     if name := key(event.document):
                         await nudge.send(name)
         except GoneError:

@@ -17,23 +17,26 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import attrs
 import trio
 
-from lhtrio.errors import CorruptMetadataError, NotFoundError
+from lhtrio.errors import NotFoundError
 from lhtrio.manager import events
-from lhtrio.manager.lease import available_nodes
+from lhtrio.manager.lease import Availability, nodes_up
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import responsible
 from lhtrio.manager.placement import REPLICA_DATA_FINALIZER, node_views
 from lhtrio.manager.runner import follow
+from lhtrio.manager.selection import replicas_of
 from lhtrio.manager.settings import read_settings
+from lhtrio.manager.space import ScheduledSpace
 from lhtrio.manager.store.api import Document, Store
-from lhtrio.manager.store.codec import from_document
+from lhtrio.manager.store.rules import metadata
 from lhtrio.manager.volume_plan import plan_volume
 from lhtrio.models.cluster import Engine, Node, Replica, Volume, VolumeAttachment
 from lhtrio.models.cluster.engine import engine_name
@@ -59,8 +62,14 @@ def _utcnow() -> dt.datetime:
 
 @attrs.frozen
 class VolumeControl:
+    """``availability``: the nodes up as the manager keeps them read (None: read the leases at
+    each reconcile); ``space``: the space scheduled on each disk as the manager keeps it (None:
+    count it from every replica at each reconcile)."""
+
     objects: Objects
     node: str
+    availability: Availability | None = None
+    space: ScheduledSpace | None = None
 
     async def reconcile_volume(self, name: str) -> float | None:
         objects = self.objects
@@ -68,30 +77,35 @@ class VolumeControl:
             volume = await objects.get(Volume, name)
         except NotFoundError:
             return None  # gone: its finalizer released after its members were deleted
-        up = await available_nodes(objects.store)
+        up = await nodes_up(objects.store, self.availability)
         preferred = volume.spec.node_id
         if not responsible(self.node, owner=volume.status.owner_id, preferred=preferred, up=up):
             return None
-        everyone, _ = await objects.list(Replica)
-        replicas = [r for r in everyone if r.spec.volume_name == name]
+        replicas = await replicas_of(objects, name)
         try:
             engine: Engine | None = await objects.get(Engine, engine_name(name))
         except NotFoundError:
             engine = None
         nodes, _ = await objects.list(Node)
+        if self.space is None:
+            views = node_views(nodes, up, (await objects.list(Replica))[0])
+        else:
+            views = node_views(nodes, up, placed=self.space.placed)
         now = _utcnow()
         plan = plan_volume(
             volume,
             replicas,
             engine,
-            nodes=node_views(nodes, up, everyone),
+            nodes=views,
             up=up,
             settings=await read_settings(objects),
             now=now,
             suffixes=_suffixes(),
         )
         for replica in plan.create_replicas:
-            await objects.create(replica)
+            created = await objects.create(replica)
+            if self.space is not None:
+                self.space.add(created)
         for replica in plan.update_replicas:
             await objects.update(replica)
         for replica_name in plan.delete_replicas:
@@ -139,19 +153,23 @@ async def _delete_attachment(objects: Objects, name: str) -> None:
         await objects.delete(await objects.get(VolumeAttachment, name))
 
 
-def _volume_of(kind: type[Replica] | type[Engine]) -> Callable[[Document], str]:
-    def volume(document: Document) -> str:
-        try:
-            return from_document(kind, document).spec.volume_name
-        except CorruptMetadataError as exc:
-            logger.warning("ignoring a change: %s", exc)
-            return ""
+def _volume_of(document: Document) -> str:
+    """A replica's or an engine's ``spec.volumeName`` (read raw: every node sees every change)."""
+    spec = document.get("spec")
+    name = spec.get("volumeName") if isinstance(spec, dict) else None
+    if not isinstance(name, str):
+        logger.warning("ignoring a change: %s names no volume", metadata(document).get("name"))
+        return ""
+    return name
 
-    return volume
 
-
-async def follow_members(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
-    """Nudge the volume of every replica or engine that changes."""
+async def follow_members(
+    store: Store, nudge: trio.MemorySendChannel[str], space: ScheduledSpace | None = None
+) -> None:
+    """Nudge the volume of every replica or engine that changes; keep ``space`` from the
+    replicas."""
     async with trio.open_nursery() as nursery:
-        for kind in (Replica, Engine):
-            nursery.start_soon(follow, store, kind.KIND, _volume_of(kind), nudge)
+        nursery.start_soon(
+            functools.partial(follow, index=space), store, Replica.KIND, _volume_of, nudge
+        )
+        nursery.start_soon(follow, store, Engine.KIND, _volume_of, nudge)

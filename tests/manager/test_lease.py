@@ -16,6 +16,7 @@ from lhtrio.manager.node_agent import with_disks
 from lhtrio.manager.nudges import AVAILABILITY_POLL, LEASE_EXPIRED, follow_availability
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import responsible
+from lhtrio.manager.scope import EVERY
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.models.cluster import Node, ObjectMeta, Volume
 from lhtrio.models.cluster.meta import get_condition
@@ -104,7 +105,7 @@ async def test_a_node_whose_lease_ran_out_is_marked_not_ready_until_it_registers
         await trio.sleep(DURATION + AVAILABILITY_POLL + 1)
         assert ready(await objects.get(Node, "n1")) == (True, "")
         assert ready(await objects.get(Node, "n2")) == (False, LEASE_EXPIRED)
-        assert nudges.receive_nowait() == "v"  # and every volume was looked at again
+        assert nudges.receive_nowait() == EVERY  # and every volume was looked at again
 
         await renew(store, "n2", clock=now)  # n2 is back: it registers and renews its lease
         await objects.change(Node, "n2", lambda n: with_disks(n, [], now(), {}))

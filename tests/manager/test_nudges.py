@@ -1,5 +1,5 @@
 """What nudges every volume besides the volumes' own changes: a setting, a node's spec or
-readiness (not its disks' free space); and which objects a node's resync covers."""
+readiness (not its disks' free space)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ import attrs
 import trio
 import trio.testing
 
-from lhtrio.manager.nudges import follow_operator, on_node, volume_of
+from lhtrio.manager.nudges import follow_operator
 from lhtrio.manager.objects import Objects
-from lhtrio.manager.store.codec import to_document
+from lhtrio.manager.scope import EVERY
 from lhtrio.manager.store.memory import MemoryStore
-from lhtrio.models.cluster import Node, ObjectMeta, Replica, Setting, Volume
+from lhtrio.models.cluster import Node, ObjectMeta, Setting, Volume
 from lhtrio.models.cluster.meta import set_condition
 from lhtrio.models.cluster.node import CONDITION_READY, DiskSpec, DiskStatus, NodeSpec
-from lhtrio.models.cluster.replica import ReplicaSpec
 from lhtrio.models.cluster.setting import SettingSpec
-from lhtrio.models.cluster.volume import VolumeSpec, VolumeStatus
+from lhtrio.models.cluster.volume import VolumeSpec
 
 MiB = 1 << 20
 NOW = dt.datetime(2026, 12, 5, tzinfo=dt.UTC)
@@ -62,35 +61,14 @@ async def test_a_setting_or_a_nodes_spec_nudges_every_volume_its_free_space_does
         await trio.sleep(1)
 
         n1 = await objects.update(attrs.evolve(node(90 * MiB), meta=n1.meta))  # its first change
-        assert await nudged(receive) == ["v1", "v2"]
+        assert await nudged(receive) == [EVERY]
         n1 = await objects.update(attrs.evolve(node(80 * MiB), meta=n1.meta))  # space only
         assert await nudged(receive) == []
         n1 = await objects.update(attrs.evolve(node(80 * MiB, scheduling=False), meta=n1.meta))
-        assert await nudged(receive) == ["v1", "v2"]
+        assert await nudged(receive) == [EVERY]
 
         await objects.create(
             Setting(meta=ObjectMeta(name="auto-salvage"), spec=SettingSpec(value="false"))
         )
-        assert await nudged(receive) == ["v1", "v2"]
+        assert await nudged(receive) == [EVERY]
         nursery.cancel_scope.cancel()
-
-
-def test_a_nodes_resync_covers_its_replicas_and_the_volumes_it_owns_or_serves() -> None:
-    replica = Replica(
-        meta=ObjectMeta(name="v-r-00000001"),
-        spec=ReplicaSpec(volume_name="v", volume_size=4 * MiB, node_id="n1"),
-    )
-    assert on_node("n1", Replica)(to_document(replica))
-    assert not on_node("n2", Replica)(to_document(replica))
-
-    def mine(node: str, volume: Volume) -> bool:
-        return volume_of(node)(to_document(volume))
-
-    owned = Volume(
-        meta=ObjectMeta(name="v"),
-        spec=VolumeSpec(size=4 * MiB, node_id="n2"),
-        status=VolumeStatus(owner_id="n1"),
-    )
-    assert mine("n1", owned)
-    assert mine("n2", owned)  # attached there
-    assert not mine("n3", owned)

@@ -15,6 +15,7 @@ import trio.testing
 
 from lhtrio.errors import GoneError, StorageError
 from lhtrio.manager.runner import run_reconciler
+from lhtrio.manager.scope import EVERY, OnNode
 from lhtrio.manager.store.api import Document, WatchEvent
 from lhtrio.manager.store.memory import MemoryStore
 
@@ -131,28 +132,44 @@ async def test_every_known_object_is_resynced_without_a_change(
         nursery.cancel_scope.cancel()
 
 
-async def test_the_resync_covers_only_what_mine_holds_for_but_every_change_is_reconciled(
+async def test_only_what_the_scope_covers_is_reconciled_and_a_change_out_of_it_once(
     clock: trio.testing.MockClock,
 ) -> None:
     store = MemoryStore()
-    await store.create(doc("a", node="n1"))
-    b = await store.create(doc("b", node="n2"))
+    await store.create(doc("a", nodeID="n1"))
+    b = await store.create(doc("b", nodeID="n2"))
     seen = Recorder()
-
-    def mine(document: Document) -> bool:
-        spec = document["spec"]
-        return isinstance(spec, dict) and spec.get("node") == "n1"
-
+    nudge, nudges = trio.open_memory_channel[str](8)
     async with trio.open_nursery() as nursery:
         await nursery.start(
-            functools.partial(run_reconciler, store, "Volume", seen, resync=30, mine=mine)
+            functools.partial(
+                run_reconciler,
+                store,
+                "Volume",
+                seen,
+                resync=30,
+                nudges=nudges,
+                scope=OnNode("n1"),
+            )
         )
         await trio.sleep(65)
-        assert [(round(t), n) for t, n in seen.calls] == [(0, "a"), (0, "b"), (30, "a"), (60, "a")]
+        assert [(round(t), n) for t, n in seen.calls] == [(0, "a"), (30, "a"), (60, "a")]
         seen.calls.clear()
-        await store.update({**b, "spec": {"node": "n1"}})  # b moves here: reconciled, and resynced
+        b = await store.update({**b, "spec": {"nodeID": "n1"}})  # b moves here: reconciled
         await trio.sleep(30)
         assert [(round(t), n) for t, n in seen.calls] == [(65, "b"), (90, "a"), (90, "b")]
+        seen.calls.clear()
+        await store.update({**b, "spec": {"nodeID": "n3"}})  # and away: reconciled once more
+        await store.create(doc("c", nodeID="n2"))  # another node's: never
+        await trio.testing.wait_all_tasks_blocked()  # (its change seen)
+        await nudge.send("c")
+        await trio.sleep(1)
+        assert seen.names() == ["b"]
+        seen.calls.clear()
+        await nudge.send(EVERY)  # every covered name
+        await nudge.send("d")  # nothing known of it: reconciled (it finds out)
+        await trio.sleep(1)
+        assert sorted(seen.names()) == ["a", "d"]
         nursery.cancel_scope.cancel()
 
 

@@ -1,0 +1,58 @@
+"""The labels lhtrio sets itself on replicas and engines: what a reader selects them by.
+
+A volume's reconciler reads its own replicas, and a node the replicas placed on it, with a
+label selector (``Store.list(kind, labels=...)``: the Kubernetes API server, SQLite and the
+memory store filter before decoding) instead of listing every replica of the cluster: at 10,000
+volumes that listing was the reconcile. Longhorn labels its replicas the same way
+(``longhornvolume``, ``longhornnode``).
+
+The labels are derived from the spec (:func:`with_index_labels`, applied to every object written
+through :class:`lhtrio.manager.objects.Objects`): nobody sets them by hand, and an object written
+with stale ones has them corrected. A label value is at most 63 characters of a narrower alphabet
+than names allow (a volume name may end in ``-``; a node name may be longer): such a name is
+labelled by a digest of it (:func:`label_value`). Readers still check the spec of what they
+selected, so a digest's collision could only widen a selection, never hide an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Final, TypeVar
+
+import attrs
+
+from lhtrio.models.cluster.engine import Engine
+from lhtrio.models.cluster.replica import Replica
+
+__all__ = ["NODE_LABEL", "VOLUME_LABEL", "label_value", "with_index_labels"]
+
+#: The volume a replica or an engine belongs to.
+VOLUME_LABEL: Final = "lhtrio.io/volume"
+#: The node a replica or an engine is placed on (absent while it has none).
+NODE_LABEL: Final = "lhtrio.io/node"
+
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+
+T = TypeVar("T")
+
+
+def label_value(text: str) -> str:
+    """``text`` as a label value: itself when it is one, else ``h-`` and a digest of it."""
+    if _LABEL_VALUE.fullmatch(text):
+        return text
+    return "h-" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def with_index_labels(obj: T) -> T:
+    """``obj`` with the labels its kind is selected by set from its spec (itself when they are
+    already right, or it is of a kind that has none)."""
+    if not isinstance(obj, Replica | Engine):
+        return obj
+    labels = {k: v for k, v in obj.meta.labels.items() if k not in (VOLUME_LABEL, NODE_LABEL)}
+    labels[VOLUME_LABEL] = label_value(obj.spec.volume_name)
+    if obj.spec.node_id:
+        labels[NODE_LABEL] = label_value(obj.spec.node_id)
+    if labels == obj.meta.labels:
+        return obj
+    return attrs.evolve(obj, meta=attrs.evolve(obj.meta, labels=labels))
