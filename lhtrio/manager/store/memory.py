@@ -52,7 +52,11 @@ class MemoryStore:
         self._clock = clock
         self._revision = 0
         self._compacted = 0
-        self._changed = trio.Event()
+        #: the log's changes by kind, and a wake-up per kind: a watch wakes for its own kind
+        self._kind_log: dict[str, list[WatchEvent]] = {}
+        self._kind_changed: dict[str, trio.Event] = {}
+        #: the newest revision of a change of each kind dropped from its log
+        self._kind_dropped: dict[str, int] = {}
 
     @property
     def revision(self) -> int:
@@ -123,11 +127,15 @@ class MemoryStore:
             self._revision = event.revision
             self._keep_object(key, change.stored)
             self._log.append(event)
+            kind = key[0]
+            self._kind_log.setdefault(kind, []).append(event)
             if len(self._log) > self._keep:
                 self._compacted = self._log[-self._keep - 1].revision
                 del self._log[: -self._keep]
-            self._changed.set()
-            self._changed = trio.Event()
+                self._trim()
+            changed = self._kind_changed.pop(kind, None)
+            if changed is not None:
+                changed.set()
             stored = change.stored if change.stored is not None else event.document
             return rules.copy_document(stored)
         assert change.stored is not None  # no event: nothing changed, the object is there
@@ -159,6 +167,14 @@ class MemoryStore:
         await trio.lowlevel.checkpoint()
         self._compacted = max(self._compacted, min(revision, self._revision))
         self._log = [e for e in self._log if e.revision > self._compacted]
+        self._trim()
+
+    def _trim(self) -> None:
+        for kind, log in self._kind_log.items():
+            end = bisect.bisect_right(log, self._compacted, key=_revision)
+            if end:
+                self._kind_dropped[kind] = log[end - 1].revision
+                del log[:end]
 
     def watch(
         self, kind: str, revision: int
@@ -182,13 +198,17 @@ class MemoryStore:
     async def _events(self, kind: str, revision: int) -> AsyncGenerator[WatchEvent, None]:
         seen = revision
         while True:
-            if seen < self._compacted:
+            if seen < self._kind_dropped.get(kind, 0):
                 raise GoneError(f"the watch of {kind} fell behind revision {self._compacted}")
-            fresh = self._log[bisect.bisect_right(self._log, seen, key=_revision) :]
+            log, upto = self._kind_log.get(kind, []), self._revision
+            fresh = log[bisect.bisect_right(log, seen, key=_revision) :]
             for event in fresh:
                 seen = event.revision
-                if event.document.get("kind") == kind:
-                    document = rules.copy_document(event.document)
-                    yield WatchEvent(event.type, document, event.revision)
+                document = rules.copy_document(event.document)
+                yield WatchEvent(event.type, document, event.revision)
+            seen = max(seen, upto)  # (every change of the kind up to then was in the log)
             if not fresh:
-                await self._changed.wait()
+                changed = self._kind_changed.get(kind)
+                if changed is None:
+                    changed = self._kind_changed[kind] = trio.Event()
+                await changed.wait()
