@@ -9,9 +9,13 @@ happened) becomes an :class:`~lhtrio.models.cluster.event.Event` about one objec
   ``lastTimestamp``; it adds nothing. The event's name says which it is (the object's name and a
   hash of those four), so two nodes recording the same thing at once meet on one object: one
   creates it, the other counts it (no list is read to find it).
-* **Bounded.** At most :data:`PER_OBJECT` events per object and :data:`TOTAL` in all: recording
-  a new one removes the oldest (by ``lastTimestamp``) beyond either bound. A volume's events go
-  with it (:func:`forget`, when its deletion completes).
+* **Bounded.** At most :data:`PER_OBJECT` events per object: recording a new one removes the
+  oldest (by ``lastTimestamp``) about the same object beyond it (read by label, not by reading
+  every event). At most :data:`TOTAL` in all, kept by :func:`keep_bounded` every
+  :data:`PRUNE_EVERY` seconds on each node (Kubernetes bounds its events by age, checked
+  periodically, for the same reason: counting every event at each new one costs a listing of
+  all of them each time). A volume's events go with it (:func:`forget`, when its deletion
+  completes).
 * **Best effort.** Recording never fails its caller: a store error is logged and the event is
   lost (a reconcile must not be retried, nor an operation fail, because its event could not be
   written). Events are for people; nothing in lhtrio acts on them.
@@ -27,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 import attrs
+import trio
 
 from lhtrio.errors import AlreadyExistsError, ConflictError, LhtrioError, NotFoundError
 from lhtrio.manager.objects import Objects
@@ -38,15 +43,28 @@ from lhtrio.models.cluster.event import (
     ObjectReference,
     Occurrence,
 )
+from lhtrio.models.cluster.labels import involved_labels
 
-__all__ = ["PER_OBJECT", "TOTAL", "event_name", "events_of", "forget", "record"]
+__all__ = [
+    "PER_OBJECT",
+    "PRUNE_EVERY",
+    "TOTAL",
+    "event_name",
+    "events_of",
+    "forget",
+    "keep_bounded",
+    "prune_total",
+    "record",
+]
 
 logger = logging.getLogger(__name__)
 
 #: The most events kept about one object.
 PER_OBJECT: Final = 30
-#: The most events kept in all.
+#: The most events kept in all (beyond it for at most :data:`PRUNE_EVERY` seconds).
 TOTAL: Final = 1000
+#: How often each node removes the oldest events beyond :data:`TOTAL` (seconds).
+PRUNE_EVERY: Final = 60.0
 #: Attempts at counting a repeat that keeps conflicting with other writers.
 _ATTEMPTS: Final = 10
 
@@ -142,20 +160,26 @@ def _age(event: Event) -> tuple[dt.datetime, int]:
     ), event.meta.resource_version
 
 
-def _about(event: Event, kind: str, name: str) -> bool:
-    return event.involved_object.kind == kind and event.involved_object.name == name
-
-
 async def _prune(objects: Objects, involved: ObjectReference) -> None:
-    """Remove the oldest events beyond :data:`PER_OBJECT` (about ``involved``) and
-    :data:`TOTAL`."""
+    """Remove the oldest events about ``involved`` beyond :data:`PER_OBJECT`."""
+    mine = await events_of(objects, kind=involved.kind, name=involved.name)
+    await _delete(objects, mine[: max(0, len(mine) - PER_OBJECT)])
+
+
+async def prune_total(objects: Objects) -> None:
+    """Remove the oldest events beyond :data:`TOTAL`, whatever they are about."""
     everything, _ = await objects.list(Event)
-    mine = [e for e in everything if _about(e, involved.kind, involved.name)]
-    doomed = {e.meta.name: e for e in _oldest_first(mine)[: max(0, len(mine) - PER_OBJECT)]}
-    rest = [e for e in everything if e.meta.name not in doomed]
-    for event in _oldest_first(rest)[: max(0, len(rest) - TOTAL)]:
-        doomed[event.meta.name] = event
-    await _delete(objects, doomed.values())
+    await _delete(objects, _oldest_first(everything)[: max(0, len(everything) - TOTAL)])
+
+
+async def keep_bounded(objects: Objects) -> None:
+    """:func:`prune_total` every :data:`PRUNE_EVERY` seconds until cancelled (best effort)."""
+    while True:
+        await trio.sleep(PRUNE_EVERY)
+        try:
+            await prune_total(objects)
+        except LhtrioError as exc:
+            logger.warning("the oldest events were not removed: %s", exc)
 
 
 async def _delete(objects: Objects, events: Iterable[Event]) -> None:
@@ -169,7 +193,10 @@ async def events_of(
     objects: Objects, *, kind: str | None = None, name: str | None = None
 ) -> list[Event]:
     """The events kept (about objects of ``kind``, named ``name``, when given), newest last."""
-    everything, _ = await objects.list(Event)
+    labels = None
+    if kind is not None and name is not None:
+        labels = involved_labels(ObjectReference(kind=kind, name=name))
+    everything, _ = await objects.list(Event, labels=labels)
     chosen = [
         e
         for e in everything

@@ -21,14 +21,14 @@ import trio
 
 from lhtrio.clients.node import NodeClient
 from lhtrio.errors import LhtrioError
+from lhtrio.manager import events
 from lhtrio.manager.attachment_control import AttachmentControl, follow_volumes
 from lhtrio.manager.instance_control import InstanceControl
-from lhtrio.manager.lease import Availability
+from lhtrio.manager.kept import Watched
 from lhtrio.manager.nudges import follow_availability, follow_operator
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import run_reconciler
 from lhtrio.manager.scope import Borrowed, OnNode, Responsible
-from lhtrio.manager.space import ScheduledSpace
 from lhtrio.manager.store.api import Store
 from lhtrio.manager.volume_control import VolumeControl, follow_members
 from lhtrio.models.cluster import Engine, Replica, Volume, VolumeAttachment
@@ -56,10 +56,10 @@ async def run_manager(
     async with open_rpc_client(control, client=f"manager-{node}", role=Role.NODE) as rpc:
         instances = NodeClient(rpc)
         objects = Objects(store)
-        availability = Availability()
-        space = ScheduledSpace()
+        watched = Watched()
+        availability = watched.availability
         control_ = InstanceControl(objects, node, instances)
-        volumes = VolumeControl(objects, node, availability, space)
+        volumes = VolumeControl(objects, node, watched)
         attachments = AttachmentControl(objects, node, availability)
         replicas_in, replicas_out = trio.open_memory_channel[str](256)
         engines_in, engines_out = trio.open_memory_channel[str](256)
@@ -84,9 +84,14 @@ async def run_manager(
                         run_reconciler, store, kind, reconcile, nudges=nudges, scope=scope
                     )
                 )
-            nursery.start_soon(follow_members, store, volumes_in.clone(), space)
-            nursery.start_soon(follow_operator, store, volumes_in)
+            nursery.start_soon(follow_members, store, volumes_in.clone(), watched.space)
+            nursery.start_soon(
+                functools.partial(follow_operator, nodes=watched.nodes, settings=watched.settings),
+                store,
+                volumes_in,
+            )
             nursery.start_soon(follow_volumes, store, attachments_in, responsible)
+            nursery.start_soon(events.keep_bounded, objects)
             nursery.start_soon(
                 _watch_instances,
                 instances,

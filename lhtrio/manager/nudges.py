@@ -33,6 +33,7 @@ import attrs
 import trio
 
 from lhtrio.errors import CorruptMetadataError, LhtrioError, NotFoundError
+from lhtrio.manager.kept import Kept
 from lhtrio.manager.lease import KIND, Availability, Leases
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import follow
@@ -157,12 +158,27 @@ def _node_key() -> Callable[[Document], str]:
     return key
 
 
-async def follow_operator(store: Store, nudge: trio.MemorySendChannel[str]) -> None:
-    """Nudge :data:`EVERY` volume when a setting changes, or a node's spec or readiness does."""
+async def follow_operator(
+    store: Store,
+    nudge: trio.MemorySendChannel[str],
+    *,
+    nodes: Kept[Node] | None = None,
+    settings: Kept[Setting] | None = None,
+) -> None:
+    """Nudge :data:`EVERY` volume when a setting changes, or a node's spec or readiness does;
+    keep ``nodes`` and ``settings`` as they change (before the nudge)."""
     wanted_in, wanted = trio.open_memory_channel[str](64)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(follow, store, Setting.KIND, lambda _: "*", wanted_in.clone())
-        nursery.start_soon(follow, store, Node.KIND, _node_key(), wanted_in)
+        nursery.start_soon(
+            functools.partial(follow, index=settings),
+            store,
+            Setting.KIND,
+            lambda _: "*",
+            wanted_in.clone(),
+        )
+        nursery.start_soon(
+            functools.partial(follow, index=nodes), store, Node.KIND, _node_key(), wanted_in
+        )
         async for _ in wanted:
             while True:  # a burst of changes: one round of nudges
                 try:

@@ -27,7 +27,8 @@ import trio
 
 from lhtrio.errors import NotFoundError
 from lhtrio.manager import events
-from lhtrio.manager.lease import Availability, nodes_up
+from lhtrio.manager.kept import Watched
+from lhtrio.manager.lease import nodes_up
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import responsible
 from lhtrio.manager.placement import REPLICA_DATA_FINALIZER, node_views
@@ -62,14 +63,13 @@ def _utcnow() -> dt.datetime:
 
 @attrs.frozen
 class VolumeControl:
-    """``availability``: the nodes up as the manager keeps them read (None: read the leases at
-    each reconcile); ``space``: the space scheduled on each disk as the manager keeps it (None:
-    count it from every replica at each reconcile)."""
+    """``watched``: the nodes up, the nodes, the settings and the space scheduled on each disk
+    as the manager keeps them from its watches (:mod:`lhtrio.manager.kept`; None: read them
+    from the store at each reconcile)."""
 
     objects: Objects
     node: str
-    availability: Availability | None = None
-    space: ScheduledSpace | None = None
+    watched: Watched | None = None
 
     async def reconcile_volume(self, name: str) -> float | None:
         objects = self.objects
@@ -77,7 +77,8 @@ class VolumeControl:
             volume = await objects.get(Volume, name)
         except NotFoundError:
             return None  # gone: its finalizer released after its members were deleted
-        up = await nodes_up(objects.store, self.availability)
+        watched = self.watched
+        up = await nodes_up(objects.store, None if watched is None else watched.availability)
         preferred = volume.spec.node_id
         if not responsible(self.node, owner=volume.status.owner_id, preferred=preferred, up=up):
             return None
@@ -86,11 +87,18 @@ class VolumeControl:
             engine: Engine | None = await objects.get(Engine, engine_name(name))
         except NotFoundError:
             engine = None
-        nodes, _ = await objects.list(Node)
-        if self.space is None:
+        if watched is None or not watched.nodes.listed.is_set():
+            nodes, _ = await objects.list(Node)
+        else:
+            nodes = watched.nodes.values()
+        if watched is None:
             views = node_views(nodes, up, (await objects.list(Replica))[0])
         else:
-            views = node_views(nodes, up, placed=self.space.placed)
+            views = node_views(nodes, up, placed=watched.space.placed)
+        if watched is None or not watched.settings.listed.is_set():
+            settings = await read_settings(objects)
+        else:
+            settings = {s.meta.name: s.spec.value for s in watched.settings.values()}
         now = _utcnow()
         plan = plan_volume(
             volume,
@@ -98,14 +106,14 @@ class VolumeControl:
             engine,
             nodes=views,
             up=up,
-            settings=await read_settings(objects),
+            settings=settings,
             now=now,
             suffixes=_suffixes(),
         )
         for replica in plan.create_replicas:
             created = await objects.create(replica)
-            if self.space is not None:
-                self.space.add(created)
+            if watched is not None:
+                watched.space.add(created)
         for replica in plan.update_replicas:
             await objects.update(replica)
         for replica_name in plan.delete_replicas:

@@ -112,6 +112,8 @@ async def test_the_oldest_go_beyond_the_bounds(monkeypatch: pytest.MonkeyPatch) 
     for n in range(4):
         other = ObjectReference(kind="Volume", name=f"v{n}")
         await events.record(objects, other, DEGRADED, node="n1", now=at(10 + n))
+    assert len(await events.events_of(objects)) == 7  # until the next round of pruning
+    await events.prune_total(objects)
     kept = await events.events_of(objects)
     assert len(kept) == 5  # the total: the oldest went, whatever they were about
     assert [(e.involved_object.name, e.last_timestamp) for e in kept] == [
