@@ -184,6 +184,7 @@ class _Run:
     counting: CountingStore
     reconciles: Counter[str]
     stubs: dict[str, StubNodeService]
+    on_phase: Callable[[Phase], None] | None = None
     phases: list[Phase] = attrs.field(factory=list)
 
     async def converge(self, name: str, done: Callable[[dict[str, Any], list[Any]], bool]) -> None:
@@ -215,6 +216,8 @@ class _Run:
                 converged=converged,
             )
         )
+        if self.on_phase is not None:
+            self.on_phase(self.phases[-1])
 
 
 def _healthy(volumes: dict[str, Any], _: list[Any]) -> bool:
@@ -238,7 +241,15 @@ def _lost(node: str) -> Callable[[dict[str, Any], list[Any]], bool]:
     return done
 
 
-async def _scale(nodes: int, volumes: int, losses: int, downtime: float, seed: int) -> ScaleRun:
+async def _scale(
+    nodes: int,
+    volumes: int,
+    losses: int,
+    downtime: float,
+    seed: int,
+    *,
+    on_phase: Callable[[Phase], None] | None,
+) -> ScaleRun:
     net = SimNetwork(random.Random(f"lhtrio-sim-scale-{seed}"))
     NETWORK.set(net)
     HOST.set("operator")
@@ -246,7 +257,7 @@ async def _scale(nodes: int, volumes: int, losses: int, downtime: float, seed: i
     store = CountingStore(memory)
     reconciles: Counter[str] = Counter()
     stubs: dict[str, StubNodeService] = {}
-    run = _Run(memory, store, reconciles, stubs)
+    run = _Run(memory, store, reconciles, stubs, on_phase)
     trace = Trace()
     names = [f"n{i:03d}" for i in range(nodes)]
     held0 = _held()
@@ -300,10 +311,12 @@ def run_scale(
     downtime: float = 60.0,
     seed: int = 1,
     trace_memory: bool = False,
+    on_phase: Callable[[Phase], None] | None = None,
 ) -> ScaleRun:
     """The scale run (see the module); deterministic for a seed. ``trace_memory``: measure the
-    memory held per node and per object with tracemalloc (which slows the run down)."""
-    run = functools.partial(_scale, nodes, volumes, losses, downtime, seed)
+    memory held per node and per object with tracemalloc (which slows the run down);
+    ``on_phase`` is told of each phase as it ends."""
+    run = functools.partial(_scale, nodes, volumes, losses, downtime, seed, on_phase=on_phase)
     if not trace_memory:
         return run_seeded(seed, run)
     tracemalloc.start()
