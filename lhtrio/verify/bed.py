@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +45,9 @@ __all__ = ["Proc", "Testbed", "open_testbed"]
 
 log = logging.getLogger(__name__)
 VOLUME = "chaos"
+
+
+logger = logging.getLogger(__name__)
 
 
 @attrs.define(eq=False)
@@ -130,6 +134,7 @@ class Testbed:
     engine: Proc | None = None
     engine_restarts: int = 0
     rebuilds: int = 0
+    replacements: int = 0  # replicas started empty after their disk's repair
     _lifecycle: trio.Lock = attrs.field(factory=trio.Lock)  # starts and kills, one at a time
     _repair_paused: bool = False
 
@@ -166,6 +171,19 @@ class Testbed:
         host, _, port = address.removeprefix("tcp://").rpartition(":")
         self.proxies[i].target = (host, int(port))
 
+    async def _replace_replica(self, i: int) -> None:
+        """Start an empty replica in replica ``i``'s place (its directory removed): what an
+        operator does with a replica that no longer opens; the engine rebuilds it whole."""
+        replica = self.replicas[i]
+        directory = Path(replica.argv[2])
+        await trio.to_thread.run_sync(shutil.rmtree, directory, True)
+        replica.argv += ["--size", str(self.size)]
+        try:
+            await self.start_replica(i)
+        finally:
+            del replica.argv[-2:]
+        self.replacements += 1
+
     async def restart_engine(self) -> None:
         assert self.engine is not None
         await self.engine.kill()
@@ -191,12 +209,24 @@ class Testbed:
             await trio.sleep(fault.hold)
             await net.heal()
             return
+        if kind in (FaultKind.FILL_DISK, FaultKind.DISK_ERROR) and not self.disks:
+            raise LhtrioError(f"{kind.value} needs a testbed on loop-mounted disks")
         if kind is FaultKind.FILL_DISK:
-            if not self.disks:
-                raise LhtrioError("fill-disk needs a testbed on loop-mounted disks")
             self.disks[i].fill()
             await trio.sleep(fault.hold)
             self.disks[i].free()
+            return
+        if kind is FaultKind.DISK_ERROR:
+            self.disks[i].fail()
+            await trio.sleep(fault.hold)
+            async with self._lifecycle:  # the operator's repair: replica down, disk checked
+                await self.replicas[i].kill()
+                await self.disks[i].repair()
+                try:
+                    await self.start_replica(i)
+                except LhtrioError as exc:  # what the disk lost left it unable to open
+                    logger.info("replica %d does not open after its disk's repair: %s", i, exc)
+                    await self._replace_replica(i)
             return
         procs = {
             FaultKind.KILL_REPLICA: [self.replicas[i]],

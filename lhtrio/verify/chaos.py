@@ -63,6 +63,7 @@ class ScheduleResult:
     violations: tuple[Violation, ...] = ()
     engine_restarts: int = 0
     rebuilds: int = 0
+    replacements: int = 0
     seconds: float = 0.0
     error: str = ""
     notes: tuple[str, ...] = ()
@@ -151,6 +152,7 @@ async def run_schedule(
                 violations=tuple(violations.values()),
                 engine_restarts=bed.engine_restarts,
                 rebuilds=bed.rebuilds,
+                replacements=bed.replacements,
                 notes=tuple(notes),
             )
     except* (LhtrioError, OSError, trio.TooSlowError) as group:
@@ -251,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--disks",
         action="store_true",
-        help="replicas on loop-mounted file systems, and fill-disk (ENOSPC) faults (root)",
+        help="replicas on loop-mounted file systems, with fill-disk (ENOSPC) and disk-error "
+        "(EIO) faults (root)",
     )
     parser.add_argument(
         "--netns",
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(f"--kinds: {exc}")
         if kinds & ON_DISKS and not args.disks:
-            parser.error("--kinds fill-disk needs --disks")
+            parser.error("--kinds fill-disk and disk-error need --disks")
         if kinds & IN_NETNS and not args.netns:
             parser.error("--kinds partition and lossy-net need --netns")
     if args.disks and not loop_disks_available():

@@ -47,6 +47,9 @@ class FaultKind(enum.Enum):
     # again with all three: what the start decision's stale-replica check exists for.
     LAG_THEN_CRASH = "lag-then-crash"
     FILL_DISK = "fill-disk"  # the replica's file system is filled (ENOSPC) for the hold
+    # The replica's disk fails every write (EIO) for the hold; then the replica is
+    # stopped, the disk repaired (its file system checked) and the replica started again.
+    DISK_ERROR = "disk-error"
     PARTITION = "partition"  # the replica's namespace drops every packet for the hold
     LOSSY_NET = "lossy-net"  # the replica's namespace drops ``loss`` % of packets for the hold
 
@@ -64,6 +67,7 @@ class FaultKind(enum.Enum):
             FaultKind.CUT_LINK,
             FaultKind.LAG_THEN_CRASH,
             FaultKind.FILL_DISK,
+            FaultKind.DISK_ERROR,
             FaultKind.PARTITION,
             FaultKind.LOSSY_NET,
         )
@@ -94,12 +98,13 @@ _WEIGHTS: dict[FaultKind, int] = {
     FaultKind.SLOW_LINK: 2,
     FaultKind.CUT_LINK: 3,
     FaultKind.LAG_THEN_CRASH: 2,
-    FaultKind.FILL_DISK: 2,  # drawn only on a testbed with loop-mounted disks
+    FaultKind.FILL_DISK: 2,  # these two only on a testbed with loop-mounted disks
+    FaultKind.DISK_ERROR: 2,
     FaultKind.PARTITION: 2,  # these two only with replicas in network namespaces
     FaultKind.LOSSY_NET: 2,
 }
 
-ON_DISKS = frozenset({FaultKind.FILL_DISK})
+ON_DISKS = frozenset({FaultKind.FILL_DISK, FaultKind.DISK_ERROR})
 IN_NETNS = frozenset({FaultKind.PARTITION, FaultKind.LOSSY_NET})
 ON_PROCESSES = frozenset(_WEIGHTS) - ON_DISKS - IN_NETNS
 """The kinds every testbed can inject (the others need root: loop disks, namespaces)."""

@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from lhtrio.verify.chaos import ScheduleResult, run_schedules
+from lhtrio.verify.disks import LoopDisk
 from lhtrio.verify.faults import FaultKind
 from lhtrio.verify.model import ViolationKind
 from tests.procs import run
@@ -95,6 +96,48 @@ async def test_a_full_disk_under_a_replica_loses_no_write(tmp_path: Path) -> Non
     assert "No space left on device; free space on the disk" in engine_log
     mounts = await trio.Path("/proc/mounts").read_text()
     assert str(tmp_path) not in mounts  # every loop disk was unmounted
+
+
+async def test_a_failing_disk_under_a_replica_loses_no_write(tmp_path: Path) -> None:
+    """A replica's disk fails every write (EIO, nbdkit's error filter under its file system):
+    its failed flush fails it for good; after the disk's repair it is rebuilt, and nothing the
+    disk dropped is ever read back."""
+    failing = frozenset({FaultKind.DISK_ERROR})
+    (result,) = await run_schedules(
+        [11], faults=2, keep=tmp_path, echo=False, kinds=failing, loop_disks=True
+    )
+    assert result.error == ""
+    assert result.violations == ()
+    assert {f.kind for f in result.faults} == failing
+    assert result.rebuilds >= 1
+    engine_log = (tmp_path / "11" / "engine.log").read_text()
+    assert "Input/output error (errno 5); the replica must be rebuilt" in engine_log
+    mounts = await trio.Path("/proc/mounts").read_text()
+    assert str(tmp_path) not in mounts  # every disk was unmounted, nbdfuse's too
+
+
+async def test_a_replica_that_no_longer_opens_after_its_disk_failed_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the disk dropped can leave a replica unable to open (a metadata file gone): it is
+    started empty in its place and rebuilt whole; no write is lost."""
+    repair = LoopDisk.repair
+
+    async def repair_losing_the_counter(disk: LoopDisk) -> None:
+        await repair(disk)
+        (disk.mountpoint / "replica" / "revision.counter").unlink()
+
+    monkeypatch.setattr(LoopDisk, "repair", repair_losing_the_counter)
+    failing = frozenset({FaultKind.DISK_ERROR})
+    (result,) = await run_schedules(
+        [12], faults=1, keep=tmp_path, echo=False, kinds=failing, loop_disks=True
+    )
+    assert result.error == ""
+    assert result.violations == ()
+    assert result.replacements == 1
+    assert result.rebuilds >= 1
+    assert result.report is not None
+    assert result.report.durable_writes > 100
 
 
 async def test_partitions_and_lossy_links_between_namespaces_lose_no_write(tmp_path: Path) -> None:
