@@ -32,6 +32,9 @@ APT_FOR_TESTS: dict[str, str] = {
     "nbdsh": "python3-libnbd",
     "nbdcopy": "libnbd-bin",
     "nbdfuse": "nbdfuse",
+    "nbdkit": "nbdkit",  # the chaos tests' failing disks (its error filter)
+    "mkfs.ext2": "e2fsprogs",
+    "e2fsck": "e2fsprogs",
     "fusermount3": "fuse3",
     "fio": "fio",
     "mkfs.ext4": "e2fsprogs",

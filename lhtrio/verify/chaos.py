@@ -281,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         if kinds & IN_NETNS and not args.netns:
             parser.error("--kinds partition and lossy-net need --netns")
     if args.disks and not loop_disks_available():
-        parser.error("--disks needs root, mkfs.ext4, mount and /dev/loop-control")
+        parser.error(
+            "--disks needs root, nbdkit, nbdfuse, mkfs.ext2, e2fsck, mount, /dev/fuse and "
+            "/dev/loop-control"
+        )
     if args.netns and not netns_available():
         parser.error("--netns needs root, ip and nft (apt-get install nftables)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
