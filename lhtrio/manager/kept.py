@@ -1,16 +1,12 @@
-"""What a node's manager keeps from the watches it holds, for its reconcilers to read.
+"""Every object of one kind as a node's manager last listed or watched it, decoded once.
 
-A volume's reconcile needs the nodes (the scheduler's view), the settings, the nodes up and the
-space scheduled on each disk: reading them from the store at each reconcile cost a listing of
-every node and setting (and, before, every lease and replica) per volume reconcile, O(nodes) of
-copying and checking each time. The manager already watches all of these (for its nudges), so it
-keeps them as they change, decoded once (:class:`Kept`, an
-:class:`~lhtrio.manager.runner.Index` for :func:`~lhtrio.manager.runner.follow`), and hands them
-over as :class:`Watched`. They trail the store by the time a watch event takes (milliseconds);
-the decisions taken on them are the scheduler's and the ownership rules', which tolerate that
-(two nodes' managers placing at the same moment could always miss each other's replicas). What a
-reconcile writes is still read from the store and written with its version: a stale view can
-never overwrite a change.
+A volume's reconcile needs the nodes (the scheduler's view) and the settings, and the manager's
+availability the nodes' leases: reading them from the store at each reconcile (or each second)
+cost a listing of every one of them each time, O(nodes) of copying and checking. The manager
+already watches these kinds (for its nudges), so it keeps them as they change (:class:`Kept`, an
+:class:`~lhtrio.manager.runner.Index` for :func:`~lhtrio.manager.runner.follow`). They trail the
+store by the time a watch event takes (milliseconds); what is written is still read from the
+store and written with its version, so a stale view never overwrites a change.
 """
 
 from __future__ import annotations
@@ -19,18 +15,15 @@ import logging
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
-import attrs
 import trio
 
 from lhtrio.errors import CorruptMetadataError
-from lhtrio.manager.lease import Availability
-from lhtrio.manager.space import ScheduledSpace
 from lhtrio.manager.store.api import Document
 from lhtrio.manager.store.codec import from_document
 from lhtrio.manager.store.rules import metadata
-from lhtrio.models.cluster import ClusterObject, Node, Setting
+from lhtrio.models.cluster import ClusterObject
 
-__all__ = ["Kept", "Watched"]
+__all__ = ["Kept"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +39,8 @@ class Kept(Generic[K]):
         self._objects: dict[str, K] = {}
         #: set once the kind was first listed
         self.listed = trio.Event()
+        #: set (and replaced) at every change
+        self.changed = trio.Event()
 
     def reset(self, documents: Iterable[Document]) -> None:
         self._objects.clear()
@@ -60,20 +55,16 @@ class Kept(Generic[K]):
         except CorruptMetadataError as exc:
             logger.warning("ignoring a %s: %s", self.kind.KIND, exc)
             self._objects.pop(name, None)
+        self._changed()
 
     def forget(self, name: str) -> None:
         self._objects.pop(name, None)
+        self._changed()
+
+    def _changed(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
 
     def values(self) -> list[K]:
         """Every object, by name."""
         return [self._objects[name] for name in sorted(self._objects)]
-
-
-@attrs.frozen
-class Watched:
-    """What the manager keeps for its reconcilers (see the module)."""
-
-    availability: Availability = attrs.field(factory=Availability)
-    space: ScheduledSpace = attrs.field(factory=ScheduledSpace)
-    nodes: Kept[Node] = attrs.field(factory=lambda: Kept(Node))
-    settings: Kept[Setting] = attrs.field(factory=lambda: Kept(Setting))

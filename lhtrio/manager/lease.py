@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -24,9 +24,8 @@ from lhtrio.errors import (
 )
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import available
-from lhtrio.manager.store.api import Document, Store
+from lhtrio.manager.store.api import Store
 from lhtrio.manager.store.codec import from_document
-from lhtrio.manager.store.rules import metadata
 from lhtrio.models.cluster.lease import NodeLease, NodeLeaseSpec
 from lhtrio.models.cluster.meta import ObjectMeta
 from lhtrio.models.times import wall_now
@@ -36,7 +35,6 @@ __all__ = [
     "KIND",
     "RENEW",
     "Availability",
-    "Leases",
     "available_nodes",
     "keep_lease",
     "nodes_up",
@@ -126,42 +124,3 @@ async def nodes_up(store: Store, availability: Availability | None) -> frozenset
     if availability is None or availability.read_at is None:
         return await available_nodes(store)
     return availability.up
-
-
-class Leases:
-    """Every node's lease, kept from a list and watch of them (a
-    :class:`~lhtrio.manager.runner.Index` for :func:`~lhtrio.manager.runner.follow`)."""
-
-    def __init__(self) -> None:
-        self._leases: dict[str, NodeLease] = {}
-        #: set once the leases were first listed
-        self.listed = trio.Event()
-        #: set (and replaced) at every change
-        self.changed = trio.Event()
-
-    def reset(self, documents: Iterable[Document]) -> None:
-        self._leases.clear()
-        for document in documents:
-            self.see(document)
-        self.listed.set()
-
-    def see(self, document: Document) -> None:
-        name = str(metadata(document)["name"])
-        try:
-            self._leases[name] = from_document(NodeLease, document)
-        except CorruptMetadataError as exc:  # (one that does not read counts as expired)
-            logger.warning("ignoring a lease: %s", exc)
-            self._leases.pop(name, None)
-        self._changed()
-
-    def forget(self, name: str) -> None:
-        self._leases.pop(name, None)
-        self._changed()
-
-    def up(self, now: dt.datetime) -> frozenset[str]:
-        """The nodes whose leases are valid at ``now``."""
-        return available(self._leases.values(), now)
-
-    def _changed(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()

@@ -24,13 +24,13 @@ from lhtrio.errors import LhtrioError
 from lhtrio.manager import events
 from lhtrio.manager.attachment_control import AttachmentControl, follow_volumes
 from lhtrio.manager.instance_control import InstanceControl
-from lhtrio.manager.kept import Watched
 from lhtrio.manager.nudges import follow_availability, follow_operator
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.runner import run_reconciler
 from lhtrio.manager.scope import Borrowed, OnNode, Responsible
 from lhtrio.manager.store.api import Store
 from lhtrio.manager.volume_control import VolumeControl, follow_members
+from lhtrio.manager.watched import Watched
 from lhtrio.models.cluster import Engine, Replica, Volume, VolumeAttachment
 from lhtrio.models.instance import Instance, InstanceKind
 from lhtrio.models.volume import Mode

@@ -34,13 +34,14 @@ import trio
 
 from lhtrio.errors import CorruptMetadataError, LhtrioError, NotFoundError
 from lhtrio.manager.kept import Kept
-from lhtrio.manager.lease import KIND, Availability, Leases
+from lhtrio.manager.lease import KIND, Availability
 from lhtrio.manager.objects import Objects
+from lhtrio.manager.ownership import available
 from lhtrio.manager.runner import follow
 from lhtrio.manager.scope import EVERY
 from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.codec import from_document
-from lhtrio.models.cluster import Node, Setting
+from lhtrio.models.cluster import Node, NodeLease, Setting
 from lhtrio.models.cluster.meta import get_condition, set_condition
 from lhtrio.models.cluster.node import CONDITION_READY
 from lhtrio.models.times import wall_now
@@ -80,7 +81,7 @@ async def follow_availability(
     written) and judged again every :data:`AVAILABILITY_POLL` seconds (an expiry is no change
     in the store); nothing is listed after the first time."""
     availability = availability or Availability()
-    leases = Leases()
+    leases = Kept(NodeLease)
     last: frozenset[str] | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(functools.partial(follow, index=leases), store, KIND, _none, nudge)
@@ -88,7 +89,7 @@ async def follow_availability(
         while True:
             changed = leases.changed
             now = clock()
-            up = leases.up(now)
+            up = available(leases.values(), now)
             availability.up, availability.read_at = up, now
             try:
                 if up != last:

@@ -27,7 +27,6 @@ import trio
 
 from lhtrio.errors import NotFoundError
 from lhtrio.manager import events
-from lhtrio.manager.kept import Watched
 from lhtrio.manager.lease import nodes_up
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.ownership import responsible
@@ -39,6 +38,7 @@ from lhtrio.manager.space import ScheduledSpace
 from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.rules import metadata
 from lhtrio.manager.volume_plan import plan_volume
+from lhtrio.manager.watched import Watched
 from lhtrio.models.cluster import Engine, Node, Replica, Volume, VolumeAttachment
 from lhtrio.models.cluster.engine import engine_name
 from lhtrio.models.cluster.event import ObjectReference

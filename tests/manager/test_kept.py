@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from lhtrio.manager.kept import Kept
-from lhtrio.manager.lease import Leases
+from lhtrio.manager.ownership import available
 from lhtrio.manager.space import ScheduledSpace
 from lhtrio.manager.store.codec import to_document
 from lhtrio.models.cluster import Node, NodeLease, ObjectMeta, Replica
@@ -15,6 +15,12 @@ from lhtrio.models.cluster.node import NodeSpec
 from lhtrio.models.cluster.replica import ReplicaSpec
 
 MiB = 1 << 20
+
+
+def up(leases: Kept[NodeLease], now: dt.datetime) -> frozenset[str]:
+    return available(leases.values(), now)
+
+
 T0 = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
 
 
@@ -56,18 +62,18 @@ def test_kept_objects_are_decoded_and_the_unreadable_left_out() -> None:
     assert [n.meta.name for n in nodes.values()] == ["b"]
 
 
-def test_leases_say_which_nodes_are_up_and_wake_on_a_change() -> None:
-    leases = Leases()
+def test_kept_leases_say_which_nodes_are_up_and_wake_on_a_change() -> None:
+    leases = Kept(NodeLease)
 
     def lease(name: str, renewed: dt.datetime) -> NodeLease:
         spec = NodeLeaseSpec(holder_identity=name, renew_time=renewed, lease_duration_seconds=15)
         return NodeLease(meta=ObjectMeta(name=name), spec=spec)
 
     leases.reset([to_document(lease("n1", T0)), to_document(lease("n2", T0))])
-    assert leases.up(T0 + dt.timedelta(seconds=10)) == {"n1", "n2"}
+    assert up(leases, T0 + dt.timedelta(seconds=10)) == {"n1", "n2"}
     changed = leases.changed
     leases.see(to_document(lease("n2", T0 + dt.timedelta(seconds=10))))
     assert changed.is_set()
-    assert leases.up(T0 + dt.timedelta(seconds=20)) == {"n2"}  # n1's ran out
+    assert up(leases, T0 + dt.timedelta(seconds=20)) == {"n2"}  # n1's ran out
     leases.forget("n2")
-    assert leases.up(T0 + dt.timedelta(seconds=20)) == frozenset()
+    assert up(leases, T0 + dt.timedelta(seconds=20)) == frozenset()
