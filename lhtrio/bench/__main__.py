@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="control, scale: how many volumes (control: 100; scale: a curve)",
     )
+    parser.add_argument(
+        "--nodes", type=int, metavar="N", help="scale: one run of N nodes (and --volumes)"
+    )
     parser.add_argument("--profile", action="store_true", help="scale: cProfile's top functions")
     parser.add_argument(
         "--store",
@@ -48,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names or list(SUITES):
         module = importlib.import_module(SUITES[name])
         if name == "scale":
-            module.main(quick=args.quick, volumes=args.volumes, profile=args.profile)
+            module.main(
+                quick=args.quick, volumes=args.volumes, nodes=args.nodes, profile=args.profile
+            )
         elif name == "control" and args.volumes:
             module.main(quick=args.quick, volumes=args.volumes)
         elif name == "store" and args.store:

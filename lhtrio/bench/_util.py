@@ -126,7 +126,7 @@ def _fmt(cell: object) -> str:
     return str(cell)
 
 
-def record(name: str, text: str) -> None:
+def record(name: str, text: str, *, command: str | None = None) -> None:
     """Put ``text`` between the ``<!-- bench:NAME -->`` markers of docs/benchmarks.md.
 
     Only when the file has those markers (a source checkout); stamps the date and the command.
@@ -138,6 +138,7 @@ def record(name: str, text: str) -> None:
     if start not in doc or end not in doc:
         return
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
-    body = f"{start}\nMeasured {stamp} with `nox -s bench -- {name}`.\n\n{text}{end}"
+    command = command or f"nox -s bench -- {name}"
+    body = f"{start}\nMeasured {stamp} with `{command}`.\n\n{text}{end}"
     head, rest = doc.split(start, 1)
     BENCHMARKS_MD.write_text(head + body + rest.split(end, 1)[1])

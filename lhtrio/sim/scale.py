@@ -28,6 +28,7 @@ import contextlib
 import functools
 import gc
 import random
+import resource
 import time
 import tracemalloc
 from collections import Counter
@@ -125,6 +126,8 @@ class ScaleRun:
     phases: tuple[Phase, ...]
     memory_nodes: int  # bytes held by starting the nodes (0 unless ``trace_memory``)
     memory_volumes: int  # ... and by creating the volumes, once converged
+    rss_started: int  # the process's peak resident bytes once the nodes started
+    rss_created: int  # ... once the volumes converged
     reconciles_by_kind: dict[str, int]
 
 
@@ -153,6 +156,11 @@ def _counting_reconciles(counts: Counter[str]) -> Iterator[None]:
     finally:
         for cls, name, method in saved:
             setattr(cls, name, method)
+
+
+def _peak_rss() -> int:
+    """The process's peak resident set, in bytes."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _held() -> int:
@@ -271,14 +279,14 @@ async def _scale(
             }
             for process in processes.values():
                 await process.start(nursery)
-            held1 = _held()
+            held1, rss1 = _held(), _peak_rss()
             objects = Objects(memory)
             for j in range(volumes):
                 spec = VolumeSpec(size=16 * MiB, number_of_replicas=3, node_id=names[j % nodes])
                 meta = ObjectMeta(name=f"v{j:05d}", finalizers=(volume_control.FINALIZER,))
                 await objects.create(Volume(meta=meta, spec=spec))
             await run.converge("create", _healthy)
-            held2 = _held()
+            held2, rss2 = _held(), _peak_rss()
             step = max(1, nodes // max(1, losses))
             for k in range(min(losses, nodes)):
                 lost = names[(k * step) % nodes]
@@ -299,6 +307,8 @@ async def _scale(
         phases=tuple(run.phases),
         memory_nodes=held1 - held0,
         memory_volumes=held2 - held1,
+        rss_started=rss1,
+        rss_created=rss2,
         reconciles_by_kind=dict(reconciles),
     )
 

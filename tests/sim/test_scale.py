@@ -36,6 +36,15 @@ def test_a_rolling_loss_converges_and_replays() -> None:
     assert again.reconciles_by_kind == run.reconciles_by_kind
 
 
+def test_a_volume_is_reconciled_by_its_node_alone_whatever_the_nodes() -> None:
+    """Twice the nodes, the same volumes: about the same reconciles (each node's scope queues
+    only what it is responsible for); before scopes every node reconciled every change."""
+    five = run_scale(nodes=5, volumes=10, losses=0, seed=4).reconciles_by_kind
+    twenty = run_scale(nodes=20, volumes=10, losses=0, seed=4).reconciles_by_kind
+    for kind in ("Volume", "VolumeAttachment", "Replica", "Engine"):
+        assert twenty[kind] < 1.5 * five[kind], (kind, five, twenty)
+
+
 def attrs_tuple(phase: object) -> tuple[object, ...]:
     """What must replay exactly (wall seconds do not)."""
     return tuple(
