@@ -40,8 +40,8 @@ def _holds(conditions: tuple[Condition, ...], kind: str, default: bool) -> bool:
     return default if condition is None else condition.status
 
 
-#: Node -> disk UUID -> {replica name: volume size}: the replicas placed on each disk.
-Placed = Mapping[str, Mapping[str, Mapping[str, int]]]
+#: Node -> disk UUID -> the bytes of the replicas placed there (the sum of their volume sizes).
+Placed = Mapping[str, Mapping[str, int]]
 
 
 def scheduled_replicas(replicas: Sequence[Replica], node: str) -> dict[str, dict[str, int]]:
@@ -69,9 +69,10 @@ def node_views(
     else what the nodes last recorded."""
     views = []
     for node in nodes:
-        on_node: Mapping[str, Mapping[str, int]] | None = None
+        on_node: Mapping[str, int] | None = None
         if replicas is not None:
-            on_node = scheduled_replicas(replicas, node.meta.name)
+            held = scheduled_replicas(replicas, node.meta.name)
+            on_node = {disk: sum(sizes.values()) for disk, sizes in held.items()}
         elif placed is not None:
             on_node = placed.get(node.meta.name, {})
         disks = []
@@ -94,7 +95,7 @@ def node_views(
                     storage_reserved=spec.storage_reserved,
                     storage_scheduled=status.storage_scheduled
                     if on_node is None
-                    else sum(on_node.get(status.disk_uuid or name, {}).values()),
+                    else on_node.get(status.disk_uuid or name, 0),
                 )
             )
         views.append(

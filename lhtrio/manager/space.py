@@ -29,9 +29,12 @@ __all__ = ["ScheduledSpace"]
 
 @attrs.define
 class ScheduledSpace:
-    #: replica name -> (node, disk UUID)
-    _where: dict[str, tuple[str, str]] = attrs.field(factory=dict)
-    _placed: dict[str, dict[str, dict[str, int]]] = attrs.field(factory=dict)
+    #: replica name -> (node, disk UUID, volume size)
+    _where: dict[str, tuple[str, str, int]] = attrs.field(factory=dict)
+    #: node -> disk UUID -> bytes placed there
+    _placed: dict[str, dict[str, int]] = attrs.field(factory=dict)
+    #: (node, disk UUID) -> how many replicas are placed there
+    _count: dict[tuple[str, str], int] = attrs.field(factory=dict)
 
     @property
     def placed(self) -> Placed:
@@ -41,6 +44,7 @@ class ScheduledSpace:
         """Start again from a listing of every replica."""
         self._where.clear()
         self._placed.clear()
+        self._count.clear()
         for document in documents:
             self.see(document)
 
@@ -67,16 +71,19 @@ class ScheduledSpace:
         where = self._where.pop(name, None)
         if where is None:
             return
-        node, disk = where
+        node, disk, size = where
         disks = self._placed[node]
-        del disks[disk][name]
-        if not disks[disk]:
-            del disks[disk]
+        disks[disk] -= size
+        self._count[node, disk] -= 1
+        if not self._count[node, disk]:
+            del self._count[node, disk], disks[disk]
         if not disks:
             del self._placed[node]
 
     def _put(self, name: str, node: str, disk: str, size: int) -> None:
         self.forget(name)
         if node and disk:
-            self._where[name] = (node, disk)
-            self._placed.setdefault(node, {}).setdefault(disk, {})[name] = size
+            self._where[name] = (node, disk, size)
+            disks = self._placed.setdefault(node, {})
+            disks[disk] = disks.get(disk, 0) + size
+            self._count[node, disk] = self._count.get((node, disk), 0) + 1
