@@ -51,16 +51,17 @@ def transition_events(
     *,
     status: VolumeStatus,
     planned: Mapping[str, Replica],
+    judged: Mapping[str, Replica] | None = None,
     up: frozenset[str],
 ) -> tuple[Occurrence, ...]:
     """The events of one plan of ``volume``: ``replicas`` and ``engine`` as read, ``status`` and
-    ``planned`` (the replicas read, by name) as the plan writes them, ``up`` the nodes that are
-    up."""
+    ``planned`` (the replicas read, by name) as the plan writes them, ``judged`` the replicas as
+    the plan judged the robustness from (default ``planned``), ``up`` the nodes that are up."""
     name, before = volume.meta.name, volume.status
     found: list[Occurrence] = []
     found += _state(name, before, status)
     found += _failures(name, replicas, engine, planned, up)
-    found += _robustness(volume, status, planned, engine)
+    found += _robustness(volume, status, planned if judged is None else judged, engine)
     found += _scheduling(name, before, status)
     if status.last_auto_salvaged_at != before.last_auto_salvaged_at:
         back = ", ".join(n for n, r in planned.items() if usable(r)) or "none"

@@ -34,8 +34,7 @@ from what the store holds then. Each plan is one step of Longhorn's state machin
   and ``last_auto_salvaged_at`` is recorded; the request is withdrawn once the engine did it.
 
 A fresh volume (no replica ever was RW) has no data to lose: its replicas are placed at once in
-any state but detaching. Deterministic: replicas are visited by name, names come from
-``suffixes``.
+any state but detaching. Deterministic: replicas by name, names from ``suffixes``.
 """
 
 from __future__ import annotations
@@ -117,6 +116,7 @@ class _Pass:
     created: list[Replica] = attrs.Factory(list)
     deleted: list[str] = attrs.Factory(list)
     timers: list[dt.datetime] = attrs.Factory(list)  # when a decision waited on may change
+    judged: dict[str, Replica] = attrs.Factory(dict)  # the replicas robustness was judged from
 
     @property
     def target(self) -> str:
@@ -286,6 +286,7 @@ def _robustness(work: _Pass) -> None:
     if value is Robustness.DEGRADED and status.robustness is not Robustness.DEGRADED:
         degraded_at = work.now
     work.status = attrs.evolve(status, robustness=value, last_degraded_at=degraded_at)
+    work.judged = dict(work.replicas)  # (a replica reused after this counts only next time)
 
 
 def _replenish(work: _Pass, settings: Mapping[str, str], suffixes: Iterator[str]) -> None:
@@ -502,6 +503,7 @@ def _diff(
             engine,
             status=work.status,
             planned=work.replicas,
+            judged=work.judged,
             up=work.up,
         ),
         again=min(((t - work.now).total_seconds() for t in work.timers), default=None),

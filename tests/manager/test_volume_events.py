@@ -123,3 +123,17 @@ def test_a_quiet_volume_tells_nothing() -> None:
     for _ in range(3):
         assert told(sim.step()) == []
     assert sorted(sim.replicas) == [R1, R2, R3]
+
+
+def test_degraded_counts_the_replicas_the_robustness_was_judged_from() -> None:
+    """The engine's node comes back: its replica there failed while it was down, so the plan
+    judges the volume degraded (2 of 3), then reuses that replica in the same plan; the event
+    says what the robustness was judged from, not 3 of 3."""
+    sim = attached(4)
+    sim.node_down("n1")
+    sim.step()
+    sim.later(60)
+    sim.node_back("n1")
+    plan = sim.step()
+    degraded = [m for reason, m in told(plan) if reason == "Degraded"]
+    assert degraded == ["volume v is degraded: 2 of 3 replicas are healthy"], told(plan)
