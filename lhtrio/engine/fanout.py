@@ -257,6 +257,11 @@ class Fanouts:
                         continue
                     error = error_from_code(reply.code, reply.message)
                     self._fail(member, f"{type(error).__name__}: {error}")
+                    if type(error) is StorageError:
+                        # Its disk failed it (EIO): what it wrote since its last good flush may
+                        # be gone from its files without its knowing, wherever that was; no log
+                        # says where, so its next rebuild compares everything.
+                        self.dirty.forget(member.address)
                     fanout.failed.append(member)
                     break
             else:

@@ -440,8 +440,8 @@ class DataPath:
         if counter != self._persisted:
             try:
                 metalib.store_counter(self._layers.dir_fd, REVISION_COUNTER, counter)
-            except OSError as exc:
-                raise fs.os_error(exc, f"cannot persist {self.path}/{REVISION_COUNTER}") from None
+            except OSError as exc:  # (EIO: the replica fails for good, as for its data)
+                raise self._layers.error(exc, f"cannot persist {REVISION_COUNTER}") from None
             self._persisted = counter
 
     @property

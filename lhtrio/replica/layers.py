@@ -238,7 +238,10 @@ class Layers:
         An error the request caused (see the module docstring) is an InvalidArgumentError.
         """
         error = fs.os_error(exc, f"{what} in replica {self.path}")
-        if isinstance(exc, fs.NotDurableError):
+        if isinstance(exc, fs.NotDurableError) or exc.errno == errno.EIO:
+            # EIO: the disk lost a write; Linux reports that once, to whichever fsync asks
+            # first (a device's failed cache flush too), so this file's error may be another's
+            # lost data: nothing in the replica can be vouched for any more.
             return self.fail(
                 f"{error.message}; a change may not be durable, the replica must be rebuilt"
             )

@@ -221,13 +221,27 @@ async def _pull_file(
                         compared_bytes=held - sum(n for _, n in differ),
                     )
 
-        async with trio.open_nursery() as nursery, receive:
-            for _ in range(IN_FLIGHT):
-                nursery.start_soon(worker, receive.clone())
-            await _plan(
-                src, info, fd, existed=existed, dirty=dirty, counters=counters, work=send, run=run
-            )
-        await run(os.fdatasync, fd)
+        try:
+            async with trio.open_nursery() as nursery, receive:
+                for _ in range(IN_FLIGHT):
+                    nursery.start_soon(worker, receive.clone())
+                await _plan(
+                    src,
+                    info,
+                    fd,
+                    existed=existed,
+                    dirty=dirty,
+                    counters=counters,
+                    work=send,
+                    run=run,
+                )
+            await run(os.fdatasync, fd)
+        except* OSError as group:  # (EIO fails the replica for good: layers.error)
+            first: BaseException = group
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            assert isinstance(first, OSError)
+            raise layers.error(first, f"cannot write {name}") from None
         if info.checksum:
             await run(transfer.record_checksum, layers, name, fd, info.checksum, CHECKSUM_METHOD)
     finally:

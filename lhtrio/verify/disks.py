@@ -175,7 +175,10 @@ async def open_loop_disk(image: Path, mountpoint: Path, size: int) -> AsyncItera
             with trio.CancelScope(shield=True):
                 trigger.unlink(missing_ok=True)
                 await _unmount(mountpoint)
-                await _run("fusermount3", "-u", str(fuse))
+                try:
+                    await _run("fusermount3", "-u", str(fuse))
+                except LhtrioError:  # the loop device lets go of it a moment later
+                    await _run("fusermount3", "-u", "-z", str(fuse))
                 nursery.cancel_scope.cancel()
                 with contextlib.suppress(OSError, ValueError):
                     os.kill(int(pid.read_text()), signal.SIGTERM)

@@ -238,6 +238,40 @@ async def test_a_second_return_sends_only_what_changed_since_the_first(tmp_path:
             assert await _read_replica(b, 0, 4 * MiB) == await _read_replica(a, 0, 4 * MiB)
 
 
+async def test_a_replica_its_disk_failed_is_compared_everywhere_when_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b's flush fails with EIO: its disk may have dropped what it acknowledged, wherever that
+    was, so no away log vouches for the rest of its files: its rebuild compares everything."""
+    real = os.fdatasync
+
+    def failing_under_r1(fd: int) -> None:
+        if "/r1/" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    modes, logged = [], []
+
+    async def scenario() -> None:
+        async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
+            for member in vol.replicas.members:
+                async with open_rpc_client(member.address, volume="v") as client:
+                    info = await client.call_control("info")
+                member.identity = (info["instance"], info["path"])
+            await vol.write_batch([(0, os.urandom(4 * MiB), False)])
+            await vol.flush()
+            monkeypatch.setattr("lhtrio.replica.datapath.os.fdatasync", failing_under_r1)
+            await vol.write_batch([(MiB, os.urandom(4096), False)])
+            await vol.flush()  # a took it: the volume goes on, b failed
+            modes.append(vol.replicas.members[1].mode)
+            logged.append(vol.dirty.has(b))
+
+    with pytest.raises(BaseExceptionGroup):  # (b's close says it must be rebuilt)
+        await scenario()
+    assert modes == [Mode.ERR]
+    assert logged == [False]
+
+
 async def test_a_replica_that_was_behind_when_it_failed_gets_no_away_log(tmp_path: Path) -> None:
     async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
         behind = vol.replicas.members[1]
