@@ -96,7 +96,7 @@ def describe(run: ScaleRun) -> str:
     objects = run.volumes * 3 + run.replicas  # volumes, their engines and tickets, replicas
     grown = max(0, run.rss_created - run.rss_started)
     text += (
-        f"Peak resident memory: {run.rss_started / 2**20:,.0f} MiB once the nodes started, "
+        f"\nPeak resident memory: {run.rss_started / 2**20:,.0f} MiB once the nodes started, "
         f"{run.rss_created / 2**20:,.0f} MiB once the volumes converged: "
         f"{grown / objects / 1024:,.1f} KiB per object (volume, engine, ticket or replica) for "
         f"the store and all {run.nodes} managers together, "
