@@ -6,11 +6,9 @@ one of their replicas or engines changes, when a node goes down or comes back, a
 setting or a node's spec changes: :mod:`lhtrio.manager.nudges`); their
 tickets (:mod:`lhtrio.manager.attachment_control`, nudged when the volume changes); the
 ``Replica`` and ``Engine`` objects placed on it (:mod:`lhtrio.manager.instance_control`), through
-its own instance manager at ``control``. A watch of that instance manager (``instance_watch``,
-each answer every instance of the node: a burst of changes is read at most every
-:data:`WATCH_COALESCE` seconds) nudges the reconciler of any instance that changed (an engine
-that stopped, a replica that failed, an engine's replica modes: a replica it failed or rebuilt),
-so the store learns of it
+its own instance manager at ``control``. A watch of that instance manager (``instance_watch``)
+nudges the reconciler of any instance that changed (an engine that stopped, a replica that
+failed, an engine's replica modes: a replica it failed or rebuilt), so the store learns of it
 without waiting for the periodic resync, and without the manager polling the engines.
 """
 
@@ -45,10 +43,6 @@ logger = logging.getLogger(__name__)
 
 #: How long one ``instance_watch`` long poll waits (seconds).
 WATCH_WAIT = 30.0
-#: After a watch that told of a change, the pause before the next (seconds): a burst of changes
-#: (a node creating hundreds of instances) is read in a few listings of every instance instead
-#: of one per change. The first change of a burst is seen at once.
-WATCH_COALESCE = 0.05
 
 
 async def run_manager(
@@ -124,12 +118,10 @@ async def _watch_instances(
         version = watched.version
         now = {i.name: _seen(i) for i in watched.instances}
         kinds.update((i.name, i.type) for i in watched.instances)
-        changed = sorted(n for n in set(now) | set(seen) if now.get(n) != seen.get(n))
-        for name in changed:
-            await nudge[kinds[name]].send(name)
+        for name in sorted(set(now) | set(seen)):
+            if now.get(name) != seen.get(name):
+                await nudge[kinds[name]].send(name)
         seen = now
-        if changed:
-            await trio.sleep(WATCH_COALESCE)
 
 
 _Seen = tuple[str, str, str, str, tuple[tuple[str, Mode], ...], int]
