@@ -42,6 +42,7 @@ from pathlib import Path
 import trio
 
 from lhtrio.errors import LhtrioError
+from lhtrio.verify.shell import run_command
 
 __all__ = ["LoopDisk", "loop_disks_available", "open_loop_disk"]
 
@@ -55,16 +56,6 @@ def loop_disks_available() -> bool:
         and Path("/dev/loop-control").exists()
         and Path("/dev/fuse").exists()
     )
-
-
-async def _run(*cmd: str) -> None:
-    result = await trio.run_process(
-        list(cmd), capture_stdout=True, capture_stderr=True, check=False
-    )
-    if result.returncode:
-        raise LhtrioError(
-            f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.decode().strip()}"
-        )
 
 
 class LoopDisk:
@@ -94,7 +85,7 @@ class LoopDisk:
         )
         if result.returncode >= 4:  # 1 and 2: errors corrected
             raise LhtrioError(f"e2fsck {self.device} exited {result.returncode}")
-        await _run("mount", "-o", "loop", str(self.device), str(self.mountpoint))
+        await run_command("mount", "-o", "loop", str(self.device), str(self.mountpoint))
 
     def fill(self) -> int:
         """Take every free block; returns the bytes taken."""
@@ -124,9 +115,9 @@ class LoopDisk:
 
 async def _unmount(mountpoint: Path) -> None:
     try:
-        await _run("umount", str(mountpoint))
+        await run_command("umount", str(mountpoint))
     except LhtrioError:
-        await _run("umount", "-l", str(mountpoint))  # still busy: detach it anyway
+        await run_command("umount", "-l", str(mountpoint))  # still busy: detach it anyway
 
 
 @asynccontextmanager
@@ -141,10 +132,10 @@ async def open_loop_disk(image: Path, mountpoint: Path, size: int) -> AsyncItera
     base = image.with_suffix("")
     sock, pid, fuse = (base.with_name(f"{base.name}.{x}") for x in ("sock", "pid", "fuse"))
     trigger = base.with_name(f"{base.name}.failing")
-    await _run("truncate", "-s", str(size), str(image))
+    await run_command("truncate", "-s", str(size), str(image))
     await trio.Path(mountpoint).mkdir(parents=True, exist_ok=True)
     await trio.Path(fuse).mkdir(exist_ok=True)
-    await _run(
+    await run_command(
         "nbdkit", "-U", str(sock), "-P", str(pid), "--filter=error", "file", f"file={image}",
         "error=EIO", "error-pwrite-rate=100%", "error-trim-rate=100%",
         "error-zero-rate=100%", f"error-file={trigger}",
@@ -168,17 +159,17 @@ async def open_loop_disk(image: Path, mountpoint: Path, size: int) -> AsyncItera
         finally:
             os.close(log)  # (nbdfuse has its own copy once it runs)
         try:
-            await _run("mkfs.ext2", "-q", "-F", "-m", "0", str(device))
-            await _run("mount", "-o", "loop", str(device), str(mountpoint))
+            await run_command("mkfs.ext2", "-q", "-F", "-m", "0", str(device))
+            await run_command("mount", "-o", "loop", str(device), str(mountpoint))
             yield LoopDisk(device, mountpoint, trigger)
         finally:
             with trio.CancelScope(shield=True):
                 trigger.unlink(missing_ok=True)
                 await _unmount(mountpoint)
                 try:
-                    await _run("fusermount3", "-u", str(fuse))
+                    await run_command("fusermount3", "-u", str(fuse))
                 except LhtrioError:  # the loop device lets go of it a moment later
-                    await _run("fusermount3", "-u", "-z", str(fuse))
+                    await run_command("fusermount3", "-u", "-z", str(fuse))
                 nursery.cancel_scope.cancel()
                 with contextlib.suppress(OSError, ValueError):
                     os.kill(int(pid.read_text()), signal.SIGTERM)

@@ -25,22 +25,13 @@ from contextlib import asynccontextmanager
 import trio
 
 from lhtrio.errors import LhtrioError
+from lhtrio.verify.shell import run_command
 
 __all__ = ["NodeNet", "netns_available", "open_node_net"]
 
 
 def netns_available() -> bool:
     return os.geteuid() == 0 and all(shutil.which(t) for t in ("ip", "nft"))
-
-
-async def _run(*cmd: str) -> None:
-    result = await trio.run_process(
-        list(cmd), capture_stdout=True, capture_stderr=True, check=False
-    )
-    if result.returncode:
-        raise LhtrioError(
-            f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.decode().strip()}"
-        )
 
 
 class NodeNet:
@@ -56,7 +47,7 @@ class NodeNet:
         return ["ip", "netns", "exec", self.name]
 
     async def _nft(self, *args: str) -> None:
-        await _run("ip", "netns", "exec", self.name, "nft", *args)
+        await run_command("ip", "netns", "exec", self.name, "nft", *args)
 
     async def heal(self) -> None:
         for chain in ("input", "output"):
@@ -91,18 +82,18 @@ async def open_node_net(index: int) -> AsyncIterator[NodeNet]:
     subnet = f"10.{200 + pid % 50}.{_made % 250}"
     net = NodeNet(name, f"{subnet}.1", f"{subnet}.2")
     host, inside = f"{name}h", f"{name}i"
-    await _run("ip", "netns", "add", name)
+    await run_command("ip", "netns", "add", name)
     try:
-        await _run("ip", "link", "add", host, "type", "veth", "peer", "name", inside)
-        await _run("ip", "link", "set", inside, "netns", name)
-        await _run("ip", "addr", "add", f"{net.host_ip}/24", "dev", host)
-        await _run("ip", "link", "set", host, "up")
-        await _run("ip", "-n", name, "addr", "add", f"{net.ns_ip}/24", "dev", inside)
-        await _run("ip", "-n", name, "link", "set", inside, "up")
-        await _run("ip", "-n", name, "link", "set", "lo", "up")
+        await run_command("ip", "link", "add", host, "type", "veth", "peer", "name", inside)
+        await run_command("ip", "link", "set", inside, "netns", name)
+        await run_command("ip", "addr", "add", f"{net.host_ip}/24", "dev", host)
+        await run_command("ip", "link", "set", host, "up")
+        await run_command("ip", "-n", name, "addr", "add", f"{net.ns_ip}/24", "dev", inside)
+        await run_command("ip", "-n", name, "link", "set", inside, "up")
+        await run_command("ip", "-n", name, "link", "set", "lo", "up")
         # Through this side, the namespace reaches every address of this one: the engine, the
         # proxies (a rebuilt replica copies from another one through its proxy).
-        await _run("ip", "-n", name, "route", "add", "default", "via", net.host_ip)
+        await run_command("ip", "-n", name, "route", "add", "default", "via", net.host_ip)
         await net._nft("add", "table", "inet", "lhv")
         for chain in ("input", "output"):
             spec = f"{{ type filter hook {chain} priority 0; }}"
@@ -111,4 +102,4 @@ async def open_node_net(index: int) -> AsyncIterator[NodeNet]:
     finally:
         with trio.CancelScope(shield=True):
             await trio.run_process(["ip", "link", "del", host], capture_stderr=True, check=False)
-            await _run("ip", "netns", "del", name)
+            await run_command("ip", "netns", "del", name)
