@@ -36,6 +36,14 @@ async def _read_replica(address: str, offset: int, length: int) -> bytes:
     return bytes(reply.data)
 
 
+async def _learn_identities(vol: Volume) -> None:
+    """What the engine learns of each replica at start: which replica lives at its address."""
+    for member in vol.replicas.members:
+        async with open_rpc_client(member.address, volume="v") as client:
+            info = await client.call_control("info")
+        member.identity = (info["instance"], info["path"])
+
+
 async def _add_wo(vol: Volume, address: str) -> Member:
     """A WO member, as a rebuild adds it, without transferring anything."""
     member = Member(address, Mode.WO)
@@ -186,10 +194,7 @@ async def test_a_returning_replica_is_compared_only_where_its_away_log_says(
     tmp_path: Path,
 ) -> None:
     async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
-        for member in vol.replicas.members:  # what the engine learns at start
-            async with open_rpc_client(member.address, volume="v") as client:
-                info = await client.call_control("info")
-            member.identity = (info["instance"], info["path"])
+        await _learn_identities(vol)
         await vol.write_batch([(0, os.urandom(4 * MiB), False)])
         await vol.flush()
         vol.links.fail(vol.replicas.members[1], "cut off")  # b's process lives on: it comes back
@@ -221,10 +226,7 @@ async def test_without_a_trustworthy_log_everything_held_is_compared(tmp_path: P
 
 async def test_a_second_return_sends_only_what_changed_since_the_first(tmp_path: Path) -> None:
     async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
-        for member in vol.replicas.members:
-            async with open_rpc_client(member.address, volume="v") as client:
-                info = await client.call_control("info")
-            member.identity = (info["instance"], info["path"])
+        await _learn_identities(vol)
         await vol.write_batch([(0, os.urandom(4 * MiB), False)])
         await vol.flush()
         for offset in (MiB, 2 * MiB):  # two departures, two returns
@@ -254,10 +256,7 @@ async def test_a_replica_its_disk_failed_is_compared_everywhere_when_it_returns(
 
     async def scenario() -> None:
         async with replicas(tmp_path, healthy=2, stalled=0) as (a, b), volume([a, b]) as vol:
-            for member in vol.replicas.members:
-                async with open_rpc_client(member.address, volume="v") as client:
-                    info = await client.call_control("info")
-                member.identity = (info["instance"], info["path"])
+            await _learn_identities(vol)
             await vol.write_batch([(0, os.urandom(4 * MiB), False)])
             await vol.flush()
             monkeypatch.setattr("lhtrio.replica.datapath.os.fdatasync", failing_under_r1)
