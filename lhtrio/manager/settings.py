@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 from lhtrio.manager.objects import Objects
@@ -11,12 +13,17 @@ from lhtrio.manager.versions import at_version
 from lhtrio.models.cluster import ObjectMeta, Setting
 from lhtrio.models.cluster.setting import SettingSpec, parse
 
-__all__ = ["read_settings", "set_setting"]
+__all__ = ["read_settings", "set_setting", "setting_values"]
 
 
 async def read_settings(objects: Objects) -> dict[str, str]:
     """Every setting set in the store, name -> text (unset ones take their defaults)."""
     settings, _ = await objects.list(Setting)
+    return setting_values(settings)
+
+
+def setting_values(settings: Iterable[Setting]) -> dict[str, str]:
+    """``settings`` as name -> text (what :func:`read_settings` reads, from any list of them)."""
     return {s.meta.name: s.spec.value for s in settings}
 
 

@@ -33,7 +33,7 @@ from lhtrio.manager.ownership import responsible
 from lhtrio.manager.placement import REPLICA_DATA_FINALIZER, node_views
 from lhtrio.manager.runner import follow
 from lhtrio.manager.selection import replicas_of
-from lhtrio.manager.settings import read_settings
+from lhtrio.manager.settings import read_settings, setting_values
 from lhtrio.manager.space import ScheduledSpace
 from lhtrio.manager.store.api import Document, Store
 from lhtrio.manager.store.rules import metadata
@@ -98,7 +98,7 @@ class VolumeControl:
         if watched is None or not watched.settings.listed.is_set():
             settings = await read_settings(objects)
         else:
-            settings = {s.meta.name: s.spec.value for s in watched.settings.values()}
+            settings = setting_values(watched.settings.values())
         now = _utcnow()
         plan = plan_volume(
             volume,
