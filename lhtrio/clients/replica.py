@@ -7,6 +7,7 @@ from lhtrio.models.replica import (
     ActionKind,
     Checksum,
     FileInfo,
+    MemberRecord,
     PurgeStatus,
     RemovalAction,
     ReplicaInfo,
@@ -85,6 +86,14 @@ class ReplicaClient:
     async def set_revision_counter(self, value: int) -> ReplicaInfo:
         args = calls.CounterArgs(value=value)
         return await invoke(self.rpc, calls.SET_REVISION_COUNTER, args)
+
+    async def members(self) -> MemberRecord:
+        """The replica set the volume's engine last recorded here."""
+        return await invoke(self.rpc, calls.MEMBERS, NoArgs())
+
+    async def set_members(self, record: MemberRecord) -> MemberRecord:
+        """Record ``record`` durably unless the replica holds a newer one; what it holds."""
+        return await invoke(self.rpc, calls.SET_MEMBERS, record)
 
     # --- a rebuild's source ----------------------------------------------------------------------
 

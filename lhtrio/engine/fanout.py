@@ -28,9 +28,11 @@ from typing import Any, Final, TypeVar
 import trio
 
 from lhtrio.engine import mutations
+from lhtrio.engine.control import ControlCalls
 from lhtrio.engine.dirty import DirtyTracker
 from lhtrio.engine.iostats import IoCounters
 from lhtrio.engine.links import ReplicaLinks
+from lhtrio.engine.membership import Membership
 from lhtrio.engine.replicaset import Member, Mode, ReplicaSet
 from lhtrio.errors import (
     ConnectionLostError,
@@ -154,6 +156,7 @@ class Fanouts:
         self._flushes_started = 0  # flush fan-outs started, and the newest one answered:
         self._flushes_done = 0  # see flushed_since()
         self._flushed = trio.Event()
+        self.membership = Membership(replicas, ControlCalls(links))
 
     async def written(self) -> None:
         """Until ``wrote`` is true (an idle volume's sweep waits here, not on a timer)."""
@@ -306,8 +309,12 @@ class Fanouts:
     def write_settled(self, fanout: Fanout) -> None:
         """Every writer answered a write-type fan-out (or was failed): its outcome to ``done``.
         After a replica failed, the survivors are flushed first: their persisted counters must
-        pass the failed replica's before the client hears of success."""
-        if fanout.failed and self.replicas.readers:
+        pass the failed replica's before the client hears of success. After the RW replicas
+        changed, the new set is recorded on them before a write that failed one or a flush is
+        answered (:mod:`lhtrio.engine.membership`)."""
+        if self.replicas.readers and (
+            fanout.failed or (fanout.flush is not None and self.membership.stale)
+        ):
             self._nursery.start_soon(self._checked_after_failure, fanout)
             return
         self._write_done(fanout, self._unless_rw_acked(fanout))
@@ -332,7 +339,9 @@ class Fanouts:
         # Cancelled (the engine stops) before the survivors' flush finished: not acknowledged.
         error: LhtrioError | None = ShuttingDownError(f"volume {self.name} is shutting down")
         try:
-            await self.send_all([Flush()])
+            await self.membership.record()
+            if fanout.failed:  # (a flush that failed none flushed every survivor already)
+                await self.send_all([Flush()])
             error = self._unless_rw_acked(fanout)
         except StorageError as exc:
             error = exc

@@ -1,8 +1,9 @@
 """Test-build mutations: switches that break one of the engine's guarantees on purpose.
 
 They exist to prove the no-acknowledged-write-lost checker is not blind (docs/reliability.md,
-"Mutation check"): ``LHTRIO_MUTATION=no-flush-fanout`` (the engine sends no flush to its
-replicas — a client's, a sweep's or the one after a replica failed — and answers it at once)
+"Mutation check"): ``LHTRIO_MUTATION=no-flush-fanout`` (the engine makes nothing durable on its
+replicas before it answers: it sends no flush — a client's, a sweep's or the one after a replica
+failed — and answers it at once, and records no replica set, :mod:`lhtrio.engine.membership`)
 or ``LHTRIO_MUTATION=no-stale-check`` (the start decision accepts a replica whose persisted
 revision counter is behind the others'). This module is the only place that reads the variable,
 once, at import; unset (always, outside the chaos tests) nothing changes. An unknown name is

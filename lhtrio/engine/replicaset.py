@@ -16,7 +16,10 @@ Three decisions live here:
   sound for acknowledged writes that were *not* flushed yet: when it fails a replica it flushes
   the survivors before it answers the client (see :mod:`lhtrio.engine.fanout`), so their persisted
   counters move past anything the failed replica can have. A replica whose ``volume.meta`` says a
-  rebuild into it did not finish starts in ERR too: its snapshot files may be partial.
+  rebuild into it did not finish starts in ERR too: its snapshot files may be partial. The
+  counters cannot speak for a replica that does not answer: the replica set the engine records
+  on the replicas (:mod:`lhtrio.engine.membership`) does, and rules out the replicas it left out
+  — or every replica, while one it names is missing and an address does not answer.
 * **Salvage** (every replica ERR): the newest persisted revision counter wins, ties go to the
   largest allocated head, then the newest modification (:func:`choose_salvage`).
 
@@ -28,12 +31,12 @@ instance watch with it, so its manager learns of a failed or rebuilt replica at 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
 from lhtrio.engine import mutations
-from lhtrio.models.replica import ReplicaInfo
+from lhtrio.models.replica import MemberRecord, ReplicaInfo
 from lhtrio.models.volume import Health, Mode
 
 _NO_STALE_CHECK = mutations.active(mutations.NO_STALE_CHECK)  # test builds only
@@ -83,10 +86,12 @@ class ReplicaSet:
         self.desired = len(self.members) if desired is None else desired
         self._next_reader = itertools.count()
         self.on_change: Callable[[], None] | None = None
+        self.version = 0  # counts the changes of a mode or of the membership
         self._changed()
 
     def _changed(self) -> None:
         """Recompute the views every write consults (a mode or the membership changed)."""
+        self.version += 1
         self._writers = [m for m in self.members if m.mode is not Mode.ERR]
         self._readers = [m for m in self.members if m.mode is Mode.RW]
         self._rebuilding = any(m.mode is Mode.WO for m in self.members)
@@ -170,12 +175,20 @@ class StartDecision:
 
 
 def decide_start(
-    infos: Sequence[tuple[str, ReplicaInfo | str]], *, size: int, salvage: bool = False
+    infos: Sequence[tuple[str, ReplicaInfo | str]],
+    *,
+    size: int,
+    salvage: bool = False,
+    records: Mapping[str, MemberRecord] | None = None,
 ) -> StartDecision:
-    """Choose each replica's mode from its ``info`` (or the error text of reaching it).
+    """Choose each replica's mode from its ``info`` (or the error text of reaching it) and the
+    replica set it holds recorded (``records``, by address; see :mod:`lhtrio.engine.membership`).
 
     A replica is ERR when it cannot be reached, its size differs from ``size``, a rebuild into it
-    did not finish, or its persisted revision counter is below the highest among the others.
+    did not finish, it is not among the replicas of the newest record (or does not hold that
+    record), or its persisted revision counter is below the highest among the others. Every one
+    is ERR while a replica of the newest record is missing and an address in ``infos`` does not
+    answer (it may be that one).
     With ``salvage``, when that leaves no RW replica, :func:`choose_salvage` picks one.
     """
     modes: dict[str, Mode] = {}
@@ -195,6 +208,7 @@ def decide_start(
             )
         else:
             counters[address] = info.persisted_revision_counter
+    _judge_records(infos, records or {}, counters, modes, reasons)
     newest = max(counters.values(), default=0)
     for address, counter in counters.items():
         if counter < newest and not _NO_STALE_CHECK:
@@ -211,6 +225,49 @@ def decide_start(
             address, why = chosen
             modes[address], reasons[address] = Mode.RW, why
     return StartDecision(size=size, modes=modes, reasons=reasons)
+
+
+def _judge_records(
+    infos: Sequence[tuple[str, ReplicaInfo | str]],
+    records: Mapping[str, MemberRecord],
+    counters: dict[str, int],
+    modes: dict[str, Mode],
+    reasons: dict[str, str],
+) -> None:
+    """Take out of ``counters`` (the candidates to serve) every replica the newest record rules
+    out, with its reason; all of them while a replica of that record is unreachable."""
+    newest = max(records.values(), key=lambda r: r.epoch, default=MemberRecord())
+    if not newest.epoch or _NO_STALE_CHECK:
+        return  # nothing recorded yet (a new volume, or replicas older than the records)
+    holders = {
+        info.instance
+        for address, info in infos
+        if not isinstance(info, str) and records.get(address, MemberRecord()).epoch == newest.epoch
+    }
+    # A replica that does not answer may be one of the record's at another address than the
+    # record's (restarted elsewhere): any unreachable address, not only the recorded ones.
+    unreachable = [address for address, info in infos if isinstance(info, str)]
+    missing = [m.instance for m in newest.members if m.instance not in holders]
+    for address, info in infos:
+        if address not in counters:
+            continue
+        assert not isinstance(info, str)
+        if missing and unreachable:
+            why = (
+                f"waiting for {', '.join(missing)}: held every write at epoch {newest.epoch}, "
+                f"and may be the replica at {', '.join(unreachable)}, which does not answer: "
+                f"it may hold writes this one missed (start again once it is back, or salvage)"
+            )
+        elif info.instance not in holders or info.instance not in newest.instances():
+            why = (
+                f"stale: not among the replicas that held every write at epoch {newest.epoch} "
+                f"({', '.join(sorted(newest.instances())) or 'none'}); it missed writes, "
+                f"rebuild it"
+            )
+        else:
+            continue
+        del counters[address]
+        modes[address], reasons[address] = Mode.ERR, why
 
 
 def _salvage_key(info: ReplicaInfo) -> tuple[bool, int, int, int]:

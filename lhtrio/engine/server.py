@@ -4,8 +4,10 @@ The engine does not know which frontend it serves (NBD today): the composition r
 :class:`~lhtrio.engine.frontend.Frontend` (:mod:`lhtrio.engine.frontend`). The control endpoint
 speaks protocol v1 control calls (:mod:`lhtrio.engine.service`); ``lhtrio ctl`` is its client.
 
-Start-up (``longhorn-facts.md`` §3.4): connect every replica, read their state, set replicas that
-cannot be reached, have another size, or are stale (revision counter behind) to ERR, then serve.
+Start-up (``longhorn-facts.md`` §3.4): connect every replica, read their state and the replica set
+they hold recorded, set replicas that cannot be reached, have another size, are stale (revision
+counter behind, or left out of the newest record) to ERR, record the replicas that serve
+(:mod:`lhtrio.engine.membership`), then serve.
 A volume name that is not a valid name, or replicas that all have another size than the one the
 engine was given, are refused before anything is served.
 
@@ -34,7 +36,7 @@ from lhtrio.engine.service import EngineService
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import InvalidArgumentError, LhtrioError
 from lhtrio.models.names import validate_volume_name
-from lhtrio.models.replica import ReplicaInfo
+from lhtrio.models.replica import MemberRecord, ReplicaInfo
 from lhtrio.net import serve_rpc
 from lhtrio.net.reactor import open_reactor
 from lhtrio.units import format_size
@@ -158,6 +160,8 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
     for member in members:
         await nursery.start(volume.links.connect, member)
     infos: list[tuple[str, ReplicaInfo | str]] = []
+    records: dict[str, MemberRecord] = {}
+    membership = volume.fanouts.membership
     for member in members:
         client = volume.links.control(member)
         if client is None:
@@ -165,13 +169,15 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
             continue
         try:
             info = await client.info()
+            records[member.address] = record = await client.members()
         except LhtrioError as exc:
             infos.append((member.address, str(exc)))
         else:
             infos.append((member.address, info))
             member.identity = (info.instance, info.path)
+            membership.seen(record.epoch)
     _check_sizes(volume, infos)
-    decision = decide_start(infos, size=volume.size, salvage=salvage)
+    decision = decide_start(infos, size=volume.size, salvage=salvage, records=records)
     for member in members:
         mode = decision.modes[member.address]
         if mode is Mode.ERR:
@@ -182,6 +188,10 @@ async def _connect_all(volume: Volume, nursery: trio.Nursery, *, salvage: bool) 
             logger.warning(
                 "volume %s: %s %s", volume.name, member.address, decision.reasons[member.address]
             )
+    try:
+        await membership.record()  # before anything is served
+    except LhtrioError as exc:
+        logger.warning("volume %s: %s", volume.name, exc)
     logger.info("volume %s starts %s", volume.name, volume.replicas.health.value)
     if not volume.replicas.readers:
         logger.error(

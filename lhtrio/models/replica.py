@@ -19,9 +19,11 @@ __all__ = [
     "Checksum",
     "DiskInfo",
     "FileInfo",
+    "MemberRecord",
     "PurgeStatus",
     "RemovalAction",
     "ReplicaInfo",
+    "SetMember",
     "SyncState",
     "SyncStatus",
     "TransferCounters",
@@ -174,3 +176,27 @@ class PurgeStatus:
     done: int = 0
     total: int = 0
     error: str = ""
+
+
+@attrs.frozen(order=True)
+class SetMember:
+    """One replica of a recorded replica set: its instance name and the address it had."""
+
+    instance: str
+    address: str
+
+
+@attrs.frozen(kw_only=True)
+class MemberRecord:
+    """The volume's RW replicas as its engine last recorded them on a replica
+    (``lhtrio-members.json``; :mod:`lhtrio.engine.membership` says why).
+
+    ``epoch`` grows with every record the volume's engines make; a replica keeps the highest it
+    was given. Epoch 0 with no members: nothing was ever recorded there.
+    """
+
+    epoch: int = 0
+    members: tuple[SetMember, ...] = ()
+
+    def instances(self) -> frozenset[str]:
+        return frozenset(m.instance for m in self.members)

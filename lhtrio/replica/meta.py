@@ -12,6 +12,10 @@ with the same eyes:
   Go's JSON reader ignores a key it does not know, so Longhorn-style readers still parse it.
 - ``lhtrio-replica.json`` — :class:`ReplicaIdentity`, lhtrio's own (``volume``, ``instance``):
   which volume and replica instance the directory was created for.
+- ``lhtrio-members.json`` — :class:`lhtrio.models.replica.MemberRecord`, lhtrio's own
+  (``epoch``, ``members`` as ``[[instance, address]...]``): the volume's RW replicas as its engine
+  last recorded them here (:mod:`lhtrio.engine.membership`). A directory without it has
+  recorded nothing (epoch 0).
 - ``<disk>.img.checksum`` — :class:`lhtrio.models.replica.Checksum`, the record the ``checksum``
   call returns, declared once (snake_case keys, as sparse-tools writes them: ``method``,
   ``checksum``, ``change_time`` — the file's ctime in nanoseconds when it was hashed; a later
@@ -51,7 +55,7 @@ from cattrs.v import format_exception
 
 from lhtrio.errors import CorruptMetadataError, InvalidArgumentError
 from lhtrio.models import times
-from lhtrio.models.replica import Checksum
+from lhtrio.models.replica import Checksum, MemberRecord, SetMember
 from lhtrio.replica import fs
 
 __all__ = [
@@ -192,6 +196,12 @@ def _structure_time(value: object, _: object) -> dt.datetime:
 _OPTIONAL: dict[type[object], frozenset[str]] = {DiskMeta: frozenset({"Size"})}
 
 
+def _structure_member(value: object, _: object) -> SetMember:
+    if not (isinstance(value, list) and len(value) == 2 and all(type(v) is str for v in value)):
+        raise TypeError(f"expected [instance, address], got {json.dumps(value)}")
+    return SetMember(value[0], value[1])
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(int, _strict(int, "an integer"))
@@ -199,6 +209,8 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict(str, "a string"))
     conv.register_structure_hook(dt.datetime, _structure_time)
     conv.register_unstructure_hook(dt.datetime, format_time)
+    conv.register_structure_hook(SetMember, _structure_member)
+    conv.register_unstructure_hook(SetMember, lambda m: [m.instance, m.address])
     for cls in (VolumeMeta, DiskMeta):
         optional = _OPTIONAL.get(cls, frozenset())
         renames: dict[str, Any] = {
@@ -216,13 +228,17 @@ converter = _make_converter()
 """The converter of the replica's JSON metadata (Go key names for volume/disk meta)."""
 
 
+#: lhtrio's own files: their keys are the attribute names (not Go's).
+_OWN_KEYS: tuple[type[Any], ...] = (Checksum, ReplicaIdentity, MemberRecord)
+
+
 def _keys(cls: type[Any]) -> list[str]:
-    if cls in (Checksum, ReplicaIdentity):
+    if cls in _OWN_KEYS:
         return [a.name for a in attrs.fields(cls)]
     return [_go_name(a.name) for a in attrs.fields(cls)]
 
 
-Metadata = VolumeMeta | DiskMeta | Checksum | ReplicaIdentity
+Metadata = VolumeMeta | DiskMeta | Checksum | ReplicaIdentity | MemberRecord
 
 
 def dumps(value: Metadata) -> bytes:
@@ -282,7 +298,7 @@ def _describe(line: str, cls: type[object]) -> str:
     if not problem:
         return line
     key, sep, rest = path.lstrip(".").partition("[")
-    if cls not in (Checksum, ReplicaIdentity):
+    if cls not in _OWN_KEYS:
         key = _go_name(key)
     return f"field {key}{sep}{rest}: {problem}"
 

@@ -44,6 +44,7 @@ __all__ = [
     "VOLUME_META",
     "REVISION_COUNTER",
     "IDENTITY",
+    "MEMBERS",
     "INTENT",
     "HEAD_PREFIX",
     "IMG_SUFFIX",
@@ -70,6 +71,7 @@ MAX_NAME_LENGTH = MAX_SNAPSHOT_NAME
 VOLUME_META = "volume.meta"
 REVISION_COUNTER = "revision.counter"
 IDENTITY = "lhtrio-replica.json"
+MEMBERS = "lhtrio-members.json"
 INTENT = "volume.intent"
 # Snapshot files are spelled by lhtrio.models.replica.snapshot_disk/snapshot_of (the one naming
 # helper, shared with the engine); heads are the replica's alone.
@@ -162,6 +164,7 @@ class FileKind(enum.Enum):
     SNAP_META = "snap-meta"
     SNAP_CHECKSUM = "snap-checksum"
     IDENTITY = "identity"
+    MEMBERS = "members"
     INTENT = "intent"
     TMP = "tmp"
 
@@ -195,6 +198,8 @@ def classify(filename: str) -> ParsedName | None:
         return ParsedName(kind=FileKind.REVISION_COUNTER)
     if filename == IDENTITY:
         return ParsedName(kind=FileKind.IDENTITY)
+    if filename == MEMBERS:
+        return ParsedName(kind=FileKind.MEMBERS)
     if filename == INTENT:
         return ParsedName(kind=FileKind.INTENT)
     if filename.endswith(TMP_SUFFIX):

@@ -26,7 +26,10 @@ calls do beyond their table's line:
   for a change;
 * ``intent_rotate`` starts a new generation while no data request runs; ``intent_clear`` unmarks
   what the last two generations did not write (``everything``: all, when nothing is in flight) and
-  answers how many regions are still marked.
+  answers how many regions are still marked;
+* ``members`` and ``set_members`` read and write the replica set the engine records
+  (:mod:`lhtrio.replica.members`) in a worker thread, beside the data path, without the gate: a
+  record is written before the engine answers a flush, and must not wait for one.
 
 The rebuild calls are explained in :mod:`lhtrio.replica.transfer` (source),
 :mod:`lhtrio.replica.adopt` (``adopt``, ``reload``) and :mod:`lhtrio.replica.sync` (the transfer).
@@ -46,14 +49,15 @@ from lhtrio.models.replica import (
     ActionKind,
     Checksum,
     FileInfo,
+    MemberRecord,
     PurgeStatus,
     RemovalAction,
     ReplicaInfo,
     SyncState,
     SyncStatus,
 )
+from lhtrio.replica import members, transfer
 from lhtrio.replica import meta as metalib
-from lhtrio.replica import transfer
 from lhtrio.replica.calls import plan, source_address
 from lhtrio.replica.gate import Gate
 from lhtrio.replica.store import Replica
@@ -126,6 +130,8 @@ class ReplicaService(Gate):
         d.bind(calls.CHECKSUM, self._checksum)
         d.bind(calls.SET_REBUILDING, self._set_rebuilding)
         d.bind(calls.SET_REVISION_COUNTER, self._set_revision_counter)
+        d.bind(calls.MEMBERS, self._members)
+        d.bind(calls.SET_MEMBERS, self._set_members)
         d.bind(calls.FILE_INFO, self._file_info)
         d.bind(calls.FILE_MAP, self._file_map)
         d.bind(calls.FILE_DIFF, self._file_diff)
@@ -271,6 +277,13 @@ class ReplicaService(Gate):
         return await self._run(
             "set_revision_counter", lambda: self.replica.set_revision_counter(args.value)
         )
+
+    async def _members(self, _: NoArgs) -> MemberRecord:
+        return await trio.to_thread.run_sync(self.replica.members, limiter=self._limiter)
+
+    async def _set_members(self, args: MemberRecord) -> MemberRecord:
+        members.validate(args)  # before anything waits: bad input is answered at once
+        return await trio.to_thread.run_sync(self.replica.set_members, args, limiter=self._limiter)
 
     # --- rebuild: source side --------------------------------------------------------------------
 

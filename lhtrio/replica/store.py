@@ -30,11 +30,11 @@ from contextlib import contextmanager
 
 import attrs
 
-from lhtrio.models.replica import ActionKind, Checksum, RemovalAction, ReplicaInfo
+from lhtrio.models.replica import ActionKind, Checksum, MemberRecord, RemovalAction, ReplicaInfo
 from lhtrio.replica import adopt as adoption
 from lhtrio.replica import chain as chainlib
 from lhtrio.replica import checksum as checksums
-from lhtrio.replica import fs, lifecycle, removal, snapshots
+from lhtrio.replica import fs, lifecycle, members, removal, snapshots
 from lhtrio.replica.adopt import PlannedDisk
 from lhtrio.replica.datapath import DataPath
 from lhtrio.replica.layers import Layers
@@ -161,6 +161,18 @@ class Replica(DataPath):
                 layers.write_volume_meta(attrs.evolve(layers.meta, rebuilding=bool(rebuilding)))
             except OSError as exc:
                 raise layers.error(exc, f"cannot write {VOLUME_META}") from None
+
+    def members(self) -> MemberRecord:
+        """The replica set the volume's engine last recorded here (see :mod:`.members`)."""
+        with self._flush_lock:
+            self._check_open()
+            return members.read(self._layers)
+
+    def set_members(self, record: MemberRecord) -> MemberRecord:
+        """Record ``record`` durably unless a newer one is held; the one held afterwards."""
+        with self._flush_lock:
+            self._check_usable()
+            return members.record(self._layers, record)
 
     def info(self) -> ReplicaInfo:
         with self._flush_lock:

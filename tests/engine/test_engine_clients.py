@@ -274,6 +274,42 @@ async def test_replica_that_missed_writes_is_stale_on_restart(tmp_path: Path) ->
         assert b"Pattern verification failed" not in out.stdout
 
 
+async def test_a_start_that_cannot_reach_the_replica_holding_the_newest_writes_serves_nothing(
+    tmp_path: Path,
+) -> None:
+    """r2 fails, then r1: r0 alone holds the last flushed writes. A start that reaches r1 and
+    r2 only (r1's counter the highest of the two) must not serve r1's past: it waits for r0."""
+    socket = tmp_path / "nbd.sock"
+    dirs = [tmp_path / f"r{i}" for i in range(3)]
+    async with replicated(dirs, socket) as (reps, eng):
+        await run(*qemu_io(uri("vol", socket), "write -P 1 0 64k", "flush"))
+        reps[2].kill()
+        await run(*qemu_io(uri("vol", socket), "write -P 2 0 64k", "flush"))
+        reps[1].kill()
+        await run(*qemu_io(uri("vol", socket), "write -P 3 0 64k", "flush"))
+        gone = reps[0].address
+        for r in reps:
+            r.kill()
+        await eng.terminate()
+    async with AsyncExitStack() as stack:
+        r1, r2 = [await stack.enter_async_context(replica(d, "vol", None)) for d in dirs[1:]]
+        eng = await stack.enter_async_context(
+            engine("vol", "64Mi", [gone, r1.address, r2.address], socket)
+        )
+        replicas = await ctl(eng.address, "replica", "ls")
+        assert [r["mode"] for r in replicas] == ["ERR", "ERR", "ERR"]
+        assert "waiting for r0" in replicas[1]["error"]
+        failed = await run(*qemu_io(uri("vol", socket), "read -P 2 0 64k"), check=False)
+        assert b"Input/output error" in failed.stderr + failed.stdout
+        await eng.terminate()
+    async with replicated(dirs, socket, None) as (reps, eng):
+        replicas = await ctl(eng.address, "replica", "ls")
+        assert [r["mode"] for r in replicas] == ["RW", "ERR", "ERR"]
+        assert "not among the replicas that held every write" in replicas[1]["error"]
+        out = await run(*qemu_io(uri("vol", socket), "read -P 3 0 64k"))
+        assert b"Pattern verification failed" not in out.stdout
+
+
 async def test_snapshot_revert_round_trip_through_the_cli(tmp_path: Path) -> None:
     async with volume(tmp_path, 3) as vol:
         control = vol.engine.address

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -26,7 +27,7 @@ from lhtrio.engine.replicaset import (
 )
 from lhtrio.engine.volume import Volume
 from lhtrio.errors import OutOfRangeError, StorageError
-from lhtrio.models.replica import ReplicaInfo
+from lhtrio.models.replica import MemberRecord, ReplicaInfo, SetMember
 from lhtrio.net import parse_address, serve_rpc
 from lhtrio.net.reactor import open_reactor
 from lhtrio.replica.server import serve_replica
@@ -90,6 +91,66 @@ def test_decide_start_refuses_an_unfinished_rebuild_even_with_the_newest_counter
     decision = decide_start([("a", _info(3)), ("b", _info(9, rebuilding=True))], size=MiB)
     assert decision.modes == {"a": Mode.RW, "b": Mode.ERR}
     assert "rebuild into it did not finish" in decision.reasons["b"]
+
+
+def _held(epoch: int, *names: str) -> MemberRecord:
+    return MemberRecord(epoch=epoch, members=tuple(SetMember(n, f"tcp://{n}:1") for n in names))
+
+
+def test_decide_start_takes_only_the_replicas_of_the_newest_record() -> None:
+    """c was failed at epoch 4 (a and b recorded without it); its counter cannot say so when
+    it equals theirs (its own flush came late), the record does."""
+    infos: list[tuple[str, ReplicaInfo | str]] = [
+        (n, attrs.evolve(_info(7), instance=n)) for n in "abc"
+    ]
+    records = {"a": _held(4, "a", "b"), "b": _held(4, "a", "b"), "c": _held(3, "a", "b", "c")}
+    decision = decide_start(infos, size=MiB, records=records)
+    assert decision.modes == {"a": Mode.RW, "b": Mode.RW, "c": Mode.ERR}
+    assert (
+        "not among the replicas that held every write at epoch 4 (a, b)" in (decision.reasons["c"])
+    )
+
+
+def test_decide_start_serves_nothing_while_a_replica_of_the_newest_record_may_be_unreachable() -> (
+    None
+):
+    """a alone held the last writes (epoch 5); b and c answer, a does not: b's counter is the
+    higher of the two, and still it must not serve."""
+    infos: list[tuple[str, ReplicaInfo | str]] = [
+        ("a", "connection refused"),
+        ("b", attrs.evolve(_info(9), instance="b")),
+        ("c", attrs.evolve(_info(6), instance="c")),
+    ]
+    records = {"b": _held(4, "a", "b"), "c": _held(3, "a", "b", "c")}
+    decision = decide_start(infos, size=MiB, records=records)
+    assert Mode.RW not in decision.modes.values()
+    assert "waiting for a" in decision.reasons["b"]
+    # Told to salvage, the operator accepts what b has.
+    assert decide_start(infos, size=MiB, records=records, salvage=True).modes["b"] is Mode.RW
+    # Every address answered: a member not given is its owner's decision (the manager's).
+    answered = infos[1:]
+    assert decide_start(answered, size=MiB, records=records).modes == {
+        "b": Mode.RW,
+        "c": Mode.ERR,
+    }
+
+
+def test_decide_start_does_not_take_a_replica_recreated_under_a_members_name() -> None:
+    """a's directory was replaced by an empty one (same instance name, no record)."""
+    infos: list[tuple[str, ReplicaInfo | str]] = [
+        ("a", attrs.evolve(_info(0), instance="a")),
+        ("b", attrs.evolve(_info(0), instance="b")),
+    ]
+    records = {"a": MemberRecord(), "b": _held(2, "a", "b")}
+    decision = decide_start(infos, size=MiB, records=records)
+    assert decision.modes == {"a": Mode.ERR, "b": Mode.RW}
+    assert "not among" in decision.reasons["a"]
+
+
+def test_decide_start_without_records_goes_by_the_counters() -> None:
+    infos: list[tuple[str, ReplicaInfo | str]] = [("a", _info(3)), ("b", _info(5))]
+    records = {"a": MemberRecord(), "b": MemberRecord()}
+    assert decide_start(infos, size=MiB, records=records).modes == {"a": Mode.ERR, "b": Mode.RW}
 
 
 def test_salvage_only_when_nothing_qualifies_and_it_picks_the_newest_data() -> None:

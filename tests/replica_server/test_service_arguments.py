@@ -342,6 +342,21 @@ CALLS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "intent_regions": ({}, {}),
     "intent_rotate": ({}, {}),
     "intent_clear": ({}, {"everything": booleans}),
+    "members": ({}, {}),
+    "set_members": (
+        {
+            "epoch": numbers,
+            "members": mostly(
+                [[{"instance": "r1", "address": "tcp://127.0.0.1:1"}]],
+                st.lists(
+                    st.fixed_dictionaries({"instance": names, "address": st.text(max_size=300)})
+                    | anything,
+                    max_size=3,
+                ),
+            ),
+        },
+        {},
+    ),
 }
 
 

@@ -36,7 +36,11 @@ def test_seed_holds(seed: int) -> None:
 
 
 def _no_stale_check(
-    infos: Sequence[tuple[str, ReplicaInfo | str]], *, size: int, salvage: bool = False
+    infos: Sequence[tuple[str, ReplicaInfo | str]],
+    *,
+    size: int,
+    salvage: bool = False,
+    records: object = None,
 ) -> replicaset.StartDecision:
     decision = replicaset.decide_start(infos, size=size, salvage=salvage)
     modes = {a: Mode.ERR if isinstance(i, str) else Mode.RW for a, i in infos}

@@ -21,6 +21,8 @@ expand                 size                                                     
 checksum               name; force=false                                           Checksum
 set_rebuilding         rebuilding                                                  ReplicaInfo
 set_revision_counter   value                                                       ReplicaInfo
+members                                                                            MemberRecord
+set_members            epoch; members ([{instance, address}...])                   MemberRecord
 file_info              name (a snapshot file)                                      FileInfo
 file_map               name; offset=0; limit=16384                                 [[off, len]]
 file_diff              name; groups ([[[off, len]...]...]); digests (bytes)        [index]
@@ -45,6 +47,7 @@ from lhtrio.models.replica import (
     ActionKind,
     Checksum,
     FileInfo,
+    MemberRecord,
     PurgeStatus,
     RemovalAction,
     ReplicaInfo,
@@ -201,6 +204,9 @@ EXPAND = CALLS.call("expand", SizeArgs, ReplicaInfo)
 CHECKSUM = CALLS.call("checksum", ChecksumArgs, Checksum)
 SET_REBUILDING = CALLS.call("set_rebuilding", RebuildingArgs, ReplicaInfo)
 SET_REVISION_COUNTER = CALLS.call("set_revision_counter", CounterArgs, ReplicaInfo)
+# the replica set the engine recorded (lhtrio.engine.membership)
+MEMBERS = CALLS.call("members", NoArgs, MemberRecord)
+SET_MEMBERS = CALLS.call("set_members", MemberRecord, MemberRecord)
 # a rebuild's source
 FILE_INFO = CALLS.call("file_info", NameArgs, FileInfo)
 FILE_MAP = CALLS.call("file_map", MapArgs, Extents)
