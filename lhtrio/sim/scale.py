@@ -50,6 +50,8 @@ from lhtrio.models.cluster.volume import VolumeSpec
 from lhtrio.models.times import wall_now
 from lhtrio.net import serve_rpc
 from lhtrio.net.network import NETWORK
+from lhtrio.sim import convergence
+from lhtrio.sim.convergence import Goal, VolumeView, follow_view
 from lhtrio.sim.determinism import run_seeded
 from lhtrio.sim.network import HOST, SimNetwork
 from lhtrio.sim.processes import SimProcess, Trace
@@ -188,26 +190,25 @@ async def _node(
 
 @attrs.define(eq=False)
 class _Run:
-    store: MemoryStore
+    view: VolumeView
     counting: CountingStore
     reconciles: Counter[str]
     stubs: dict[str, StubNodeService]
     on_phase: Callable[[Phase], None] | None = None
     phases: list[Phase] = attrs.field(factory=list)
 
-    async def converge(self, name: str, done: Callable[[dict[str, Any], list[Any]], bool]) -> None:
-        """Wait (polling the store, uncounted) until ``done(volumes, replicas)``; record the
-        phase from now."""
+    async def converge(self, name: str, goal: Goal) -> None:
+        """Wait until every volume is at ``goal`` (as :attr:`view` says, checked every
+        :data:`POLL` simulated seconds); record the phase from now."""
         t0, w0 = trio.current_time(), time.perf_counter()
         c0, r0 = Counter(self.counting.counts), sum(self.reconciles.values())
         i0 = sum(s.calls for s in self.stubs.values())
         converged = False
+        self.view.aim(goal)
         with trio.move_on_after(PATIENCE):
             while True:
-                listed: list[Any] = (await self.store.list("Volume")).documents
-                volumes = {d["metadata"]["name"]: d for d in listed}
-                replicas: list[Any] = (await self.store.list("Replica")).documents
-                if done(volumes, replicas):
+                await self.view.catch_up()
+                if not self.view.pending:
                     converged = True
                     break
                 await trio.sleep(POLL)
@@ -228,27 +229,6 @@ class _Run:
             self.on_phase(self.phases[-1])
 
 
-def _healthy(volumes: dict[str, Any], _: list[Any]) -> bool:
-    return all(
-        v["status"]["state"] == "attached" and v["status"]["robustness"] == "healthy"
-        for v in volumes.values()
-    )
-
-
-def _lost(node: str) -> Callable[[dict[str, Any], list[Any]], bool]:
-    def done(volumes: dict[str, Any], replicas: list[Any]) -> bool:
-        touched = {r["spec"]["volumeName"] for r in replicas if r["spec"]["nodeID"] == node}
-        for name, v in volumes.items():
-            if v["status"]["ownerID"] in ("", node):
-                return False
-            elsewhere = name in touched and v["spec"]["nodeID"] != node
-            if elsewhere and v["status"]["robustness"] != "degraded":
-                return False
-        return True
-
-    return done
-
-
 async def _scale(
     nodes: int,
     volumes: int,
@@ -265,7 +245,8 @@ async def _scale(
     store = CountingStore(memory)
     reconciles: Counter[str] = Counter()
     stubs: dict[str, StubNodeService] = {}
-    run = _Run(memory, store, reconciles, stubs, on_phase)
+    view = VolumeView(memory)
+    run = _Run(view, store, reconciles, stubs, on_phase)
     trace = Trace()
     names = [f"n{i:03d}" for i in range(nodes)]
     held0 = _held()
@@ -280,12 +261,13 @@ async def _scale(
             for process in processes.values():
                 await process.start(nursery)
             held1, rss1 = _held(), _peak_rss()
+            await nursery.start(follow_view, memory, view)
             objects = Objects(memory)
             for j in range(volumes):
                 spec = VolumeSpec(size=16 * MiB, number_of_replicas=3, node_id=names[j % nodes])
                 meta = ObjectMeta(name=f"v{j:05d}", finalizers=(volume_control.FINALIZER,))
                 await objects.create(Volume(meta=meta, spec=spec))
-            await run.converge("create", _healthy)
+            await run.converge("create", convergence.healthy)
             held2, rss2 = _held(), _peak_rss()
             step = max(1, nodes // max(1, losses))
             for k in range(min(losses, nodes)):
@@ -294,10 +276,10 @@ async def _scale(
                 await processes[lost].kill()
                 for stub in stubs.values():
                     stub.poke()
-                await run.converge(f"loss of {lost}", _lost(lost))
+                await run.converge(f"loss of {lost}", convergence.lost(lost))
                 await trio.sleep_until(max(back_at, trio.current_time()))
                 await processes[lost].start(nursery)
-                await run.converge(f"return of {lost}", _healthy)
+                await run.converge(f"return of {lost}", convergence.healthy)
             nursery.cancel_scope.cancel()
     replicas = len((await memory.list("Replica")).documents)
     return ScaleRun(

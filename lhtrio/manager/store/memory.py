@@ -62,6 +62,12 @@ class MemoryStore:
     def revision(self) -> int:
         return self._revision
 
+    def last_change(self, kind: str) -> int:
+        """The revision of the newest change of ``kind`` (0: none yet): a watch of ``kind`` has
+        seen every change once it has seen this revision (the simulator waits for one so)."""
+        log = self._kind_log.get(kind)
+        return log[-1].revision if log else self._kind_dropped.get(kind, 0)
+
     def _current(self, key: tuple[str, str]) -> Document | None:
         return self._objects.get(key[0], {}).get(key[1])
 
