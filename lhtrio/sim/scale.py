@@ -44,7 +44,7 @@ from lhtrio.manager.manager import run_manager
 from lhtrio.manager.node_agent import run_node_agent
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.api import Document, Listing, Store, WatchEvent
-from lhtrio.manager.store.memory import MemoryStore
+from lhtrio.manager.store.memory import KEEP, MemoryStore
 from lhtrio.models.cluster import ObjectMeta, Volume
 from lhtrio.models.cluster.volume import VolumeSpec
 from lhtrio.models.times import wall_now
@@ -65,6 +65,21 @@ MiB: Final = 1 << 20
 POLL: Final = 1.0
 #: The longest a phase may take to converge (simulated seconds).
 PATIENCE: Final = 3600.0
+#: Changes the store keeps for watches to resume from, per volume (at least the store's own
+#: :data:`~lhtrio.manager.store.memory.KEEP`): more than a creation makes (about 25 a volume).
+#: With every node's watches on one core, a watch whose follower nudges (one event per turn of
+#: trio's scheduler, while a turn carries every node's writes) fell more than 10,000 changes
+#: behind at 3,000 volumes and listed its kind again, each time, on each of the 100 nodes: a
+#: quarter of the run's time, more the more volumes (a real node runs its watches on a core of
+#: its own). The documents kept cost memory (a few KiB a change).
+KEEP_PER_VOLUME: Final = 30
+#: The cyclic garbage collector's thresholds while the cluster runs (Python's are 700, 10, 10).
+#: Every node's heap is in this one process: a full collection walks all of them (several GB at
+#: 10,000 volumes), and a third of a 100-node run's time went to the collector. Young
+#: collections are made rarer (most garbage here is freed by reference counting before one), and
+#: the heap of the started nodes is frozen (:func:`gc.freeze`: never walked again; a cycle in it
+#: that becomes garbage, as when a node is lost, waits for the unfreeze at the run's end).
+COLLECTOR_THRESHOLDS: Final = (50_000, 20, 100)
 
 
 @attrs.define(eq=False)
@@ -160,6 +175,19 @@ def _counting_reconciles(counts: Counter[str]) -> Iterator[None]:
             setattr(cls, name, method)
 
 
+@contextlib.contextmanager
+def _collector_relaxed() -> Iterator[None]:
+    """:data:`COLLECTOR_THRESHOLDS` for the block, and whatever :func:`gc.freeze` froze in it
+    unfrozen after (as the thresholds, restored)."""
+    saved = gc.get_threshold()
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
+
+
 def _peak_rss() -> int:
     """The process's peak resident set, in bytes."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -241,7 +269,7 @@ async def _scale(
     net = SimNetwork(random.Random(f"lhtrio-sim-scale-{seed}"))
     NETWORK.set(net)
     HOST.set("operator")
-    memory = MemoryStore(clock=wall_now)
+    memory = MemoryStore(clock=wall_now, keep=max(KEEP, KEEP_PER_VOLUME * volumes))
     store = CountingStore(memory)
     reconciles: Counter[str] = Counter()
     stubs: dict[str, StubNodeService] = {}
@@ -250,7 +278,7 @@ async def _scale(
     trace = Trace()
     names = [f"n{i:03d}" for i in range(nodes)]
     held0 = _held()
-    with _counting_reconciles(reconciles):
+    with _counting_reconciles(reconciles), _collector_relaxed():
         async with trio.open_nursery() as nursery:
             processes = {
                 n: SimProcess(
@@ -261,6 +289,7 @@ async def _scale(
             for process in processes.values():
                 await process.start(nursery)
             held1, rss1 = _held(), _peak_rss()
+            gc.freeze()  # (the started nodes: see COLLECTOR_THRESHOLDS)
             await nursery.start(follow_view, memory, view)
             objects = Objects(memory)
             for j in range(volumes):
