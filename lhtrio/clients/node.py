@@ -63,10 +63,11 @@ class NodeClient:
     async def instances(self) -> list[Instance]:
         return await invoke(self.rpc, calls.INSTANCE_LIST, NoArgs())
 
-    async def watch(self, version: int = 0, wait: float = 0.0) -> InstanceWatch:
-        return await invoke(
-            self.rpc, calls.INSTANCE_WATCH, calls.WatchArgs(version=version, wait=wait)
-        )
+    async def watch(self, version: int = 0, wait: float = 0.0, since: int = 0) -> InstanceWatch:
+        """The instances once the version is past ``version`` (or ``wait`` ran out); ``since``:
+        an earlier answer's ``answer``, to get only what changed since it."""
+        args = calls.WatchArgs(version=version, wait=wait, since=since)
+        return await invoke(self.rpc, calls.INSTANCE_WATCH, args)
 
     async def log(
         self, name: str, *, after: int = 0, wait: float = 0.0, limit: int = 0

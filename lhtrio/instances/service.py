@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from lhtrio.instances.disks import disk_status
 from lhtrio.instances.supervisor import InstanceSpec, Supervisor
+from lhtrio.instances.watch import WatchAnswers
 from lhtrio.models.instance import (
     DiskStatus,
     Instance,
@@ -33,6 +34,7 @@ class NodeService(Dispatcher):
         self.name = name
         self.supervisor = supervisor
         self.address = address
+        self._answers = WatchAnswers()
         self.bind(calls.NODE_INFO, self._node_info)
         self.bind(calls.DISK_LIST, self._disk_list)
         self.bind(calls.INSTANCE_CREATE, self._create)
@@ -89,7 +91,7 @@ class NodeService(Dispatcher):
 
     async def _watch(self, args: WatchArgs) -> InstanceWatch:
         version = await self.supervisor.watch(args.version, min(max(args.wait, 0.0), MAX_WAIT))
-        return InstanceWatch(version=version, instances=await self._list(NoArgs()))
+        return self._answers.answer(version, await self._list(NoArgs()), args.since)
 
     async def _remove_data(self, args: DataArgs) -> bool:
         return await self.supervisor.remove_replica_data(args.name, args.disk)

@@ -104,24 +104,28 @@ async def _watch_instances(
     instances: NodeClient, nudge: dict[InstanceKind, trio.MemorySendChannel[str]]
 ) -> None:
     """Nudge the reconciler of every instance whose state, address, error, endpoint or (an
-    engine's) replica modes or size changed."""
+    engine's) replica modes or size changed. After its first answer the node is asked only for
+    what changed since the last (:mod:`lhtrio.instances.watch`)."""
     seen: dict[str, _Seen] = {}
     kinds: dict[str, InstanceKind] = {}
-    version = 0
+    version = since = 0
     while True:
         try:
-            watched = await instances.watch(version, WATCH_WAIT)
+            watched = await instances.watch(version, WATCH_WAIT, since=since)
         except LhtrioError as exc:
             logger.warning("instance watch failed: %s", exc)
             await trio.sleep(1.0)
             continue
-        version = watched.version
+        version, since = watched.version, watched.answer
         now = {i.name: _seen(i) for i in watched.instances}
         kinds.update((i.name, i.type) for i in watched.instances)
-        for name in sorted(set(now) | set(seen)):
+        gone = set(seen) - set(now) if watched.complete else set(watched.removed) & set(seen)
+        for name in sorted(set(now) | gone):
             if now.get(name) != seen.get(name):
                 await nudge[kinds[name]].send(name)
-        seen = now
+        for name in gone:
+            del seen[name]
+        seen.update(now)
 
 
 _Seen = tuple[str, str, str, str, tuple[tuple[str, Mode], ...], int]

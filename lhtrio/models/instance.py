@@ -102,10 +102,18 @@ class NodeInfo:
 
 @attrs.frozen(kw_only=True)
 class InstanceWatch:
-    """The instance list at ``version`` (which changes whenever an instance does)."""
+    """The instance list at ``version`` (which changes whenever an instance does).
+
+    ``complete``: ``instances`` is every instance; else (the caller named an earlier answer the
+    node still remembers, ``since``) only those that differ from that answer, and ``removed``
+    the names that were in it and are gone. ``answer`` names this answer for the next call.
+    """
 
     version: int
     instances: list[Instance]
+    complete: bool = True
+    removed: list[str] = attrs.field(factory=list)
+    answer: int = 0
 
 
 @attrs.frozen(kw_only=True)

@@ -24,6 +24,7 @@ import attrs
 import trio
 
 from lhtrio.errors import AlreadyExistsError, ConflictError, NotFoundError, NotSupportedError
+from lhtrio.instances.watch import WatchAnswers
 from lhtrio.manager.node_agent import DiskFacts
 from lhtrio.models.engine import (
     FrontendInfo,
@@ -87,6 +88,7 @@ class StubNodeService(Dispatcher):
         self.scopes: dict[str, trio.CancelScope] = {}  # engine -> its control endpoint's scope
         self.version = 0
         self._changed = trio.Event()
+        self._answers = WatchAnswers(base=1)  # (the simulation's clock is not the wall's)
         self._ports = itertools.count(10000)
         self.calls = 0
         self.bind(calls.NODE_INFO, self._node_info)
@@ -205,7 +207,7 @@ class StubNodeService(Dispatcher):
         if self.version <= args.version:
             with trio.move_on_after(min(max(args.wait, 0.0), MAX_WAIT)):
                 await self._changed.wait()
-        return InstanceWatch(version=self.version, instances=await self._list(NoArgs()))
+        return self._answers.answer(self.version, await self._list(NoArgs()), args.since)
 
     async def _remove_data(self, args: DataArgs) -> bool:
         self.calls += 1

@@ -13,7 +13,9 @@ instance_get      name                                                  instance
 instance_list                                                           [instance]
 instance_watch    version=0; wait=0 (seconds): returns once the version  :class:`InstanceWatch`
                   is past ``version`` (an instance changed: its state,
-                  an engine's replica modes or size) or ``wait`` ran out
+                  an engine's replica modes or size) or ``wait`` ran out;
+                  since=0: the ``answer`` of an earlier watch, to be
+                  answered only what changed since (if remembered)
 instance_log      name; after=0; wait=0; limit=0                        :class:`LogLines`
 replica_data_     name; disk="" (UUID or path): delete the directory    true if there was one
 remove            of replica ``name`` (refused while it runs)
@@ -70,6 +72,7 @@ class DataArgs:
 class WatchArgs:
     version: int = 0
     wait: float = 0.0
+    since: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -101,3 +104,5 @@ INSTANCE_LIST = CALLS.call("instance_list", NoArgs, list[Instance])
 INSTANCE_WATCH = CALLS.call("instance_watch", WatchArgs, InstanceWatch)
 INSTANCE_LOG = CALLS.call("instance_log", LogArgs, LogLines)
 REPLICA_DATA_REMOVE = CALLS.call("replica_data_remove", DataArgs, bool)
+omit_when_default(WatchArgs, "since")
+omit_when_default(InstanceWatch, "complete", "removed", "answer")
