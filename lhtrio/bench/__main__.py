@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--nodes", type=int, metavar="N", help="scale: one run of N nodes (and --volumes)"
     )
+    parser.add_argument(
+        "--losses",
+        type=int,
+        metavar="N",
+        help="scale: nodes lost one after another in the run of --nodes (default 2)",
+    )
     parser.add_argument("--profile", action="store_true", help="scale: cProfile's top functions")
     parser.add_argument(
         "--store",
@@ -52,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(SUITES[name])
         if name == "scale":
             module.main(
-                quick=args.quick, volumes=args.volumes, nodes=args.nodes, profile=args.profile
+                quick=args.quick,
+                volumes=args.volumes,
+                nodes=args.nodes,
+                losses=args.losses,
+                profile=args.profile,
             )
         elif name == "control" and args.volumes:
             module.main(quick=args.quick, volumes=args.volumes)

@@ -9,7 +9,7 @@ allocations held after the volumes converged, whose documents every manager's ``
 decodes).
 ``--quick``: 5 nodes, 20 volumes. ``--volumes N``: 10 nodes and N volumes. ``--nodes N
 --volumes V``: one run of that size (100 and 10,000: what the issue asks; recorded apart, as
-"scale-full"). ``--profile``: the
+"scale-full"), through ``--losses`` losses (:data:`FULL_LOSSES`). ``--profile``: the
 functions that took the most time, from cProfile. Memory is measured in a run of its own
 (tracemalloc slows a run about twentyfold): the first size, creation only.
 """
@@ -33,9 +33,9 @@ LOSSES = 1
 FULL_LOSSES = 2
 
 
-def full(nodes: int, volumes: int) -> ScaleRun:
-    """One run of ``nodes`` and ``volumes`` through :data:`FULL_LOSSES` losses, each phase
-    printed as it ends; recorded in docs/benchmarks.md ("scale-full")."""
+def full(nodes: int, volumes: int, losses: int = FULL_LOSSES) -> ScaleRun:
+    """One run of ``nodes`` and ``volumes`` through ``losses`` losses, each phase printed as it
+    ends; recorded in docs/benchmarks.md ("scale-full")."""
     started = time.perf_counter()
 
     def said(phase: Phase) -> None:
@@ -44,12 +44,14 @@ def full(nodes: int, volumes: int) -> ScaleRun:
 
     logging.disable(logging.WARNING)
     try:
-        run = run_scale(nodes=nodes, volumes=volumes, losses=FULL_LOSSES, on_phase=said)
+        run = run_scale(nodes=nodes, volumes=volumes, losses=losses, on_phase=said)
     finally:
         logging.disable(logging.NOTSET)
     text = describe(run) + f"The whole run: {time.perf_counter() - started:,.0f} s of wall time.\n"
     print(text, flush=True)
     command = f"nox -s bench -- scale --nodes {nodes} --volumes {volumes}"
+    if losses != FULL_LOSSES:
+        command += f" --losses {losses}"
     record("scale-full", text, command=command)
     return run
 
@@ -122,10 +124,11 @@ def main(
     quick: bool = False,
     volumes: int | None = None,
     nodes: int | None = None,
+    losses: int | None = None,
     profile: bool = False,
 ) -> list[ScaleRun]:
     if nodes:
-        return [full(nodes, volumes or 10_000)]
+        return [full(nodes, volumes or 10_000, FULL_LOSSES if losses is None else losses)]
     sizes = ((10, volumes),) if volumes else (((5, 20),) if quick else SIZES)
     runs: list[ScaleRun] = []
     texts: list[str] = []
