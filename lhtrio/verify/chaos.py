@@ -25,6 +25,7 @@ import random
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import attrs
@@ -159,7 +160,14 @@ async def run_schedule(
         first = group.exceptions[0]
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
-        result = attrs.evolve(result, error=f"{type(first).__name__}: {first}")
+        # Which wait ran out, if one did: the innermost of our frames (trio's own are below).
+        ours = [f for f in traceback.extract_tb(first.__traceback__) if "/lhtrio/" in f.filename]
+        at = (
+            f" (in {ours[-1].name}, {Path(ours[-1].filename).name}:{ours[-1].lineno})"
+            if ours
+            else ""
+        )
+        result = attrs.evolve(result, error=f"{type(first).__name__}: {first}{at}")
     return attrs.evolve(result, seconds=time.monotonic() - started)
 
 
