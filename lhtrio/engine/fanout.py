@@ -156,7 +156,7 @@ class Fanouts:
         self._flushes_started = 0  # flush fan-outs started, and the newest one answered:
         self._flushes_done = 0  # see flushed_since()
         self._flushed = trio.Event()
-        self.membership = Membership(replicas, ControlCalls(links))
+        self.membership = Membership(ControlCalls(links))
 
     async def written(self) -> None:
         """Until ``wrote`` is true (an idle volume's sweep waits here, not on a timer)."""
@@ -312,9 +312,9 @@ class Fanouts:
         pass the failed replica's before the client hears of success. After the RW replicas
         changed, the new set is recorded on them before a write that failed one or a flush is
         answered (:mod:`lhtrio.engine.membership`)."""
-        if self.replicas.readers and (
+        if (
             fanout.failed or (fanout.flush is not None and self.membership.stale)
-        ):
+        ) and self.replicas.readers:
             self._nursery.start_soon(self._checked_after_failure, fanout)
             return
         self._write_done(fanout, self._unless_rw_acked(fanout))

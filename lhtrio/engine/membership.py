@@ -37,7 +37,6 @@ import trio
 from lhtrio.clients.replica import ReplicaClient
 from lhtrio.engine import mutations
 from lhtrio.engine.control import ControlCalls
-from lhtrio.engine.replicaset import ReplicaSet
 from lhtrio.errors import LhtrioError, StorageError
 from lhtrio.models.replica import MemberRecord, SetMember
 
@@ -49,9 +48,8 @@ _NO_FLUSH_FANOUT = mutations.active(mutations.NO_FLUSH_FANOUT)  # test builds on
 class Membership:
     """The epoch this engine records under and the RW replicas it last recorded."""
 
-    def __init__(self, replicas: ReplicaSet, control: ControlCalls) -> None:
-        self.replicas = replicas
-        self._name = control.name
+    def __init__(self, control: ControlCalls) -> None:
+        self.replicas = control.replicas
         self._control = control
         self.epoch = 0  # the newest epoch seen or recorded; the next record is above it
         self._recorded: tuple[SetMember, ...] | None = None
@@ -102,7 +100,8 @@ class Membership:
                     raise
                 except LhtrioError as exc:
                     raise StorageError(
-                        f"volume {self._name}: the replica set could not be recorded: {exc.message}"
+                        f"volume {self._control.name}: the replica set could not be "
+                        f"recorded: {exc.message}"
                     ) from None
                 newer = max((h.epoch for h in held.values()), default=0)
                 if newer > value.epoch:  # one held a newer record: record above it

@@ -239,30 +239,27 @@ def _judge_records(
     newest = max(records.values(), key=lambda r: r.epoch, default=MemberRecord())
     if not newest.epoch or _NO_STALE_CHECK:
         return  # nothing recorded yet (a new volume, or replicas older than the records)
-    holders = {
-        info.instance
+    holding = {  # the replicas that answered and hold the newest record
+        address: info.instance
         for address, info in infos
         if not isinstance(info, str) and records.get(address, MemberRecord()).epoch == newest.epoch
     }
+    named = newest.instances()
     # A replica that does not answer may be one of the record's at another address than the
     # record's (restarted elsewhere): any unreachable address, not only the recorded ones.
     unreachable = [address for address, info in infos if isinstance(info, str)]
-    missing = [m.instance for m in newest.members if m.instance not in holders]
-    for address, info in infos:
-        if address not in counters:
-            continue
-        assert not isinstance(info, str)
+    missing = sorted(named - set(holding.values()))
+    for address in list(counters):
         if missing and unreachable:
             why = (
                 f"waiting for {', '.join(missing)}: held every write at epoch {newest.epoch}, "
                 f"and may be the replica at {', '.join(unreachable)}, which does not answer: "
                 f"it may hold writes this one missed (start again once it is back, or salvage)"
             )
-        elif info.instance not in holders or info.instance not in newest.instances():
+        elif holding.get(address) not in named:
             why = (
                 f"stale: not among the replicas that held every write at epoch {newest.epoch} "
-                f"({', '.join(sorted(newest.instances())) or 'none'}); it missed writes, "
-                f"rebuild it"
+                f"({', '.join(sorted(named)) or 'none'}); it missed writes, rebuild it"
             )
         else:
             continue

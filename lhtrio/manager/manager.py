@@ -124,7 +124,7 @@ async def _watch_instances(
             if now.get(name) != seen.get(name):
                 await nudge[kinds[name]].send(name)
         for name in gone:
-            del seen[name]
+            del seen[name], kinds[name]
         seen.update(now)
 
 

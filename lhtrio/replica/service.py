@@ -56,8 +56,8 @@ from lhtrio.models.replica import (
     SyncState,
     SyncStatus,
 )
-from lhtrio.replica import members, transfer
 from lhtrio.replica import meta as metalib
+from lhtrio.replica import transfer
 from lhtrio.replica.calls import plan, source_address
 from lhtrio.replica.gate import Gate
 from lhtrio.replica.store import Replica
@@ -282,7 +282,6 @@ class ReplicaService(Gate):
         return await trio.to_thread.run_sync(self.replica.members, limiter=self._limiter)
 
     async def _set_members(self, args: MemberRecord) -> MemberRecord:
-        members.validate(args)  # before anything waits: bad input is answered at once
         return await trio.to_thread.run_sync(self.replica.set_members, args, limiter=self._limiter)
 
     # --- rebuild: source side --------------------------------------------------------------------
