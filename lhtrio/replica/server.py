@@ -17,6 +17,7 @@ import trio
 from lhtrio.errors import InvalidArgumentError
 from lhtrio.net import Address, serve_rpc_at
 from lhtrio.net.listeners import open_listeners, remove_unix_socket
+from lhtrio.replica.mounts import power_loss_warning
 from lhtrio.replica.service import ReplicaService
 from lhtrio.replica.store import Replica
 from lhtrio.wire import ZERO, Identity, Role
@@ -105,6 +106,8 @@ async def serve_replica(
             )
             served = True
             logger.info("replica %s of volume %s serving %s on %s", instance, volume, path, bound)
+            if (warning := power_loss_warning(path)) is not None:
+                logger.warning("%s", warning)
             task_status.started(bound)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_DEADLINE):

@@ -35,7 +35,7 @@ from lhtrio.errors import LhtrioError
 from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client
 from lhtrio.verify.disks import LoopDisk, open_loop_disk
-from lhtrio.verify.faults import Fault, FaultKind
+from lhtrio.verify.faults import ON_DISKS, Fault, FaultKind
 from lhtrio.verify.nbd import NbdTarget
 from lhtrio.verify.netns import NodeNet, open_node_net
 from lhtrio.verify.proxy import LinkProxy, open_link_proxy
@@ -57,6 +57,7 @@ class Proc:
     argv: list[str]
     log: Path
     prefix: list[str] = attrs.field(factory=list)  # e.g. ip netns exec NAME
+    options: list[str] = attrs.field(factory=list)  # lhtrio's own, before the verb (-v)
     lines: int = 1  # lines it prints on stdout once serving (its addresses)
     process: trio.Process | None = None
     address: str = ""
@@ -71,7 +72,7 @@ class Proc:
         """Start it; return the first line it printed (its address) once it printed them all."""
         with self.log.open("ab") as err:
             self.process = process = await trio.lowlevel.open_process(
-                [*self.prefix, sys.executable, "-m", "lhtrio", *self.argv],
+                [*self.prefix, sys.executable, "-m", "lhtrio", *self.options, *self.argv],
                 stdout=subprocess.PIPE,
                 stderr=err,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -163,7 +164,8 @@ class Testbed:
             argv += ["--replica", proxy.address]
         argv += ["--no-local-sockets", "--replica-timeout", str(self.timeout)]
         argv += ["--intent-sweep", str(self.sweep)]
-        self.engine = Proc(argv, log=self.tmp / "engine.log", lines=2)
+        # at INFO: its start decisions and rebuilds are what a failed schedule is read from
+        self.engine = Proc(argv, log=self.tmp / "engine.log", lines=2, options=["-v"])
         await self.engine.start()
 
     async def start_replica(self, i: int) -> None:
@@ -209,8 +211,12 @@ class Testbed:
             await trio.sleep(fault.hold)
             await net.heal()
             return
-        if kind in (FaultKind.FILL_DISK, FaultKind.DISK_ERROR) and not self.disks:
+        if kind in ON_DISKS and not self.disks:
             raise LhtrioError(f"{kind.value} needs a testbed on loop-mounted disks")
+        if kind in (FaultKind.POWER_LOSS, FaultKind.POWER_LOSS_ALL):
+            nodes = [i] if kind is FaultKind.POWER_LOSS else list(range(len(self.replicas)))
+            await self._power_loss(nodes, fault.hold)
+            return
         if kind is FaultKind.FILL_DISK:
             self.disks[i].fill()
             await trio.sleep(fault.hold)
@@ -270,6 +276,30 @@ class Testbed:
                 for proc in procs:
                     proc.cont()
                 proxy.heal()
+
+    async def _power_loss(self, nodes: list[int], hold: float) -> None:
+        """``nodes`` lose power for ``hold`` seconds, then boot. A replica must open after a
+        power loss (it made durable what it promised), so one that does not fails the
+        schedule; it is not replaced as after a disk error."""
+        assert self.engine is not None
+        async with self._lifecycle:
+            for n in nodes:
+                for proc in self.node(n):
+                    await proc.kill()
+            for n in nodes:
+                await self.disks[n].power_cut()
+        await trio.sleep(hold)
+        async with self._lifecycle:
+            for n in nodes:
+                await self.disks[n].power_on()
+                try:
+                    await self.start_replica(n)
+                except LhtrioError as exc:
+                    msg = f"replica {n} does not open after a power loss: {exc}"
+                    raise LhtrioError(msg) from exc
+            if not self.engine.alive:
+                await self.engine.start()
+                self.engine_restarts += 1
 
     async def _lag_then_crash(self, i: int, hold: float) -> None:
         assert self.engine is not None

@@ -285,12 +285,14 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(f"--kinds: {exc}")
         if kinds & ON_DISKS and not args.disks:
-            parser.error("--kinds fill-disk and disk-error need --disks")
+            parser.error(
+                "--kinds " + ", ".join(sorted(k.value for k in ON_DISKS)) + " need --disks"
+            )
         if kinds & IN_NETNS and not args.netns:
             parser.error("--kinds partition and lossy-net need --netns")
     if args.disks and not loop_disks_available():
         parser.error(
-            "--disks needs root, nbdkit, nbdfuse, mkfs.ext2, e2fsck, mount, /dev/fuse and "
+            "--disks needs root, nbdkit, nbdfuse, mkfs.ext4, e2fsck, mount, /dev/fuse and "
             "/dev/loop-control"
         )
     if args.netns and not netns_available():

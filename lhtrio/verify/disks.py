@@ -1,12 +1,17 @@
-"""Small loop-mounted file systems under the replicas' directories, to fill on purpose (ENOSPC)
-and to fail on purpose (EIO).
+"""Small loop-mounted file systems under the replicas' directories, to fill on purpose (ENOSPC),
+to fail on purpose (EIO) and to lose power under.
 
-The disk is a sparse image served by nbdkit (``file`` plugin) through its ``error`` filter, which
-fails every write, flush and trim with EIO while a trigger file exists (``error-file``); nbdfuse
-shows the export as a file, and ``mount -o loop`` mounts the ext2 file system made on it (ext2:
-no journal, so a write error fails the writes, not the whole file system, and it stays writable
-once the disk is back). This stands in for a device-mapper ``error`` target or dm-flakey, which
-this kernel does not have.
+The disk is a sparse image served by nbdkit (``file`` plugin) through its ``cache`` filter in
+writeback mode (the disk's volatile write cache: a write reaches the image only when a flush asks
+for it) and, above that, its ``error`` filter, which fails every write and trim with EIO while a
+trigger file exists (``error-file``); nbdfuse shows the export as a file, and ``mount -o loop``
+mounts the ext4 file system made on it (4 KiB blocks, a page each, as on the disks replicas run
+on). This stands in for a device-mapper ``error`` target, dm-flakey or dm-log-writes, which this
+kernel does not have.
+
+ext4, not ext2: ext2 has no journal, and after a power loss files owned each other's blocks (it
+frees blocks and reuses them before the freeing is on disk); see docs/reliability.md. ext4 goes
+read-only when a journal write fails; the repair after a disk error mounts it again.
 
 * :meth:`LoopDisk.fill` fills the file system with a ballast file (``posix_fallocate`` in
   shrinking pieces until nothing is left, ``mkfs -m 0``: no blocks reserved for root, who runs
@@ -18,20 +23,25 @@ this kernel does not have.
   the pages whose writeback failed: what the replica wrote during the failure is gone from its
   files, and only its failure (sticky after a failed ``fdatasync``) and rebuild keep that from
   being read back.
+* :meth:`LoopDisk.power_cut` is a power loss: nbdkit is SIGKILLed (its cache, and every write no
+  flush made durable, with it) and the file system unmounted (its dirty pages fail to write back:
+  gone too); :meth:`LoopDisk.power_on` serves the image again, checks the file system and mounts
+  it. What survives is what the last flushes made durable, and perhaps more (a flush anyone asks
+  for, a ``sync`` included, persists every write the disk had then): a disk's promise exactly.
+  The caller kills the processes using the disk first, as the power loss does.
 
 Needs root, the loop driver, FUSE, nbdkit and nbdfuse; :func:`loop_disks_available` says whether
 this machine has them.
 
 Resource handling: :func:`open_loop_disk` unmounts (lazily if busy), detaches nbdfuse, stops the
-nbdkit it started and removes the image it made on exit; it never touches a mount it did not
-make.
+nbdkit it started (by the PID it wrote) and removes the image it made on exit; it never touches a
+mount or a process it did not make.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
 import shutil
 import signal
@@ -49,7 +59,7 @@ __all__ = ["LoopDisk", "loop_disks_available", "open_loop_disk"]
 
 def loop_disks_available() -> bool:
     """Root, the commands, FUSE and a loop device to take."""
-    tools = ("truncate", "mount", "umount", "mkfs.ext2", "e2fsck", "losetup", "nbdkit", "nbdfuse")
+    tools = ("truncate", "mount", "umount", "mkfs.ext4", "e2fsck", "losetup", "nbdkit", "nbdfuse")
     return (
         os.geteuid() == 0
         and all(shutil.which(t) for t in tools)
@@ -59,14 +69,22 @@ def loop_disks_available() -> bool:
 
 
 class LoopDisk:
-    """A mounted file system at ``mountpoint`` on ``device`` (see the module docstring)."""
+    """A file system at ``mountpoint`` on ``image`` (see the module docstring); made and
+    mounted by :func:`open_loop_disk`."""
 
-    def __init__(self, device: Path, mountpoint: Path, trigger: Path) -> None:
-        self.device = device
+    def __init__(self, image: Path, mountpoint: Path) -> None:
+        base = image.with_suffix("")
+        self.image = image
         self.mountpoint = mountpoint
-        self.trigger = trigger
         self.ballast = mountpoint / "ballast"
         self.filled = 0
+        self.sock, self.pid, self.fuse, self.cache, self.trigger = (
+            base.with_name(f"{base.name}.{x}") for x in ("sock", "pid", "fuse", "cache", "failing")
+        )
+        self.device = self.fuse / "nbd"
+        self._log = base.with_name(f"{base.name}.nbdfuse.log")
+        self._fsck_log = base.with_name(f"{base.name}.fsck.log")
+        self._nbdfuse: trio.Process | None = None
 
     def fail(self) -> None:
         """Every write, trim and zeroing fails with EIO from now on."""
@@ -77,20 +95,82 @@ class LoopDisk:
         have a file open on it)."""
         self.trigger.unlink(missing_ok=True)
         await _unmount(self.mountpoint)
+        await self._check_and_mount()
+
+    async def power_cut(self) -> None:
+        """Lose power: every write no flush made durable is gone (nothing may have a file open
+        on the disk: kill its users first)."""
+        self._kill_nbdkit()
+        await _unmount(self.mountpoint)  # the dirty pages' writeback fails: lost as well
+        await self._detach()
+
+    async def power_on(self) -> None:
+        """After :meth:`power_cut`: serve the image again, check the file system, mount it."""
+        await self._serve()
+        await self._check_and_mount()
+
+    async def _check_and_mount(self) -> None:
         result = await trio.run_process(
             ["e2fsck", "-fy", str(self.device)],
             capture_stdout=True,
             capture_stderr=True,
             check=False,
         )
+        with self._fsck_log.open("ab") as log:  # what it found and mended, for the curious
+            log.write(result.stdout + result.stderr + f"exit {result.returncode}\n".encode())
         if result.returncode >= 4:  # 1 and 2: errors corrected
-            raise LhtrioError(f"e2fsck {self.device} exited {result.returncode}")
+            raise LhtrioError(
+                f"e2fsck {self.device} exited {result.returncode}: {result.stdout.decode()}"
+            )
         await run_command("mount", "-o", "loop", str(self.device), str(self.mountpoint))
+
+    async def _serve(self) -> None:
+        """nbdkit (daemonized; its PID in ``pid``) and nbdfuse, until the device is there."""
+        self.sock.unlink(missing_ok=True)  # (a killed nbdkit leaves its socket)
+        await trio.Path(self.cache).mkdir(exist_ok=True)
+        await trio.Path(self.fuse).mkdir(exist_ok=True)
+        await run_command(
+            "env", f"TMPDIR={self.cache}",  # where the cache filter keeps its (unlinked) file
+            "nbdkit", "-U", str(self.sock), "-P", str(self.pid),
+            "--filter=error", "--filter=cache", "file", f"file={self.image}", "cache=writeback",
+            "error=EIO", "error-pwrite-rate=100%", "error-trim-rate=100%",
+            "error-zero-rate=100%", f"error-file={self.trigger}",
+        )  # fmt: skip
+        with self._log.open("ab") as log:  # (a line for each write failed on purpose)
+            self._nbdfuse = await trio.lowlevel.open_process(
+                ["nbdfuse", str(self.fuse), f"nbd+unix:///?socket={self.sock}"],
+                stdout=log,
+                stderr=log,
+            )
+        with trio.fail_after(10):  # nbdfuse says nothing when it serves: look, with a deadline
+            while not await trio.Path(self.device).exists():
+                if self._nbdfuse.returncode is not None:
+                    raise LhtrioError(f"nbdfuse exited {self._nbdfuse.returncode}: {self._log}")
+                await trio.sleep(0.01)
+
+    def _kill_nbdkit(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(self.pid.read_text()), sig)
+        self.pid.unlink(missing_ok=True)
+
+    async def _detach(self) -> None:
+        """nbdfuse unmounted and reaped (the file system on it unmounted first)."""
+        try:
+            await run_command("fusermount3", "-u", str(self.fuse))
+        except LhtrioError:  # the loop device lets go of it a moment later
+            await run_command("fusermount3", "-u", "-z", str(self.fuse))
+        if self._nbdfuse is not None:
+            with trio.move_on_after(10):
+                await self._nbdfuse.wait()
+            if self._nbdfuse.returncode is None:
+                self._nbdfuse.kill()
+                await self._nbdfuse.wait()
+            self._nbdfuse = None
 
     def fill(self) -> int:
         """Take every free block; returns the bytes taken."""
         piece = 1 << 20
-        fd = os.open(self.ballast, os.O_RDWR | os.O_CREAT, 0o600)  # (ext2: glibc writes zeros)
+        fd = os.open(self.ballast, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             offset = os.fstat(fd).st_size
             while piece >= 4096:
@@ -122,56 +202,30 @@ async def _unmount(mountpoint: Path) -> None:
 
 @asynccontextmanager
 async def open_loop_disk(image: Path, mountpoint: Path, size: int) -> AsyncIterator[LoopDisk]:
-    """Make an image of ``size`` bytes served by nbdkit with the error filter, an ext2 file
-    system on it mounted at ``mountpoint``; undo all of it on exit."""
+    """Make an image of ``size`` bytes served by nbdkit (see the module docstring), an ext2
+    file system on it mounted at ``mountpoint``; undo all of it on exit."""
     if not loop_disks_available():
         raise LhtrioError(
-            "loop-mounted disks need root, mkfs.ext2, e2fsck, mount, nbdkit, nbdfuse, "
+            "loop-mounted disks need root, mkfs.ext4, e2fsck, mount, nbdkit, nbdfuse, "
             "/dev/fuse and /dev/loop-control"
         )
-    base = image.with_suffix("")
-    sock, pid, fuse = (base.with_name(f"{base.name}.{x}") for x in ("sock", "pid", "fuse"))
-    trigger = base.with_name(f"{base.name}.failing")
+    disk = LoopDisk(image, mountpoint)
     await run_command("truncate", "-s", str(size), str(image))
     await trio.Path(mountpoint).mkdir(parents=True, exist_ok=True)
-    await trio.Path(fuse).mkdir(exist_ok=True)
-    await run_command(
-        "nbdkit", "-U", str(sock), "-P", str(pid), "--filter=error", "file", f"file={image}",
-        "error=EIO", "error-pwrite-rate=100%", "error-trim-rate=100%",
-        "error-zero-rate=100%", f"error-file={trigger}",
-    )  # fmt: skip
-    log = os.open(base.with_name(f"{base.name}.nbdfuse.log"), os.O_WRONLY | os.O_CREAT, 0o600)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            functools.partial(
-                trio.run_process,
-                ["nbdfuse", str(fuse), f"nbd+unix:///?socket={sock}"],
-                check=False,
-                stdout=log,
-                stderr=log,  # (a line for each write failed on purpose)
-            )
-        )
-        device = fuse / "nbd"
-        try:
-            with trio.fail_after(10):  # nbdfuse says nothing when it serves: look, with a deadline
-                while not await trio.Path(device).exists():  # noqa: ASYNC110
-                    await trio.sleep(0.01)
-        finally:
-            os.close(log)  # (nbdfuse has its own copy once it runs)
-        try:
-            await run_command("mkfs.ext2", "-q", "-F", "-m", "0", str(device))
-            await run_command("mount", "-o", "loop", str(device), str(mountpoint))
-            yield LoopDisk(device, mountpoint, trigger)
-        finally:
-            with trio.CancelScope(shield=True):
-                trigger.unlink(missing_ok=True)
+    try:
+        await disk._serve()
+        await run_command(
+            "mkfs.ext4", "-q", "-F", "-m", "0", "-b", "4096",
+            "-E", "lazy_itable_init=0,lazy_journal_init=0", str(disk.device),
+        )  # fmt: skip
+        await run_command("mount", "-o", "loop", str(disk.device), str(mountpoint))
+        yield disk
+    finally:
+        with trio.CancelScope(shield=True):
+            disk.trigger.unlink(missing_ok=True)
+            with contextlib.suppress(LhtrioError):  # (not mounted: a failed power-on)
                 await _unmount(mountpoint)
-                try:
-                    await run_command("fusermount3", "-u", str(fuse))
-                except LhtrioError:  # the loop device lets go of it a moment later
-                    await run_command("fusermount3", "-u", "-z", str(fuse))
-                nursery.cancel_scope.cancel()
-                with contextlib.suppress(OSError, ValueError):
-                    os.kill(int(pid.read_text()), signal.SIGTERM)
-                for path in (image, sock, pid):
-                    path.unlink(missing_ok=True)
+            await disk._detach()
+            disk._kill_nbdkit(signal.SIGTERM)
+            for path in (image, disk.sock):
+                path.unlink(missing_ok=True)

@@ -50,12 +50,16 @@ class FaultKind(enum.Enum):
     # The replica's disk fails every write (EIO) for the hold; then the replica is
     # stopped, the disk repaired (its file system checked) and the replica started again.
     DISK_ERROR = "disk-error"
+    # The node loses power (its processes killed, and what its disk had not flushed is gone),
+    # and boots after the hold: its disk checked and mounted, its processes started again.
+    POWER_LOSS = "power-loss"
+    POWER_LOSS_ALL = "power-loss-all"  # every node at once: the whole site
     PARTITION = "partition"  # the replica's namespace drops every packet for the hold
     LOSSY_NET = "lossy-net"  # the replica's namespace drops ``loss`` % of packets for the hold
 
     @property
     def on_node(self) -> bool:
-        return self in (FaultKind.KILL_NODE, FaultKind.STOP_NODE)
+        return self in (FaultKind.KILL_NODE, FaultKind.STOP_NODE, FaultKind.POWER_LOSS)
 
     @property
     def on_replica(self) -> bool:
@@ -98,13 +102,17 @@ _WEIGHTS: dict[FaultKind, int] = {
     FaultKind.SLOW_LINK: 2,
     FaultKind.CUT_LINK: 3,
     FaultKind.LAG_THEN_CRASH: 2,
-    FaultKind.FILL_DISK: 2,  # these two only on a testbed with loop-mounted disks
+    FaultKind.FILL_DISK: 2,  # these four only on a testbed with loop-mounted disks
     FaultKind.DISK_ERROR: 2,
+    FaultKind.POWER_LOSS: 2,
+    FaultKind.POWER_LOSS_ALL: 1,
     FaultKind.PARTITION: 2,  # these two only with replicas in network namespaces
     FaultKind.LOSSY_NET: 2,
 }
 
-ON_DISKS = frozenset({FaultKind.FILL_DISK, FaultKind.DISK_ERROR})
+ON_DISKS = frozenset(
+    {FaultKind.FILL_DISK, FaultKind.DISK_ERROR, FaultKind.POWER_LOSS, FaultKind.POWER_LOSS_ALL}
+)
 IN_NETNS = frozenset({FaultKind.PARTITION, FaultKind.LOSSY_NET})
 ON_PROCESSES = frozenset(_WEIGHTS) - ON_DISKS - IN_NETNS
 """The kinds every testbed can inject (the others need root: loop disks, namespaces)."""

@@ -78,6 +78,13 @@ async def test_bad_chaos_arguments_are_refused() -> None:
         result = await run(sys.executable, "-m", "lhtrio.verify.chaos", *args, check=False)
         assert result.returncode == 2, args
         assert "--schedules must be ≥ 1" in result.stderr.decode()
+    result = await run(
+        sys.executable, "-m", "lhtrio.verify.chaos", "--kinds", "power-loss", check=False
+    )
+    assert result.returncode == 2
+    assert (
+        "disk-error, fill-disk, power-loss, power-loss-all need --disks" in result.stderr.decode()
+    )
 
 
 async def test_a_full_disk_under_a_replica_loses_no_write(tmp_path: Path) -> None:
@@ -145,6 +152,41 @@ async def test_a_replica_that_no_longer_opens_after_its_disk_failed_is_replaced(
     assert result.rebuilds >= 1
     assert result.report is not None
     assert result.report.durable_writes > 100
+
+
+async def test_power_losses_lose_no_flushed_write(tmp_path: Path) -> None:
+    """A node's disk drops what no flush made durable (nbdkit's writeback cache killed with the
+    node's processes), alone and all three at once: every replica opens again, and every write
+    acknowledged and flushed is read back."""
+    power = frozenset({FaultKind.POWER_LOSS, FaultKind.POWER_LOSS_ALL})
+    (result,) = await run_schedules(
+        [8], faults=3, keep=tmp_path, echo=False, kinds=power, loop_disks=True
+    )
+    assert result.error == ""
+    assert result.violations == ()
+    assert {f.kind for f in result.faults} == power
+    assert result.report is not None
+    assert result.report.durable_writes > 100
+    assert result.engine_restarts >= 1  # the whole site lost power: the engine too
+    fsck = (tmp_path / "8" / "disk1.fsck.log").read_text()  # checked after each power-on
+    assert "exit 0" in fsck or "exit 1" in fsck
+    mounts = await trio.Path("/proc/mounts").read_text()
+    assert str(tmp_path) not in mounts
+
+
+async def test_a_lost_flush_is_caught_after_a_power_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush fan-out disabled: acknowledged flushes make nothing durable, and the first
+    power loss of the whole site shows it (a process kill keeps the page cache and cannot)."""
+    monkeypatch.setenv("LHTRIO_MUTATION", "no-flush-fanout")
+    power = frozenset({FaultKind.POWER_LOSS_ALL})
+    (result,) = await run_schedules(
+        [1], faults=1, keep=tmp_path, echo=False, kinds=power, loop_disks=True
+    )
+    assert result.violations
+    assert ViolationKind.STALE in {v.kind for v in result.violations}
+    assert "which was acknowledged and flushed" in result.violations[0].detail
 
 
 async def test_partitions_and_lossy_links_between_namespaces_lose_no_write(tmp_path: Path) -> None:

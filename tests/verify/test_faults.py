@@ -95,3 +95,11 @@ async def _faults(proxy: LinkProxy, stream: trio.SocketStream) -> None:
         await again.send_all(b"back")
         assert await again.receive_some() == b"back"
     assert proxy.connections == 2
+
+
+def test_a_power_loss_names_its_node_and_the_whole_sites_names_none() -> None:
+    node = draw_schedule(3, faults=1, kinds=frozenset({FaultKind.POWER_LOSS}))[0]
+    site = draw_schedule(3, faults=1, kinds=frozenset({FaultKind.POWER_LOSS_ALL}))[0]
+    assert describe(node).startswith(f"power-loss {node.target} (")
+    assert describe(site).startswith("power-loss-all (")
+    assert site.target == 0
