@@ -154,18 +154,20 @@ class LoopDisk:
         self.pid.unlink(missing_ok=True)
 
     async def _detach(self) -> None:
-        """nbdfuse unmounted and reaped (the file system on it unmounted first)."""
+        """nbdfuse unmounted and reaped (the file system on it unmounted first); nothing if it
+        is not running (a power cut without its power-on)."""
+        if self._nbdfuse is None:
+            return
         try:
             await run_command("fusermount3", "-u", str(self.fuse))
         except LhtrioError:  # the loop device lets go of it a moment later
             await run_command("fusermount3", "-u", "-z", str(self.fuse))
-        if self._nbdfuse is not None:
-            with trio.move_on_after(10):
-                await self._nbdfuse.wait()
-            if self._nbdfuse.returncode is None:
-                self._nbdfuse.kill()
-                await self._nbdfuse.wait()
-            self._nbdfuse = None
+        with trio.move_on_after(10):
+            await self._nbdfuse.wait()
+        if self._nbdfuse.returncode is None:
+            self._nbdfuse.kill()
+            await self._nbdfuse.wait()
+        self._nbdfuse = None
 
     def fill(self) -> int:
         """Take every free block; returns the bytes taken."""
