@@ -3,10 +3,11 @@
 One :class:`Volume` per engine. Its parts, each in a module of its own: the replica links and the
 stall watchdog (:mod:`lhtrio.engine.links`), the write/read fan-out and its replica-set rules
 (:mod:`lhtrio.engine.fanout`), control calls to every replica (:mod:`lhtrio.engine.control`) and
-the long operation it runs (:mod:`lhtrio.engine.operation_gate`). This module is the data path
-the frontend drives (:class:`~lhtrio.frontend.nbd.device.BlockDevice`) and the *I/O gate* in front
-of it: snapshots, expansion, revert and a rebuild's steps *quiesce* I/O (:meth:`Volume.quiesced`:
-new batches wait, the fast path declines, in-flight ones finish first).
+the long operation it runs (:mod:`lhtrio.engine.operation_gate`), and the *I/O gate* in front of
+the data path (:mod:`lhtrio.engine.io_gate`): snapshots, expansion, revert and a rebuild's steps
+*quiesce* I/O (:meth:`Volume.quiesced`: new batches wait, the fast path declines, in-flight ones
+finish first). This module is the data path the frontend drives
+(:class:`~lhtrio.frontend.nbd.device.BlockDevice`).
 
 Its methods take *batches* (all the requests a frontend parsed from one receive) because every
 replica round trip costs far more than the Python around it: a batch is encoded once and sent to
@@ -53,8 +54,8 @@ with ``nox -s bench -- nbd`` (``docs/benchmarks.md``).
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Final, TypeVar
 
 import trio
@@ -62,6 +63,7 @@ import trio
 from lhtrio.engine.control import ControlCalls
 from lhtrio.engine.dirty import DirtyTracker
 from lhtrio.engine.fanout import Fanout, Fanouts, completed
+from lhtrio.engine.io_gate import IoGate
 from lhtrio.engine.iostats import IoCounters
 from lhtrio.engine.links import ReplicaLinks
 from lhtrio.engine.operation_gate import OperationGate
@@ -101,8 +103,8 @@ class Volume:
     (:class:`~lhtrio.engine.control.ControlCalls`), ``operation``
     (:class:`~lhtrio.engine.operation_gate.OperationGate`), ``dirty`` (the away logs of failed
     replicas, :mod:`lhtrio.engine.dirty`), ``rebuild`` (the current or last rebuild's
-    progress, :mod:`lhtrio.engine.replica_add`) and ``io`` (read and write counters,
-    :mod:`lhtrio.engine.iostats`).
+    progress, :mod:`lhtrio.engine.replica_add`), ``io`` (read and write counters,
+    :mod:`lhtrio.engine.iostats`) and ``gate`` (the I/O gate, :mod:`lhtrio.engine.io_gate`).
     """
 
     def __init__(
@@ -136,53 +138,22 @@ class Volume:
             local=local,
         )
         self.io = IoCounters()  # reads and writes so far, for /metrics
+        self.gate = IoGate()
+        self._io = self.gate.through  # (bound once, as the fan-out's entry points below)
+        self._left = self.gate.left
         self.fanouts = Fanouts(name, replicas, self.links, self.dirty, self._left, io=self.io)
         self.control = ControlCalls(self.links)
         self.rebuild: RebuildTracker | None = None
-        # The I/O gate: batches let through and not done yet, and the pause of quiesced().
-        self._inflight = 0
-        self._lone = False  # the batch started last is one request (see _may_spin())
-        self._drained = trio.Event()
-        self._paused: trio.Event | None = None
-        self._exclusive = trio.Lock()
         # The fan-out's entry points, bound once (the data path calls them per batch).
         self._start = self.fanouts.start
         self._start_read = self.fanouts.start_read
         self._write_settled = self.fanouts.write_settled
         self._send_checked = self.fanouts.send_checked
 
-    # --- I/O gate --------------------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def _io(self) -> AsyncIterator[None]:
-        while self._paused is not None:
-            await self._paused.wait()
-        self._inflight += 1
-        self._lone = False
-        try:
-            yield
-        finally:
-            self._left()
-
-    def _left(self) -> None:
-        """A batch let through the gate is done."""
-        self._inflight -= 1
-        if not self._inflight and self._paused is not None:
-            self._drained.set()  # quiesced() waits for it
-
-    @asynccontextmanager
-    async def quiesced(self) -> AsyncIterator[None]:
-        """No I/O runs inside: new batches wait, in-flight ones are finished first."""
-        async with self._exclusive:
-            paused = self._paused = trio.Event()
-            try:
-                while self._inflight:
-                    self._drained = trio.Event()
-                    await self._drained.wait()
-                yield
-            finally:
-                self._paused = None
-                paused.set()
+    def quiesced(self) -> AbstractAsyncContextManager[None]:
+        """No I/O runs inside: new batches wait, in-flight ones are finished first
+        (:meth:`IoGate.quiesced <lhtrio.engine.io_gate.IoGate.quiesced>`)."""
+        return self.gate.quiesced()
 
     # --- data path -------------------------------------------------------------------------------
 
@@ -212,13 +183,14 @@ class Volume:
             nbytes += n
             if offset < 0 or offset + n > size:
                 self.check_range(offset, n)
-        if self._paused is not None or (
+        gate = self.gate
+        if gate.paused is not None or (
             self.replicas.rebuilding
             and any((offset | len(data)) & _MASK for offset, data, _ in writes)
         ):
             return False
-        self._inflight += 1
-        self._lone = len(writes) == 1
+        gate.inflight += 1
+        gate.lone = len(writes) == 1
         io = self.io
         io.write_ops += len(writes)
         io.write_bytes += nbytes  # (the latency: Fanouts._write_done, as the batch is gated)
@@ -241,10 +213,11 @@ class Volume:
         for offset, length in reads:
             self.check_range(offset, length)
             nbytes += length
-        if self._paused is not None:
+        gate = self.gate
+        if gate.paused is not None:
             return False
-        self._inflight += 1
-        self._lone = len(reads) == 1
+        gate.inflight += 1
+        gate.lone = len(reads) == 1
         io = self.io
         io.read_ops += len(reads)
         io.read_bytes += nbytes
@@ -269,7 +242,7 @@ class Volume:
         should not wait for our client's next request. With a ``spin`` budget, the wait
         busy-polls for that long (:meth:`_may_spin`).
         """
-        if self._linger and (partial or self._inflight == 1):
+        if self._linger and (partial or self.gate.inflight == 1):
             return self.reactor.wait(
                 self._linger, wake=client, spin=self._spin, may_spin=self._may_spin
             )
@@ -288,11 +261,12 @@ class Volume:
         TCP and 325 -> 240 µs over same-host sockets, QD1 reads 258 -> 191 µs over TCP, QD32
         and 1 MiB writes unchanged within noise (alternating fio runs, 2026-12-04).
 
-        ``_lone`` describes the batch started last. Should a single request started after a
+        ``gate.lone`` describes the batch started last. Should a single request started after a
         batch of several be answered first (replicas answer in order, so hardly ever), the wait
         may poll for the earlier batch too: that costs CPU, never correctness.
         """
-        return not self._inflight or (self._inflight == 1 and self._lone)
+        gate = self.gate
+        return not gate.inflight or (gate.inflight == 1 and gate.lone)
 
     def _leaving(self, done: Callable[[_T], None], started: float, count: int, outcome: _T) -> None:
         """Complete a batch of ``count`` reads that :meth:`start_reads` let through the gate

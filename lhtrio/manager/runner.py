@@ -227,15 +227,23 @@ async def follow(
     nudge: trio.MemorySendChannel[str],
     *,
     index: Index | None = None,
+    on_revision: Callable[[int], None] | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Send ``key(document)`` of every change of ``kind`` to ``nudge`` until cancelled (what
     another kind's reconciler should look at: a replica's volume, a volume's attachment); an
-    empty key sends nothing. ``index`` is kept from every listing and change first."""
+    empty key sends nothing. ``index`` is kept from every listing and change first;
+    ``on_revision`` is then told the revision of each (every change of ``kind`` up to it is in
+    the index). Started once the first listing was read."""
     while True:
         try:
             listing = await store.list(kind)
             if index is not None:
                 index.reset(listing.documents)
+            if on_revision is not None:
+                on_revision(listing.revision)
+            task_status.started()
+            task_status = trio.TASK_STATUS_IGNORED
             async with store.watch(kind, listing.revision) as events:
                 async for event in events:
                     if index is None:
@@ -244,6 +252,8 @@ async def follow(
                         index.forget(str(metadata(event.document)["name"]))
                     else:
                         index.see(event.document)
+                    if on_revision is not None:
+                        on_revision(event.revision)
                     if name := key(event.document):
                         await nudge.send(name)
         except GoneError:

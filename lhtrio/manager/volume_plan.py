@@ -35,6 +35,10 @@ from what the store holds then. Each plan is one step of Longhorn's state machin
 
 A fresh volume (no replica ever was RW) has no data to lose: its replicas are placed at once in
 any state but detaching. Deterministic: replicas by name, names from ``suffixes``.
+
+Here: the state machine, robustness, auto-salvage and the engine. The plan's working copies
+and its steps on the replica set (replenishment and reuse, a lowered count, sizes after an
+expansion, stale replicas) are in :mod:`lhtrio.manager.volume_replicas`.
 """
 
 from __future__ import annotations
@@ -44,23 +48,20 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import attrs
 
-from lhtrio.manager.placement import place_replicas
-from lhtrio.manager.policy import flag, number, volume_policy
+from lhtrio.manager.policy import flag
 from lhtrio.manager.scheduler import NodeView
 from lhtrio.manager.volume_events import transition_events
+from lhtrio.manager.volume_replicas import IN_USE, PlanPass, drop_stale, replenish, sizes, trim
 from lhtrio.manager.volume_status import (
     address,
     engine_modes,
     engine_stopped,
     fail,
     faulted,
-    may_come_back,
     observe,
     replica_ready,
     replica_stopped,
-    reusable_now,
     salvage_pending,
-    scheduled_condition,
     usable,
     volume_robustness,
 )
@@ -68,13 +69,9 @@ from lhtrio.models.cluster import Engine, ObjectMeta, Replica, Volume
 from lhtrio.models.cluster.engine import EngineSpec, EngineStatus, engine_name
 from lhtrio.models.cluster.event import Occurrence
 from lhtrio.models.cluster.instance import DesireState, InstanceState
-from lhtrio.models.cluster.replica import ReplicaSpec
-from lhtrio.models.cluster.volume import Robustness, VolumeState, VolumeStatus
-from lhtrio.models.volume import Mode
+from lhtrio.models.cluster.volume import Robustness, VolumeState
 
 __all__ = ["VolumePlan", "plan_volume"]
-
-_IN_USE = (VolumeState.ATTACHING, VolumeState.ATTACHED)
 
 
 @attrs.frozen(kw_only=True)
@@ -102,44 +99,6 @@ class VolumePlan:
     again: float | None = None
 
 
-@attrs.define
-class _Pass:
-    """One plan's working copies; the plan is their difference from what was read."""
-
-    volume: Volume
-    status: VolumeStatus
-    replicas: dict[str, Replica]  # by name, in name order
-    engine: Engine | None
-    up: frozenset[str]
-    nodes: dict[str, NodeView]
-    now: dt.datetime
-    created: list[Replica] = attrs.Factory(list)
-    deleted: list[str] = attrs.Factory(list)
-    timers: list[dt.datetime] = attrs.Factory(list)  # when a decision waited on may change
-    judged: dict[str, Replica] = attrs.Factory(dict)  # the replicas robustness was judged from
-
-    @property
-    def target(self) -> str:
-        return self.volume.spec.node_id
-
-    def set_replica(self, replica: Replica, spec: ReplicaSpec) -> None:
-        self.replicas[replica.meta.name] = attrs.evolve(replica, spec=spec)
-
-    def want_replicas(self, running: bool) -> None:
-        for replica in list(self.replicas.values()):
-            if replica.meta.deleting:
-                continue
-            want = DesireState.RUNNING if running and not replica.failed else DesireState.STOPPED
-            if replica.spec.desire_state is not want:
-                self.set_replica(replica, attrs.evolve(replica.spec, desire_state=want))
-
-    def stop_engine(self) -> None:
-        engine = self.engine
-        if engine is not None and engine.spec.desire_state is not DesireState.STOPPED:
-            spec = attrs.evolve(engine.spec, desire_state=DesireState.STOPPED)
-            self.engine = attrs.evolve(engine, spec=spec)
-
-
 def plan_volume(
     volume: Volume,
     replicas: Sequence[Replica],
@@ -160,14 +119,14 @@ def plan_volume(
     if volume.meta.deleting:
         return _deleting(volume, replicas, engine, up)
     modes = engine_modes(engine, up)
-    in_use = volume.status.state in _IN_USE
+    in_use = volume.status.state in IN_USE
     seen = {
         r.meta.name: observe(r, modes, up=up, in_use=in_use, now=now)
         for r in sorted(replicas, key=lambda r: r.meta.name)
     }
     if in_use and faulted(seen.values(), modes):
         seen = {n: fail(r, now) if usable(r) else r for n, r in seen.items()}
-    work = _Pass(
+    work = PlanPass(
         volume=volume,
         status=volume.status,
         replicas=seen,
@@ -177,14 +136,14 @@ def plan_volume(
         now=now,
     )
     _lifecycle(work)
-    if work.status.state in _IN_USE and flag(settings, "auto-salvage"):
+    if work.status.state in IN_USE and flag(settings, "auto-salvage"):
         _auto_salvage(work)
     _robustness(work)
-    _replenish(work, settings, suffixes)
-    _trim(work)
-    _sizes(work)
+    replenish(work, settings, suffixes)
+    trim(work)
+    sizes(work)
     _run_engine(work)
-    _drop_stale(work)
+    drop_stale(work)
     return _diff(work, volume, replicas, engine)
 
 
@@ -215,7 +174,7 @@ def _serving(engine: Engine | None, node: str, up: frozenset[str]) -> bool:
     )
 
 
-def _lifecycle(work: _Pass) -> None:
+def _lifecycle(work: PlanPass) -> None:
     """The state transition of this pass, and what the replicas and engine are asked to do."""
     status, target, engine = work.status, work.target, work.engine
     state, current = status.state, status.current_node_id
@@ -240,7 +199,7 @@ def _lifecycle(work: _Pass) -> None:
             work.want_replicas(running=False)
             if all(replica_stopped(r, work.up) for r in work.replicas.values()):
                 state, current = VolumeState.DETACHED, ""
-    elif state in _IN_USE:
+    elif state in IN_USE:
         work.want_replicas(running=True)
     else:
         work.want_replicas(running=False)
@@ -254,7 +213,7 @@ def _salvage_done(engine: Engine | None) -> Engine | None:
     return attrs.evolve(engine, spec=attrs.evolve(engine.spec, salvage_requested=False))
 
 
-def _auto_salvage(work: _Pass) -> None:
+def _auto_salvage(work: PlanPass) -> None:
     """Every replica failed while in use: un-fail those that can run, and ask for a salvage."""
     engine = work.engine
     members = [r for r in work.replicas.values() if not r.meta.deleting]
@@ -274,9 +233,9 @@ def _auto_salvage(work: _Pass) -> None:
     work.status = attrs.evolve(work.status, last_auto_salvaged_at=work.now)
 
 
-def _robustness(work: _Pass) -> None:
+def _robustness(work: PlanPass) -> None:
     status, engine = work.status, work.engine
-    if status.state not in _IN_USE or engine is None or engine.spec.node_id != work.target:
+    if status.state not in IN_USE or engine is None or engine.spec.node_id != work.target:
         value = Robustness.UNKNOWN
     else:
         value = volume_robustness(
@@ -289,83 +248,13 @@ def _robustness(work: _Pass) -> None:
     work.judged = dict(work.replicas)  # (a replica reused after this counts only next time)
 
 
-def _replenish(work: _Pass, settings: Mapping[str, str], suffixes: Iterator[str]) -> None:
-    """Place (or reuse) what the volume lacks, when the rules allow it now."""
-    state, volume = work.status.state, work.volume
-    missing = volume.spec.number_of_replicas - sum(1 for r in work.replicas.values() if usable(r))
-    if missing > 0 and state is VolumeState.DETACHING:
-        return
-    if missing > 0 and any(r.spec.healthy_at for r in work.replicas.values()):
-        # the volume holds data: a new replica is rebuilt from the running engine
-        if state is not VolumeState.ATTACHED or work.status.robustness not in (
-            Robustness.HEALTHY,
-            Robustness.DEGRADED,
-        ):
-            return
-        missing -= _reuse(work, missing)
-        wait = dt.timedelta(seconds=number(settings, "replica-replenishment-wait-interval"))
-        since = work.status.last_degraded_at or work.now
-        if (
-            missing > 0
-            and work.now < since + wait
-            and any(may_come_back(r, work.nodes) for r in work.replicas.values())
-        ):
-            work.timers.append(since + wait)
-            return  # a failed replica may still come back: wait for it
-    if missing <= 0:
-        conditions = scheduled_condition(work.status.conditions, None, work.now)
-        work.status = attrs.evolve(work.status, conditions=conditions)
-        return
-    created, why = place_replicas(
-        attrs.evolve(volume, status=work.status),
-        list(work.replicas.values()),
-        list(work.nodes.values()),
-        volume_policy(volume, settings),
-        suffixes,
-    )
-    desire = DesireState.RUNNING if state in _IN_USE else DesireState.STOPPED
-    engine = engine_name(volume.meta.name)
-    for replica in created:
-        spec = attrs.evolve(replica.spec, engine_name=engine, desire_state=desire)
-        work.created.append(attrs.evolve(replica, spec=spec))
-    conditions = scheduled_condition(work.status.conditions, why, work.now)
-    work.status = attrs.evolve(work.status, conditions=conditions)
-
-
-def _reuse(work: _Pass, missing: int) -> int:
-    """Reuse up to ``missing`` failed replicas that can run again; how many were."""
-    modes = engine_modes(work.engine, work.up)
-    reused = 0
-    for replica in list(work.replicas.values()):
-        if reused == missing:
-            break
-        if (
-            replica.failed
-            and replica.spec.volume_size == work.volume.spec.size  # (it missed no expansion)
-            and reusable_now(replica, modes, work.nodes)
-        ):
-            # what is known of its instance is from before it failed: its node reports anew
-            status = attrs.evolve(
-                replica.status, current_state=InstanceState.STOPPED, ip="", port=0, started=False
-            )
-            spec = attrs.evolve(
-                replica.spec,
-                failed_at=None,
-                desire_state=DesireState.RUNNING,
-                rebuild_retry_count=replica.spec.rebuild_retry_count + 1,
-            )
-            work.set_replica(attrs.evolve(replica, status=status), spec)
-            reused += 1
-    return reused
-
-
-def _run_engine(work: _Pass) -> None:
+def _run_engine(work: PlanPass) -> None:
     """While attaching or attached: the engine on the attach node, wanted running, linking the
     replicas that run. Started only once every usable replica runs, with those holding data
     (the others are rebuilt once it runs). An engine to be salvaged is (re)started that way
     too: until every replica to choose from runs, it links none (its node stops the faulted
     instance and waits), never the addresses of instances that are gone."""
-    if work.status.state not in _IN_USE or work.target not in work.up:
+    if work.status.state not in IN_USE or work.target not in work.up:
         return
     engine = work.engine
     members = [r for r in work.replicas.values() if usable(r) and r.meta.name not in work.deleted]
@@ -423,70 +312,8 @@ def _engine_on(
     return attrs.evolve(engine, spec=spec)
 
 
-def _trim(work: _Pass) -> None:
-    """More usable replicas than asked (the count was lowered): remove the extra ones while the
-    volume is detached, or attached and healthy with no rebuild under way. Those holding no data
-    go first, then those the engine does not report RW, then those sharing a node, then by name
-    (last first)."""
-    state = work.status.state
-    members = [r for r in work.replicas.values() if usable(r)]
-    extra = len(members) - work.volume.spec.number_of_replicas
-    if extra <= 0:
-        return
-    modes = engine_modes(work.engine, work.up)
-    if state is VolumeState.ATTACHED:
-        if work.status.robustness is not Robustness.HEALTHY or Mode.WO in modes.values():
-            return
-    elif state is not VolumeState.DETACHED:
-        return
-    per_node: dict[str, int] = {}
-    for replica in members:
-        per_node[replica.spec.node_id] = per_node.get(replica.spec.node_id, 0) + 1
-
-    def worth(r: Replica) -> tuple[bool, bool, int]:
-        return (
-            r.spec.healthy_at is not None,
-            state is VolumeState.DETACHED or modes.get(r.meta.name) is Mode.RW,
-            -per_node[r.spec.node_id],
-        )
-
-    by_name = sorted(members, key=lambda r: r.meta.name, reverse=True)
-    for replica in sorted(by_name, key=worth)[:extra]:  # (stable: the last names first)
-        work.deleted.append(replica.meta.name)
-
-
-def _sizes(work: _Pass) -> None:
-    """The volume grew (an expansion: the engine grew its replicas, then the spec says so): the
-    replicas its running engine links are that size now. The others keep theirs: a replica
-    opens only at its own size; one that missed the expansion is not reused."""
-    size = work.volume.spec.size
-    modes = engine_modes(work.engine, work.up)
-    for replica in list(work.replicas.values()):
-        linked = modes.get(replica.meta.name) in (Mode.RW, Mode.WO)
-        if usable(replica) and linked and replica.spec.volume_size != size:
-            work.set_replica(replica, attrs.evolve(replica.spec, volume_size=size))
-
-
-def _drop_stale(work: _Pass) -> None:
-    """Delete failed replicas older than the stale timeout, unless no other copy holds data."""
-    if not any(
-        usable(r) and r.spec.healthy_at and not r.spec.rebuild_retry_count
-        for r in work.replicas.values()
-    ):
-        return
-    timeout = dt.timedelta(minutes=work.volume.spec.stale_replica_timeout)
-    for name, replica in work.replicas.items():
-        failed_at = replica.spec.failed_at
-        if failed_at is None or replica.meta.deleting:
-            continue
-        if failed_at + timeout <= work.now:
-            work.deleted.append(name)
-        else:
-            work.timers.append(failed_at + timeout)
-
-
 def _diff(
-    work: _Pass, volume: Volume, replicas: Sequence[Replica], engine: Engine | None
+    work: PlanPass, volume: Volume, replicas: Sequence[Replica], engine: Engine | None
 ) -> VolumePlan:
     before = {r.meta.name: r for r in replicas}
     return VolumePlan(

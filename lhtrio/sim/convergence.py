@@ -4,8 +4,8 @@ The scale run (:mod:`lhtrio.sim.scale`) checks every simulated second whether a 
 converged: every volume attached and healthy, or every volume moved off a lost node. That check
 listed every Volume and Replica from the store each time: at 100 nodes and 10,000 volumes, a copy
 of 40,000 documents per simulated second, and garbage for the collector to walk. Here the two
-kinds are watched instead (:func:`follow_view`, list then watch, as
-:func:`~lhtrio.manager.runner.follow` does), into a :class:`VolumeView`: each event keeps the few
+kinds are watched instead (:func:`follow_view`, list then watch with the manager's
+:func:`~lhtrio.manager.runner.follow`), into a :class:`VolumeView`: each event keeps the few
 fields the goals read (a volume's state, robustness, owner and attach node; a replica's volume
 and node) and judges again the one volume it concerns, so :attr:`VolumeView.pending` (the volumes
 not at the goal) is always current and the check is ``not pending``, O(1); a new goal judges
@@ -21,6 +21,7 @@ nodes its replicas are on (as many times as it has replicas there). :data:`healt
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
@@ -28,8 +29,8 @@ from typing import Any, Final
 import attrs
 import trio
 
-from lhtrio.errors import GoneError
-from lhtrio.manager.store.api import Document, EventType
+from lhtrio.manager.runner import follow
+from lhtrio.manager.store.api import Document
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.manager.store.rules import metadata
 
@@ -205,44 +206,29 @@ async def follow_view(
     """Keep ``view`` from a list and a watch of the volumes and the replicas until cancelled;
     started once both were listed. :meth:`VolumeView.catch_up` waits for the changes made
     until then."""
+    unused, _ = trio.open_memory_channel[str](0)  # (follow's nudges: an empty key sends none)
+    indexes = {
+        VOLUME: _Index(view.reset_volumes, view.see_volume, view.forget_volume),
+        REPLICA: _Index(view.reset_replicas, view.see_replica, view.forget_replica),
+    }
     async with trio.open_nursery() as nursery:
-        await nursery.start(
-            _follow, store, view, VOLUME, (view.reset_volumes, view.see_volume, view.forget_volume)
-        )
-        await nursery.start(
-            _follow,
-            store,
-            view,
-            REPLICA,
-            (view.reset_replicas, view.see_replica, view.forget_replica),
-        )
+        for kind, index in indexes.items():
+            watched = functools.partial(
+                follow, index=index, on_revision=functools.partial(view.seen, kind)
+            )
+            await nursery.start(watched, store, kind, _no_key, unused)
         task_status.started()
 
 
-async def _follow(
-    store: MemoryStore,
-    view: VolumeView,
-    kind: str,
-    index: tuple[
-        Callable[[Iterable[Document]], None], Callable[[Document], None], Callable[[str], None]
-    ],
-    *,
-    task_status: trio.TaskStatus[None],
-) -> None:
-    reset, see, forget = index
-    while True:
-        try:
-            listing = await store.list(kind)
-            reset(listing.documents)
-            view.seen(kind, listing.revision)
-            task_status.started()
-            task_status = trio.TASK_STATUS_IGNORED
-            async with store.watch(kind, listing.revision) as events:
-                async for event in events:
-                    if event.type is EventType.DELETED:
-                        forget(_name(event.document))
-                    else:
-                        see(event.document)
-                    view.seen(kind, event.revision)
-        except GoneError:
-            continue  # (fell behind the store's kept changes: list again)
+@attrs.frozen
+class _Index:
+    """One kind's part of a :class:`VolumeView`, as the
+    :class:`~lhtrio.manager.runner.Index` :func:`~lhtrio.manager.runner.follow` keeps."""
+
+    reset: Callable[[Iterable[Document]], None]
+    see: Callable[[Document], None]
+    forget: Callable[[str], None]
+
+
+def _no_key(document: Document) -> str:
+    return ""

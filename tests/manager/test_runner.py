@@ -1,12 +1,13 @@
 """The reconciler runner over an in-memory store, on trio's autojump clock: which names are
-reconciled, how often, never twice at once, with backoff, resync and re-listing after Gone."""
+reconciled, how often, never twice at once, with backoff, resync and re-listing after Gone; and
+what ``follow`` tells of the revisions it indexed."""
 
 from __future__ import annotations
 
 import functools
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
@@ -14,10 +15,11 @@ import trio
 import trio.testing
 
 from lhtrio.errors import GoneError, StorageError
-from lhtrio.manager.runner import run_reconciler
+from lhtrio.manager.runner import follow, run_reconciler
 from lhtrio.manager.scope import EVERY, OnNode
 from lhtrio.manager.store.api import Document, WatchEvent
 from lhtrio.manager.store.memory import MemoryStore
+from lhtrio.manager.store.rules import metadata
 
 
 def doc(name: str, **spec: object) -> Document:
@@ -224,4 +226,48 @@ async def test_a_reconcile_may_ask_to_be_run_again_later(clock: trio.testing.Moc
         )
         await trio.sleep(30)
         assert [round(t) for t in times] == [0, 2, 4]
+        nursery.cancel_scope.cancel()
+
+
+class Names:
+    """An index of the names followed."""
+
+    def __init__(self) -> None:
+        self.names: frozenset[str] = frozenset()
+
+    def reset(self, documents: Iterable[Document]) -> None:
+        self.names = frozenset(str(metadata(d)["name"]) for d in documents)
+
+    def see(self, document: Document) -> None:
+        self.names |= {str(metadata(document)["name"])}
+
+    def forget(self, name: str) -> None:
+        self.names -= {name}
+
+
+async def test_follow_tells_each_revision_once_its_index_has_it(
+    clock: trio.testing.MockClock,
+) -> None:
+    store = GoneOnce()
+    await store.create(doc("a"))
+    names = Names()
+    told: list[tuple[int, frozenset[str]]] = []
+    nudge, nudged = trio.open_memory_channel[str](10)
+
+    def on_revision(revision: int) -> None:
+        told.append((revision, names.names))
+
+    async with trio.open_nursery() as nursery:
+        watched = functools.partial(follow, index=names, on_revision=on_revision)
+        await nursery.start(watched, store, "Volume", lambda d: str(metadata(d)["name"]), nudge)
+        listed = store.last_change("Volume")
+        assert told == [(listed, {"a"})]  # started once listed
+        await trio.sleep(1)  # (the first watch is gone: listed again)
+        await store.create(doc("b"))
+        created = store.last_change("Volume")
+        await store.delete("Volume", "a")
+        deleted = store.last_change("Volume")
+        await trio.sleep(1)
+        assert told == [(listed, {"a"}), (listed, {"a"}), (created, {"a", "b"}), (deleted, {"b"})]
+        assert [nudged.receive_nowait() for _ in range(2)] == ["b", "a"]
         nursery.cancel_scope.cancel()
