@@ -56,7 +56,7 @@ class Proc:
 
     argv: list[str]
     log: Path
-    prefix: list[str] = attrs.field(factory=list)  # e.g. ip netns exec NAME
+    prefix: list[str] = attrs.field(factory=list)  # e.g. nsenter --net=/run/netns/NAME --
     options: list[str] = attrs.field(factory=list)  # lhtrio's own, before the verb (-v)
     lines: int = 1  # lines it prints on stdout once serving (its addresses)
     process: trio.Process | None = None

@@ -95,6 +95,7 @@ class LoopDisk:
         have a file open on it)."""
         self.trigger.unlink(missing_ok=True)
         await _unmount(self.mountpoint)
+        await _loop_released(self.device)
         await self._check_and_mount()
 
     async def power_cut(self) -> None:
@@ -102,6 +103,7 @@ class LoopDisk:
         on the disk: kill its users first)."""
         self._kill_nbdkit()
         await _unmount(self.mountpoint)  # the dirty pages' writeback fails: lost as well
+        await _loop_released(self.device)
         await self._detach()
 
     async def power_on(self) -> None:
@@ -200,6 +202,22 @@ async def _unmount(mountpoint: Path) -> None:
         await run_command("umount", str(mountpoint))
     except LhtrioError:
         await run_command("umount", "-l", str(mountpoint))  # still busy: detach it anyway
+
+
+async def _loop_released(device: Path, patience: float = 30.0) -> None:
+    """Wait until no loop device is attached to ``device`` any more: the file system on it is
+    gone, not only unmounted here. Anything else holding it (a mount namespace with a copy of
+    the mount, a reference the kernel drops after the process that held it was reaped) would
+    keep it alive: e2fsck would check a file system still in use, and the next mount would
+    reuse the loop device and find it as it was (read-only after a disk error)."""
+    with trio.fail_after(patience):  # the kernel's state: looked at, with a deadline
+        while True:
+            result = await trio.run_process(
+                ["losetup", "-j", str(device)], capture_stdout=True, check=False
+            )
+            if not result.stdout.strip():
+                return
+            await trio.sleep(0.05)
 
 
 @asynccontextmanager

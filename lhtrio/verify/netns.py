@@ -4,11 +4,11 @@
 ``10.X.N.2/24`` inside (``X`` from the process id, ``N`` counts the namespaces this process
 made, so neither two testbeds nor two schedules collide), loopback up, a default route back
 through the veth, and an nftables table ``inet lhv`` with an input and an output chain, empty.
-A replica started with :attr:`NodeNet.exec_prefix` (``ip netns exec NAME``) listens on
+A replica started with :attr:`NodeNet.exec_prefix` (``nsenter --net``) listens on
 ``10.X.N.2``; the engine and the proxies stay in this namespace and reach it through the veth.
 Faults: :meth:`NodeNet.partition` drops every packet in and out (a silent partition: TCP
 retransmits until it heals or the peers give up); :meth:`NodeNet.lossy` drops a random share;
-:meth:`NodeNet.heal` empties the chains. Needs root, ``ip`` and ``nft``
+:meth:`NodeNet.heal` empties the chains. Needs root, ``ip``, ``nft`` and ``nsenter``
 (:func:`netns_available`).
 
 Resource handling: leaving :func:`open_node_net` deletes the namespace, which deletes the veth
@@ -31,7 +31,7 @@ __all__ = ["NodeNet", "netns_available", "open_node_net"]
 
 
 def netns_available() -> bool:
-    return os.geteuid() == 0 and all(shutil.which(t) for t in ("ip", "nft"))
+    return os.geteuid() == 0 and all(shutil.which(t) for t in ("ip", "nft", "nsenter"))
 
 
 class NodeNet:
@@ -44,7 +44,12 @@ class NodeNet:
 
     @property
     def exec_prefix(self) -> list[str]:
-        return ["ip", "netns", "exec", self.name]
+        """Run a command in the namespace's network, and nothing else of it: ``nsenter``
+        execs it as it is (the PID the caller signals is the command's). Not ``ip netns exec``,
+        which also gives the command a private copy of every mount: a loop disk under another
+        replica would stay mounted in it after this namespace unmounted it (its file system
+        then still in use while it is checked, and found again, read-only, by the next mount)."""
+        return ["nsenter", f"--net=/run/netns/{self.name}", "--"]
 
     async def _nft(self, *args: str) -> None:
         await run_command("ip", "netns", "exec", self.name, "nft", *args)
