@@ -22,8 +22,11 @@ replica is WO. The replica side is :mod:`lhtrio.replica.adopt` (adopt) and
 :mod:`lhtrio.replica.sync` (transfer); the progress it reports, :mod:`lhtrio.engine.progress`.
 Every call to a replica goes through its :class:`~lhtrio.clients.replica.ReplicaClient`.
 
-A rebuild that succeeded purges the system snapshots
-(:func:`~lhtrio.engine.purge.purge_after_rebuild`): without that, one more piles up per rebuild.
+A rebuild purges the system snapshots when it ends, whether it succeeded or failed
+(:func:`~lhtrio.engine.purge.purge_after_rebuild`): without that, one more piles up on every
+healthy replica per attempt. A target whose disk fails, retried by the manager, would fill the
+healthy replicas' disks with them (each holds what was written between two attempts) until the
+volume faults: the chaos runs' read-error schedules did, in seconds.
 Any failure — the source or the target dying, a chain that does not verify — sets the target to
 ERR and ends the rebuild; the volume keeps serving, and ``replica add`` may be run again (a
 target keeps what it received: the next transfer only sends what differs).
@@ -94,6 +97,7 @@ async def add_replica(volume: Volume, address: str) -> RebuildTracker:
         raise
     progress = RebuildTracker(address=address)
     member = Member(address, Mode.WO)
+    snapshotted = False
     try:
         await volume.links.attach(member)
         target = _client(volume, member)
@@ -109,6 +113,7 @@ async def add_replica(volume: Volume, address: str) -> RebuildTracker:
         async with volume.quiesced():
             await volume.flush_quiesced()
             members = [*replicas.writers, member]
+            snapshotted = True  # (on some replicas, perhaps, even if the call fails)
             await volume.control.all(
                 "snapshot",
                 lambda replica: replica.snapshot(name, user_created=False, created=created),
@@ -124,6 +129,8 @@ async def add_replica(volume: Volume, address: str) -> RebuildTracker:
         volume.operation.end()
         volume.dirty.forget(address)
         volume.links.fail(member, f"could not start the rebuild: {exc}")
+        if snapshotted and isinstance(exc, Exception):
+            volume.nursery.start_soon(purge_after_rebuild, volume)
         if isinstance(exc, _RebuildError):
             raise StorageError(f"could not start the rebuild of {address}: {exc}") from None
         raise
@@ -207,12 +214,10 @@ async def _run(volume: Volume, member: Member, progress: RebuildTracker) -> None
             with trio.move_on_after(1), contextlib.suppress(LhtrioError):
                 await client.sync_cancel()
         volume.links.fail(member, f"rebuild failed: {why}")
-    else:
-        volume.operation.end()
-        await purge_after_rebuild(volume)  # its system snapshot is not needed any more
     finally:
         if volume.operation.state is VolumeOperation.REBUILD:
             volume.operation.end()
+    await purge_after_rebuild(volume)  # its system snapshot is not needed any more
 
 
 async def _rebuild(volume: Volume, member: Member, progress: RebuildTracker) -> None:

@@ -31,12 +31,12 @@ import attrs
 import trio
 
 from lhtrio.clients.engine import EngineClient
-from lhtrio.errors import LhtrioError
+from lhtrio.errors import ConnectionLostError, HandshakeError, LhtrioError, StorageError
 from lhtrio.models.volume import Mode
 from lhtrio.net import open_rpc_client
 from lhtrio.verify.disks import LoopDisk, open_loop_disk
 from lhtrio.verify.faults import ON_DISKS, Fault, FaultKind
-from lhtrio.verify.nbd import NbdTarget
+from lhtrio.verify.nbd import NbdTarget, open_nbd
 from lhtrio.verify.netns import NodeNet, open_node_net
 from lhtrio.verify.proxy import LinkProxy, open_link_proxy
 from lhtrio.wire import Data, Read, Role
@@ -222,9 +222,12 @@ class Testbed:
             await trio.sleep(fault.hold)
             self.disks[i].free()
             return
-        if kind is FaultKind.DISK_ERROR:
-            self.disks[i].fail()
-            await trio.sleep(fault.hold)
+        if kind in (FaultKind.DISK_ERROR, FaultKind.READ_ERROR):
+            if kind is FaultKind.DISK_ERROR:
+                self.disks[i].fail()
+                await trio.sleep(fault.hold)
+            else:
+                await self._read_through_failing_reads(i, fault.hold)
             async with self._lifecycle:  # the operator's repair: replica down, disk checked
                 await self.replicas[i].kill()
                 await self.disks[i].repair()
@@ -277,6 +280,48 @@ class Testbed:
                     proc.cont()
                 proxy.heal()
 
+    async def _read_through_failing_reads(self, i: int, hold: float) -> None:
+        """Replica ``i``'s disk fails reads for ``hold`` seconds, while the volume is read in
+        small requests (the engine sends them to its RW replicas in turn), at least once
+        through. LhtrioError if a read error reaches the client while another replica was RW:
+        the engine must fail the replica and read from another."""
+        others = {a for a, mode in (await self._modes()).items() if mode is Mode.RW}
+        others.discard(self.proxies[i].address)
+        self.disks[i].fail_reads()
+        end = trio.current_time() + hold
+        chunk = 4 * 4096
+        try:
+            async with open_nbd(self.target) as client:
+                passes = 0
+                while not passes or trio.current_time() < end:
+                    for offset in range(0, self.size, chunk):
+                        try:
+                            await client.read(offset, chunk)
+                        except StorageError as exc:
+                            if others:
+                                raise LhtrioError(
+                                    f"a read error of replica {i}'s disk reached the client "
+                                    f"while {', '.join(sorted(others))} were RW: {exc}"
+                                ) from None
+                    passes += 1
+        except (ConnectionLostError, HandshakeError) as exc:  # the engine is away: stop reading
+            logger.info("reads during read-error %d stopped: %s", i, exc)
+        await trio.sleep_until(end)
+
+    async def _modes(self) -> dict[str, Mode]:
+        """The engine's mode of each replica address (empty: it cannot be asked now)."""
+        assert self.engine is not None
+        info = None
+        try:
+            with trio.fail_after(5):
+                async with open_rpc_client(
+                    self.engine.address, volume=VOLUME, role=Role.ENGINE
+                ) as rpc:
+                    info = await EngineClient(rpc).info()
+        except* (LhtrioError, OSError, trio.TooSlowError):
+            pass  # it cannot be asked now
+        return {} if info is None else {link.address: link.mode for link in info.replicas}
+
     async def _power_loss(self, nodes: list[int], hold: float) -> None:
         """``nodes`` lose power for ``hold`` seconds, then boot. A replica must open after a
         power loss (it made durable what it promised), so one that does not fails the
@@ -322,19 +367,7 @@ class Testbed:
 
     async def _mode(self, address: str) -> Mode | None:
         """The engine's mode of the replica at ``address`` (None: it cannot be asked now)."""
-        assert self.engine is not None
-        info = None
-        try:
-            with trio.fail_after(5):
-                async with open_rpc_client(
-                    self.engine.address, volume=VOLUME, role=Role.ENGINE
-                ) as rpc:
-                    info = await EngineClient(rpc).info()
-        except* (LhtrioError, OSError, trio.TooSlowError):
-            pass  # it cannot be asked now
-        if info is None:
-            return None
-        return next((link.mode for link in info.replicas if link.address == address), None)
+        return (await self._modes()).get(address)
 
     def _serving(self) -> bool:
         return self.engine is not None and self.engine.alive and not self.engine.stopped

@@ -4,7 +4,8 @@ to fail on purpose (EIO) and to lose power under.
 The disk is a sparse image served by nbdkit (``file`` plugin) through its ``cache`` filter in
 writeback mode (the disk's volatile write cache: a write reaches the image only when a flush asks
 for it) and, above that, its ``error`` filter, which fails every write and trim with EIO while a
-trigger file exists (``error-file``); nbdfuse shows the export as a file, and ``mount -o loop``
+trigger file exists (``error-file``), and every read while another one does
+(``error-pread-file``); nbdfuse shows the export as a file, and ``mount -o loop``
 mounts the ext4 file system made on it (4 KiB blocks, a page each, as on the disks replicas run
 on). This stands in for a device-mapper ``error`` target, dm-flakey or dm-log-writes, which this
 kernel does not have.
@@ -23,6 +24,10 @@ read-only when a journal write fails; the repair after a disk error mounts it ag
   the pages whose writeback failed: what the replica wrote during the failure is gone from its
   files, and only its failure (sticky after a failed ``fdatasync``) and rebuild keep that from
   being read back.
+* :meth:`LoopDisk.fail_reads` makes the disk fail every read (EIO) and drops the clean pages
+  the kernel keeps of it (``posix_fadvise(DONTNEED)`` on every file of the file system and on
+  nbdfuse's file under the loop device), so that reads reach it; :meth:`LoopDisk.repair` ends
+  that too.
 * :meth:`LoopDisk.power_cut` is a power loss: nbdkit is SIGKILLed (its cache, and every write no
   flush made durable, with it) and the file system unmounted (its dirty pages fail to write back:
   gone too); :meth:`LoopDisk.power_on` serves the image again, checks the file system and mounts
@@ -78,8 +83,9 @@ class LoopDisk:
         self.mountpoint = mountpoint
         self.ballast = mountpoint / "ballast"
         self.filled = 0
-        self.sock, self.pid, self.fuse, self.cache, self.trigger = (
-            base.with_name(f"{base.name}.{x}") for x in ("sock", "pid", "fuse", "cache", "failing")
+        self.sock, self.pid, self.fuse, self.cache, self.trigger, self.read_trigger = (
+            base.with_name(f"{base.name}.{x}")
+            for x in ("sock", "pid", "fuse", "cache", "failing", "failing-reads")
         )
         self.device = self.fuse / "nbd"
         self._log = base.with_name(f"{base.name}.nbdfuse.log")
@@ -90,10 +96,23 @@ class LoopDisk:
         """Every write, trim and zeroing fails with EIO from now on."""
         self.trigger.touch()
 
+    def fail_reads(self) -> None:
+        """Every read fails with EIO from now on; what the page cache holds clean is dropped,
+        so that reads reach the disk (dirty pages stay: the kernel reads them from memory)."""
+        self.read_trigger.touch()
+        for path in [self.device, *self.mountpoint.rglob("*")]:
+            with contextlib.suppress(OSError):  # (a file deleted meanwhile, a directory)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+
     async def repair(self) -> None:
         """The disk works again; its file system is checked and mounted again (nothing may
         have a file open on it)."""
         self.trigger.unlink(missing_ok=True)
+        self.read_trigger.unlink(missing_ok=True)
         await _unmount(self.mountpoint)
         await _loop_released(self.device)
         await self._check_and_mount()
@@ -137,6 +156,7 @@ class LoopDisk:
             "--filter=error", "--filter=cache", "file", f"file={self.image}", "cache=writeback",
             "error=EIO", "error-pwrite-rate=100%", "error-trim-rate=100%",
             "error-zero-rate=100%", f"error-file={self.trigger}",
+            "error-pread-rate=100%", f"error-pread-file={self.read_trigger}",
         )  # fmt: skip
         with self._log.open("ab") as log:  # (a line for each write failed on purpose)
             self._nbdfuse = await trio.lowlevel.open_process(
@@ -243,6 +263,7 @@ async def open_loop_disk(image: Path, mountpoint: Path, size: int) -> AsyncItera
     finally:
         with trio.CancelScope(shield=True):
             disk.trigger.unlink(missing_ok=True)
+            disk.read_trigger.unlink(missing_ok=True)
             with contextlib.suppress(LhtrioError):  # (not mounted: a failed power-on)
                 await _unmount(mountpoint)
             await disk._detach()

@@ -50,6 +50,10 @@ class FaultKind(enum.Enum):
     # The replica's disk fails every write (EIO) for the hold; then the replica is
     # stopped, the disk repaired (its file system checked) and the replica started again.
     DISK_ERROR = "disk-error"
+    # The replica's disk fails every read (EIO) for the hold, its clean cached pages dropped;
+    # meanwhile the testbed reads the volume: no read error may reach the client while another
+    # replica is RW. Then the same repair as after a disk error.
+    READ_ERROR = "read-error"
     # The node loses power (its processes killed, and what its disk had not flushed is gone),
     # and boots after the hold: its disk checked and mounted, its processes started again.
     POWER_LOSS = "power-loss"
@@ -72,6 +76,7 @@ class FaultKind(enum.Enum):
             FaultKind.LAG_THEN_CRASH,
             FaultKind.FILL_DISK,
             FaultKind.DISK_ERROR,
+            FaultKind.READ_ERROR,
             FaultKind.PARTITION,
             FaultKind.LOSSY_NET,
         )
@@ -102,8 +107,9 @@ _WEIGHTS: dict[FaultKind, int] = {
     FaultKind.SLOW_LINK: 2,
     FaultKind.CUT_LINK: 3,
     FaultKind.LAG_THEN_CRASH: 2,
-    FaultKind.FILL_DISK: 2,  # these four only on a testbed with loop-mounted disks
+    FaultKind.FILL_DISK: 2,  # these five only on a testbed with loop-mounted disks
     FaultKind.DISK_ERROR: 2,
+    FaultKind.READ_ERROR: 2,
     FaultKind.POWER_LOSS: 2,
     FaultKind.POWER_LOSS_ALL: 1,
     FaultKind.PARTITION: 2,  # these two only with replicas in network namespaces
@@ -111,7 +117,13 @@ _WEIGHTS: dict[FaultKind, int] = {
 }
 
 ON_DISKS = frozenset(
-    {FaultKind.FILL_DISK, FaultKind.DISK_ERROR, FaultKind.POWER_LOSS, FaultKind.POWER_LOSS_ALL}
+    {
+        FaultKind.FILL_DISK,
+        FaultKind.DISK_ERROR,
+        FaultKind.READ_ERROR,
+        FaultKind.POWER_LOSS,
+        FaultKind.POWER_LOSS_ALL,
+    }
 )
 IN_NETNS = frozenset({FaultKind.PARTITION, FaultKind.LOSSY_NET})
 ON_PROCESSES = frozenset(_WEIGHTS) - ON_DISKS - IN_NETNS

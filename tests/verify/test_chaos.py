@@ -130,6 +130,27 @@ async def test_a_failing_disk_under_a_replica_loses_no_write(tmp_path: Path) -> 
     assert str(tmp_path) not in mounts  # every disk was unmounted, nbdfuse's too
 
 
+async def test_a_disk_failing_reads_under_a_replica_reaches_no_client(tmp_path: Path) -> None:
+    """A replica's disk fails every read (its clean cached pages dropped) while the testbed
+    reads the whole volume in small requests: the engine fails the replica at its first read
+    error and reads from another, so no error reaches the client (the testbed fails the
+    schedule if one does); the replica is rebuilt after the disk's repair. The failed rebuilds
+    into it meanwhile (the testbed retries every 0.2 s) leave no system snapshots behind to
+    fill the healthy disks."""
+    reads = frozenset({FaultKind.READ_ERROR})
+    (result,) = await run_schedules(
+        [1], faults=2, keep=tmp_path, echo=False, kinds=reads, loop_disks=True
+    )
+    assert result.error == ""
+    assert result.violations == ()
+    assert {f.kind for f in result.faults} == reads
+    assert result.rebuilds >= 1
+    engine_log = (tmp_path / "1" / "engine.log").read_text()
+    assert re.search(r"failed: StorageError: read of \d+ bytes at \d+ in replica", engine_log)
+    assert "Input/output error (errno 5); marked ERR" in engine_log
+    assert "No space left" not in engine_log
+
+
 async def test_a_replica_that_no_longer_opens_after_its_disk_failed_is_replaced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
