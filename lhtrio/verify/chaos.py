@@ -22,6 +22,7 @@ import argparse
 import importlib
 import logging
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -220,6 +221,8 @@ async def run_schedules(
                 loop_disks=loop_disks,
                 netns=netns,
             )
+            if keep is None and (result.error or result.violations):
+                result = _keep_logs(result, directory)
         results.append(result)
         if echo:
             print(_row(result), flush=True)
@@ -230,6 +233,15 @@ async def run_schedules(
             for note in result.notes:
                 print(f"          {note}", flush=True)
     return results
+
+
+def _keep_logs(result: ScheduleResult, directory: Path) -> ScheduleResult:
+    """A failed schedule's logs, copied where they outlive it (a replay on real processes is
+    the same experiment, not the same interleaving: these are the only record of this one)."""
+    kept = Path(tempfile.mkdtemp(prefix=f"lhtrio-chaos-failed-{result.seed}-"))
+    for log in directory.glob("*.log"):
+        shutil.copy2(log, kept / log.name)
+    return attrs.evolve(result, notes=(*result.notes, f"logs kept in {kept}"))
 
 
 def _simulate(argv: list[str]) -> int:

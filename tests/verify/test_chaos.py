@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -201,13 +202,21 @@ async def test_a_lost_flush_is_caught_after_a_power_loss(
     """The flush fan-out disabled: acknowledged flushes make nothing durable, and the first
     power loss of the whole site shows it (a process kill keeps the page cache and cannot)."""
     monkeypatch.setenv("LHTRIO_MUTATION", "no-flush-fanout")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp makes them
     power = frozenset({FaultKind.POWER_LOSS_ALL})
-    (result,) = await run_schedules(
-        [1], faults=1, keep=tmp_path, echo=False, kinds=power, loop_disks=True
-    )
+    (result,) = await run_schedules([1], faults=1, echo=False, kinds=power, loop_disks=True)
     assert result.violations
     assert ViolationKind.STALE in {v.kind for v in result.violations}
     assert "which was acknowledged and flushed" in result.violations[0].detail
+    # Without --keep, a failed schedule's logs are kept (and said where); a passing one's not.
+    (note,) = [n for n in result.notes if n.startswith("logs kept in ")]
+    kept = Path(note.removeprefix("logs kept in "))
+    assert kept.parent == tmp_path
+    assert kept.name.startswith("lhtrio-chaos-failed-1-")
+    assert "test build: mutations no-flush-fanout are on" in (kept / "engine.log").read_text()
+    assert (kept / "r0.log").exists()
+    left = [n for n in os.listdir(tmp_path) if n.startswith("lhtrio-chaos-1-")]
+    assert left == []  # the schedule's own directory is gone
 
 
 async def test_partitions_and_lossy_links_between_namespaces_lose_no_write(tmp_path: Path) -> None:
