@@ -287,7 +287,7 @@ class Testbed:
         the engine must fail the replica and read from another."""
         others = {a for a, mode in (await self._modes()).items() if mode is Mode.RW}
         others.discard(self.proxies[i].address)
-        self.disks[i].fail_reads()
+        await trio.to_thread.run_sync(self.disks[i].fail_reads)  # (a few fadvise calls)
         end = trio.current_time() + hold
         chunk = 4 * 4096
         try:

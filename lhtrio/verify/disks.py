@@ -242,7 +242,7 @@ async def _loop_released(device: Path, patience: float = 30.0) -> None:
 
 @asynccontextmanager
 async def open_loop_disk(image: Path, mountpoint: Path, size: int) -> AsyncIterator[LoopDisk]:
-    """Make an image of ``size`` bytes served by nbdkit (see the module docstring), an ext2
+    """Make an image of ``size`` bytes served by nbdkit (see the module docstring), an ext4
     file system on it mounted at ``mountpoint``; undo all of it on exit."""
     if not loop_disks_available():
         raise LhtrioError(
