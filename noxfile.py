@@ -32,8 +32,9 @@ APT_FOR_TESTS: dict[str, str] = {
     "nbdsh": "python3-libnbd",
     "nbdcopy": "libnbd-bin",
     "nbdfuse": "nbdfuse",
-    "nbdkit": "nbdkit",  # the chaos tests' failing disks (its error filter)
-    "mkfs.ext2": "e2fsprogs",
+    "nbdkit": "nbdkit",  # the chaos tests' disks (its error and cache filters)
+    "mkfs.ext2": "e2fsprogs",  # a replica on a file system without a journal warns
+    "findmnt": "util-linux",
     "e2fsck": "e2fsprogs",
     "fusermount3": "fuse3",
     "fio": "fio",
@@ -43,6 +44,7 @@ APT_FOR_TESTS: dict[str, str] = {
     "etcdctl": "etcd-client",
     "curl": "curl",  # reads the admin API's watch streams as an operator would (curl -N)
     "nft": "nftables",  # the chaos tests drop packets between network namespaces
+    "nsenter": "util-linux",  # ... and start replicas in them
 }
 
 
