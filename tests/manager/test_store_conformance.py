@@ -279,7 +279,9 @@ async def test_hostile_names_are_refused_and_change_nothing(store: Store, name: 
     with pytest.raises(InvalidArgumentError):
         await store.delete("Volume", name)  # type: ignore[arg-type]
     after = await store.list("Volume")
-    assert after == before
+    # (the documents, not the listing's revision: a Kubernetes or etcd revision is the whole
+    # cluster's, which anything else may move meanwhile; CI saw 1195 then 1196 once)
+    assert after.documents == before.documents
 
 
 @pytest.mark.parametrize("kind", ["", "volume", "../Volume", "Vol ume", 3])
