@@ -18,6 +18,7 @@ pair and the rules; the caller must have ended the processes it started inside f
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,7 +50,7 @@ class NodeNet:
         which also gives the command a private copy of every mount: a loop disk under another
         replica would stay mounted in it after this namespace unmounted it (its file system
         then still in use while it is checked, and found again, read-only, by the next mount)."""
-        return ["nsenter", f"--net=/run/netns/{self.name}", "--"]
+        return ["nsenter", f"--net={NETNS_DIR}/{self.name}", "--"]
 
     async def _nft(self, *args: str) -> None:
         await run_command("ip", "netns", "exec", self.name, "nft", *args)
@@ -73,18 +74,36 @@ class NodeNet:
 
 
 _made = 0  # namespaces made by this process so far: names and subnets never repeat
+NETNS_DIR = "/run/netns"  # where ip netns keeps the namespaces' names
+
+
+async def _free_name_and_subnet() -> tuple[str, str]:
+    """The next name and /24 of this process's series that no namespace and no address of
+    this host uses yet. Namespaces outlive a process killed before it deleted them; one left
+    holding ``10.X.N.1/24`` on this side would take the traffic meant for a new one of the same
+    subnet (another process's, whose id gives the same ``X``): every replica behind it
+    unreachable, connections reset."""
+    global _made  # noqa: PLW0603 (one counter per process, on purpose)
+    pid = os.getpid()
+    namespaces = await trio.run_process(["ip", "netns", "list"], capture_stdout=True)
+    names = {line.split()[0] for line in namespaces.stdout.decode().splitlines() if line.strip()}
+    addresses = await trio.run_process(["ip", "-4", "-o", "addr", "show"], capture_stdout=True)
+    subnets = set(re.findall(r" inet (\d+\.\d+\.\d+)\.\d+/", addresses.stdout.decode()))
+    for _ in range(1000):
+        _made += 1
+        name = f"lhv{pid % 10000}x{_made % 1000}"
+        subnet = f"10.{200 + pid % 50}.{_made % 250}"
+        if name not in names and subnet not in subnets:
+            return name, subnet
+    raise LhtrioError(f"no free namespace name or subnet 10.{200 + pid % 50}.N.0/24 left")
 
 
 @asynccontextmanager
 async def open_node_net(index: int) -> AsyncIterator[NodeNet]:
     """Namespace ``index`` of this process (see the module docstring); deleted on exit."""
-    global _made  # noqa: PLW0603 (one counter per process, on purpose)
     if not netns_available():
         raise LhtrioError("network namespaces need root, ip and nft (apt-get install nftables)")
-    pid = os.getpid()
-    _made += 1
-    name = f"lhv{pid % 10000}x{_made % 1000}"
-    subnet = f"10.{200 + pid % 50}.{_made % 250}"
+    name, subnet = await _free_name_and_subnet()
     net = NodeNet(name, f"{subnet}.1", f"{subnet}.2")
     host, inside = f"{name}h", f"{name}i"
     await run_command("ip", "netns", "add", name)
