@@ -310,17 +310,20 @@ class Testbed:
 
     async def _modes(self) -> dict[str, Mode]:
         """The engine's mode of each replica address (empty: it cannot be asked now)."""
-        assert self.engine is not None
-        info = None
+        modes: dict[str, Mode] = {}
         try:
-            with trio.fail_after(5):
-                async with open_rpc_client(
-                    self.engine.address, volume=VOLUME, role=Role.ENGINE
-                ) as rpc:
-                    info = await EngineClient(rpc).info()
+            modes = await self._engine_modes()
         except* (LhtrioError, OSError, trio.TooSlowError):
             pass  # it cannot be asked now
-        return {} if info is None else {link.address: link.mode for link in info.replicas}
+        return modes
+
+    async def _engine_modes(self) -> dict[str, Mode]:
+        """The engine's mode of each replica address (its error if it cannot be asked)."""
+        assert self.engine is not None
+        with trio.fail_after(5):
+            async with open_rpc_client(self.engine.address, volume=VOLUME, role=Role.ENGINE) as rpc:
+                info = await EngineClient(rpc).info()
+        return {link.address: link.mode for link in info.replicas}
 
     async def _power_loss(self, nodes: list[int], hold: float) -> None:
         """``nodes`` lose power for ``hold`` seconds, then boot. A replica must open after a
@@ -377,10 +380,7 @@ class Testbed:
         assert self.engine is not None
         if self._repair_paused or not self._serving():
             return False
-        with trio.fail_after(5):
-            async with open_rpc_client(self.engine.address, volume=VOLUME, role=Role.ENGINE) as rpc:
-                info = await EngineClient(rpc).info()
-        modes = {link.address: link.mode for link in info.replicas}
+        modes = await self._engine_modes()
         if all(mode is Mode.RW for mode in modes.values()):
             return True
         if Mode.RW not in modes.values():
