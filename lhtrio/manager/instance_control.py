@@ -17,13 +17,16 @@ a rebuild); and while a replica is rebuilt, every second, to read the rebuild's 
 
 Each reconcile is level-triggered (it compares the object with the instance as it is now) and
 writes status with :meth:`~lhtrio.manager.objects.Objects.change`, so it never overwrites a change
-of the spec it did not see. An instance whose object is gone is stopped.
+of the spec it did not see, and only while the spec is the one it read: a spec changed meanwhile
+brings a reconcile of its own, and what was seen of the instance before may be of one that is
+gone. An instance whose object is gone is stopped.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import attrs
 
@@ -47,6 +50,7 @@ __all__ = ["InstanceControl", "modes_by_name"]
 logger = logging.getLogger(__name__)
 
 _STATES = {state: ObjectState(state.value) for state in InstanceState}
+_Instanced = TypeVar("_Instanced", Replica, Engine)
 
 
 def _address(instance: Instance) -> tuple[str, int]:
@@ -100,7 +104,11 @@ class InstanceControl:
             )
         elif not wanted and instance is not None:
             instance = await self.instances.delete(name)
-        await self.objects.change(Replica, name, lambda r: _replica_status(r, instance, self.node))
+        await self.objects.change(
+            Replica,
+            name,
+            _if_still_asked(replica, lambda r: _replica_status(r, instance, self.node)),
+        )
         return None
 
     async def _remove(self, replica: Replica) -> None:
@@ -153,7 +161,12 @@ class InstanceControl:
         await self.objects.change(
             Engine,
             name,
-            lambda e: _engine_status(e, instance, self.node, salvaged=salvaged, rebuilds=rebuilds),
+            _if_still_asked(
+                engine,
+                lambda e: _engine_status(
+                    e, instance, self.node, salvaged=salvaged, rebuilds=rebuilds
+                ),
+            ),
         )
         # The engine's replica modes come with the node's instance watch (manager.py), which
         # nudges this reconciler: nothing to look at again, unless changing its replicas failed
@@ -285,6 +298,29 @@ _ALIVE = (InstanceState.STARTING, InstanceState.RUNNING)
 SYNC_RETRY = 5.0
 #: How often a running rebuild's progress is read from its engine (seconds).
 REBUILD_POLL = 1.0
+
+
+def _if_still_asked(
+    read: _Instanced, apply: Callable[[_Instanced], _Instanced]
+) -> Callable[[_Instanced], _Instanced]:
+    """``apply`` (a status seen for the object as ``read``), but only to the object with the spec
+    it was computed for. A spec that changed meanwhile (a replica un-failed, a salvage asked
+    again) comes with a reconcile of its own that reads the instance anew; writing what was seen
+    before it would tell of an instance that may be gone (a salvage would link a dead address,
+    or count as done before it ran)."""
+
+    def guarded(current: _Instanced) -> _Instanced:
+        return apply(current) if _asked(current) == _asked(read) else current
+
+    return guarded
+
+
+def _asked(obj: Replica | Engine) -> object:
+    """What ``obj`` asks of its node: its spec; for an engine, also whether the salvage asked for
+    was done (the plan clears ``salvage_executed`` to ask for another)."""
+    if isinstance(obj, Engine):
+        return obj.spec, obj.status.salvage_executed
+    return obj.spec
 
 
 def _replica_status(replica: Replica, instance: Instance | None, node: str) -> Replica:

@@ -49,6 +49,7 @@ from lhtrio.manager.tickets import (
     remove_ticket,
     wait_satisfied,
 )
+from lhtrio.manager.volume_status import forget_instance
 from lhtrio.models.cluster import Engine, Node, Replica, Volume
 from lhtrio.models.cluster.attachment import TicketType
 from lhtrio.models.cluster.engine import engine_name
@@ -316,9 +317,8 @@ async def salvage(objects: Objects, name: str, replicas: Sequence[str]) -> Volum
     for replica in replicas:
 
         def unfail(r: Replica) -> Replica:
-            return attrs.evolve(
-                r, spec=attrs.evolve(r.spec, failed_at=None, salvage_requested=True)
-            )
+            spec = attrs.evolve(r.spec, failed_at=None, salvage_requested=True)
+            return attrs.evolve(forget_instance(r), spec=spec)
 
         await objects.change(Replica, replica, unfail)
     logger.info("volume %s: salvage requested from %s", name, ", ".join(replicas))

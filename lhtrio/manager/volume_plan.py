@@ -58,6 +58,7 @@ from lhtrio.manager.volume_status import (
     engine_stopped,
     fail,
     faulted,
+    forget_instance,
     observe,
     replica_ready,
     replica_stopped,
@@ -224,7 +225,7 @@ def _auto_salvage(work: PlanPass) -> None:
         return  # nothing could run: wait for a node to come back
     for replica in back:
         spec = attrs.evolve(replica.spec, failed_at=None, desire_state=DesireState.RUNNING)
-        work.set_replica(replica, spec)
+        work.set_replica(forget_instance(replica), spec)
     work.engine = attrs.evolve(
         engine,
         spec=attrs.evolve(engine.spec, salvage_requested=True),

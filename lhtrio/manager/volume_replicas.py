@@ -32,6 +32,7 @@ from lhtrio.manager.policy import number, volume_policy
 from lhtrio.manager.scheduler import NodeView
 from lhtrio.manager.volume_status import (
     engine_modes,
+    forget_instance,
     may_come_back,
     reusable_now,
     scheduled_condition,
@@ -39,7 +40,7 @@ from lhtrio.manager.volume_status import (
 )
 from lhtrio.models.cluster import Engine, Replica, Volume
 from lhtrio.models.cluster.engine import engine_name
-from lhtrio.models.cluster.instance import DesireState, InstanceState
+from lhtrio.models.cluster.instance import DesireState
 from lhtrio.models.cluster.replica import ReplicaSpec
 from lhtrio.models.cluster.volume import Robustness, VolumeState, VolumeStatus
 from lhtrio.models.volume import Mode
@@ -143,17 +144,13 @@ def _reuse(work: PlanPass, missing: int) -> int:
             and replica.spec.volume_size == work.volume.spec.size  # (it missed no expansion)
             and reusable_now(replica, modes, work.nodes)
         ):
-            # what is known of its instance is from before it failed: its node reports anew
-            status = attrs.evolve(
-                replica.status, current_state=InstanceState.STOPPED, ip="", port=0, started=False
-            )
             spec = attrs.evolve(
                 replica.spec,
                 failed_at=None,
                 desire_state=DesireState.RUNNING,
                 rebuild_retry_count=replica.spec.rebuild_retry_count + 1,
             )
-            work.set_replica(attrs.evolve(replica, status=status), spec)
+            work.set_replica(forget_instance(replica), spec)
             reused += 1
     return reused
 

@@ -42,6 +42,7 @@ __all__ = [
     "engine_stopped",
     "fail",
     "faulted",
+    "forget_instance",
     "may_come_back",
     "observe",
     "replica_ready",
@@ -119,6 +120,17 @@ def fail(replica: Replica, now: dt.datetime) -> Replica:
         replica.spec, failed_at=now, last_failed_at=now, desire_state=DesireState.STOPPED
     )
     return attrs.evolve(replica, spec=spec)
+
+
+def forget_instance(replica: Replica) -> Replica:
+    """``replica`` brought back from failed: what its status tells of its instance is from before
+    it failed (it is restarting, most likely on another port), so it is forgotten until its node
+    reports the instance anew. Linking the old address would leave it out of a salvage's choice
+    or fail its rebuild."""
+    status = attrs.evolve(
+        replica.status, current_state=InstanceState.STOPPED, ip="", port=0, started=False
+    )
+    return attrs.evolve(replica, status=status)
 
 
 def faulted(replicas: Iterable[Replica], modes: Mapping[str, Mode]) -> bool:

@@ -5,24 +5,27 @@ node's instance manager."""
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import attrs
 import trio
 
 from lhtrio.clients.node import NodeClient
 from lhtrio.clients.replica import ReplicaClient
-from lhtrio.manager.instance_control import modes_by_name
+from lhtrio.manager.instance_control import InstanceControl, modes_by_name
 from lhtrio.manager.objects import Objects
 from lhtrio.manager.store.memory import MemoryStore
 from lhtrio.models.cluster import Engine, ObjectMeta, Replica
 from lhtrio.models.cluster.engine import EngineSpec, EngineStatus
 from lhtrio.models.cluster.instance import DesireState, InstanceState
-from lhtrio.models.cluster.replica import ReplicaSpec
+from lhtrio.models.cluster.replica import ReplicaSpec, ReplicaStatus
 from lhtrio.models.cluster.validate import ClusterObject
+from lhtrio.models.instance import Instance, InstanceKind
+from lhtrio.models.instance import InstanceState as InstanceModelState
+from lhtrio.models.times import wall_now
 from lhtrio.models.volume import Mode
 from lhtrio.net import Address, open_rpc_client
 from lhtrio.node.server import serve_node
@@ -309,3 +312,76 @@ async def test_an_engine_reports_the_rebuild_of_a_replica_it_adds(tmp_path: Path
         assert (status.is_rebuilding, status.state, status.progress) == (False, "done", 100)
         assert status.from_replica_address == f"tcp://{addresses['v-r-00000001']}"
         assert status.done_bytes == status.total_bytes
+
+
+def running_instance(name: str, kind: InstanceKind, port: int) -> Instance:
+    return Instance(
+        name=name,
+        type=kind,
+        volume="v",
+        size=4 * MiB,
+        state=InstanceModelState.RUNNING,
+        port=port,
+        address=f"tcp://127.0.0.1:{port}",
+    )
+
+
+class _LookingWhileChanged:
+    """A node's instance manager whose answer comes while the volume's plan changes the object
+    (``change``): what it tells (``seen``) is of the instance from before that change."""
+
+    def __init__(self, seen: Instance, change: Callable[[], Awaitable[object]]) -> None:
+        self.seen = seen
+        self.change = change
+
+    async def get(self, name: str) -> Instance:
+        await self.change()
+        return self.seen
+
+
+async def test_a_replica_status_seen_before_its_spec_changed_is_not_written() -> None:
+    """The plan brings a failed replica back (its instance is restarting on another port) while
+    its node looks at the old instance: the old address is not written over the change (a
+    salvage would link it); the reconcile the change brings reports the instance anew."""
+    objects = Objects(MemoryStore())
+    name = "v-r-00000001"
+    await objects.create(replica(name))
+
+    def unfail(r: Replica) -> Replica:
+        return attrs.evolve(r, spec=attrs.evolve(r.spec, last_failed_at=wall_now()))
+
+    old = running_instance(name, InstanceKind.REPLICA, 42100)
+    node = _LookingWhileChanged(old, lambda: objects.change(Replica, name, unfail))
+    await InstanceControl(objects, "n1", cast(NodeClient, node)).reconcile_replica(name)
+    assert (await objects.get(Replica, name)).status == ReplicaStatus()
+
+    node.change = trio.lowlevel.checkpoint  # nothing changes while it looks: written
+    await InstanceControl(objects, "n1", cast(NodeClient, node)).reconcile_replica(name)
+    status = (await objects.get(Replica, name)).status
+    assert (status.current_state, status.port) == (InstanceState.RUNNING, 42100)
+
+
+async def test_a_salvage_asked_again_is_not_marked_done_by_the_engine_seen_before() -> None:
+    """Every replica failed again under an engine that salvaged before: the plan asks for a new
+    salvage (``salvage_executed`` cleared; the request itself never was withdrawn) while the node
+    looks at that engine. It was started with salvage, but not the salvage asked for now: the
+    request stays open, so the plan does not take the old engine's modes for its outcome."""
+    objects = Objects(MemoryStore())
+    done = engine_of({"v-r-00000001": "127.0.0.1:42100"}, salvage=True)
+    await objects.create(attrs.evolve(done, status=EngineStatus(salvage_executed=True)))
+
+    def ask_again(e: Engine) -> Engine:
+        return attrs.evolve(e, status=attrs.evolve(e.status, salvage_executed=False))
+
+    salvaged_before = attrs.evolve(
+        running_instance("v-e-0", InstanceKind.ENGINE, 42101),
+        replicas=["tcp://127.0.0.1:42100"],
+        health="healthy",
+        replica_modes={"tcp://127.0.0.1:42100": Mode.RW},
+        salvage=True,
+    )
+    node = _LookingWhileChanged(salvaged_before, lambda: objects.change(Engine, "v-e-0", ask_again))
+    await InstanceControl(objects, "n1", cast(NodeClient, node)).reconcile_engine("v-e-0")
+    engine = await objects.get(Engine, "v-e-0")
+    assert not engine.status.salvage_executed
+    assert engine.status.replica_mode_map == {}

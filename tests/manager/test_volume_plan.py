@@ -130,6 +130,8 @@ class Sim:
             return
         was = engine.status
         salvaging = engine.spec.salvage_requested and not was.salvage_executed
+        if salvaging and not engine.spec.replica_address_map:
+            return  # a salvage waits for replicas to choose from: the node starts nothing yet
         fresh = salvaging or was.current_state is not InstanceState.RUNNING
         modes = {}
         for name in engine.spec.replica_address_map:
@@ -484,6 +486,32 @@ def test_every_replica_err_with_auto_salvage_asks_the_engine_to_salvage() -> Non
     assert sim.engine is not None
     assert not sim.engine.spec.salvage_requested  # done: withdrawn
     assert sim.status == (VolumeState.ATTACHED, Robustness.HEALTHY, "n1")
+
+
+def test_auto_salvage_links_no_address_of_the_failed_instances() -> None:
+    """The replicas auto-salvage brings back restart, most likely on other ports: what their
+    status told of their instances is forgotten, and the engine to salvage links none of them
+    until each node reports its replica anew (a dead address would leave that replica, perhaps
+    the one holding the newest writes, out of the salvage's choice)."""
+    sim = attached()
+    before = {name: (r.status.ip, r.status.port) for name, r in sim.replicas.items()}
+    sim.engine_reports(R1=Mode.ERR, R2=Mode.ERR, R3=Mode.ERR)
+    plan = sim.plan()
+    assert plan.engine is not None
+    assert plan.engine.spec.salvage_requested
+    assert plan.engine.spec.replica_address_map == {}
+    assert {r.meta.name for r in plan.update_replicas} == {R1, R2, R3}
+    for replica in plan.update_replicas:
+        assert replica.status.current_state is InstanceState.STOPPED
+        assert (replica.status.ip, replica.status.port) == ("", 0)
+    sim.apply(plan)
+    assert sim.plan().engine is None  # still nothing to link: the nodes have not reported
+    sim.instances()  # now they have (this simulator keeps each replica's port)
+    plan = sim.plan()
+    assert plan.engine is not None
+    assert {n: tuple(a.split(":")) for n, a in plan.engine.spec.replica_address_map.items()} == {
+        n: (ip, str(port)) for n, (ip, port) in before.items()
+    }
 
 
 def test_every_replica_err_without_auto_salvage_leaves_the_volume_faulted() -> None:
