@@ -16,12 +16,17 @@ the test layers, a per-test timeout, and a real etcd for the tests that need one
 (``etcd_server``, ``etcd_url``), on free loopback ports with its data in a temporary directory,
 and is stopped by its PID at the end; each test gets a key prefix of its own
 (``etcd://HOST:PORT/PREFIX``), so tests never see each other's objects. Without the ``etcd``
-program those tests fail saying what to install: they are never skipped. A hang fails the test after
-``timeout`` seconds (pytest-timeout, ``[tool.pytest.ini_options]``) instead of eating the CI run.
+program those tests fail saying what to install: they are never skipped.
+
+**Hangs.** A trio test still running after :data:`tests.hangs.HANG_AFTER` seconds is cancelled
+and fails with where each of its tasks waited (:mod:`tests.hangs`); any test still running after
+``timeout`` seconds (pytest-timeout, ``[tool.pytest.ini_options]``) fails too, instead of eating
+the CI run.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import uuid
 from collections.abc import Iterator
@@ -32,6 +37,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from lhtrio.node.local_etcd import LocalEtcd, local_etcd
+from tests.hangs import run_watched
 
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
@@ -80,6 +86,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.relative_to(HERE).as_posix() in REAL_MODULES:
             item.add_marker(pytest.mark.real)
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            # first among the trio marks: pytest-trio runs the test under the watchdog
+            item.add_marker(pytest.mark.trio(run=run_watched), append=False)
 
 
 @pytest.fixture(scope="session")
