@@ -16,7 +16,15 @@ import time
 
 from lhtrio.sim.data import run_data_schedule
 
-_FAULTS = ("kill-replica", "kill-engine", "partition", "reset", "loss")
+_FAULTS = (
+    "kill-replica",
+    "power-loss",
+    "kill-engine",
+    "power-loss-all",
+    "partition",
+    "reset",
+    "loss",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,13 +17,18 @@ calls), and dying with the engine as an NBD connection would.
    to rebuild it: ``replica rm`` + ``replica add``, what the manager would do); the engine killed
    and started again over the same three replicas (it chooses which are current, as after a
    node's crash); a partition between the engine and a replica (shorter or longer than the
-   engine's 8 s timeout), healed later; every connection of a link reset; a lossy link.
-3. At the end everything is healed and running; the engine is killed once more and a new one
-   started over the three replicas (the path where a stale replica could be chosen), and every
-   written block is read back through it and judged by :func:`lhtrio.verify.model.check`.
+   engine's 8 s timeout), healed later; every connection of a link reset; a lossy link. A third
+   of the replica kills are **power losses** instead, and a quarter of the engine kills lose the
+   power of every host (the engine and the three replicas): the replicas' directories are
+   volatile disks (:mod:`lhtrio.sim.disks`), and a power loss leaves them holding only what was
+   synced. These choices come from a generator of their own (``lhtrio-sim-power-SEED``).
+3. At the end everything is healed and running; the engine is killed once more, or (half of the
+   schedules) every host loses power and the replicas start again; a new engine starts over the
+   three replicas (the path where a stale replica could be chosen), and every written block is
+   read back through it and judged by :func:`lhtrio.verify.model.check`. A replica that does
+   not open again after a power loss is a violation.
 
-Not simulated: power loss (a killed replica keeps what it wrote, as a killed process's page cache
-does; no file layer drops unflushed writes), disk errors, the NBD protocol itself.
+Not simulated: disk errors, full disks, the NBD protocol itself.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from lhtrio.net import Address, open_rpc_client
 from lhtrio.net.network import NETWORK
 from lhtrio.replica.server import serve_replica
 from lhtrio.sim.determinism import run_seeded
+from lhtrio.sim.disks import VolatileDisks, volatile_disks
 from lhtrio.sim.network import HOST, LinkFaults, SimNetwork
 from lhtrio.sim.processes import SimProcess, Trace
 from lhtrio.verify.model import NEVER, History, Report, check
@@ -146,7 +152,11 @@ class _Cluster:
     nursery: trio.Nursery
     replicas: list[SimProcess]
     engine: SimProcess
+    disks: VolatileDisks
+    roots: list[str]
+    power: random.Random  # which kills are power losses (apart: the other draws stay the same)
     faults: Counter[str] = attrs.field(factory=Counter)
+    unopened: list[str] = attrs.field(factory=list)  # replicas that did not open after a loss
 
     @property
     def addresses(self) -> list[str]:
@@ -173,24 +183,56 @@ class _Cluster:
         except (LhtrioError, trio.TooSlowError) as exc:
             self.trace.add(f"rebuild of {address} not started: {type(exc).__name__}")
 
+    async def lose_all_power(self) -> None:
+        """Every host at once (nobody hears of the others' loss): the disks keep what was
+        synced; nothing is started again."""
+        for root in self.roots:
+            self.disks.power_off(root)
+        for process in (self.engine, *self.replicas):
+            self.net.crash(process.host)
+        for process in (self.engine, *self.replicas):
+            await process.kill()
+        for root in self.roots:
+            self.disks.power_on(root)
+
+    async def start_replica(self, i: int, *, after_power_loss: bool) -> None:
+        replica = self.replicas[i]
+        if await replica.start(self.nursery) is None and after_power_loss:
+            self.unopened.append(f"replica {replica.host} did not open after a power loss: "
+                                 f"{replica.error}")  # fmt: skip
+
     async def inject(self) -> None:
         rng, net = self.rng, self.net
         kind = rng.choice(
             ("kill-replica", "kill-replica", "kill-engine", "partition", "partition", "reset",
              "loss")
         )  # fmt: skip
+        if kind == "kill-replica" and self.power.random() < 1 / 3:
+            kind = "power-loss"
+        elif kind == "kill-engine" and self.power.random() < 1 / 4:
+            kind = "power-loss-all"
         self.faults[kind] += 1
         i = rng.randrange(len(REPLICA_HOSTS))
         host = REPLICA_HOSTS[i]
-        self.trace.add(f"fault {kind} {host if kind != 'kill-engine' else ENGINE_HOST}")
-        if kind == "kill-replica":
+        self.trace.add(f"fault {kind} {host if 'engine' not in kind else ENGINE_HOST}")
+        if kind in ("kill-replica", "power-loss"):
+            if kind == "power-loss":
+                self.disks.power_off(self.roots[i])
             await self.replicas[i].kill()
+            if kind == "power-loss":
+                self.disks.power_on(self.roots[i])
             await trio.sleep(rng.uniform(0.5, 6))
-            await self.replicas[i].start(self.nursery)
+            await self.start_replica(i, after_power_loss=kind == "power-loss")
             await self.rebuild(self.addresses[i])
         elif kind == "kill-engine":
             await self.engine.kill()
             await trio.sleep(rng.uniform(0.1, 3))
+            await self.engine.start(self.nursery)
+        elif kind == "power-loss-all":
+            await self.lose_all_power()
+            await trio.sleep(rng.uniform(0.1, 3))
+            for n in range(len(self.replicas)):
+                await self.start_replica(n, after_power_loss=True)
             await self.engine.start(self.nursery)
         elif kind == "partition":
             net.partition(ENGINE_HOST, host, both=rng.random() < 0.7)
@@ -223,8 +265,11 @@ def _replica(directory: str, host: str, *, task_status: trio.TaskStatus[str]) ->
     )  # fmt: skip
 
 
-async def _read_back(history: History, trace: Trace, cluster: _Cluster) -> Report | str:
-    """Kill the engine, start a fresh one over the three replicas, read every block."""
+async def _read_back(
+    history: History, trace: Trace, cluster: _Cluster, *, power_loss: bool
+) -> Report | str:
+    """Kill the engine (or, with ``power_loss``, cut every host's power and start the replicas
+    again), start a fresh one over the three replicas, read every block."""
     result: list[Report | str] = []
 
     async def reader(
@@ -241,7 +286,13 @@ async def _read_back(history: History, trace: Trace, cluster: _Cluster) -> Repor
         await shutdown.wait()
 
     done = trio.Event()
-    await cluster.engine.kill()
+    if power_loss:
+        cluster.trace.add("final power loss")
+        await cluster.lose_all_power()
+        for n in range(len(cluster.replicas)):
+            await cluster.start_replica(n, after_power_loss=True)
+    else:
+        await cluster.engine.kill()
     final = SimProcess(
         "engine-final", ENGINE_HOST, cluster.net, trace,
         functools.partial(_engine, cluster.addresses, reader),
@@ -259,16 +310,23 @@ def run_data_schedule(
 ) -> DataOutcome:
     """Run schedule ``seed`` (about ``duration`` simulated seconds of faults); replica files go
     to a fresh directory under ``root`` (default: /dev/shm if it exists, else the temp dir)."""
-    with tempfile.TemporaryDirectory(prefix=f"lhtrio-sim-{seed}-", dir=root or _shm()) as tmp:
-        outcome = run_seeded(seed, functools.partial(_schedule, seed, duration, tmp))
+    with (
+        tempfile.TemporaryDirectory(prefix=f"lhtrio-sim-{seed}-", dir=root or _shm()) as tmp,
+        volatile_disks(_roots(tmp), f"{tmp}/durable") as disks,
+    ):
+        outcome = run_seeded(seed, functools.partial(_schedule, seed, duration, tmp, disks))
     return outcome if trace else attrs.evolve(outcome, trace=())
+
+
+def _roots(tmp: str) -> list[str]:
+    return [f"{tmp}/{h}" for h in REPLICA_HOSTS]
 
 
 def _shm() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
-async def _schedule(seed: int, duration: float, tmp: str) -> DataOutcome:
+async def _schedule(seed: int, duration: float, tmp: str, disks: VolatileDisks) -> DataOutcome:
     rng = random.Random(f"lhtrio-sim-data-{seed}")
     net = SimNetwork(random.Random(f"lhtrio-sim-net-{seed}"))
     NETWORK.set(net)
@@ -277,15 +335,17 @@ async def _schedule(seed: int, duration: float, tmp: str) -> DataOutcome:
     history = History(run=seed & 0xFFFFFFFF, blocks=BLOCKS)
     client = _Client(history, random.Random(f"lhtrio-sim-client-{seed}"), trace)
     async with trio.open_nursery() as nursery:
+        roots = _roots(tmp)
         replicas = [
-            SimProcess(f"replica-{h}", h, net, trace, functools.partial(_replica, f"{tmp}/{h}", h))
-            for h in REPLICA_HOSTS
+            SimProcess(f"replica-{h}", h, net, trace, functools.partial(_replica, root, h))
+            for h, root in zip(REPLICA_HOSTS, roots, strict=True)
         ]
         addresses = [str(Address(host=h, port=REPLICA_PORT)) for h in REPLICA_HOSTS]
         engine = SimProcess(
             "engine", ENGINE_HOST, net, trace, functools.partial(_engine, addresses, client.serve)
         )
-        cluster = _Cluster(net, trace, rng, nursery, replicas, engine)
+        power = random.Random(f"lhtrio-sim-power-{seed}")
+        cluster = _Cluster(net, trace, rng, nursery, replicas, engine, disks, roots, power)
         for replica in replicas:
             await replica.start(nursery)
         await engine.start(nursery)
@@ -297,7 +357,10 @@ async def _schedule(seed: int, duration: float, tmp: str) -> DataOutcome:
         for replica in replicas:
             if not replica.running:
                 await replica.start(nursery)
-        outcome = await _read_back(history, trace, cluster)
+        final_power_loss = power.random() < 1 / 2
+        if final_power_loss:
+            cluster.faults["power-loss-all"] += 1
+        outcome = await _read_back(history, trace, cluster, power_loss=final_power_loss)
         for replica in replicas:
             await replica.kill()
         nursery.cancel_scope.cancel()
@@ -305,7 +368,7 @@ async def _schedule(seed: int, duration: float, tmp: str) -> DataOutcome:
     if isinstance(outcome, Report):
         violations = tuple(
             f"block {v.block}: {v.kind.value}: {v.detail}" for v in outcome.violations
-        )
+        ) + tuple(cluster.unopened)
         for v in violations:
             trace.add(f"violation {v}")
         common.update(
@@ -323,7 +386,7 @@ async def _schedule(seed: int, duration: float, tmp: str) -> DataOutcome:
             acked_writes=sum(w.acked != NEVER for w in history.writes),
             durable_writes=0,
             checked_blocks=0,
-            violations=(),
+            violations=tuple(cluster.unopened),
             unavailable=outcome,
         )
     return DataOutcome(

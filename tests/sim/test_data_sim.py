@@ -18,12 +18,14 @@ SCHEDULES = int(os.environ.get("LHTRIO_SIM_SCHEDULES", "20"))
 
 
 def test_a_seed_replays_exactly() -> None:
-    first = run_data_schedule(4, duration=20.0, trace=True)
-    again = run_data_schedule(4, duration=20.0, trace=True)
+    first = run_data_schedule(11, duration=20.0, trace=True)
+    again = run_data_schedule(11, duration=20.0, trace=True)
     assert first.trace == again.trace
     assert first.trace_hash == again.trace_hash
     assert first.ok, (first.violations, first.unavailable)
     assert sum(first.faults.values()) >= 3
+    assert first.faults.get("power-loss")
+    assert first.faults.get("power-loss-all")
     assert first.checked_blocks == 64
     assert first.durable_writes > 100
     other = run_data_schedule(5, duration=20.0)
@@ -36,6 +38,7 @@ def test_a_batch_of_schedules_has_no_violation(capsys: pytest.CaptureFixture[str
     assert f"{SCHEDULES} schedules (seeds 1000-{1000 + SCHEDULES - 1})" in out
     assert ", 0 violations;" in out
     assert "kill-engine" in out.splitlines()[0]
+    assert "power-loss-all" in out.splitlines()[0]
 
 
 def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
