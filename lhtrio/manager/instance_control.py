@@ -17,9 +17,10 @@ a rebuild); and while a replica is rebuilt, every second, to read the rebuild's 
 
 Each reconcile is level-triggered (it compares the object with the instance as it is now) and
 writes status with :meth:`~lhtrio.manager.objects.Objects.change`, so it never overwrites a change
-of the spec it did not see, and only while the spec is the one it read: a spec changed meanwhile
-brings a reconcile of its own, and what was seen of the instance before may be of one that is
-gone. An instance whose object is gone is stopped.
+of the spec it did not see, and only while the object asks what it asked when read (its spec;
+an engine's ``salvage_executed`` too): a change meanwhile brings a reconcile of its own, and what
+was seen of the instance before may be of one that is gone. An instance whose object is gone is
+stopped.
 """
 
 from __future__ import annotations
@@ -303,11 +304,11 @@ REBUILD_POLL = 1.0
 def _if_still_asked(
     read: _Instanced, apply: Callable[[_Instanced], _Instanced]
 ) -> Callable[[_Instanced], _Instanced]:
-    """``apply`` (a status seen for the object as ``read``), but only to the object with the spec
-    it was computed for. A spec that changed meanwhile (a replica un-failed, a salvage asked
-    again) comes with a reconcile of its own that reads the instance anew; writing what was seen
-    before it would tell of an instance that may be gone (a salvage would link a dead address,
-    or count as done before it ran)."""
+    """``apply`` (a status seen for the object as ``read``), but only to an object that still
+    asks what it asked then (:func:`_asked`). One that changed meanwhile (a replica un-failed, a
+    salvage asked again) comes with a reconcile of its own that reads the instance anew; writing
+    what was seen before would tell of an instance that may be gone (a salvage would link a dead
+    address, or count as done before it ran)."""
 
     def guarded(current: _Instanced) -> _Instanced:
         return apply(current) if _asked(current) == _asked(read) else current
