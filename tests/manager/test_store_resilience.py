@@ -197,14 +197,23 @@ async def test_a_watch_whose_server_stays_away_fails_with_a_storage_error(
 
 @attrs.define
 class Lists:
-    """A store that counts its lists (how often the runner listed) and is otherwise ``inner``."""
+    """A store that counts its lists (how often the runner listed), tells when a watch is open
+    (``watching``: the store checked that it keeps the watch's revision), and is otherwise
+    ``inner``."""
 
     inner: Store
     lists: int = 0
+    watching: trio.Event = attrs.field(factory=trio.Event)
 
     async def list(self, kind: str, *, labels: Mapping[str, str] | None = None) -> Listing:
         self.lists += 1
         return await self.inner.list(kind, labels=labels)
+
+    @asynccontextmanager
+    async def watch(self, kind: str, revision: int) -> AsyncIterator[AsyncIterator[WatchEvent]]:
+        async with self.inner.watch(kind, revision) as events:
+            self.watching.set()
+            yield events
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
@@ -248,6 +257,7 @@ async def test_a_watcher_compacted_past_while_away_lists_again_and_converges(
             run = functools.partial(runner.run_reconciler, counted, "Volume", reconcile)  # type: ignore[arg-type]
             await nursery.start(functools.partial(run, resync=1e6))
             await seen.until({"a": {"n": "0"}, "b": {"n": "0"}})
+            await counted.watching.wait()  # (cut while the watch starts, it would list at once)
 
             proxy.down()
             await writer.update(relabelled(a, n="1"))
