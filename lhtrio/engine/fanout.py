@@ -149,7 +149,9 @@ class Fanouts:
         self._fail = links.fail
         self._nursery = links.nursery
         self._left = left
-        self._inflight: set[Fanout] = set()  # watched for stalls
+        # watched for stalls, oldest first (a dict, not a set: the order of the failures and
+        # answers a stall brings must not depend on where the fan-outs sit in memory)
+        self._inflight: dict[Fanout, None] = {}
         self._watched = False  # the links' watchdog checks them
         self.wrote = False
         self._wrote: trio.Event | None = None  # see written()
@@ -233,7 +235,7 @@ class Fanouts:
             pending.owner = fanout
             fanout.waiting[pending] = member
         if fanout.waiting:
-            self._inflight.add(fanout)
+            self._inflight[fanout] = None
             if not self._watched:
                 self._watched = True
                 self._links.watch(self.fail_stalled)
@@ -275,7 +277,7 @@ class Fanouts:
             self._settle(fanout)
 
     def _settle(self, fanout: Fanout) -> None:
-        self._inflight.discard(fanout)
+        self._inflight.pop(fanout, None)
         if fanout.flush is not None:
             self.dirty.flushed(fanout.flush)  # answered by every replica still writing
             if fanout.flush_number > self._flushes_done:

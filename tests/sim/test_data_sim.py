@@ -32,6 +32,17 @@ def test_a_seed_replays_exactly() -> None:
     assert other.trace_hash != first.trace_hash
 
 
+def test_a_seed_replays_exactly_after_other_schedules() -> None:
+    """Seed 331 (a partition past the replica timeout) ran one way alone and another after seed
+    330 in the same process: the engine failed its stalled fan-outs in the order of a set, which
+    is where they sit in memory. It fails them oldest first now."""
+    alone = run_data_schedule(331, trace=True)
+    for before in (330, 329, 328):  # (each one moves where the next run's objects sit)
+        run_data_schedule(before, duration=10.0)
+        after = run_data_schedule(331, trace=True)
+        assert after.trace == alone.trace, before
+
+
 def test_a_batch_of_schedules_has_no_violation(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--schedules", str(SCHEDULES), "--seed", "1000", "--duration", "20"]) == 0
     out = capsys.readouterr().out
