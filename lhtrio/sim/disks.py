@@ -31,13 +31,13 @@ import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any
 
 import attrs
 
-__all__ = ["VolatileDisks", "volatile_disks"]
+from lhtrio.replica import fs
 
-_CHUNK: Final = 1 << 20
+__all__ = ["VolatileDisks", "volatile_disks"]
 
 
 @attrs.define(eq=False)
@@ -170,31 +170,10 @@ def _copy_sparse(source: str, target: str) -> None:
     try:
         dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            size = os.fstat(src).st_size
-            os.ftruncate(dst, size)
-            for start, end in _extents(src, size):
-                offset = start
-                while offset < end:
-                    chunk = os.pread(src, min(_CHUNK, end - offset), offset)
-                    if not chunk:
-                        break
-                    os.pwrite(dst, chunk, offset)
-                    offset += len(chunk)
+            os.ftruncate(dst, os.fstat(src).st_size)
+            for offset, length in fs.data_extents(src):
+                fs.copy_range(src, dst, offset, length)
         finally:
             os.close(dst)
     finally:
         os.close(src)
-
-
-def _extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    offset = 0
-    while offset < size:
-        try:
-            start = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # only a hole from here
-                return
-            raise
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-        yield start, end
-        offset = end
